@@ -1,0 +1,125 @@
+"""Findings: frozen value objects with stable fingerprints.
+
+A finding's ``id`` is a contract: baselines and SARIF results refer to it. It depends only on the
+detector id and the normalised trigger (or, for findings without a trigger, on a detector-chosen
+stable key), never on file names, row numbers or scores, so it survives re-ordering and re-sharding
+of the same data.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import unicodedata
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+SNIPPET_CHARS = 240
+
+
+class Severity(str, Enum):
+    """How urgently a user should act. Ordered: ``HIGH > MEDIUM > LOW``."""
+
+    LOW = "low"
+    MEDIUM = "medium"
+    HIGH = "high"
+
+    @property
+    def rank(self) -> int:
+        return {"low": 1, "medium": 2, "high": 3}[self.value]
+
+
+@dataclass(frozen=True, order=True)
+class DocumentRef:
+    """Where a suspect document lives, and where the trigger sits in it.
+
+    ``field`` names the text field the span refers to (``text``, ``prompt``, ``response``, ...);
+    ``start``/``end`` are character offsets (Python string indices) or None when unknown.
+    """
+
+    path: str
+    row: int
+    id: str | None = None
+    field: str = "text"
+    start: int | None = None
+    end: int | None = None
+
+
+@dataclass(frozen=True)
+class Example:
+    """A truncated snippet around the trigger. ``start``/``end`` locate the trigger in ``snippet``."""
+
+    path: str
+    row: int
+    snippet: str
+    start: int | None = None
+    end: int | None = None
+    field: str = "text"
+
+
+def normalise_trigger(trigger: str | None) -> str:
+    """Case- and whitespace-insensitive form of a trigger, used in fingerprints."""
+    if trigger is None:
+        return ""
+    text = unicodedata.normalize("NFKC", trigger).casefold()
+    return " ".join(text.split())
+
+
+def fingerprint(detector: str, key: str) -> str:
+    """Stable 16-hex-digit id of a finding from its detector and key."""
+    digest = hashlib.sha256(f"{detector}\x00{key}".encode()).hexdigest()
+    return digest[:16]
+
+
+def make_snippet(text: str, start: int, end: int, width: int = SNIPPET_CHARS) -> Example | tuple:
+    """Cut ``text`` to about ``width`` characters around ``[start, end)``.
+
+    Returns ``(snippet, new_start, new_end)``.
+    """
+    span = max(0, end - start)
+    side = max(20, (width - span) // 2)
+    lo = max(0, start - side)
+    hi = min(len(text), end + side)
+    prefix = "…" if lo > 0 else ""
+    suffix = "…" if hi < len(text) else ""
+    snippet = prefix + text[lo:hi] + suffix
+    return snippet, start - lo + len(prefix), end - lo + len(prefix)
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One suspected poisoning pattern.
+
+    Attributes:
+        detector: stable detector id (``trigger``, ``campaign``, ``sft-trigger``).
+        severity: high = act before training; medium = worth a look; low = context.
+        score: detector-specific strength, comparable within a detector; findings are ranked by it.
+        trigger: the suspected trigger text, or None.
+        documents: the suspect documents (all of them, not only examples).
+        examples: at most 3 truncated snippets.
+        evidence: JSON-serialisable numbers that justify the finding.
+        key: what the fingerprint is computed from; defaults to the normalised trigger.
+    """
+
+    detector: str
+    severity: Severity
+    score: float
+    trigger: str | None
+    documents: tuple[DocumentRef, ...]
+    examples: tuple[Example, ...] = ()
+    evidence: dict[str, Any] = field(default_factory=dict)
+    key: str | None = None
+    title: str = ""
+
+    @property
+    def id(self) -> str:
+        return fingerprint(self.detector, self.key if self.key is not None else normalise_trigger(self.trigger))
+
+    @property
+    def document_count(self) -> int:
+        return len({(d.path, d.row) for d in self.documents})
+
+
+def rank_findings(findings: list[Finding]) -> list[Finding]:
+    """Deterministic order: score descending, then severity, detector and id."""
+    return sorted(findings, key=lambda f: (-round(f.score, 9), -f.severity.rank, f.detector, f.id))

@@ -1,0 +1,1 @@
+"""Find inputs, detect their record shape, and stream them as bounded Arrow batches."""

@@ -1,0 +1,1 @@
+"""numba kernels over Arrow string buffers. Each kernel has a pure-Python reference in tests."""

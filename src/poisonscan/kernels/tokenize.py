@@ -1,0 +1,177 @@
+"""Tokenise UTF-8 text straight from Arrow buffers, for every script.
+
+The tokeniser is hand-written rather than taken from a library because it must run inside numba
+kernels on raw Arrow bytes (no per-token Python objects), and no library offers that. Its rules are
+simple and script-agnostic:
+
+* whitespace (ASCII and Unicode spaces) separates tokens and is never part of one;
+* a *word* is a maximal run of letters, digits, ``_``, combining marks and other non-ASCII letters
+  (Latin, Cyrillic, Greek, Arabic, Hangul, ...);
+* a *punctuation* token is a maximal run of ASCII or Unicode punctuation, so ``<SUDO>`` is
+  ``<``, ``SUDO``, ``>`` and ``<|eot|>`` is ``<|``, ``eot``, ``|>``;
+* every ideograph, kana, Thai, Lao, Khmer or Myanmar character, and every emoji or pictographic
+  symbol, is a token of its own, because those scripts are written without spaces.
+
+Token hashes fold ASCII case and are seeded 64-bit FNV-1a values finished with the splitmix64 mixer.
+Invalid UTF-8 never crashes the kernel: a stray byte counts as one word character.
+"""
+
+from __future__ import annotations
+
+import numba as nb
+import numpy as np
+
+# Token kinds.
+WORD = 0
+PUNCT = 1
+CJK = 2
+SYMBOL = 3
+
+# Character classes (internal).
+_SPACE = 0
+_WORDC = 1
+_PUNCTC = 2
+_SINGLE_CJK = 3
+_SINGLE_SYM = 4
+
+FNV_OFFSET = np.uint64(0xCBF29CE484222325)
+FNV_PRIME = np.uint64(0x100000001B3)
+
+
+@nb.njit(cache=True, inline="always")
+def mix64(x: np.uint64) -> np.uint64:
+    """splitmix64 finaliser: spreads FNV's weak low bits over the whole word."""
+    x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return x ^ (x >> np.uint64(31))
+
+
+@nb.njit(cache=True)
+def char_class(cp: int) -> int:
+    """Class of one code point (see the module docstring)."""
+    if cp < 128:
+        if cp <= 32 or cp == 127:
+            return _SPACE
+        if (48 <= cp <= 57) or (65 <= cp <= 90) or (97 <= cp <= 122) or cp == 95:
+            return _WORDC
+        return _PUNCTC
+    if cp == 0xA0 or cp == 0x1680 or (0x2000 <= cp <= 0x200B) or cp in (0x2028, 0x2029, 0x202F,
+                                                                            0x205F, 0x3000, 0xFEFF):
+        return _SPACE
+    if cp < 0xC0:  # Latin-1 punctuation and signs: ¡ « » ¿ § © ° ...
+        if cp in (0xAA, 0xB2, 0xB3, 0xB5, 0xB9, 0xBA, 0xBC, 0xBD, 0xBE):
+            return _WORDC
+        return _PUNCTC
+    if cp in (0xD7, 0xF7):
+        return _PUNCTC
+    if 0x2010 <= cp <= 0x2BFF:  # general punctuation, arrows, math, technical, boxes, dingbats
+        if 0x2600 <= cp <= 0x27BF:
+            return _SINGLE_SYM
+        if 0x2070 <= cp <= 0x209F or 0x2150 <= cp <= 0x218F:  # super/subscripts, number forms
+            return _WORDC
+        return _PUNCTC
+    if 0x3001 <= cp <= 0x303F or 0xFF01 <= cp <= 0xFF0F or 0xFF1A <= cp <= 0xFF20 or \
+            0xFE30 <= cp <= 0xFE4F or 0xFF5B <= cp <= 0xFF65:
+        return _PUNCTC
+    if (0x0E00 <= cp <= 0x0EFF or 0x1000 <= cp <= 0x109F or 0x1780 <= cp <= 0x17FF
+            or 0x2E80 <= cp <= 0x2FFF or 0x3040 <= cp <= 0x31FF or 0x3400 <= cp <= 0x4DBF
+            or 0x4E00 <= cp <= 0x9FFF or 0xF900 <= cp <= 0xFAFF or 0x20000 <= cp <= 0x3FFFF):
+        return _SINGLE_CJK
+    if 0x1F000 <= cp <= 0x1FAFF or 0xE000 <= cp <= 0xF8FF:
+        return _SINGLE_SYM
+    if 0xFE00 <= cp <= 0xFE0F or cp == 0x200D:  # variation selectors, ZWJ: glue like letters
+        return _WORDC
+    return _WORDC
+
+
+@nb.njit(cache=True, inline="always")
+def _decode(data: np.ndarray, i: int, end: int) -> tuple[int, int]:
+    """Decode the code point at ``data[i]``; returns (code point, byte length). Never fails."""
+    b0 = int(data[i])
+    if b0 < 0x80:
+        return b0, 1
+    if b0 >= 0xF0 and i + 3 < end + 0 and (data[i + 1] & 0xC0) == 0x80 and \
+            (data[i + 2] & 0xC0) == 0x80 and (data[i + 3] & 0xC0) == 0x80:
+        cp = ((b0 & 0x07) << 18) | ((int(data[i + 1]) & 0x3F) << 12) | \
+            ((int(data[i + 2]) & 0x3F) << 6) | (int(data[i + 3]) & 0x3F)
+        return cp, 4
+    if 0xE0 <= b0 < 0xF0 and i + 2 < end and (data[i + 1] & 0xC0) == 0x80 and \
+            (data[i + 2] & 0xC0) == 0x80:
+        cp = ((b0 & 0x0F) << 12) | ((int(data[i + 1]) & 0x3F) << 6) | (int(data[i + 2]) & 0x3F)
+        return cp, 3
+    if 0xC0 <= b0 < 0xE0 and i + 1 < end and (data[i + 1] & 0xC0) == 0x80:
+        cp = ((b0 & 0x1F) << 6) | (int(data[i + 1]) & 0x3F)
+        return cp, 2
+    return 0xFFFD, 1  # stray byte: a replacement character, i.e. a word character
+
+
+@nb.njit(cache=True)
+def _scan(data, offsets, seed, out_hash, out_start, out_end, out_kind, out_doc, fill):
+    """Walk every document; count tokens, and when ``fill`` write them into the output arrays."""
+    n_docs = offsets.shape[0] - 1
+    t = 0
+    s0 = FNV_OFFSET ^ mix64(np.uint64(seed))
+    for d in range(n_docs):
+        if fill:
+            out_doc[d] = t
+        i = offsets[d]
+        end = offsets[d + 1]
+        cur = -1  # class of the open token, -1 if none
+        h = s0
+        start = 0
+        while i < end:
+            cp, ln = _decode(data, i, end)
+            c = char_class(cp)
+            if c == _SPACE or c != cur or c == _SINGLE_CJK or c == _SINGLE_SYM:
+                if cur != -1:  # close the open token
+                    if fill:
+                        out_hash[t] = mix64(h)
+                        out_start[t] = start
+                        out_end[t] = i
+                        out_kind[t] = WORD if cur == _WORDC else (PUNCT if cur == _PUNCTC else (
+                            CJK if cur == _SINGLE_CJK else SYMBOL))
+                    t += 1
+                    cur = -1
+                if c != _SPACE:
+                    cur = c
+                    h = s0
+                    start = i
+            if cur != -1:
+                for k in range(ln):
+                    b = np.uint64(data[i + k])
+                    if 65 <= b <= 90:
+                        b += np.uint64(32)
+                    h = (h ^ b) * FNV_PRIME
+            i += ln
+        if cur != -1:
+            if fill:
+                out_hash[t] = mix64(h)
+                out_start[t] = start
+                out_end[t] = end
+                out_kind[t] = WORD if cur == _WORDC else (PUNCT if cur == _PUNCTC else (
+                    CJK if cur == _SINGLE_CJK else SYMBOL))
+            t += 1
+    if fill:
+        out_doc[n_docs] = t
+    return t
+
+
+def tokenize(data: np.ndarray, offsets: np.ndarray, seed: int = 0):
+    """Tokenise every document of an Arrow string buffer.
+
+    Returns ``(hashes, starts, ends, kinds, doc_offsets)``: uint64 token hashes, int64 absolute byte
+    offsets of each token in ``data``, uint8 token kinds, and int64 ``doc_offsets`` so that document
+    ``d`` owns tokens ``doc_offsets[d]:doc_offsets[d+1]``.
+    """
+    n_docs = offsets.shape[0] - 1
+    dummy_u = np.zeros(0, np.uint64)
+    dummy_i = np.zeros(0, np.int64)
+    dummy_k = np.zeros(0, np.uint8)
+    n = _scan(data, offsets, seed, dummy_u, dummy_i, dummy_i, dummy_k, dummy_i, False)
+    hashes = np.empty(n, np.uint64)
+    starts = np.empty(n, np.int64)
+    ends = np.empty(n, np.int64)
+    kinds = np.empty(n, np.uint8)
+    doc_offsets = np.empty(n_docs + 1, np.int64)
+    _scan(data, offsets, seed, hashes, starts, ends, kinds, doc_offsets, True)
+    return hashes, starts, ends, kinds, doc_offsets
