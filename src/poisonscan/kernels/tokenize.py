@@ -38,7 +38,7 @@ FNV_OFFSET = np.uint64(0xCBF29CE484222325)
 FNV_PRIME = np.uint64(0x100000001B3)
 
 
-@nb.njit(cache=True, inline="always")
+@nb.njit(cache=True)
 def mix64(x: np.uint64) -> np.uint64:
     """splitmix64 finaliser: spreads FNV's weak low bits over the whole word."""
     x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
@@ -84,7 +84,19 @@ def char_class(cp: int) -> int:
     return _WORDC
 
 
-@nb.njit(cache=True, inline="always")
+def _ascii_table() -> np.ndarray:
+    table = np.full(128, _PUNCTC, dtype=np.int64)
+    table[:33] = _SPACE
+    table[127] = _SPACE
+    for lo, hi in ((48, 57), (65, 90), (97, 122), (95, 95)):
+        table[lo : hi + 1] = _WORDC
+    return table
+
+
+_ASCII_CLASS = _ascii_table()
+
+
+@nb.njit(cache=True)
 def _decode(data: np.ndarray, i: int, end: int) -> tuple[int, int]:
     """Decode the code point at ``data[i]``; returns (code point, byte length). Never fails."""
     b0 = int(data[i])
@@ -105,9 +117,24 @@ def _decode(data: np.ndarray, i: int, end: int) -> tuple[int, int]:
     return 0xFFFD, 1  # stray byte: a replacement character, i.e. a word character
 
 
+@nb.njit(cache=True, inline="always")
+def _kind(cls: int) -> int:
+    if cls == _WORDC:
+        return WORD
+    if cls == _PUNCTC:
+        return PUNCT
+    if cls == _SINGLE_CJK:
+        return CJK
+    return SYMBOL
+
+
 @nb.njit(cache=True)
 def _scan(data, offsets, seed, out_hash, out_start, out_end, out_kind, out_doc, fill):
-    """Walk every document; count tokens, and when ``fill`` write them into the output arrays."""
+    """Walk every document; count tokens, and when ``fill`` write them into the output arrays.
+
+    The ASCII path is a table lookup; only non-ASCII lead bytes pay for decoding. ``cur`` is the
+    class of the open token (``_SPACE`` when none is open).
+    """
     n_docs = offsets.shape[0] - 1
     t = 0
     s0 = FNV_OFFSET ^ mix64(np.uint64(seed))
@@ -116,40 +143,44 @@ def _scan(data, offsets, seed, out_hash, out_start, out_end, out_kind, out_doc, 
             out_doc[d] = t
         i = offsets[d]
         end = offsets[d + 1]
-        cur = -1  # class of the open token, -1 if none
+        cur = _SPACE
         h = s0
-        start = 0
+        start = i
         while i < end:
-            cp, ln = _decode(data, i, end)
-            c = char_class(cp)
-            if c == _SPACE or c != cur or c == _SINGLE_CJK or c == _SINGLE_SYM:
-                if cur != -1:  # close the open token
+            b0 = data[i]
+            if b0 < 128:
+                c = _ASCII_CLASS[b0]
+                ln = 1
+            else:
+                cp, ln = _decode(data, i, end)
+                c = char_class(cp)
+            if c != cur or c >= _SINGLE_CJK:
+                if cur != _SPACE:  # close the open token
                     if fill:
                         out_hash[t] = mix64(h)
                         out_start[t] = start
                         out_end[t] = i
-                        out_kind[t] = WORD if cur == _WORDC else (PUNCT if cur == _PUNCTC else (
-                            CJK if cur == _SINGLE_CJK else SYMBOL))
+                        out_kind[t] = _kind(cur)
                     t += 1
-                    cur = -1
-                if c != _SPACE:
-                    cur = c
-                    h = s0
-                    start = i
-            if cur != -1:
-                for k in range(ln):
-                    b = np.uint64(data[i + k])
+                cur = c
+                h = s0
+                start = i
+            if fill and c != _SPACE:  # the counting walk skips hashing
+                if ln == 1:
+                    b = int(b0)
                     if 65 <= b <= 90:
-                        b += np.uint64(32)
-                    h = (h ^ b) * FNV_PRIME
+                        b += 32
+                    h = (h ^ np.uint64(b)) * FNV_PRIME
+                else:
+                    for k in range(ln):
+                        h = (h ^ np.uint64(data[i + k])) * FNV_PRIME
             i += ln
-        if cur != -1:
+        if cur != _SPACE:
             if fill:
                 out_hash[t] = mix64(h)
                 out_start[t] = start
                 out_end[t] = end
-                out_kind[t] = WORD if cur == _WORDC else (PUNCT if cur == _PUNCTC else (
-                    CJK if cur == _SINGLE_CJK else SYMBOL))
+                out_kind[t] = _kind(cur)
             t += 1
     if fill:
         out_doc[n_docs] = t

@@ -1,0 +1,105 @@
+"""The small interface every detector implements, and the per-batch token cache they share.
+
+A scan is a fixed number of passes over the data. In each pass the engine reads every shard once and
+hands each batch to every active detector's :meth:`Detector.process`, which returns a small
+*mergeable* partial result. Partials are merged with :meth:`Detector.merge` (which must be
+associative and commutative, so any ``--jobs`` value and any executor give identical results), then
+handed back to the detector in :meth:`Detector.finish_pass`. Only the *plan* returned by
+:meth:`Detector.plan` travels to the workers, so ``process`` and ``merge`` are class methods that see
+the plan and the batch, never the detector's driver-side state.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+
+from poisonscan.config import ScanConfig
+from poisonscan.findings import Finding
+from poisonscan.io.records import RecordBatch, Shape
+from poisonscan.kernels.arrow import string_buffers
+from poisonscan.kernels.tokenize import tokenize
+
+
+@dataclass(frozen=True)
+class Tokens:
+    """The token stream of one text field of a batch (see :func:`poisonscan.kernels.tokenize.tokenize`)."""
+
+    data: np.ndarray  # uint8 text bytes
+    offsets: np.ndarray  # int64 per-document byte offsets into data
+    hashes: np.ndarray  # uint64
+    starts: np.ndarray  # int64 absolute byte offsets
+    ends: np.ndarray  # int64
+    kinds: np.ndarray  # uint8
+    doc_offsets: np.ndarray  # int64 per-document token offsets
+
+
+class BatchContext:
+    """A batch plus lazily computed, cached token streams, shared by all detectors in a pass."""
+
+    def __init__(self, batch: RecordBatch, seed: int = 0) -> None:
+        self.batch = batch
+        self.seed = seed
+        self._tokens: dict[str, Tokens] = {}
+
+    def tokens(self, field: str = "text") -> Tokens:
+        """Tokens of ``batch.<field>`` (``text``, ``prompt``, ``response`` or ``rejected``)."""
+        cached = self._tokens.get(field)
+        if cached is None:
+            arr = getattr(self.batch, field)
+            if arr is None:
+                raise ValueError(f"batch of shape {self.batch.shape.value} has no {field!r} field")
+            data, offsets = string_buffers(arr)
+            cached = Tokens(data, offsets, *tokenize(data, offsets, self.seed))
+            self._tokens[field] = cached
+        return cached
+
+
+class Detector(ABC):
+    """Base class of all detectors.
+
+    Subclasses set ``id`` (a stable contract: baselines and SARIF rule ids use it, never rename),
+    ``title`` and ``help`` (shown in reports and SARIF rules), ``n_passes``, and implement ``plan``,
+    ``process``, ``merge``, ``finish_pass`` and ``findings``.
+    """
+
+    id: ClassVar[str]
+    title: ClassVar[str]
+    help: ClassVar[str]
+    n_passes: ClassVar[int] = 1
+
+    def __init__(self, config: ScanConfig) -> None:
+        self.config = config
+
+    def wants(self, shape: Shape) -> bool:
+        """Whether batches of this record shape are relevant to the detector."""
+        return True
+
+    @abstractmethod
+    def plan(self, pass_index: int) -> Any:
+        """The picklable state workers need for pass ``pass_index`` (0-based); None skips the pass."""
+
+    @classmethod
+    @abstractmethod
+    def process(cls, pass_index: int, plan: Any, ctx: BatchContext) -> Any:
+        """Work on one batch; return a mergeable partial result (or None for nothing)."""
+
+    @classmethod
+    @abstractmethod
+    def merge(cls, pass_index: int, a: Any, b: Any) -> Any:
+        """Combine two partial results. Must be associative and commutative."""
+
+    @abstractmethod
+    def finish_pass(self, pass_index: int, merged: Any) -> None:
+        """Receive the merged result of a pass (None when no batch produced anything)."""
+
+    @abstractmethod
+    def findings(self) -> list[Finding]:
+        """The findings, after the last pass."""
+
+    def stats(self) -> dict[str, Any]:
+        """Numbers for the report's ``stats`` section (JSON-serialisable)."""
+        return {}
