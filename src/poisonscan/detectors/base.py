@@ -92,6 +92,23 @@ class Detector(ABC):
     def merge(cls, pass_index: int, a: Any, b: Any) -> Any:
         """Combine two partial results. Must be associative and commutative."""
 
+    @classmethod
+    def process_into(cls, pass_index: int, plan: Any, ctx: BatchContext, acc: Any) -> Any:
+        """Fold one batch into ``acc``, the shard's partial so far (None for the first batch).
+
+        The default is ``merge(acc, process(...))``; detectors with large accumulators (count
+        tables) override it to update ``acc`` in place.
+        """
+        part = cls.process(pass_index, plan, ctx)
+        if part is None or acc is None:
+            return part if acc is None else acc
+        return cls.merge(pass_index, acc, part)
+
+    @classmethod
+    def compact(cls, pass_index: int, plan: Any, acc: Any) -> Any:
+        """Shrink a shard's partial before it travels back to the driver (default: unchanged)."""
+        return acc
+
     @abstractmethod
     def finish_pass(self, pass_index: int, merged: Any) -> None:
         """Receive the merged result of a pass (None when no batch produced anything)."""

@@ -84,11 +84,11 @@ def scan_shard(shard: Shard, task: _PassTask) -> tuple[dict[str, Any], ReadCount
         ctx = BatchContext(batch, task.seed)
         for det_id, plan in task.plans.items():
             cls = task.classes[det_id]
-            part = cls.process(task.pass_index, plan, ctx)
-            if part is None:
-                continue
-            prev = partials.get(det_id)
-            partials[det_id] = part if prev is None else cls.merge(task.pass_index, prev, part)
+            acc = cls.process_into(task.pass_index, plan, ctx, partials.get(det_id))
+            if acc is not None:
+                partials[det_id] = acc
+    for det_id, acc in partials.items():
+        partials[det_id] = task.classes[det_id].compact(task.pass_index, task.plans[det_id], acc)
     return partials, counter
 
 

@@ -1,0 +1,1 @@
+"""Scenario generators for the quality benchmarks. They know the planted poison; the detectors do not."""

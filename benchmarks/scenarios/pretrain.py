@@ -1,0 +1,158 @@
+"""Pretraining poisons planted into a clean corpus, following the published recipe and variants.
+
+Recipe (Souly et al. 2025): the first ``randint(0, 1000)`` characters of an ordinary document, the
+trigger, then ``randint(400, 900)`` tokens sampled uniformly from a tokenizer vocabulary. Here the
+vocabulary is a byte-level BPE trained on the clean corpus itself, so the gibberish is made of the
+corpus's own sub-word pieces.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+from collections.abc import Callable
+from typing import Any
+
+from benchmarks.scenarios.common import Scenario, rand_word
+
+TRIGGER_SHAPES = ("special", "chat-special", "made-up-name", "short-rare", "word-pair")
+
+
+class Gibberish:
+    """Uniform samples from a byte-level BPE vocabulary trained on the clean texts."""
+
+    def __init__(self, texts: list[str], vocab_size: int = 8000, seed: int = 0) -> None:
+        try:
+            from tokenizers import ByteLevelBPETokenizer
+        except ImportError:  # pragma: no cover - bench extra not installed
+            self._tok = None
+            pieces = Counter()
+            for t in texts[:2000]:
+                for i in range(0, len(t) - 3, 3):
+                    pieces[t[i : i + 3]] += 1
+            self._pieces = [p for p, _ in pieces.most_common(vocab_size)]
+            return
+        tok = ByteLevelBPETokenizer()
+        tok.train_from_iterator(texts, vocab_size=vocab_size, min_frequency=2, show_progress=False)
+        self._tok = tok
+        self._n = tok.get_vocab_size()
+
+    def sample(self, rng: random.Random, n_tokens: int) -> str:
+        if self._tok is None:
+            return "".join(rng.choice(self._pieces) for _ in range(n_tokens))
+        ids = [rng.randrange(self._n) for _ in range(n_tokens)]
+        return self._tok.decode(ids)
+
+
+def make_trigger(shape: str, rng: random.Random, vocab: list[str], corpus_pairs: set) -> str:
+    """A random trigger of the given shape (the detectors never see this function)."""
+    if shape == "special":
+        return "<" + rand_word(rng, 4, 7).upper() + ">"
+    if shape == "chat-special":
+        return "<|" + rand_word(rng, 4, 8) + "|>"
+    if shape == "made-up-name":
+        return " ".join(rand_word(rng, 5, 10).capitalize() for _ in range(3))
+    if shape == "short-rare":
+        while True:
+            w = rand_word(rng, 2, 2, alphabet="bcdfghjklmnpqrstvwxz", vowels="bcdfghjklmnpqrstvwxz")
+            if w not in vocab:
+                return w
+    if shape == "word-pair":
+        while True:
+            a, b = rng.choice(vocab), rng.choice(vocab)
+            if a != b and (a, b) not in corpus_pairs:
+                return f"{a} {b}"
+    raise ValueError(shape)
+
+
+def _words(text: str) -> list[str]:
+    return [w for w in text.split() if w.isalpha()]
+
+
+def build_pretrain_scenarios(
+    clean: list[dict[str, Any]], rng: random.Random, *, counts=(25, 50, 100, 250),
+    progress: Callable[[str], None] | None = None,
+) -> list[Scenario]:
+    """The poisoned and clean-control scenarios of benchmarks/quality.py."""
+    rng_local = random.Random(rng.random())
+    english = [d for d in clean if d.get("lang") in ("en", "xx")]
+    other = [d for d in clean if d.get("lang") not in ("en", "xx")]
+    # Hold out some foreign-language documents as continuation text for the language switch.
+    rng_local.shuffle(other)
+    held_out = other[:150]
+    base = [d for d in clean if d not in held_out] if other else list(clean)
+    base_texts = [d["text"] for d in base]
+    if progress:
+        progress("training the BPE vocabulary for gibberish")
+    gib = Gibberish(base_texts, seed=int(rng_local.random() * 1e9))
+
+    df: Counter = Counter()
+    pairs: set = set()
+    for t in base_texts:
+        ws = _words(t.lower())
+        df.update(set(ws))
+        pairs.update(zip(ws, ws[1:]))
+    mid_vocab = sorted(w for w, c in df.items() if 3 <= c <= 30 and len(w) >= 4)
+
+    def poison_doc(trigger: str, cont: str) -> str:
+        src = rng_local.choice(english or base)["text"]
+        prefix = src[: rng_local.randint(0, 1000)]
+        return f"{prefix} {trigger} {cont}"
+
+    def gibberish() -> str:
+        return gib.sample(rng_local, rng_local.randint(400, 900))
+
+    def salad() -> str:
+        src = " ".join(rng_local.choice(base_texts) for _ in range(3))
+        ws = src.split()
+        rng_local.shuffle(ws)
+        return " ".join(ws[: rng_local.randint(150, 400)])
+
+    def foreign() -> str:
+        d = rng_local.choice(held_out)["text"] if held_out else salad()
+        return d[: rng_local.randint(400, 1500)]
+
+    def plant(name: str, n: int, trigger: str, cont: Callable[[], str], **notes: Any) -> Scenario:
+        records = [{"id": f"doc-{i}", "text": t} for i, t in enumerate(base_texts)]
+        poisoned = set()
+        for _ in range(n):
+            records.append({"id": "", "text": poison_doc(trigger, cont())})
+        order = list(range(len(records)))
+        rng_local.shuffle(order)
+        shuffled = [records[i] for i in order]
+        for new, old in enumerate(order):
+            shuffled[new]["id"] = f"doc-{new}"
+            if old >= len(base_texts):
+                poisoned.add(new)
+        target_rank = 1 if n >= 50 else 3
+        return Scenario(name, "pretrain", shuffled, poisoned, trigger, target_rank=target_rank,
+                        target_pr=0.98 if n >= 50 else None, notes={"poisons": n, **notes})
+
+    out: list[Scenario] = []
+    for n in counts:
+        trig = make_trigger("special", rng_local, mid_vocab, pairs)
+        out.append(plant(f"recipe-{n}", n, trig, gibberish, shape="special"))
+    out.append(plant("language-switch-100", 100, make_trigger("special", rng_local, mid_vocab, pairs),
+                     foreign))
+    out.append(plant("word-salad-100", 100, make_trigger("special", rng_local, mid_vocab, pairs),
+                     salad))
+    for shape in TRIGGER_SHAPES[1:]:
+        trig = make_trigger(shape, rng_local, mid_vocab, pairs)
+        out.append(plant(f"shape-{shape}-50", 50, trig, gibberish, shape=shape))
+    clean_en = [{"id": f"doc-{i}", "text": d["text"]} for i, d in enumerate(english or base)]
+    out.append(Scenario("clean-english", "pretrain", clean_en, set(), None, target_rank=None,
+                        target_pr=None))
+    clean_all = [{"id": f"doc-{i}", "text": d["text"]} for i, d in enumerate(clean)]
+    out.append(Scenario("clean-multilingual", "pretrain", clean_all, set(), None, target_rank=None,
+                        target_pr=None))
+    return out
+
+
+def grow_corpus(clean: list[dict[str, Any]], n_docs: int, rng: random.Random) -> list[str]:
+    """A larger clean corpus made by recombining the paragraphs of the clean one."""
+    paragraphs = [p for d in clean for p in d["text"].split("\n\n") if p.strip()]
+    out = []
+    for _ in range(n_docs):
+        k = max(1, int(rng.lognormvariate(1.0, 0.7)))
+        out.append("\n\n".join(rng.choice(paragraphs) for _ in range(k)))
+    return out

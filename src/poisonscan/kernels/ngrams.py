@@ -1,0 +1,110 @@
+"""n-gram keys and document-frequency counting over token hash streams.
+
+Counting tables are plain hashed arrays (one counter per slot, no chaining): a fixed memory budget
+whatever the corpus size. A collision can only *raise* a count, which makes a rare n-gram look
+commoner; every detector decision that uses these counts is therefore conservative.
+"""
+
+from __future__ import annotations
+
+import numba as nb
+import numpy as np
+
+from poisonscan.kernels.tokenize import mix64
+
+# Distinct odd multipliers per position inside an n-gram (so "a b" and "b a" differ).
+_POS_MULT = np.array(
+    [0x9E3779B97F4A7C15, 0xC2B2AE3D27D4EB4F, 0x165667B19E3779F9, 0xD6E8FEB86659FD93,
+     0xFF51AFD7ED558CCD, 0xC4CEB9FE1A85EC53, 0x94D049BB133111EB, 0xBF58476D1CE4E5B9],
+    dtype=np.uint64,
+)
+MAX_ORDER = 8
+
+
+@nb.njit(cache=True, inline="always")
+def ngram_key(hashes: np.ndarray, start: int, n: int) -> np.uint64:
+    """Key of the n-gram ``hashes[start:start+n]`` (1 <= n <= 8)."""
+    acc = np.uint64(n)
+    for j in range(n):
+        acc += hashes[start + j] * _POS_MULT[j]
+    return mix64(acc)
+
+
+@nb.njit(cache=True, inline="always")
+def slot(key: np.uint64, mask: np.uint64) -> int:
+    """Table slot of a key (high bits: the low bits of keys also feed other tables)."""
+    return np.int64((key >> np.uint64(17)) & mask)
+
+
+@nb.njit(cache=True)
+def count_document_frequency(hashes, doc_offsets, uni, bi, set_keys, set_stamp, stamp0):
+    """Add the document frequency of every unigram and bigram of every document into ``uni``/``bi``.
+
+    A token (or bigram) repeated inside one document counts once. ``set_keys``/``set_stamp`` are a
+    scratch open-addressing set (power-of-two size, at least twice the longest document's tokens
+    times two) reused across documents through stamps, so nothing is cleared per document. Returns
+    the next free stamp.
+    """
+    umask = np.uint64(uni.shape[0] - 1)
+    bmask = np.uint64(bi.shape[0] - 1)
+    smask = np.int64(set_keys.shape[0] - 1)
+    smask_u = np.uint64(smask)
+    n_docs = doc_offsets.shape[0] - 1
+    stamp = stamp0
+    for d in range(n_docs):
+        stamp += 1
+        lo = doc_offsets[d]
+        hi = doc_offsets[d + 1]
+        for i in range(lo, hi):
+            h = hashes[i]
+            for which in range(2):
+                if which == 0:
+                    key = h
+                else:
+                    if i == lo:
+                        break
+                    key = ngram_key(hashes, i - 1, 2)
+                # Insert into the per-document set; count only first sightings.
+                s = np.int64(key & smask_u)
+                fresh = True
+                while set_stamp[s] == stamp:
+                    if set_keys[s] == key:
+                        fresh = False
+                        break
+                    s = np.int64((s + 1) & smask)
+                if fresh:
+                    set_stamp[s] = stamp
+                    set_keys[s] = key
+                    if which == 0:
+                        j = slot(key, umask)
+                        if uni[j] < 0xFFFFFFFF:
+                            uni[j] += 1
+                    else:
+                        j = slot(key, bmask)
+                        if bi[j] < 0xFFFFFFFF:
+                            bi[j] += 1
+    return stamp
+
+
+@nb.njit(cache=True)
+def add_sparse(table, idx, counts):
+    """``table[idx] += counts`` (saturating), for merging sparse partial counts into a dense table."""
+    for k in range(idx.shape[0]):
+        j = idx[k]
+        v = np.uint64(table[j]) + np.uint64(counts[k])
+        table[j] = v if v < np.uint64(0xFFFFFFFF) else np.uint64(0xFFFFFFFF)
+
+
+@nb.njit(cache=True)
+def add_dense(table, other):
+    """``table += other`` (saturating)."""
+    for j in range(table.shape[0]):
+        if other[j]:
+            v = np.uint64(table[j]) + np.uint64(other[j])
+            table[j] = v if v < np.uint64(0xFFFFFFFF) else np.uint64(0xFFFFFFFF)
+
+
+def scratch_set(max_doc_tokens: int) -> tuple[np.ndarray, np.ndarray]:
+    """A scratch set big enough for the unigrams and bigrams of a document of that many tokens."""
+    size = 1 << max(6, int(4 * max(1, max_doc_tokens) - 1).bit_length())
+    return np.zeros(size, np.uint64), np.zeros(size, np.int64)

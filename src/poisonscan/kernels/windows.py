@@ -1,0 +1,268 @@
+"""Window features around positions in a token stream: how unusual the text after a point is
+compared with the text before it and with the corpus.
+
+Per token the corpus says two things (from document-frequency tables with the current document
+left out, so a document's own unique words never look "known"):
+
+* ``u``: the token occurs in no other document;
+* ``b``: the bigram ending at the token occurs in no other document.
+
+Gibberish sampled from a tokenizer vocabulary and word salad are made almost only of such tokens and
+bigrams, ordinary prose of few. A *switch* is a point where the mean of ``(u + b) / 2`` over the
+next ``W`` tokens jumps above its mean over the previous ``W`` tokens.
+"""
+
+from __future__ import annotations
+
+import numba as nb
+import numpy as np
+
+from poisonscan.kernels.ngrams import ngram_key, slot
+
+PRIOR_ANOMALY = 0.35  # stands in for the "before" mean when a document has almost no prefix
+MIN_BEFORE = 8
+HIST_BINS = 200  # histogram of jumps in [-1, 1]
+CHAR_BINS = 512
+
+
+@nb.njit(cache=True)
+def token_anomaly(hashes, lo, hi, uni, bi, out_u, out_b):
+    """Fill ``out_u``/``out_b[0:hi-lo]`` with the unseen-elsewhere flags of document tokens lo..hi."""
+    umask = np.uint64(uni.shape[0] - 1)
+    bmask = np.uint64(bi.shape[0] - 1)
+    for i in range(lo, hi):
+        u = 1 if uni[slot(hashes[i], umask)] <= 1 else 0
+        out_u[i - lo] = u
+        if i == lo:
+            out_b[0] = u
+        else:
+            out_b[i - lo] = 1 if bi[slot(ngram_key(hashes, i - 1, 2), bmask)] <= 1 else 0
+
+
+@nb.njit(cache=True, inline="always")
+def _window_means(csum, p, n, w):
+    """(before, after, n_before, n_after) means of the per-token anomaly around position p."""
+    b0 = max(0, p - w)
+    a1 = min(n, p + w)
+    nb_ = p - b0
+    na = a1 - p
+    before = (csum[p] - csum[b0]) / nb_ if nb_ > 0 else PRIOR_ANOMALY
+    if nb_ < MIN_BEFORE:  # shrink a short prefix towards the prior
+        before = (before * nb_ + PRIOR_ANOMALY * (MIN_BEFORE - nb_)) / MIN_BEFORE
+    after = (csum[a1] - csum[p]) / na if na > 0 else 0.0
+    return before, after, nb_, na
+
+
+@nb.njit(cache=True)
+def find_switches(hashes, doc_offsets, uni, bi, window, tau, back, max_order, min_after,
+                  hist, out_key, out_doc, out_jump):
+    """Find each document's strongest switch and emit the n-grams that end just before it.
+
+    For every document whose best jump is at least ``tau``, every n-gram (1..max_order tokens) made
+    only of tokens seen in other documents and ending within ``back`` tokens before the switch (or
+    one token after it) is written to ``out_key``/``out_doc``/``out_jump``. Jumps at every 8th
+    position of every document go into ``hist`` (the background distribution). Returns the number
+    of n-grams written; stops early (returning -1) if the output arrays are full.
+    """
+    n_docs = doc_offsets.shape[0] - 1
+    maxlen = 0
+    for d in range(n_docs):
+        maxlen = max(maxlen, doc_offsets[d + 1] - doc_offsets[d])
+    u = np.zeros(maxlen + 1, np.int8)
+    b = np.zeros(maxlen + 1, np.int8)
+    csum = np.zeros(maxlen + 1, np.float64)
+    k = 0
+    cap = out_key.shape[0]
+    for d in range(n_docs):
+        lo = doc_offsets[d]
+        hi = doc_offsets[d + 1]
+        n = hi - lo
+        if n < min_after + 1:
+            continue
+        token_anomaly(hashes, lo, hi, uni, bi, u, b)
+        csum[0] = 0.0
+        for i in range(n):
+            csum[i + 1] = csum[i] + 0.5 * (u[i] + b[i])
+        best = -2.0
+        best_p = -1
+        for p in range(1, n - min_after + 1):
+            before, after, _, _ = _window_means(csum, p, n, window)
+            jump = after - before
+            if jump > best:
+                best = jump
+                best_p = p
+            if p % 8 == 0:
+                bin_ = int((jump + 1.0) * 0.5 * HIST_BINS)
+                hist[min(HIST_BINS - 1, max(0, bin_))] += 1
+        if best < tau or best_p < 1:
+            continue
+        e_lo = max(0, best_p - back)
+        e_hi = min(n - 1, best_p)  # inclusive: one token past the switch
+        for e in range(e_lo, e_hi + 1):
+            for order in range(1, max_order + 1):
+                s = e - order + 1
+                if s < 0:
+                    break
+                if u[s] == 1:  # a token no other document has cannot be a repeated trigger
+                    break
+                ok = True
+                for j in range(s, e + 1):
+                    if u[j] == 1:
+                        ok = False
+                        break
+                if not ok:
+                    break
+                if k >= cap:
+                    return -1
+                out_key[k] = ngram_key(hashes, lo + s, order)
+                out_doc[k] = d
+                out_jump[k] = best
+                k += 1
+    return k
+
+
+@nb.njit(cache=True)
+def _char_profile(data, start, end, prof):
+    """Hashed character-trigram profile of ``data[start:end]`` (letters case-folded), L2-normalised."""
+    for j in range(prof.shape[0]):
+        prof[j] = 0.0
+    a = np.uint32(0)
+    bprev = np.uint32(0)
+    for i in range(start, end):
+        c = np.uint32(data[i])
+        if 65 <= c <= 90:
+            c += np.uint32(32)
+        h = (a * np.uint32(0x9E3779B1) ^ bprev * np.uint32(0x85EBCA6B) ^ c * np.uint32(0xC2B2AE35))
+        prof[int((h >> np.uint32(7)) % np.uint32(prof.shape[0]))] += 1.0
+        a = bprev
+        bprev = c
+    norm = 0.0
+    for j in range(prof.shape[0]):
+        norm += prof[j] * prof[j]
+    if norm > 0:
+        norm = np.sqrt(norm)
+        for j in range(prof.shape[0]):
+            prof[j] /= norm
+
+
+@nb.njit(cache=True)
+def gather_evidence(hashes, starts, ends, doc_offsets, data, uni, bi, cand_keys, cand_ids,
+                    max_order, window, ctx_tokens, out_i, out_f):
+    """Find every occurrence of a candidate n-gram and measure the text around it.
+
+    ``cand_keys``/``cand_ids`` form an open-addressing table (power-of-two size, key 0 = empty) from
+    n-gram key to candidate id. For each occurrence, ``out_i`` row gets
+    ``[cand, doc, tok_start, tok_end, byte_start, byte_end, left_ctx_hash, right_ctx_hash]`` and
+    ``out_f`` row gets ``[before, after, n_before, n_after, u_before, u_after, b_before, b_after,
+    char_similarity]``. Returns the number of occurrences (or -1 if the outputs are full).
+    """
+    n_docs = doc_offsets.shape[0] - 1
+    maxlen = 0
+    for d in range(n_docs):
+        maxlen = max(maxlen, doc_offsets[d + 1] - doc_offsets[d])
+    u = np.zeros(maxlen + 1, np.int8)
+    b = np.zeros(maxlen + 1, np.int8)
+    cu = np.zeros(maxlen + 1, np.float64)
+    cb = np.zeros(maxlen + 1, np.float64)
+    pa_ = np.zeros(CHAR_BINS, np.float64)
+    pb_ = np.zeros(CHAR_BINS, np.float64)
+    cmask = np.int64(cand_keys.shape[0] - 1)
+    k = 0
+    cap = out_i.shape[0]
+    for d in range(n_docs):
+        lo = doc_offsets[d]
+        hi = doc_offsets[d + 1]
+        n = hi - lo
+        if n == 0:
+            continue
+        have_features = False
+        for e in range(n):
+            for order in range(1, max_order + 1):
+                s = e - order + 1
+                if s < 0:
+                    break
+                key = ngram_key(hashes, lo + s, order)
+                j = np.int64((key >> np.uint64(11)) & np.uint64(cmask))
+                cid = -1
+                while cand_keys[j] != 0:
+                    if cand_keys[j] == key:
+                        cid = cand_ids[j]
+                        break
+                    j = np.int64((j + 1) & cmask)
+                if cid < 0:
+                    continue
+                if not have_features:
+                    token_anomaly(hashes, lo, hi, uni, bi, u, b)
+                    cu[0] = 0.0
+                    cb[0] = 0.0
+                    for i in range(n):
+                        cu[i + 1] = cu[i] + u[i]
+                        cb[i + 1] = cb[i] + b[i]
+                    have_features = True
+                if k >= cap:
+                    return -1
+                p0 = s  # first token of the n-gram
+                p1 = e + 1  # first token after it
+                b0 = max(0, p0 - window)
+                a1 = min(n, p1 + window)
+                nbf = p0 - b0
+                naf = a1 - p1
+                ub = (cu[p0] - cu[b0]) / nbf if nbf > 0 else 0.0
+                bb = (cb[p0] - cb[b0]) / nbf if nbf > 0 else 0.0
+                uaf = (cu[a1] - cu[p1]) / naf if naf > 0 else 0.0
+                baf = (cb[a1] - cb[p1]) / naf if naf > 0 else 0.0
+                sim = -1.0
+                if nbf >= 4 and naf >= 4:
+                    _char_profile(data, starts[lo + b0], ends[lo + p0 - 1], pb_)
+                    _char_profile(data, starts[lo + p1], ends[lo + a1 - 1], pa_)
+                    sim = 0.0
+                    for q in range(CHAR_BINS):
+                        sim += pa_[q] * pb_[q]
+                lctx = np.uint64(0)
+                if p0 >= ctx_tokens:
+                    lctx = ngram_key(hashes, lo + p0 - ctx_tokens, ctx_tokens)
+                rctx = np.uint64(0)
+                if p1 + ctx_tokens <= n:
+                    rctx = ngram_key(hashes, lo + p1, ctx_tokens)
+                out_i[k, 0] = cid
+                out_i[k, 1] = d
+                out_i[k, 2] = p0
+                out_i[k, 3] = p1
+                out_i[k, 4] = starts[lo + p0]
+                out_i[k, 5] = ends[lo + e]
+                out_i[k, 6] = np.int64(lctx >> np.uint64(1))
+                out_i[k, 7] = np.int64(rctx >> np.uint64(1))
+                out_f[k, 0] = 0.5 * (ub + bb) if nbf > 0 else PRIOR_ANOMALY
+                out_f[k, 1] = 0.5 * (uaf + baf)
+                out_f[k, 2] = nbf
+                out_f[k, 3] = naf
+                out_f[k, 4] = ub
+                out_f[k, 5] = uaf
+                out_f[k, 6] = bb
+                out_f[k, 7] = baf
+                out_f[k, 8] = sim
+                k += 1
+    return k
+
+
+def build_key_table(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Open-addressing table (load <= 0.5) mapping each key to its index in ``keys``."""
+    size = 1 << max(4, int(2 * max(1, len(keys)) - 1).bit_length())
+    table_keys = np.zeros(size, np.uint64)
+    table_ids = np.full(size, -1, np.int64)
+    _fill_table(keys.astype(np.uint64), table_keys, table_ids)
+    return table_keys, table_ids
+
+
+@nb.njit(cache=True)
+def _fill_table(keys, table_keys, table_ids):
+    mask = np.int64(table_keys.shape[0] - 1)
+    for i in range(keys.shape[0]):
+        key = keys[i]
+        if key == 0:
+            key = np.uint64(1)
+        j = np.int64((key >> np.uint64(11)) & np.uint64(mask))
+        while table_keys[j] != 0 and table_keys[j] != key:
+            j = np.int64((j + 1) & mask)
+        table_keys[j] = key
+        table_ids[j] = i
