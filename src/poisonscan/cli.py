@@ -48,7 +48,7 @@ class PoisonscanGroup(click.Group):
     own_options = ("--help", "-h", "--version")
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
-        """Route arguments to the default command unless they name a subcommand or a group option."""
+        """Send the arguments to ``scan`` unless they start with a subcommand or a group option."""
         if args and args[0] not in self.commands and args[0] not in self.own_options:
             args = [self.default_command, *args]
         return super().parse_args(ctx, args)
@@ -112,7 +112,9 @@ def _check_output_dir(option: str, path: str | None) -> None:
     no_args_is_help=True,
     context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
 )
-@click.version_option(__version__, "--version", prog_name="poisonscan", message="%(prog)s %(version)s")
+@click.version_option(
+    __version__, "--version", prog_name="poisonscan", message="%(prog)s %(version)s"
+)
 def cli() -> None:
     """Find data-poisoning backdoors in LLM training data before training on it.
 
@@ -123,27 +125,41 @@ def cli() -> None:
 @cli.command()
 @click.argument("paths", nargs=-1, required=True, metavar="PATH...")
 @click.option(
-    "-f", "--format", "fmt", type=click.Choice(sorted(WRITERS)), default="table", show_default=True,
-    help="Report format: " + "; ".join(f"{w.name}: {w.description}" for w in WRITERS.values()) + ".",
+    "-f",
+    "--format",
+    "fmt",
+    type=click.Choice(sorted(WRITERS)),
+    default="table",
+    show_default=True,
+    help="Report format: "
+    + "; ".join(f"{w.name}: {w.description}" for w in WRITERS.values())
+    + ".",
 )
 @click.option("-o", "--output", metavar="FILE", help="Write the report to FILE instead of stdout.")
 @click.option(
-    "--suspects", metavar="FILE",
+    "--suspects",
+    metavar="FILE",
     help="Export one row per (suspect document, finding); the format follows the extension: "
-    + ", ".join(SUSPECT_WRITERS) + ".",
+    + ", ".join(SUSPECT_WRITERS)
+    + ".",
 )
 @click.option(
-    "--fail-on", type=click.Choice(FAIL_ON_CHOICES), default="high", show_default=True,
+    "--fail-on",
+    type=click.Choice(FAIL_ON_CHOICES),
+    default="high",
+    show_default=True,
     help="Exit with code 1 when a finding has this severity or higher.",
 )
 @click.option(
-    "--skip-bad-records", is_flag=True,
+    "--skip-bad-records",
+    is_flag=True,
     help="Count and skip unreadable records instead of stopping with exit code 2.",
 )
 @click.option("--text-field", metavar="NAME", help="Text column of plain-text records.")
 @click.option("--id-field", metavar="NAME", help="Record id column (default: 'id' when present).")
 @click.option(
-    "--shape", type=click.Choice([s.value for s in Shape]),
+    "--shape",
+    type=click.Choice([s.value for s in Shape]),
     help="Record shape of every file (default: detected per file).",
 )
 @click.option("-j", "--jobs", type=int, metavar="N", help="Worker processes (default: all cores).")
@@ -151,11 +167,16 @@ def cli() -> None:
     "--memory-budget", metavar="SIZE", help="Memory for counting per worker, e.g. 512MB or 2GiB."
 )
 @click.option(
-    "--detectors", multiple=True, metavar="A,B",
-    help=f"Detectors to run, comma-separated or repeated (default: all of {', '.join(DETECTOR_IDS)}).",
+    "--detectors",
+    multiple=True,
+    metavar="A,B",
+    help="Detectors to run, comma-separated or repeated "
+    f"(default: all of {', '.join(DETECTOR_IDS)}).",
 )
 @click.option(
-    "--min-documents", type=int, metavar="N",
+    "--min-documents",
+    type=int,
+    metavar="N",
     help="Report a trigger only when at least N documents contain it.",
 )
 @click.option("--seed", type=int, metavar="N", help="Seed of every hash family (default: 0).")

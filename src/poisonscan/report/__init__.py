@@ -1,4 +1,4 @@
-"""Report writers: turn a :class:`~poisonscan.engine.scan.ScanResult` into something a person or a tool reads.
+"""Report writers: turn a scan result into something a person or a tool reads.
 
 Every output format is one entry of a plain registry (:data:`WRITERS`, format name to
 :class:`ReportWriter`), so adding a format (SARIF, HTML) means writing one module and one registry
@@ -38,7 +38,7 @@ class ReportWriter:
 
 
 def failing_findings(findings: Iterable[Finding], fail_on: str) -> list[Finding]:
-    """The findings at or above ``fail_on`` (``high``, ``medium``, ``low``; ``never`` gives none)."""
+    """The findings at or above ``fail_on`` (``high``, ``medium``, ``low``; ``never``: none)."""
     if fail_on == "never":
         return []
     threshold = Severity(fail_on).rank
@@ -55,7 +55,9 @@ def _writers() -> dict[str, ReportWriter]:
     from poisonscan.report.table import write_table
 
     return {
-        "table": ReportWriter("table", write_table, ".txt", "a ranked summary for people (default)"),
+        "table": ReportWriter(
+            "table", write_table, ".txt", "a ranked summary for people (default)"
+        ),
         "json": ReportWriter("json", write_json, ".json", "the versioned machine-readable report"),
     }
 

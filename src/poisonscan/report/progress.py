@@ -1,8 +1,8 @@
 """Progress on stderr: records, MB and MB/s per scan phase.
 
-The engine calls ``progress(phase, records, bytes)`` with *increments*. :func:`make_progress` gives a
-live rich display when stderr is a terminal and the user did not ask for quiet, and otherwise a
-:class:`NullProgress` that does nothing, so logs and pipes never fill with redraw sequences.
+The engine calls ``progress(phase, records, bytes)`` with *increments*. :func:`make_progress`
+gives a live rich display when stderr is a terminal and the user did not ask for quiet, and
+otherwise a :class:`NullProgress` that does nothing, so logs and pipes never fill with redraws.
 """
 
 from __future__ import annotations
@@ -34,7 +34,10 @@ class NullProgress:
         return self
 
     def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
     ) -> None:
         return None
 
@@ -83,13 +86,16 @@ class RichProgress:
         return self
 
     def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
     ) -> None:
         self._progress.stop()
 
 
 def make_progress(quiet: bool = False, stream: TextIO | None = None) -> NullProgress | RichProgress:
-    """A live progress display on ``stream`` (default stderr), or a no-op when it would only be noise."""
+    """A live display on ``stream`` (default stderr), or a no-op where it would only be noise."""
     stream = stream if stream is not None else sys.stderr
     isatty = getattr(stream, "isatty", None)
     if quiet or not (callable(isatty) and isatty()):

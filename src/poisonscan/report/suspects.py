@@ -57,7 +57,14 @@ def suspect_rows(findings: Iterable[Finding]) -> list[dict[str, Any]]:
                 "severity": f.severity.value,
                 "score": float(f.score) if math.isfinite(f.score) else 0.0,
             }
-            key = (d.path, int(d.row), fid, d.field, -1 if d.start is None else d.start, d.end or -1)
+            key = (
+                d.path,
+                int(d.row),
+                fid,
+                d.field,
+                -1 if d.start is None else d.start,
+                d.end or -1,
+            )
             rows.setdefault(key, row)
     return [rows[k] for k in sorted(rows)]
 

@@ -1,15 +1,15 @@
 """The table report: what a person reads in a terminal or a CI log.
 
-Layout: a summary of what was read (files, records, skipped records and why, MB, seconds), the ranked
-findings, up to three examples of each top finding with the trigger highlighted, and a one-line
-verdict against ``--fail-on``. Colour is used only when the stream is a terminal.
+Layout: a summary of what was read (files, records, skipped records and why, MB, seconds), the
+ranked findings, up to three examples of each top finding with the trigger highlighted, and a
+one-line verdict against ``--fail-on``. Colour is used only when the stream is a terminal.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, TextIO
 
-from rich import box
+from rich import box, filesize
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
@@ -52,8 +52,8 @@ def _example_text(example: Example) -> Text:
     return text
 
 
-def _mb(n: int) -> str:
-    return f"{n / 1e6:,.1f} MB"
+def _size(n: int) -> str:
+    return filesize.decimal(n)
 
 
 def _summary(result: ScanResult) -> Table:
@@ -81,9 +81,9 @@ def _summary(result: ScanResult) -> Table:
         if summary.skipped_total:
             per_file = ", ".join(f"{r}: {n:,}" for r, n in sorted(summary.skipped.items()))
             grid.add_row("", Text(f"{summary.path}: {summary.skipped_total:,} ({per_file})"))
-    size = _mb(input_bytes)
+    size = _size(input_bytes)
     if text_bytes:
-        size += f" on disk, {_mb(text_bytes)} of text"
+        size += f" on disk, {_size(text_bytes)} of text"
     grid.add_row("size", size)
     if "seconds" in stats:
         grid.add_row("time", f"{float(stats['seconds']):,.1f} s")
@@ -125,7 +125,9 @@ def _verdict(result: ScanResult, findings: list[Finding]) -> Text:
     if not findings:
         return Text("OK: no suspected poisoning found.", style="bold green")
     if fail_on == "never":
-        return Text(f"OK: {len(findings)} finding(s) reported; --fail-on never.", style="bold green")
+        return Text(
+            f"OK: {len(findings)} finding(s) reported; --fail-on never.", style="bold green"
+        )
     return Text(f"OK: no finding at or above --fail-on {fail_on}.", style="bold green")
 
 
@@ -140,7 +142,9 @@ def render_table(result: ScanResult, console: Console) -> None:
         console.print(f"No findings: no suspected poisoning in {records:,} records.")
     else:
         n = len(findings)
-        console.print(Text(f"{n} finding{'s' if n != 1 else ''}, highest score first", style="bold"))
+        console.print(
+            Text(f"{n} finding{'s' if n != 1 else ''}, highest score first", style="bold")
+        )
         console.print(_findings_table(findings))
         for rank, f in enumerate(findings[:TOP_FINDINGS_WITH_EXAMPLES], 1):
             if not f.examples:
@@ -153,7 +157,7 @@ def render_table(result: ScanResult, console: Console) -> None:
             console.print(head)
             for ex in f.examples[:MAX_EXAMPLES]:
                 where = Text(f"  {ex.path}:{ex.row} [{ex.field}] ", style="dim")
-                console.print(where + _example_text(ex))
+                console.print(Text.assemble(where, _example_text(ex)))
             console.print()
     console.print(_verdict(result, findings))
 

@@ -1,0 +1,62 @@
+"""The table report: summary, skipped records, ranked findings, highlighted examples, verdict."""
+
+from __future__ import annotations
+
+import io
+
+from report_factories import TRIGGER, make_finding
+from rich.console import Console
+
+from poisonscan.findings import Severity
+from poisonscan.report.table import render_table, write_table
+
+
+def _render(result) -> str:
+    stream = io.StringIO()
+    write_table(result, stream)
+    return stream.getvalue()
+
+
+def test_summary_always_shows_reads_and_skips(make_result) -> None:
+    out = _render(make_result([]))
+    assert "poisonscan 9.9.9" in out
+    assert "records read" in out and "110" in out
+    assert "records skipped" in out and "malformed_json: 1" in out
+    assert "data/part-1.jsonl: 1 (malformed_json: 1)" in out
+    assert "9.0 kB on disk, 8.0 kB of text" in out
+    assert "No findings: no suspected poisoning in 110 records." in out
+    assert "OK: no suspected poisoning found." in out
+
+
+def test_findings_ranked_with_examples_and_verdict(make_result) -> None:
+    findings = [make_finding("cf", severity=Severity.LOW, score=1.0), make_finding()]
+    out = _render(make_result(findings))
+    assert out.index(TRIGGER) < out.index("“cf”")
+    assert "2 findings, highest score first" in out
+    assert "FAIL: 1 finding at or above --fail-on high." in out
+    # at most three examples per finding, control characters made visible, markup kept literal
+    assert out.count("data/part-0.jsonl:3 [text]") == 2
+    assert "[bold]not markup[/bold]⏎next line" in out
+    assert "\x1b[" not in out  # no colour when the stream is not a terminal
+
+
+def test_verdict_under_lower_thresholds(make_result) -> None:
+    medium = [make_finding(severity=Severity.MEDIUM)]
+    assert "OK: no finding at or above --fail-on high." in _render(make_result(medium))
+    assert "FAIL: 1 finding" in _render(make_result(medium, fail_on="medium"))
+    assert "--fail-on never" in _render(make_result(medium, fail_on="never"))
+
+
+def test_trigger_span_is_highlighted_on_a_terminal(make_result) -> None:
+    stream = io.StringIO()
+    console = Console(file=stream, force_terminal=True, color_system="standard", width=200)
+    render_table(make_result([make_finding()]), console)
+    out = stream.getvalue()
+    assert "\x1b[1;7m" + TRIGGER in out  # bold reverse on exactly the trigger
+    assert "\x1b[1;31mhigh" in out
+
+
+def test_missing_trigger_and_bad_span_do_not_break(make_result) -> None:
+    finding = make_finding(None, detector="campaign")
+    out = _render(make_result([finding]))
+    assert "campaign" in out and "—" in out
