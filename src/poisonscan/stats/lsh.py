@@ -1,0 +1,254 @@
+"""Near-duplicate clusters from MinHash band hashes: LSH bucketing, verification, union-find.
+
+Memory per document in the driver (defaults: 128 permutations, threshold 0.5 -> 32 bands x 4 rows):
+``bands * 4`` bytes of uint32 band hashes (128) + ``num_perm`` bytes of 8-bit signatures for
+verification (128) + 16 bytes of provenance (file index, row, turn) + 8 bytes of union-find parent,
+about 280 bytes, i.e. 280 MB per million documents (use fewer permutations to go lower). Full 32-bit signatures (512 bytes each) never reach the driver.
+
+Bands are grouped one at a time with a numpy argsort (no Python dict per bucket), so the extra
+working memory is one ``n_docs`` index array.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import numba as nb
+import numpy as np
+import pyarrow as pa
+from datasketch.lsh import _optimal_param
+
+from poisonscan.errors import ConfigError
+
+DEFAULT_THRESHOLD = 0.5
+# Candidates are verified by estimated Jaccard, so false positives cost only time; weight misses more.
+FALSE_POSITIVE_WEIGHT = 0.1
+FALSE_NEGATIVE_WEIGHT = 0.9
+# Within one bucket each document is compared with at most this many earlier members (besides the
+# bucket's first), which keeps huge duplicate buckets linear instead of quadratic.
+MAX_COMPARISONS = 16
+
+
+def lsh_params(threshold: float = DEFAULT_THRESHOLD, num_perm: int = 128) -> tuple[int, int]:
+    """``(bands, rows)`` for a Jaccard threshold, from datasketch's optimiser."""
+    if not 0.0 < threshold < 1.0:
+        raise ValueError(f"threshold must lie strictly between 0 and 1, got {threshold}")
+    return tuple(_optimal_param(threshold, num_perm, FALSE_POSITIVE_WEIGHT, FALSE_NEGATIVE_WEIGHT))
+
+
+@nb.njit(cache=True, inline="always")
+def _find(parent: np.ndarray, i: int) -> int:
+    root = i
+    while parent[root] != root:
+        root = parent[root]
+    while parent[i] != root:  # path compression
+        nxt = parent[i]
+        parent[i] = root
+        i = nxt
+    return root
+
+
+@nb.njit(cache=True, inline="always")
+def _similar(sig8: np.ndarray, i: int, j: int, min_matches: int) -> bool:
+    m = 0
+    for p in range(sig8.shape[1]):
+        if sig8[i, p] == sig8[j, p]:
+            m += 1
+    return m >= min_matches
+
+
+@nb.njit(cache=True)
+def _join_band(order, values, sig8, valid, parent, min_matches, max_cmp):
+    """Union verified pairs inside every bucket (run of equal values in ``values[order]``)."""
+    n = order.shape[0]
+    start = 0
+    while start < n:
+        end = start + 1
+        v = values[order[start]]
+        while end < n and values[order[end]] == v:
+            end += 1
+        if end - start > 1:
+            first = order[start]
+            for x in range(start + 1, end):
+                j = order[x]
+                if not valid[j]:
+                    continue
+                rj = _find(parent, j)
+                # First the bucket's first member, then up to max_cmp nearest predecessors.
+                lo = max(start, x - max_cmp)
+                y = x
+                i = first
+                while True:
+                    if valid[i] and i != j:
+                        ri = _find(parent, i)
+                        if ri == rj:
+                            break
+                        if _similar(sig8, i, j, min_matches):
+                            # The smaller root wins, so every root is its cluster's minimum.
+                            if ri < rj:
+                                parent[rj] = ri
+                            else:
+                                parent[ri] = rj
+                            break
+                    y -= 1
+                    if y < lo:
+                        break
+                    i = order[y]
+                    if i == first:
+                        y -= 1
+                        if y < lo:
+                            break
+                        i = order[y]
+        start = end
+    return 0
+
+
+@nb.njit(cache=True)
+def _labels(parent: np.ndarray) -> np.ndarray:
+    out = np.empty(parent.shape[0], np.int64)
+    for i in range(parent.shape[0]):
+        out[i] = _find(parent, i)
+    return out
+
+
+def min_matches_for(threshold: float, num_perm: int) -> int:
+    """Byte matches out of ``num_perm`` that an 8-bit signature pair needs to reach ``threshold``."""
+    share = threshold * (1 - 1 / 256) + 1 / 256
+    return int(np.ceil(share * num_perm - 1e-9))
+
+
+def cluster_documents(
+    bands: np.ndarray,
+    sig8: np.ndarray,
+    valid: np.ndarray,
+    threshold: float = DEFAULT_THRESHOLD,
+    max_comparisons: int = MAX_COMPARISONS,
+) -> np.ndarray:
+    """Cluster label of every document: the smallest index of its cluster (itself if alone).
+
+    Args:
+        bands: uint32 ``n_docs x n_bands`` band hashes, rows in the global document order.
+        sig8: uint8 ``n_docs x num_perm`` signatures for verifying candidate pairs.
+        valid: bool mask; documents without shingles (empty) never join a cluster.
+        threshold: estimated Jaccard a candidate pair needs to be joined.
+
+    The result depends only on the inputs' row order, never on how they were computed or merged.
+    """
+    n = bands.shape[0]
+    parent = np.arange(n, dtype=np.int64)
+    if n == 0:
+        return parent
+    need = min_matches_for(threshold, sig8.shape[1])
+    valid = np.ascontiguousarray(valid, dtype=np.bool_)
+    for j in range(bands.shape[1]):
+        col = np.ascontiguousarray(bands[:, j])
+        order = np.argsort(col, kind="stable")
+        _join_band(order, col, sig8, valid, parent, need, max_comparisons)
+    return _labels(parent)
+
+
+def cluster_sizes(labels: np.ndarray) -> np.ndarray:
+    """Size of each document's cluster."""
+    counts = np.bincount(labels, minlength=labels.shape[0])
+    return counts[labels]
+
+
+@dataclass
+class ClusterAssignment:
+    """Every document's cluster, in the global order (sorted by path, then row, then turn).
+
+    ``cluster`` is the global index of the cluster's first document, so ids depend only on the
+    inputs, never on ``--jobs``, shard boundaries or merge order. Singletons are their own cluster.
+    """
+
+    paths: list[str]  # distinct input paths, sorted
+    path_index: np.ndarray  # int32 per document
+    row: np.ndarray  # int64
+    turn: np.ndarray  # int32
+    ids: pa.Array  # string (null where a record has no id)
+    cluster: np.ndarray  # int64
+    size: np.ndarray  # int64
+
+    def __len__(self) -> int:
+        return int(self.row.shape[0])
+
+    def lookup(self, path: str, row: int, turn: int = 0) -> int | None:
+        """Global index of a document, or None when unknown."""
+        try:
+            p = self.paths.index(path)
+        except ValueError:
+            return None
+        key = (p, row, turn)
+        lo, hi = 0, len(self)
+        while lo < hi:  # the arrays are sorted by (path_index, row, turn)
+            mid = (lo + hi) // 2
+            k = (int(self.path_index[mid]), int(self.row[mid]), int(self.turn[mid]))
+            if k < key:
+                lo = mid + 1
+            else:
+                hi = mid
+        if lo < len(self) and (int(self.path_index[lo]), int(self.row[lo]), int(self.turn[lo])) == key:
+            return lo
+        return None
+
+    def cluster_of(self, path: str, row: int, turn: int = 0) -> int | None:
+        """Cluster id of one document (None when the document was not seen)."""
+        i = self.lookup(path, row, turn)
+        return None if i is None else int(self.cluster[i])
+
+    def to_table(self) -> pa.Table:
+        """``path, row, id, cluster, cluster_size`` for every document (the ``--clusters`` export)."""
+        paths = pa.array(self.paths, pa.string())
+        return pa.table({
+            "path": paths.take(pa.array(self.path_index)) if len(self) else pa.array([], pa.string()),
+            "row": pa.array(self.row, pa.int64()),
+            "id": self.ids.cast(pa.string()),
+            "cluster": pa.array(self.cluster, pa.int64()),
+            "cluster_size": pa.array(self.size, pa.int64()),
+        })
+
+
+def distinct_clusters(assignment: ClusterAssignment, docs: Iterable[tuple[str, int]]) -> int:
+    """How many distinct near-duplicate clusters hold the documents ``(path, row)``.
+
+    A trigger repeated in many *distinct* clusters was injected into unrelated documents; one found
+    in copies of a single boilerplate block sits in few. Unknown documents count as their own cluster.
+    """
+    seen: set[int] = set()
+    unknown = 0
+    for path, row in docs:
+        c = assignment.cluster_of(path, int(row))
+        if c is None:
+            unknown += 1
+        else:
+            seen.add(c)
+    return len(seen) + unknown
+
+
+def export_clusters(assignment: ClusterAssignment, path: str | os.PathLike) -> None:
+    """Write every document's cluster to ``.jsonl``, ``.csv`` or ``.parquet`` (chosen by suffix)."""
+    import pyarrow.parquet as pq
+
+    target = os.fspath(path)
+    table = assignment.to_table()
+    lower = target.lower()
+    if lower.endswith(".parquet"):
+        pq.write_table(table, target)
+        return
+    rows = table.to_pylist()
+    if lower.endswith(".csv"):
+        with open(target, "w", newline="", encoding="utf-8") as fh:
+            writer = csv.DictWriter(fh, fieldnames=table.column_names)
+            writer.writeheader()
+            writer.writerows(rows)
+        return
+    if lower.endswith((".jsonl", ".json")):
+        with open(target, "w", encoding="utf-8") as fh:
+            for r in rows:
+                fh.write(json.dumps(r, ensure_ascii=False) + "\n")
+        return
+    raise ConfigError(f"clusters: unknown format of {target!r}; use .jsonl, .csv or .parquet")
