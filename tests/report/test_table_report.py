@@ -36,7 +36,7 @@ def test_findings_ranked_with_examples_and_verdict(make_result) -> None:
     assert "FAIL: 1 finding at or above --fail-on high." in out
     # at most three examples per finding, control characters made visible, markup kept literal
     assert out.count("data/part-0.jsonl:3 [text]") == 2
-    assert "[bold]not markup[/bold]⏎next line" in out
+    assert "Some »<QZX>« gibberish [bold]not markup[/bold]⏎next line" in out
     assert "\x1b[" not in out  # no colour when the stream is not a terminal
 
 
@@ -54,6 +54,13 @@ def test_trigger_span_is_highlighted_on_a_terminal(make_result) -> None:
     out = stream.getvalue()
     assert "\x1b[1;7m" + TRIGGER in out  # bold reverse on exactly the trigger
     assert "\x1b[1;31mhigh" in out
+
+
+def test_long_lists_are_cut_with_a_note(make_result) -> None:
+    findings = [make_finding(f"t{i}", score=float(i), examples=0) for i in range(35)]
+    out = _render(make_result(findings))
+    assert "… and 5 more with lower scores" in out
+    assert "“t34”" in out and "“t4”" not in out
 
 
 def test_missing_trigger_and_bad_span_do_not_break(make_result) -> None:

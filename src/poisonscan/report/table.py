@@ -21,9 +21,11 @@ if TYPE_CHECKING:
     from poisonscan.engine.scan import ScanResult
 
 SEVERITY_STYLES = {Severity.HIGH: "bold red", Severity.MEDIUM: "yellow", Severity.LOW: "cyan"}
-TOP_FINDINGS_WITH_EXAMPLES = 5
+TOP_FINDINGS_WITH_EXAMPLES = 3
 MAX_EXAMPLES = 3
+MAX_ROWS = 30
 TRIGGER_CHARS = 60
+PLAIN_WIDTH = 120  # files and CI logs: wide enough for a finding id and a readable trigger
 
 # Control characters would break the layout; each is replaced by one visible character so the
 # trigger span (character offsets into the snippet) stays valid.
@@ -43,12 +45,19 @@ def _trigger_text(trigger: str | None) -> Text:
     return Text(f"“{shown}”")
 
 
-def _example_text(example: Example) -> Text:
-    """The snippet with its trigger span highlighted (when the span is known and valid)."""
-    text = Text(_visible(example.snippet))
+def _example_text(example: Example, mark: bool) -> Text:
+    """The snippet with its trigger span highlighted (when the span is known and valid).
+
+    Without colour (``mark``), the span is bracketed with ``»«`` instead, so plain logs show it too.
+    """
+    snippet = _visible(example.snippet)
     start, end = example.start, example.end
-    if start is not None and end is not None and 0 <= start < end <= len(example.snippet):
-        text.stylize("bold reverse", start, end)
+    if start is None or end is None or not 0 <= start < end <= len(snippet):
+        return Text(snippet)
+    if mark:
+        return Text(f"{snippet[:start]}»{snippet[start:end]}«{snippet[end:]}")
+    text = Text(snippet)
+    text.stylize("bold reverse", start, end)
     return text
 
 
@@ -99,8 +108,8 @@ def _findings_table(findings: list[Finding]) -> Table:
     table.add_column("detector")
     table.add_column("trigger", overflow="fold")
     table.add_column("documents", justify="right")
-    table.add_column("id", style="dim")
-    for rank, f in enumerate(findings, 1):
+    table.add_column("id", style="dim", no_wrap=True, min_width=16)
+    for rank, f in enumerate(findings[:MAX_ROWS], 1):
         table.add_row(
             str(rank),
             Text(f.severity.value, style=SEVERITY_STYLES[f.severity]),
@@ -146,6 +155,11 @@ def render_table(result: ScanResult, console: Console) -> None:
             Text(f"{n} finding{'s' if n != 1 else ''}, highest score first", style="bold")
         )
         console.print(_findings_table(findings))
+        if n > MAX_ROWS:
+            console.print(
+                f"… and {n - MAX_ROWS:,} more with lower scores (all are in --format json)."
+            )
+        mark = console.color_system is None
         for rank, f in enumerate(findings[:TOP_FINDINGS_WITH_EXAMPLES], 1):
             if not f.examples:
                 continue
@@ -157,12 +171,20 @@ def render_table(result: ScanResult, console: Console) -> None:
             console.print(head)
             for ex in f.examples[:MAX_EXAMPLES]:
                 where = Text(f"  {ex.path}:{ex.row} [{ex.field}] ", style="dim")
-                console.print(Text.assemble(where, _example_text(ex)))
+                console.print(Text.assemble(where, _example_text(ex, mark)))
             console.print()
     console.print(_verdict(result, findings))
 
 
 def write_table(result: ScanResult, stream: TextIO) -> None:
     """Write the table report to ``stream`` (coloured only when it is a terminal)."""
-    console = Console(file=stream, highlight=False, emoji=False, markup=False)
+    isatty = getattr(stream, "isatty", None)
+    terminal = bool(callable(isatty) and isatty())
+    console = Console(
+        file=stream,
+        width=None if terminal else PLAIN_WIDTH,
+        highlight=False,
+        emoji=False,
+        markup=False,
+    )
     render_table(result, console)
