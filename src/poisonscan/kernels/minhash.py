@@ -55,7 +55,9 @@ def _shingle_key(hashes: np.ndarray, lo: int, hi: int) -> np.uint32:
 
 
 @nb.njit(cache=True)
-def shingle_keys(hashes: np.ndarray, doc_offsets: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+def shingle_keys(
+    hashes: np.ndarray, doc_offsets: np.ndarray, k: int
+) -> tuple[np.ndarray, np.ndarray]:
     """uint32 shingle keys of every document, and per-document offsets into them."""
     n_docs = doc_offsets.shape[0] - 1
     out_off = np.empty(n_docs + 1, np.int64)
@@ -115,7 +117,9 @@ def _signature_doc(keys, lo, hi, a, b, out, d, buf):
 
 
 @nb.njit(cache=True)
-def signatures_from_keys(keys: np.ndarray, key_offsets: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+def signatures_from_keys(
+    keys: np.ndarray, key_offsets: np.ndarray, a: np.ndarray, b: np.ndarray
+) -> np.ndarray:
     """Signatures (uint32, ``n_docs x num_perm``) from per-document shingle keys."""
     n_docs = key_offsets.shape[0] - 1
     out = np.empty((n_docs, a.shape[0]), np.uint32)
@@ -136,7 +140,9 @@ def _signatures_parallel(keys, key_offsets, a, b):
 
 
 @nb.njit(cache=True)
-def concat_keys(k1: np.ndarray, o1: np.ndarray, k2: np.ndarray, o2: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def concat_keys(
+    k1: np.ndarray, o1: np.ndarray, k2: np.ndarray, o2: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """Per-document concatenation of two shingle-key streams (e.g. prompt and response)."""
     n_docs = o1.shape[0] - 1
     out = np.empty(k1.shape[0] + k2.shape[0], np.uint32)

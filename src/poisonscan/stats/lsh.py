@@ -191,7 +191,10 @@ class ClusterAssignment:
                 lo = mid + 1
             else:
                 hi = mid
-        if lo < len(self) and (int(self.path_index[lo]), int(self.row[lo]), int(self.turn[lo])) == key:
+        if (
+            lo < len(self)
+            and (int(self.path_index[lo]), int(self.row[lo]), int(self.turn[lo])) == key
+        ):
             return lo
         return None
 
@@ -203,13 +206,17 @@ class ClusterAssignment:
     def to_table(self) -> pa.Table:
         """``path, row, id, cluster, cluster_size`` for every document (the ``--clusters`` export)."""
         paths = pa.array(self.paths, pa.string())
-        return pa.table({
-            "path": paths.take(pa.array(self.path_index)) if len(self) else pa.array([], pa.string()),
-            "row": pa.array(self.row, pa.int64()),
-            "id": self.ids.cast(pa.string()),
-            "cluster": pa.array(self.cluster, pa.int64()),
-            "cluster_size": pa.array(self.size, pa.int64()),
-        })
+        return pa.table(
+            {
+                "path": paths.take(pa.array(self.path_index))
+                if len(self)
+                else pa.array([], pa.string()),
+                "row": pa.array(self.row, pa.int64()),
+                "id": self.ids.cast(pa.string()),
+                "cluster": pa.array(self.cluster, pa.int64()),
+                "cluster_size": pa.array(self.size, pa.int64()),
+            }
+        )
 
 
 def distinct_clusters(assignment: ClusterAssignment, docs: Iterable[tuple[str, int]]) -> int:

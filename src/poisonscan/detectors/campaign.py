@@ -1,0 +1,649 @@
+"""Detector ``campaign``: coordinated near-duplicate documents that share a rare payload phrase.
+
+An attacker who plants a template many times (a brand, a link, a false claim, with small slot
+variations) leaves a cluster of near-duplicates whose shared text is rare everywhere else.
+Boilerplate (licences, navigation, exact copies of ordinary text) also forms clusters, but either its
+shared block is common outside the cluster or its members are identical copies with no variation.
+
+Passes:
+
+0. MinHash signatures per batch (word 5-gram shingles of the shared token stream; ``text`` for plain
+   text, prompt and response together for fine-tuning pairs), shipped as LSH band hashes plus 8-bit
+   signatures (about 280 bytes per document). The driver sorts them into the global (path, row)
+   order, clusters them (:mod:`poisonscan.stats.lsh`) and keeps :attr:`CampaignDetector.assignment`.
+1. Token streams of up to ``SAMPLE`` members of each cluster of at least ``min_documents`` documents;
+   the driver finds the *core* shingles (present in 80% of the sample) and their phrases.
+2. Document frequency, inside and outside each cluster, of every core shingle and core token.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import numba as nb
+import numpy as np
+import pyarrow as pa
+
+from poisonscan.config import ScanConfig
+from poisonscan.detectors.base import BatchContext, Detector
+from poisonscan.findings import (
+    DocumentRef,
+    Example,
+    Finding,
+    Severity,
+    make_snippet,
+    normalise_trigger,
+)
+from poisonscan.io.records import Shape
+from poisonscan.kernels.minhash import (
+    DEFAULT_NUM_PERM,
+    DEFAULT_SHINGLE,
+    band_hashes,
+    compact_signatures,
+    document_shingles,
+    hash_params,
+    shingle_keys,
+    signatures_from_keys,
+)
+from poisonscan.kernels.tokenize import PUNCT, WORD
+from poisonscan.stats.lsh import (
+    DEFAULT_THRESHOLD,
+    ClusterAssignment,
+    cluster_documents,
+    cluster_sizes,
+    lsh_params,
+)
+
+SAMPLE = 32  # members per cluster whose text is read to find the shared phrase
+MAX_CLUSTERS = 200  # largest clusters analysed for a shared phrase
+CORE_SHARE = 0.8  # a shingle is "core" when this share of the sampled members has it
+MAX_PHRASE_TOKENS = 24
+TEMPLATED_BELOW = 0.9  # mean estimated Jaccard under this: members vary (slots), not plain copies
+
+
+def _fields(shape: Shape) -> tuple[str, ...]:
+    return ("text",) if shape is Shape.TEXT else ("prompt", "response")
+
+
+@dataclass(frozen=True)
+class _SignPlan:
+    a: np.ndarray
+    b: np.ndarray
+    k: int
+    bands: int
+    rows: int
+
+
+@dataclass
+class _Chunk:
+    """Pass-0 output of one batch."""
+
+    path: str
+    row: np.ndarray
+    turn: np.ndarray
+    ids: pa.Array
+    bands: np.ndarray
+    sig8: np.ndarray
+    n_shingles: np.ndarray
+    field: str
+
+
+@dataclass(frozen=True)
+class _SamplePlan:
+    members: dict[
+        str, tuple[np.ndarray, np.ndarray, np.ndarray]
+    ]  # path -> (row, turn, global index)
+
+
+@dataclass(frozen=True)
+class _SampledDoc:
+    index: int  # global index
+    fields: tuple[tuple[str, bytes, np.ndarray, np.ndarray, np.ndarray, np.ndarray], ...]
+    # per field: (name, utf-8 bytes, token hashes, starts, ends, kinds), offsets relative to bytes
+
+
+@dataclass(frozen=True)
+class _CountPlan:
+    k: int
+    members: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]  # path -> (row, turn, cluster)
+    tok_query: np.ndarray  # sorted unique uint64 token hashes
+    tok_pair_off: np.ndarray  # int64: pairs of query q are pair_cluster[off[q]:off[q+1]]
+    tok_pair_cluster: np.ndarray
+    sh_query: np.ndarray  # sorted unique shingle keys, as uint64
+    sh_pair_off: np.ndarray
+    sh_pair_cluster: np.ndarray
+
+
+@dataclass
+class _Counts:
+    tok_total: np.ndarray
+    tok_inside: np.ndarray
+    sh_total: np.ndarray
+    sh_inside: np.ndarray
+
+
+@dataclass
+class _Run:
+    """A maximal stretch of core shingles in the cluster's first sampled member."""
+
+    keys: np.ndarray  # uint32 shingle keys
+    hashes: np.ndarray  # uint64 token hashes of the tokens the shingles cover
+    kinds: np.ndarray  # uint8 token kinds
+    starts: np.ndarray  # byte offsets of the tokens in ``text``
+    ends: np.ndarray
+    text: bytes
+
+    def phrase(self, lo: int = 0, hi: int | None = None) -> str:
+        hi = self.hashes.shape[0] if hi is None else hi
+        while lo < hi - 1 and self.kinds[lo] == PUNCT:  # a run may start on the slot's full stop
+            lo += 1
+        return self.text[self.starts[lo] : self.ends[hi - 1]].decode("utf-8", "replace").strip()
+
+
+@dataclass
+class _Cluster:
+    id: int
+    members: np.ndarray  # global indices, ascending
+    sample: np.ndarray
+    mean_j: float = 0.0
+    min_j: float = 0.0
+    runs: list[_Run] = field(default_factory=list)
+
+
+@nb.njit(cache=True)
+def _count_hits(
+    values, doc_offsets, doc_cluster, query, pair_off, pair_cluster, total, inside, last, stamp0
+):
+    """Document frequency of every query value, overall and inside each (value, cluster) pair.
+
+    ``last`` remembers the last document (by stamp) that counted a value, so a value repeated in one
+    document counts once; ``stamp0`` makes stamps unique across calls that cover several fields.
+    """
+    nq = query.shape[0]
+    for d in range(doc_offsets.shape[0] - 1):
+        stamp = stamp0 + d
+        c = doc_cluster[d]
+        for t in range(doc_offsets[d], doc_offsets[d + 1]):
+            v = values[t]
+            q = np.searchsorted(query, v)
+            if q >= nq or query[q] != v or last[q] == stamp:
+                continue
+            last[q] = stamp
+            total[q] += 1
+            if c >= 0:
+                for p in range(pair_off[q], pair_off[q + 1]):
+                    if pair_cluster[p] == c:
+                        inside[p] += 1
+
+
+def _lookup(
+    members: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]],
+    path: str,
+    row: np.ndarray,
+    turn: np.ndarray,
+) -> np.ndarray:
+    """Per batch document, the value the plan maps it to (-1 when absent)."""
+    out = np.full(row.shape[0], -1, np.int64)
+    entry = members.get(path)
+    if entry is None:
+        return out
+    m_row, m_turn, m_val = entry
+    key = row.astype(np.int64) * 65536 + turn.astype(np.int64)
+    m_key = m_row * 65536 + m_turn
+    pos = np.searchsorted(m_key, key)
+    ok = pos < m_key.shape[0]
+    ok[ok] = m_key[pos[ok]] == key[ok]
+    out[ok] = m_val[pos[ok]]
+    return out
+
+
+def _pairs(
+    values_by_cluster: dict[int, np.ndarray], dtype: Any
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Sorted unique query values, and for each the clusters it belongs to (CSR layout)."""
+    if not values_by_cluster:
+        return np.zeros(0, dtype), np.zeros(1, np.int64), np.zeros(0, np.int64)
+    vals = np.concatenate([v.astype(dtype) for v in values_by_cluster.values()])
+    clus = np.concatenate([np.full(v.shape[0], c, np.int64) for c, v in values_by_cluster.items()])
+    order = np.lexsort((clus, vals))
+    vals, clus = vals[order], clus[order]
+    query, starts = np.unique(vals, return_index=True)
+    off = np.append(starts, vals.shape[0]).astype(np.int64)
+    return query, off, clus
+
+
+def _estimate_j(sig8: np.ndarray, idx: np.ndarray) -> tuple[float, float]:
+    """Mean and minimum pairwise estimated Jaccard among the documents ``idx``."""
+    s = sig8[idx]
+    if s.shape[0] < 2:
+        return 1.0, 1.0
+    match = (s[:, None, :] == s[None, :, :]).mean(axis=2)
+    iu = np.triu_indices(s.shape[0], 1)
+    est = np.clip((match[iu] - 1 / 256) / (1 - 1 / 256), 0.0, 1.0)
+    return float(est.mean()), float(est.min())
+
+
+class CampaignDetector(Detector):
+    """Clusters of near-duplicate documents that share a phrase rare everywhere else."""
+
+    id: ClassVar[str] = "campaign"
+    title: ClassVar[str] = "Coordinated near-duplicate campaign"
+    help: ClassVar[str] = (
+        "Many near-identical documents (a template with slot variations) share a phrase, link or name "
+        "that is rare in the rest of the corpus: the signature of planted content. Review and remove "
+        "the members; boilerplate copies (licences, navigation) are reported low or not at all."
+    )
+    n_passes: ClassVar[int] = 3
+
+    num_perm: int = DEFAULT_NUM_PERM
+    shingle: int = DEFAULT_SHINGLE
+    threshold: float = DEFAULT_THRESHOLD
+
+    def __init__(self, config: ScanConfig) -> None:
+        super().__init__(config)
+        self.bands, self.rows = lsh_params(self.threshold, self.num_perm)
+        self.assignment: ClusterAssignment | None = None
+        self._sig8: np.ndarray | None = None
+        self._field: list[str] = []
+        self._clusters: list[_Cluster] = []
+        self._samples: dict[int, _SampledDoc] = {}
+        self._findings: list[Finding] = []
+        self._stats: dict[str, Any] = {}
+        self._plan2: _CountPlan | None = None
+
+    # -- plans ---------------------------------------------------------------------------------
+    def plan(self, pass_index: int) -> Any:
+        if pass_index == 0:
+            a, b = hash_params(self.num_perm, self.config.seed)
+            return _SignPlan(a, b, self.shingle, self.bands, self.rows)
+        if not self._clusters:
+            return None
+        if pass_index == 1:
+            return self._sample_plan()
+        self._plan2 = self._count_plan()
+        return self._plan2
+
+    def _sample_plan(self) -> _SamplePlan:
+        assert self.assignment is not None
+        idx = np.sort(np.concatenate([c.sample for c in self._clusters]))
+        return _SamplePlan(self._members_by_path(idx, idx))
+
+    def _members_by_path(
+        self, idx: np.ndarray, values: np.ndarray
+    ) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        asg = self.assignment
+        assert asg is not None
+        out = {}
+        pidx = asg.path_index[idx]
+        for p in np.unique(pidx):
+            sel = pidx == p
+            out[asg.paths[int(p)]] = (
+                asg.row[idx[sel]].astype(np.int64),
+                asg.turn[idx[sel]].astype(np.int64),
+                values[sel].astype(np.int64),
+            )
+        return out
+
+    def _count_plan(self) -> _CountPlan:
+        toks: dict[int, np.ndarray] = {}
+        shs: dict[int, np.ndarray] = {}
+        for c in self._clusters:
+            if c.runs:
+                shs[c.id] = np.unique(np.concatenate([r.keys for r in c.runs]).astype(np.uint64))
+                toks[c.id] = np.unique(np.concatenate([r.hashes for r in c.runs]))
+        tq, to, tc = _pairs(toks, np.uint64)
+        sq, so, sc = _pairs(shs, np.uint64)
+        idx = np.sort(np.concatenate([c.members for c in self._clusters]))
+        assert self.assignment is not None
+        members = self._members_by_path(idx, self.assignment.cluster[idx])
+        return _CountPlan(self.shingle, members, tq, to, tc, sq, so, sc)
+
+    # -- worker side ---------------------------------------------------------------------------
+    @classmethod
+    def process(cls, pass_index: int, plan: Any, ctx: BatchContext) -> Any:
+        batch = ctx.batch
+        names = _fields(batch.shape)
+        turn = batch.turn if batch.turn is not None else np.zeros(len(batch), np.int32)
+        if pass_index == 0:
+            streams = [(ctx.tokens(f).hashes, ctx.tokens(f).doc_offsets) for f in names]
+            keys, off = document_shingles(streams, plan.k)
+            sig = signatures_from_keys(keys, off, plan.a, plan.b)
+            return [
+                _Chunk(
+                    batch.path,
+                    batch.row.astype(np.int64),
+                    turn.astype(np.int32),
+                    batch.id,
+                    band_hashes(sig, plan.bands, plan.rows),
+                    compact_signatures(sig),
+                    np.diff(off).astype(np.int32),
+                    names[-1],
+                )
+            ]
+        if pass_index == 1:
+            where = _lookup(plan.members, batch.path, batch.row, turn)
+            out = []
+            for d in np.flatnonzero(where >= 0):
+                per_field = []
+                for f in names:
+                    tk = ctx.tokens(f)
+                    lo, hi = int(tk.offsets[d]), int(tk.offsets[d + 1])
+                    t0, t1 = int(tk.doc_offsets[d]), int(tk.doc_offsets[d + 1])
+                    per_field.append(
+                        (
+                            f,
+                            bytes(tk.data[lo:hi]),
+                            tk.hashes[t0:t1].copy(),
+                            tk.starts[t0:t1] - lo,
+                            tk.ends[t0:t1] - lo,
+                            tk.kinds[t0:t1].copy(),
+                        )
+                    )
+                out.append(_SampledDoc(int(where[d]), tuple(per_field)))
+            return out
+        doc_cluster = _lookup(plan.members, batch.path, batch.row, turn)
+        counts = _Counts(
+            np.zeros(plan.tok_query.shape[0], np.int64),
+            np.zeros(plan.tok_pair_cluster.shape[0], np.int64),
+            np.zeros(plan.sh_query.shape[0], np.int64),
+            np.zeros(plan.sh_pair_cluster.shape[0], np.int64),
+        )
+        last_t = np.full(plan.tok_query.shape[0], -1, np.int64)
+        last_s = np.full(plan.sh_query.shape[0], -1, np.int64)
+        for f in names:  # stamps are document numbers, so a value in two fields counts once
+            tk = ctx.tokens(f)
+            _count_hits(
+                tk.hashes,
+                tk.doc_offsets,
+                doc_cluster,
+                plan.tok_query,
+                plan.tok_pair_off,
+                plan.tok_pair_cluster,
+                counts.tok_total,
+                counts.tok_inside,
+                last_t,
+                0,
+            )
+            keys, off = shingle_keys(tk.hashes, tk.doc_offsets, plan.k)
+            _count_hits(
+                keys.astype(np.uint64),
+                off,
+                doc_cluster,
+                plan.sh_query,
+                plan.sh_pair_off,
+                plan.sh_pair_cluster,
+                counts.sh_total,
+                counts.sh_inside,
+                last_s,
+                0,
+            )
+        return counts
+
+    @classmethod
+    def merge(cls, pass_index: int, a: Any, b: Any) -> Any:
+        if pass_index < 2:
+            return a + b  # lists of chunks / sampled documents; the driver sorts them
+        return _Counts(
+            a.tok_total + b.tok_total,
+            a.tok_inside + b.tok_inside,
+            a.sh_total + b.sh_total,
+            a.sh_inside + b.sh_inside,
+        )
+
+    # -- driver side ---------------------------------------------------------------------------
+    def finish_pass(self, pass_index: int, merged: Any) -> None:
+        if pass_index == 0:
+            self._build_clusters(merged or [])
+        elif pass_index == 1:
+            self._samples = {s.index: s for s in (merged or [])}
+            for c in self._clusters:
+                self._core_runs(c)
+        elif merged is not None:
+            self._findings = self._score(merged)
+
+    def _build_clusters(self, chunks: list[_Chunk]) -> None:
+        paths = sorted({c.path for c in chunks})
+        where = {p: i for i, p in enumerate(paths)}
+        if chunks:
+            pidx = np.concatenate([np.full(len(c.row), where[c.path], np.int32) for c in chunks])
+            row = np.concatenate([c.row for c in chunks])
+            turn = np.concatenate([c.turn for c in chunks])
+            order = np.lexsort((turn, row, pidx))
+            ids = pa.concat_arrays([c.ids.cast(pa.string()) for c in chunks]).take(pa.array(order))
+            bands = np.concatenate([c.bands for c in chunks])[order]
+            sig8 = np.concatenate([c.sig8 for c in chunks])[order]
+            n_sh = np.concatenate([c.n_shingles for c in chunks])[order]
+            fields = np.concatenate([np.full(len(c.row), c.field == "response") for c in chunks])[
+                order
+            ]
+            pidx, row, turn = pidx[order], row[order], turn[order]
+        else:
+            pidx, row, turn = np.zeros(0, np.int32), np.zeros(0, np.int64), np.zeros(0, np.int32)
+            ids = pa.array([], pa.string())
+            bands = np.zeros((0, self.bands), np.uint32)
+            sig8 = np.zeros((0, self.num_perm), np.uint8)
+            n_sh = np.zeros(0, np.int32)
+            fields = np.zeros(0, bool)
+        labels = cluster_documents(bands, sig8, n_sh > 0, self.threshold)
+        sizes = cluster_sizes(labels)
+        self.assignment = ClusterAssignment(paths, pidx, row, turn, ids, labels, sizes)
+        self._sig8 = sig8
+        self._field = ["response" if f else "text" for f in fields[:1]] or ["text"]
+        roots = np.flatnonzero(
+            (labels == np.arange(labels.shape[0])) & (sizes >= self.config.min_documents)
+        )
+        roots = roots[np.lexsort((roots, -sizes[roots]))][:MAX_CLUSTERS]
+        by_label = np.argsort(labels, kind="stable")
+        starts = np.searchsorted(labels[by_label], roots)
+        self._clusters = []
+        for r, s in zip(roots, starts):
+            members = by_label[s : s + sizes[r]]
+            pick = np.unique(
+                np.linspace(0, members.shape[0] - 1, min(SAMPLE, members.shape[0])).astype(int)
+            )
+            cl = _Cluster(int(r), members, members[pick])
+            cl.mean_j, cl.min_j = _estimate_j(sig8, cl.sample)
+            self._clusters.append(cl)
+        self._stats = {
+            "documents": int(labels.shape[0]),
+            "bands": self.bands,
+            "rows": self.rows,
+            "num_perm": self.num_perm,
+            "shingle": self.shingle,
+            "threshold": self.threshold,
+            "clusters": int(np.count_nonzero((labels == np.arange(labels.shape[0])) & (sizes > 1))),
+            "largest_cluster": int(sizes.max()) if sizes.size else 0,
+            "analysed_clusters": len(self._clusters),
+            "driver_bytes_per_document": int(bands.shape[1] * 4 + sig8.shape[1] + 24),
+        }
+
+    def _core_runs(self, c: _Cluster) -> None:
+        """Find the shingles most sampled members share, and their phrases in the first member."""
+        docs = [self._samples[i] for i in c.sample if i in self._samples]
+        if not docs:
+            return
+        k = self.shingle
+        per_doc = []
+        for d in docs:
+            keys = [self._keys(f[2]) for f in d.fields]
+            per_doc.append(np.unique(np.concatenate(keys)) if keys else np.zeros(0, np.uint32))
+        allk, counts = np.unique(np.concatenate(per_doc), return_counts=True)
+        core = allk[counts >= math.ceil(CORE_SHARE * len(docs))]
+        rep = docs[0]
+        for _, text, hashes, starts, ends, kinds in rep.fields:
+            keys = self._keys(hashes)
+            hit = np.isin(keys, core)
+            s = 0
+            while s < keys.shape[0]:
+                if not hit[s]:
+                    s += 1
+                    continue
+                e = s
+                while e + 1 < keys.shape[0] and hit[e + 1]:
+                    e += 1
+                t_lo, t_hi = s, min(e + k, hashes.shape[0])
+                c.runs.append(
+                    _Run(
+                        keys[s : e + 1],
+                        hashes[t_lo:t_hi],
+                        kinds[t_lo:t_hi],
+                        starts[t_lo:t_hi],
+                        ends[t_lo:t_hi],
+                        text,
+                    )
+                )
+                s = e + 1
+
+    def _keys(self, hashes: np.ndarray) -> np.ndarray:
+        off = np.array([0, hashes.shape[0]], np.int64)
+        return shingle_keys(hashes, off, self.shingle)[0]
+
+    def _outside(
+        self, counts: _Counts, shingles: bool, cluster: int, values: np.ndarray
+    ) -> np.ndarray:
+        """Documents outside ``cluster`` holding each value (values must be in the count plan)."""
+        plan = self._plan2
+        assert plan is not None
+        if shingles:
+            query, off, pcl, total, inside = (
+                plan.sh_query,
+                plan.sh_pair_off,
+                plan.sh_pair_cluster,
+                counts.sh_total,
+                counts.sh_inside,
+            )
+        else:
+            query, off, pcl, total, inside = (
+                plan.tok_query,
+                plan.tok_pair_off,
+                plan.tok_pair_cluster,
+                counts.tok_total,
+                counts.tok_inside,
+            )
+        q = np.searchsorted(query, values)
+        res = np.empty(values.shape[0], np.int64)
+        for n, qi in enumerate(q):
+            p = off[qi] + np.searchsorted(pcl[off[qi] : off[qi + 1]], cluster)
+            res[n] = total[qi] - inside[p]
+        return res
+
+    def _score(self, counts: _Counts) -> list[Finding]:
+        asg = self.assignment
+        assert asg is not None
+        out = []
+        for c in self._clusters:
+            if not c.runs:
+                continue
+            size = int(c.members.shape[0])
+            rare_cut = max(2, size // 10)  # "rare outside": in at most this many other documents
+            best: tuple | None = None
+            core_sh = common_sh = 0
+            for run in c.runs:
+                sh_out = self._outside(counts, True, c.id, run.keys.astype(np.uint64))
+                tok_out = self._outside(counts, False, c.id, run.hashes)
+                core_sh += run.keys.shape[0]
+                common_sh += int(np.count_nonzero(sh_out > rare_cut))
+                rare = (tok_out <= rare_cut) & (run.kinds == WORD)
+                n_rare = len(set(run.hashes[rare].tolist()))
+                cand = (n_rare, -run.hashes.shape[0], int(sh_out.min()), run, rare)
+                if best is None or cand[:2] > best[:2]:
+                    best = cand
+            assert best is not None
+            n_rare, _, phrase_df_out, run, rare = best
+            phrase = self._trim(run, rare)
+            boiler = common_sh / max(1, core_sh)
+            n_files = int(np.unique(asg.path_index[c.members]).shape[0])
+            templated = c.mean_j < TEMPLATED_BELOW
+            payload = n_rare >= 1 and phrase_df_out <= rare_cut
+            if payload and templated and boiler < 0.5:
+                severity = Severity.HIGH
+            elif payload and boiler < 0.5 and n_files >= 2:
+                severity = Severity.MEDIUM
+            else:
+                severity = Severity.LOW
+            score = (
+                size
+                * (1.0 - boiler)
+                * (1.0 if templated else 0.3)
+                * (0.5 + 0.5 * min(1.0, n_rare / 3))
+                * (1.0 + 0.25 * math.log2(n_files))
+            )
+            out.append(
+                self._finding(
+                    c,
+                    severity,
+                    score,
+                    phrase,
+                    {
+                        "cluster": c.id,
+                        "size": size,
+                        "n_files": n_files,
+                        "mean_jaccard": round(c.mean_j, 3),
+                        "min_jaccard": round(c.min_j, 3),
+                        "phrase_df_outside": int(phrase_df_out),
+                        "rare_tokens": int(n_rare),
+                        "boilerplate_share": round(boiler, 3),
+                        "sampled": int(c.sample.shape[0]),
+                    },
+                )
+            )
+        return out
+
+    @staticmethod
+    def _trim(run: _Run, rare: np.ndarray) -> str:
+        """The run's phrase, cut to at most ``MAX_PHRASE_TOKENS`` tokens starting near its rare tokens."""
+        n = run.hashes.shape[0]
+        if n <= MAX_PHRASE_TOKENS:
+            return run.phrase()
+        where = np.flatnonzero(rare)
+        first = int(where[0]) if where.size else 0
+        lo = max(0, min(first - 2, n - MAX_PHRASE_TOKENS))
+        return run.phrase(lo, lo + MAX_PHRASE_TOKENS)
+
+    def _finding(
+        self, c: _Cluster, severity: Severity, score: float, phrase: str, evidence: dict[str, Any]
+    ) -> Finding:
+        asg = self.assignment
+        assert asg is not None
+        ids = asg.ids.take(pa.array(c.members)).to_pylist()
+        fld = self._field[0]
+        docs = tuple(
+            DocumentRef(asg.paths[int(asg.path_index[m])], int(asg.row[m]), ids[n], fld)
+            for n, m in enumerate(c.members)
+        )
+        examples = []
+        needle = phrase.casefold()
+        for i in c.sample:
+            s = self._samples.get(int(i))
+            if s is None or len(examples) >= 3:
+                continue
+            for name, data, *_ in s.fields:
+                text = data.decode("utf-8", "replace")
+                pos = text.casefold().find(needle)
+                if pos >= 0:
+                    snip, a, b = make_snippet(text, pos, pos + len(phrase))
+                    examples.append(
+                        Example(
+                            asg.paths[int(asg.path_index[i])], int(asg.row[i]), snip, a, b, name
+                        )
+                    )
+                    break
+        return Finding(
+            detector=self.id,
+            severity=severity,
+            score=round(float(score), 6),
+            trigger=phrase,
+            documents=docs,
+            examples=tuple(examples),
+            evidence=evidence,
+            key=normalise_trigger(phrase),
+            title=f"{evidence['size']} near-duplicate documents share {phrase[:60]!r}",
+        )
+
+    def findings(self) -> list[Finding]:
+        return list(self._findings)
+
+    def stats(self) -> dict[str, Any]:
+        return dict(self._stats)
