@@ -202,7 +202,8 @@ def scan(
 
     Exit code 0: no finding at or above --fail-on; 1: at least one; 2: the scan could not run.
     """
-    given = {
+    # Options left out keep ScanConfig's defaults, so defaults live in one place.
+    given: dict[str, Any] = {
         "shape": shape,
         "text_field": text_field,
         "id_field": id_field,
