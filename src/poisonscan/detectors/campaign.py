@@ -557,10 +557,9 @@ class CampaignDetector(Detector):
             n_files = int(np.unique(asg.path_index[c.members]).shape[0])
             templated = c.mean_j < TEMPLATED_BELOW
             payload = n_rare >= 1 and phrase_df_out <= rare_cut
-            if payload and templated and boiler < 0.5:
-                severity = Severity.HIGH
-            elif payload and boiler < 0.5 and n_files >= 2:
-                severity = Severity.MEDIUM
+            # Copies (no slot variation) and blocks common outside the cluster are boilerplate.
+            if templated and boiler < 0.5:
+                severity = Severity.HIGH if payload else Severity.MEDIUM
             else:
                 severity = Severity.LOW
             score = (

@@ -1,0 +1,116 @@
+"""LSH clustering: recall on planted near-duplicates, determinism, ids, export."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from poisonscan.errors import ConfigError
+from poisonscan.kernels.minhash import (
+    band_hashes,
+    compact_signatures,
+    hash_params,
+    minhash_signatures,
+)
+from poisonscan.stats.lsh import (
+    ClusterAssignment,
+    cluster_documents,
+    cluster_sizes,
+    distinct_clusters,
+    export_clusters,
+    lsh_params,
+)
+
+
+def _near_duplicates(n_groups: int, copies: int, edits: int, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    docs = []
+    for _ in range(n_groups):
+        base = rng.integers(0, 2**63, 120, dtype=np.uint64)
+        docs.append(base)
+        for _ in range(copies):
+            m = base.copy()
+            idx = rng.choice(120, edits, replace=False)
+            m[idx] = rng.integers(0, 2**63, edits, dtype=np.uint64)
+            docs.append(m)
+    off = np.cumsum([0] + [len(d) for d in docs]).astype(np.int64)
+    return np.concatenate(docs), off
+
+
+def _cluster(flat, off, threshold=0.5):
+    a, b = hash_params(128, 0)
+    sig = minhash_signatures([(flat, off)], a, b)
+    bands, rows = lsh_params(threshold, 128)
+    return cluster_documents(
+        band_hashes(sig, bands, rows), compact_signatures(sig), np.diff(off) > 0, threshold
+    )
+
+
+def test_lsh_params_come_from_datasketch():
+    bands, rows = lsh_params(0.5, 128)
+    assert bands * rows <= 128 and bands > rows
+    with pytest.raises(ValueError):
+        lsh_params(1.5, 128)
+
+
+def test_recall_of_near_duplicates_and_ids_are_cluster_minima():
+    flat, off = _near_duplicates(200, 3, 3)  # 3 edits of 120 tokens: Jaccard about 0.78
+    labels = _cluster(flat, off)
+    truth = np.repeat(np.arange(200) * 4, 4)
+    assert (labels == truth).mean() >= 0.97
+    assert (labels <= np.arange(labels.shape[0])).all()
+    assert (cluster_sizes(labels)[truth == labels] <= 4).all()
+
+
+def test_unrelated_and_empty_documents_stay_alone():
+    rng = np.random.default_rng(1)
+    docs = [rng.integers(0, 2**63, 50, dtype=np.uint64) for _ in range(300)] + [
+        np.zeros(0, np.uint64)
+    ] * 3
+    off = np.cumsum([0] + [len(d) for d in docs]).astype(np.int64)
+    labels = _cluster(np.concatenate(docs), off)
+    assert np.array_equal(labels, np.arange(len(docs)))
+
+
+def test_deterministic():
+    flat, off = _near_duplicates(50, 5, 10, seed=3)
+    assert np.array_equal(_cluster(flat, off), _cluster(flat, off))
+
+
+def _assignment():
+    return ClusterAssignment(
+        paths=["a.jsonl", "b.jsonl"],
+        path_index=np.array([0, 0, 1, 1], np.int32),
+        row=np.array([0, 1, 0, 1]),
+        turn=np.zeros(4, np.int32),
+        ids=pa.array(["x", None, "y", "z"]),
+        cluster=np.array([0, 1, 0, 3]),
+        size=np.array([2, 1, 2, 1]),
+    )
+
+
+def test_distinct_clusters_and_lookup():
+    asg = _assignment()
+    assert asg.cluster_of("b.jsonl", 0) == 0 and asg.cluster_of("c", 0) is None
+    assert distinct_clusters(asg, [("a.jsonl", 0), ("b.jsonl", 0)]) == 1
+    assert distinct_clusters(asg, [("a.jsonl", 0), ("b.jsonl", 1), ("zz", 9)]) == 3
+
+
+@pytest.mark.parametrize("suffix", [".jsonl", ".csv", ".parquet"])
+def test_export_round_trip(tmp_path, suffix):
+    target = tmp_path / f"clusters{suffix}"
+    export_clusters(_assignment(), target)
+    if suffix == ".jsonl":
+        rows = [json.loads(line) for line in target.read_text().splitlines()]
+        assert rows[2] == {"path": "b.jsonl", "row": 0, "id": "y", "cluster": 0, "cluster_size": 2}
+    elif suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        assert pq.read_table(target).column("cluster").to_pylist() == [0, 1, 0, 3]
+    else:
+        assert target.read_text().splitlines()[0] == "path,row,id,cluster,cluster_size"
+    with pytest.raises(ConfigError):
+        export_clusters(_assignment(), tmp_path / "x.txt")
