@@ -1,116 +1,150 @@
-"""Input discovery and streaming readers (public API used by the engine).
+"""Input discovery and streaming readers: the public API the engine uses.
 
-MINIMAL FIRST VERSION: text-only Parquet and uncompressed JSONL. The io work replaces the internals;
-the public names below (InputFile, Shard, ReadOptions, ReadCounter, discover_inputs, plan_shards,
-read_shard) are the contract the engine relies on.
+``discover_inputs`` finds files, ``plan_shards`` splits them into units of work, and ``read_shard``
+streams one shard as :class:`RecordBatch` objects while counting what it read and skipped. The
+format readers (:mod:`.jsonl`, :mod:`.jsonarray`, :mod:`.parquet`) produce raw blocks; :mod:`.shapes`
+turns them into units.
 """
 
 from __future__ import annotations
 
-import glob
-import os
-from collections import Counter
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterator
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.json as pajson
-import pyarrow.parquet as pq
 
 from poisonscan.errors import InputError
+from poisonscan.io.discover import InputFile, discover_inputs
+from poisonscan.io.jsonarray import JsonArrayReader
+from poisonscan.io.jsonl import BOM, JsonLinesReader
+from poisonscan.io.options import ReadCounter, ReadOptions
+from poisonscan.io.parquet import empty_block, open_parquet, parquet_blocks
+from poisonscan.io.raw import BadRecords, RawBlock
 from poisonscan.io.records import RecordBatch, Shape
+from poisonscan.io.shapes import ShapeConverter, describe_fields, undetected_message
+from poisonscan.io.shards import Shard, plan_shards
+from poisonscan.io.streams import ByteStream
 
+__all__ = [
+    "InputFile", "Shard", "ReadOptions", "ReadCounter", "RecordBatch", "Shape",
+    "discover_inputs", "plan_shards", "read_shard",
+]
 
-@dataclass(frozen=True)
-class InputFile:
-    """One input file. ``format`` is ``jsonl``, ``json`` or ``parquet``; ``compression`` gz/zst/None."""
-
-    path: str
-    format: str
-    compression: str | None
-    size: int
-
-
-@dataclass(frozen=True)
-class Shard:
-    """A unit of work: a whole file, or a range of a Parquet file's row groups."""
-
-    file: InputFile
-    index: int = 0  # shard number within the file
-    row_groups: tuple[int, ...] | None = None
-    first_row: int = 0
-
-
-@dataclass(frozen=True)
-class ReadOptions:
-    shape: Shape | None = None
-    text_field: str | None = None
-    id_field: str | None = None
-    skip_bad_records: bool = False
-    max_record_bytes: int = 64 * 2**20
-    batch_rows: int = 4096
-
-
-@dataclass
-class ReadCounter:
-    """What a reader saw in one shard: records read, and records skipped per reason."""
-
-    path: str = ""
-    records: int = 0
-    bytes: int = 0
-    skipped: Counter = field(default_factory=Counter)
-    shape: str | None = None
-
-    def merge(self, other: ReadCounter) -> None:
-        self.records += other.records
-        self.bytes += other.bytes
-        self.skipped.update(other.skipped)
-        self.shape = self.shape or other.shape
-
-
-def discover_inputs(paths: Sequence[str]) -> list[InputFile]:
-    out = []
-    for p in paths:
-        cands = sorted(glob.glob(p, recursive=True)) if any(c in p for c in "*?[") else [p]
-        for c in cands:
-            if os.path.isdir(c):
-                for root, _, files in os.walk(c):
-                    for f in sorted(files):
-                        if f.endswith((".parquet", ".jsonl")):
-                            fp = os.path.join(root, f)
-                            out.append(_input_file(fp))
-            elif os.path.exists(c):
-                out.append(_input_file(c))
-            else:
-                raise InputError(c, "no such file or directory", reason="missing")
-    return sorted(out, key=lambda f: f.path)
-
-
-def _input_file(path: str) -> InputFile:
-    fmt = "parquet" if path.endswith(".parquet") else "jsonl"
-    return InputFile(path, fmt, None, os.path.getsize(path))
-
-
-def plan_shards(files: Sequence[InputFile], options: ReadOptions) -> list[Shard]:
-    return [Shard(f) for f in files]
+_ID_TYPES = (pa.int64(), pa.float64(), pa.bool_(), pa.string(), pa.large_string())
 
 
 def read_shard(shard: Shard, options: ReadOptions, counter: ReadCounter) -> Iterator[RecordBatch]:
+    """Stream the units of one shard in batches of at most ``options.batch_rows``.
+
+    Sets ``counter.records`` (records read), ``counter.bytes`` (text bytes of the units),
+    ``counter.skipped`` (bad records per reason, when skipping) and ``counter.shape``.
+
+    Raises:
+        InputError: a bad record or file, unless ``options.skip_bad_records`` is set.
+    """
     f = shard.file
-    if f.format == "parquet":
-        pf = pq.ParquetFile(f.path)
-        cols = ["text"] + (["id"] if "id" in pf.schema_arrow.names else [])
-        batches = pf.iter_batches(batch_size=options.batch_rows, columns=cols)
-    else:
-        batches = pajson.read_json(f.path).to_batches(options.batch_rows)
-    row = 0
-    for rb in batches:
-        n = rb.num_rows
-        text = rb.column(rb.schema.get_field_index("text")).cast(pa.large_string())
-        idx = rb.schema.get_field_index("id")
-        ids = rb.column(idx).cast(pa.string()) if idx >= 0 else pa.nulls(n, pa.string())
-        counter.records += n
-        counter.shape = "text"
-        yield RecordBatch(f.path, Shape.TEXT, np.arange(row, row + n, dtype=np.int64), ids, text=text)
-        row += n
+    counter.path = counter.path or f.path
+    bad = BadRecords(f.path, options.skip_bad_records, counter)
+    try:
+        if f.format == "parquet":
+            yield from _read_parquet(shard, options, counter, bad)
+        else:
+            yield from _read_json(f, options, counter, bad)
+    except InputError as exc:
+        if options.skip_bad_records and exc.reason in ("truncated", "corrupt", "unreadable"):
+            counter.skipped[exc.reason] += 1  # a file-level failure before any record
+        else:
+            raise
+    if shard.index == 0 and counter.records == 0 and not counter.skipped:
+        bad("empty_file", "the file holds no records")
+
+
+def _read_json(f: InputFile, options: ReadOptions, counter: ReadCounter,
+               bad: BadRecords) -> Iterator[RecordBatch]:
+    is_array = f.format == "json" and _first_char(f) == "["
+    with ByteStream(f) as stream:
+        if is_array:
+            reader_a = JsonArrayReader(stream, options, bad)
+            yield from _convert(f.path, reader_a.blocks(), options, counter, bad)
+            return
+        reader = JsonLinesReader(stream, options, bad)
+
+        def configure(converter: ShapeConverter, first: RawBlock) -> None:
+            reader.python_only = not converter.flat
+            id_type = None
+            if converter.id_field and first.table is not None:
+                t = first.table.schema.field(converter.id_field).type
+                id_type = t if t in _ID_TYPES else None
+            reader.schema = converter.arrow_schema(id_type)
+
+        yield from _convert(f.path, reader.blocks(), options, counter, bad, configure)
+
+
+def _read_parquet(shard: Shard, options: ReadOptions, counter: ReadCounter,
+                  bad: BadRecords) -> Iterator[RecordBatch]:
+    f = shard.file
+    pf = open_parquet(f.path)
+    meta = pf.metadata
+    groups = shard.row_groups if shard.row_groups is not None else tuple(range(meta.num_row_groups))
+    n_rows = sum(meta.row_group(g).num_rows for g in groups)
+    if n_rows == 0:
+        return
+    probe = empty_block(pf)
+    converter = ShapeConverter.for_block(f.path, probe, options)
+    names = pf.schema_arrow.names
+    if converter is None:
+        bad("missing_field", undetected_message(names, options), f"row {shard.first_row}",
+            count=n_rows)
+        return
+    counter.shape = converter.shape.value
+    missing = [c for c in converter.required if c not in names]
+    if missing:
+        bad("missing_field", f"no {missing[0]!r} column; fields found: {describe_fields(names)}",
+            f"row {shard.first_row}", count=n_rows)
+        return
+    columns = [c for c in converter.fields if c in names]
+    blocks = parquet_blocks(pf, f.path, columns, groups, shard.first_row, options.batch_rows, bad)
+    yield from _convert(f.path, blocks, options, counter, bad, converter=converter)
+
+
+def _convert(path: str, blocks: Iterator[RawBlock], options: ReadOptions, counter: ReadCounter,
+             bad: BadRecords, configure=None, converter: ShapeConverter | None = None,
+             ) -> Iterator[RecordBatch]:
+    """Detect the shape on the first usable block, then convert every block into batches."""
+    for raw in blocks:
+        if converter is None:
+            converter = ShapeConverter.for_block(path, raw, options)
+            if converter is None:
+                bad("missing_field", undetected_message(raw.field_names(), options),
+                    raw.location(0), count=len(raw))
+                continue
+            counter.shape = converter.shape.value
+            if configure is not None:
+                configure(converter, raw)
+        batch = converter.convert(raw, bad)
+        if len(batch) == 0:
+            continue
+        counter.records += _count_records(batch.row)
+        counter.bytes += batch.nbytes
+        yield from batch.split(options.batch_rows)
+
+
+def _count_records(rows: np.ndarray) -> int:
+    """Distinct records among units (units of one record are adjacent)."""
+    return int(rows.shape[0] and 1 + np.count_nonzero(np.diff(rows)))
+
+
+def _first_char(f: InputFile) -> str:
+    """The first non-whitespace character of a file's text (``""`` when there is none)."""
+    with ByteStream(f) as stream:
+        first = True
+        while True:
+            chunk = stream.read(2**16)
+            if not chunk:
+                return ""
+            if first and chunk.startswith(BOM):
+                chunk = chunk[len(BOM):]
+            first = False
+            stripped = chunk.lstrip()
+            if stripped:
+                return chr(stripped[0])

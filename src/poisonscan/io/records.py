@@ -8,11 +8,14 @@ arrays so numba kernels can read their offsets and bytes directly, without per-r
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from enum import Enum
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 
 class Shape(str, Enum):
@@ -39,8 +42,9 @@ class RecordBatch:
     Attributes:
         path: the input file, as reported to the user.
         shape: the record shape of the file.
-        row: int64 array, the 0-based row (JSONL: line of a record counting only records, i.e. the
-            record index; Parquet: row) of each unit within its file.
+        row: int64 array, the 0-based row of each unit's record within its file (JSON Lines: the
+            record index, counting bad records but not blank lines; Parquet and JSON arrays: the
+            row or element index). Every unit of a multi-turn record has the record's row.
         id: string array of record ids (null where the record has none).
         text: document text, for ``Shape.TEXT``; None otherwise.
         prompt: prompt-side text for paired shapes (for chats, the user turn, preceded by any
@@ -70,9 +74,38 @@ class RecordBatch:
 
     @property
     def nbytes(self) -> int:
-        """Bytes of text carried by the batch (for throughput reporting)."""
-        total = 0
-        for arr in (self.text, self.prompt, self.response, self.rejected):
-            if arr is not None:
-                total += int(arr.buffers()[2].size) if arr.buffers()[2] is not None else 0
-        return total
+        """Bytes of text carried by the batch (for throughput reporting); exact for slices."""
+        return sum(_text_bytes(arr) for arr in (self.text, self.prompt, self.response, self.rejected)
+                   if arr is not None)
+
+    def slice(self, start: int, length: int) -> RecordBatch:
+        """Units ``start`` to ``start + length`` (zero-copy)."""
+
+        def cut(a: Any) -> Any:
+            return None if a is None else a[start : start + length]
+
+        return RecordBatch(self.path, self.shape, cut(self.row), cut(self.id), cut(self.text),
+                           cut(self.prompt), cut(self.response), cut(self.rejected), cut(self.turn),
+                           cut(self.line))
+
+    def split(self, max_rows: int) -> Iterator[RecordBatch]:
+        """This batch in consecutive slices of at most ``max_rows`` units."""
+        n = len(self)
+        if n <= max_rows:
+            yield self
+            return
+        for start in range(0, n, max_rows):
+            yield self.slice(start, max_rows)
+
+
+def _text_bytes(arr: pa.Array | pa.ChunkedArray) -> int:
+    """UTF-8 bytes of the values of a (possibly sliced or chunked) string array."""
+    if isinstance(arr, pa.ChunkedArray):
+        return sum(_text_bytes(c) for c in arr.chunks)
+    if len(arr) == 0:
+        return 0
+    if pa.types.is_large_string(arr.type) or pa.types.is_string(arr.type):
+        width = np.int64 if pa.types.is_large_string(arr.type) else np.int32
+        offsets = np.frombuffer(arr.buffers()[1], dtype=width, count=arr.offset + len(arr) + 1)
+        return int(offsets[-1]) - int(offsets[arr.offset])
+    return int(pc.sum(pc.binary_length(arr)).as_py() or 0)

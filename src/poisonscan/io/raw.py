@@ -1,0 +1,83 @@
+"""The hand-over between format readers and shape conversion: raw record blocks and bad records.
+
+A format reader (JSON Lines, JSON array, Parquet) yields :class:`RawBlock` objects holding records as
+they are stored, with their provenance. Shape conversion turns them into units. Records the reader or
+the converter cannot use go to :class:`BadRecords`, which either raises or counts them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from poisonscan.errors import InputError
+from poisonscan.io.options import ReadCounter
+
+
+@dataclass
+class RawBlock:
+    """Consecutive records of one file, as an Arrow table (fast path) or as Python objects.
+
+    Attributes:
+        rows: int64, the 0-based record index within the file of each record.
+        lines: int64, the 1-based line of each record in a JSON Lines file; None otherwise.
+        table: the records parsed by Arrow, or None.
+        records: the records as Python objects (usually dicts), or None.
+        to_records: builds the Python form of this block with exact per-record detail (e.g. a
+            missing field told apart from a null one); used when the Arrow form cannot be used.
+        check_size: whether the converter must check record sizes (the reader has not).
+    """
+
+    rows: np.ndarray
+    lines: np.ndarray | None = None
+    table: pa.Table | None = None
+    records: list[Any] | None = None
+    to_records: Callable[[], RawBlock] | None = field(default=None, repr=False)
+    check_size: bool = False
+
+    def __len__(self) -> int:
+        return int(self.rows.shape[0])
+
+    def python(self) -> RawBlock:
+        """This block with ``records`` filled in."""
+        if self.records is not None:
+            return self
+        if self.to_records is not None:
+            return self.to_records()
+        assert self.table is not None
+        return RawBlock(self.rows, self.lines, None, self.table.to_pylist(), check_size=self.check_size)
+
+    def field_names(self) -> list[str]:
+        """The fields present in this block (for shape detection and error messages)."""
+        if self.table is not None:
+            return list(self.table.column_names)
+        names: dict[str, None] = {}
+        for rec in self.records or ():
+            if isinstance(rec, dict):
+                names.update(dict.fromkeys(rec))
+        return list(names)
+
+    def location(self, i: int) -> str:
+        """Human-readable position of record ``i`` of this block."""
+        if self.lines is not None:
+            return f"line {int(self.lines[i])}"
+        return f"row {int(self.rows[i])}"
+
+
+class BadRecords:
+    """Raise :class:`InputError` for a bad record, or count it when skipping bad records."""
+
+    def __init__(self, path: str, skip: bool, counter: ReadCounter) -> None:
+        self.path = path
+        self.skip = skip
+        self.counter = counter
+
+    def __call__(self, reason: str, message: str, location: str | None = None, count: int = 1) -> None:
+        """Report ``count`` bad records at ``location``; raises unless skipping."""
+        if not self.skip:
+            raise InputError(self.path, message, location=location, reason=reason)
+        self.counter.skipped[reason] += count

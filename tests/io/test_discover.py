@@ -1,0 +1,95 @@
+"""discover_inputs: files, directories, globs, and the errors for paths that cannot be scanned."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from poisonscan.errors import InputError
+from poisonscan.io.discover import classify, discover_inputs
+
+
+def touch(path: Path, data: bytes = b'{"text": "x"}\n') -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("a.jsonl", ("jsonl", None)),
+        ("a.ndjson", ("jsonl", None)),
+        ("a.JSONL.GZ", ("jsonl", "gz")),
+        ("a.json", ("json", None)),
+        ("a.json.zst", ("json", "zst")),
+        ("a.ndjson.zst", ("jsonl", "zst")),
+        ("a.parquet", ("parquet", None)),
+        ("a.parquet.gz", None),
+        ("a.csv", None),
+        ("a.gz", None),
+        ("jsonl", None),
+    ],
+)
+def test_classify(name: str, expected: tuple[str, str | None] | None) -> None:
+    assert classify(name) == expected
+
+
+def test_directory_is_recursive_sorted_and_skips_hidden_and_unsupported(tmp_path: Path) -> None:
+    touch(tmp_path / "b.jsonl")
+    touch(tmp_path / "a" / "z.json.gz")
+    touch(tmp_path / "a" / "notes.txt")
+    touch(tmp_path / ".hidden.jsonl")
+    touch(tmp_path / ".git" / "x.jsonl")
+    touch(tmp_path / "c" / "d.parquet")
+    files = discover_inputs([str(tmp_path)])
+    rel = [os.path.relpath(f.path, tmp_path) for f in files]
+    assert rel == ["a/z.json.gz", "b.jsonl", "c/d.parquet"]
+    assert [(f.format, f.compression) for f in files] == [("json", "gz"), ("jsonl", None),
+                                                          ("parquet", None)]
+    assert files[1].size == (tmp_path / "b.jsonl").stat().st_size
+
+
+def test_glob_with_double_star(tmp_path: Path) -> None:
+    touch(tmp_path / "x" / "y" / "deep.jsonl")
+    touch(tmp_path / "top.jsonl")
+    touch(tmp_path / "x" / "skip.txt")
+    files = discover_inputs([str(tmp_path / "**" / "*.jsonl")])
+    assert sorted(os.path.basename(f.path) for f in files) == ["deep.jsonl", "top.jsonl"]
+
+
+def test_same_file_named_twice_is_read_once(tmp_path: Path) -> None:
+    f = touch(tmp_path / "a.jsonl")
+    files = discover_inputs([str(f), str(tmp_path), str(tmp_path / "*.jsonl"), f"{tmp_path}/./a.jsonl"])
+    assert len(files) == 1
+
+
+def test_missing_path(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="no such file") as info:
+        discover_inputs([str(tmp_path / "nope.jsonl")])
+    assert info.value.reason == "missing"
+    assert "nope.jsonl" in str(info.value)
+
+
+def test_glob_matching_nothing(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="no files match") as info:
+        discover_inputs([str(tmp_path / "*.jsonl")])
+    assert info.value.reason == "missing"
+
+
+def test_explicit_unsupported_extension(tmp_path: Path) -> None:
+    f = touch(tmp_path / "data.csv", b"a,b\n")
+    with pytest.raises(InputError, match="unsupported file type") as info:
+        discover_inputs([str(f)])
+    assert info.value.reason == "unsupported_format"
+    assert str(f) in str(info.value)
+
+
+def test_directory_without_supported_files(tmp_path: Path) -> None:
+    touch(tmp_path / "d" / "readme.md", b"hi")
+    with pytest.raises(InputError, match="no supported input file") as info:
+        discover_inputs([str(tmp_path / "d")])
+    assert str(tmp_path / "d") in str(info.value)
+    assert info.value.reason == "no_inputs"
