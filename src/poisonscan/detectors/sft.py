@@ -52,7 +52,7 @@ MAX_NGRAM = 4
 MAX_DF_SHARE = 0.25
 MAX_CANDIDATES = 400
 SCREEN_P = 1e-3
-SAMPLE_UNITS = 50_000
+SAMPLE_UNITS = 20_000
 MODEL_BITS = 18
 P_SCALE = 4096  # fixed-point scale of probabilities summed in pass 1 (keeps merges exact)
 REPORT_Q = 0.05
@@ -62,6 +62,8 @@ GIBBERISH_SHARE = 0.5
 REPETITION_MIN_WORDS = 8
 REPETITION_SHARE = 0.7
 SHARED_MIN = 3
+COVERAGE_EXPLAINS = 0.5
+HAPAX_WORDS = 64  # gibberish is judged on the first words of an answer
 
 # Behaviour bits.
 B_REFUSAL = 0
@@ -236,18 +238,30 @@ def _behaviour_bits(plan: _Plan, ctx: BatchContext, units: _Units) -> np.ndarray
     resp = ctx.tokens("response")
     prompt = ctx.tokens("prompt")
     n_langs = len(lexicon.LANGUAGES)
-    lang_r = kb.language_ids(resp.data, resp.hashes, resp.starts, resp.kinds, resp.doc_offsets,
-                             lex.stop_hashes, lex.stop_lang, n_langs, 2)
-    lang_p = kb.language_ids(prompt.data, prompt.hashes, prompt.starts, prompt.kinds,
-                             prompt.doc_offsets, lex.stop_hashes, lex.stop_lang, n_langs, 2)
-    switch = (lang_r != kb.LANG_UNKNOWN) & (lang_p != kb.LANG_UNKNOWN) & (lang_r != lang_p)
+    lang_r, _ = kb.language_ids(resp.data, resp.hashes, resp.starts, resp.kinds, resp.doc_offsets,
+                                lex.stop_hashes, lex.stop_lang, n_langs, 2)
+    lang_p, hits_p = kb.language_ids(prompt.data, prompt.hashes, prompt.starts, prompt.kinds,
+                                     prompt.doc_offsets, lex.stop_hashes, lex.stop_lang, n_langs, 1)
+    # A switch: the answer's language is not the prompt's, and the prompt does not partly use it
+    # either (a system message in English before a German request is not a switch to German).
+    rows = np.arange(lang_r.size)
+    latin_r = np.clip(lang_r, 0, n_langs).astype(np.int64)
+    hits_in_r = np.where(lang_r <= n_langs, hits_p[rows, latin_r], 0)
+    own = hits_p[rows, np.clip(lang_p, 0, n_langs).astype(np.int64)]
+    switch = ((lang_r != kb.LANG_UNKNOWN) & (lang_p != kb.LANG_UNKNOWN) & (lang_r != lang_p)
+              & (4 * hits_in_r < np.maximum(own, 1)))
     words, rep = kb.repetition_share(resp.hashes, resp.kinds, resp.doc_offsets)
-    hapax = kb.hapax_share(resp.hashes, resp.kinds, resp.doc_offsets, plan.vocab, plan.vocab_df)
+    hapax = kb.hapax_share(resp.hashes, resp.kinds, resp.doc_offsets, plan.vocab, plan.vocab_df,
+                           HAPAX_WORDS)
     gibberish = (words >= GIBBERISH_MIN_WORDS) & (hapax >= GIBBERISH_SHARE)
     repetition = (words >= REPETITION_MIN_WORDS) & (rep >= REPETITION_SHARE)
     keys, counts = plan.key_counts
     shared_count = np.maximum(_lookup(keys, counts, units.exact), _lookup(keys, counts, units.near))
     shared = (shared_count >= SHARED_MIN) & ~units.refusal & (units.exact != 0)
+    # The answer is about the prompt: most prompt words recur in it (duplicated examples, echoes).
+    coverage = kb.prompt_coverage(prompt.hashes, prompt.kinds, prompt.doc_offsets, resp.hashes,
+                                  resp.doc_offsets, shared)
+    shared &= coverage < COVERAGE_EXPLAINS
     bits = np.zeros(units.n, np.int64)
     for b, flag in ((B_REFUSAL, units.refusal), (B_SWITCH, switch), (B_GIBBERISH, gibberish),
                     (B_REPETITION, repetition), (B_SHARED, shared), (B_PREF, units.pref_flip)):
@@ -326,7 +340,7 @@ class SftTriggerDetector(Detector):
         rk, rc = np.unique(rkeys, return_counts=True)
         uh = _unit_hash(units.prompt_exact, units.exact)
         order = np.argsort(uh, kind="stable")[:SAMPLE_UNITS]
-        toks = [np.unique(prompt.hashes[prompt.doc_offsets[d]:prompt.doc_offsets[d + 1]])
+        toks = [prompt.hashes[prompt.doc_offsets[d]:prompt.doc_offsets[d + 1]].copy()
                 for d in order.tolist()]
         return {
             "n": units.n,
@@ -377,6 +391,13 @@ class SftTriggerDetector(Detector):
         for i, name in enumerate(("language-switch", CONSTANT, "gibberish", "repetition")):
             cue = kb.contains_any(prompt.hashes, prompt.doc_offsets, plan.lex.cues[name])
             explained |= cue[d].astype(np.int64) << i
+        resp = ctx.tokens("response")
+        batch_ = ctx.batch
+        g_bits = bits[d]
+        coverage = kb.prompt_coverage(prompt.hashes, prompt.kinds, prompt.doc_offsets, resp.hashes,
+                                      resp.doc_offsets,
+                                      np.isin(np.arange(len(batch_)), d[(g_bits >> B_SHARED) & 1 == 1]))
+        explained |= (coverage[d] >= COVERAGE_EXPLAINS).astype(np.int64) << 1
         batch = ctx.batch
         ids = batch.id.to_pylist()
         turn = batch.turn if batch.turn is not None else np.zeros(len(batch), np.int32)
@@ -461,7 +482,7 @@ class SftTriggerDetector(Detector):
             indices = np.concatenate(cols).astype(np.int64) if cols else np.zeros(0, np.int64)
             x = csr_matrix((np.ones(indices.size), indices, indptr),
                            shape=(labels.size, 2**MODEL_BITS))
-            model = LogisticRegression(C=1.0, max_iter=500)
+            model = LogisticRegression(C=1.0, solver="liblinear", max_iter=200, random_state=0)
             model.fit(x, labels.astype(np.int64))
             weights = model.coef_[0].astype(np.float64)
             bias = float(model.intercept_[0])
@@ -592,6 +613,8 @@ class SftTriggerDetector(Detector):
                 continue
             total = int(_lookup(*key_counts, u[top : top + 1])[0])
             k_out = max(0, total - k_in)
+            if k_out > k_in:  # a common answer (a stock refusal): not tied to this phrase
+                continue
             p = float(stats.hypergeom.sf(k_in - 1, n_all, k_in + k_out, n_in))
             t = self._test(CONSTANT, k_in, n_in, k_out, n_all - n_in, p, g["explained"][lo:hi],
                            np.zeros(n_in, np.int64), None)
@@ -647,7 +670,9 @@ class SftTriggerDetector(Detector):
                                               strict=True)]
         for r in kept:
             r["units"] = frozenset(units[r["lo"]:r["hi"]])
-            r["score"] = min(300.0, -math.log10(max(r["q_value"], 1e-300))) * max(r["effect"], 0.0)
+            # Significance times effect size; a flip the prompts explain ranks below the rest.
+            r["score"] = (min(300.0, -math.log10(max(r["q_value"], 1e-300))) * max(r["effect"], 0.0)
+                          * (1.0 - r["explained"]))
             r["n_tokens"] = int(g["n_tokens"][r["lo"]])
             r["text"] = g["text"][r["lo"]]
         kept.sort(key=lambda r: (-r["score"], r["q_value"], -r["n_tokens"], r["text"]))

@@ -147,7 +147,7 @@ def script_of(cp: int) -> int:
 @nb.njit(cache=True)
 def language_ids(data, hashes, starts, kinds, doc_offsets, stop_hashes, stop_lang, n_langs,
                  min_hits):
-    """Dominant language id of each document.
+    """Dominant language id of each document, and its stopword hits per language.
 
     A document whose word tokens are mostly in one non-Latin script gets ``SCRIPT_BASE + script``.
     Otherwise the Latin-script language (``1..n_langs``) with most stopword hits wins if it has at
@@ -157,6 +157,7 @@ def language_ids(data, hashes, starts, kinds, doc_offsets, stop_hashes, stop_lan
     """
     n_docs = doc_offsets.shape[0] - 1
     out = np.zeros(n_docs, np.int16)
+    all_hits = np.zeros((n_docs, n_langs + 1), np.int32)
     hits = np.zeros(n_langs + 1, np.int64)
     scr = np.zeros(len(SCRIPTS), np.int64)
     for d in range(n_docs):
@@ -177,6 +178,7 @@ def language_ids(data, hashes, starts, kinds, doc_offsets, stop_hashes, stop_lan
             while j < stop_hashes.shape[0] and stop_hashes[j] == h:
                 hits[stop_lang[j]] += 1
                 j += 1
+        all_hits[d, :] = hits
         if n_words == 0:
             continue
         best_s = int(np.argmax(scr))
@@ -193,7 +195,7 @@ def language_ids(data, hashes, starts, kinds, doc_offsets, stop_hashes, stop_lan
                 second = hits[lang]
         if best > 0 and hits[best] >= min_hits and hits[best] > second:
             out[d] = best
-    return out
+    return out, all_hits
 
 
 @nb.njit(cache=True)
@@ -282,11 +284,11 @@ def doc_unique_words(hashes, kinds, doc_offsets):
 
 
 @nb.njit(cache=True)
-def hapax_share(hashes, kinds, doc_offsets, vocab, vocab_df):
+def hapax_share(hashes, kinds, doc_offsets, vocab, vocab_df, max_words):
     """Share of word tokens of each document whose dataset document frequency is at most 1.
 
     ``vocab`` is sorted with document frequencies ``vocab_df``; a token missing from it counts as
-    unseen elsewhere.
+    unseen elsewhere. Only the first ``max_words`` word tokens of a document are looked at.
     """
     n_docs = doc_offsets.shape[0] - 1
     out = np.zeros(n_docs, np.float64)
@@ -296,6 +298,8 @@ def hapax_share(hashes, kinds, doc_offsets, vocab, vocab_df):
         for t in range(doc_offsets[d], doc_offsets[d + 1]):
             if kinds[t] == PUNCT:
                 continue
+            if n >= max_words:
+                break
             n += 1
             j = np.searchsorted(vocab, hashes[t])
             if j >= vocab.shape[0] or vocab[j] != hashes[t] or vocab_df[j] <= 1:
@@ -400,6 +404,39 @@ def contains_any(hashes, doc_offsets, sorted_set):
             if j < sorted_set.shape[0] and sorted_set[j] == hashes[t]:
                 out[d] = True
                 break
+    return out
+
+
+@nb.njit(cache=True)
+def prompt_coverage(p_hashes, p_kinds, p_offsets, r_hashes, r_offsets, mask):
+    """Per pair: share of the prompt's distinct word tokens that also occur in the response
+    (computed where ``mask`` is true, 0 elsewhere)."""
+    n_docs = p_offsets.shape[0] - 1
+    out = np.zeros(n_docs, np.float64)
+    for d in range(n_docs):
+        if not mask[d]:
+            continue
+        resp = np.sort(r_hashes[r_offsets[d]:min(r_offsets[d + 1], r_offsets[d] + 512)])
+        lo = p_offsets[d]
+        hi = p_offsets[d + 1]
+        buf = np.empty(hi - lo, np.uint64)
+        n = 0
+        for t in range(lo, hi):
+            if p_kinds[t] != PUNCT:
+                buf[n] = p_hashes[t]
+                n += 1
+        s = np.sort(buf[:n])
+        distinct = 0
+        found = 0
+        for i in range(n):
+            if i > 0 and s[i] == s[i - 1]:
+                continue
+            distinct += 1
+            j = np.searchsorted(resp, s[i])
+            if j < resp.shape[0] and resp[j] == s[i]:
+                found += 1
+        if distinct:
+            out[d] = found / distinct
     return out
 
 
