@@ -141,7 +141,7 @@ def _clusters_with(tmp_path, jobs: int, order_seed: int) -> dict[tuple[str, int]
     assert asg is not None
     return {
         (asg.paths[int(i)], int(r)): (int(c), int(s))
-        for i, r, c, s in zip(asg.path_index, asg.row, asg.cluster, asg.size)
+        for i, r, c, s in zip(asg.path_index, asg.row, asg.cluster, asg.size, strict=True)
     }
 
 

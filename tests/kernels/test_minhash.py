@@ -34,7 +34,10 @@ def reference_signature(tokens: list[int], a: np.ndarray, b: np.ndarray, k: int)
         for t in tokens[s : s + w]:
             h = _mix64(h ^ t)
         keys.add(h >> 32)
-    return [min(((int(ai) * x + int(bi)) & 0xFFFFFFFF) for x in keys) for ai, bi in zip(a, b)]
+    return [
+        min(((int(ai) * x + int(bi)) & 0xFFFFFFFF) for x in keys)
+        for ai, bi in zip(a, b, strict=True)
+    ]
 
 
 docs_strategy = st.lists(
@@ -71,7 +74,7 @@ def test_fields_union_and_parallel(first, second):
     for d in range(n):
         one = reference_signature(first[d], a, b, 3)
         two = reference_signature(second[d], a, b, 3)
-        assert sig[d].tolist() == [min(x, y) for x, y in zip(one, two)]
+        assert sig[d].tolist() == [min(x, y) for x, y in zip(one, two, strict=True)]
 
 
 def test_empty_and_short_documents():

@@ -438,7 +438,7 @@ class CampaignDetector(Detector):
         by_label = np.argsort(labels, kind="stable")
         starts = np.searchsorted(labels[by_label], roots)
         self._clusters = []
-        for r, s in zip(roots, starts):
+        for r, s in zip(roots, starts, strict=True):
             members = by_label[s : s + sizes[r]]
             pick = np.unique(
                 np.linspace(0, members.shape[0] - 1, min(SAMPLE, members.shape[0])).astype(int)
