@@ -17,7 +17,8 @@ texts = st.text(st.characters(blacklist_categories=("Cs",)), max_size=40)
 documents = st.lists(st.tuples(texts, st.integers(0, 2)), min_size=1, max_size=30)
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=60, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(docs=documents, block=st.integers(8, 200), compression=st.sampled_from([None, "gz", "zst"]))
 def test_jsonl_any_block_size(tmp_path_factory: pytest.TempPathFactory,
                               monkeypatch: pytest.MonkeyPatch, docs: list[tuple[str, int]],
@@ -39,7 +40,8 @@ def test_jsonl_any_block_size(tmp_path_factory: pytest.TempPathFactory,
     assert all(len(b) <= 7 for b in got.batches)
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=40, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(docs=st.lists(texts, min_size=1, max_size=30), chunk=st.integers(1, 64),
        indent=st.sampled_from([None, 1, 4]))
 def test_json_array_any_chunk_size(tmp_path_factory: pytest.TempPathFactory,

@@ -62,7 +62,8 @@ def test_glob_with_double_star(tmp_path: Path) -> None:
 
 def test_same_file_named_twice_is_read_once(tmp_path: Path) -> None:
     f = touch(tmp_path / "a.jsonl")
-    files = discover_inputs([str(f), str(tmp_path), str(tmp_path / "*.jsonl"), f"{tmp_path}/./a.jsonl"])
+    files = discover_inputs([str(f), str(tmp_path), str(tmp_path / "*.jsonl"),
+                             f"{tmp_path}/./a.jsonl"])
     assert len(files) == 1
 
 

@@ -7,11 +7,10 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from io_fixtures import read_all, write_json_array, write_jsonl, write_parquet
 
 from poisonscan.io.readers import ReadOptions, discover_inputs, plan_shards
 from poisonscan.io.records import Shape
-
-from io_fixtures import read_all, write_json_array, write_jsonl, write_parquet
 
 RECORDS = [{"id": i, "text": f"document {i} ünïcödé 漢字 🙂", "meta": {"k": i}} for i in range(50)]
 

@@ -42,9 +42,10 @@ def test_detect_shape(fields: list[str], shape: Shape | None) -> None:
 
 
 def test_options_override_detection() -> None:
-    assert detect_shape(["prompt", "response"], ReadOptions(shape=Shape.TEXT, text_field="prompt")) \
-        == (Shape.TEXT, "prompt")
-    assert detect_shape(["messages", "body"], ReadOptions(text_field="body")) == (Shape.TEXT, "body")
+    forced = ReadOptions(shape=Shape.TEXT, text_field="prompt")
+    assert detect_shape(["prompt", "response"], forced) == (Shape.TEXT, "prompt")
+    named = ReadOptions(text_field="body")
+    assert detect_shape(["messages", "body"], named) == (Shape.TEXT, "body")
 
 
 @pytest.mark.parametrize("fmt", ["jsonl", "json", "parquet"])

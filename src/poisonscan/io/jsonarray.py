@@ -1,10 +1,11 @@
 """Stream a ``.json`` file holding one top-level array of records, element by element.
 
-The text is decoded incrementally and each element is parsed with :meth:`json.JSONDecoder.raw_decode`,
-so memory is bounded by the read chunk plus the largest element (``max_record_bytes``), never the
-file. Parsing runs in Python, so it is slower than the JSON Lines path. Inside an array a malformed
-element cannot be resynchronised: it ends the file (counted once when skipping bad records); an
-element that parses but is too large is skipped on its own.
+The text is decoded incrementally and each element is parsed with
+:meth:`json.JSONDecoder.raw_decode`, so memory is bounded by the read chunk plus the largest
+element (``max_record_bytes``), never the file. Parsing runs in Python, so it is slower than the
+JSON Lines path. Inside an array a malformed element cannot be resynchronised: it ends the file
+(counted once when skipping bad records); an element that parses but is too large is skipped on
+its own.
 """
 
 from __future__ import annotations

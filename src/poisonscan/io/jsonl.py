@@ -2,8 +2,8 @@
 
 The decompressed byte stream is cut into blocks of whole lines (about ``block_bytes`` each). Arrow's
 JSON parser parses a block at once; when it rejects a block, or a record in it needs exact detail,
-the block is parsed again line by line with :func:`json.loads`, which names every bad line. Memory is
-bounded by the block size plus the longest line allowed (``max_record_bytes``).
+the block is parsed again line by line with :func:`json.loads`, which names every bad line.
+Memory is bounded by the block size plus the longest line allowed (``max_record_bytes``).
 """
 
 from __future__ import annotations
@@ -56,7 +56,10 @@ class JsonLinesReader:
         replay = b""  # bytes after an oversized line, handled like a freshly read chunk
         while True:
             try:
-                chunk, replay = (replay, b"") if replay else (self.stream.read(self.block_bytes), b"")
+                if replay:
+                    chunk, replay = replay, b""
+                else:
+                    chunk = self.stream.read(self.block_bytes)
             except InputError as exc:
                 self.bad(exc.reason, f"{exc.detail}; the record at this line and any after it are "
                          "lost", f"line {line}")
@@ -67,7 +70,8 @@ class JsonLinesReader:
                     chunk = chunk[len(BOM):]
             if not chunk:
                 if carried:
-                    raw, _ = self._parse(b"".join(carry), line, row)
+                    last = b"".join(carry)
+                    raw, _ = self._parse(last, line, row, last.count(b"\n"))
                     if len(raw):
                         yield raw
                 return
@@ -87,10 +91,11 @@ class JsonLinesReader:
             carry.append(chunk[: cut + 1])
             block = b"".join(carry)
             carry, carried = [chunk[cut + 1:]], len(chunk) - cut - 1
-            raw, slots = self._parse(block, line, row)
+            newlines = block.count(b"\n")
+            raw, slots = self._parse(block, line, row, newlines)
             if len(raw):
                 yield raw
-            line += block.count(b"\n")
+            line += newlines
             row += slots
 
     def _read_past_line(self) -> bytes | None:
@@ -108,19 +113,21 @@ class JsonLinesReader:
 
     # Parsing a block --------------------------------------------------------------------------
 
-    def _parse(self, block: bytes, line: int, row: int) -> tuple[RawBlock, int]:
+    def _parse(self, block: bytes, line: int, row: int, newlines: int) -> tuple[RawBlock, int]:
         """Parse whole lines starting at ``line`` (record index ``row``): (block, record slots)."""
         if not self.python_only:
-            raw = self._parse_arrow(block, line, row)
+            raw = self._parse_arrow(block, line, row, newlines)
             if raw is not None:
                 return raw, len(raw)
         return self._parse_python(block, line, row)
 
-    def _parse_arrow(self, block: bytes, line: int, row: int) -> RawBlock | None:
+    def _parse_arrow(self, block: bytes, line: int, row: int, newlines: int) -> RawBlock | None:
         if len(block) > self.max_record_bytes and _longest_line(block) > self.max_record_bytes:
             return None
-        parse = (pajson.ParseOptions(explicit_schema=self.schema, unexpected_field_behavior="ignore")
-                 if self.schema is not None else pajson.ParseOptions())
+        parse = pajson.ParseOptions()
+        if self.schema is not None:
+            parse = pajson.ParseOptions(explicit_schema=self.schema,
+                                        unexpected_field_behavior="ignore")
         size = ARROW_BLOCK_BYTES
         while True:
             try:
@@ -133,7 +140,7 @@ class JsonLinesReader:
                     continue
                 return None
         n = table.num_rows
-        n_lines = block.count(b"\n") + (0 if block.endswith(b"\n") else 1)
+        n_lines = newlines + (0 if block.endswith(b"\n") else 1)
         if n == n_lines:
             lines = np.arange(line, line + n, dtype=np.int64)
         else:  # blank lines: map each record to its line
@@ -141,7 +148,7 @@ class JsonLinesReader:
             if len(lines) != n:
                 return None
         rows = np.arange(row, row + n, dtype=np.int64)
-        return RawBlock(rows, lines, table=table,
+        return RawBlock(rows, lines, table=table, utf8_checked=block.isascii(),
                         to_records=lambda: self._parse_python(block, line, row)[0])
 
     def _parse_python(self, block: bytes, line: int, row: int) -> tuple[RawBlock, int]:
@@ -166,7 +173,8 @@ class JsonLinesReader:
                 self.bad("invalid_utf8", f"invalid UTF-8 at byte {exc.start} of the line", where)
                 continue
             except json.JSONDecodeError as exc:
-                self.bad("malformed_json", f"malformed JSON: {exc.msg} at column {exc.colno}", where)
+                self.bad("malformed_json", f"malformed JSON: {exc.msg} at column {exc.colno}",
+                         where)
                 continue
             records.append(value)
             rows.append(index)

@@ -46,7 +46,8 @@ def parquet_blocks(pf: pq.ParquetFile, path: str, columns: Sequence[str],
         except (OSError, pa.ArrowException) as exc:
             lost = total - (row - first_row)
             text = str(exc).strip()
-            reason = "truncated" if "eof" in text.lower() or "truncat" in text.lower() else "corrupt"
+            lowered = text.lower()
+            reason = "truncated" if "eof" in lowered or "truncat" in lowered else "corrupt"
             bad(reason, f"cannot read Parquet data ({text}); {lost} rows from here on are lost",
                 f"row {row}", count=max(lost, 1))
             return

@@ -1,8 +1,8 @@
 """The hand-over between format readers and shape conversion: raw record blocks and bad records.
 
-A format reader (JSON Lines, JSON array, Parquet) yields :class:`RawBlock` objects holding records as
-they are stored, with their provenance. Shape conversion turns them into units. Records the reader or
-the converter cannot use go to :class:`BadRecords`, which either raises or counts them.
+A format reader (JSON Lines, JSON array, Parquet) yields :class:`RawBlock` objects holding records
+as they are stored, with their provenance. Shape conversion turns them into units. Records the
+reader or the converter cannot use go to :class:`BadRecords`, which either raises or counts them.
 """
 
 from __future__ import annotations
@@ -30,6 +30,8 @@ class RawBlock:
         to_records: builds the Python form of this block with exact per-record detail (e.g. a
             missing field told apart from a null one); used when the Arrow form cannot be used.
         check_size: whether the converter must check record sizes (the reader has not).
+        utf8_checked: the reader knows every string is valid UTF-8 (e.g. the block is ASCII), so
+            the converter need not validate the Arrow strings again.
     """
 
     rows: np.ndarray
@@ -38,6 +40,7 @@ class RawBlock:
     records: list[Any] | None = None
     to_records: Callable[[], RawBlock] | None = field(default=None, repr=False)
     check_size: bool = False
+    utf8_checked: bool = False
 
     def __len__(self) -> int:
         return int(self.rows.shape[0])
@@ -49,7 +52,8 @@ class RawBlock:
         if self.to_records is not None:
             return self.to_records()
         assert self.table is not None
-        return RawBlock(self.rows, self.lines, None, self.table.to_pylist(), check_size=self.check_size)
+        return RawBlock(self.rows, self.lines, None, self.table.to_pylist(),
+                        check_size=self.check_size)
 
     def field_names(self) -> list[str]:
         """The fields present in this block (for shape detection and error messages)."""
@@ -76,7 +80,8 @@ class BadRecords:
         self.skip = skip
         self.counter = counter
 
-    def __call__(self, reason: str, message: str, location: str | None = None, count: int = 1) -> None:
+    def __call__(self, reason: str, message: str, location: str | None = None,
+                 count: int = 1) -> None:
         """Report ``count`` bad records at ``location``; raises unless skipping."""
         if not self.skip:
             raise InputError(self.path, message, location=location, reason=reason)

@@ -2,13 +2,13 @@
 
 ``discover_inputs`` finds files, ``plan_shards`` splits them into units of work, and ``read_shard``
 streams one shard as :class:`RecordBatch` objects while counting what it read and skipped. The
-format readers (:mod:`.jsonl`, :mod:`.jsonarray`, :mod:`.parquet`) produce raw blocks; :mod:`.shapes`
-turns them into units.
+format readers (:mod:`.jsonl`, :mod:`.jsonarray`, :mod:`.parquet`) produce raw blocks;
+:mod:`.shapes` turns them into units.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import numpy as np
 import pyarrow as pa
@@ -30,6 +30,7 @@ __all__ = [
     "discover_inputs", "plan_shards", "read_shard",
 ]
 
+Configure = Callable[[ShapeConverter, RawBlock], None]
 _ID_TYPES = (pa.int64(), pa.float64(), pa.bool_(), pa.string(), pa.large_string())
 
 
@@ -108,8 +109,8 @@ def _read_parquet(shard: Shard, options: ReadOptions, counter: ReadCounter,
 
 
 def _convert(path: str, blocks: Iterator[RawBlock], options: ReadOptions, counter: ReadCounter,
-             bad: BadRecords, configure=None, converter: ShapeConverter | None = None,
-             ) -> Iterator[RecordBatch]:
+             bad: BadRecords, configure: Configure | None = None,
+             converter: ShapeConverter | None = None) -> Iterator[RecordBatch]:
     """Detect the shape on the first usable block, then convert every block into batches."""
     for raw in blocks:
         if converter is None:

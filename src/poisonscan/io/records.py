@@ -2,8 +2,8 @@
 
 Readers turn any supported file into a stream of :class:`RecordBatch`. Each batch holds up to a few
 thousand *units*. For plain-text corpora a unit is a document; for fine-tuning data a unit is one
-prompt/response pair (a multi-turn chat yields one unit per answered user turn). Strings stay in Arrow
-arrays so numba kernels can read their offsets and bytes directly, without per-record Python.
+prompt/response pair (a multi-turn chat yields one unit per answered user turn). Strings stay in
+Arrow arrays so numba kernels can read their offsets and bytes directly, without per-record Python.
 """
 
 from __future__ import annotations
@@ -75,8 +75,8 @@ class RecordBatch:
     @property
     def nbytes(self) -> int:
         """Bytes of text carried by the batch (for throughput reporting); exact for slices."""
-        return sum(_text_bytes(arr) for arr in (self.text, self.prompt, self.response, self.rejected)
-                   if arr is not None)
+        fields = (self.text, self.prompt, self.response, self.rejected)
+        return sum(_text_bytes(arr) for arr in fields if arr is not None)
 
     def slice(self, start: int, length: int) -> RecordBatch:
         """Units ``start`` to ``start + length`` (zero-copy)."""

@@ -25,7 +25,8 @@ from poisonscan.io.records import RecordBatch, Shape
 SEP = "\n\n"
 _SEP_SCALAR = pa.scalar(SEP, pa.large_string())
 SYSTEM_ROLES = frozenset({"system", "developer"})
-ASSISTANT_ROLES = frozenset({"assistant", "gpt", "model", "bot", "chatgpt", "bard", "bing", "claude"})
+ASSISTANT_ROLES = frozenset(
+    {"assistant", "gpt", "model", "bot", "chatgpt", "bard", "bing", "claude"})
 
 # Required and optional string fields of each flat shape (TEXT's field is chosen per file).
 _FLAT_FIELDS: dict[Shape, tuple[tuple[str, ...], tuple[str, ...]]] = {
@@ -122,13 +123,15 @@ class ShapeConverter:
         if detected is None:
             return None
         shape, text_field = detected
+        required: tuple[str, ...]
+        optional: tuple[str, ...]
         if shape is Shape.TEXT:
             required, optional = (text_field or "text",), ()
         elif shape in _NESTED_FIELDS:
             required, optional = (_NESTED_FIELDS[shape],), ()
         else:
             required, optional = _FLAT_FIELDS[shape]
-        id_field = options.id_field or "id"
+        id_field: str | None = options.id_field or "id"
         if id_field not in names:
             if options.id_field is not None:
                 raise InputError(path, f"no id field {id_field!r}; fields found: "
@@ -174,7 +177,7 @@ class ShapeConverter:
                     return None
                 cols[name] = pa.array([""] * table.num_rows, pa.large_string())
                 continue
-            arr = _as_large_string(table.column(name))
+            arr = _as_large_string(table.column(name), validate=not raw.utf8_checked)
             if arr is None or (arr.null_count and name in self.required):
                 return None
             cols[name] = arr.fill_null("") if arr.null_count else arr
@@ -227,7 +230,8 @@ class ShapeConverter:
         for i, rec in enumerate(raw.records):
             try:
                 if not isinstance(rec, dict):
-                    raise BadRecord("wrong_type", f"record is {_json_kind(rec)}, expected an object")
+                    raise BadRecord("wrong_type",
+                                    f"record is {_json_kind(rec)}, expected an object")
                 units = unit_fn(rec)
                 if raw.check_size:
                     size = sum(len(s.encode("utf-8", "surrogatepass")) for u in units for s in u
@@ -248,7 +252,7 @@ class ShapeConverter:
                 if raw.lines is not None:
                     keep_lines.append(int(raw.lines[i]))
                 ids.append(rid)
-                for side, value in zip(sides, unit[:3]):
+                for side, value in zip(sides, unit[:3], strict=True):
                     side.append(value)
                 turns.append(unit[3])
         rows = np.asarray(keep_rows, np.int64)
@@ -443,7 +447,7 @@ def _is_stringlike(t: pa.DataType) -> bool:
             or (pa.types.is_dictionary(t) and _is_stringlike(t.value_type)))
 
 
-def _as_large_string(col: pa.ChunkedArray | pa.Array) -> pa.Array | None:
+def _as_large_string(col: pa.ChunkedArray | pa.Array, validate: bool = True) -> pa.Array | None:
     """A valid large_string array, or None when the column is of another type or invalid UTF-8."""
     arr = col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
     if pa.types.is_null(arr.type):
@@ -457,6 +461,8 @@ def _as_large_string(col: pa.ChunkedArray | pa.Array) -> pa.Array | None:
         return None
     if not pa.types.is_large_string(arr.type):
         arr = arr.cast(pa.large_string())
+    if not validate:
+        return arr
     try:
         arr.validate(full=True)
     except pa.ArrowInvalid:

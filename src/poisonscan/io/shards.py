@@ -32,7 +32,7 @@ class Shard:
 
 def plan_shards(files: Sequence[InputFile], options: ReadOptions,
                 shard_bytes: int = SHARD_BYTES) -> list[Shard]:
-    """One shard per JSON file; Parquet files split into runs of row groups of about ``shard_bytes``.
+    """One shard per JSON file; Parquet files split into runs of row groups (``shard_bytes`` each).
 
     A Parquet file whose metadata cannot be read becomes one shard, so the error surfaces (or is
     counted) when it is read.
