@@ -397,7 +397,12 @@ class SftTriggerDetector(Detector):
         coverage = kb.prompt_coverage(prompt.hashes, prompt.kinds, prompt.doc_offsets, resp.hashes,
                                       resp.doc_offsets,
                                       np.isin(np.arange(len(batch_)), d[(g_bits >> B_SHARED) & 1 == 1]))
-        explained |= (coverage[d] >= COVERAGE_EXPLAINS).astype(np.int64) << 1
+        in_answer = kb.phrase_in_response(prompt.hashes, s_tok, length[idx], d, resp.hashes,
+                                          resp.doc_offsets, 512)
+        # The answer is about the prompt (it repeats the phrase or most prompt words): that explains
+        # a fixed, repetitive or odd answer better than a trigger does.
+        about = ((coverage[d] >= COVERAGE_EXPLAINS) | in_answer).astype(np.int64)
+        explained |= (about << 1) | (about << 2) | (about << 3)
         batch = ctx.batch
         ids = batch.id.to_pylist()
         turn = batch.turn if batch.turn is not None else np.zeros(len(batch), np.int32)

@@ -441,6 +441,29 @@ def prompt_coverage(p_hashes, p_kinds, p_offsets, r_hashes, r_offsets, mask):
 
 
 @nb.njit(cache=True)
+def phrase_in_response(p_hashes, start, length, doc, r_hashes, r_offsets, max_tokens):
+    """Per n-gram occurrence: whether every token of the n-gram also occurs in the document's
+    response (first ``max_tokens`` tokens), i.e. the answer talks about the phrase."""
+    out = np.zeros(doc.shape[0], np.bool_)
+    for i in range(doc.shape[0]):
+        lo = r_offsets[doc[i]]
+        hi = min(r_offsets[doc[i] + 1], lo + max_tokens)
+        ok = True
+        for j in range(length[i]):
+            h = p_hashes[start[i] + j]
+            found = False
+            for t in range(lo, hi):
+                if r_hashes[t] == h:
+                    found = True
+                    break
+            if not found:
+                ok = False
+                break
+        out[i] = ok
+    return out
+
+
+@nb.njit(cache=True)
 def char_positions(data, byte_pos):
     """Character index (code points) of each sorted-or-not absolute byte offset, relative to the
     byte offsets ``base`` given as pairs: ``byte_pos[i, 0]`` the document start, ``[i, 1]`` the
