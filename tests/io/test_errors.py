@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -108,6 +109,17 @@ def test_parquet_null_and_wrong_type(tmp_path: Path) -> None:
     assert got["text"] == ["a", "c"] and got["row"] == [0, 2]
     pq.write_table(pa.table({"text": [1, 2]}), tmp_path / "n.parquet")
     expect_error(tmp_path / "n.parquet", "wrong_type", "row 0")
+
+
+def test_parquet_invalid_utf8_in_string_column(tmp_path: Path) -> None:
+    # pyarrow's Parquet reader hands back string columns without checking their UTF-8
+    offsets = pa.py_buffer(np.array([0, 2, 4, 5], np.int32).tobytes())
+    text = pa.Array.from_buffers(pa.string(), 3, [None, offsets, pa.py_buffer(b"ok\xff\xfez")])
+    path = tmp_path / "d.parquet"
+    pq.write_table(pa.table({"text": text}), path)
+    expect_error(path, "invalid_utf8", "row 1")
+    got = read_all(path, skip_bad_records=True)
+    assert got["text"] == ["ok", "z"] and dict(got.counter.skipped) == {"invalid_utf8": 1}
 
 
 def test_parquet_invalid_utf8_in_binary_column(tmp_path: Path) -> None:

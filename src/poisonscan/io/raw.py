@@ -52,8 +52,11 @@ class RawBlock:
         if self.to_records is not None:
             return self.to_records()
         assert self.table is not None
-        return RawBlock(self.rows, self.lines, None, self.table.to_pylist(),
-                        check_size=self.check_size)
+        try:
+            records = self.table.to_pylist()
+        except UnicodeDecodeError:  # invalid UTF-8 in a string column: hand those values as bytes
+            records = _as_binary(self.table).to_pylist()
+        return RawBlock(self.rows, self.lines, None, records, check_size=self.check_size)
 
     def field_names(self) -> list[str]:
         """The fields present in this block (for shape detection and error messages)."""
@@ -70,6 +73,18 @@ class RawBlock:
         if self.lines is not None:
             return f"line {int(self.lines[i])}"
         return f"row {int(self.rows[i])}"
+
+
+def _as_binary(table: pa.Table) -> pa.Table:
+    """``table`` with its top-level string columns viewed as binary (no UTF-8 decoding)."""
+    cols = []
+    for col in table.columns:
+        if pa.types.is_string(col.type):
+            col = col.cast(pa.binary())
+        elif pa.types.is_large_string(col.type):
+            col = col.cast(pa.large_binary())
+        cols.append(col)
+    return pa.table(cols, names=table.column_names)
 
 
 class BadRecords:
