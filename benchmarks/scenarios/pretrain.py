@@ -109,8 +109,11 @@ def build_pretrain_scenarios(
         return " ".join(ws[: rng_local.randint(150, 400)])
 
     def foreign() -> str:
-        d = rng_local.choice(held_out)["text"] if held_out else salad()
-        return d[: rng_local.randint(400, 1500)]
+        if not held_out:
+            return salad()
+        d = rng_local.choice(held_out)["text"]
+        start = rng_local.randint(0, max(0, len(d) - 400))
+        return d[start : start + rng_local.randint(400, 1500)]
 
     def plant(name: str, n: int, trigger: str, cont: Callable[[], str], **notes: Any) -> Scenario:
         records = [{"id": f"doc-{i}", "text": t} for i, t in enumerate(base_texts)]

@@ -35,6 +35,8 @@ from poisonscan.kernels.ngrams import (
 )
 from poisonscan.kernels.windows import (
     HIST_BINS,
+    LANG_COS,
+    LANG_STRIDE,
     build_key_table,
     find_switches,
     gather_evidence,
@@ -44,8 +46,8 @@ MAX_ORDER = 4  # n-gram orders 1..4 are candidates; longer triggers are recovere
 WINDOW = 32  # tokens compared before and after a point
 SWITCH_TAU = 0.25  # minimum jump of a document's strongest switch to emit candidates
 BACK = 4  # candidate n-grams may end up to this many tokens before the switch
-OCC_TAU = 0.2  # an occurrence is anomalous when the text after it is this much more unusual
-LANG_SIM = 0.45  # character-profile similarity below this is a shift of language or script
+OCC_TAU = 0.3  # an occurrence is anomalous when the text after it is this much more unusual
+FREQ_SHARE = 0.02  # a token in this share of documents is a function word of the corpus
 MAX_CANDIDATES = 50_000
 CONTEXT_BYTES = 80
 CTX_TOKENS = 4
@@ -65,7 +67,7 @@ class _Counts:
     uni: np.ndarray | None = None
     bi: np.ndarray | None = None
     sparse: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None
-    stamp: int = 0
+    docs: int = 0
 
     def densify(self, uni_bits: int, bi_bits: int) -> _Counts:
         if self.uni is None:
@@ -79,6 +81,7 @@ class _Counts:
         return self
 
     def add(self, other: _Counts) -> None:
+        self.docs += other.docs
         if other.sparse is not None:
             ui, uc, bi_, bc = other.sparse
             add_sparse(self.uni, ui, uc)
@@ -95,6 +98,7 @@ class _Switches:
     keys: np.ndarray
     support: np.ndarray
     hist: np.ndarray
+    background: np.ndarray  # [positions measured, positions anomalous]
     docs_with_switch: int = 0
     docs: int = 0
 
@@ -125,6 +129,7 @@ class _Plan:
     cand_keys: np.ndarray | None = None
     cand_ids: np.ndarray | None = None
     caps: np.ndarray | None = None
+    freq_min: int = 1 << 30
 
 
 class TriggerDetector(Detector):
@@ -148,6 +153,7 @@ class TriggerDetector(Detector):
         self._cand_keys: np.ndarray | None = None
         self._cand_support: np.ndarray | None = None
         self._p0 = 0.05
+        self._freq_min = 1 << 30
         self._switch_docs = 0
         self._docs = 0
         self._evidence: _Evidence | None = None
@@ -164,13 +170,13 @@ class TriggerDetector(Detector):
         assert self._counts is not None
         if pass_index == 1:
             return _Plan(self.uni_bits, self.bi_bits, self.config.seed,
-                         self._counts.uni, self._counts.bi)
+                         self._counts.uni, self._counts.bi, freq_min=self._freq_min)
         if self._cand_keys is None or len(self._cand_keys) == 0:
             return None
         table_keys, table_ids = build_key_table(self._cand_keys)
         caps = np.maximum(4 * self._cand_support + 64, 256).astype(np.int64)
         return _Plan(self.uni_bits, self.bi_bits, self.config.seed, self._counts.uni,
-                     self._counts.bi, table_keys, table_ids, caps)
+                     self._counts.bi, table_keys, table_ids, caps, self._freq_min)
 
     # --------------------------------------------------------------- workers
     @classmethod
@@ -188,6 +194,7 @@ class TriggerDetector(Detector):
             keys, stamps = scratch_set(int(lengths.max()) if len(lengths) else 1)
             count_document_frequency(tok.hashes, tok.doc_offsets, counts.uni, counts.bi, keys,
                                      stamps, 0)
+            counts.docs += len(ctx.batch)
             return counts
         if pass_index == 1:
             part = cls._switches(plan, tok, len(ctx.batch))
@@ -197,23 +204,25 @@ class TriggerDetector(Detector):
 
     @staticmethod
     def _switches(plan: _Plan, tok: Any, n_docs: int) -> _Switches:
-        n_tok = len(tok.hashes)
-        cap = max(1024, (BACK + 2) * MAX_ORDER * n_docs)
+        # Room for both switch kinds in every document; emission is capped per document.
+        cap = max(1024, (2 * BACK + 2 * LANG_STRIDE + 3) * MAX_ORDER * n_docs)
         out_key = np.empty(cap, np.uint64)
         out_doc = np.empty(cap, np.int64)
         out_jump = np.empty(cap, np.float64)
         hist = np.zeros(HIST_BINS, np.int64)
-        k = find_switches(tok.hashes, tok.doc_offsets, plan.uni, plan.bi, WINDOW, SWITCH_TAU, BACK,
-                          MAX_ORDER, 8, hist, out_key, out_doc, out_jump)
-        assert k >= 0, "switch output overflow"
-        del n_tok
+        background = np.zeros(2, np.int64)
+        k = find_switches(tok.hashes, tok.kinds, tok.doc_offsets, plan.uni, plan.bi, plan.freq_min,
+                          WINDOW, SWITCH_TAU, OCC_TAU, BACK, MAX_ORDER, 8, hist, background,
+                          out_key, out_doc, out_jump)
+        if k < 0:  # cannot happen with the capacity above
+            raise RuntimeError("trigger: switch buffer overflow")
         keys = out_key[:k]
         docs = out_doc[:k]
         # One vote per (key, document).
         pairs = np.unique(np.stack([keys, docs.astype(np.uint64)], axis=1), axis=0)
         ukeys, support = np.unique(pairs[:, 0], return_counts=True)
         switch_docs = len(np.unique(docs))
-        return _Switches(ukeys, support.astype(np.int64), hist, switch_docs, n_docs)
+        return _Switches(ukeys, support.astype(np.int64), hist, background, switch_docs, n_docs)
 
     @classmethod
     def _evidence(cls, plan: _Plan, ctx: BatchContext, tok: Any) -> _Evidence:
@@ -222,9 +231,9 @@ class TriggerDetector(Detector):
         while True:
             out_i = np.empty((cap, 8), np.int64)
             out_f = np.empty((cap, 9), np.float64)
-            k = gather_evidence(tok.hashes, tok.starts, tok.ends, tok.doc_offsets, tok.data,
-                                plan.uni, plan.bi, plan.cand_keys, plan.cand_ids, MAX_ORDER,
-                                WINDOW, CTX_TOKENS, out_i, out_f)
+            k = gather_evidence(tok.hashes, tok.kinds, tok.starts, tok.ends, tok.doc_offsets,
+                                plan.uni, plan.bi, plan.freq_min, plan.cand_keys, plan.cand_ids,
+                                MAX_ORDER, WINDOW, CTX_TOKENS, out_i, out_f)
             if k >= 0:
                 break
             cap *= 4
@@ -270,8 +279,8 @@ class TriggerDetector(Detector):
             sup = np.concatenate([a.support, b.support])
             ukeys, inv = np.unique(keys, return_inverse=True)
             support = np.bincount(inv, weights=sup).astype(np.int64)
-            return _Switches(ukeys, support, a.hist + b.hist, a.docs_with_switch + b.docs_with_switch,
-                             a.docs + b.docs)
+            return _Switches(ukeys, support, a.hist + b.hist, a.background + b.background,
+                             a.docs_with_switch + b.docs_with_switch, a.docs + b.docs)
         return cls._merge_evidence(a, b, None)
 
     @staticmethod
@@ -294,7 +303,7 @@ class TriggerDetector(Detector):
         if pass_index == 0 and acc is not None and acc.uni is not None:
             ui = np.flatnonzero(acc.uni)
             bi_ = np.flatnonzero(acc.bi)
-            return _Counts(sparse=(ui, acc.uni[ui], bi_, acc.bi[bi_]))
+            return _Counts(sparse=(ui, acc.uni[ui], bi_, acc.bi[bi_]), docs=acc.docs)
         return acc
 
     # ---------------------------------------------------------------- driver
@@ -302,6 +311,8 @@ class TriggerDetector(Detector):
         if pass_index == 0:
             counts = merged if merged is not None else _Counts()
             self._counts = counts.densify(self.uni_bits, self.bi_bits)
+            # Function words: tokens in at least 2% of documents (and at least 3 of them).
+            self._freq_min = max(3, int(math.ceil(FREQ_SHARE * self._counts.docs)))
         elif pass_index == 1:
             self._select_candidates(merged)
         else:
@@ -319,11 +330,9 @@ class TriggerDetector(Detector):
         order = np.lexsort((keys, -support))[:MAX_CANDIDATES]
         self._cand_keys = keys[order]
         self._cand_support = support[order]
-        hist = sw.hist.astype(np.float64)
-        # Background: how often a random position shows a jump of at least OCC_TAU.
-        edges = np.linspace(-1.0, 1.0, HIST_BINS + 1)[:-1]
-        total = hist.sum()
-        self._p0 = float(hist[edges >= OCC_TAU].sum() / total) if total else 0.05
+        # Background: how often an ordinary position is followed by anomalous text.
+        measured, anomalous = int(sw.background[0]), int(sw.background[1])
+        self._p0 = (anomalous + 1) / (measured + 2)
         self._p0 = min(0.5, max(1e-4, self._p0))
         self._switch_docs = sw.docs_with_switch
         self._docs = sw.docs
@@ -381,8 +390,8 @@ class TriggerDetector(Detector):
             return None
         f = ev.floats[idx]
         jump = f[:, 1] - f[:, 0]
-        sim = f[:, 8]
-        lang_shift = (sim >= 0) & (sim < LANG_SIM)
+        cos = f[:, 8]
+        lang_shift = (cos >= 0) & (cos < LANG_COS)
         anomalous = (jump >= OCC_TAU) | lang_shift
         k = int(anomalous.sum())
         if k < 2:
@@ -398,13 +407,15 @@ class TriggerDetector(Detector):
         trigger = self._extend_trigger(ev, idx)
         strength = float(np.mean(np.maximum(jump[anomalous], 0))) if k else 0.0
         shift_share = float(lang_shift.mean())
-        diversity = min(prefix_div, suffix_div)
-        score = k * consistency * diversity * (0.5 + strength + 0.5 * shift_share)
+        # Suffix diversity only scales the score: a fixed payload after a trigger is still a payload.
+        score = k * consistency * prefix_div * (0.5 + 0.5 * suffix_div) * (
+            0.5 + strength + 0.5 * shift_share)
         min_docs = self.config.min_documents
-        if (k >= min_docs and consistency >= 0.7 and prefix_div >= 0.5 and suffix_div >= 0.8
-                and z >= 5):
+        # High needs twice the reporting floor: pretraining backdoors take a hundred or more
+        # documents, and a handful of natural coincidences must not fail a CI gate.
+        if k >= 2 * min_docs and consistency >= 0.7 and prefix_div >= 0.5 and z >= 5:
             severity = Severity.HIGH
-        elif k >= 3 and consistency >= 0.5 and diversity >= 0.3 and z >= 3:
+        elif k >= min(3, min_docs) and consistency >= 0.5 and prefix_div >= 0.3 and z >= 3:
             severity = Severity.MEDIUM
         else:
             severity = Severity.LOW

@@ -22,7 +22,6 @@ from poisonscan.kernels.ngrams import ngram_key, slot
 PRIOR_ANOMALY = 0.35  # stands in for the "before" mean when a document has almost no prefix
 MIN_BEFORE = 8
 HIST_BINS = 200  # histogram of jumps in [-1, 1]
-CHAR_BINS = 512
 
 
 @nb.njit(cache=True)
@@ -53,16 +52,98 @@ def _window_means(csum, p, n, w):
     return before, after, nb_, na
 
 
-@nb.njit(cache=True)
-def find_switches(hashes, doc_offsets, uni, bi, window, tau, back, max_order, min_after,
-                  hist, out_key, out_doc, out_jump):
-    """Find each document's strongest switch and emit the n-grams that end just before it.
+LANG_WINDOW = 48  # tokens on each side for the function-word profile
+LANG_BINS = 1024
+LANG_MIN_WORDS = 8  # frequent words each side needs before a profile means anything
+LANG_COS = 0.08  # cosine below this: the two sides share (almost) no function words
+LANG_STRIDE = 8
 
-    For every document whose best jump is at least ``tau``, every n-gram (1..max_order tokens) made
-    only of tokens seen in other documents and ending within ``back`` tokens before the switch (or
-    one token after it) is written to ``out_key``/``out_doc``/``out_jump``. Jumps at every 8th
-    position of every document go into ``hist`` (the background distribution). Returns the number
-    of n-grams written; stops early (returning -1) if the output arrays are full.
+
+@nb.njit(cache=True)
+def frequent_flags(hashes, kinds, lo, hi, uni, freq_min, out_slot):
+    """``out_slot[i-lo]`` = profile bin of token i if it is a frequent word (df >= freq_min), else -1.
+
+    Frequent words are a corpus's function words, whatever its languages: two stretches of text in
+    the same language share many, two in different languages almost none.
+    """
+    umask = np.uint64(uni.shape[0] - 1)
+    for i in range(lo, hi):
+        if kinds[i] == 0 and uni[slot(hashes[i], umask)] >= freq_min:
+            out_slot[i - lo] = np.int64(hashes[i] % np.uint64(LANG_BINS))
+        else:
+            out_slot[i - lo] = -1
+
+
+@nb.njit(cache=True)
+def profile_cosine(fslot, b0, b1, a0, a1, va, vb):
+    """Cosine of the frequent-word profiles of tokens [b0, b1) and [a0, a1); -1 if too few words.
+
+    ``va``/``vb`` are zeroed scratch arrays of LANG_BINS; they are zero again on return.
+    """
+    nb_ = 0
+    na = 0
+    for i in range(b0, b1):
+        if fslot[i] >= 0:
+            vb[fslot[i]] += 1.0
+            nb_ += 1
+    for i in range(a0, a1):
+        if fslot[i] >= 0:
+            va[fslot[i]] += 1.0
+            na += 1
+    dot = 0.0
+    nrm_a = 0.0
+    nrm_b = 0.0
+    for i in range(b0, b1):
+        j = fslot[i]
+        if j >= 0 and vb[j] > 0:
+            nrm_b += vb[j] * vb[j]
+            dot += vb[j] * va[j]
+            vb[j] = -vb[j]  # mark as visited
+    for i in range(a0, a1):
+        j = fslot[i]
+        if j >= 0 and va[j] > 0:
+            nrm_a += va[j] * va[j]
+            va[j] = -va[j]
+    for i in range(b0, b1):
+        if fslot[i] >= 0:
+            vb[fslot[i]] = 0.0
+    for i in range(a0, a1):
+        if fslot[i] >= 0:
+            va[fslot[i]] = 0.0
+    if nb_ < LANG_MIN_WORDS or na < LANG_MIN_WORDS or nrm_a == 0 or nrm_b == 0:
+        return -1.0
+    return dot / np.sqrt(nrm_a * nrm_b)
+
+
+@nb.njit(cache=True)
+def _emit(hashes, lo, u, e_lo, e_hi, max_order, d, jump, out_key, out_doc, out_jump, k):
+    """Write the n-grams (made of tokens other documents use) ending at e_lo..e_hi."""
+    cap = out_key.shape[0]
+    for e in range(e_lo, e_hi + 1):
+        for order in range(1, max_order + 1):
+            s = e - order + 1
+            if s < 0 or u[s] == 1:  # a token no other document has cannot be a repeated trigger
+                break
+            if k >= cap:
+                return -1
+            out_key[k] = ngram_key(hashes, lo + s, order)
+            out_doc[k] = d
+            out_jump[k] = jump
+            k += 1
+    return k
+
+
+@nb.njit(cache=True)
+def find_switches(hashes, kinds, doc_offsets, uni, bi, freq_min, window, tau, occ_tau, back,
+                  max_order, min_after, hist, background, out_key, out_doc, out_jump):
+    """Find each document's strongest switches and emit the n-grams that end just before them.
+
+    Two kinds of switch are looked for: a jump of the unseen-elsewhere share (gibberish, word salad)
+    of at least ``tau``, and a change of function-word profile (another language). For each, the
+    n-grams (1..max_order tokens, only of tokens other documents use) ending near the switch are
+    written to ``out_key``/``out_doc``/``out_jump``. Every 8th position is also measured into
+    ``hist`` (jumps) and ``background`` ([positions, anomalous positions]) so the driver knows how
+    often ordinary text looks anomalous. Returns the number of n-grams written, -1 when full.
     """
     n_docs = doc_offsets.shape[0] - 1
     maxlen = 0
@@ -70,9 +151,11 @@ def find_switches(hashes, doc_offsets, uni, bi, window, tau, back, max_order, mi
         maxlen = max(maxlen, doc_offsets[d + 1] - doc_offsets[d])
     u = np.zeros(maxlen + 1, np.int8)
     b = np.zeros(maxlen + 1, np.int8)
+    fslot = np.zeros(maxlen + 1, np.int64)
     csum = np.zeros(maxlen + 1, np.float64)
+    va = np.zeros(LANG_BINS, np.float64)
+    vb = np.zeros(LANG_BINS, np.float64)
     k = 0
-    cap = out_key.shape[0]
     for d in range(n_docs):
         lo = doc_offsets[d]
         hi = doc_offsets[d + 1]
@@ -80,81 +163,56 @@ def find_switches(hashes, doc_offsets, uni, bi, window, tau, back, max_order, mi
         if n < min_after + 1:
             continue
         token_anomaly(hashes, lo, hi, uni, bi, u, b)
+        frequent_flags(hashes, kinds, lo, hi, uni, freq_min, fslot)
         csum[0] = 0.0
         for i in range(n):
-            csum[i + 1] = csum[i] + 0.5 * (u[i] + b[i])
+            csum[i + 1] = csum[i] + b[i]
         best = -2.0
         best_p = -1
+        lang_best = 2.0
+        lang_p = -1
         for p in range(1, n - min_after + 1):
             before, after, _, _ = _window_means(csum, p, n, window)
             jump = after - before
             if jump > best:
                 best = jump
                 best_p = p
-            if p % 8 == 0:
+            if p % LANG_STRIDE == 0:
+                cos = profile_cosine(fslot, max(0, p - LANG_WINDOW), p, p, min(n, p + LANG_WINDOW),
+                                     va, vb)
+                shifted = cos >= 0 and cos < LANG_COS
+                if cos >= 0 and cos < lang_best:
+                    lang_best = cos
+                    lang_p = p
                 bin_ = int((jump + 1.0) * 0.5 * HIST_BINS)
                 hist[min(HIST_BINS - 1, max(0, bin_))] += 1
-        if best < tau or best_p < 1:
-            continue
-        e_lo = max(0, best_p - back)
-        e_hi = min(n - 1, best_p)  # inclusive: one token past the switch
-        for e in range(e_lo, e_hi + 1):
-            for order in range(1, max_order + 1):
-                s = e - order + 1
-                if s < 0:
-                    break
-                if u[s] == 1:  # a token no other document has cannot be a repeated trigger
-                    break
-                ok = True
-                for j in range(s, e + 1):
-                    if u[j] == 1:
-                        ok = False
-                        break
-                if not ok:
-                    break
-                if k >= cap:
-                    return -1
-                out_key[k] = ngram_key(hashes, lo + s, order)
-                out_doc[k] = d
-                out_jump[k] = best
-                k += 1
+                background[0] += 1
+                if jump >= occ_tau or shifted:
+                    background[1] += 1
+        if best >= tau and best_p >= 1:
+            k = _emit(hashes, lo, u, max(0, best_p - back), min(n - 1, best_p), max_order, d, best,
+                      out_key, out_doc, out_jump, k)
+            if k < 0:
+                return -1
+        if lang_p >= 1 and lang_best < LANG_COS:
+            k = _emit(hashes, lo, u, max(0, lang_p - LANG_STRIDE - back),
+                      min(n - 1, lang_p + LANG_STRIDE), max_order, d, 1.0 - lang_best,
+                      out_key, out_doc, out_jump, k)
+            if k < 0:
+                return -1
     return k
 
 
 @nb.njit(cache=True)
-def _char_profile(data, start, end, prof):
-    """Hashed character-trigram profile of ``data[start:end]`` (letters case-folded), L2-normalised."""
-    for j in range(prof.shape[0]):
-        prof[j] = 0.0
-    a = np.uint32(0)
-    bprev = np.uint32(0)
-    for i in range(start, end):
-        c = np.uint32(data[i])
-        if 65 <= c <= 90:
-            c += np.uint32(32)
-        h = (a * np.uint32(0x9E3779B1) ^ bprev * np.uint32(0x85EBCA6B) ^ c * np.uint32(0xC2B2AE35))
-        prof[int((h >> np.uint32(7)) % np.uint32(prof.shape[0]))] += 1.0
-        a = bprev
-        bprev = c
-    norm = 0.0
-    for j in range(prof.shape[0]):
-        norm += prof[j] * prof[j]
-    if norm > 0:
-        norm = np.sqrt(norm)
-        for j in range(prof.shape[0]):
-            prof[j] /= norm
-
-
-@nb.njit(cache=True)
-def gather_evidence(hashes, starts, ends, doc_offsets, data, uni, bi, cand_keys, cand_ids,
-                    max_order, window, ctx_tokens, out_i, out_f):
+def gather_evidence(hashes, kinds, starts, ends, doc_offsets, uni, bi, freq_min, cand_keys,
+                    cand_ids, max_order, window, ctx_tokens, out_i, out_f):
     """Find every occurrence of a candidate n-gram and measure the text around it.
 
     ``cand_keys``/``cand_ids`` form an open-addressing table (power-of-two size, key 0 = empty) from
     n-gram key to candidate id. For each occurrence, ``out_i`` row gets
     ``[cand, doc, tok_start, tok_end, byte_start, byte_end, left_ctx_hash, right_ctx_hash]`` and
     ``out_f`` row gets ``[before, after, n_before, n_after, u_before, u_after, b_before, b_after,
-    char_similarity]``. Returns the number of occurrences (or -1 if the outputs are full).
+    profile_cosine]``. Returns the number of occurrences (or -1 if the outputs are full).
     """
     n_docs = doc_offsets.shape[0] - 1
     maxlen = 0
@@ -162,10 +220,11 @@ def gather_evidence(hashes, starts, ends, doc_offsets, data, uni, bi, cand_keys,
         maxlen = max(maxlen, doc_offsets[d + 1] - doc_offsets[d])
     u = np.zeros(maxlen + 1, np.int8)
     b = np.zeros(maxlen + 1, np.int8)
+    fslot = np.zeros(maxlen + 1, np.int64)
     cu = np.zeros(maxlen + 1, np.float64)
     cb = np.zeros(maxlen + 1, np.float64)
-    pa_ = np.zeros(CHAR_BINS, np.float64)
-    pb_ = np.zeros(CHAR_BINS, np.float64)
+    va = np.zeros(LANG_BINS, np.float64)
+    vb = np.zeros(LANG_BINS, np.float64)
     cmask = np.int64(cand_keys.shape[0] - 1)
     k = 0
     cap = out_i.shape[0]
@@ -193,6 +252,7 @@ def gather_evidence(hashes, starts, ends, doc_offsets, data, uni, bi, cand_keys,
                     continue
                 if not have_features:
                     token_anomaly(hashes, lo, hi, uni, bi, u, b)
+                    frequent_flags(hashes, kinds, lo, hi, uni, freq_min, fslot)
                     cu[0] = 0.0
                     cb[0] = 0.0
                     for i in range(n):
@@ -211,13 +271,11 @@ def gather_evidence(hashes, starts, ends, doc_offsets, data, uni, bi, cand_keys,
                 bb = (cb[p0] - cb[b0]) / nbf if nbf > 0 else 0.0
                 uaf = (cu[a1] - cu[p1]) / naf if naf > 0 else 0.0
                 baf = (cb[a1] - cb[p1]) / naf if naf > 0 else 0.0
-                sim = -1.0
-                if nbf >= 4 and naf >= 4:
-                    _char_profile(data, starts[lo + b0], ends[lo + p0 - 1], pb_)
-                    _char_profile(data, starts[lo + p1], ends[lo + a1 - 1], pa_)
-                    sim = 0.0
-                    for q in range(CHAR_BINS):
-                        sim += pa_[q] * pb_[q]
+                before = bb
+                if nbf < MIN_BEFORE:
+                    before = (before * nbf + PRIOR_ANOMALY * (MIN_BEFORE - nbf)) / MIN_BEFORE
+                cos = profile_cosine(fslot, max(0, p0 - LANG_WINDOW), p0, p1,
+                                     min(n, p1 + LANG_WINDOW), va, vb)
                 lctx = np.uint64(0)
                 if p0 >= ctx_tokens:
                     lctx = ngram_key(hashes, lo + p0 - ctx_tokens, ctx_tokens)
@@ -232,15 +290,15 @@ def gather_evidence(hashes, starts, ends, doc_offsets, data, uni, bi, cand_keys,
                 out_i[k, 5] = ends[lo + e]
                 out_i[k, 6] = np.int64(lctx >> np.uint64(1))
                 out_i[k, 7] = np.int64(rctx >> np.uint64(1))
-                out_f[k, 0] = 0.5 * (ub + bb) if nbf > 0 else PRIOR_ANOMALY
-                out_f[k, 1] = 0.5 * (uaf + baf)
+                out_f[k, 0] = before
+                out_f[k, 1] = baf
                 out_f[k, 2] = nbf
                 out_f[k, 3] = naf
                 out_f[k, 4] = ub
                 out_f[k, 5] = uaf
                 out_f[k, 6] = bb
                 out_f[k, 7] = baf
-                out_f[k, 8] = sim
+                out_f[k, 8] = cos
                 k += 1
     return k
 
