@@ -7,6 +7,7 @@ reader or the converter cannot use go to :class:`BadRecords`, which either raise
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -94,10 +95,12 @@ class BadRecords:
         self.path = path
         self.skip = skip
         self.counter = counter
+        self._lock = threading.Lock()  # the reader thread and the converter both report
 
     def __call__(self, reason: str, message: str, location: str | None = None,
                  count: int = 1) -> None:
         """Report ``count`` bad records at ``location``; raises unless skipping."""
         if not self.skip:
             raise InputError(self.path, message, location=location, reason=reason)
-        self.counter.skipped[reason] += count
+        with self._lock:
+            self.counter.skipped[reason] += count

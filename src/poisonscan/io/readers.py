@@ -19,6 +19,7 @@ from poisonscan.io.jsonarray import JsonArrayReader
 from poisonscan.io.jsonl import BOM, JsonLinesReader
 from poisonscan.io.options import ReadCounter, ReadOptions
 from poisonscan.io.parquet import empty_block, open_parquet, parquet_blocks
+from poisonscan.io.prefetch import prefetch
 from poisonscan.io.raw import BadRecords, RawBlock
 from poisonscan.io.records import RecordBatch, Shape
 from poisonscan.io.shapes import ShapeConverter, describe_fields, undetected_message
@@ -111,8 +112,11 @@ def _read_parquet(shard: Shard, options: ReadOptions, counter: ReadCounter,
 def _convert(path: str, blocks: Iterator[RawBlock], options: ReadOptions, counter: ReadCounter,
              bad: BadRecords, configure: Configure | None = None,
              converter: ShapeConverter | None = None) -> Iterator[RecordBatch]:
-    """Detect the shape on the first usable block, then convert every block into batches."""
-    for raw in blocks:
+    """Detect the shape on the first usable block, then convert every block into batches.
+
+    Blocks are read one ahead in a thread (:func:`prefetch`), overlapping parsing with conversion.
+    """
+    for raw in prefetch(blocks):
         if converter is None:
             converter = ShapeConverter.for_block(path, raw, options)
             if converter is None:
