@@ -120,3 +120,13 @@ class Detector(ABC):
     def stats(self) -> dict[str, Any]:
         """Numbers for the report's ``stats`` section (JSON-serialisable)."""
         return {}
+
+    def link(self, peers: dict[str, Detector]) -> None:
+        """Receive the other detectors of the scan (by id), to use what they learn on the driver.
+
+        Called once before the first pass. The default ignores them.
+        """
+
+    def artifacts(self) -> dict[str, Any]:
+        """Large per-document results for exports (e.g. ``clusters``), after the last pass."""
+        return {}

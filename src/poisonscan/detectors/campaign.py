@@ -641,6 +641,9 @@ class CampaignDetector(Detector):
             title=f"{evidence['size']} near-duplicate documents share {phrase[:60]!r}",
         )
 
+    def artifacts(self) -> dict[str, Any]:
+        return {"clusters": self.assignment} if self.assignment is not None else {}
+
     def findings(self) -> list[Finding]:
         return list(self._findings)
 

@@ -41,6 +41,7 @@ from poisonscan.kernels.windows import (
     find_switches,
     gather_evidence,
 )
+from poisonscan.stats.lsh import distinct_clusters
 
 MAX_ORDER = 4  # n-gram orders 1..4 are candidates; longer triggers are recovered by extension
 WINDOW = 32  # tokens compared before and after a point
@@ -68,8 +69,10 @@ class _Counts:
     bi: np.ndarray | None = None
     sparse: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None
     docs: int = 0
+    bits: tuple[int, int] = (0, 0)  # log2 sizes of the unigram and bigram tables
 
     def densify(self, uni_bits: int, bi_bits: int) -> _Counts:
+        self.bits = (uni_bits, bi_bits)
         if self.uni is None:
             self.uni = np.zeros(1 << uni_bits, np.uint32)
             self.bi = np.zeros(1 << bi_bits, np.uint32)
@@ -159,9 +162,15 @@ class TriggerDetector(Detector):
         self._evidence: _Evidence | None = None
         self._findings: list[Finding] = []
         self._candidate_scores: list[float] = []
+        self._campaign: Detector | None = None
 
     def wants(self, shape: Shape) -> bool:
         return shape is Shape.TEXT
+
+    def link(self, peers: dict[str, Detector]) -> None:
+        # The campaign detector's near-duplicate clusters tell injected phrases (many unrelated
+        # documents) from boilerplate (copies of one block).
+        self._campaign = peers.get("campaign")
 
     # ----------------------------------------------------------------- plans
     def plan(self, pass_index: int) -> Any:
@@ -270,8 +279,8 @@ class TriggerDetector(Detector):
         if pass_index == 0:
             if a.uni is None:
                 a, b = b, a
-            if a.uni is None:
-                raise ValueError("cannot merge two sparse count partials without table sizes")
+            if a.uni is None:  # two sparse partials: the first becomes the dense accumulator
+                a.densify(*a.bits)
             a.add(b)
             return a
         if pass_index == 1:
@@ -303,7 +312,8 @@ class TriggerDetector(Detector):
         if pass_index == 0 and acc is not None and acc.uni is not None:
             ui = np.flatnonzero(acc.uni)
             bi_ = np.flatnonzero(acc.bi)
-            return _Counts(sparse=(ui, acc.uni[ui], bi_, acc.bi[bi_]), docs=acc.docs)
+            return _Counts(sparse=(ui, acc.uni[ui], bi_, acc.bi[bi_]), docs=acc.docs,
+                           bits=acc.bits)
         return acc
 
     # ---------------------------------------------------------------- driver
@@ -354,17 +364,13 @@ class TriggerDetector(Detector):
         self._candidate_scores = [s["score"] for s in scored]
         findings: list[Finding] = []
         claimed: list[tuple[set, str]] = []
+        # Where each reported trigger ends, per document: text after it is its payload.
+        payload_from: dict[tuple[str, int], int] = {}
         n_low = 0
         for s in scored:
             docs = s["docset"]
             norm = s["trigger"].casefold()
-            dup = False
-            for other_docs, other_norm in claimed:
-                overlap = len(docs & other_docs) / max(1, min(len(docs), len(other_docs)))
-                if overlap >= 0.8 and (norm in other_norm or other_norm in norm):
-                    dup = True
-                    break
-            if dup:
+            if self._is_duplicate(docs, norm, claimed) or self._inside_payload(ev, s, payload_from):
                 continue
             claimed.append((docs, norm))
             sev = s["severity"]
@@ -372,8 +378,34 @@ class TriggerDetector(Detector):
                 if n_low >= MAX_LOW_FINDINGS:
                     continue
                 n_low += 1
+            else:
+                for i in s["idx"]:
+                    key = (ev.paths[i], ev.rows[i])
+                    payload_from[key] = min(payload_from.get(key, 1 << 62), int(ev.ints[i, 2]))
             findings.append(self._finding(ev, s))
         return findings
+
+    @staticmethod
+    def _is_duplicate(docs: set, norm: str, claimed: list[tuple[set, str]]) -> bool:
+        """The same trigger seen through another n-gram (one text contains the other)."""
+        for other_docs, other_norm in claimed:
+            overlap = len(docs & other_docs) / max(1, min(len(docs), len(other_docs)))
+            if overlap >= 0.8 and (norm in other_norm or other_norm in norm):
+                return True
+        return False
+
+    @staticmethod
+    def _inside_payload(ev: _Evidence, s: dict[str, Any], payload_from: dict) -> bool:
+        """True when the candidate sits, in most of its documents, in the text that follows an
+        already reported trigger: a piece of that trigger's payload, not a trigger of its own."""
+        if not payload_from:
+            return False
+        inside = 0
+        for i in s["idx"]:
+            start = payload_from.get((ev.paths[i], ev.rows[i]))
+            if start is not None and int(ev.ints[i, 1]) >= start:
+                inside += 1
+        return inside >= 0.8 * len(s["idx"])
 
     def _measure(self, ev: _Evidence, rows: list[int]) -> dict[str, Any] | None:
         # One occurrence per document: the most anomalous one.
@@ -405,20 +437,25 @@ class TriggerDetector(Detector):
         # Binomial surprise of k anomalous documents out of m, against the background rate.
         z = (k - m * p0) / math.sqrt(m * p0 * (1 - p0))
         trigger = self._extend_trigger(ev, idx)
+        clusters = self._distinct_clusters(ev, idx)
+        cluster_share = clusters / m if clusters is not None else 1.0
         strength = float(np.mean(np.maximum(jump[anomalous], 0))) if k else 0.0
         shift_share = float(lang_shift.mean())
         # Suffix diversity only scales the score: a fixed payload after a trigger is still a payload.
-        score = k * consistency * prefix_div * (0.5 + 0.5 * suffix_div) * (
+        score = k * consistency * prefix_div * cluster_share * (0.5 + 0.5 * suffix_div) * (
             0.5 + strength + 0.5 * shift_share)
         min_docs = self.config.min_documents
         # High needs twice the reporting floor: pretraining backdoors take a hundred or more
         # documents, and a handful of natural coincidences must not fail a CI gate.
-        if k >= 2 * min_docs and consistency >= 0.7 and prefix_div >= 0.5 and z >= 5:
+        spread = min(prefix_div, cluster_share)
+        if k >= 2 * min_docs and consistency >= 0.7 and spread >= 0.5 and z >= 5:
             severity = Severity.HIGH
-        elif k >= min(3, min_docs) and consistency >= 0.5 and prefix_div >= 0.3 and z >= 3:
+        elif k >= min(3, min_docs) and consistency >= 0.5 and spread >= 0.3 and z >= 3:
             severity = Severity.MEDIUM
-        else:
+        elif k >= min(3, min_docs) and z >= 3:
             severity = Severity.LOW
+        else:
+            return None  # no more anomalous after this phrase than after any other text
         return {
             "trigger": trigger,
             "idx": idx,
@@ -440,8 +477,16 @@ class TriggerDetector(Detector):
                 "language_shift_share": round(shift_share, 4),
                 "prefix_diversity": round(prefix_div, 4),
                 "suffix_diversity": round(suffix_div, 4),
+                "near_duplicate_clusters": clusters,
             },
         }
+
+    def _distinct_clusters(self, ev: _Evidence, idx: list[int]) -> int | None:
+        """Near-duplicate clusters among the documents (None without the campaign detector)."""
+        assignment = getattr(self._campaign, "assignment", None)
+        if assignment is None:
+            return None
+        return distinct_clusters(assignment, [(ev.paths[i], ev.rows[i]) for i in idx])
 
     @staticmethod
     def _extend_trigger(ev: _Evidence, idx: list[int]) -> str:

@@ -50,6 +50,7 @@ class ScanResult:
     findings: list[Finding]
     stats: dict[str, Any] = field(default_factory=dict)
     version: str = __version__
+    artifacts: dict[str, Any] = field(default_factory=dict)  # e.g. "clusters": ClusterAssignment
 
 
 @dataclass(frozen=True)
@@ -110,6 +111,8 @@ def run_scan(
     executor = executor or LocalExecutor(config.jobs)
     detectors = make_detectors(config)
     classes = {d.id: type(d) for d in detectors}
+    for det in detectors:
+        det.link({d.id: d for d in detectors if d is not det})
     n_passes = max((d.n_passes for d in detectors), default=1)
 
     counters: dict[str, ReadCounter] = {f.path: ReadCounter() for f in files}
@@ -163,4 +166,7 @@ def run_scan(
     for c in counters.values():
         skipped_by_reason.update(c.skipped)
     stats["skipped_by_reason"] = dict(sorted(skipped_by_reason.items()))
-    return ScanResult(config, inputs, rank_findings(findings), stats)
+    artifacts: dict[str, Any] = {}
+    for det in detectors:
+        artifacts.update(det.artifacts())
+    return ScanResult(config, inputs, rank_findings(findings), stats, artifacts=artifacts)
