@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import fnmatch
 import glob
 import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
+import pyarrow.fs as pafs
+
 from poisonscan.errors import InputError
+from poisonscan.io import filesystems
 
 FORMATS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".parquet": "parquet"}
 COMPRESSIONS = {".gz": "gz", ".zst": "zst"}
@@ -24,12 +28,15 @@ class InputFile:
         format: ``jsonl``, ``json`` (JSON Lines or one top-level array) or ``parquet``.
         compression: ``gz``, ``zst`` or None.
         size: size on disk in bytes.
+        mtime_ns: modification time (nanoseconds), when known; with ``path`` and ``size`` it tells
+            whether a cached content digest of the file is still valid (see ``engine/state.py``).
     """
 
     path: str
     format: str
     compression: str | None
     size: int
+    mtime_ns: int | None = None
 
 
 def classify(path: str) -> tuple[str, str | None] | None:
@@ -47,7 +54,9 @@ def classify(path: str) -> tuple[str, str | None] | None:
 def discover_inputs(paths: Sequence[str]) -> list[InputFile]:
     """Expand files, directories (recursive, hidden entries skipped) and globs into input files.
 
-    The result is sorted by path and holds each file once, however often it was named.
+    The result is sorted by path and holds each file once, however often it was named. A path may
+    be a URI (``s3://bucket/prefix/``, ``gs://...``, ``file://...``; see :mod:`.filesystems`); a
+    URI's directories and globs are listed the same way, and its files are reported by URI.
 
     Raises:
         InputError: a path does not exist, a glob matches nothing, a file named explicitly has an
@@ -55,7 +64,11 @@ def discover_inputs(paths: Sequence[str]) -> list[InputFile]:
     """
     found: dict[str, InputFile] = {}
     for raw in paths:
-        for path in _expand(str(raw)):
+        if filesystems.is_remote(str(raw)):
+            for f in _expand_uri(str(raw)):
+                found.setdefault(f.path, f)
+            continue
+        for path in _expand(filesystems.local_path(str(raw))):
             key = os.path.realpath(path)
             if key not in found:
                 found[key] = _input_file(path)
@@ -88,6 +101,48 @@ def _expand(path: str) -> Iterator[str]:
         raise InputError(path, "no such file or directory", reason="missing")
 
 
+def _expand_uri(uri: str) -> Iterator[InputFile]:
+    """Files under a URI (a file, a prefix or a glob), listed through its filesystem."""
+    fs, inner = filesystems.resolve(uri)
+    try:
+        if any(c in inner for c in _GLOB_CHARS):
+            base = inner[: min(inner.index(c) for c in _GLOB_CHARS if c in inner)].rsplit("/", 1)[0]
+            infos = [i for i in _list(fs, base) if fnmatch.fnmatchcase(i.path, inner)]
+            if not infos:
+                raise InputError(uri, "no files match this pattern", reason="missing")
+        else:
+            info = fs.get_file_info(inner)
+            if info.type == pafs.FileType.NotFound:
+                raise InputError(uri, "no such file or directory", reason="missing")
+            if info.type == pafs.FileType.File:
+                if classify(inner) is None:
+                    raise InputError(uri, f"unsupported file type; poisonscan reads {SUPPORTED}",
+                                     reason="unsupported_format")
+                infos = [info]
+            else:
+                infos = _list(fs, inner)
+    except OSError as exc:
+        raise InputError(uri, f"cannot list: {str(exc).strip()}", reason="unreadable") from None
+    files = []
+    for info in infos:
+        kind = classify(info.path)
+        if kind is not None:
+            mtime = info.mtime_ns if info.mtime is not None else None
+            files.append(InputFile(filesystems.to_uri(uri, inner, info.path), kind[0], kind[1],
+                                   info.size or 0, mtime))
+    if not files:
+        raise InputError(uri, f"holds no supported input file ({SUPPORTED})", reason="no_inputs")
+    yield from sorted(files, key=lambda f: f.path)
+
+
+def _list(fs: pafs.FileSystem, base: str) -> list[pafs.FileInfo]:
+    """Non-hidden files under ``base`` (recursive)."""
+    selector = pafs.FileSelector(base.rstrip("/"), recursive=True, allow_not_found=True)
+    root = len(base.rstrip("/"))
+    return [i for i in fs.get_file_info(selector) if i.type == pafs.FileType.File
+            and not any(part.startswith(".") for part in i.path[root:].split("/"))]
+
+
 def _walk(directory: str) -> Iterator[str]:
     """Supported, non-hidden files under ``directory``, in a deterministic order."""
     for root, dirs, files in os.walk(directory):
@@ -101,7 +156,7 @@ def _input_file(path: str) -> InputFile:
     kind = classify(path)
     assert kind is not None
     try:
-        size = os.path.getsize(path)
+        st = os.stat(path)
     except OSError as exc:
         raise InputError(path, f"cannot read file: {exc.strerror}", reason="unreadable") from None
-    return InputFile(path, kind[0], kind[1], size)
+    return InputFile(path, kind[0], kind[1], st.st_size, st.st_mtime_ns)

@@ -9,13 +9,17 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from poisonscan.errors import InputError
+from poisonscan.io import filesystems
 from poisonscan.io.raw import BadRecords, RawBlock
 
 
 def open_parquet(path: str) -> pq.ParquetFile:
     """Open a Parquet file; a truncated or non-Parquet file raises InputError (``truncated``)."""
     try:
-        return pq.ParquetFile(path)
+        if filesystems.is_remote(path):
+            fs, inner = filesystems.resolve(path)
+            return pq.ParquetFile(inner, filesystem=fs, pre_buffer=True)
+        return pq.ParquetFile(filesystems.local_path(path))
     except (OSError, pa.ArrowException) as exc:
         raise InputError(path, f"cannot read Parquet metadata; the file is truncated or not "
                          f"Parquet ({str(exc).strip()})", reason="truncated") from None

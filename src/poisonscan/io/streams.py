@@ -6,6 +6,7 @@ import pyarrow as pa
 
 from poisonscan.errors import InputError
 from poisonscan.io.discover import InputFile
+from poisonscan.io.filesystems import open_input_stream
 
 _CODECS = {"gz": "gzip", "zst": "zstd"}
 PIECE_BYTES = 2**16  # decompressed bytes per read call: what a decompression failure may lose
@@ -23,7 +24,7 @@ class ByteStream:
         self.file = file
         self.offset = 0
         try:
-            raw = pa.OSFile(file.path, "rb")
+            raw = open_input_stream(file.path)
         except OSError as exc:
             raise InputError(file.path, f"cannot open file: {exc}", reason="unreadable") from None
         codec = _CODECS.get(file.compression or "")
