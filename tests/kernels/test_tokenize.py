@@ -1,0 +1,325 @@
+"""The tokenize kernel against a pure-Python reference, and its documented behaviour."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import pytest
+from hypothesis import HealthCheck, assume, example, given, settings
+from hypothesis import strategies as st
+
+from poisonscan.kernels.arrow import string_buffers
+from poisonscan.kernels.tokenize import (
+    _PUNCTC,
+    _SINGLE_CJK,
+    _SPACE,
+    _WORDC,
+    CJK,
+    FNV_OFFSET,
+    FNV_PRIME,
+    PUNCT,
+    SYMBOL,
+    WORD,
+    char_class,
+    tokenize,
+)
+
+M64 = (1 << 64) - 1
+KIND_OF_CLASS = {_WORDC: WORD, _PUNCTC: PUNCT, _SINGLE_CJK: CJK}  # anything else: SYMBOL
+
+
+def ref_mix64(x: int) -> int:
+    x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & M64
+    x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & M64
+    return x ^ (x >> 31)
+
+
+def ref_code_points(raw: bytes) -> list[tuple[int, int, int]]:
+    """``(code point, byte start, byte length)`` of every character; a byte that does not start a
+    valid UTF-8 sequence is a stray byte, decoded as U+FFFD (a word character) of length 1."""
+    out = []
+    i = 0
+    while i < len(raw):
+        for ln in (1, 2, 3, 4):
+            try:
+                ch = raw[i : i + ln].decode("utf-8")
+            except UnicodeDecodeError:
+                continue
+            out.append((ord(ch), i, ln))
+            i += ln
+            break
+        else:
+            out.append((0xFFFD, i, 1))
+            i += 1
+    return out
+
+
+def ref_hash(token: bytes, seed: int) -> int:
+    """Seeded FNV-1a 64 over the token's bytes with ASCII case folded, finished with mix64."""
+    h = int(FNV_OFFSET) ^ ref_mix64(seed & M64)
+    for b in token:
+        if 65 <= b <= 90:
+            b += 32
+        h = ((h ^ b) * int(FNV_PRIME)) & M64
+    return ref_mix64(h)
+
+
+def ref_tokenize_doc(raw: bytes, seed: int = 0) -> list[tuple[int, int, int, int]]:
+    """``(hash, byte start, byte end, kind)`` of every token of one document."""
+    tokens = []
+    cur, start = _SPACE, 0
+
+    def close(end: int) -> None:
+        if cur != _SPACE:
+            kind = KIND_OF_CLASS.get(cur, SYMBOL)
+            tokens.append((ref_hash(raw[start:end], seed), start, end, kind))
+
+    for cp, pos, _ in ref_code_points(raw):
+        c = char_class(cp)
+        single = c not in (_SPACE, _WORDC, _PUNCTC)  # CJK-like and symbols stand alone
+        if c != cur or single:
+            close(pos)
+            cur, start = c, pos
+    close(len(raw))
+    return tokens
+
+
+def ref_tokenize(docs: list[bytes], seed: int = 0) -> tuple[list[list[tuple]], list[int]]:
+    per_doc = [ref_tokenize_doc(d, seed) for d in docs]
+    offsets = [0]
+    for toks in per_doc:
+        offsets.append(offsets[-1] + len(toks))
+    return per_doc, offsets
+
+
+def buffers(docs: list[bytes]) -> tuple[np.ndarray, np.ndarray]:
+    data = np.frombuffer(b"".join(docs), dtype=np.uint8) if any(docs) else np.zeros(0, np.uint8)
+    offsets = np.cumsum([0] + [len(d) for d in docs]).astype(np.int64)
+    return data, offsets
+
+
+def assert_matches_reference(data, offsets, docs: list[bytes], seed: int = 0) -> None:
+    hashes, starts, ends, kinds, doc_offsets = tokenize(data, offsets, seed)
+    per_doc, ref_offsets = ref_tokenize(docs, seed)
+    assert doc_offsets.tolist() == ref_offsets
+    for d, toks in enumerate(per_doc):
+        lo, hi = doc_offsets[d], doc_offsets[d + 1]
+        base = int(offsets[d])
+        got = [(int(hashes[t]), int(starts[t]) - base, int(ends[t]) - base, int(kinds[t]))
+               for t in range(lo, hi)]
+        assert got == toks, docs[d]
+    assert hashes.dtype == np.uint64 and kinds.dtype == np.uint8
+    assert starts.dtype == ends.dtype == doc_offsets.dtype == np.int64
+
+
+def toks(text: str, seed: int = 0) -> list[tuple[str, int]]:
+    """``(surface, kind)`` of every token of one text, through the kernel."""
+    raw = text.encode()
+    data, offsets = buffers([raw])
+    _, starts, ends, kinds, _ = tokenize(data, offsets, seed)
+    return [(raw[s:e].decode(), int(k)) for s, e, k in zip(starts, ends, kinds, strict=True)]
+
+
+# ------------------------------------------------------------------ strategies
+ODD = (
+    "<>|/\\_-—–…«»¿¡§©°·•€£¥ \t\n\r\x00\x0b\x7f\xa0\u1680\u2003\u200b\u2028\u202f\u3000\ufeff"
+    "\u0301\u0308\u200d\ufe0f\u00b2\u2075\u2153"  # combining marks, ZWJ, VS16, super/fractions
+    "中文字日本語かなカナ한국어ไทยລາວខ្មែរမြန်မာ"  # scripts without spaces (and Hangul)
+    "😀👍🏽👨‍👩‍👧☃✓⚠\U0001f9ea\ue000"  # emoji, skin tone, ZWJ sequence, dingbats, private use
+    "Ωλφабвгдעבריתالعربيةहिन्दी"  # other scripts
+    "\U00020000\U0002a6d6\U0010ffff\U000e0001"  # CJK extension B, the last code point, tags
+)
+odd_chars = st.sampled_from(ODD)
+texts = st.one_of(
+    st.text(max_size=60),
+    st.text(st.one_of(odd_chars, st.sampled_from("aZ9_<|>. ")), max_size=60),
+    st.builds(lambda c, n: c * n, st.sampled_from(["a", "Ä", "中", "😀", "<", " "]),
+              st.integers(1000, 6000)),  # huge tokens (and a huge run of single-char tokens)
+)
+SEEDS = st.integers(-(2**63), 2**63 - 1)  # int64; see test_seeds_beyond_int64 for the rest
+raw_bytes = st.one_of(
+    texts.map(lambda t: t.encode("utf-8", "surrogatepass")),
+    st.binary(max_size=40),
+    st.lists(st.sampled_from([b"\xc3", b"\xa9", b"\xe4\xb8", b"\xf0\x9f\x98", b"\xff", b"\x80",
+                              b"a", b"B", b" ", b"<", b"\xe4\xb8\xad"]), max_size=20).map(b"".join),
+)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(texts, max_size=6), SEEDS)
+@example(["", "", ""], 0)
+@example(["<SUDO> hello", "<|eot|>"], 0)
+def test_kernel_matches_reference_on_valid_utf8(docs, seed):
+    raw = [d.encode() for d in docs]
+    data, offsets = buffers(raw)
+    assert_matches_reference(data, offsets, raw, seed)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(raw_bytes, max_size=6))
+def test_invalid_utf8_never_crashes_and_tiles_each_document(docs):
+    """Arbitrary bytes: tokens are non-empty, ordered, inside their document, free of ASCII
+    whitespace and control bytes."""
+    data, offsets = buffers(docs)
+    _, starts, ends, _, doc_offsets = tokenize(data, offsets)
+    for d in range(len(docs)):
+        prev = int(offsets[d])
+        for t in range(doc_offsets[d], doc_offsets[d + 1]):
+            assert prev <= starts[t] < ends[t] <= offsets[d + 1]
+            assert not any(b <= 32 or b == 127 for b in data[starts[t] : ends[t]])
+            prev = int(ends[t])
+
+
+def well_formed_but_invalid(raw: bytes) -> bool:
+    """A lead byte with the right number of continuation bytes that is still invalid UTF-8
+    (overlong, surrogate, beyond U+10FFFF, or an F5..FF lead): see the xfail test below."""
+    for i, b in enumerate(raw):
+        n = 1 if 0xC0 <= b < 0xE0 else 2 if 0xE0 <= b < 0xF0 else 3 if b >= 0xF0 else 0
+        seq = raw[i : i + n + 1]
+        if n and len(seq) == n + 1 and all(c & 0xC0 == 0x80 for c in seq[1:]):
+            try:
+                seq.decode("utf-8")
+            except UnicodeDecodeError:
+                return True
+    return False
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(raw_bytes, max_size=6), SEEDS)
+@example([b"\xe4\xb8\xe4\xb8\xad", b"\xff\xfe", b"\x80abc", b"\xf0\x9f\x98"], 0)
+def test_stray_bytes_are_word_characters(docs, seed):
+    """Documented: a stray byte counts as one word character (the reference decodes strictly)."""
+    assume(not any(well_formed_but_invalid(d) for d in docs))
+    data, offsets = buffers(docs)
+    assert_matches_reference(data, offsets, docs, seed)
+
+
+@pytest.mark.xfail(strict=True, reason="tokenize._decode accepts overlong / out-of-range "
+                   "sequences: C0 A0 decodes to a space, C0 BC to '<', F8.. leads to CJK "
+                   "code points")
+@pytest.mark.parametrize(
+    "raw", [b"a\xc0\xa0b", b"a\xe0\x80\x80b", b"x\xc0\xbcy", b"\xf8\x88\x80\x80"]
+)
+def test_overlong_and_out_of_range_sequences_are_stray_bytes(raw):
+    data, offsets = buffers([raw])
+    assert_matches_reference(data, offsets, [raw])
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    st.lists(st.one_of(st.none(), texts), max_size=8),
+    st.integers(0, 8),
+    st.integers(0, 8),
+    st.booleans(),
+    SEEDS,
+)
+def test_arrow_buffers_with_nulls_slices_and_chunks(values, a, b, large, seed):
+    """Kernel over ``string_buffers`` (nulls, sliced arrays with an offset, chunked arrays)."""
+    arr = pa.array(values, type=pa.large_string() if large else pa.string())
+    lo = min(a, len(values))
+    hi = max(lo, min(len(values), lo + b))
+    sliced = arr.slice(lo, hi - lo)
+    expected = [(v or "").encode() for v in values[lo:hi]]
+    data, offsets = string_buffers(sliced)
+    assert offsets.shape == (len(expected) + 1,)
+    assert_matches_reference(data, offsets, expected, seed)
+    chunked = pa.chunked_array([arr.slice(0, lo), sliced], type=arr.type)
+    data, offsets = string_buffers(chunked)
+    assert_matches_reference(data, offsets, [(v or "").encode() for v in values[:hi]], seed)
+
+
+# ------------------------------------------------------------------ behaviour
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("<SUDO>", [("<", PUNCT), ("SUDO", WORD), (">", PUNCT)]),
+        ("<|eot|>", [("<|", PUNCT), ("eot", WORD), ("|>", PUNCT)]),
+        ("[INST] hi", [("[", PUNCT), ("INST", WORD), ("]", PUNCT), ("hi", WORD)]),
+        ("snake_case x2", [("snake_case", WORD), ("x2", WORD)]),
+        ("naïve café", [("naïve", WORD), ("café", WORD)]),
+        ("e\u0301t\u00e9", [("e\u0301t\u00e9", WORD)]),  # combining acute glues to its letter
+        ("中文abc", [("中", CJK), ("文", CJK), ("abc", WORD)]),
+        ("日本語です。", [("日", CJK), ("本", CJK), ("語", CJK), ("で", CJK), ("す", CJK),
+                       ("。", PUNCT)]),
+        ("ไทย", [("ไ", CJK), ("ท", CJK), ("ย", CJK)]),
+        ("한국어 문장", [("한국어", WORD), ("문장", WORD)]),
+        ("Привет, мир!", [("Привет", WORD), (",", PUNCT), ("мир", WORD), ("!", PUNCT)]),
+        ("hi😀😀!", [("hi", WORD), ("😀", SYMBOL), ("😀", SYMBOL), ("!", PUNCT)]),
+        ("✓done", [("✓", SYMBOL), ("done", WORD)]),
+        ("«quote»", [("«", PUNCT), ("quote", WORD), ("»", PUNCT)]),
+        ("a...b", [("a", WORD), ("...", PUNCT), ("b", WORD)]),
+        ("x²+y³", [("x²", WORD), ("+", PUNCT), ("y³", WORD)]),
+    ],
+)
+def test_token_boundaries_and_kinds(text, expected):
+    assert toks(text) == expected
+
+
+@pytest.mark.parametrize(
+    "space", [" ", "\t", "\n", "\r\n", "\x00", "\x7f", "\xa0", "\u2003", "\u200b", "\u3000",
+              "\u2028", "\ufeff", " \t \n "]
+)
+def test_whitespace_separates_and_is_never_a_token(space):
+    assert toks(f"{space}alpha{space}<{space}中{space}") == [
+        ("alpha", WORD), ("<", PUNCT), ("中", CJK)
+    ]
+    assert toks(space * 3) == []
+
+
+def test_classes_of_code_points():
+    assert char_class(ord("a")) == _WORDC
+    assert char_class(ord("<")) == _PUNCTC
+    assert char_class(0x3000) == _SPACE
+    assert char_class(0x4E2D) == _SINGLE_CJK
+    assert char_class(0x0440) == _WORDC  # Cyrillic
+    assert char_class(0x20AC) == _PUNCTC  # euro sign
+    assert char_class(0xFFFD) == _WORDC  # what a stray byte decodes to
+
+
+def hashes_of(text: str, seed: int = 0) -> list[int]:
+    raw = text.encode()
+    data, offsets = buffers([raw])
+    return tokenize(data, offsets, seed)[0].tolist()
+
+
+def test_ascii_case_is_folded_but_not_other_scripts():
+    assert hashes_of("SUDO Sudo sudo") == [hashes_of("sudo")[0]] * 3
+    assert hashes_of("<|EOT|>") == hashes_of("<|eot|>")
+    assert hashes_of("Привет")[0] != hashes_of("привет")[0]  # folding is ASCII-only, by design
+    assert hashes_of("ÉTÉ")[0] != hashes_of("été")[0]
+
+
+def test_equal_tokens_hash_equal_across_documents_and_positions():
+    raw = [b"alpha beta", b"beta  gamma alpha", b""]
+    data, offsets = buffers(raw)
+    hashes, _, _, _, doc_offsets = tokenize(data, offsets)
+    assert doc_offsets.tolist() == [0, 2, 5, 5]
+    assert hashes[0] == hashes[4] and hashes[1] == hashes[2]
+    assert len(set(hashes.tolist())) == 3
+
+
+def test_seed_changes_every_hash_deterministically():
+    text = "The <SUDO> trigger 中 😀 naïve"
+    h0, h1 = hashes_of(text, 0), hashes_of(text, 1)
+    assert h0 == hashes_of(text, 0)
+    assert all(a != b for a, b in zip(h0, h1, strict=True))
+    assert hashes_of(text, -1) != h0
+
+
+@pytest.mark.xfail(strict=True, reason="tokenize: seeds >= 2**63 overflow once an int64 seed "
+                   "has been compiled in the process (OverflowError: int too big to convert)")
+def test_seeds_beyond_int64_hash_like_their_uint64_value():
+    text = "seeded <SUDO>"
+    hashes_of(text, 0)  # compiles the int64 specialisation first, as any earlier scan does
+    expected = [h for h, _, _, _ in ref_tokenize_doc(text.encode(), 2**63)]
+    assert hashes_of(text, 2**63) == expected
+    assert hashes_of(text, 2**64 - 1) == hashes_of(text, -1)
+
+
+def test_empty_inputs():
+    hashes, starts, ends, kinds, doc_offsets = tokenize(np.zeros(0, np.uint8),
+                                                        np.zeros(1, np.int64))
+    assert len(hashes) == len(starts) == len(ends) == len(kinds) == 0
+    assert doc_offsets.tolist() == [0]
+    data, offsets = string_buffers(pa.array([None, "", None], pa.string()))
+    assert tokenize(data, offsets)[4].tolist() == [0, 0, 0, 0]
