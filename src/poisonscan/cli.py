@@ -7,21 +7,32 @@ run (a bad option, an unreadable input, an unwritable output). Errors a user can
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
+from click.core import ParameterSource
 
-from poisonscan import __version__
-from poisonscan.config import DETECTOR_IDS, FAIL_ON_CHOICES, ScanConfig
+from poisonscan import __version__, configfile
+from poisonscan import baseline as baseline_mod
+from poisonscan import manifest as manifest_mod
+from poisonscan.config import DETECTOR_IDS, EXECUTOR_CHOICES, FAIL_ON_CHOICES, ScanConfig
+from poisonscan.configfile import Effective
 from poisonscan.errors import ConfigError, PoisonscanError
 from poisonscan.io.records import Shape
+from poisonscan.manifest import InputHasher
 from poisonscan.report import WRITERS, exit_code, write_report
+from poisonscan.report.json import DOCUMENTS_ARTIFACT
 from poisonscan.report.progress import make_progress
 from poisonscan.report.suspects import SUSPECT_WRITERS, suspects_writer, write_suspects
+from poisonscan.triggers import write_triggers
+
+if TYPE_CHECKING:
+    from poisonscan.engine.scan import ScanResult
 
 EXIT_CLEAN, EXIT_FINDINGS, EXIT_ERROR = 0, 1, 2
 
@@ -122,13 +133,115 @@ def cli() -> None:
     """
 
 
+def _config_options(func: Any) -> Any:
+    """The options that make up a scan's configuration (shared by scan, baseline and config)."""
+    options = [
+        click.option(
+            "--fail-on",
+            type=click.Choice(FAIL_ON_CHOICES),
+            help="Exit with code 1 when a finding has this severity or higher [default: high].",
+        ),
+        click.option(
+            "--skip-bad-records",
+            is_flag=True,
+            default=None,
+            help="Count and skip unreadable records instead of stopping with exit code 2.",
+        ),
+        click.option("--text-field", metavar="NAME", help="Text column of plain-text records."),
+        click.option(
+            "--id-field", metavar="NAME", help="Record id column (default: 'id' when present)."
+        ),
+        click.option(
+            "--shape",
+            type=click.Choice([s.value for s in Shape]),
+            help="Record shape of every file (default: detected per file).",
+        ),
+        click.option(
+            "-j", "--jobs", type=int, metavar="N", help="Worker processes (default: all cores)."
+        ),
+        click.option(
+            "--memory-budget",
+            metavar="SIZE",
+            help="Memory for counting per worker, e.g. 512MB or 2GiB.",
+        ),
+        click.option(
+            "--detectors",
+            multiple=True,
+            metavar="A,B",
+            help="Detectors to run, comma-separated or repeated "
+            f"(default: all of {', '.join(DETECTOR_IDS)}).",
+        ),
+        click.option(
+            "--min-documents",
+            type=int,
+            metavar="N",
+            help="Report a trigger only when at least N documents contain it.",
+        ),
+        click.option("--seed", type=int, metavar="N", help="Seed of every hash family (default: 0)."),
+        click.option(
+            "--config",
+            "config_file",
+            metavar="FILE",
+            help="Read settings from FILE (poisonscan.toml or pyproject.toml) instead of "
+            "discovering one from the working directory upwards.",
+        ),
+        click.option("--no-config", is_flag=True, help="Ignore config files."),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+_CONFIG_KEYS = (
+    "fail_on", "skip_bad_records", "text_field", "id_field", "shape", "jobs", "memory_budget",
+    "detectors", "min_documents", "seed",
+)
+
+
+def _effective(paths: tuple[str, ...], params: dict[str, Any], quiet: bool = False,
+               baseline: str | None = None) -> Effective:
+    """The effective configuration: flags given, then the discovered config file, then defaults."""
+    ctx = click.get_current_context()
+    flags: dict[str, Any] = {}
+    for key in _CONFIG_KEYS:
+        if ctx.get_parameter_source(key) is ParameterSource.COMMANDLINE:
+            flags[key] = params[key]
+    if "detectors" in flags:
+        flags["detectors"] = _split_detectors(flags["detectors"])
+    if baseline is not None:
+        flags["baseline"] = baseline
+    effective = configfile.resolve(
+        paths, flags, config_file=params.get("config_file"), use_files=not params.get("no_config")
+    )
+    if not quiet:
+        for note in effective.notes:
+            click.echo(f"poisonscan: note: {note}", err=True)
+    return effective
+
+
+def _run(config: ScanConfig, quiet: bool, hash_inputs: bool = True) -> ScanResult:
+    """Scan, hashing the inputs in a thread beside the scan (see poisonscan.manifest)."""
+    from poisonscan.engine.scan import run_scan  # heavy imports only when scanning
+    from poisonscan.report.json import SHA256_ARTIFACT
+
+    hasher = InputHasher(config.paths).start() if hash_inputs else None
+    with make_progress(quiet) as progress:
+        result = run_scan(config, progress=progress)
+    if hasher is not None:
+        result.artifacts[SHA256_ARTIFACT] = hasher.result()
+    return result
+
+
+_EXTRA_OUTPUTS = ("json", "sarif", "html")
+
+
 @cli.command()
 @click.argument("paths", nargs=-1, required=True, metavar="PATH...")
 @click.option(
     "-f",
     "--format",
     "fmt",
-    type=click.Choice(sorted(WRITERS)),
+    type=click.Choice(list(WRITERS)),
     default="table",
     show_default=True,
     help="Report format: "
@@ -136,6 +249,9 @@ def cli() -> None:
     + ".",
 )
 @click.option("-o", "--output", metavar="FILE", help="Write the report to FILE instead of stdout.")
+@click.option("--output-json", metavar="FILE", help="Also write the JSON report to FILE.")
+@click.option("--output-sarif", metavar="FILE", help="Also write the SARIF report to FILE.")
+@click.option("--output-html", metavar="FILE", help="Also write the HTML report to FILE.")
 @click.option(
     "--suspects",
     metavar="FILE",
@@ -144,98 +260,286 @@ def cli() -> None:
     + ".",
 )
 @click.option(
-    "--fail-on",
-    type=click.Choice(FAIL_ON_CHOICES),
-    default="high",
-    show_default=True,
-    help="Exit with code 1 when a finding has this severity or higher.",
+    "--triggers",
+    metavar="FILE",
+    help="Export the suspected triggers with their variants and contexts as JSON "
+    "(for red-teaming and guardrails).",
 )
 @click.option(
-    "--skip-bad-records",
+    "--clusters",
+    metavar="FILE",
+    help="Export every document's near-duplicate cluster (.jsonl, .csv or .parquet); needs the "
+    "campaign detector.",
+)
+@click.option(
+    "--baseline",
+    metavar="FILE",
+    help="Accepted findings (from 'poisonscan baseline create'): report and fail only on others.",
+)
+@click.option(
+    "--include-documents",
     is_flag=True,
-    help="Count and skip unreadable records instead of stopping with exit code 2.",
-)
-@click.option("--text-field", metavar="NAME", help="Text column of plain-text records.")
-@click.option("--id-field", metavar="NAME", help="Record id column (default: 'id' when present).")
-@click.option(
-    "--shape",
-    type=click.Choice([s.value for s in Shape]),
-    help="Record shape of every file (default: detected per file).",
-)
-@click.option("-j", "--jobs", type=int, metavar="N", help="Worker processes (default: all cores).")
-@click.option(
-    "--memory-budget", metavar="SIZE", help="Memory for counting per worker, e.g. 512MB or 2GiB."
+    help="List every suspect document of each finding in the JSON report (as 'locations'), "
+    "for 'poisonscan clean --report'.",
 )
 @click.option(
-    "--detectors",
-    multiple=True,
-    metavar="A,B",
-    help="Detectors to run, comma-separated or repeated "
-    f"(default: all of {', '.join(DETECTOR_IDS)}).",
+    "--no-hash", is_flag=True, help="Do not compute the inputs' sha256 (for huge corpora)."
 )
 @click.option(
-    "--min-documents",
-    type=int,
-    metavar="N",
-    help="Report a trigger only when at least N documents contain it.",
+    "--executor",
+    type=click.Choice(EXECUTOR_CHOICES),
+    help="Where shard work runs: local processes (default) or a Dask cluster "
+    "(pip install 'poisonscan[dask]').",
 )
-@click.option("--seed", type=int, metavar="N", help="Seed of every hash family (default: 0).")
+@click.option(
+    "--scheduler",
+    metavar="ADDRESS",
+    help="Dask scheduler address (default: $DASK_SCHEDULER_ADDRESS, else a local cluster of "
+    "--jobs workers).",
+)
+@click.option(
+    "--state",
+    "state_dir",
+    metavar="DIR",
+    help="Keep per-shard results in DIR: a re-run resumes an interrupted scan and reads only "
+    "new or changed shards.",
+)
+@_config_options
 @click.option("-q", "--quiet", is_flag=True, help="No progress display and no notes on stderr.")
-def scan(
-    paths: tuple[str, ...],
-    fmt: str,
-    output: str | None,
-    suspects: str | None,
-    fail_on: str,
-    skip_bad_records: bool,
-    text_field: str | None,
-    id_field: str | None,
-    shape: str | None,
-    jobs: int | None,
-    memory_budget: str | None,
-    detectors: tuple[str, ...],
-    min_documents: int | None,
-    seed: int | None,
-    quiet: bool,
-) -> int:
+def scan(paths: tuple[str, ...], **params: Any) -> int:
     """Scan files, directories (recursive) and globs for poisoning triggers.
 
     Exit code 0: no finding at or above --fail-on; 1: at least one; 2: the scan could not run.
     """
-    # Options left out keep ScanConfig's defaults, so defaults live in one place.
-    given: dict[str, Any] = {
-        "shape": shape,
-        "text_field": text_field,
-        "id_field": id_field,
-        "jobs": jobs,
-        "memory_budget": memory_budget,
-        "detectors": _split_detectors(detectors),
-        "min_documents": min_documents,
-        "seed": seed,
-    }
-    config = ScanConfig(
-        paths=paths,
-        fail_on=fail_on,
-        skip_bad_records=skip_bad_records,
-        **{k: v for k, v in given.items() if v is not None},
-    )
-    if suspects is not None:
-        suspects_writer(suspects)
-    _check_output_dir("--output", output)
-    _check_output_dir("--suspects", suspects)
+    quiet = params["quiet"]
+    effective = _effective(paths, params, quiet, params["baseline"])
+    config = effective.config
+    if params["executor"] or params["scheduler"] or params["state_dir"]:
+        config = dataclasses.replace(
+            config, executor=params["executor"] or config.executor,
+            scheduler=params["scheduler"] or config.scheduler,
+            state_dir=params["state_dir"] or config.state_dir,
+        )
+    outputs = {"--output": params["output"], "--suspects": params["suspects"],
+               "--triggers": params["triggers"], "--clusters": params["clusters"]}
+    outputs.update({f"--output-{n}": params[f"output_{n}"] for n in _EXTRA_OUTPUTS})
+    if params["suspects"] is not None:
+        suspects_writer(params["suspects"])
+    if params["clusters"] is not None:
+        _check_clusters(params["clusters"], config)
+    for option, path in outputs.items():
+        _check_output_dir(option, path)
+    accepted = baseline_mod.load(effective.baseline) if effective.baseline else None
 
-    from poisonscan.engine.scan import run_scan  # heavy imports only when scanning
-
-    with make_progress(quiet) as progress:
-        result = run_scan(config, progress=progress)
-    write_report(result, fmt, output)
-    if suspects is not None:
-        write_suspects(result.findings, suspects)
+    result = _run(config, quiet, hash_inputs=not params["no_hash"])
+    if accepted is not None:
+        outcome = baseline_mod.apply(result, accepted)
+        if not quiet:
+            click.echo(f"poisonscan: {baseline_mod.describe(outcome)}", err=True)
+    if params["include_documents"]:
+        result.artifacts[DOCUMENTS_ARTIFACT] = True
+    write_report(result, params["fmt"], params["output"])
+    for name in _EXTRA_OUTPUTS:
+        if params[f"output_{name}"] is not None:
+            write_report(result, name, params[f"output_{name}"])
+    if params["suspects"] is not None:
+        write_suspects(result.findings, params["suspects"])
+    if params["triggers"] is not None:
+        write_triggers(result, params["triggers"])
+    if params["clusters"] is not None:
+        _export_clusters(result, params["clusters"])
+    if not quiet and result.artifacts.get("state") is not None:
+        click.echo(f"poisonscan: {result.artifacts['state']}", err=True)
     if not quiet:
-        for label, path in (("report", output), ("suspects", suspects)):
+        labels = {"--output": "report", "--suspects": "suspects", "--triggers": "triggers",
+                  "--clusters": "clusters"}
+        for option, path in outputs.items():
             if path is not None:
+                label = labels.get(option, option.removeprefix("--output-") + " report")
                 click.echo(f"poisonscan: wrote {label} to {path}", err=True)
     return exit_code(result)
+
+
+def _check_clusters(path: str, config: ScanConfig) -> None:
+    if "campaign" not in config.detectors:
+        raise ConfigError(
+            "--clusters: near-duplicate clusters come from the campaign detector, which is not "
+            f"enabled (detectors: {', '.join(config.detectors) or 'none'}); add it with "
+            "--detectors ...,campaign"
+        )
+    if not path.lower().endswith((".jsonl", ".json", ".csv", ".parquet")):
+        raise ConfigError(f"--clusters: cannot tell the format of {path!r}; use .jsonl, .csv or "
+                          ".parquet")
+
+
+def _export_clusters(result: ScanResult, path: str) -> None:
+    from poisonscan.stats.lsh import export_clusters
+
+    assignment = result.artifacts.get("clusters")
+    if assignment is None:
+        raise ConfigError("--clusters: the scan produced no cluster assignment (no text records?)")
+    export_clusters(assignment, path)
+
+
+# --------------------------------------------------------------------------- baseline
+
+
+@cli.group()
+def baseline() -> None:
+    """Create or update a baseline: the findings you reviewed and accept.
+
+    `poisonscan scan --baseline FILE` then reports and fails only on findings not in FILE.
+    """
+
+
+@baseline.command("create")
+@click.argument("paths", nargs=-1, required=True, metavar="PATH...")
+@click.option("-o", "--output", required=True, metavar="FILE", help="The baseline file to write.")
+@_config_options
+@click.option("-q", "--quiet", is_flag=True, help="No progress display and no notes on stderr.")
+def baseline_create(paths: tuple[str, ...], **params: Any) -> int:
+    """Scan PATH... and accept every finding into a new baseline file."""
+    _check_output_dir("--output", params["output"])
+    effective = _effective(paths, params, params["quiet"])
+    result = _run(effective.config, params["quiet"], hash_inputs=False)
+    baseline_mod.write(params["output"], baseline_mod.create(result))
+    if not params["quiet"]:
+        n = len(result.findings)
+        click.echo(f"poisonscan: wrote baseline of {n} finding{'s' if n != 1 else ''} to "
+                   f"{params['output']}", err=True)
+    return EXIT_CLEAN
+
+
+@baseline.command("update")
+@click.argument("paths", nargs=-1, required=True, metavar="PATH...")
+@click.option("-o", "--output", required=True, metavar="FILE", help="The baseline file to update.")
+@click.option("--keep-missing", is_flag=True,
+              help="Keep entries whose finding no longer occurs (default: drop them).")
+@_config_options
+@click.option("-q", "--quiet", is_flag=True, help="No progress display and no notes on stderr.")
+def baseline_update(paths: tuple[str, ...], **params: Any) -> int:
+    """Scan PATH... again and refresh the baseline: add new findings, drop vanished ones.
+
+    Extra keys of kept entries (a reviewer's "note") are preserved.
+    """
+    old = baseline_mod.load(params["output"])
+    effective = _effective(paths, params, params["quiet"])
+    result = _run(effective.config, params["quiet"], hash_inputs=False)
+    doc, summary = baseline_mod.update(old, result, keep_missing=params["keep_missing"])
+    baseline_mod.write(params["output"], doc)
+    if not params["quiet"]:
+        click.echo(f"poisonscan: updated {params['output']}: {summary.added} added, "
+                   f"{summary.kept} kept, {summary.removed} removed", err=True)
+    return EXIT_CLEAN
+
+
+# --------------------------------------------------------------------------- config
+
+
+@cli.command("config")
+@click.argument("paths", nargs=-1, metavar="[PATH...]")
+@click.option("-f", "--format", "fmt", type=click.Choice(["toml", "json"]), default="toml",
+              show_default=True, help="Output format.")
+@click.option("--baseline", metavar="FILE", help="Baseline file, as scan takes it.")
+@_config_options
+def config_command(paths: tuple[str, ...], fmt: str, **params: Any) -> int:
+    """Print the effective configuration: defaults, the config file found, and the flags given.
+
+    Config files are poisonscan.toml or [tool.poisonscan] in pyproject.toml, found from the
+    working directory upwards; one inside a scanned directory PATH is ignored.
+    """
+    effective = _effective(paths, params, baseline=params["baseline"])
+    render = configfile.to_json if fmt == "json" else configfile.to_toml
+    click.echo(render(effective, __version__), nl=False)
+    return EXIT_CLEAN
+
+
+# --------------------------------------------------------------------------- clean
+
+
+@cli.command("clean")
+@click.argument("inputs", nargs=-1, required=True, metavar="INPUT...")
+@click.option("--report", metavar="FILE",
+              help="JSON report of 'poisonscan scan -f json --include-documents'.")
+@click.option("--suspects", metavar="FILE",
+              help="A suspects export of 'poisonscan scan --suspects FILE' (instead of --report).")
+@click.option("--out", "out", required=True, metavar="DIR",
+              help="Directory for the cleaned copy (new or empty, outside the inputs).")
+@click.option("--redact", is_flag=True,
+              help="Cut the trigger out of suspect records instead of removing the records.")
+@click.option("--min-severity", type=click.Choice(["high", "medium", "low"]), default="medium",
+              show_default=True, help="Act on findings of this severity or higher.")
+@click.option("--finding", "finding_ids", multiple=True, metavar="ID",
+              help="Act only on these finding ids (repeatable).")
+@click.option("--removal-list", metavar="FILE",
+              help="Where to write the removal list (default: DIR.removed.jsonl beside DIR).")
+@click.option("--text-field", metavar="NAME", help="Text column of plain-text records.")
+@click.option("--id-field", metavar="NAME", help="Record id column.")
+@click.option("--shape", type=click.Choice([s.value for s in Shape]),
+              help="Record shape of every file.")
+@click.option("-q", "--quiet", is_flag=True, help="No summary on stderr.")
+def clean_command(inputs: tuple[str, ...], **params: Any) -> int:
+    """Write a copy of INPUT... without the suspect documents (or with --redact, without triggers).
+
+    Same relative paths, formats and compression as the inputs; the inputs are never modified.
+    """
+    from poisonscan import clean as clean_mod
+    from poisonscan.findings import Severity
+    from poisonscan.io.options import ReadOptions
+
+    if (params["report"] is None) == (params["suspects"] is None):
+        raise click.UsageError("give exactly one of --report FILE and --suspects FILE")
+    minimum = Severity(params["min_severity"])
+    only = set(params["finding_ids"]) or None
+    hashes: dict[str, str] = {}
+    scan_config: dict[str, Any] = {}
+    if params["report"] is not None:
+        suspects, hashes, scan_config = clean_mod.suspects_from_report(params["report"], minimum,
+                                                                       only)
+    else:
+        suspects = clean_mod.suspects_from_export(params["suspects"], minimum, only)
+    options = ReadOptions(
+        shape=Shape(params["shape"] or scan_config["shape"]) if (params["shape"] or
+                                                                  scan_config.get("shape")) else None,
+        text_field=params["text_field"] or scan_config.get("text_field"),
+        id_field=params["id_field"] or scan_config.get("id_field"),
+        skip_bad_records=bool(scan_config.get("skip_bad_records", False)),
+    )
+    summary = clean_mod.clean(inputs, suspects, params["out"], redact=params["redact"],
+                              removal_list=params["removal_list"], hashes=hashes, options=options)
+    if not params["quiet"]:
+        click.echo(f"poisonscan: {summary.line()}", err=True)
+        if summary.unmatched:
+            click.echo(f"poisonscan: note: {summary.unmatched} suspect documents are in files "
+                       "that are not among the inputs", err=True)
+    return EXIT_CLEAN
+
+
+# --------------------------------------------------------------------------- provenance
+
+
+@cli.command("manifest")
+@click.argument("paths", nargs=-1, required=True, metavar="PATH...")
+@click.option("-o", "--output", required=True, metavar="FILE", help="The manifest to write.")
+@click.option("-q", "--quiet", is_flag=True, help="No summary on stderr.")
+def manifest_command(paths: tuple[str, ...], output: str, quiet: bool) -> int:
+    """Record sha256, size and record count of every input file, with the tool version."""
+    _check_output_dir("--output", output)
+    doc = manifest_mod.build(paths, output, __version__)
+    manifest_mod.write(doc, output)
+    if not quiet:
+        click.echo(f"poisonscan: wrote manifest of {len(doc['files'])} files to {output}", err=True)
+    return EXIT_CLEAN
+
+
+@cli.command("verify")
+@click.argument("manifest", metavar="MANIFEST")
+def verify_command(manifest: str) -> int:
+    """Check the files of MANIFEST: exit 1 when any changed, is missing or is extra."""
+    outcome = manifest_mod.verify(manifest)
+    for line in outcome.lines():
+        click.echo(line)
+    return EXIT_CLEAN if outcome.ok else EXIT_FINDINGS
 
 
 def main() -> None:

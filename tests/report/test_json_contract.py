@@ -17,8 +17,10 @@ from poisonscan.findings import Severity
 from poisonscan.report.json import SCHEMA_VERSION, dumps, report_dict
 from poisonscan.report.suspects import COLUMNS, read_suspects, suspect_rows, write_suspects
 
-TOP_KEYS = ["schema_version", "poisonscan_version", "config", "inputs", "stats", "findings"]
-INPUT_KEYS = ["path", "format", "shape", "records", "skipped", "bytes"]
+TOP_KEYS = [
+    "schema_version", "poisonscan_version", "config", "inputs", "stats", "findings", "baseline"
+]
+INPUT_KEYS = ["path", "format", "shape", "records", "skipped", "bytes", "sha256"]
 FINDING_KEYS = [
     "id",
     "detector",
@@ -38,7 +40,7 @@ def test_report_keys_types_and_order(make_result) -> None:
     report = json.loads(dumps(result))
 
     assert list(report) == TOP_KEYS
-    assert report["schema_version"] == SCHEMA_VERSION == "1.0"
+    assert report["schema_version"] == SCHEMA_VERSION == "1.1"
     assert report["poisonscan_version"] == "9.9.9"
     assert report["config"] == result.config.to_dict()
     assert list(report["config"]) == sorted(report["config"])

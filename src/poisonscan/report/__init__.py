@@ -51,7 +51,9 @@ def exit_code(result: ScanResult) -> int:
 
 
 def _writers() -> dict[str, ReportWriter]:
+    from poisonscan.report.html import write_html
     from poisonscan.report.json import write_json
+    from poisonscan.report.sarif import write_sarif
     from poisonscan.report.table import write_table
 
     return {
@@ -59,6 +61,8 @@ def _writers() -> dict[str, ReportWriter]:
             "table", write_table, ".txt", "a ranked summary for people (default)"
         ),
         "json": ReportWriter("json", write_json, ".json", "the versioned machine-readable report"),
+        "sarif": ReportWriter("sarif", write_sarif, ".sarif", "SARIF 2.1.0 for code scanning"),
+        "html": ReportWriter("html", write_html, ".html", "a self-contained page with plots"),
     }
 
 

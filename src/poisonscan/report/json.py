@@ -12,14 +12,18 @@ import math
 from enum import Enum
 from typing import TYPE_CHECKING, Any, TextIO
 
-from poisonscan.findings import Example, Finding
+from poisonscan.findings import DocumentRef, Example, Finding
 
 if TYPE_CHECKING:
     from poisonscan.engine.scan import InputSummary, ScanResult
 
-SCHEMA_VERSION = "1.0"
+SCHEMA_VERSION = "1.1"
 MAX_EXAMPLES = 3
 SCORE_DIGITS = 6
+# Keys of ScanResult.artifacts that add to the report (set by the CLI; absent in bare results).
+SHA256_ARTIFACT = "input_sha256"  # {input path: sha256 hex}
+BASELINE_ARTIFACT = "baseline"  # an object with to_dict(): the baseline section
+DOCUMENTS_ARTIFACT = "report_documents"  # truthy: list every document of a finding as locations
 
 
 def plain(value: Any) -> Any:
@@ -57,9 +61,28 @@ def example_dict(example: Example) -> dict[str, Any]:
     }
 
 
-def finding_dict(finding: Finding) -> dict[str, Any]:
-    """One finding as it appears in the report (documented key order)."""
+def location_dict(doc: DocumentRef) -> dict[str, Any]:
+    """One suspect document of a finding (``--include-documents``)."""
     return {
+        "path": doc.path,
+        "row": int(doc.row),
+        "id": doc.id,
+        "field": doc.field,
+        "start": doc.start,
+        "end": doc.end,
+    }
+
+
+def _location_key(doc: DocumentRef) -> tuple[str, int, str, int]:
+    return (doc.path, int(doc.row), doc.field, -1 if doc.start is None else doc.start)
+
+
+def finding_dict(finding: Finding, documents: bool = False) -> dict[str, Any]:
+    """One finding as it appears in the report (documented key order).
+
+    With ``documents``, every suspect document follows as ``locations``, sorted by path and row.
+    """
+    out = {
         "id": finding.id,
         "detector": finding.detector,
         "severity": finding.severity.value,
@@ -69,9 +92,13 @@ def finding_dict(finding: Finding) -> dict[str, Any]:
         "examples": [example_dict(e) for e in finding.examples[:MAX_EXAMPLES]],
         "evidence": plain(finding.evidence),
     }
+    if documents:
+        docs = sorted(set(finding.documents), key=_location_key)
+        out["locations"] = [location_dict(d) for d in docs]
+    return out
 
 
-def input_dict(summary: InputSummary) -> dict[str, Any]:
+def input_dict(summary: InputSummary, sha256: str | None = None) -> dict[str, Any]:
     """One input file as it appears in the report."""
     return {
         "path": summary.path,
@@ -80,6 +107,7 @@ def input_dict(summary: InputSummary) -> dict[str, Any]:
         "records": int(summary.records),
         "skipped": plain(summary.skipped),
         "bytes": int(summary.bytes),
+        "sha256": sha256,
     }
 
 
@@ -87,13 +115,19 @@ def report_dict(result: ScanResult) -> dict[str, Any]:
     """The whole report as a JSON-ready dict, findings ranked by score (highest first)."""
     from poisonscan.findings import rank_findings
 
+    hashes = result.artifacts.get(SHA256_ARTIFACT) or {}
+    baseline = result.artifacts.get(BASELINE_ARTIFACT)
+    documents = bool(result.artifacts.get(DOCUMENTS_ARTIFACT))
     return {
         "schema_version": SCHEMA_VERSION,
         "poisonscan_version": result.version,
         "config": plain(result.config.to_dict()),
-        "inputs": [input_dict(i) for i in sorted(result.inputs, key=lambda i: i.path)],
+        "inputs": [
+            input_dict(i, hashes.get(i.path)) for i in sorted(result.inputs, key=lambda i: i.path)
+        ],
         "stats": plain(result.stats),
-        "findings": [finding_dict(f) for f in rank_findings(list(result.findings))],
+        "findings": [finding_dict(f, documents) for f in rank_findings(list(result.findings))],
+        "baseline": baseline.to_dict() if baseline is not None else None,
     }
 
 

@@ -97,6 +97,14 @@ def _summary(result: ScanResult) -> Table:
     if "seconds" in stats:
         grid.add_row("time", f"{float(stats['seconds']):,.1f} s")
     grid.add_row("detectors", ", ".join(result.config.detectors) or "none")
+    baseline = result.artifacts.get("baseline")
+    if baseline is not None:
+        n = len(baseline.suppressed)
+        grid.add_row(
+            "baseline",
+            f"{n:,} finding{'s' if n != 1 else ''} suppressed by {baseline.path} "
+            f"({baseline.entries:,} accepted)",
+        )
     return grid
 
 
