@@ -16,6 +16,7 @@ from poisonscan.io.records import Shape
 
 FAIL_ON_CHOICES = ("high", "medium", "low", "never")
 DETECTOR_IDS = ("trigger", "campaign", "sft-trigger")
+EXECUTOR_CHOICES = ("local", "dask")
 
 _SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]?i?B?)?\s*$", re.IGNORECASE)
 _UNITS = {"": 1, "B": 1, "K": 1e3, "KB": 1e3, "KIB": 2**10, "M": 1e6, "MB": 1e6, "MIB": 2**20,
@@ -61,6 +62,9 @@ class ScanConfig:
         min_documents: a trigger must be supported by at least this many documents to be reported.
         fail_on: the lowest severity that makes the scan exit with code 1.
         seed: seeds every hash family, so results are reproducible.
+        executor: where shard work runs: ``local`` processes or a ``dask`` cluster.
+        scheduler: the Dask scheduler address; None starts a local Dask cluster of ``jobs`` workers.
+        state_dir: keep per-shard partial results here, to resume and to rescan incrementally.
     """
 
     paths: tuple[str, ...] = ()
@@ -76,6 +80,9 @@ class ScanConfig:
     min_documents: int = 5
     fail_on: str = "high"
     seed: int = 0
+    executor: str = "local"
+    scheduler: str | None = None
+    state_dir: str | None = None
 
     def __post_init__(self) -> None:
         if isinstance(self.shape, str):
@@ -110,6 +117,17 @@ class ScanConfig:
             raise ConfigError(
                 f"fail_on: unknown severity {self.fail_on!r}; choose one of {', '.join(FAIL_ON_CHOICES)}"
             )
+        if self.executor not in EXECUTOR_CHOICES:
+            raise ConfigError(
+                f"executor: unknown executor {self.executor!r}; choose one of "
+                f"{', '.join(EXECUTOR_CHOICES)}"
+            )
+        if self.scheduler and self.executor != "dask":
+            raise ConfigError(
+                f"scheduler: {self.scheduler!r} is a Dask scheduler address; add --executor dask"
+            )
+        if self.state_dir is not None and os.path.isfile(self.state_dir):
+            raise ConfigError(f"state_dir: {self.state_dir!r} is a file; give a directory")
         unknown = [d for d in self.detectors if d not in DETECTOR_IDS]
         if unknown:
             raise ConfigError(

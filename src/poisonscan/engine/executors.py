@@ -2,6 +2,10 @@
 
 Results are merged with associative, commutative merges, so the arrival order does not change the
 findings; the engine still merges in arrival order to keep the driver's memory flat.
+
+An executor has ``map(fn, items, shared)``, which runs ``fn(item, shared)`` for every item, and
+``close()``. :class:`LocalExecutor` runs in this process or a local process pool;
+:class:`poisonscan.engine.dask.DaskExecutor` on a Dask cluster (``--executor dask``).
 """
 
 from __future__ import annotations
@@ -9,7 +13,10 @@ from __future__ import annotations
 import multiprocessing as mp
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from poisonscan.config import ScanConfig
 
 # The per-pass shared state (detector plans). A process pool started with ``fork`` inherits it
 # copy-on-write, so large plans (count tables) are never pickled per task. It is set only inside
@@ -34,6 +41,15 @@ class LocalExecutor:
     def __init__(self, jobs: int) -> None:
         self.jobs = jobs
 
+    def close(self) -> None:
+        """Nothing to release: each ``map`` call starts and stops its own pool."""
+
+    def __enter__(self) -> LocalExecutor:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     def map(
         self, fn: Callable[[Any, Any], Any], items: Sequence[Any], shared: Any
     ) -> Iterator[tuple[int, Any]]:
@@ -43,6 +59,7 @@ class LocalExecutor:
             return
         global _SHARED
         methods = mp.get_all_start_methods()
+        ctx: Any
         if "fork" in methods:
             _SHARED = shared
             ctx = mp.get_context("fork")
@@ -73,3 +90,12 @@ class LocalExecutor:
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
             _SHARED = None
+
+
+def make_executor(config: ScanConfig) -> Any:
+    """The executor ``config.executor`` names: ``local`` (default) or ``dask``."""
+    if config.executor == "dask":
+        from poisonscan.engine.dask import DaskExecutor
+
+        return DaskExecutor(config.jobs, config.scheduler)
+    return LocalExecutor(config.jobs)

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 from poisonscan import __version__
 from poisonscan.config import ScanConfig
 from poisonscan.detectors import BatchContext, Detector, registry
-from poisonscan.engine.executors import LocalExecutor
+from poisonscan.engine.executors import make_executor
+from poisonscan.engine.state import ScanState
 from poisonscan.findings import Finding, rank_findings
 from poisonscan.io.readers import (
     ReadCounter,
@@ -93,6 +94,30 @@ def scan_shard(shard: Shard, task: _PassTask) -> tuple[dict[str, Any], ReadCount
     return partials, counter
 
 
+def _shard_results(executor: Any, shards: list[Shard], task: _PassTask, state: ScanState | None,
+                   shard_keys: list[str]) -> Iterator[tuple[int, Any]]:
+    """Every shard's result of a pass: stored ones from the state, the others from the executor.
+
+    Stored results are read one at a time and each new result is stored as it arrives, so a scan
+    interrupted at any point keeps the work done, and the driver holds one result at a time.
+    """
+    if state is None:
+        yield from executor.map(scan_shard, shards, task)
+        return
+    key = state.pass_key(task.pass_index, task)
+    todo: list[int] = []
+    for i, shard_key in enumerate(shard_keys):
+        stored = state.load(key, shard_key)
+        if stored is None:
+            todo.append(i)
+        else:
+            yield i, stored
+    state.summary.passes.append((task.pass_index, len(shards) - len(todo), len(todo)))
+    for j, result in executor.map(scan_shard, [shards[i] for i in todo], task):
+        state.save(key, shard_keys[todo[j]], result)
+        yield todo[j], result
+
+
 def make_detectors(config: ScanConfig) -> list[Detector]:
     found = registry()
     return [found[d](config) for d in config.detectors if d in found]
@@ -103,12 +128,27 @@ def run_scan(
     progress: ProgressCallback | None = None,
     executor: Any = None,
 ) -> ScanResult:
-    """Scan ``config.paths`` and return the ranked findings with read statistics."""
+    """Scan ``config.paths`` and return the ranked findings with read statistics.
+
+    ``executor`` defaults to the one ``config.executor`` names (closed at the end); one passed in is
+    left open for the caller. With ``config.state_dir`` each shard's partial result of each pass is
+    kept there and reused by later runs (see :mod:`poisonscan.engine.state`).
+    """
     started = time.perf_counter()
     options = read_options(config)
     files = discover_inputs(config.paths)
     shards = plan_shards(files, options)
-    executor = executor or LocalExecutor(config.jobs)
+    if executor is None:
+        with make_executor(config) as owned:
+            return _run_passes(config, progress, owned, started, options, files, shards)
+    return _run_passes(config, progress, executor, started, options, files, shards)
+
+
+def _run_passes(config: ScanConfig, progress: ProgressCallback | None, executor: Any,
+                started: float, options: ReadOptions, files: list[Any],
+                shards: list[Shard]) -> ScanResult:
+    state = ScanState(config.state_dir) if config.state_dir else None
+    shard_keys = state.shard_keys(shards, executor.map) if state else []
     detectors = make_detectors(config)
     classes = {d.id: type(d) for d in detectors}
     for det in detectors:
@@ -129,7 +169,7 @@ def run_scan(
             continue
         task = _PassTask(pass_index, plans, classes, options, config.seed)
         merged: dict[str, Any] = {}
-        for _, (partials, counter) in executor.map(scan_shard, shards, task):
+        for _, (partials, counter) in _shard_results(executor, shards, task, state, shard_keys):
             for det_id, part in partials.items():
                 prev = merged.get(det_id)
                 merged[det_id] = part if prev is None else classes[det_id].merge(pass_index, prev, part)
@@ -169,4 +209,7 @@ def run_scan(
     artifacts: dict[str, Any] = {}
     for det in detectors:
         artifacts.update(det.artifacts())
+    if state is not None:
+        state.prune()
+        artifacts["state"] = state.summary  # reuse counts differ between runs: not in stats
     return ScanResult(config, inputs, rank_findings(findings), stats, artifacts=artifacts)
