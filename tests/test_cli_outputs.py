@@ -1,0 +1,75 @@
+"""Several outputs from one scan, the triggers export, the clusters export and input hashes."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+from cli_support import Scanned, core, run
+
+from poisonscan.report.suspects import read_suspects
+
+
+def test_one_scan_writes_every_output(scanned: Scanned) -> None:
+    assert scanned.code == 1  # the planted trigger is high severity
+    for name, path in scanned.outputs.items():
+        assert path.is_file() and path.stat().st_size > 0, name
+    report = scanned.json("json")
+    assert report["schema_version"] == "1.1"
+    assert "wrote sarif report to out/report.sarif" in scanned.stderr
+    sarif = scanned.json("sarif")
+    assert len(sarif["runs"][0]["results"]) == len(report["findings"])
+    rows = read_suspects(scanned.outputs["suspects"]).to_pylist()
+    locations = [loc for f in report["findings"] for loc in f["locations"]]
+    assert len(rows) == len(locations)
+    assert {(r["path"], r["row"], r["finding"]) for r in rows} == {
+        (loc["path"], loc["row"], f["id"]) for f in report["findings"] for loc in f["locations"]
+    }
+
+
+def test_report_carries_the_sha256_of_every_input(scanned: Scanned) -> None:
+    report = scanned.json("json")
+    for item in report["inputs"]:
+        expected = hashlib.sha256((scanned.root / item["path"]).read_bytes()).hexdigest()
+        assert item["sha256"] == expected
+
+
+def test_no_hash(scanned: Scanned, in_root: Path) -> None:
+    code, out, _ = run("data/b.jsonl", "-f", "json", "--no-hash", "-j", "1", "--no-config",
+                       "--detectors", "trigger", "--fail-on", "never")
+    assert code == 0
+    assert [i["sha256"] for i in json.loads(out)["inputs"]] == [None]
+
+
+def test_triggers_export(scanned: Scanned) -> None:
+    doc = scanned.json("triggers")
+    assert doc["poisonscan_triggers"] == 1 and doc["poisonscan_version"]
+    top = doc["triggers"][0]
+    assert top["finding"] == scanned.json("json")["findings"][0]["id"]
+    assert core(scanned.trigger) in top["trigger"]
+    assert top["variants"][0]["text"] == scanned.trigger or core(scanned.trigger) in (
+        top["variants"][0]["text"])
+    assert sum(v["documents"] for v in top["variants"]) == top["documents"]
+    assert 1 <= len(top["contexts"]) <= 5
+    for ctx in top["contexts"]:
+        assert core(scanned.trigger) in ctx["snippet"][ctx["start"] : ctx["end"]]
+
+
+def test_clusters_export(scanned: Scanned) -> None:
+    lines = scanned.outputs["clusters"].read_text(encoding="utf-8").splitlines()
+    rows = [json.loads(line) for line in lines]
+    assert len(rows) == 240
+    assert {"path", "row"} <= set(rows[0])
+
+
+def test_clusters_need_the_campaign_detector(scanned: Scanned, in_root: Path) -> None:
+    code, out, err = run("data", "--detectors", "trigger", "--clusters", "c.jsonl", "--no-config")
+    assert code == 2 and out == ""
+    assert "--clusters" in err and "campaign" in err
+    assert not (in_root / "c.jsonl").exists()
+
+
+def test_an_unwritable_extra_output_fails_before_scanning(scanned: Scanned, in_root: Path) -> None:
+    code, _, err = run("data", "--output-sarif", "nowhere/x.sarif", "--no-config")
+    assert code == 2 and "--output-sarif" in err
