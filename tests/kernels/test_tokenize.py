@@ -133,8 +133,10 @@ odd_chars = st.sampled_from(ODD)
 texts = st.one_of(
     st.text(max_size=60),
     st.text(st.one_of(odd_chars, st.sampled_from("aZ9_<|>. ")), max_size=60),
-    st.builds(lambda c, n: c * n, st.sampled_from(["a", "Ä", "中", "😀", "<", " "]),
-              st.integers(1000, 6000)),  # huge tokens (and a huge run of single-char tokens)
+    # Huge tokens, huge runs of one-character tokens, and more tokens than bytes / 3 (which makes
+    # the kernel retry with exact output sizes).
+    st.builds(lambda c, n: c * n, st.sampled_from(["a", "Ä", "中", "😀", "<", " ", "a ", "<a"]),
+              st.integers(1000, 6000)),
 )
 SEEDS = st.integers(-(2**63), 2**63 - 1)  # int64; see test_seeds_beyond_int64 for the rest
 raw_bytes = st.one_of(
@@ -314,6 +316,13 @@ def test_seeds_beyond_int64_hash_like_their_uint64_value():
     expected = [h for h, _, _, _ in ref_tokenize_doc(text.encode(), 2**63)]
     assert hashes_of(text, 2**63) == expected
     assert hashes_of(text, 2**64 - 1) == hashes_of(text, -1)
+
+
+def test_more_tokens_than_a_third_of_the_bytes():
+    raw = [b"a b c d e f g h " * 50, b"", b"<x" * 300]
+    data, offsets = buffers(raw)
+    assert_matches_reference(data, offsets, raw)
+    assert len(tokenize(data, offsets)[0]) == 400 + 600
 
 
 def test_empty_inputs():
