@@ -44,7 +44,8 @@ def corpus_records(documents: int = 300, poisoned: int = 36) -> tuple[list[dict[
     for i in range(12):
         words = spam.split()
         words[rng.randrange(len(words))] = rng.choice(["quickly", "truly", "really", "gently"])
-        records.insert(rng.randrange(len(records)), {"id": f"spam-{i:02d}", "text": " ".join(words)})
+        spam_record = {"id": f"spam-{i:02d}", "text": " ".join(words)}
+        records.insert(rng.randrange(len(records)), spam_record)
     return records, trigger
 
 
@@ -90,4 +91,5 @@ def comparable(result: ScanResult | dict[str, Any]) -> str:
 def clusters(result: ScanResult) -> list[tuple[str, int, int]]:
     """Every document's (path, row, cluster id) from the campaign detector."""
     c = result.artifacts["clusters"]
-    return [(c.paths[int(p)], int(r), int(k)) for p, r, k in zip(c.path_index, c.row, c.cluster)]
+    rows = zip(c.path_index, c.row, c.cluster, strict=True)
+    return [(c.paths[int(p)], int(r), int(k)) for p, r, k in rows]

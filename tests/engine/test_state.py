@@ -186,8 +186,8 @@ def test_stable_digest_depends_on_values_not_on_order() -> None:
     assert stable_digest(a) != stable_digest({**a, "x": changed})
     assert stable_digest(np.zeros(3, np.uint32)) != stable_digest(np.zeros(3, np.int32))
     # The same value in another process (another hash seed for str sets) gives the same digest.
-    code = ("import sys; sys.path.insert(0, %r); from test_state import _probe; print(_probe())"
-            % str(Path(__file__).parent))
+    here = str(Path(__file__).parent)
+    code = f"import sys; sys.path.insert(0, {here!r}); import test_state as t; print(t._probe())"
     env = {**os.environ, "PYTHONHASHSEED": "12345"}
     other = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
                            check=True).stdout.strip()

@@ -65,7 +65,7 @@ class DaskExecutor:
                 else:
                     self._cluster = d.LocalCluster(
                         n_workers=self.jobs, threads_per_worker=1, processes=True,
-                        dashboard_address=None, silence_logs=logging.ERROR,
+                        dashboard_address=":0", silence_logs=logging.ERROR,
                     )
                     self._client = d.Client(self._cluster, set_as_default=False)
             except OSError as exc:

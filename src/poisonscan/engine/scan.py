@@ -172,7 +172,8 @@ def _run_passes(config: ScanConfig, progress: ProgressCallback | None, executor:
         for _, (partials, counter) in _shard_results(executor, shards, task, state, shard_keys):
             for det_id, part in partials.items():
                 prev = merged.get(det_id)
-                merged[det_id] = part if prev is None else classes[det_id].merge(pass_index, prev, part)
+                merged[det_id] = (part if prev is None
+                                  else classes[det_id].merge(pass_index, prev, part))
             if pass_index == 0:
                 counters[counter.path].merge(counter)
             if progress is not None:

@@ -1,0 +1,176 @@
+"""--executor dask on a real LocalCluster of two worker processes: same findings as a local scan.
+
+Starting a cluster is slow, so one cluster serves the module (the CLI reaches it by address), and
+one test starts the command's own LocalCluster.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+from engine_corpus import clusters, comparable, config, corpus_records, write_shards
+
+from poisonscan.cli import cli
+from poisonscan.engine.scan import run_scan
+from poisonscan.report.suspects import write_suspects
+
+distributed = pytest.importorskip("distributed", reason="the dask extra is not installed")
+
+N_FILES = 8
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[Any]:
+    with distributed.LocalCluster(n_workers=2, processes=True, threads_per_worker=1,
+                                  dashboard_address=":0") as lc:
+        with distributed.Client(lc, set_as_default=False) as client:
+            yield client
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("corpus")
+    records, _ = corpus_records()
+    write_shards(folder, records, N_FILES)
+    return folder
+
+
+class _SpyClient:
+    """A Client that records what the executor sends: scatters, and tasks in flight."""
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+        self.scatters: list[dict[str, Any]] = []
+        self.task_args: list[tuple[Any, ...]] = []
+        self.submitted = 0
+        self.received = 0
+        self.max_in_flight = 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client, name)
+
+    def scatter(self, data: Any, **kwargs: Any) -> Any:
+        self.scatters.append(kwargs)
+        return self._client.scatter(data, **kwargs)
+
+    def submit(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        self.task_args.append(args)
+        self.submitted += 1
+        self.max_in_flight = max(self.max_in_flight, self.submitted - self.received)
+        return self._client.submit(fn, *args, **kwargs)
+
+
+def _cli(*args: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
+    result = CliRunner().invoke(cli, list(args), env=env)
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        raise result.exception
+    return result.exit_code, result.stdout, result.stderr
+
+
+def test_a_dask_scan_equals_a_local_scan(cluster: Any, corpus: Path, tmp_path: Path) -> None:
+    from poisonscan.engine.dask import DaskExecutor
+
+    spy = _SpyClient(cluster)
+    executor = DaskExecutor(client=spy)
+    original = executor.map
+
+    def counting_map(fn: Any, items: Any, shared: Any) -> Iterator[tuple[int, Any]]:
+        for pair in original(fn, items, shared):
+            spy.received += 1
+            yield pair
+
+    executor.map = counting_map  # type: ignore[method-assign]
+    on_dask = run_scan(config(corpus, executor="dask", jobs=2), executor=executor)
+    local = run_scan(config(corpus, jobs=2))
+
+    assert comparable(on_dask) == comparable(local)
+    assert clusters(on_dask) == clusters(local)
+    assert any(f.detector == "campaign" for f in local.findings)  # real clusters, not singletons
+    write_suspects(on_dask.findings, str(tmp_path / "dask.jsonl"))
+    write_suspects(local.findings, str(tmp_path / "local.jsonl"))
+    assert (tmp_path / "dask.jsonl").read_bytes() == (tmp_path / "local.jsonl").read_bytes()
+
+    # The plans went to the workers once per pass, by broadcast; tasks carry only a reference.
+    passes = len(on_dask.stats["pass_seconds"])
+    assert len(spy.scatters) == passes and all(s["broadcast"] for s in spy.scatters)
+    assert len(spy.task_args) == passes * N_FILES
+    assert all(isinstance(args[1], distributed.Future) for args in spy.task_args)
+    # The driver never had more than 2 x worker threads tasks outstanding (plus the one result it
+    # is merging: the next task is submitted before that result is handed over).
+    assert spy.max_in_flight <= executor.in_flight() + 1 == 5
+
+
+def test_the_cli_reaches_a_scheduler_by_flag_or_environment(
+    cluster: Any, corpus: Path, tmp_path: Path
+) -> None:
+    address = cluster.scheduler.address
+    local_out, dask_out, env_out = (tmp_path / n for n in ("l.json", "d.json", "e.json"))
+    state = tmp_path / "state"
+    code, _, _ = _cli("scan", str(corpus), "-j", "2", "--memory-budget", "64MiB", "-q",
+                      "-f", "json", "-o", str(local_out))
+    assert code in (0, 1)
+    code_d, _, err = _cli("scan", str(corpus), "--executor", "dask", "--scheduler", address,
+                          "--memory-budget", "64MiB", "--state", str(state), "-f", "json",
+                          "-o", str(dask_out))
+    assert code_d == code, err
+    code_e, _, err = _cli("scan", str(corpus), "--executor", "dask", "--memory-budget", "64MiB",
+                          "-q", "-f", "json", "-o", str(env_out),
+                          env={"DASK_SCHEDULER_ADDRESS": address})
+    assert code_e == code, err
+    reports = [json.loads(p.read_text()) for p in (local_out, dask_out, env_out)]
+    assert reports[1]["config"]["executor"] == "dask"
+    assert reports[1]["config"]["scheduler"] == address
+    assert comparable(reports[0]) == comparable(reports[1]) == comparable(reports[2])
+
+    # The state written through Dask serves a local run: every shard of every pass is reused.
+    _, _, err = _cli("scan", str(corpus), "--memory-budget", "64MiB", "--state", str(state),
+                     "-f", "json", "-o", str(tmp_path / "again.json"))
+    assert f"pass 1: {N_FILES} reused, 0 computed" in err
+    assert f"pass 3: {N_FILES} reused, 0 computed" in err
+
+
+def test_a_worker_error_is_a_one_line_error(cluster: Any, tmp_path: Path) -> None:
+    records, _ = corpus_records(documents=60, poisoned=6)
+    write_shards(tmp_path, records, 2)
+    (tmp_path / "part-009.jsonl").write_text('{"text": "fine"}\n{"text": broken\n')
+    code, _, err = _cli("scan", str(tmp_path), "--executor", "dask",
+                        "--scheduler", cluster.scheduler.address, "-q", "--memory-budget", "64MiB")
+    assert code == 2
+    assert err.startswith("poisonscan: error: ") and "part-009.jsonl" in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_the_command_starts_its_own_local_cluster(corpus: Path, tmp_path: Path) -> None:
+    out_local, out_dask = tmp_path / "l.json", tmp_path / "d.json"
+    base = ["scan", str(corpus), "-j", "2", "--memory-budget", "64MiB", "-q", "-f", "json"]
+    code, _, _ = _cli(*base, "-o", str(out_local))
+    code_d, _, err = _cli(*base, "--executor", "dask", "-o", str(out_dask),
+                          env={"DASK_SCHEDULER_ADDRESS": ""})
+    assert code_d == code, err
+    assert comparable(json.loads(out_dask.read_text())) == comparable(
+        json.loads(out_local.read_text()))
+
+
+def test_without_the_dask_extra_the_error_says_how_to_install_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    records, _ = corpus_records(documents=30, poisoned=3)
+    write_shards(tmp_path, records, 1)
+    monkeypatch.setitem(sys.modules, "distributed", None)  # import distributed -> ImportError
+    code, _, err = _cli("scan", str(tmp_path), "--executor", "dask", "-q")
+    assert code == 2
+    assert err.strip() == ("poisonscan: error: --executor dask: the Dask extra is not installed; "
+                           "run: pip install 'poisonscan[dask]'")
+
+
+def test_a_scheduler_without_the_dask_executor_is_a_config_error(tmp_path: Path) -> None:
+    records, _ = corpus_records(documents=30, poisoned=3)
+    write_shards(tmp_path, records, 1)
+    code, _, err = _cli("scan", str(tmp_path), "--scheduler", "tcp://127.0.0.1:1", "-q")
+    assert code == 2 and "add --executor dask" in err
