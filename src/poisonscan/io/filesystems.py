@@ -81,7 +81,9 @@ def open_input_stream(path: str) -> pa.NativeFile:
     if not is_remote(path):
         return pa.OSFile(local_path(path), "rb")
     fs, inner = resolve(path)
-    return fs.open_input_stream(inner, buffer_size=REMOTE_BUFFER_BYTES)
+    # compression=None: the bytes as stored; ByteStream decompresses (pyarrow would guess from
+    # the extension and decompress .gz twice).
+    return fs.open_input_stream(inner, compression=None, buffer_size=REMOTE_BUFFER_BYTES)
 
 
 def _s3_settings() -> tuple[str | None, str | None]:
