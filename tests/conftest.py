@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 import pytest
+
 from cli_support import Scanned, scan_everything
 
 

@@ -9,6 +9,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+
 from cli_support import core, make_records, run, write_jsonl, write_parquet
 
 SCAN = ("-j", "1", "--no-config", "--detectors", "trigger", "-q")

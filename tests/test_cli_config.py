@@ -1,5 +1,5 @@
 """Config files through the CLI: discovery from the working directory upwards, flags override,
-`poisonscan config` prints the effective settings, and the scanned data cannot configure its scan."""
+`poisonscan config` prints the effective settings, and the scanned data cannot configure itself."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import json
 from pathlib import Path
 
 import pytest
-from cli_support import run
 
+from cli_support import run
 from poisonscan.config import ScanConfig
 
 

@@ -7,7 +7,6 @@ import json
 from pathlib import Path
 
 from cli_support import Scanned, core, run
-
 from poisonscan.report.suspects import read_suspects
 
 

@@ -146,8 +146,11 @@ def create(result: ScanResult) -> dict[str, Any]:
 def update(
     old: Baseline, result: ScanResult, keep_missing: bool = False
 ) -> tuple[dict[str, Any], UpdateSummary]:
-    """Refresh ``old`` from a new scan: new findings are added, entries still found keep any
-    extra keys (a reviewer's note), entries no longer found are dropped (unless ``keep_missing``)."""
+    """Refresh ``old`` from a new scan.
+
+    New findings are added, entries still found keep any extra keys (a reviewer's note), entries
+    no longer found are dropped (unless ``keep_missing``).
+    """
     from poisonscan.report.json import plain
 
     entries: dict[str, dict[str, Any]] = {}

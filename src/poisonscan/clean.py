@@ -189,7 +189,9 @@ def check_output(out: Path, inputs: Sequence[str], layout: Sequence[tuple[InputF
         if (target / rel).resolve() == Path(f.path).resolve():
             raise ConfigError(f"--out: writing {rel!r} would overwrite the input {f.path!r}")
         if target in Path(f.path).resolve().parents:
-            raise ConfigError(f"--out: {str(out)!r} holds the input {f.path!r}; choose a new directory")
+            raise ConfigError(
+                f"--out: {str(out)!r} holds the input {f.path!r}; choose a new directory"
+            )
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise ConfigError(f"--out: {str(out)!r} exists and is not an empty directory")
 
@@ -353,8 +355,9 @@ def clean(
     out_dir = Path(out)
     layout = plan_layout(inputs)
     check_output(out_dir, inputs, layout)
-    removal = Path(removal_list) if removal_list else out_dir.parent / f"{out_dir.name}.removed.jsonl"
-    if removal.resolve().parent == out_dir.resolve() or out_dir.resolve() in removal.resolve().parents:
+    default_list = out_dir.parent / f"{out_dir.name}.removed.jsonl"
+    removal = Path(removal_list) if removal_list else default_list
+    if out_dir.resolve() in removal.resolve().parents:
         raise ConfigError(f"--removal-list: {str(removal)!r} must not be inside --out")
 
     by_real: dict[str, InputFile] = {os.path.realpath(f.path): f for f, _ in layout}

@@ -177,7 +177,9 @@ def _config_options(func: Any) -> Any:
             metavar="N",
             help="Report a trigger only when at least N documents contain it.",
         ),
-        click.option("--seed", type=int, metavar="N", help="Seed of every hash family (default: 0)."),
+        click.option(
+            "--seed", type=int, metavar="N", help="Seed of every hash family (default: 0)."
+        ),
         click.option(
             "--config",
             "config_file",
@@ -498,9 +500,9 @@ def clean_command(inputs: tuple[str, ...], **params: Any) -> int:
                                                                        only)
     else:
         suspects = clean_mod.suspects_from_export(params["suspects"], minimum, only)
+    shape = params["shape"] or scan_config.get("shape")
     options = ReadOptions(
-        shape=Shape(params["shape"] or scan_config["shape"]) if (params["shape"] or
-                                                                  scan_config.get("shape")) else None,
+        shape=Shape(shape) if shape else None,
         text_field=params["text_field"] or scan_config.get("text_field"),
         id_field=params["id_field"] or scan_config.get("id_field"),
         skip_bad_records=bool(scan_config.get("skip_bad_records", False)),

@@ -94,9 +94,8 @@ def _validate(path: Path, data: Mapping[str, Any]) -> dict[str, Any]:
         key = _normalise_key(raw_key)
         where = f"config {str(path)!r}: {raw_key}"
         if key not in allowed:
-            raise ConfigError(
-                f"{where}: unknown setting; use one of {', '.join(k.replace('_', '-') for k in allowed)}"
-            )
+            names = ", ".join(k.replace("_", "-") for k in allowed)
+            raise ConfigError(f"{where}: unknown setting; use one of {names}")
         if key == "detectors":
             if isinstance(value, str):
                 value = [v.strip() for v in value.split(",") if v.strip()]
@@ -190,8 +189,8 @@ def resolve(
         if found is not None:
             for skipped in found.ignored:
                 notes.append(
-                    f"ignoring {skipped}: it lies inside the scanned data, which must not configure "
-                    f"its own scan; pass --config {skipped} to use it"
+                    f"ignoring {skipped}: it lies inside the scanned data, which must not "
+                    f"configure its own scan; pass --config {skipped} to use it"
                 )
             if found.values or found.path != Path():
                 values, source = dict(found.values), found.path

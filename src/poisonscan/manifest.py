@@ -38,7 +38,7 @@ def sha256_file(path: str | os.PathLike[str]) -> str:
 
 
 class InputHasher:
-    """Hash the inputs of ``paths`` in a background thread; :meth:`result` returns ``{path: sha256}``.
+    """Hash the inputs of ``paths`` in a background thread; :meth:`result` gives ``{path: sha256}``.
 
     A file that cannot be read gets no hash (the scan reports the read error itself).
     """
@@ -148,7 +148,8 @@ class Verification:
         out += [f"missing: {p}" for p in self.missing]
         out += [f"extra: {p}" for p in self.extra]
         if self.ok:
-            out.append(f"OK: {self.checked} file{'s' if self.checked != 1 else ''} match the manifest.")
+            files = f"{self.checked} file{'s' if self.checked != 1 else ''}"
+            out.append(f"OK: {files} match the manifest.")
         else:
             problems = len(self.changed) + len(self.missing) + len(self.extra)
             out.append(

@@ -66,7 +66,7 @@ def read_units(wanted: Mapping[str, Iterable[int]], options: ReadOptions) -> Uni
                     if column is None or hits.size == 0:
                         continue
                     values = column.take(hits).to_pylist()
-                    for i, value in zip(hits, values):
+                    for i, value in zip(hits, values, strict=True):
                         if value is not None:
                             out[(path, int(batch.row[i]), name)].append(value)
     return dict(out)
@@ -123,7 +123,7 @@ def trigger_entry(finding: Finding, texts: UnitTexts) -> dict[str, Any]:
         variants[span] += 1
         if len(contexts) < MAX_CONTEXTS:
             assert d.start is not None and d.end is not None
-            snippet, s, e = make_snippet(text, d.start, d.end, CONTEXT_CHARS)
+            snippet, s, e = make_snippet(text, d.start, d.end, CONTEXT_CHARS)  # type: ignore[misc]
             contexts.append({"path": d.path, "row": int(d.row), "field": d.field,
                              "snippet": snippet, "start": s, "end": e})
     if not variants:  # no spans to read back: fall back to the report's examples

@@ -12,9 +12,9 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from cli_support import Scanned, core, run
 from report_factories import make_finding, make_result
 
+from cli_support import Scanned, core, run
 from poisonscan.findings import Severity
 from poisonscan.report.html import render_html
 

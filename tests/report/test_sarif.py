@@ -12,9 +12,9 @@ from pathlib import Path
 
 import jsonschema
 import pytest
-from cli_support import Scanned, core, run
 from report_factories import make_finding, make_result
 
+from cli_support import Scanned, core, run
 from poisonscan.detectors import registry
 from poisonscan.findings import Severity
 from poisonscan.report.sarif import artifact_uri, sarif_dict
@@ -52,7 +52,7 @@ def test_sarif_of_a_real_scan_is_valid_and_located(scanned: Scanned) -> None:
         f["id"] for f in report["findings"]
     ]
     levels = {"high": "error", "medium": "warning", "low": "note"}
-    for result, finding in zip(results, report["findings"]):
+    for result, finding in zip(results, report["findings"], strict=True):
         assert result["ruleId"] == finding["detector"]
         assert rules[result["ruleIndex"]]["id"] == finding["detector"]
         assert result["level"] == levels[finding["severity"]]

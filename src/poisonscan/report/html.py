@@ -33,8 +33,8 @@ TRIGGER_CHARS = 60
 COLOURS = {Severity.HIGH: "#c62828", Severity.MEDIUM: "#ef8f00", Severity.LOW: "#1e88e5"}
 
 _CSS = """
-body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2rem auto;max-width:72rem;
-padding:0 1rem;color:#1d1d1f}
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2rem auto;
+max-width:72rem;padding:0 1rem;color:#1d1d1f}
 h1{margin-bottom:.2rem}h2{margin-top:2.2rem;border-bottom:1px solid #ddd;padding-bottom:.2rem}
 .verdict{font-weight:700;padding:.6rem .9rem;border-radius:6px;display:inline-block}
 .fail{background:#fdecea;color:#b71c1c}.ok{background:#e8f5e9;color:#1b5e20}
@@ -231,7 +231,8 @@ def _verdict(result: ScanResult, findings: list[Finding]) -> tuple[str, str]:
                        f"{result.config.fail_on}."
     if not findings:
         return "ok", "OK: no suspected poisoning found."
-    return "ok", f"OK: {len(findings)} finding(s), none at or above --fail-on {result.config.fail_on}."
+    n, fail_on = len(findings), result.config.fail_on
+    return "ok", f"OK: {n} finding{'s' if n != 1 else ''}, none at or above --fail-on {fail_on}."
 
 
 def render_html(result: ScanResult) -> str:

@@ -165,7 +165,7 @@ def sarif_dict(result: ScanResult) -> dict[str, Any]:
         for i in sorted(result.inputs, key=lambda i: i.path)
     ]
     hashes = result.artifacts.get("input_sha256") or {}
-    for art, summary in zip(artifacts, sorted(result.inputs, key=lambda i: i.path)):
+    for art, summary in zip(artifacts, sorted(result.inputs, key=lambda i: i.path), strict=True):
         digest = hashes.get(summary.path)
         if digest:
             art["hashes"] = {"sha-256": digest}
