@@ -26,6 +26,7 @@ from poisonscan.kernels.windows import (
     find_switches,
     frequent_flags,
     gather_evidence,
+    last_token_filter,
     profile_cosine,
     token_anomaly,
 )
@@ -78,20 +79,25 @@ def shrink(before: float, n_before: int) -> float:
     return before
 
 
-def ref_emit(doc: list[int], u: list[int], e_lo: int, e_hi: int, max_order: int) -> list[int]:
-    keys = []
+def ref_emit(doc: list[int], u: list[int], e_lo: int, e_hi: int, max_order: int, uni, bi):
+    """``(key, df bound, last token)`` of the n-grams of seen tokens ending at e_lo..e_hi. The
+    bound is the smallest count of the n-gram's tokens and bigrams, negated above order 2."""
+    out = []
     for e in range(e_lo, e_hi + 1):
         for order in range(1, max_order + 1):
             s = e - order + 1
             if s < 0 or u[s]:
                 break
-            keys.append(key_of(doc[s : e + 1]))
-    return keys
+            gram = doc[s : e + 1]
+            df = min([count(uni, h) for h in gram]
+                     + [count(bi, key_of(gram[i : i + 2])) for i in range(order - 1)])
+            out.append((key_of(gram), df if order <= 2 else -df, doc[e]))
+    return out
 
 
 def ref_find_switches(docs, kinds, uni, bi, freq_min, window, tau, occ_tau, back, max_order,
                       min_after):
-    emitted: list[tuple[int, int, float]] = []
+    emitted: list[tuple[int, int, float, int, int]] = []
     hist = [0] * HIST_BINS
     background = [0, 0]
     for d, (doc, kind) in enumerate(zip(docs, kinds, strict=True)):
@@ -115,12 +121,12 @@ def ref_find_switches(docs, kinds, uni, bi, freq_min, window, tau, occ_tau, back
                 background[0] += 1
                 background[1] += jump >= occ_tau or 0 <= cos < LANG_COS
         if best >= tau and best_p >= 1:
-            keys = ref_emit(doc, u, max(0, best_p - back), min(n - 1, best_p), max_order)
-            emitted += [(k, d, best) for k in keys]
+            grams = ref_emit(doc, u, max(0, best_p - back), min(n - 1, best_p), max_order, uni, bi)
+            emitted += [(k, d, best, df, last) for k, df, last in grams]
         if lang_p >= 1 and lang_best < LANG_COS:
-            keys = ref_emit(doc, u, max(0, lang_p - LANG_STRIDE - back),
-                            min(n - 1, lang_p + LANG_STRIDE), max_order)
-            emitted += [(k, d, 1.0 - lang_best) for k in keys]
+            grams = ref_emit(doc, u, max(0, lang_p - LANG_STRIDE - back),
+                             min(n - 1, lang_p + LANG_STRIDE), max_order, uni, bi)
+            emitted += [(k, d, 1.0 - lang_best, df, last) for k, df, last in grams]
     return emitted, hist, background
 
 
@@ -166,12 +172,15 @@ def run_find_switches(docs, kinds, uni, bi, freq_min, window, tau, occ_tau, back
     out_key = np.zeros(cap, np.uint64)
     out_doc = np.zeros(cap, np.int64)
     out_jump = np.zeros(cap, np.float64)
+    out_df = np.zeros(cap, np.int64)
+    out_last = np.zeros(cap, np.uint64)
     k = find_switches(hashes, kinds_arr, off, uni, bi, freq_min, window, tau, occ_tau, back,
-                      max_order, min_after, hist, background, out_key, out_doc, out_jump)
+                      max_order, min_after, hist, background, out_key, out_doc, out_jump, out_df,
+                      out_last)
     emitted = None
     if k >= 0:
         emitted = list(zip(out_key[:k].tolist(), out_doc[:k].tolist(), out_jump[:k].tolist(),
-                           strict=True))
+                           out_df[:k].tolist(), out_last[:k].tolist(), strict=True))
     return k, emitted, hist.tolist(), background.tolist()
 
 
@@ -302,11 +311,14 @@ def test_gather_evidence_matches_reference(corpus, max_order, window, ctx_tokens
     doc_starts = [starts[off[d] : off[d + 1]].tolist() for d in range(len(docs))]
     doc_ends = [ends[off[d] : off[d + 1]].tolist() for d in range(len(docs))]
     table_keys, table_ids = build_key_table(np.array(keys, np.uint64))
+    # The last-token filter may have false positives (few bits), never false negatives.
+    last = last_token_filter(np.array([g[-1] for g in picked], np.uint64),
+                             data.draw(st.integers(3, 23)))
     cap = 4 * sum(len(d) for d in docs) * max_order + 1
     out_i = np.zeros((cap, 8), np.int64)
     out_f = np.zeros((cap, 9), np.float64)
     k = gather_evidence(hashes, kinds_arr, starts, ends, off, uni, bi, freq_min, table_keys,
-                        table_ids, max_order, window, ctx_tokens, out_i, out_f)
+                        table_ids, last, max_order, window, ctx_tokens, out_i, out_f)
     ref_i, ref_f = ref_gather_evidence(docs, kinds, doc_starts, doc_ends, uni, bi, freq_min,
                                        candidates, max_order, window, ctx_tokens)
     assert k == len(ref_i)
@@ -316,8 +328,8 @@ def test_gather_evidence_matches_reference(corpus, max_order, window, ctx_tokens
         small_i = np.zeros((k - 1, 8), np.int64)
         small_f = np.zeros((k - 1, 9), np.float64)
         assert gather_evidence(hashes, kinds_arr, starts, ends, off, uni, bi, freq_min,
-                               table_keys, table_ids, max_order, window, ctx_tokens, small_i,
-                               small_f) == -1
+                               table_keys, table_ids, last, max_order, window, ctx_tokens,
+                               small_i, small_f) == -1
 
 
 @settings(max_examples=100, deadline=None)
@@ -334,6 +346,15 @@ def test_build_key_table_finds_every_key(keys):
         assert table_ids[j] == i
     assert int((table_keys != 0).sum()) == len(keys)
     assert sorted(table_ids[table_keys != 0].tolist()) == list(range(len(keys)))
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.lists(st.integers(0, M64), max_size=50), st.integers(3, 16))
+def test_last_token_filter_sets_exactly_the_bits_of_the_last_tokens(last, bits):
+    bitmap = last_token_filter(np.array(last, np.uint64), bits)
+    assert bitmap.dtype == np.uint8 and bitmap.shape == (1 << (bits - 3),)
+    set_bits = {i for i in range(1 << bits) if bitmap[i >> 3] >> (i & 7) & 1}
+    assert set_bits == {h & ((1 << bits) - 1) for h in last}
 
 
 # ------------------------------------------------------------------ constructed documents
@@ -366,8 +387,12 @@ def test_switch_to_unseen_text_emits_the_ngrams_right_before_it(max_order, back)
     expected = [key_of(doc[e - o + 1 : e + 1]) for e in range(p - back, p)
                 for o in range(1, max_order + 1)]
     assert k == len(expected)
-    assert [key for key, _, _ in emitted] == expected
-    assert {(d, jump) for _, d, jump in emitted} <= {(0, 1.0)}
+    assert [key for key, *_ in emitted] == expected
+    assert {(d, jump) for _, d, jump, _, _ in emitted} <= {(0, 1.0)}
+    # Known tokens and bigrams all have document frequency 50; the last token ends each n-gram.
+    assert [(df, last) for *_, df, last in emitted] == [
+        (50 if o <= 2 else -50, doc[e]) for e in range(p - back, p) for o in range(1, max_order + 1)
+    ]
 
 
 def test_no_switch_in_uniform_text():
@@ -395,8 +420,8 @@ def test_language_switch_emits_the_ngrams_around_it():
     p = 48
     ends = range(p - LANG_STRIDE - 4, p + LANG_STRIDE + 1)
     expected = [key_of(doc[e - o + 1 : e + 1]) for e in ends for o in (1, 2)]
-    assert [key for key, _, _ in emitted] == expected
-    assert {jump for _, _, jump in emitted} == {1.0}  # 1 - cosine 0
+    assert [key for key, *_ in emitted] == expected
+    assert {jump for _, _, jump, _, _ in emitted} == {1.0}  # 1 - cosine 0
     assert background[1] >= 1
     # The same document counts nothing when those words are not frequent in the corpus.
     assert run_find_switches([doc], [[0] * 96], uni, bi, 51, 32, 0.25, 0.3, 4, 2, 8)[0] == 0
@@ -415,8 +440,9 @@ def test_gather_evidence_on_real_tokens():
     bi = np.full(1 << 10, 5, np.uint32)
     out_i = np.zeros((8, 8), np.int64)
     out_f = np.zeros((8, 9), np.float64)
+    last = last_token_filter(np.array([trigger[-1]], np.uint64))
     k = gather_evidence(hashes, kinds, starts, ends, doc_offsets, uni, bi, 3, table_keys,
-                        table_ids, 4, 32, 2, out_i, out_f)
+                        table_ids, last, 4, 32, 2, out_i, out_f)
     assert k == 2
     (cid, d, t0, t1, b0, b1, lctx, rctx), second = out_i[0].tolist(), out_i[1].tolist()
     assert (cid, d, t0, t1) == (0, 0, 3, 6)
