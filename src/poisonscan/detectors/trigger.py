@@ -40,6 +40,7 @@ from poisonscan.kernels.windows import (
     build_key_table,
     find_switches,
     gather_evidence,
+    last_token_filter,
 )
 from poisonscan.stats.lsh import distinct_clusters
 
@@ -100,6 +101,8 @@ class _Switches:
 
     keys: np.ndarray
     support: np.ndarray
+    df: np.ndarray  # document-frequency bound per key (negative: loose bound, orders 3+)
+    last: np.ndarray  # hash of each key's last token
     hist: np.ndarray
     background: np.ndarray  # [positions measured, positions anomalous]
     docs_with_switch: int = 0
@@ -133,6 +136,7 @@ class _Plan:
     cand_ids: np.ndarray | None = None
     caps: np.ndarray | None = None
     freq_min: int = 1 << 30
+    last_filter: np.ndarray | None = None
 
 
 class TriggerDetector(Detector):
@@ -155,6 +159,7 @@ class TriggerDetector(Detector):
         self._counts: _Counts | None = None
         self._cand_keys: np.ndarray | None = None
         self._cand_support: np.ndarray | None = None
+        self._cand_last: np.ndarray | None = None
         self._p0 = 0.05
         self._freq_min = 1 << 30
         self._switch_docs = 0
@@ -183,9 +188,10 @@ class TriggerDetector(Detector):
         if self._cand_keys is None or len(self._cand_keys) == 0:
             return None
         table_keys, table_ids = build_key_table(self._cand_keys)
-        caps = np.maximum(4 * self._cand_support + 64, 256).astype(np.int64)
+        caps = _caps(self._cand_support)
         return _Plan(self.uni_bits, self.bi_bits, self.config.seed, self._counts.uni,
-                     self._counts.bi, table_keys, table_ids, caps, self._freq_min)
+                     self._counts.bi, table_keys, table_ids, caps, self._freq_min,
+                     last_token_filter(self._cand_last))
 
     # --------------------------------------------------------------- workers
     @classmethod
@@ -218,11 +224,13 @@ class TriggerDetector(Detector):
         out_key = np.empty(cap, np.uint64)
         out_doc = np.empty(cap, np.int64)
         out_jump = np.empty(cap, np.float64)
+        out_df = np.empty(cap, np.int64)
+        out_last = np.empty(cap, np.uint64)
         hist = np.zeros(HIST_BINS, np.int64)
         background = np.zeros(2, np.int64)
         k = find_switches(tok.hashes, tok.kinds, tok.doc_offsets, plan.uni, plan.bi, plan.freq_min,
                           WINDOW, SWITCH_TAU, OCC_TAU, BACK, MAX_ORDER, 8, hist, background,
-                          out_key, out_doc, out_jump)
+                          out_key, out_doc, out_jump, out_df, out_last)
         if k < 0:  # cannot happen with the capacity above
             raise RuntimeError("trigger: switch buffer overflow")
         keys = out_key[:k]
@@ -230,8 +238,10 @@ class TriggerDetector(Detector):
         # One vote per (key, document).
         pairs = np.unique(np.stack([keys, docs.astype(np.uint64)], axis=1), axis=0)
         ukeys, support = np.unique(pairs[:, 0], return_counts=True)
+        _, first = np.unique(keys, return_index=True)
         switch_docs = len(np.unique(docs))
-        return _Switches(ukeys, support.astype(np.int64), hist, background, switch_docs, n_docs)
+        return _Switches(ukeys, support.astype(np.int64), out_df[:k][first], out_last[:k][first],
+                         hist, background, switch_docs, n_docs)
 
     @classmethod
     def _evidence(cls, plan: _Plan, ctx: BatchContext, tok: Any) -> _Evidence:
@@ -242,7 +252,7 @@ class TriggerDetector(Detector):
             out_f = np.empty((cap, 9), np.float64)
             k = gather_evidence(tok.hashes, tok.kinds, tok.starts, tok.ends, tok.doc_offsets,
                                 plan.uni, plan.bi, plan.freq_min, plan.cand_keys, plan.cand_ids,
-                                MAX_ORDER, WINDOW, CTX_TOKENS, out_i, out_f)
+                                plan.last_filter, MAX_ORDER, WINDOW, CTX_TOKENS, out_i, out_f)
             if k >= 0:
                 break
             cap *= 4
@@ -286,10 +296,14 @@ class TriggerDetector(Detector):
         if pass_index == 1:
             keys = np.concatenate([a.keys, b.keys])
             sup = np.concatenate([a.support, b.support])
-            ukeys, inv = np.unique(keys, return_inverse=True)
+            ukeys, first, inv = np.unique(keys, return_index=True, return_inverse=True)
             support = np.bincount(inv, weights=sup).astype(np.int64)
-            return _Switches(ukeys, support, a.hist + b.hist, a.background + b.background,
-                             a.docs_with_switch + b.docs_with_switch, a.docs + b.docs)
+            # The bounds come from the global tables of the plan: equal for equal keys.
+            df = np.concatenate([a.df, b.df])[first]
+            last = np.concatenate([a.last, b.last])[first]
+            return _Switches(ukeys, support, df, last, a.hist + b.hist,
+                             a.background + b.background, a.docs_with_switch + b.docs_with_switch,
+                             a.docs + b.docs)
         return cls._merge_evidence(a, b, None)
 
     @staticmethod
@@ -333,13 +347,17 @@ class TriggerDetector(Detector):
         if sw is None or len(sw.keys) == 0:
             self._cand_keys = np.zeros(0, np.uint64)
             self._cand_support = np.zeros(0, np.int64)
+            self._cand_last = np.zeros(0, np.uint64)
             return
         floor = max(2, min(3, self.config.min_documents))
-        mask = sw.support >= floor
-        keys, support = sw.keys[mask], sw.support[mask]
+        # Unigrams and bigrams whose (exact) document frequency is far above their support are
+        # common words, not triggers: measuring all their occurrences would be wasted work.
+        mask = (sw.support >= floor) & ((sw.df < 0) | (sw.df <= _caps(sw.support)))
+        keys, support, last = sw.keys[mask], sw.support[mask], sw.last[mask]
         order = np.lexsort((keys, -support))[:MAX_CANDIDATES]
         self._cand_keys = keys[order]
         self._cand_support = support[order]
+        self._cand_last = last[order]
         # Background: how often an ordinary position is followed by anomalous text.
         measured, anomalous = int(sw.background[0]), int(sw.background[1])
         self._p0 = (anomalous + 1) / (measured + 2)
@@ -352,7 +370,7 @@ class TriggerDetector(Detector):
         for i, c in enumerate(ev.ints[:, 0]):
             by_cand[int(c)].append(i)
         assert self._cand_support is not None
-        caps = np.maximum(4 * self._cand_support + 64, 256)
+        caps = _caps(self._cand_support)
         scored = []
         for c, rows in by_cand.items():
             if ev.totals[c] > caps[c]:
@@ -559,6 +577,11 @@ class TriggerDetector(Detector):
             "background_rate": round(self._p0, 6),
             "table_bits": {"unigram": self.uni_bits, "bigram": self.bi_bits},
         }
+
+
+def _caps(support: np.ndarray) -> np.ndarray:
+    """Most documents a candidate may occur in and still be a trigger (consistency >= about 1/4)."""
+    return np.maximum(4 * support + 64, 256).astype(np.int64)
 
 
 def _diversity(ctx_hashes: np.ndarray) -> float:

@@ -132,11 +132,14 @@ def _kind(cls: int) -> int:
 def _scan(data, offsets, seed, out_hash, out_start, out_end, out_kind, out_doc, fill):
     """Walk every document; count tokens, and when ``fill`` write them into the output arrays.
 
+    In ``fill`` mode returns -1 as soon as the outputs are full (the caller retries bigger).
+
     The ASCII path is a table lookup; only non-ASCII lead bytes pay for decoding. ``cur`` is the
     class of the open token (``_SPACE`` when none is open).
     """
     n_docs = offsets.shape[0] - 1
     t = 0
+    cap = out_hash.shape[0]
     s0 = FNV_OFFSET ^ mix64(np.uint64(seed))
     for d in range(n_docs):
         if fill:
@@ -157,6 +160,8 @@ def _scan(data, offsets, seed, out_hash, out_start, out_end, out_kind, out_doc, 
             if c != cur or c >= _SINGLE_CJK:
                 if cur != _SPACE:  # close the open token
                     if fill:
+                        if t >= cap:
+                            return -1
                         out_hash[t] = mix64(h)
                         out_start[t] = start
                         out_end[t] = i
@@ -177,6 +182,8 @@ def _scan(data, offsets, seed, out_hash, out_start, out_end, out_kind, out_doc, 
             i += ln
         if cur != _SPACE:
             if fill:
+                if t >= cap:
+                    return -1
                 out_hash[t] = mix64(h)
                 out_start[t] = start
                 out_end[t] = end
@@ -195,14 +202,20 @@ def tokenize(data: np.ndarray, offsets: np.ndarray, seed: int = 0):
     ``d`` owns tokens ``doc_offsets[d]:doc_offsets[d+1]``.
     """
     n_docs = offsets.shape[0] - 1
-    dummy_u = np.zeros(0, np.uint64)
-    dummy_i = np.zeros(0, np.int64)
-    dummy_k = np.zeros(0, np.uint8)
-    n = _scan(data, offsets, seed, dummy_u, dummy_i, dummy_i, dummy_k, dummy_i, False)
-    hashes = np.empty(n, np.uint64)
-    starts = np.empty(n, np.int64)
-    ends = np.empty(n, np.int64)
-    kinds = np.empty(n, np.uint8)
-    doc_offsets = np.empty(n_docs + 1, np.int64)
-    _scan(data, offsets, seed, hashes, starts, ends, kinds, doc_offsets, True)
-    return hashes, starts, ends, kinds, doc_offsets
+    n_bytes = int(offsets[-1] - offsets[0]) if n_docs > 0 else 0
+    # Text averages four to six bytes a token; start at one token per three bytes and count exactly
+    # (a second, hash-free walk) only when that was not enough.
+    cap = n_bytes // 3 + 16
+    while True:
+        hashes = np.empty(cap, np.uint64)
+        starts = np.empty(cap, np.int64)
+        ends = np.empty(cap, np.int64)
+        kinds = np.empty(cap, np.uint8)
+        doc_offsets = np.empty(n_docs + 1, np.int64)
+        n = _scan(data, offsets, seed, hashes, starts, ends, kinds, doc_offsets, True)
+        if n >= 0:
+            return hashes[:n], starts[:n], ends[:n], kinds[:n], doc_offsets
+        dummy_u = np.zeros(0, np.uint64)
+        dummy_i = np.zeros(0, np.int64)
+        cap = _scan(data, offsets, seed, dummy_u, dummy_i, dummy_i, np.zeros(0, np.uint8),
+                    dummy_i, False)

@@ -116,26 +116,41 @@ def profile_cosine(fslot, b0, b1, a0, a1, va, vb):
 
 
 @nb.njit(cache=True)
-def _emit(hashes, lo, u, e_lo, e_hi, max_order, d, jump, out_key, out_doc, out_jump, k):
-    """Write the n-grams (made of tokens other documents use) ending at e_lo..e_hi."""
+def _emit(hashes, lo, u, e_lo, e_hi, max_order, d, jump, uni, bi, out_key, out_doc, out_jump,
+          out_df, out_last, k):
+    """Write the n-grams (made of tokens other documents use) ending at e_lo..e_hi.
+
+    With each key go the document, the switch strength, an upper bound of the n-gram's document
+    frequency (the smallest frequency of its tokens and bigrams; exact for orders 1 and 2 but for
+    collisions) and the hash of its last token.
+    """
     cap = out_key.shape[0]
+    umask = np.uint64(uni.shape[0] - 1)
+    bmask = np.uint64(bi.shape[0] - 1)
     for e in range(e_lo, e_hi + 1):
+        df = np.int64(uni[slot(hashes[lo + e], umask)])
         for order in range(1, max_order + 1):
             s = e - order + 1
             if s < 0 or u[s] == 1:  # a token no other document has cannot be a repeated trigger
                 break
+            if order > 1:
+                df = min(df, np.int64(uni[slot(hashes[lo + s], umask)]),
+                         np.int64(bi[slot(ngram_key(hashes, lo + s, 2), bmask)]))
             if k >= cap:
                 return -1
             out_key[k] = ngram_key(hashes, lo + s, order)
             out_doc[k] = d
             out_jump[k] = jump
+            out_df[k] = df if order <= 2 else -df  # negative: only a loose bound
+            out_last[k] = hashes[lo + e]
             k += 1
     return k
 
 
 @nb.njit(cache=True)
 def find_switches(hashes, kinds, doc_offsets, uni, bi, freq_min, window, tau, occ_tau, back,
-                  max_order, min_after, hist, background, out_key, out_doc, out_jump):
+                  max_order, min_after, hist, background, out_key, out_doc, out_jump, out_df,
+                  out_last):
     """Find each document's strongest switches and emit the n-grams that end just before them.
 
     Two kinds of switch are looked for: a jump of the unseen-elsewhere share (gibberish, word salad)
@@ -191,13 +206,13 @@ def find_switches(hashes, kinds, doc_offsets, uni, bi, freq_min, window, tau, oc
                     background[1] += 1
         if best >= tau and best_p >= 1:
             k = _emit(hashes, lo, u, max(0, best_p - back), min(n - 1, best_p), max_order, d, best,
-                      out_key, out_doc, out_jump, k)
+                      uni, bi, out_key, out_doc, out_jump, out_df, out_last, k)
             if k < 0:
                 return -1
         if lang_p >= 1 and lang_best < LANG_COS:
             k = _emit(hashes, lo, u, max(0, lang_p - LANG_STRIDE - back),
                       min(n - 1, lang_p + LANG_STRIDE), max_order, d, 1.0 - lang_best,
-                      out_key, out_doc, out_jump, k)
+                      uni, bi, out_key, out_doc, out_jump, out_df, out_last, k)
             if k < 0:
                 return -1
     return k
@@ -205,11 +220,12 @@ def find_switches(hashes, kinds, doc_offsets, uni, bi, freq_min, window, tau, oc
 
 @nb.njit(cache=True)
 def gather_evidence(hashes, kinds, starts, ends, doc_offsets, uni, bi, freq_min, cand_keys,
-                    cand_ids, max_order, window, ctx_tokens, out_i, out_f):
+                    cand_ids, last_filter, max_order, window, ctx_tokens, out_i, out_f):
     """Find every occurrence of a candidate n-gram and measure the text around it.
 
     ``cand_keys``/``cand_ids`` form an open-addressing table (power-of-two size, key 0 = empty) from
-    n-gram key to candidate id. For each occurrence, ``out_i`` row gets
+    n-gram key to candidate id; ``last_filter`` is a bitmap of the candidates' last tokens, so
+    positions that end no candidate cost one bit test. For each occurrence, ``out_i`` row gets
     ``[cand, doc, tok_start, tok_end, byte_start, byte_end, left_ctx_hash, right_ctx_hash]`` and
     ``out_f`` row gets ``[before, after, n_before, n_after, u_before, u_after, b_before, b_after,
     profile_cosine]``. Returns the number of occurrences (or -1 if the outputs are full).
@@ -226,6 +242,7 @@ def gather_evidence(hashes, kinds, starts, ends, doc_offsets, uni, bi, freq_min,
     va = np.zeros(LANG_BINS, np.float64)
     vb = np.zeros(LANG_BINS, np.float64)
     cmask = np.int64(cand_keys.shape[0] - 1)
+    fmask = np.uint64(last_filter.shape[0] * 8 - 1)
     k = 0
     cap = out_i.shape[0]
     for d in range(n_docs):
@@ -236,6 +253,9 @@ def gather_evidence(hashes, kinds, starts, ends, doc_offsets, uni, bi, freq_min,
             continue
         have_features = False
         for e in range(n):
+            hb = np.int64(hashes[lo + e] & fmask)
+            if (last_filter[hb >> 3] >> (hb & 7)) & 1 == 0:
+                continue
             for order in range(1, max_order + 1):
                 s = e - order + 1
                 if s < 0:
@@ -301,6 +321,14 @@ def gather_evidence(hashes, kinds, starts, ends, doc_offsets, uni, bi, freq_min,
                 out_f[k, 8] = cos
                 k += 1
     return k
+
+
+def last_token_filter(last_hashes: np.ndarray, bits: int = 23) -> np.ndarray:
+    """Bitmap (``2**bits`` bits) with the bit of every candidate's last token set."""
+    bitmap = np.zeros(1 << (bits - 3), np.uint8)
+    idx = (last_hashes.astype(np.uint64) & np.uint64((1 << bits) - 1)).astype(np.int64)
+    np.bitwise_or.at(bitmap, idx >> 3, (1 << (idx & 7)).astype(np.uint8))
+    return bitmap
 
 
 def build_key_table(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -1,0 +1,182 @@
+"""Full-scan speed and memory against pyarrow's plain read of the same Parquet file.
+
+    python -m benchmarks.speed [--size-mb 1024] [--factor 4] [--seed 0]
+
+Builds a corpus of real-looking documents (paragraphs of ../shared/corpora/real-clean.parquet
+recombined, or synthetic text when it is absent) with 100 planted pretraining poisons, written as
+Parquet under benchmarks/_data/ (cached, gitignored). In one run it measures, each in a fresh
+subprocess whose whole process tree is sampled for memory:
+
+* pyarrow's plain read: ``ParquetFile.iter_batches`` over the text column;
+* ``poisonscan scan`` with ``--jobs 2`` and ``--jobs 1``;
+* the same at ``--factor`` times the size, to show that memory stays flat.
+
+The last line is a one-line summary. These machines are noisy: read the ratios, not the MB/s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from benchmarks.scenarios.common import load_clean_texts, rand_word
+from benchmarks.scenarios.pretrain import grow_corpus
+
+DATA_DIR = Path(__file__).resolve().parent / "_data"
+MB = 2**20
+POISONS = 100
+
+READ_SNIPPET = """
+import sys, time, pyarrow.parquet as pq, pyarrow.compute as pc
+t0 = time.perf_counter()
+n = 0
+for b in pq.ParquetFile(sys.argv[1]).iter_batches(columns=["text"]):
+    n += pc.sum(pc.binary_length(b.column(0))).as_py() or 0
+print(time.perf_counter() - t0, n)
+"""
+
+
+def build(path: Path, size_mb: int, seed: int) -> str:
+    """Write about ``size_mb`` MB of text as Parquet; returns the planted trigger."""
+    rng = random.Random(seed)
+    clean, _ = load_clean_texts()
+    texts = [d["text"] for d in clean]
+    trigger = "<" + rand_word(rng, 5, 7).upper() + ">"
+    pieces = [rand_word(rng, 1, 4) for _ in range(3000)]
+    schema = pa.schema([("id", pa.string()), ("text", pa.string())])
+    target = size_mb * MB
+    written = 0
+    doc = 0
+    # Spread the poisons evenly over the (estimated) documents so both sizes carry all of them.
+    avg = sum(len(t) for t in texts) / len(texts)
+    expected_docs = max(POISONS * 10, int(target / avg))
+    every = expected_docs // POISONS
+    tmp = path.with_name(path.name + ".tmp")
+    with pq.ParquetWriter(tmp, schema, compression="zstd") as writer:
+        while written < target:
+            chunk = grow_corpus(clean, 20_000, rng)
+            out = []
+            for t in chunk:
+                if doc % every == every // 2 and doc // every < POISONS:
+                    gib = "".join(rng.choice(pieces) + ("" if rng.random() < 0.6 else " ")
+                                  for _ in range(rng.randint(400, 900)))
+                    t = f"{rng.choice(texts)[: rng.randint(0, 1000)]} {trigger} {gib}"
+                out.append(t)
+                doc += 1
+            written += sum(len(t.encode()) for t in out)
+            ids = [f"d{doc - len(out) + i}" for i in range(len(out))]
+            writer.write_table(pa.table({"id": ids, "text": out}, schema=schema),
+                               row_group_size=8192)
+    tmp.rename(path)
+    path.with_suffix(".trigger").write_text(trigger)
+    return trigger
+
+
+def dataset(size_mb: int, seed: int) -> tuple[Path, str]:
+    DATA_DIR.mkdir(parents=True, exist_ok=True)
+    path = DATA_DIR / f"speed-{size_mb}mb-seed{seed}.parquet"
+    if not path.exists():
+        t0 = time.perf_counter()
+        print(f"generating {path.name} ...", file=sys.stderr, flush=True)
+        build(path, size_mb, seed)
+        print(f"  done in {time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)
+    return path, path.with_suffix(".trigger").read_text()
+
+
+def run_measured(cmd: list[str]) -> tuple[float, float, str]:
+    """Run ``cmd``; return (wall seconds, peak RSS of its whole process tree in MB, stdout)."""
+    import psutil
+
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    ps = psutil.Process(proc.pid)
+    peak = 0
+    while proc.poll() is None:
+        try:
+            rss = ps.memory_info().rss + sum(
+                c.memory_info().rss for c in ps.children(recursive=True))
+            peak = max(peak, rss)
+        except psutil.Error:
+            pass
+        time.sleep(0.05)
+    out, err = proc.communicate()
+    wall = time.perf_counter() - t0
+    if proc.returncode not in (0, 1):
+        raise RuntimeError(f"{cmd} failed ({proc.returncode}): {err[-2000:]}")
+    return wall, peak / MB, out
+
+
+def measure(path: Path, trigger: str, jobs_list: list[int]) -> list[dict]:
+    rows = []
+    secs, peak, out = run_measured([sys.executable, "-c", READ_SNIPPET, str(path)])
+    read_secs, text_bytes = (float(x) for x in out.split())
+    text_mb = text_bytes / MB
+    rows.append({"what": "pyarrow iter_batches (text)", "seconds": read_secs,
+                 "mbps": text_mb / read_secs, "ratio": 1.0, "peak_mb": peak, "found": ""})
+    for jobs in jobs_list:
+        with tempfile.TemporaryDirectory() as tmp:
+            report = Path(tmp) / "r.json"
+            cmd = [sys.executable, "-m", "poisonscan", "scan", str(path), "--quiet",
+                   "--jobs", str(jobs), "--format", "json", "--output", str(report),
+                   "--fail-on", "never"]
+            wall, peak, _ = run_measured(cmd)
+            data = json.loads(report.read_text())
+        scan_secs = data["stats"]["seconds"]
+        top = data["findings"][0] if data["findings"] else {}
+        found = (f"top={top.get('trigger')!r} {top.get('severity')} "
+                 f"docs={top.get('documents')}") if top else "no findings"
+        if top.get("trigger") == trigger:
+            found += " (planted)"
+        rows.append({"what": f"poisonscan scan --jobs {jobs}", "seconds": scan_secs,
+                     "wall": wall, "mbps": text_mb / scan_secs,
+                     "ratio": read_secs / scan_secs, "peak_mb": peak, "found": found,
+                     "passes": data["stats"].get("pass_seconds")})
+    for r in rows:
+        r["text_mb"] = text_mb
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--size-mb", type=int, default=1024)
+    ap.add_argument("--factor", type=int, default=4, help="second corpus size multiple (0: skip)")
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args(argv)
+
+    sizes = [args.size_mb] + ([args.size_mb * args.factor] if args.factor > 1 else [])
+    results = {}
+    print(f"{'corpus':>10} {'what':32} {'text MB':>8} {'seconds':>8} {'MB/s':>7} "
+          f"{'vs read':>7} {'peak MB':>8}  found / pass seconds")
+    for size in sizes:
+        path, trigger = dataset(size, args.seed)
+        jobs = [2, 1] if size == args.size_mb else [2]
+        rows = measure(path, trigger, jobs)
+        results[size] = rows
+        for r in rows:
+            extra = r["found"] + (f" passes={r['passes']}" if r.get("passes") else "")
+            print(f"{size:>8}MB {r['what']:32} {r['text_mb']:8.0f} {r['seconds']:8.1f} "
+                  f"{r['mbps']:7.1f} {r['ratio']:7.2f} {r['peak_mb']:8.0f}  {extra}", flush=True)
+    base = results[sizes[0]]
+    j2, j1 = base[1], base[2]
+    summary = (f"speed: scan --jobs 2 at {j2['ratio']:.2f}x pyarrow's read "
+               f"({j2['mbps']:.0f} vs {base[0]['mbps']:.0f} MB/s), --jobs 2 vs 1: "
+               f"{j1['seconds'] / j2['seconds']:.2f}x, peak memory {j2['peak_mb']:.0f} MB")
+    if len(sizes) > 1:
+        big = results[sizes[1]][1]
+        summary += (f" at {sizes[0]} MB vs {big['peak_mb']:.0f} MB at {sizes[1]} MB "
+                    f"({100 * (big['peak_mb'] / j2['peak_mb'] - 1):+.0f}%)")
+    print(summary)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
