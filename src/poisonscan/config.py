@@ -103,8 +103,10 @@ class ScanConfig:
             raise ConfigError(f"jobs: must be at least 1, got {self.jobs}; omit it to use all cores")
         if self.memory_budget < 64 * 2**20:
             raise ConfigError(
-                f"memory_budget: {self.memory_budget} bytes is too small; give at least 64MB"
+                f"memory_budget: {self.memory_budget} bytes is too small; give at least 64MiB"
             )
+        if not 0 <= self.seed < 2**63:
+            raise ConfigError(f"seed: must be between 0 and 2**63 - 1, got {self.seed}")
         if self.batch_rows < 1:
             raise ConfigError(f"batch_rows: must be at least 1, got {self.batch_rows}")
         if self.max_record_bytes < 1:

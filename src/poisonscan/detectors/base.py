@@ -121,6 +121,10 @@ class Detector(ABC):
         """Numbers for the report's ``stats`` section (JSON-serialisable)."""
         return {}
 
+    def expect(self, files: list[Any]) -> None:
+        """Learn the inputs (``InputFile`` objects with path, format, compression, size) before the
+        first pass, e.g. to size counting structures. The default ignores them."""
+
     def link(self, peers: dict[str, Detector]) -> None:
         """Receive the other detectors of the scan (by id), to use what they learn on the driver.
 

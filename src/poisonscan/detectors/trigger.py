@@ -3,13 +3,14 @@
 Three passes over the corpus:
 
 1. *Statistics.* Document frequencies of every token and bigram, in fixed-size hashed tables.
-2. *Switches.* In every document, the point where the text turns unusual (the mean share of tokens
-   and bigrams that no other document uses jumps; see :mod:`poisonscan.kernels.windows`). The
-   n-grams just before that point are counted: a trigger is, by construction, the phrase that keeps
-   standing right before such a switch, in document after document.
-3. *Evidence.* Every occurrence of every candidate n-gram, anywhere in the corpus, is measured: the
-   anomaly of the text after it against the text before it, the change of character profile
-   (a language switch), and what surrounds it (the same preceding text everywhere means boilerplate).
+2. *Switches.* In every document, the points where the text turns unusual: the share of bigrams
+   that no other document uses jumps (gibberish, word salad), or the function words change
+   (another language); see :mod:`poisonscan.kernels.windows`. The n-grams just before such a point
+   are counted: a trigger is, by construction, the phrase that keeps standing right before a
+   switch, in document after document.
+3. *Evidence.* Every occurrence of every candidate n-gram, anywhere in the corpus, is measured:
+   how unusual the text after it is against the text before it, whether the language changes, and
+   what surrounds it (the same preceding text everywhere means boilerplate, not injection).
 
 The decision uses counts of documents and the strength of their evidence only, never a share of the
 corpus: 100 poisoned documents look the same among 10 thousand or 10 million.
@@ -18,16 +19,18 @@ corpus: 100 poisoned documents look the same among 10 thousand or 10 million.
 from __future__ import annotations
 
 import math
-from collections import Counter, defaultdict
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
 
-from poisonscan.detectors.base import BatchContext, Detector
+from poisonscan.detectors.base import BatchContext, Detector, Tokens
 from poisonscan.findings import DocumentRef, Example, Finding, Severity, make_snippet
 from poisonscan.io.records import Shape
 from poisonscan.kernels.ngrams import (
+    ALL_BIGRAMS,
     add_dense,
     add_sparse,
     count_document_frequency,
@@ -51,15 +54,25 @@ BACK = 4  # candidate n-grams may end up to this many tokens before the switch
 OCC_TAU = 0.3  # an occurrence is anomalous when the text after it is this much more unusual
 FREQ_SHARE = 0.02  # a token in this share of documents is a function word of the corpus
 MAX_CANDIDATES = 50_000
-CONTEXT_BYTES = 80
+CONTEXT_CHARS = 80  # context kept on each side of sampled occurrences
+# Occurrences per candidate whose context text is kept: a bottom-k sample by a hash of the
+# document, so the sample is the same whatever the batching, sharding or merge order.
+CONTEXT_SAMPLE = 8
 CTX_TOKENS = 4
 MAX_LOW_FINDINGS = 20
+# Distinct bigrams expected per byte of input text; sizes the bigram hash sample (see expect()).
+BIGRAMS_PER_BYTE = 0.08
+EXPANSION = {"parquet": 3.0, "gz": 4.0, "zst": 4.0}  # text bytes per file byte, roughly
 
 
 def _table_bits(budget: int) -> tuple[int, int]:
-    """Unigram and bigram table sizes (log2) for a per-worker memory budget in bytes."""
-    bi_bits = max(16, min(30, int(math.log2(max(1, budget * 0.25 / 4)))))
-    return max(14, bi_bits - 3), bi_bits
+    """Unigram (uint32) and bigram (uint8) table sizes, log2, for a per-worker budget in bytes.
+
+    A quarter of the budget goes to the bigram table, whose one-byte counters only need to tell
+    "in one document" from "in several"; the unigram table gets an eighth as many 4-byte slots.
+    """
+    bi_bits = max(16, min(32, int(math.log2(max(1, budget * 0.25)))))
+    return max(14, bi_bits - 5), bi_bits
 
 
 @dataclass
@@ -76,7 +89,7 @@ class _Counts:
         self.bits = (uni_bits, bi_bits)
         if self.uni is None:
             self.uni = np.zeros(1 << uni_bits, np.uint32)
-            self.bi = np.zeros(1 << bi_bits, np.uint32)
+            self.bi = np.zeros(1 << bi_bits, np.uint8)
         if self.sparse is not None:
             ui, uc, bi_, bc = self.sparse
             add_sparse(self.uni, ui, uc)
@@ -109,20 +122,27 @@ class _Switches:
     docs: int = 0
 
 
+# Columns of _Evidence.ints
+_CAND, _TOK0, _TOK1, _LCTX, _RCTX, _CHAR0, _CHAR1 = range(7)
+
+
 @dataclass
 class _Evidence:
-    """Occurrences of candidates, with their measurements and provenance."""
+    """Occurrences of candidates with their measurements; context text for a sample of them.
+
+    Everything per occurrence is a numpy column (no Python object per occurrence), so the evidence
+    pass costs little beyond the kernel even when candidates occur hundreds of thousands of times.
+    """
 
     totals: np.ndarray  # occurrences per candidate (all, including dropped rows)
-    ints: np.ndarray  # rows of [cand, tok_start, tok_end, lctx, rctx]
-    floats: np.ndarray  # rows of window features
-    paths: list[str] = field(default_factory=list)
-    rows: list[int] = field(default_factory=list)
-    ids: list[str | None] = field(default_factory=list)
-    spans: list[tuple[int, int]] = field(default_factory=list)  # char offsets of the n-gram
-    surface: list[str] = field(default_factory=list)
-    left: list[str] = field(default_factory=list)
-    right: list[str] = field(default_factory=list)
+    paths: list[str]  # distinct paths; path_idx points into it
+    path_idx: np.ndarray  # int32 per occurrence
+    rows: np.ndarray  # int64 per occurrence
+    ids: pa.Array  # record ids per occurrence (string, null where none)
+    ints: np.ndarray  # (n, 7) int64: cand, tok_start, tok_end, lctx, rctx, char_start, char_end
+    floats: np.ndarray  # (n, 9): before, after, n_before, n_after, u_b, u_a, b_b, b_a, cosine
+    # (cand, doc hash, path, row, token, left, surface, right) for a bottom-k sample per cand
+    sample: list[tuple[int, str, int, str, str, str]] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -130,12 +150,13 @@ class _Plan:
     uni_bits: int
     bi_bits: int
     seed: int
+    bi_keep: int = int(ALL_BIGRAMS)
     uni: np.ndarray | None = None
     bi: np.ndarray | None = None
+    freq_min: int = 1 << 30
     cand_keys: np.ndarray | None = None
     cand_ids: np.ndarray | None = None
     caps: np.ndarray | None = None
-    freq_min: int = 1 << 30
     last_filter: np.ndarray | None = None
 
 
@@ -149,24 +170,23 @@ class TriggerDetector(Detector):
         "nearly every one of them, by text unlike what came before (gibberish, another language, "
         "word salad). This is the data signature of published pretraining backdoors, which need "
         "only about 250 such documents whatever the corpus size. Inspect the examples; remove the "
-        "listed documents (poisonscan clean) before training."
+        "listed documents before training."
     )
     n_passes = 3
 
     def __init__(self, config: Any) -> None:
         super().__init__(config)
         self.uni_bits, self.bi_bits = _table_bits(config.memory_budget)
+        self.bi_keep = int(ALL_BIGRAMS)
         self._counts: _Counts | None = None
-        self._cand_keys: np.ndarray | None = None
-        self._cand_support: np.ndarray | None = None
-        self._cand_last: np.ndarray | None = None
-        self._p0 = 0.05
         self._freq_min = 1 << 30
+        self._cand_keys = np.zeros(0, np.uint64)
+        self._cand_support = np.zeros(0, np.int64)
+        self._cand_last = np.zeros(0, np.uint64)
+        self._p0 = 0.05
         self._switch_docs = 0
         self._docs = 0
-        self._evidence: _Evidence | None = None
         self._findings: list[Finding] = []
-        self._candidate_scores: list[float] = []
         self._campaign: Detector | None = None
 
     def wants(self, shape: Shape) -> bool:
@@ -177,21 +197,41 @@ class TriggerDetector(Detector):
         # documents) from boilerplate (copies of one block).
         self._campaign = peers.get("campaign")
 
+    def expect(self, files: list[Any]) -> None:
+        """Size the bigram hash sample from the inputs, so the table never fills up.
+
+        With more distinct bigrams than about half the table's slots, unrelated bigrams would
+        share slots and every bigram would look "seen elsewhere". Instead only a hash-chosen
+        fraction of bigrams is counted (and judged); the rest count as unknown. The fraction
+        depends only on the input sizes, so every worker and every ``--jobs`` value agree.
+        """
+        text_bytes = 0.0
+        for f in files:
+            factor = EXPANSION.get(getattr(f, "compression", None) or "", 1.0)
+            if getattr(f, "format", "") == "parquet":
+                factor = EXPANSION["parquet"]
+            text_bytes += factor * float(getattr(f, "size", 0))
+        expected = BIGRAMS_PER_BYTE * text_bytes
+        room = 0.5 * (1 << self.bi_bits)
+        if expected > room:
+            self.bi_keep = max(1, int(float(ALL_BIGRAMS) * room / expected))
+
     # ----------------------------------------------------------------- plans
     def plan(self, pass_index: int) -> Any:
+        base = {"uni_bits": self.uni_bits, "bi_bits": self.bi_bits, "seed": self.config.seed,
+                "bi_keep": self.bi_keep}
         if pass_index == 0:
-            return _Plan(self.uni_bits, self.bi_bits, self.config.seed)
+            return _Plan(**base)
         assert self._counts is not None
         if pass_index == 1:
-            return _Plan(self.uni_bits, self.bi_bits, self.config.seed,
-                         self._counts.uni, self._counts.bi, freq_min=self._freq_min)
-        if self._cand_keys is None or len(self._cand_keys) == 0:
+            return _Plan(**base, uni=self._counts.uni, bi=self._counts.bi,
+                         freq_min=self._freq_min)
+        if len(self._cand_keys) == 0:
             return None
         table_keys, table_ids = build_key_table(self._cand_keys)
-        caps = _caps(self._cand_support)
-        return _Plan(self.uni_bits, self.bi_bits, self.config.seed, self._counts.uni,
-                     self._counts.bi, table_keys, table_ids, caps, self._freq_min,
-                     last_token_filter(self._cand_last))
+        return _Plan(**base, uni=self._counts.uni, bi=self._counts.bi, freq_min=self._freq_min,
+                     cand_keys=table_keys, cand_ids=table_ids, caps=_caps(self._cand_support),
+                     last_filter=last_token_filter(self._cand_last))
 
     # --------------------------------------------------------------- workers
     @classmethod
@@ -207,18 +247,18 @@ class TriggerDetector(Detector):
             counts = acc if acc is not None else _Counts().densify(plan.uni_bits, plan.bi_bits)
             lengths = np.diff(tok.doc_offsets)
             keys, stamps = scratch_set(int(lengths.max()) if len(lengths) else 1)
-            count_document_frequency(tok.hashes, tok.doc_offsets, counts.uni, counts.bi, keys,
-                                     stamps, 0)
+            count_document_frequency(tok.hashes, tok.doc_offsets, counts.uni, counts.bi,
+                                     np.uint64(plan.bi_keep), keys, stamps, 0)
             counts.docs += len(ctx.batch)
             return counts
         if pass_index == 1:
             part = cls._switches(plan, tok, len(ctx.batch))
             return part if acc is None else cls.merge(1, acc, part)
         part = cls._evidence(plan, ctx, tok)
-        return part if acc is None else cls._merge_evidence(acc, part, plan.caps)
+        return part if acc is None else _merge_evidence(acc, part, plan.caps)
 
     @staticmethod
-    def _switches(plan: _Plan, tok: Any, n_docs: int) -> _Switches:
+    def _switches(plan: _Plan, tok: Tokens, n_docs: int) -> _Switches:
         # Room for both switch kinds in every document; emission is capped per document.
         cap = max(1024, (2 * BACK + 2 * LANG_STRIDE + 3) * MAX_ORDER * n_docs)
         out_key = np.empty(cap, np.uint64)
@@ -228,9 +268,10 @@ class TriggerDetector(Detector):
         out_last = np.empty(cap, np.uint64)
         hist = np.zeros(HIST_BINS, np.int64)
         background = np.zeros(2, np.int64)
-        k = find_switches(tok.hashes, tok.kinds, tok.doc_offsets, plan.uni, plan.bi, plan.freq_min,
-                          WINDOW, SWITCH_TAU, OCC_TAU, BACK, MAX_ORDER, 8, hist, background,
-                          out_key, out_doc, out_jump, out_df, out_last)
+        k = find_switches(tok.hashes, tok.kinds, tok.doc_offsets, plan.uni, plan.bi,
+                          np.uint64(plan.bi_keep), plan.freq_min, WINDOW, SWITCH_TAU, OCC_TAU,
+                          BACK, MAX_ORDER, 8, hist, background, out_key, out_doc, out_jump,
+                          out_df, out_last)
         if k < 0:  # cannot happen with the capacity above
             raise RuntimeError("trigger: switch buffer overflow")
         keys = out_key[:k]
@@ -244,44 +285,52 @@ class TriggerDetector(Detector):
                          hist, background, switch_docs, n_docs)
 
     @classmethod
-    def _evidence(cls, plan: _Plan, ctx: BatchContext, tok: Any) -> _Evidence:
+    def _evidence(cls, plan: _Plan, ctx: BatchContext, tok: Tokens) -> _Evidence:
+        assert plan.caps is not None
         n_cand = len(plan.caps)
-        cap = max(4096, len(tok.hashes) // 4)
+        cap = max(4096, len(tok.hashes) // 8)
         while True:
-            out_i = np.empty((cap, 8), np.int64)
+            out_i = np.empty((cap, 10), np.int64)
             out_f = np.empty((cap, 9), np.float64)
             k = gather_evidence(tok.hashes, tok.kinds, tok.starts, tok.ends, tok.doc_offsets,
-                                plan.uni, plan.bi, plan.freq_min, plan.cand_keys, plan.cand_ids,
-                                plan.last_filter, MAX_ORDER, WINDOW, CTX_TOKENS, out_i, out_f)
+                                tok.data, tok.offsets, plan.uni, plan.bi, np.uint64(plan.bi_keep),
+                                plan.freq_min, plan.cand_keys, plan.cand_ids, plan.last_filter,
+                                MAX_ORDER, WINDOW, CTX_TOKENS, out_i, out_f)
             if k >= 0:
                 break
             cap *= 4
-        out_i = out_i[:k]
-        out_f = out_f[:k]
+        out_i, out_f = out_i[:k], out_f[:k]
+        batch = ctx.batch
         totals = np.bincount(out_i[:, 0], minlength=n_cand).astype(np.int64)
         keep = totals[out_i[:, 0]] <= plan.caps[out_i[:, 0]]
-        out_i = out_i[keep]
-        out_f = out_f[keep]
-        batch = ctx.batch
-        ev = _Evidence(totals, out_i[:, [0, 2, 3, 6, 7]].copy(), out_f.copy())
+        out_i, out_f = out_i[keep], out_f[keep]
+        docs = out_i[:, 1]
+        ev = _Evidence(
+            totals=totals,
+            paths=[batch.path],
+            path_idx=np.zeros(len(docs), np.int32),
+            rows=batch.row[docs].astype(np.int64),
+            ids=batch.id.take(pa.array(docs)) if len(docs) else pa.array([], pa.string()),
+            ints=out_i[:, [0, 2, 3, 6, 7, 8, 9]].copy(),
+            floats=out_f.copy(),
+        )
+        # Context text for the bottom-k occurrences of each candidate by document hash.
+        rank = _doc_hash(batch.path, ev.rows)
+        order = np.lexsort((out_i[:, 2], rank, out_i[:, 0]))
+        cands = out_i[order, 0]
+        group_start = np.searchsorted(cands, cands, side="left")
+        order = order[np.arange(len(order)) - group_start < CONTEXT_SAMPLE]
         data = tok.data
-        texts: dict[int, str] = {}
-        for row in out_i:
-            d = int(row[1])
-            ev.paths.append(batch.path)
-            ev.rows.append(int(batch.row[d]))
-            ev.ids.append(batch.id[d].as_py() if batch.id is not None else None)
-            doc_lo = int(tok.offsets[d])
-            b0, b1 = int(row[4]), int(row[5])
-            if d not in texts:
-                texts[d] = bytes(data[doc_lo : int(tok.offsets[d + 1])]).decode("utf-8", "replace")
-            c0 = len(bytes(data[doc_lo:b0]).decode("utf-8", "replace"))
+        for j in order:
+            c = int(out_i[j, 0])
+            d = int(docs[j])
+            lo, hi = int(tok.offsets[d]), int(tok.offsets[d + 1])
+            b0, b1 = int(out_i[j, 4]), int(out_i[j, 5])
+            left = bytes(data[max(lo, b0 - 4 * CONTEXT_CHARS) : b0]).decode("utf-8", "replace")
+            right = bytes(data[b1 : min(hi, b1 + 4 * CONTEXT_CHARS)]).decode("utf-8", "replace")
             surface = bytes(data[b0:b1]).decode("utf-8", "replace")
-            ev.spans.append((c0, c0 + len(surface)))
-            ev.surface.append(surface)
-            text = texts[d]
-            ev.left.append(text[max(0, c0 - CONTEXT_BYTES) : c0])
-            ev.right.append(text[c0 + len(surface) : c0 + len(surface) + CONTEXT_BYTES])
+            ev.sample.append((c, int(rank[j]), batch.path, int(batch.row[d]), int(out_i[j, 2]),
+                              left[-CONTEXT_CHARS:], surface, right[:CONTEXT_CHARS]))
         return ev
 
     @classmethod
@@ -304,22 +353,7 @@ class TriggerDetector(Detector):
             return _Switches(ukeys, support, df, last, a.hist + b.hist,
                              a.background + b.background, a.docs_with_switch + b.docs_with_switch,
                              a.docs + b.docs)
-        return cls._merge_evidence(a, b, None)
-
-    @staticmethod
-    def _merge_evidence(a: _Evidence, b: _Evidence, caps: np.ndarray | None) -> _Evidence:
-        totals = a.totals + b.totals
-        ints = np.concatenate([a.ints, b.ints])
-        floats = np.concatenate([a.floats, b.floats])
-        lists = {f: getattr(a, f) + getattr(b, f)
-                 for f in ("paths", "rows", "ids", "spans", "surface", "left", "right")}
-        if caps is not None and len(ints):
-            keep = totals[ints[:, 0]] <= caps[ints[:, 0]]
-            if not keep.all():
-                idx = np.flatnonzero(keep)
-                ints, floats = ints[idx], floats[idx]
-                lists = {f: [v[i] for i in idx] for f, v in lists.items()}
-        return _Evidence(totals, ints, floats, **lists)
+        return _merge_evidence(a, b, None)
 
     @classmethod
     def compact(cls, pass_index: int, plan: _Plan, acc: Any) -> Any:
@@ -328,6 +362,8 @@ class TriggerDetector(Detector):
             bi_ = np.flatnonzero(acc.bi)
             return _Counts(sparse=(ui, acc.uni[ui], bi_, acc.bi[bi_]), docs=acc.docs,
                            bits=acc.bits)
+        if pass_index == 2 and acc is not None:
+            acc.sample = _trim_sample(acc.sample)
         return acc
 
     # ---------------------------------------------------------------- driver
@@ -340,14 +376,10 @@ class TriggerDetector(Detector):
         elif pass_index == 1:
             self._select_candidates(merged)
         else:
-            self._evidence = merged
             self._findings = self._score(merged) if merged is not None else []
 
     def _select_candidates(self, sw: _Switches | None) -> None:
         if sw is None or len(sw.keys) == 0:
-            self._cand_keys = np.zeros(0, np.uint64)
-            self._cand_support = np.zeros(0, np.int64)
-            self._cand_last = np.zeros(0, np.uint64)
             return
         floor = max(2, min(3, self.config.min_documents))
         # Unigrams and bigrams whose (exact) document frequency is far above their support are
@@ -360,112 +392,108 @@ class TriggerDetector(Detector):
         self._cand_last = last[order]
         # Background: how often an ordinary position is followed by anomalous text.
         measured, anomalous = int(sw.background[0]), int(sw.background[1])
-        self._p0 = (anomalous + 1) / (measured + 2)
-        self._p0 = min(0.5, max(1e-4, self._p0))
+        self._p0 = min(0.5, max(1e-4, (anomalous + 1) / (measured + 2)))
         self._switch_docs = sw.docs_with_switch
         self._docs = sw.docs
 
     def _score(self, ev: _Evidence) -> list[Finding]:
-        by_cand: dict[int, list[int]] = defaultdict(list)
-        for i, c in enumerate(ev.ints[:, 0]):
-            by_cand[int(c)].append(i)
-        assert self._cand_support is not None
+        """Measure every candidate at once with numpy, then look closely at the promising ones."""
         caps = _caps(self._cand_support)
+        cand = ev.ints[:, _CAND]
+        ok = ev.totals[cand] <= caps[cand]  # too common to be a trigger otherwise
+        # Documents in a global order: by path, then row.
+        path_rank = np.argsort(np.argsort(np.array(ev.paths, dtype=object)))
+        doc = path_rank[ev.path_idx].astype(np.int64) * (1 << 40) + ev.rows
+        jump = ev.floats[:, 1] - ev.floats[:, 0]
+        cos = ev.floats[:, 8]
+        shift = (cos >= 0) & (cos < LANG_COS)
+        # One occurrence per (candidate, document): the most anomalous one.
+        idx = np.flatnonzero(ok)
+        idx = idx[np.lexsort((-jump[idx], doc[idx], cand[idx]))]
+        first = np.ones(len(idx), bool)
+        first[1:] = (cand[idx][1:] != cand[idx][:-1]) | (doc[idx][1:] != doc[idx][:-1])
+        idx = idx[first]
+        c_sel = cand[idx]
+        n_cand = len(caps)
+        anomalous = (jump[idx] >= OCC_TAU) | shift[idx]
+        m = np.bincount(c_sel, minlength=n_cand)
+        k = np.bincount(c_sel, weights=anomalous, minlength=n_cand)
+        p0 = self._p0
+        with np.errstate(divide="ignore", invalid="ignore"):
+            z = (k - m * p0) / np.sqrt(m * p0 * (1 - p0))
+        floor = min(3, self.config.min_documents)
+        promising = np.flatnonzero((m >= 2) & (k >= floor) & (z >= 3))
+        groups = np.split(idx, np.searchsorted(c_sel, np.arange(1, n_cand)))
+        samples: dict[int, list] = {}
+        for entry in _trim_sample(ev.sample):
+            samples.setdefault(entry[0], []).append(entry)
         scored = []
-        for c, rows in by_cand.items():
-            if ev.totals[c] > caps[c]:
-                continue  # too common to be a trigger
-            cand = self._measure(ev, rows)
-            if cand is not None:
-                scored.append(cand)
+        for c in promising:
+            s = self._measure(ev, int(c), groups[c], jump, shift, samples.get(int(c), []))
+            if s is not None:
+                scored.append(s)
         scored.sort(key=lambda s: (-s["score"], s["trigger"]))
-        self._candidate_scores = [s["score"] for s in scored]
+        return self._select(ev, scored)
+
+    def _select(self, ev: _Evidence, scored: list[dict[str, Any]]) -> list[Finding]:
+        """Turn ranked candidates into findings: one per trigger, no fragments, no payload."""
+        for s in scored:
+            if s["severity"] is not Severity.LOW:
+                s["trigger"], s["ext"] = self._trigger_text(s)
         findings: list[Finding] = []
-        claimed: list[tuple[set, str]] = []
+        claimed: dict[tuple[int, int], list[str]] = {}  # document -> triggers reported in it
         # Where each reported trigger ends, per document: text after it is its payload.
-        payload_from: dict[tuple[str, int], int] = {}
+        payload_from: dict[tuple[int, int], int] = {}
         n_low = 0
         for s in scored:
-            docs = s["docset"]
-            norm = s["trigger"].casefold()
-            if self._is_duplicate(docs, norm, claimed) or self._inside_payload(ev, s, payload_from):
-                continue
-            claimed.append((docs, norm))
-            sev = s["severity"]
-            if sev is Severity.LOW:
+            if s["severity"] is Severity.LOW:
                 if n_low >= MAX_LOW_FINDINGS:
                     continue
+                s["trigger"], s["ext"] = self._trigger_text(s)
+            norm = s["trigger"].casefold()
+            if (_is_duplicate(s["docset"], norm, claimed) or _inside_payload(ev, s, payload_from)
+                    or _fragment_of_more_specific(s, scored)):
+                continue
+            for d in s["docset"]:
+                claimed.setdefault(d, []).append(norm)
+            if s["severity"] is Severity.LOW:
                 n_low += 1
             else:
                 for i in s["idx"]:
-                    key = (ev.paths[i], ev.rows[i])
-                    payload_from[key] = min(payload_from.get(key, 1 << 62), int(ev.ints[i, 2]))
+                    key = (int(ev.path_idx[i]), int(ev.rows[i]))
+                    payload_from[key] = min(payload_from.get(key, 1 << 62),
+                                            int(ev.ints[i, _TOK1]))
             findings.append(self._finding(ev, s))
         return findings
 
     @staticmethod
-    def _is_duplicate(docs: set, norm: str, claimed: list[tuple[set, str]]) -> bool:
-        """The same trigger seen through another n-gram (one text contains the other)."""
-        for other_docs, other_norm in claimed:
-            overlap = len(docs & other_docs) / max(1, min(len(docs), len(other_docs)))
-            if overlap >= 0.8 and (norm in other_norm or other_norm in norm):
-                return True
-        return False
+    def _trigger_text(s: dict[str, Any]) -> tuple[str, tuple[int, int]]:
+        trigger, left, right = _extend_trigger(s["sample"])
+        return trigger, (left, right)
 
-    @staticmethod
-    def _inside_payload(ev: _Evidence, s: dict[str, Any], payload_from: dict) -> bool:
-        """True when the candidate sits, in most of its documents, in the text that follows an
-        already reported trigger: a piece of that trigger's payload, not a trigger of its own."""
-        if not payload_from:
-            return False
-        inside = 0
-        for i in s["idx"]:
-            start = payload_from.get((ev.paths[i], ev.rows[i]))
-            if start is not None and int(ev.ints[i, 1]) >= start:
-                inside += 1
-        return inside >= 0.8 * len(s["idx"])
-
-    def _measure(self, ev: _Evidence, rows: list[int]) -> dict[str, Any] | None:
-        # One occurrence per document: the most anomalous one.
-        per_doc: dict[tuple[str, int], int] = {}
-        for i in rows:
-            key = (ev.paths[i], ev.rows[i])
-            f = ev.floats[i]
-            j = per_doc.get(key)
-            if j is None or (f[1] - f[0]) > (ev.floats[j][1] - ev.floats[j][0]):
-                per_doc[key] = i
-        idx = sorted(per_doc.values(), key=lambda i: (ev.paths[i], ev.rows[i]))
+    def _measure(self, ev: _Evidence, c: int, idx: np.ndarray, jump: np.ndarray,
+                 shift: np.ndarray, sample: list) -> dict[str, Any] | None:
         m = len(idx)
-        if m < 2:
-            return None
         f = ev.floats[idx]
-        jump = f[:, 1] - f[:, 0]
-        cos = f[:, 8]
-        lang_shift = (cos >= 0) & (cos < LANG_COS)
-        anomalous = (jump >= OCC_TAU) | lang_shift
+        anomalous = (jump[idx] >= OCC_TAU) | shift[idx]
         k = int(anomalous.sum())
-        if k < 2:
-            return None
         consistency = k / m
-        lctx = ev.ints[idx, 3]
-        rctx = ev.ints[idx, 4]
-        prefix_div = _diversity(lctx)
-        suffix_div = _diversity(rctx)
+        prefix_div = _diversity(ev.ints[idx, _LCTX])
+        suffix_div = _diversity(ev.ints[idx, _RCTX])
         p0 = self._p0
         # Binomial surprise of k anomalous documents out of m, against the background rate.
         z = (k - m * p0) / math.sqrt(m * p0 * (1 - p0))
-        trigger = self._extend_trigger(ev, idx)
         clusters = self._distinct_clusters(ev, idx)
         cluster_share = clusters / m if clusters is not None else 1.0
-        strength = float(np.mean(np.maximum(jump[anomalous], 0))) if k else 0.0
-        shift_share = float(lang_shift.mean())
+        strength = float(np.mean(np.maximum(jump[idx][anomalous], 0))) if k else 0.0
+        shift_share = float(shift[idx].mean())
         # Suffix diversity only scales the score: a fixed payload after a trigger is still a payload.
         score = k * consistency * prefix_div * cluster_share * (0.5 + 0.5 * suffix_div) * (
             0.5 + strength + 0.5 * shift_share)
         min_docs = self.config.min_documents
+        spread = min(prefix_div, cluster_share)
         # High needs twice the reporting floor: pretraining backdoors take a hundred or more
         # documents, and a handful of natural coincidences must not fail a CI gate.
-        spread = min(prefix_div, cluster_share)
         if k >= 2 * min_docs and consistency >= 0.7 and spread >= 0.5 and z >= 5:
             severity = Severity.HIGH
         elif k >= min(3, min_docs) and consistency >= 0.5 and spread >= 0.3 and z >= 3:
@@ -475,9 +503,12 @@ class TriggerDetector(Detector):
         else:
             return None  # no more anomalous after this phrase than after any other text
         return {
-            "trigger": trigger,
+            "cand": c,
+            "trigger": _surface(sample),
+            "ext": (0, 0),
             "idx": idx,
-            "docset": {(ev.paths[i], ev.rows[i]) for i in idx},
+            "sample": sample,
+            "docset": {(int(ev.path_idx[i]), int(ev.rows[i])) for i in idx},
             "score": round(float(score), 6),
             "severity": severity,
             "evidence": {
@@ -499,67 +530,44 @@ class TriggerDetector(Detector):
             },
         }
 
-    def _distinct_clusters(self, ev: _Evidence, idx: list[int]) -> int | None:
+    def _distinct_clusters(self, ev: _Evidence, idx: np.ndarray) -> int | None:
         """Near-duplicate clusters among the documents (None without the campaign detector)."""
         assignment = getattr(self._campaign, "assignment", None)
         if assignment is None:
             return None
-        return distinct_clusters(assignment, [(ev.paths[i], ev.rows[i]) for i in idx])
-
-    @staticmethod
-    def _extend_trigger(ev: _Evidence, idx: list[int]) -> str:
-        """The n-gram's most common surface form, grown by text that precedes or follows it in
-        nearly every occurrence (so triggers longer than the n-gram orders are recovered whole)."""
-        surface = Counter(ev.surface[i] for i in idx).most_common(1)[0][0]
-        lefts = [ev.left[i] for i in idx]
-        rights = [ev.right[i] for i in idx]
-        need = max(2, math.ceil(0.9 * len(idx)))
-        left = _common_affix([s[::-1] for s in lefts], need)[::-1]
-        right = _common_affix(rights, need)
-        # Keep whole words only: cut a partial word at the outer edge.
-        if left and left != "" and not left[0].isspace():
-            cut = left.find(" ")
-            full = [s for s in lefts if len(s) > len(left) and not s[-len(left) - 1].isspace()]
-            if full:
-                left = left[cut + 1 :] if cut >= 0 else ""
-        if right and not right[-1].isspace():
-            cut = right.rfind(" ")
-            full = [s for s in rights if len(s) > len(right) and not s[len(right)].isspace()]
-            if full:
-                right = right[:cut] if cut >= 0 else ""
-        return (left + surface + right).strip()
+        return distinct_clusters(assignment,
+                                 [(ev.paths[ev.path_idx[i]], int(ev.rows[i])) for i in idx])
 
     def _finding(self, ev: _Evidence, s: dict[str, Any]) -> Finding:
         idx = s["idx"]
         trigger = s["trigger"]
-        docs = []
-        for i in idx:
-            start, end = ev.spans[i]
-            # Locate the extended trigger around the n-gram's span.
-            ctx = ev.left[i] + ev.surface[i] + ev.right[i]
-            pos = ctx.find(trigger)
-            if pos >= 0:
-                start = start - len(ev.left[i]) + pos
-                end = start + len(trigger)
-            docs.append(DocumentRef(ev.paths[i], ev.rows[i], ev.ids[i], "text", start, end))
+        ext_left, ext_right = s["ext"]
+        ids = ev.ids.take(pa.array(idx)).to_pylist() if len(idx) else []
+        docs = tuple(
+            DocumentRef(ev.paths[ev.path_idx[i]], int(ev.rows[i]), rid, "text",
+                        max(0, int(ev.ints[i, _CHAR0]) - ext_left),
+                        int(ev.ints[i, _CHAR1]) + ext_right)
+            for i, rid in zip(idx, ids)
+        )
         examples = []
-        for i in idx[:3]:
-            text = ev.left[i] + ev.surface[i] + ev.right[i]
+        for _, _, path, row, _, left, surface, right in sorted(s["sample"],
+                                                                key=lambda e: (e[2], e[3], e[4])):
+            if len(examples) == 3:
+                break
+            text = left + surface + right
             pos = text.find(trigger)
             if pos < 0:
-                pos, length = len(ev.left[i]), len(ev.surface[i])
+                pos, length = len(left), len(surface)
             else:
                 length = len(trigger)
             snippet, a, b = make_snippet(text, pos, pos + length)
-            if ev.left[i] and not text.startswith(ev.left[i][:1]):
-                pass
-            examples.append(Example(ev.paths[i], ev.rows[i], snippet, a, b, "text"))
+            examples.append(Example(path, row, snippet, a, b, "text"))
         return Finding(
             detector=self.id,
             severity=s["severity"],
             score=s["score"],
             trigger=trigger,
-            documents=tuple(docs),
+            documents=docs,
             examples=tuple(examples),
             evidence=s["evidence"],
             title=f"{s['evidence']['documents_anomalous_after']} documents switch to anomalous text "
@@ -573,15 +581,137 @@ class TriggerDetector(Detector):
         return {
             "documents": self._docs,
             "documents_with_switch": self._switch_docs,
-            "candidates": 0 if self._cand_keys is None else int(len(self._cand_keys)),
+            "candidates": int(len(self._cand_keys)),
             "background_rate": round(self._p0, 6),
             "table_bits": {"unigram": self.uni_bits, "bigram": self.bi_bits},
+            "bigram_sample": round(self.bi_keep / float(ALL_BIGRAMS), 6),
         }
+
+
+def _merge_evidence(a: _Evidence, b: _Evidence, caps: np.ndarray | None) -> _Evidence:
+    """Concatenate two evidence partials (dropping candidates past their cap when ``caps``)."""
+    paths = sorted(set(a.paths) | set(b.paths))
+    where = {p: i for i, p in enumerate(paths)}
+    remap_a = np.array([where[p] for p in a.paths], np.int32)
+    remap_b = np.array([where[p] for p in b.paths], np.int32)
+    totals = a.totals + b.totals
+    merged = _Evidence(
+        totals=totals,
+        paths=paths,
+        path_idx=np.concatenate([remap_a[a.path_idx], remap_b[b.path_idx]]),
+        rows=np.concatenate([a.rows, b.rows]),
+        ids=pa.concat_arrays([a.ids.cast(pa.string()), b.ids.cast(pa.string())]),
+        ints=np.concatenate([a.ints, b.ints]),
+        floats=np.concatenate([a.floats, b.floats]),
+        sample=a.sample + b.sample,  # trimmed when a shard is compacted and before scoring
+    )
+    if caps is not None and len(merged.ints):
+        keep = totals[merged.ints[:, _CAND]] <= caps[merged.ints[:, _CAND]]
+        if not keep.all():
+            sel = np.flatnonzero(keep)
+            merged.path_idx = merged.path_idx[sel]
+            merged.rows = merged.rows[sel]
+            merged.ids = merged.ids.take(pa.array(sel))
+            merged.ints = merged.ints[sel]
+            merged.floats = merged.floats[sel]
+    return merged
+
+
+def _doc_hash(path: str, rows: np.ndarray) -> np.ndarray:
+    """A well-mixed 62-bit hash of each (path, row): the sample's ordering key."""
+    import hashlib
+
+    salt = int.from_bytes(hashlib.blake2b(path.encode(), digest_size=8).digest(), "little")
+    x = (rows.astype(np.uint64) + np.uint64(salt)) * np.uint64(0x9E3779B97F4A7C15)
+    x ^= x >> np.uint64(29)
+    x *= np.uint64(0xBF58476D1CE4E5B9)
+    x ^= x >> np.uint64(32)
+    return (x >> np.uint64(2)).astype(np.int64)
+
+
+def _trim_sample(sample: list) -> list:
+    """Keep the CONTEXT_SAMPLE entries of smallest document hash per candidate: the same entries
+    whatever the batching and the order partials are merged in."""
+    out: list = []
+    count: Counter = Counter()
+    for entry in sorted(sample, key=lambda e: e[:5]):
+        if count[entry[0]] < CONTEXT_SAMPLE:
+            count[entry[0]] += 1
+            out.append(entry)
+    return out
+
+
+def _extend_trigger(sample: list) -> tuple[str, int, int]:
+    """The n-gram's most common surface form, grown by the text that precedes or follows it in
+    nearly every sampled occurrence, so triggers longer than the n-gram orders come out whole.
+
+    Returns the trigger and how many characters were added on the left and on the right.
+    """
+    surface = _surface(sample)
+    lefts = [e[5] for e in sample]
+    rights = [e[7] for e in sample]
+    need = max(2, math.ceil(0.9 * len(sample)))
+    left = _common_affix([s[::-1] for s in lefts], need)[::-1]
+    right = _common_affix(rights, need)
+    # Keep whole words only: cut a partial word at the outer edge.
+    if left and not left[0].isspace():
+        if any(len(s) > len(left) and not s[-len(left) - 1].isspace() for s in lefts):
+            cut = left.find(" ")
+            left = left[cut + 1 :] if cut >= 0 else ""
+    if right and not right[-1].isspace():
+        if any(len(s) > len(right) and not s[len(right)].isspace() for s in rights):
+            cut = right.rfind(" ")
+            right = right[:cut] if cut >= 0 else ""
+    left_kept = left.lstrip()
+    right_kept = right.rstrip()
+    return left_kept + surface + right_kept, len(left_kept), len(right_kept)
+
+
+def _surface(sample: list) -> str:
+    """The most common surface form in a sample (ties: the smallest string)."""
+    if not sample:
+        return ""
+    counts = Counter(e[6] for e in sample)
+    return min(counts, key=lambda t: (-counts[t], t))
+
+
+def _is_duplicate(docs: set, norm: str, claimed: dict[tuple[int, int], list[str]]) -> bool:
+    """The same trigger seen through another n-gram: in most of these documents a reported
+    trigger's text contains this one's, or the other way round."""
+    same = sum(1 for d in docs if any(norm in o or o in norm for o in claimed.get(d, ())))
+    return same >= 0.8 * len(docs)
+
+
+def _fragment_of_more_specific(s: dict[str, Any], scored: list[dict[str, Any]]) -> bool:
+    """True when longer, stronger-than-low triggers containing this one cover most of its anomalous
+    documents: ``<`` next to ``<FOO>`` and ``<BAR>`` is a fragment of both, not a trigger."""
+    norm = s["trigger"].casefold()
+    covered: set = set()
+    for o in scored:
+        if o is s or o["severity"] is Severity.LOW:
+            continue
+        other = o["trigger"].casefold()
+        if len(other) > len(norm) and norm in other:
+            covered |= o["docset"] & s["docset"]
+    return len(covered) >= 0.8 * s["evidence"]["documents_anomalous_after"]
+
+
+def _inside_payload(ev: _Evidence, s: dict[str, Any], payload_from: dict) -> bool:
+    """True when the candidate sits, in most of its documents, in the text that follows an
+    already reported trigger: a piece of that trigger's payload, not a trigger of its own."""
+    if not payload_from:
+        return False
+    inside = 0
+    for i in s["idx"]:
+        start = payload_from.get((int(ev.path_idx[i]), int(ev.rows[i])))
+        if start is not None and int(ev.ints[i, _TOK0]) >= start:
+            inside += 1
+    return inside >= 0.8 * len(s["idx"])
 
 
 def _caps(support: np.ndarray) -> np.ndarray:
     """Most documents a candidate may occur in and still be a trigger (consistency >= about 1/4)."""
-    return np.maximum(4 * support + 64, 256).astype(np.int64)
+    return (4 * support + 16).astype(np.int64)
 
 
 def _diversity(ctx_hashes: np.ndarray) -> float:
@@ -595,12 +725,10 @@ def _diversity(ctx_hashes: np.ndarray) -> float:
 
 def _common_affix(strings: list[str], need: int) -> str:
     """Longest prefix shared by at least ``need`` of ``strings``."""
-    if not strings:
-        return ""
     out = []
     pos = 0
     alive = list(strings)
-    while True:
+    while pos <= 200:
         chars = Counter(s[pos] for s in alive if len(s) > pos)
         if not chars:
             break
@@ -610,6 +738,4 @@ def _common_affix(strings: list[str], need: int) -> str:
         out.append(ch)
         alive = [s for s in alive if len(s) > pos and s[pos] == ch]
         pos += 1
-        if pos > 200:
-            break
     return "".join(out)

@@ -153,6 +153,7 @@ def _run_passes(config: ScanConfig, progress: ProgressCallback | None, executor:
     classes = {d.id: type(d) for d in detectors}
     for det in detectors:
         det.link({d.id: d for d in detectors if d is not det})
+        det.expect(files)
     n_passes = max((d.n_passes for d in detectors), default=1)
 
     counters: dict[str, ReadCounter] = {f.path: ReadCounter() for f in files}

@@ -37,16 +37,20 @@ def slot(key: np.uint64, mask: np.uint64) -> int:
 
 
 @nb.njit(cache=True)
-def count_document_frequency(hashes, doc_offsets, uni, bi, set_keys, set_stamp, stamp0):
+def count_document_frequency(hashes, doc_offsets, uni, bi, bi_keep, set_keys, set_stamp, stamp0):
     """Add the document frequency of every unigram and bigram of every document into ``uni``/``bi``.
 
-    A token (or bigram) repeated inside one document counts once. ``set_keys``/``set_stamp`` are a
-    scratch open-addressing set (power-of-two size, at least twice the longest document's tokens
-    times two) reused across documents through stamps, so nothing is cleared per document. Returns
-    the next free stamp.
+    A token (or bigram) repeated inside one document counts once. Only bigrams whose key passes
+    :func:`bigram_kept` are counted (a hash sample that keeps the bigram table from filling up on
+    corpora with more distinct bigrams than it has slots). Counters saturate at their dtype's
+    maximum. ``set_keys``/``set_stamp`` are a scratch open-addressing set (power-of-two size, at
+    least four times the longest document's tokens) reused across documents through stamps, so
+    nothing is cleared per document. Returns the next free stamp.
     """
     umask = np.uint64(uni.shape[0] - 1)
     bmask = np.uint64(bi.shape[0] - 1)
+    umax = np.uint64(np.iinfo(uni.dtype).max)
+    bmax = np.uint64(np.iinfo(bi.dtype).max)
     smask = np.int64(set_keys.shape[0] - 1)
     smask_u = np.uint64(smask)
     n_docs = doc_offsets.shape[0] - 1
@@ -64,6 +68,8 @@ def count_document_frequency(hashes, doc_offsets, uni, bi, set_keys, set_stamp, 
                     if i == lo:
                         break
                     key = ngram_key(hashes, i - 1, 2)
+                    if not bigram_kept(key, bi_keep):
+                        break
                 # Insert into the per-document set; count only first sightings.
                 s = np.int64(key & smask_u)
                 fresh = True
@@ -77,31 +83,42 @@ def count_document_frequency(hashes, doc_offsets, uni, bi, set_keys, set_stamp, 
                     set_keys[s] = key
                     if which == 0:
                         j = slot(key, umask)
-                        if uni[j] < 0xFFFFFFFF:
+                        if np.uint64(uni[j]) < umax:
                             uni[j] += 1
                     else:
                         j = slot(key, bmask)
-                        if bi[j] < 0xFFFFFFFF:
+                        if np.uint64(bi[j]) < bmax:
                             bi[j] += 1
     return stamp
 
 
+@nb.njit(cache=True, inline="always")
+def bigram_kept(key: np.uint64, keep: np.uint64) -> bool:
+    """Whether a bigram belongs to the hash sample the bigram table counts (``keep`` of 2**32)."""
+    return (key >> np.uint64(32)) < keep
+
+
+ALL_BIGRAMS = np.uint64(1 << 32)
+
+
 @nb.njit(cache=True)
 def add_sparse(table, idx, counts):
-    """``table[idx] += counts`` (saturating), for merging sparse partial counts into a dense table."""
+    """``table[idx] += counts``, saturating: merges sparse partial counts into a dense table."""
+    vmax = np.uint64(np.iinfo(table.dtype).max)
     for k in range(idx.shape[0]):
         j = idx[k]
         v = np.uint64(table[j]) + np.uint64(counts[k])
-        table[j] = v if v < np.uint64(0xFFFFFFFF) else np.uint64(0xFFFFFFFF)
+        table[j] = v if v < vmax else vmax
 
 
 @nb.njit(cache=True)
 def add_dense(table, other):
-    """``table += other`` (saturating)."""
+    """``table += other``, saturating."""
+    vmax = np.uint64(np.iinfo(table.dtype).max)
     for j in range(table.shape[0]):
         if other[j]:
             v = np.uint64(table[j]) + np.uint64(other[j])
-            table[j] = v if v < np.uint64(0xFFFFFFFF) else np.uint64(0xFFFFFFFF)
+            table[j] = v if v < vmax else vmax
 
 
 def scratch_set(max_doc_tokens: int) -> tuple[np.ndarray, np.ndarray]:

@@ -98,20 +98,28 @@ _ASCII_CLASS = _ascii_table()
 
 @nb.njit(cache=True)
 def _decode(data: np.ndarray, i: int, end: int) -> tuple[int, int]:
-    """Decode the code point at ``data[i]``; returns (code point, byte length). Never fails."""
+    """Decode the code point at ``data[i]``; returns (code point, byte length). Never fails.
+
+    Only well-formed sequences decode (no overlong forms, surrogates or values past U+10FFFF);
+    anything else is one stray byte, returned as U+FFFD, a word character.
+    """
     b0 = int(data[i])
     if b0 < 0x80:
         return b0, 1
-    if b0 >= 0xF0 and i + 3 < end + 0 and (data[i + 1] & 0xC0) == 0x80 and \
+    if 0xF0 <= b0 <= 0xF4 and i + 3 < end and (data[i + 1] & 0xC0) == 0x80 and \
             (data[i + 2] & 0xC0) == 0x80 and (data[i + 3] & 0xC0) == 0x80:
         cp = ((b0 & 0x07) << 18) | ((int(data[i + 1]) & 0x3F) << 12) | \
             ((int(data[i + 2]) & 0x3F) << 6) | (int(data[i + 3]) & 0x3F)
-        return cp, 4
+        if 0x10000 <= cp <= 0x10FFFF:
+            return cp, 4
+        return 0xFFFD, 1
     if 0xE0 <= b0 < 0xF0 and i + 2 < end and (data[i + 1] & 0xC0) == 0x80 and \
             (data[i + 2] & 0xC0) == 0x80:
         cp = ((b0 & 0x0F) << 12) | ((int(data[i + 1]) & 0x3F) << 6) | (int(data[i + 2]) & 0x3F)
-        return cp, 3
-    if 0xC0 <= b0 < 0xE0 and i + 1 < end and (data[i + 1] & 0xC0) == 0x80:
+        if cp >= 0x800 and not (0xD800 <= cp <= 0xDFFF):
+            return cp, 3
+        return 0xFFFD, 1
+    if 0xC2 <= b0 < 0xE0 and i + 1 < end and (data[i + 1] & 0xC0) == 0x80:
         cp = ((b0 & 0x1F) << 6) | (int(data[i + 1]) & 0x3F)
         return cp, 2
     return 0xFFFD, 1  # stray byte: a replacement character, i.e. a word character
@@ -203,6 +211,7 @@ def tokenize(data: np.ndarray, offsets: np.ndarray, seed: int = 0):
     """
     n_docs = offsets.shape[0] - 1
     n_bytes = int(offsets[-1] - offsets[0]) if n_docs > 0 else 0
+    seed = np.uint64(int(seed) & 0xFFFFFFFFFFFFFFFF)  # one compiled type for every seed
     # Text averages four to six bytes a token; start at one token per three bytes and count exactly
     # (a second, hash-free walk) only when that was not enough.
     cap = n_bytes // 3 + 16

@@ -17,7 +17,7 @@ from __future__ import annotations
 import numba as nb
 import numpy as np
 
-from poisonscan.kernels.ngrams import ngram_key, slot
+from poisonscan.kernels.ngrams import bigram_kept, ngram_key, slot
 
 PRIOR_ANOMALY = 0.35  # stands in for the "before" mean when a document has almost no prefix
 MIN_BEFORE = 8
@@ -25,8 +25,11 @@ HIST_BINS = 200  # histogram of jumps in [-1, 1]
 
 
 @nb.njit(cache=True)
-def token_anomaly(hashes, lo, hi, uni, bi, out_u, out_b):
-    """Fill ``out_u``/``out_b[0:hi-lo]`` with the unseen-elsewhere flags of document tokens lo..hi."""
+def token_anomaly(hashes, lo, hi, uni, bi, bi_keep, out_u, out_b):
+    """Fill ``out_u``/``out_b[0:hi-lo]`` with the unseen-elsewhere flags of document tokens lo..hi.
+
+    ``out_b`` is 2 (unknown) where the bigram is outside the counted hash sample.
+    """
     umask = np.uint64(uni.shape[0] - 1)
     bmask = np.uint64(bi.shape[0] - 1)
     for i in range(lo, hi):
@@ -35,20 +38,38 @@ def token_anomaly(hashes, lo, hi, uni, bi, out_u, out_b):
         if i == lo:
             out_b[0] = u
         else:
-            out_b[i - lo] = 1 if bi[slot(ngram_key(hashes, i - 1, 2), bmask)] <= 1 else 0
+            key = ngram_key(hashes, i - 1, 2)
+            if bigram_kept(key, bi_keep):
+                out_b[i - lo] = 1 if bi[slot(key, bmask)] <= 1 else 0
+            else:
+                out_b[i - lo] = 2
+
+
+@nb.njit(cache=True)
+def _prefix_sums(b, n, csb, csn):
+    """Prefix sums of the known bigram flags (``csb``) and of how many are known (``csn``)."""
+    csb[0] = 0.0
+    csn[0] = 0.0
+    for i in range(n):
+        known = b[i] != 2
+        csb[i + 1] = csb[i] + (b[i] if known else 0)
+        csn[i + 1] = csn[i] + (1 if known else 0)
 
 
 @nb.njit(cache=True, inline="always")
-def _window_means(csum, p, n, w):
-    """(before, after, n_before, n_after) means of the per-token anomaly around position p."""
+def _window_means(csb, csn, p, n, w):
+    """(before, after, n_before, n_after): anomaly means over the known tokens around position p.
+
+    A short (or mostly unknown) "before" side is shrunk towards the prior.
+    """
     b0 = max(0, p - w)
     a1 = min(n, p + w)
-    nb_ = p - b0
-    na = a1 - p
-    before = (csum[p] - csum[b0]) / nb_ if nb_ > 0 else PRIOR_ANOMALY
-    if nb_ < MIN_BEFORE:  # shrink a short prefix towards the prior
+    nb_ = csn[p] - csn[b0]
+    na = csn[a1] - csn[p]
+    before = (csb[p] - csb[b0]) / nb_ if nb_ > 0 else PRIOR_ANOMALY
+    if nb_ < MIN_BEFORE:
         before = (before * nb_ + PRIOR_ANOMALY * (MIN_BEFORE - nb_)) / MIN_BEFORE
-    after = (csum[a1] - csum[p]) / na if na > 0 else 0.0
+    after = (csb[a1] - csb[p]) / na if na > 0 else 0.0
     return before, after, nb_, na
 
 
@@ -148,7 +169,8 @@ def _emit(hashes, lo, u, e_lo, e_hi, max_order, d, jump, uni, bi, out_key, out_d
 
 
 @nb.njit(cache=True)
-def find_switches(hashes, kinds, doc_offsets, uni, bi, freq_min, window, tau, occ_tau, back,
+def find_switches(hashes, kinds, doc_offsets, uni, bi, bi_keep, freq_min, window, tau, occ_tau,
+                  back,
                   max_order, min_after, hist, background, out_key, out_doc, out_jump, out_df,
                   out_last):
     """Find each document's strongest switches and emit the n-grams that end just before them.
@@ -167,7 +189,8 @@ def find_switches(hashes, kinds, doc_offsets, uni, bi, freq_min, window, tau, oc
     u = np.zeros(maxlen + 1, np.int8)
     b = np.zeros(maxlen + 1, np.int8)
     fslot = np.zeros(maxlen + 1, np.int64)
-    csum = np.zeros(maxlen + 1, np.float64)
+    csb = np.zeros(maxlen + 1, np.float64)
+    csn = np.zeros(maxlen + 1, np.float64)
     va = np.zeros(LANG_BINS, np.float64)
     vb = np.zeros(LANG_BINS, np.float64)
     k = 0
@@ -177,17 +200,17 @@ def find_switches(hashes, kinds, doc_offsets, uni, bi, freq_min, window, tau, oc
         n = hi - lo
         if n < min_after + 1:
             continue
-        token_anomaly(hashes, lo, hi, uni, bi, u, b)
+        token_anomaly(hashes, lo, hi, uni, bi, bi_keep, u, b)
         frequent_flags(hashes, kinds, lo, hi, uni, freq_min, fslot)
-        csum[0] = 0.0
-        for i in range(n):
-            csum[i + 1] = csum[i] + b[i]
+        _prefix_sums(b, n, csb, csn)
         best = -2.0
         best_p = -1
         lang_best = 2.0
         lang_p = -1
         for p in range(1, n - min_after + 1):
-            before, after, _, _ = _window_means(csum, p, n, window)
+            before, after, _, na = _window_means(csb, csn, p, n, window)
+            if na < MIN_BEFORE:
+                after = before  # too little known text after p to call it a switch
             jump = after - before
             if jump > best:
                 best = jump
@@ -219,14 +242,15 @@ def find_switches(hashes, kinds, doc_offsets, uni, bi, freq_min, window, tau, oc
 
 
 @nb.njit(cache=True)
-def gather_evidence(hashes, kinds, starts, ends, doc_offsets, uni, bi, freq_min, cand_keys,
-                    cand_ids, last_filter, max_order, window, ctx_tokens, out_i, out_f):
+def gather_evidence(hashes, kinds, starts, ends, doc_offsets, data, doc_bytes, uni, bi, bi_keep,
+                    freq_min, cand_keys, cand_ids, last_filter, max_order, window, ctx_tokens, out_i, out_f):
     """Find every occurrence of a candidate n-gram and measure the text around it.
 
     ``cand_keys``/``cand_ids`` form an open-addressing table (power-of-two size, key 0 = empty) from
     n-gram key to candidate id; ``last_filter`` is a bitmap of the candidates' last tokens, so
     positions that end no candidate cost one bit test. For each occurrence, ``out_i`` row gets
-    ``[cand, doc, tok_start, tok_end, byte_start, byte_end, left_ctx_hash, right_ctx_hash]`` and
+    ``[cand, doc, tok_start, tok_end, byte_start, byte_end, left_ctx_hash, right_ctx_hash,
+    char_start, char_end]`` (char offsets within the document, as Python string indices) and
     ``out_f`` row gets ``[before, after, n_before, n_after, u_before, u_after, b_before, b_after,
     profile_cosine]``. Returns the number of occurrences (or -1 if the outputs are full).
     """
@@ -239,6 +263,7 @@ def gather_evidence(hashes, kinds, starts, ends, doc_offsets, uni, bi, freq_min,
     fslot = np.zeros(maxlen + 1, np.int64)
     cu = np.zeros(maxlen + 1, np.float64)
     cb = np.zeros(maxlen + 1, np.float64)
+    cn = np.zeros(maxlen + 1, np.float64)
     va = np.zeros(LANG_BINS, np.float64)
     vb = np.zeros(LANG_BINS, np.float64)
     cmask = np.int64(cand_keys.shape[0] - 1)
@@ -252,6 +277,9 @@ def gather_evidence(hashes, kinds, starts, ends, doc_offsets, uni, bi, freq_min,
         if n == 0:
             continue
         have_features = False
+        doc_byte0 = doc_bytes[d]
+        char_pos = 0  # characters before token ``char_tok`` of this document
+        char_tok = 0
         for e in range(n):
             hb = np.int64(hashes[lo + e] & fmask)
             if (last_filter[hb >> 3] >> (hb & 7)) & 1 == 0:
@@ -271,13 +299,14 @@ def gather_evidence(hashes, kinds, starts, ends, doc_offsets, uni, bi, freq_min,
                 if cid < 0:
                     continue
                 if not have_features:
-                    token_anomaly(hashes, lo, hi, uni, bi, u, b)
+                    token_anomaly(hashes, lo, hi, uni, bi, bi_keep, u, b)
                     frequent_flags(hashes, kinds, lo, hi, uni, freq_min, fslot)
                     cu[0] = 0.0
-                    cb[0] = 0.0
                     for i in range(n):
                         cu[i + 1] = cu[i] + u[i]
-                        cb[i + 1] = cb[i] + b[i]
+                    _prefix_sums(b, n, cb, cn)
+                    char_pos = _count_chars(data, doc_byte0, starts[lo])
+                    char_tok = 0
                     have_features = True
                 if k >= cap:
                     return -1
@@ -288,12 +317,17 @@ def gather_evidence(hashes, kinds, starts, ends, doc_offsets, uni, bi, freq_min,
                 nbf = p0 - b0
                 naf = a1 - p1
                 ub = (cu[p0] - cu[b0]) / nbf if nbf > 0 else 0.0
-                bb = (cb[p0] - cb[b0]) / nbf if nbf > 0 else 0.0
                 uaf = (cu[a1] - cu[p1]) / naf if naf > 0 else 0.0
-                baf = (cb[a1] - cb[p1]) / naf if naf > 0 else 0.0
-                before = bb
-                if nbf < MIN_BEFORE:
-                    before = (before * nbf + PRIOR_ANOMALY * (MIN_BEFORE - nbf)) / MIN_BEFORE
+                before, baf, _, _ = _split_means(cb, cn, b0, p0, p1, a1)
+                bb = before
+                if cn[p0] - cn[b0] < MIN_BEFORE:
+                    kb = cn[p0] - cn[b0]
+                    before = (before * kb + PRIOR_ANOMALY * (MIN_BEFORE - kb)) / MIN_BEFORE
+                # Characters up to the n-gram, counted incrementally along the document.
+                char_pos += _count_chars(data, starts[lo + char_tok], starts[lo + p0]) \
+                    if p0 > char_tok else -_count_chars(data, starts[lo + p0], starts[lo + char_tok])
+                char_tok = p0
+                c_len = _count_chars(data, starts[lo + p0], ends[lo + e])
                 cos = profile_cosine(fslot, max(0, p0 - LANG_WINDOW), p0, p1,
                                      min(n, p1 + LANG_WINDOW), va, vb)
                 lctx = np.uint64(0)
@@ -310,6 +344,8 @@ def gather_evidence(hashes, kinds, starts, ends, doc_offsets, uni, bi, freq_min,
                 out_i[k, 5] = ends[lo + e]
                 out_i[k, 6] = np.int64(lctx >> np.uint64(1))
                 out_i[k, 7] = np.int64(rctx >> np.uint64(1))
+                out_i[k, 8] = char_pos
+                out_i[k, 9] = char_pos + c_len
                 out_f[k, 0] = before
                 out_f[k, 1] = baf
                 out_f[k, 2] = nbf
@@ -321,6 +357,26 @@ def gather_evidence(hashes, kinds, starts, ends, doc_offsets, uni, bi, freq_min,
                 out_f[k, 8] = cos
                 k += 1
     return k
+
+
+@nb.njit(cache=True, inline="always")
+def _count_chars(data, b0, b1):
+    """UTF-8 characters in ``data[b0:b1]`` (bytes that do not continue a sequence)."""
+    c = 0
+    for i in range(b0, b1):
+        if (data[i] & 0xC0) != 0x80:
+            c += 1
+    return c
+
+
+@nb.njit(cache=True, inline="always")
+def _split_means(cb, cn, b0, p0, p1, a1):
+    """Known-bigram anomaly means of [b0, p0) and [p1, a1), with their known counts."""
+    kb = cn[p0] - cn[b0]
+    ka = cn[a1] - cn[p1]
+    before = (cb[p0] - cb[b0]) / kb if kb > 0 else 0.0
+    after = (cb[a1] - cb[p1]) / ka if ka > 0 else 0.0
+    return before, after, kb, ka
 
 
 def last_token_filter(last_hashes: np.ndarray, bits: int = 23) -> np.ndarray:
