@@ -6,23 +6,13 @@ from poisonscan.detectors.base import BatchContext, Detector, Tokens
 
 
 def registry() -> dict[str, type[Detector]]:
-    """Map of detector id to class. Imported lazily so ``--help`` stays fast."""
+    """Map of detector id to class, in the order reports list them. Imported lazily so that
+    ``poisonscan --help`` does not load numba kernels."""
+    from poisonscan.detectors.campaign import CampaignDetector
+    from poisonscan.detectors.sft import SftTriggerDetector
     from poisonscan.detectors.trigger import TriggerDetector
 
-    found: dict[str, type[Detector]] = {TriggerDetector.id: TriggerDetector}
-    try:
-        from poisonscan.detectors.campaign import CampaignDetector
-
-        found[CampaignDetector.id] = CampaignDetector
-    except ImportError:  # pragma: no cover - module not written yet
-        pass
-    try:
-        from poisonscan.detectors.sft import SftTriggerDetector
-
-        found[SftTriggerDetector.id] = SftTriggerDetector
-    except ImportError:  # pragma: no cover - module not written yet
-        pass
-    return found
+    return {cls.id: cls for cls in (TriggerDetector, CampaignDetector, SftTriggerDetector)}
 
 
 __all__ = ["BatchContext", "Detector", "Tokens", "registry"]
