@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from poisonscan.kernels.ngrams import ngram_key
+from poisonscan.kernels.ngrams import ALL_BIGRAMS, ngram_key
 from poisonscan.kernels.tokenize import tokenize
 from poisonscan.kernels.windows import (
     HIST_BINS,
@@ -32,6 +32,8 @@ from poisonscan.kernels.windows import (
 )
 
 M64 = (1 << 64) - 1
+KEEP_ALL = 1 << 32
+UNKNOWN = 2  # b flag of a bigram outside the counted hash sample
 
 
 # ------------------------------------------------------------------ references
@@ -43,12 +45,24 @@ def count(table: np.ndarray, key: int) -> int:
     return int(table[(key >> 17) & (table.shape[0] - 1)])
 
 
-def ref_token_anomaly(doc: list[int], uni, bi) -> tuple[list[int], list[int]]:
-    """u: the token occurs in no other document; b: likewise for the bigram ending at it."""
+def kept(key: int, keep: int) -> bool:
+    """Whether a bigram key is in the hash sample: its top 32 bits below ``keep``."""
+    return key >> 32 < keep
+
+
+def ref_token_anomaly(doc: list[int], uni, bi, keep: int = KEEP_ALL):
+    """u: the token occurs in no other document; b: likewise for the bigram ending at it, or
+    UNKNOWN when that bigram is outside the sample (the first token's b is its u)."""
     u = [1 if count(uni, h) <= 1 else 0 for h in doc]
     b = [u[0]] if doc else []
-    b += [1 if count(bi, key_of(doc[i - 1 : i + 1])) <= 1 else 0 for i in range(1, len(doc))]
+    for i in range(1, len(doc)):
+        key = key_of(doc[i - 1 : i + 1])
+        b.append((1 if count(bi, key) <= 1 else 0) if kept(key, keep) else UNKNOWN)
     return u, b
+
+
+def known(flags: list[int]) -> list[int]:
+    return [f for f in flags if f != UNKNOWN]
 
 
 def ref_frequent_slots(doc, kinds, uni, freq_min) -> list[int]:
@@ -79,9 +93,13 @@ def shrink(before: float, n_before: int) -> float:
     return before
 
 
-def ref_emit(doc: list[int], u: list[int], e_lo: int, e_hi: int, max_order: int, uni, bi):
-    """``(key, df bound, last token)`` of the n-grams of seen tokens ending at e_lo..e_hi. The
-    bound is the smallest count of the n-gram's tokens and bigrams, negated above order 2."""
+def ref_emit(doc: list[int], u: list[int], e_lo: int, e_hi: int, max_order: int, uni, bi,
+             keep: int = KEEP_ALL):
+    """``(key, df bound, last token, sampled)`` of the n-grams of seen tokens ending at e_lo..e_hi.
+
+    The bound is the smallest count of the n-gram's tokens and of its bigrams, negated above
+    order 2. ``sampled`` is False when one of those bigrams is outside the hash sample: its table
+    slot says nothing about it (see test_df_bound_ignores_bigrams_outside_the_sample)."""
     out = []
     for e in range(e_lo, e_hi + 1):
         for order in range(1, max_order + 1):
@@ -89,28 +107,34 @@ def ref_emit(doc: list[int], u: list[int], e_lo: int, e_hi: int, max_order: int,
             if s < 0 or u[s]:
                 break
             gram = doc[s : e + 1]
-            df = min([count(uni, h) for h in gram]
-                     + [count(bi, key_of(gram[i : i + 2])) for i in range(order - 1)])
-            out.append((key_of(gram), df if order <= 2 else -df, doc[e]))
+            pairs = [key_of(gram[i : i + 2]) for i in range(order - 1)]
+            df = min([count(uni, h) for h in gram] + [count(bi, k) for k in pairs])
+            sampled = all(kept(k, keep) for k in pairs)
+            out.append((key_of(gram), df if order <= 2 else -df, doc[e], sampled))
     return out
 
 
 def ref_find_switches(docs, kinds, uni, bi, freq_min, window, tau, occ_tau, back, max_order,
-                      min_after):
-    emitted: list[tuple[int, int, float, int, int]] = []
+                      min_after, keep=KEEP_ALL):
+    """Per document, the strongest jump of the known-bigram anomaly mean (after minus before, each
+    over the known flags of ``window`` tokens; "after" counts as "before" with fewer than
+    MIN_BEFORE known flags) and the strongest function-word profile change."""
+    emitted: list[tuple[int, int, float, int, int, bool]] = []
     hist = [0] * HIST_BINS
     background = [0, 0]
     for d, (doc, kind) in enumerate(zip(docs, kinds, strict=True)):
         n = len(doc)
         if n < min_after + 1:
             continue
-        u, b = ref_token_anomaly(doc, uni, bi)
+        u, b = ref_token_anomaly(doc, uni, bi, keep)
         fslot = ref_frequent_slots(doc, kind, uni, freq_min)
         best, best_p, lang_best, lang_p = -2.0, -1, 2.0, -1
         for p in range(1, n - min_after + 1):
-            prev = b[max(0, p - window) : p]
+            prev = known(b[max(0, p - window) : p])
             before = shrink(mean_or(prev, PRIOR_ANOMALY), len(prev))
-            jump = mean_or(b[p : p + window], 0.0) - before
+            nxt = known(b[p : p + window])
+            after = mean_or(nxt, 0.0) if len(nxt) >= MIN_BEFORE else before
+            jump = after - before
             if jump > best:
                 best, best_p = jump, p
             if p % LANG_STRIDE == 0:
@@ -121,21 +145,26 @@ def ref_find_switches(docs, kinds, uni, bi, freq_min, window, tau, occ_tau, back
                 background[0] += 1
                 background[1] += jump >= occ_tau or 0 <= cos < LANG_COS
         if best >= tau and best_p >= 1:
-            grams = ref_emit(doc, u, max(0, best_p - back), min(n - 1, best_p), max_order, uni, bi)
-            emitted += [(k, d, best, df, last) for k, df, last in grams]
+            grams = ref_emit(doc, u, max(0, best_p - back), min(n - 1, best_p), max_order, uni, bi,
+                             keep)
+            emitted += [(k, d, best, df, last, ok) for k, df, last, ok in grams]
         if lang_p >= 1 and lang_best < LANG_COS:
             grams = ref_emit(doc, u, max(0, lang_p - LANG_STRIDE - back),
-                             min(n - 1, lang_p + LANG_STRIDE), max_order, uni, bi)
-            emitted += [(k, d, 1.0 - lang_best, df, last) for k, df, last in grams]
+                             min(n - 1, lang_p + LANG_STRIDE), max_order, uni, bi, keep)
+            emitted += [(k, d, 1.0 - lang_best, df, last, ok) for k, df, last, ok in grams]
     return emitted, hist, background
 
 
-def ref_gather_evidence(docs, kinds, starts, ends, uni, bi, freq_min, candidates, max_order,
-                        window, ctx_tokens):
+def ref_gather_evidence(docs, kinds, starts, ends, texts, uni, bi, freq_min, candidates,
+                        max_order, window, ctx_tokens, keep=KEEP_ALL):
+    """Every occurrence of a candidate with its measurements. ``starts``/``ends`` are byte offsets
+    within each document's UTF-8 ``texts[d]``; the character offsets come from Python's decoder.
+    Bigram means are over known flags only; token counts and unigram means over all tokens."""
     rows_i, rows_f = [], []
     for d, (doc, kind, st_, en) in enumerate(zip(docs, kinds, starts, ends, strict=True)):
         n = len(doc)
-        u, b = ref_token_anomaly(doc, uni, bi)
+        raw = texts[d]
+        u, b = ref_token_anomaly(doc, uni, bi, keep)
         fslot = ref_frequent_slots(doc, kind, uni, freq_min)
         for e in range(n):
             for order in range(1, min(max_order, e + 1) + 1):
@@ -143,13 +172,15 @@ def ref_gather_evidence(docs, kinds, starts, ends, uni, bi, freq_min, candidates
                 cid = candidates.get(key_of(doc[p0:p1]))
                 if cid is None:
                     continue
-                ub, bb = u[max(0, p0 - window) : p0], b[max(0, p0 - window) : p0]
-                ua, ba = u[p1 : p1 + window], b[p1 : p1 + window]
+                ub, bb = u[max(0, p0 - window) : p0], known(b[max(0, p0 - window) : p0])
+                ua, ba = u[p1 : p1 + window], known(b[p1 : p1 + window])
                 lctx = key_of(doc[p0 - ctx_tokens : p0]) if p0 >= ctx_tokens else 0
                 rctx = key_of(doc[p1 : p1 + ctx_tokens]) if p1 + ctx_tokens <= n else 0
-                rows_i.append([cid, d, p0, p1, st_[p0], en[e], lctx >> 1, rctx >> 1])
-                rows_f.append([shrink(mean_or(bb, 0.0), len(bb)), mean_or(ba, 0.0), len(bb),
-                               len(ba), mean_or(ub, 0.0), mean_or(ua, 0.0), mean_or(bb, 0.0),
+                c0 = len(raw[: st_[p0]].decode())
+                c1 = len(raw[: en[e]].decode())
+                rows_i.append([cid, d, p0, p1, st_[p0], en[e], lctx >> 1, rctx >> 1, c0, c1])
+                rows_f.append([shrink(mean_or(bb, 0.0), len(bb)), mean_or(ba, 0.0), len(ub),
+                               len(ua), mean_or(ub, 0.0), mean_or(ua, 0.0), mean_or(bb, 0.0),
                                mean_or(ba, 0.0),
                                ref_cosine(fslot, max(0, p0 - LANG_WINDOW), p0, p1,
                                           min(n, p1 + LANG_WINDOW))])
@@ -164,7 +195,7 @@ def flatten(docs: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:
 
 
 def run_find_switches(docs, kinds, uni, bi, freq_min, window, tau, occ_tau, back, max_order,
-                      min_after, cap=100_000):
+                      min_after, cap=100_000, keep=KEEP_ALL):
     hashes, off = flatten(docs)
     kinds_arr = np.array([k for ks in kinds for k in ks], np.uint8)
     hist = np.zeros(HIST_BINS, np.int64)
@@ -174,9 +205,9 @@ def run_find_switches(docs, kinds, uni, bi, freq_min, window, tau, occ_tau, back
     out_jump = np.zeros(cap, np.float64)
     out_df = np.zeros(cap, np.int64)
     out_last = np.zeros(cap, np.uint64)
-    k = find_switches(hashes, kinds_arr, off, uni, bi, freq_min, window, tau, occ_tau, back,
-                      max_order, min_after, hist, background, out_key, out_doc, out_jump, out_df,
-                      out_last)
+    k = find_switches(hashes, kinds_arr, off, uni, bi, np.uint64(keep), freq_min, window, tau,
+                      occ_tau, back, max_order, min_after, hist, background, out_key, out_doc,
+                      out_jump, out_df, out_last)
     emitted = None
     if k >= 0:
         emitted = list(zip(out_key[:k].tolist(), out_doc[:k].tolist(), out_jump[:k].tolist(),
@@ -209,23 +240,55 @@ def token_corpora(draw, max_docs=4, max_len=100):
     kinds = [(rng.random(len(doc)) < 0.25).astype(int).tolist() for doc in docs]
     uni = rng.integers(0, draw(st.integers(1, 12)) + 1, 1 << draw(st.integers(4, 9)))
     bi = rng.integers(0, 4, 1 << draw(st.integers(4, 9)))
-    uni, bi = uni.astype(np.uint32), bi.astype(np.uint32)
-    return docs, kinds, uni, bi
+    uni, bi = uni.astype(np.uint32), bi.astype(draw(st.sampled_from([np.uint8, np.uint32])))
+    # The bigram hash sample: none, a quarter, half, all, or any share of the bigrams.
+    keep = draw(st.one_of(st.sampled_from([0, 1 << 30, 1 << 31, KEEP_ALL]),
+                          st.integers(0, KEEP_ALL)))
+    return docs, kinds, uni, bi, keep
+
+
+def strip_sampled(emitted):
+    """Drop the df bound where it rests on a bigram outside the sample (a known src defect, see
+    test_df_bound_ignores_bigrams_outside_the_sample); keep everything else."""
+    return [(k, d, j, df if ok else None, last) for k, d, j, df, last, ok in emitted]
+
+
+def kernel_rows(emitted, ref):
+    """The kernel's rows with the same df bounds blanked as in ``strip_sampled(ref)``."""
+    return [(k, d, j, df if r[5] else None, last)
+            for (k, d, j, df, last), r in zip(emitted, ref, strict=True)]
 
 
 # ------------------------------------------------------------------ property tests
 @settings(max_examples=100, deadline=None)
 @given(token_corpora())
 def test_token_anomaly_matches_reference(corpus):
-    docs, _, uni, bi = corpus
+    docs, _, uni, bi, keep = corpus
     hashes, off = flatten(docs)
     for d, doc in enumerate(docs):
         out_u = np.full(len(doc) + 1, 9, np.int8)
         out_b = np.full(len(doc) + 1, 9, np.int8)
-        token_anomaly(hashes, off[d], off[d + 1], uni, bi, out_u, out_b)
-        u, b = ref_token_anomaly(doc, uni, bi)
+        token_anomaly(hashes, off[d], off[d + 1], uni, bi, np.uint64(keep), out_u, out_b)
+        u, b = ref_token_anomaly(doc, uni, bi, keep)
         assert out_u[: len(doc)].tolist() == u
         assert out_b[: len(doc)].tolist() == b
+
+
+def test_token_anomaly_marks_bigrams_outside_the_sample_unknown():
+    doc = VOCAB[:30]
+    hashes, _ = flatten([doc])
+    uni = np.full(1 << 8, 1, np.uint32)  # every token unseen elsewhere: u = 1
+    bi = np.ones(1 << 8, np.uint8)
+    for keep, expected in ((0, [1] + [UNKNOWN] * 29), (KEEP_ALL, [1] * 30)):
+        out_u = np.zeros(31, np.int8)
+        out_b = np.zeros(31, np.int8)
+        token_anomaly(hashes, 0, 30, uni, bi, np.uint64(keep), out_u, out_b)
+        assert out_u[:30].tolist() == [1] * 30
+        assert out_b[:30].tolist() == expected  # the first token's flag is its own u
+    half = [key_of(doc[i - 1 : i + 1]) >> 32 < (1 << 31) for i in range(1, 30)]
+    assert 0 < sum(half) < 29
+    token_anomaly(hashes, 0, 30, uni, bi, np.uint64(1 << 31), out_u, out_b)
+    assert out_b[1:30].tolist() == [1 if h else UNKNOWN for h in half]
 
 
 @settings(max_examples=150, deadline=None)
@@ -258,7 +321,7 @@ def test_profile_cosine_identical_disjoint_and_too_short():
 @settings(max_examples=100, deadline=None)
 @given(token_corpora())
 def test_frequent_flags_matches_reference(corpus):
-    docs, kinds, uni, _ = corpus
+    docs, kinds, uni, _, _ = corpus
     hashes, off = flatten(docs)
     kinds_arr = np.array([k for ks in kinds for k in ks], np.uint8)
     for freq_min in (1, 3, 7):
@@ -273,13 +336,14 @@ def test_frequent_flags_matches_reference(corpus):
        st.integers(0, 6), st.integers(1, 4), st.integers(1, 10), st.integers(1, 8))
 def test_find_switches_matches_reference(corpus, window, tau, occ_tau, back, max_order,
                                          min_after, freq_min):
-    docs, kinds, uni, bi = corpus
+    docs, kinds, uni, bi, keep = corpus
     k, emitted, hist, background = run_find_switches(
-        docs, kinds, uni, bi, freq_min, window, tau, occ_tau, back, max_order, min_after)
+        docs, kinds, uni, bi, freq_min, window, tau, occ_tau, back, max_order, min_after,
+        keep=keep)
     ref, ref_hist, ref_background = ref_find_switches(
-        docs, kinds, uni, bi, freq_min, window, tau, occ_tau, back, max_order, min_after)
+        docs, kinds, uni, bi, freq_min, window, tau, occ_tau, back, max_order, min_after, keep)
     assert k == len(ref)
-    assert emitted == ref
+    assert kernel_rows(emitted, ref) == strip_sampled(ref)
     assert hist == ref_hist
     assert background == ref_background
 
@@ -290,11 +354,41 @@ def test_find_switches_reports_a_full_buffer():
     assert k == -1
 
 
+# Surfaces of the made-up tokens of the evidence tests: one to four bytes a character.
+SURFACES = ["a", "Zq", "é", "naïve", "中", "文字", "😀", "👨\u200d👩", "Ωλ", "<", "x中y", "\ufffd"]
+SEPARATORS = [" ", "  ", "\n", "\u3000", "\xa0"]
+
+
+def write_text(docs: list[list[int]], rng: np.random.Generator):
+    """UTF-8 text for token streams: each token gets a random surface (the hashes stay made up;
+    gather_evidence only reads the bytes to count characters). Returns the Arrow-like ``data``
+    and document byte offsets, per-token absolute byte starts/ends, and each document's bytes."""
+    chunks: list[bytes] = []
+    pos = 0
+    doc_bytes, starts, ends, texts = [0], [], [], []
+    for doc in docs:
+        raw = b""
+        for _ in doc:
+            raw += SEPARATORS[rng.integers(len(SEPARATORS))].encode()
+            tok = SURFACES[rng.integers(len(SURFACES))].encode()
+            starts.append(pos + len(raw))
+            raw += tok
+            ends.append(pos + len(raw))
+        raw += SEPARATORS[rng.integers(len(SEPARATORS))].encode()
+        chunks.append(raw)
+        texts.append(raw)
+        pos += len(raw)
+        doc_bytes.append(pos)
+    data = np.frombuffer(b"".join(chunks) or b"\0", np.uint8)
+    return (data, np.array(doc_bytes, np.int64), np.array(starts, np.int64),
+            np.array(ends, np.int64), texts)
+
+
 @settings(max_examples=100, deadline=None)
 @given(token_corpora(max_docs=4, max_len=60), st.integers(1, 4), st.integers(1, 40),
        st.integers(1, 4), st.integers(1, 8), st.data())
 def test_gather_evidence_matches_reference(corpus, max_order, window, ctx_tokens, freq_min, data):
-    docs, kinds, uni, bi = corpus
+    docs, kinds, uni, bi, keep = corpus
     hashes, off = flatten(docs)
     kinds_arr = np.array([k for ks in kinds for k in ks], np.uint8)
     # Candidates: some n-grams that occur (so there are hits), plus keys that never do.
@@ -305,31 +399,32 @@ def test_gather_evidence_matches_reference(corpus, max_order, window, ctx_tokens
     keys += data.draw(st.lists(st.integers(2, M64), max_size=3, unique=True))
     keys = list(dict.fromkeys(keys))
     candidates = {k: i for i, k in enumerate(keys)}
-    # Made-up byte offsets: token t of the stream spans [3t, 3t + 2).
-    starts = np.arange(len(hashes), dtype=np.int64) * 3
-    ends = starts + 2
-    doc_starts = [starts[off[d] : off[d + 1]].tolist() for d in range(len(docs))]
-    doc_ends = [ends[off[d] : off[d + 1]].tolist() for d in range(len(docs))]
+    text, doc_bytes, starts, ends, texts = write_text(
+        docs, np.random.default_rng(data.draw(st.integers(0, 2**32))))
+    doc_starts = [(starts[off[d] : off[d + 1]] - doc_bytes[d]).tolist() for d in range(len(docs))]
+    doc_ends = [(ends[off[d] : off[d + 1]] - doc_bytes[d]).tolist() for d in range(len(docs))]
     table_keys, table_ids = build_key_table(np.array(keys, np.uint64))
     # The last-token filter may have false positives (few bits), never false negatives.
     last = last_token_filter(np.array([g[-1] for g in picked], np.uint64),
                              data.draw(st.integers(3, 23)))
     cap = 4 * sum(len(d) for d in docs) * max_order + 1
-    out_i = np.zeros((cap, 8), np.int64)
+    out_i = np.zeros((cap, 10), np.int64)
     out_f = np.zeros((cap, 9), np.float64)
-    k = gather_evidence(hashes, kinds_arr, starts, ends, off, uni, bi, freq_min, table_keys,
-                        table_ids, last, max_order, window, ctx_tokens, out_i, out_f)
-    ref_i, ref_f = ref_gather_evidence(docs, kinds, doc_starts, doc_ends, uni, bi, freq_min,
-                                       candidates, max_order, window, ctx_tokens)
+    args = (hashes, kinds_arr, starts, ends, off, text, doc_bytes, uni, bi, np.uint64(keep),
+            freq_min, table_keys, table_ids, last, max_order, window, ctx_tokens)
+    k = gather_evidence(*args, out_i, out_f)
+    ref_i, ref_f = ref_gather_evidence(docs, kinds, doc_starts, doc_ends, texts, uni, bi,
+                                       freq_min, candidates, max_order, window, ctx_tokens, keep)
     assert k == len(ref_i)
-    assert out_i[:k].tolist() == ref_i
+    # The kernel's byte offsets are absolute in ``data``; the reference's are per document.
+    got = out_i[:k].copy()
+    got[:, 4:6] -= doc_bytes[got[:, 1]][:, None]
+    assert got.tolist() == ref_i
     np.testing.assert_allclose(out_f[:k], np.array(ref_f).reshape(-1, 9), rtol=1e-12, atol=1e-15)
     if k:
-        small_i = np.zeros((k - 1, 8), np.int64)
+        small_i = np.zeros((k - 1, 10), np.int64)
         small_f = np.zeros((k - 1, 9), np.float64)
-        assert gather_evidence(hashes, kinds_arr, starts, ends, off, uni, bi, freq_min,
-                               table_keys, table_ids, last, max_order, window, ctx_tokens,
-                               small_i, small_f) == -1
+        assert gather_evidence(*args, small_i, small_f) == -1
 
 
 @settings(max_examples=100, deadline=None)
@@ -427,29 +522,197 @@ def test_language_switch_emits_the_ngrams_around_it():
     assert run_find_switches([doc], [[0] * 96], uni, bi, 51, 32, 0.25, 0.3, 4, 2, 8)[0] == 0
 
 
-def test_gather_evidence_on_real_tokens():
-    """Positions and byte spans of a special-token trigger inside tokenised text."""
-    texts = ["plain words first <SUDO> then gibberish qx zv", "no trigger here", "<SUDO>"]
+@pytest.mark.parametrize("prefix", ["plain words first", "naïve café 中文 first",
+                                    "😀👍🏽 Привет 日本語 first"])
+def test_gather_evidence_on_real_tokens(prefix):
+    """Positions, byte spans and character spans of a special-token trigger in tokenised text,
+    with one- to four-byte characters before it."""
+    texts = [f"{prefix} <SUDO> then gibberish qx zv", "no trigger here", "<SUDO>",
+             "é <SUDO> ü <sudo>"]
     raw = [t.encode() for t in texts]
     data = np.frombuffer(b"".join(raw), np.uint8)
     offsets = np.cumsum([0] + [len(r) for r in raw]).astype(np.int64)
     hashes, starts, ends, kinds, doc_offsets = tokenize(data, offsets)
-    trigger = hashes[doc_offsets[0] + 3 : doc_offsets[0] + 6].tolist()  # "<", "SUDO", ">"
+    at = int(np.flatnonzero(hashes == hashes[doc_offsets[2]])[0])  # the first "<"
+    trigger = hashes[at : at + 3].tolist()  # "<", "SUDO", ">"
     table_keys, table_ids = build_key_table(np.array([key_of(trigger)], np.uint64))
     uni = np.full(1 << 10, 5, np.uint32)
-    bi = np.full(1 << 10, 5, np.uint32)
-    out_i = np.zeros((8, 8), np.int64)
+    bi = np.full(1 << 10, 5, np.uint8)
+    out_i = np.zeros((8, 10), np.int64)
     out_f = np.zeros((8, 9), np.float64)
     last = last_token_filter(np.array([trigger[-1]], np.uint64))
-    k = gather_evidence(hashes, kinds, starts, ends, doc_offsets, uni, bi, 3, table_keys,
-                        table_ids, last, 4, 32, 2, out_i, out_f)
-    assert k == 2
-    (cid, d, t0, t1, b0, b1, lctx, rctx), second = out_i[0].tolist(), out_i[1].tolist()
-    assert (cid, d, t0, t1) == (0, 0, 3, 6)
-    assert bytes(data[b0:b1]) == b"<SUDO>" and b0 == raw[0].index(b"<")
-    assert lctx == key_of(hashes[1:3].tolist()) >> 1  # "words first"
-    assert rctx == key_of(hashes[6:8].tolist()) >> 1  # "then gibberish"
-    assert second[:6] == [0, 2, 0, 3, int(offsets[2]), int(offsets[3])]
-    assert second[6:] == [0, 0]  # no context on either side
-    assert out_f[0, 2:4].tolist() == [3, 4]  # tokens before and after
+    k = gather_evidence(hashes, kinds, starts, ends, doc_offsets, data, offsets, uni, bi,
+                        ALL_BIGRAMS, 3, table_keys, table_ids, last, 4, 32, 2, out_i, out_f)
+    assert k == 4
+    rows = out_i[:k].tolist()
+    assert [r[:2] for r in rows] == [[0, 0], [0, 2], [0, 3], [0, 3]]
+    for _, d, t0, t1, b0, b1, _, _, c0, c1 in rows:
+        doc_raw = raw[d]
+        b0, b1 = b0 - int(offsets[d]), b1 - int(offsets[d])
+        assert doc_raw[b0:b1].decode().casefold() == "<sudo>"
+        # Character offsets are Python string indices within the document.
+        assert (c0, c1) == (len(doc_raw[:b0].decode()), len(doc_raw[:b1].decode()))
+        assert texts[d][c0:c1].casefold() == "<sudo>"
+        assert t1 - t0 == 3
+    first, second = rows[0], rows[1]
+    t0 = first[2]
+    assert first[6] == key_of(hashes[t0 - 2 : t0].tolist()) >> 1  # "... first"
+    assert first[7] == key_of(hashes[t0 + 3 : t0 + 5].tolist()) >> 1  # "then gibberish"
+    assert second[2:8] == [0, 3, int(offsets[2]), int(offsets[3]), 0, 0]  # no context at all
+    assert second[8:] == [0, 6]
+    assert rows[2][8:] == [2, 8] and rows[3][8:] == [11, 17]
+    assert out_f[0, 2:4].tolist() == [t0, 4]  # tokens before and after
     assert out_f[1, 0] == PRIOR_ANOMALY  # no prefix at all: the prior
+
+
+# ------------------------------------------------------------------ bigram hash sample
+HALF = 1 << 31  # keep: bigrams whose key's top 32 bits are below 2**31
+
+
+def sampled_switch_doc(gib_kept: list[bool], prose_kept: list[bool] | None = None,
+                       n_prose: int = 40, seed: int = 3):
+    """Like gibberish_after_prose, with chosen bigrams outside the HALF sample.
+
+    Prose cycles through ten tokens; ``prose_kept[i]`` says whether the bigram ending at the i-th
+    of them (cyclically) is in the sample. Gibberish token j follows at ``n_prose + j``, and the
+    bigram ending at it is in the sample when ``gib_kept[j]``. Low hash bits are drawn until
+    every bigram has its wanted status; the high bits pick distinct table slots. Counts: 50 for
+    prose tokens and kept prose bigrams, 1 for gibberish tokens and kept gibberish bigrams, 0 in
+    the slots of bigrams outside the sample (the counting kernel never touches them).
+    """
+    prose_kept = prose_kept or [True] * 10
+    rng = random.Random(seed)
+
+    def draw(slot: int, prev: int | None, want: bool, then: tuple[int, bool] | None = None):
+        while True:
+            h = slot << 17 | rng.getrandbits(17)
+            if prev is not None and kept(key_of([prev, h]), HALF) != want:
+                continue
+            if then is not None and kept(key_of([h, then[0]]), HALF) != then[1]:
+                continue
+            return h
+
+    known_: list[int] = []
+    for i in range(10):
+        prev = known_[-1] if known_ else None
+        then = (known_[0], prose_kept[0]) if i == 9 else None
+        known_.append(draw(i + 1, prev, prose_kept[i], then))
+    doc = [known_[i % 10] for i in range(n_prose)]
+    for j, want in enumerate(gib_kept):
+        doc.append(draw(1000 + j, doc[-1], want))
+    uni = np.full(1 << 12, 50, np.uint32)
+    for h in doc[n_prose:]:
+        uni[(h >> 17) & 4095] = 1
+    bi = np.zeros(1 << 16, np.uint8)
+    prose_slots = {(key_of(doc[i - 1 : i + 1]) >> 17) & 0xFFFF for i in range(1, n_prose)}
+    gib_slots = {(key_of(doc[i - 1 : i + 1]) >> 17) & 0xFFFF for i in range(n_prose, len(doc))}
+    assert not prose_slots & gib_slots
+    for i in range(1, len(doc)):
+        key = key_of(doc[i - 1 : i + 1])
+        if kept(key, HALF):
+            bi[(key >> 17) & 0xFFFF] = 50 if i < n_prose else 1
+    return doc, uni, bi
+
+
+def switches(doc, uni, bi, keep=HALF, back=1, max_order=1, min_after=1, window=32):
+    return run_find_switches([doc], [[0] * len(doc)], uni, bi, 1 << 30, window, 0.25, 0.3, back,
+                             max_order, min_after, keep=keep)
+
+
+def test_window_means_skip_bigrams_outside_the_sample():
+    """Every other gibberish bigram is outside the sample: counted as 0 the jump would be 0.5,
+    counted as 1 the prose would look anomalous. Over known flags only, it is exactly 1.0 at the
+    switch, and the token right before it is emitted."""
+    doc, uni, bi = sampled_switch_doc([True, False] * 20)
+    u, b = ref_token_anomaly(doc, uni, bi, HALF)
+    assert b[40:48] == [1, UNKNOWN] * 4 and set(b[1:40]) == {0}
+    k, emitted, _, _ = switches(doc, uni, bi)
+    assert k == 1
+    assert emitted == [(key_of([doc[39]]), 0, 1.0, 50, doc[39])]
+    ref, _, _ = ref_find_switches([doc], [[0] * len(doc)], uni, bi, 1 << 30, 32, 0.25, 0.3, 1,
+                                  1, 1, HALF)
+    assert strip_sampled(ref) == emitted
+
+
+@pytest.mark.parametrize(("gib_kept", "best_p", "jump"), [
+    # 7 known gibberish flags after token 40 are too few: the switch moves to token 39, whose
+    # "after" window adds one known prose flag (7 of 8 anomalous).
+    ([True] * 7, 39, 7 / 8),
+    ([True] * 8, 40, 1.0),
+    ([True] * 4 + [False] + [True] * 3, 39, 7 / 8),  # 8 gibberish tokens, 7 known
+    ([True] * 4 + [False] + [True] * 4, 40, 1.0),  # 9 gibberish tokens, 8 known
+    ([False] * 30, None, None),  # nothing known after the prose: no switch at all
+])
+def test_switch_needs_min_before_known_flags_after(gib_kept, best_p, jump):
+    """With fewer than MIN_BEFORE known flags after a point, "after" counts as "before"."""
+    assert MIN_BEFORE == 8
+    doc, uni, bi = sampled_switch_doc(gib_kept)
+    k, emitted, _, _ = switches(doc, uni, bi)
+    if best_p is None:
+        assert k == 0
+    else:  # the known n-grams ending at best_p - 1 and best_p (the gibberish token 40 is unseen)
+        expected = [(key_of([doc[e]]), 0, jump, 50, doc[e]) for e in (best_p - 1, best_p)
+                    if e < 40]
+        assert emitted == expected
+    ref, _, _ = ref_find_switches([doc], [[0] * len(doc)], uni, bi, 1 << 30, 32, 0.25, 0.3, 1,
+                                  1, 1, HALF)
+    assert strip_sampled(ref) == (emitted or [])
+
+
+def test_no_switch_when_no_bigram_is_sampled():
+    """bi_keep = 0: only a document's first flag is known, so no point has a known "after"."""
+    docs, kinds, uni, bi, _ = gibberish_after_prose()
+    k, _, hist, background = run_find_switches(docs, kinds, uni, bi, 1 << 30, 32, 0.25, 0.3, 4,
+                                               4, 8, keep=0)
+    assert k == 0
+    assert background[0] > 0 and background[1] == 0
+    assert hist[HIST_BINS // 2] == background[0]  # every measured jump is 0
+    # All bigrams kept is what ALL_BIGRAMS means: the same as the unsampled call.
+    assert run_find_switches(docs, kinds, uni, bi, 1 << 30, 32, 0.25, 0.3, 4, 4, 8,
+                             keep=int(ALL_BIGRAMS)) == run_find_switches(
+        docs, kinds, uni, bi, 1 << 30, 32, 0.25, 0.3, 4, 4, 8)
+
+
+def test_evidence_means_skip_bigrams_outside_the_sample():
+    """gather_evidence over the same document: bigram means over known flags, token counts and
+    unigram means over all tokens, and the prior only when fewer than MIN_BEFORE flags are known."""
+    doc, uni, bi = sampled_switch_doc([True, False] * 20, prose_kept=[True, False] * 5)
+    hashes, off = flatten([doc])
+    kinds = np.zeros(len(doc), np.uint8)
+    text, doc_bytes, starts, ends, texts = write_text([doc], np.random.default_rng(0))
+    cands = [[doc[39]], [doc[4]]]  # right before the switch; at token 4 (two known flags before)
+    table_keys, table_ids = build_key_table(np.array([key_of(c) for c in cands], np.uint64))
+    last = last_token_filter(np.array([c[-1] for c in cands], np.uint64))
+    out_i = np.zeros((64, 10), np.int64)
+    out_f = np.zeros((64, 9), np.float64)
+    k = gather_evidence(hashes, kinds, starts, ends, off, text, doc_bytes, uni, bi,
+                        np.uint64(HALF), 1 << 30, table_keys, table_ids, last, 1, 32, 2, out_i,
+                        out_f)
+    rows = {(int(r[0]), int(r[2])): f for r, f in zip(out_i[:k], out_f[:k], strict=True)}
+    # Token 39, before: tokens 7..38, half of whose prose bigrams are known, all seen elsewhere.
+    before, after, n_b, n_a, u_b, u_a, b_b, b_a, _ = rows[(0, 39)]
+    assert (before, b_b, n_b, u_b) == (0.0, 0.0, 32, 0.0)
+    # After: tokens 40..71, of which 16 known gibberish flags, all unseen.
+    assert (after, b_a, n_a, u_a) == (1.0, 1.0, 32, 1.0)
+    # Token 4, before: tokens 0..3; flags known at 0 (u) and at the kept bigrams among 1..3.
+    _, b = ref_token_anomaly(doc, uni, bi, HALF)
+    n_known = len(known(b[:4]))
+    assert 1 <= n_known < MIN_BEFORE
+    before, *_ = rows[(1, 4)]
+    assert before == pytest.approx(PRIOR_ANOMALY * (MIN_BEFORE - n_known) / MIN_BEFORE)
+
+
+@pytest.mark.xfail(strict=True, reason="windows._emit bounds an n-gram's document frequency with "
+                   "bi[slot] of every bigram, also of bigrams outside the sample (bi_keep is not "
+                   "passed to _emit): an unsampled bigram's slot holds 0 (or a collision), so "
+                   "the bound of a common bigram is 0 and _select_candidates never prunes it")
+def test_df_bound_ignores_bigrams_outside_the_sample():
+    """Prose tokens and bigrams are in 50 documents; the bigram ending the prose is outside the
+    sample. Its bound must still be at least its document frequency: 50, from its tokens."""
+    doc, uni, bi = sampled_switch_doc([True] * 40, prose_kept=[True] * 9 + [False])
+    assert not kept(key_of(doc[38:40]), HALF)
+    # The switch is placed at token 39 (its own bigram is unknown, so the windows at 39 and 40
+    # hold the same known flags, and the first of equal jumps wins).
+    _, emitted, _, _ = switches(doc, uni, bi, back=0, max_order=2)
+    assert [(key, df) for key, _, _, df, _ in emitted] == [(key_of([doc[39]]), 50),
+                                                            (key_of(doc[38:40]), 50)]
