@@ -155,3 +155,34 @@ def test_no_high_finding_on_natural_repetition(case, clean, tmp_path):
     result, _, _ = scan_case(case, clean, tmp_path)
     high = [f for f in trigger_findings(result) if f.severity is Severity.HIGH]
     assert high == [], [(f.trigger, f.document_count) for f in high]
+
+
+def two_special_tokens(clean, rng):
+    """Two different special-token triggers, each before subword gibberish in its own 30 documents.
+    They share their ``<`` and ``>``, which therefore stand before a switch in 60 documents."""
+    first = gen.special_trigger(rng)
+    second = first
+    while second.casefold() == first.casefold():
+        second = gen.special_trigger(rng)
+    docs = [gen.poison(rng, gen.clean_document(rng), trigger, subword_gibberish(rng))
+            for trigger in (first, second) for _ in range(N_POISON)]
+    return docs, (first, second)
+
+
+def test_two_special_token_triggers_are_two_high_findings(clean, tmp_path):
+    case = Case("two-special-tokens", two_special_tokens)
+    result, (first, second), poisoned = scan_case(case, clean, tmp_path)
+    texts = pq.read_table(tmp_path / "part-0.parquet").column("text").to_pylist()
+    planted = {t: {r for r in poisoned if t in texts[r]} for t in (first, second)}
+    assert [len(rows) for rows in planted.values()] == [N_POISON, N_POISON]
+    high = [f for f in trigger_findings(result) if f.severity is Severity.HIGH]
+    assert sorted(f.trigger for f in high) == sorted([first, second]), [
+        (f.trigger, f.severity.value, f.document_count) for f in trigger_findings(result)[:5]]
+    for f in high:
+        assert {d.row for d in f.documents} == planted[f.trigger]
+        assert f.evidence["documents_with_phrase"] == N_POISON
+        for d in f.documents:
+            assert texts[d.row][d.start : d.end] == f.trigger
+    fragments = [f for f in trigger_findings(result) if f.trigger.strip() in {"<", ">", "<>"}]
+    assert all(f.severity is not Severity.HIGH for f in fragments), [
+        (f.trigger, f.severity.value) for f in fragments]
