@@ -71,6 +71,9 @@ def test_baseline_finds_the_planted_trigger(baseline, corpus):
     assert normalise_trigger(top.trigger) == normalise_trigger(trigger)
     assert sorted(d.id for d in top.documents) == sorted(f"doc-{i}" for i in poisoned)
     assert len(baseline.findings) >= 2  # more than one finding, so the order is tested too
+    # Examples come from the context sample, which must not depend on batching (tests below).
+    assert top.examples
+    assert all(ex.snippet[ex.start : ex.end] == top.trigger for ex in top.examples)
 
 
 def test_jobs_do_not_change_findings_or_detector_stats(baseline, four_files):
@@ -127,19 +130,41 @@ def assert_found(result, trigger: str, poisoned: set[int]) -> None:
 
 
 def test_smallest_budget_has_fixed_small_tables_and_finds_the_trigger(tmp_path):
-    """900,000 distinct unigrams in 2**19 slots; bigram table a fifth full."""
+    """900,000 distinct unigrams in 2**19 slots; one-byte bigram table a twentieth full, so every
+    bigram is counted (no hash sample)."""
     result, trigger, poisoned = scan_with_noise(tmp_path, 200, 4500)
-    bits = result.stats["detectors"]["trigger"]["table_bits"]
-    assert bits == {"unigram": 19, "bigram": 22}
+    stats = result.stats["detectors"]["trigger"]
+    bits = stats["table_bits"]
+    assert bits == {"unigram": 19, "bigram": 24}
+    assert stats["bigram_sample"] == 1.0
     assert 200 * 4500 > 1.5 * (1 << bits["unigram"])
     assert_found(result, trigger, poisoned)
 
 
-@pytest.mark.xfail(strict=True, reason="trigger: the unseen-bigram signal fades as the bigram "
-                   "table fills (a slot holds <= 1 with probability exp(-load)); with more "
-                   "distinct bigrams than slots the planted trigger is only LOW")
-def test_smallest_budget_finds_the_trigger_with_more_bigrams_than_slots(tmp_path):
+@pytest.mark.xfail(strict=True, reason="trigger: expect() estimates 0.08 * 3 * 32 MB = 7.8M "
+                   "distinct bigrams, under half of the 2**24 slots, so nothing is sampled; the "
+                   "table then holds 4.6M bigrams (load 0.27) and only exp(-0.27) = 76% of "
+                   "unseen bigrams still read as unseen: mean anomaly after the trigger 0.59 "
+                   "against 0.67 at load 0.05, 18 of 30 documents jump by >= 0.3 (consistency "
+                   "0.6 < 0.7) and the trigger is only MEDIUM")
+def test_smallest_budget_finds_the_trigger_with_a_quarter_full_bigram_table(tmp_path):
     result, trigger, poisoned = scan_with_noise(tmp_path, 1000, 4600)
-    bits = result.stats["detectors"]["trigger"]["table_bits"]
-    assert 1000 * 4599 > 1.09 * (1 << bits["bigram"])  # more distinct bigrams than slots
+    stats = result.stats["detectors"]["trigger"]
+    assert stats["bigram_sample"] == 1.0
+    assert 1000 * 4599 > 0.25 * (1 << stats["table_bits"]["bigram"])
+    assert_found(result, trigger, poisoned)
+
+
+@pytest.mark.xfail(strict=True, reason="trigger: 17.5M distinct bigrams, 2**24 slots: the "
+                   "hash sample keeps 28.5%, so a 32-token window holds about 9 known flags and "
+                   "each document's strongest switch is mostly noise: in only 3 of 30 poisoned "
+                   "documents does it fall within BACK tokens after the trigger (support 3); the "
+                   "5M counted bigrams still load the table to 0.3, so the mean anomaly after "
+                   "the trigger is 0.57 against 0.28 before, 12 of 30 documents jump by >= 0.3 "
+                   "(consistency 0.4) and the trigger is at most LOW")
+def test_smallest_budget_finds_the_trigger_with_more_bigrams_than_slots(tmp_path):
+    result, trigger, poisoned = scan_with_noise(tmp_path, 3800, 4600)
+    stats = result.stats["detectors"]["trigger"]
+    assert 3800 * 4599 > 1.04 * (1 << stats["table_bits"]["bigram"])  # more bigrams than slots
+    assert stats["bigram_sample"] < 0.5
     assert_found(result, trigger, poisoned)
