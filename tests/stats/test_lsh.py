@@ -50,8 +50,22 @@ def _cluster(flat, off, threshold=0.5):
 
 
 def test_lsh_params_come_from_datasketch():
+    from datasketch.lsh import _optimal_param
+
+    from poisonscan.stats.lsh import (
+        DEFAULT_BANDS_ROWS,
+        FALSE_NEGATIVE_WEIGHT,
+        FALSE_POSITIVE_WEIGHT,
+    )
+
     bands, rows = lsh_params(0.5, 128)
     assert bands * rows <= 128 and bands > rows
+    # The pinned default is what datasketch's optimiser says, and other thresholds ask it.
+    for (threshold, num_perm), pinned in DEFAULT_BANDS_ROWS.items():
+        assert pinned == tuple(_optimal_param(threshold, num_perm, FALSE_POSITIVE_WEIGHT,
+                                              FALSE_NEGATIVE_WEIGHT))
+    assert lsh_params(0.8, 128) == tuple(_optimal_param(0.8, 128, FALSE_POSITIVE_WEIGHT,
+                                                        FALSE_NEGATIVE_WEIGHT))
     with pytest.raises(ValueError):
         lsh_params(1.5, 128)
 

@@ -37,7 +37,6 @@ from typing import Any
 
 import numba as nb
 import numpy as np
-from scipy import stats
 
 from poisonscan.config import ScanConfig
 from poisonscan.detectors import lexicon
@@ -506,6 +505,8 @@ class SftTriggerDetector(Detector):
                            key_shift=shift)
 
     def _finish_screen(self, merged: Any) -> None:
+        from scipy import stats  # here, not at the top: importing scipy.stats takes 0.7 s
+
         if merged is None:
             return
         keys, table = merged["table"]
@@ -546,6 +547,8 @@ class SftTriggerDetector(Detector):
                            tests=self._m_tests)
 
     def _build_findings(self, g: dict[str, Any]) -> list[Finding]:
+        from scipy import stats  # here, not at the top: importing scipy.stats takes 0.7 s
+
         n_all = self._n
         order = np.lexsort((g["start"], g["turn"], g["row"], np.array(g["path"], dtype=object).astype(str),
                             g["key"]))
@@ -603,6 +606,8 @@ class SftTriggerDetector(Detector):
         }
 
     def _constant_test(self, g, lo, hi, key_counts, n_all) -> list[dict[str, Any]]:
+        from scipy import stats  # here, not at the top: importing scipy.stats takes 0.7 s
+
         out = []
         n_in = hi - lo
         bits = g["bits"][lo:hi]

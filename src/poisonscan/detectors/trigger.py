@@ -222,6 +222,12 @@ class TriggerDetector(Detector):
                 factor = EXPANSION["parquet"]
             text_bytes += factor * float(getattr(f, "size", 0))
         expected = BIGRAMS_PER_BYTE * text_bytes
+        # Small inputs get small tables (allocating and scanning 256 MB for a 1 MB file would
+        # dominate its scan); the budget only caps the size.
+        need_bits = max(16, math.ceil(math.log2(max(1.0, 4 * expected / TABLE_FILL))))
+        if need_bits < self.bi_bits:
+            self.bi_bits = need_bits
+            self.uni_bits = max(14, need_bits - 3)
         room = TABLE_FILL * (1 << self.bi_bits)
         if expected > room:
             self.bi_keep = max(1, int(float(ALL_BIGRAMS) * room / expected))

@@ -21,8 +21,6 @@ from dataclasses import dataclass
 import numba as nb
 import numpy as np
 import pyarrow as pa
-from datasketch.lsh import _optimal_param
-
 from poisonscan.errors import ConfigError
 
 DEFAULT_THRESHOLD = 0.5
@@ -38,10 +36,20 @@ MAX_COMPARISONS = 16
 VERIFY_SLACK = 0.05
 
 
+# datasketch's optimiser for the default threshold and num_perm, pinned (a test checks it still
+# agrees) because importing datasketch pulls in scipy.integrate: 0.7 s on every small CI scan.
+DEFAULT_BANDS_ROWS = {(DEFAULT_THRESHOLD, 128): (32, 4)}
+
+
 def lsh_params(threshold: float = DEFAULT_THRESHOLD, num_perm: int = 128) -> tuple[int, int]:
     """``(bands, rows)`` for a Jaccard threshold, from datasketch's optimiser."""
     if not 0.0 < threshold < 1.0:
         raise ValueError(f"threshold must lie strictly between 0 and 1, got {threshold}")
+    pinned = DEFAULT_BANDS_ROWS.get((threshold, num_perm))
+    if pinned is not None:
+        return pinned
+    from datasketch.lsh import _optimal_param
+
     return tuple(_optimal_param(threshold, num_perm, FALSE_POSITIVE_WEIGHT, FALSE_NEGATIVE_WEIGHT))
 
 
