@@ -54,6 +54,9 @@ BACK = 4  # candidate n-grams may end up to this many tokens before the switch
 OCC_TAU = 0.3  # an occurrence is anomalous when the text after it is this much more unusual
 FREQ_SHARE = 0.02  # a token in this share of documents is a function word of the corpus
 MAX_CANDIDATES = 50_000
+# Bytes one stored occurrence costs in the evidence pass (numeric columns, id, path index); the
+# candidates' caps are chosen so that all stored occurrences fit a quarter of the memory budget.
+OCCURRENCE_BYTES = 160
 CONTEXT_CHARS = 80  # context kept on each side of sampled occurrences
 # Occurrences per candidate whose context text is kept: a bottom-k sample by a hash of the
 # document, so the sample is the same whatever the batching, sharding or merge order.
@@ -146,6 +149,7 @@ class _Evidence:
     floats: np.ndarray  # (n, 9): before, after, n_before, n_after, u_b, u_a, b_b, b_a, cosine
     # (cand, doc hash, path, row, token, left, surface, right) for a bottom-k sample per cand
     sample: list[tuple[int, str, int, str, str, str]] = field(default_factory=list)
+    caps: np.ndarray | None = None  # the plan's caps, so merges anywhere can drop common ones
 
 
 @dataclass(frozen=True)
@@ -224,7 +228,10 @@ class TriggerDetector(Detector):
         expected = BIGRAMS_PER_BYTE * text_bytes
         # Small inputs get small tables (allocating and scanning 256 MB for a 1 MB file would
         # dominate its scan); the budget only caps the size.
+        # Sizes come in steps of 16x, so the same data split or stored differently (whose size
+        # estimates differ a little) almost always gets the same tables and the same scores.
         need_bits = max(16, math.ceil(math.log2(max(1.0, 4 * expected / TABLE_FILL))))
+        need_bits = 16 + 4 * math.ceil((need_bits - 16) / 4)
         if need_bits < self.bi_bits:
             self.bi_bits = need_bits
             self.uni_bits = max(14, need_bits - 3)
@@ -277,8 +284,18 @@ class TriggerDetector(Detector):
         if pass_index == 1:
             part = cls._switches(plan, tok, len(ctx.batch))
             return part if acc is None else cls.merge(1, acc, part)
+        # A shard's evidence is kept as a list of batch parts and concatenated once, in
+        # compact(): concatenating after every batch would copy the shard's rows quadratically.
         part = cls._evidence(plan, ctx, tok)
-        return part if acc is None else _merge_evidence(acc, part, plan.caps)
+        if acc is None:
+            return [part]
+        running = acc[-1].totals + part.totals
+        part.totals = running
+        keep = running[part.ints[:, _CAND]] <= plan.caps[part.ints[:, _CAND]]
+        if not keep.all():
+            part = _select_rows(part, np.flatnonzero(keep))
+        acc.append(part)
+        return acc
 
     @staticmethod
     def _switches(plan: _Plan, tok: Tokens, n_docs: int) -> _Switches:
@@ -330,6 +347,7 @@ class TriggerDetector(Detector):
         out_i, out_f = out_i[keep], out_f[keep]
         docs = out_i[:, 1]
         ev = _Evidence(
+            caps=plan.caps,
             totals=totals,
             paths=[batch.path],
             path_idx=np.zeros(len(docs), np.int32),
@@ -377,17 +395,25 @@ class TriggerDetector(Detector):
             return _Switches(ukeys, support, df, last, a.hist + b.hist,
                              a.background + b.background, a.docs_with_switch + b.docs_with_switch,
                              a.docs + b.docs)
-        return _merge_evidence(a, b, None)
+        return _merge_evidence(a, b, a.caps)
 
     @classmethod
     def compact(cls, pass_index: int, plan: _Plan, acc: Any) -> Any:
         if pass_index == 0 and acc is not None and acc.uni is not None:
+            # Sparse (index + count) only pays when few slots are used; a well-filled table
+            # travels dense.
+            used_bi = np.count_nonzero(acc.bi)
+            if used_bi * 9 > acc.bi.nbytes:
+                return acc
             ui = np.flatnonzero(acc.uni)
             bi_ = np.flatnonzero(acc.bi)
             return _Counts(sparse=(ui, acc.uni[ui], bi_, acc.bi[bi_]), docs=acc.docs,
                            bits=acc.bits)
         if pass_index == 2 and acc is not None:
-            acc.sample = _trim_sample(acc.sample)
+            merged = _concat_evidence(acc)
+            merged = _drop_over_cap(merged, plan.caps)
+            merged.sample = _trim_sample(merged.sample)
+            return merged
         return acc
 
     # ---------------------------------------------------------------- driver
@@ -417,6 +443,11 @@ class TriggerDetector(Detector):
         mask = (sw.support >= floor) & ((sw.df < 0) | (sw.df <= _caps(sw.support)))
         keys, support, last = sw.keys[mask], sw.support[mask], sw.last[mask]
         order = np.lexsort((keys, -support))[:MAX_CANDIDATES]
+        # Memory bounded by design: every candidate may store up to its cap of occurrences, so
+        # take candidates (most supported first) while the caps add up to the evidence budget.
+        room = max(1, int(0.25 * self.config.memory_budget) // OCCURRENCE_BYTES)
+        fits = np.cumsum(_caps(support[order])) <= room
+        order = order[fits] if fits.any() else order[:1]
         self._cand_keys = keys[order]
         self._cand_support = support[order]
         self._cand_last = last[order]
@@ -622,33 +653,43 @@ class TriggerDetector(Detector):
         }
 
 
+def _concat_evidence(parts: list[_Evidence], totals: np.ndarray | None = None) -> _Evidence:
+    """One partial from several; ``totals`` defaults to the last part's (running totals)."""
+    paths = sorted({p for part in parts for p in part.paths})
+    where = {p: i for i, p in enumerate(paths)}
+    remaps = [np.array([where[p] for p in part.paths], np.int32) for part in parts]
+    return _Evidence(
+        caps=parts[0].caps,
+        totals=parts[-1].totals if totals is None else totals,
+        paths=paths,
+        path_idx=np.concatenate([r[part.path_idx] for r, part in zip(remaps, parts)]),
+        rows=np.concatenate([part.rows for part in parts]),
+        ids=pa.concat_arrays([part.ids.cast(pa.string()) for part in parts]),
+        ints=np.concatenate([part.ints for part in parts]),
+        floats=np.concatenate([part.floats for part in parts]),
+        sample=[entry for part in parts for entry in part.sample],
+    )
+
+
+def _select_rows(ev: _Evidence, sel: np.ndarray) -> _Evidence:
+    """The partial restricted to the occurrence rows ``sel`` (totals and sample unchanged)."""
+    return _Evidence(ev.totals, ev.paths, ev.path_idx[sel], ev.rows[sel],
+                     ev.ids.take(pa.array(sel, pa.int64())), ev.ints[sel], ev.floats[sel],
+                     ev.sample, ev.caps)
+
+
+def _drop_over_cap(ev: _Evidence, caps: np.ndarray | None) -> _Evidence:
+    """Drop the rows of candidates that occur more often than their cap (too common)."""
+    if caps is None or not len(ev.ints):
+        return ev
+    keep = ev.totals[ev.ints[:, _CAND]] <= caps[ev.ints[:, _CAND]]
+    return ev if keep.all() else _select_rows(ev, np.flatnonzero(keep))
+
+
 def _merge_evidence(a: _Evidence, b: _Evidence, caps: np.ndarray | None) -> _Evidence:
     """Concatenate two evidence partials (dropping candidates past their cap when ``caps``)."""
-    paths = sorted(set(a.paths) | set(b.paths))
-    where = {p: i for i, p in enumerate(paths)}
-    remap_a = np.array([where[p] for p in a.paths], np.int32)
-    remap_b = np.array([where[p] for p in b.paths], np.int32)
-    totals = a.totals + b.totals
-    merged = _Evidence(
-        totals=totals,
-        paths=paths,
-        path_idx=np.concatenate([remap_a[a.path_idx], remap_b[b.path_idx]]),
-        rows=np.concatenate([a.rows, b.rows]),
-        ids=pa.concat_arrays([a.ids.cast(pa.string()), b.ids.cast(pa.string())]),
-        ints=np.concatenate([a.ints, b.ints]),
-        floats=np.concatenate([a.floats, b.floats]),
-        sample=a.sample + b.sample,  # trimmed when a shard is compacted and before scoring
-    )
-    if caps is not None and len(merged.ints):
-        keep = totals[merged.ints[:, _CAND]] <= caps[merged.ints[:, _CAND]]
-        if not keep.all():
-            sel = np.flatnonzero(keep)
-            merged.path_idx = merged.path_idx[sel]
-            merged.rows = merged.rows[sel]
-            merged.ids = merged.ids.take(pa.array(sel))
-            merged.ints = merged.ints[sel]
-            merged.floats = merged.floats[sel]
-    return merged
+    merged = _concat_evidence([a, b], a.totals + b.totals)
+    return _drop_over_cap(merged, caps)
 
 
 def _doc_hash(path: str, rows: np.ndarray) -> np.ndarray:
