@@ -17,6 +17,7 @@ from click.testing import CliRunner
 from engine_corpus import comparable, corpus_records, write_shards
 
 from poisonscan.cli import cli
+from poisonscan.report.suspects import read_suspects
 
 moto_server = pytest.importorskip("moto.server", reason="moto is not installed (the test extra)")
 
@@ -69,17 +70,28 @@ def test_an_s3_prefix_scans_like_the_same_files_on_disk(
     s3: tuple[dict[str, str], Path], tmp_path: Path
 ) -> None:
     env, local = s3
-    code_local, on_disk, _ = _scan(str(local), "-j", "2", "-q", env=env)
-    code, remote, err = _scan(f"s3://{BUCKET}/{PREFIX}/", "-j", "2", "-q", env=env)
+    code_local, on_disk, _ = _scan(str(local), "-j", "2", "-q", "--suspects",
+                                   str(tmp_path / "local.csv"), env=env)
+    code, remote, err = _scan(f"s3://{BUCKET}/{PREFIX}/", "-j", "2", "-q", "--suspects",
+                              str(tmp_path / "remote.csv"), env=env)
     assert code == code_local, err
     names = sorted(i["path"].rsplit("/", 1)[1] for i in remote["inputs"])
     assert names == sorted(p.name for p in local.iterdir() if not p.name.startswith("."))
     assert {i["format"] for i in remote["inputs"]} == {"jsonl", "parquet"}
     assert any(i["path"].endswith(".jsonl.gz") for i in remote["inputs"])
-    # Same triggers, documents and rows; only the paths differ.
+    # Same inputs, findings and suspect documents; only the paths differ (and so may the examples:
+    # the detectors sample them by a hash of path and row).
     as_local = json.loads(json.dumps(remote).replace(f"s3://{BUCKET}/{PREFIX}/", f"{local}/"))
+    for report in (as_local, on_disk):
+        for finding in report["findings"]:
+            finding.pop("examples")
     assert comparable(as_local) == comparable(on_disk)
     assert on_disk["findings"] and on_disk["findings"][0]["documents"] >= 5
+    suspects = [read_suspects(tmp_path / f"{n}.csv").to_pylist() for n in ("local", "remote")]
+    for rows in suspects:
+        for row in rows:
+            row["path"] = row["path"].rsplit("/", 1)[1]
+    assert suspects[0] == suspects[1] and len(suspects[0]) >= 5
 
     # Object storage and --state: the second run reuses every shard of every pass.
     state = tmp_path / "state"
