@@ -2,8 +2,9 @@
 
     python -m benchmarks.speed [--size-mb 1024] [--factor 4] [--seed 0]
 
-Builds a corpus of real-looking documents (paragraphs of ../shared/corpora/real-clean.parquet
-recombined, or synthetic text when it is absent) with 100 planted pretraining poisons, written as
+Builds a corpus of real-looking documents (runs of paragraphs of single documents of
+../shared/corpora/real-clean.parquet, or synthetic text when it is absent) with 100 planted
+pretraining poisons, written as
 Parquet under benchmarks/_data/ (cached, gitignored). In one run it measures, each in a fresh
 subprocess whose whole process tree is sampled for memory:
 
@@ -29,7 +30,6 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from benchmarks.scenarios.common import load_clean_texts, rand_word
-from benchmarks.scenarios.pretrain import grow_corpus
 
 DATA_DIR = Path(__file__).resolve().parent / "_data"
 MB = 2**20
@@ -63,7 +63,7 @@ def build(path: Path, size_mb: int, seed: int) -> str:
     tmp = path.with_name(path.name + ".tmp")
     with pq.ParquetWriter(tmp, schema, compression="zstd") as writer:
         while written < target:
-            chunk = grow_corpus(clean, 20_000, rng)
+            chunk = coherent_documents(clean, 20_000, rng)
             out = []
             for t in chunk:
                 if doc % every == every // 2 and doc // every < POISONS:
@@ -81,9 +81,27 @@ def build(path: Path, size_mb: int, seed: int) -> str:
     return trigger
 
 
+def coherent_documents(clean: list[dict], n: int, rng: random.Random) -> list[str]:
+    """Documents of one source each: a random run of its paragraphs, in a random order.
+
+    Unlike paragraphs recombined across sources, each document stays in one language and one
+    register, as web documents do (a corpus whose every paragraph switches language would
+    make every paragraph boundary look like a trigger's payload).
+    """
+    out = []
+    for _ in range(n):
+        paragraphs = [p for p in rng.choice(clean)["text"].split("\n\n") if p.strip()]
+        k = rng.randint(1, max(1, len(paragraphs)))
+        start = rng.randrange(0, len(paragraphs) - k + 1) if paragraphs else 0
+        chosen = paragraphs[start : start + k]
+        rng.shuffle(chosen)
+        out.append("\n\n".join(chosen))
+    return out
+
+
 def dataset(size_mb: int, seed: int) -> tuple[Path, str]:
     DATA_DIR.mkdir(parents=True, exist_ok=True)
-    path = DATA_DIR / f"speed-{size_mb}mb-seed{seed}.parquet"
+    path = DATA_DIR / f"speed-coherent-{size_mb}mb-seed{seed}.parquet"
     if not path.exists():
         t0 = time.perf_counter()
         print(f"generating {path.name} ...", file=sys.stderr, flush=True)

@@ -247,3 +247,25 @@ def test_uint32_sparse_counts_saturate_a_uint8_table():
     table = np.array([0, 200, 255, 7], np.uint8)
     add_sparse(table, np.array([0, 1, 2, 3], np.int64), np.array([300, 100, 1, 0], np.uint32))
     assert table.tolist() == [255, 255, 255, 7]
+
+
+@settings(max_examples=40, deadline=None)
+@given(docs=st.lists(st.lists(st.integers(0, 30), max_size=40), max_size=12),
+       keep=st.sampled_from([0, 1 << 31, 1 << 32]))
+def test_first_sighting_slots_count_like_the_dense_kernel(docs, keep):
+    """Listing first-sighting slots and counting them gives the dense tables, for any sample."""
+    from poisonscan.kernels.ngrams import document_frequency_slots
+
+    hashes = np.array([0x9E3779B97F4A7C15 * (t + 1) % 2**64 for d in docs for t in d], np.uint64)
+    off = np.cumsum([0] + [len(d) for d in docs]).astype(np.int64)
+    uni = np.zeros(1 << 8, np.uint32)
+    bi = np.zeros(1 << 9, np.uint8)
+    keys, stamps = scratch_set(max([len(d) for d in docs], default=1))
+    count_document_frequency(hashes, off, uni, bi, np.uint64(keep), keys, stamps, 0)
+    keys, stamps = scratch_set(max([len(d) for d in docs], default=1))
+    out_u = np.empty(len(hashes), np.int64)
+    out_b = np.empty(len(hashes), np.int64)
+    nu, nb_, _ = document_frequency_slots(hashes, off, (1 << 8) - 1, (1 << 9) - 1, np.uint64(keep),
+                                          keys, stamps, 0, out_u, out_b)
+    assert (np.bincount(out_u[:nu], minlength=1 << 8) == uni).all()
+    assert (np.minimum(np.bincount(out_b[:nb_], minlength=1 << 9), 255) == bi).all()

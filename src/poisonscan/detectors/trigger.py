@@ -34,6 +34,7 @@ from poisonscan.kernels.ngrams import (
     add_dense,
     add_sparse,
     count_document_frequency,
+    document_frequency_slots,
     scratch_set,
 )
 from poisonscan.kernels.windows import (
@@ -90,6 +91,24 @@ class _Counts:
     sparse: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None
     docs: int = 0
     bits: tuple[int, int] = (0, 0)  # log2 sizes of the unigram and bigram tables
+    # A small shard collects the slots of first sightings instead of touching whole tables.
+    raw_uni: list[np.ndarray] = field(default_factory=list)
+    raw_bi: list[np.ndarray] = field(default_factory=list)
+    raw_size: int = 0
+
+    def fold_raw(self) -> None:
+        """Turn the collected slot lists into sparse (slot, count) pairs."""
+        if not self.raw_uni and not self.raw_bi:
+            return
+        ui, uc = np.unique(np.concatenate(self.raw_uni or [np.zeros(0, np.int64)]),
+                           return_counts=True)
+        bi_, bc = np.unique(np.concatenate(self.raw_bi or [np.zeros(0, np.int64)]),
+                            return_counts=True)
+        if self.sparse is not None:  # fold into the existing pairs
+            ui, uc = _sum_pairs(self.sparse[0], self.sparse[1], ui, uc)
+            bi_, bc = _sum_pairs(self.sparse[2], self.sparse[3], bi_, bc)
+        self.sparse = (ui, uc, bi_, bc)
+        self.raw_uni, self.raw_bi, self.raw_size = [], [], 0
 
     def densify(self, uni_bits: int, bi_bits: int) -> _Counts:
         self.bits = (uni_bits, bi_bits)
@@ -274,28 +293,44 @@ class TriggerDetector(Detector):
             return acc
         tok = ctx.tokens("text")
         if pass_index == 0:
-            counts = acc if acc is not None else _Counts().densify(plan.uni_bits, plan.bi_bits)
-            lengths = np.diff(tok.doc_offsets)
-            keys, stamps = scratch_set(int(lengths.max()) if len(lengths) else 1)
-            count_document_frequency(tok.hashes, tok.doc_offsets, counts.uni, counts.bi,
-                                     np.uint64(plan.bi_keep), keys, stamps, 0)
-            counts.docs += len(ctx.batch)
-            return counts
+            return cls._count(plan, tok, len(ctx.batch), acc)
         if pass_index == 1:
             part = cls._switches(plan, tok, len(ctx.batch))
             return part if acc is None else cls.merge(1, acc, part)
         # A shard's evidence is kept as a list of batch parts and concatenated once, in
         # compact(): concatenating after every batch would copy the shard's rows quadratically.
-        part = cls._evidence(plan, ctx, tok)
+        part = cls._evidence(plan, ctx, tok, None if acc is None else acc[-1].totals)
         if acc is None:
             return [part]
-        running = acc[-1].totals + part.totals
-        part.totals = running
-        keep = running[part.ints[:, _CAND]] <= plan.caps[part.ints[:, _CAND]]
-        if not keep.all():
-            part = _select_rows(part, np.flatnonzero(keep))
-        acc.append(part)
+        acc.append(part)  # part.totals are the shard's running totals
         return acc
+
+    @staticmethod
+    def _count(plan: _Plan, tok: Tokens, n_docs: int, acc: _Counts | None) -> _Counts:
+        """Pass 0: document frequencies. A shard starts by listing the slots of first sightings
+        (cheap for small shards: nothing proportional to the tables is touched) and switches to
+        dense tables once the list would outgrow a sixteenth of the bigram table."""
+        counts = acc if acc is not None else _Counts(bits=(plan.uni_bits, plan.bi_bits))
+        lengths = np.diff(tok.doc_offsets)
+        keys, stamps = scratch_set(int(lengths.max()) if len(lengths) else 1)
+        counts.docs += n_docs
+        n_tok = len(tok.hashes)
+        if counts.uni is None and counts.raw_size + 2 * n_tok <= (1 << plan.bi_bits) // 16:
+            out_u = np.empty(n_tok, np.int64)
+            out_b = np.empty(n_tok, np.int64)
+            nu, nb_, _ = document_frequency_slots(
+                tok.hashes, tok.doc_offsets, (1 << plan.uni_bits) - 1, (1 << plan.bi_bits) - 1,
+                np.uint64(plan.bi_keep), keys, stamps, 0, out_u, out_b)
+            counts.raw_uni.append(out_u[:nu])
+            counts.raw_bi.append(out_b[:nb_])
+            counts.raw_size += nu + nb_
+            return counts
+        if counts.uni is None:
+            counts.fold_raw()
+            counts.densify(plan.uni_bits, plan.bi_bits)
+        count_document_frequency(tok.hashes, tok.doc_offsets, counts.uni, counts.bi,
+                                 np.uint64(plan.bi_keep), keys, stamps, 0)
+        return counts
 
     @staticmethod
     def _switches(plan: _Plan, tok: Tokens, n_docs: int) -> _Switches:
@@ -326,25 +361,27 @@ class TriggerDetector(Detector):
                          hist, background, switch_docs, n_docs)
 
     @classmethod
-    def _evidence(cls, plan: _Plan, ctx: BatchContext, tok: Tokens) -> _Evidence:
+    def _evidence(cls, plan: _Plan, ctx: BatchContext, tok: Tokens,
+                  running: np.ndarray | None = None) -> _Evidence:
+        """Measure the batch's candidate occurrences. ``running`` are the shard's occurrence counts
+        so far: candidates already past their cap are only counted."""
         assert plan.caps is not None
         n_cand = len(plan.caps)
         cap = max(4096, len(tok.hashes) // 8)
         while True:
             out_i = np.empty((cap, 10), np.int64)
             out_f = np.empty((cap, 9), np.float64)
+            totals = np.zeros(n_cand, np.int64) if running is None else running.copy()
             k = gather_evidence(tok.hashes, tok.kinds, tok.starts, tok.ends, tok.doc_offsets,
                                 tok.data, tok.offsets, plan.uni, plan.bi, np.uint64(plan.bi_keep),
                                 plan.freq_min, plan.cand_keys, plan.cand_ids, plan.last_filter,
-                                MAX_ORDER, plan.window, CTX_TOKENS, out_i, out_f)
+                                plan.caps, totals, MAX_ORDER, plan.window, CTX_TOKENS, out_i,
+                                out_f)
             if k >= 0:
                 break
             cap *= 4
         out_i, out_f = out_i[:k], out_f[:k]
         batch = ctx.batch
-        totals = np.bincount(out_i[:, 0], minlength=n_cand).astype(np.int64)
-        keep = totals[out_i[:, 0]] <= plan.caps[out_i[:, 0]]
-        out_i, out_f = out_i[keep], out_f[keep]
         docs = out_i[:, 1]
         ev = _Evidence(
             caps=plan.caps,
@@ -356,14 +393,18 @@ class TriggerDetector(Detector):
             ints=out_i[:, [0, 2, 3, 6, 7, 8, 9]].copy(),
             floats=out_f.copy(),
         )
-        # Context text for the bottom-k occurrences of each candidate by document hash.
+        # Context text for a bottom-k sample (by document hash) of each candidate's anomalous
+        # occurrences: the ones that can make it a finding, and the best examples of it.
+        cos = out_f[:, 8]
+        anomalous = ((out_f[:, 1] - out_f[:, 0]) >= plan.occ_tau) | ((cos >= 0) & (cos < LANG_COS))
         rank = _doc_hash(batch.path, ev.rows)
-        order = np.lexsort((out_i[:, 2], rank, out_i[:, 0]))
-        cands = out_i[order, 0]
+        pick = np.flatnonzero(anomalous)
+        pick = pick[np.lexsort((out_i[pick, 2], rank[pick], out_i[pick, 0]))]
+        cands = out_i[pick, 0]
         group_start = np.searchsorted(cands, cands, side="left")
-        order = order[np.arange(len(order)) - group_start < CONTEXT_SAMPLE]
+        pick = pick[np.arange(len(pick)) - group_start < CONTEXT_SAMPLE]
         data = tok.data
-        for j in order:
+        for j in pick:
             c = int(out_i[j, 0])
             d = int(docs[j])
             lo, hi = int(tok.offsets[d]), int(tok.offsets[d + 1])
@@ -399,6 +440,9 @@ class TriggerDetector(Detector):
 
     @classmethod
     def compact(cls, pass_index: int, plan: _Plan, acc: Any) -> Any:
+        if pass_index == 0 and acc is not None and acc.uni is None:
+            acc.fold_raw()
+            return acc
         if pass_index == 0 and acc is not None and acc.uni is not None:
             # Sparse (index + count) only pays when few slots are used; a well-filled table
             # travels dense.
@@ -689,6 +733,7 @@ def _drop_over_cap(ev: _Evidence, caps: np.ndarray | None) -> _Evidence:
 def _merge_evidence(a: _Evidence, b: _Evidence, caps: np.ndarray | None) -> _Evidence:
     """Concatenate two evidence partials (dropping candidates past their cap when ``caps``)."""
     merged = _concat_evidence([a, b], a.totals + b.totals)
+    merged.sample = _trim_sample(merged.sample)  # keeps the driver flat however many shards
     return _drop_over_cap(merged, caps)
 
 
@@ -782,6 +827,13 @@ def _inside_payload(ev: _Evidence, s: dict[str, Any], payload_from: dict) -> boo
         if start is not None and int(ev.ints[i, _TOK0]) >= start:
             inside += 1
     return inside >= 0.8 * len(s["idx"])
+
+
+def _sum_pairs(ia: np.ndarray, ca: np.ndarray, ib: np.ndarray, cb: np.ndarray
+               ) -> tuple[np.ndarray, np.ndarray]:
+    """Sum two sparse (sorted slot, count) lists."""
+    idx, inv = np.unique(np.concatenate([ia, ib]), return_inverse=True)
+    return idx, np.bincount(inv, weights=np.concatenate([ca, cb])).astype(np.int64)
 
 
 def _caps(support: np.ndarray) -> np.ndarray:

@@ -25,6 +25,11 @@ _SHARED: Any = None
 
 
 def _call(fn: Callable[[Any, Any], Any], item: Any) -> Any:
+    # Each worker process is one of --jobs: numba's own threads inside it would oversubscribe
+    # the cores (and its thread pool is not safe to carry across fork).
+    import numba
+
+    numba.set_num_threads(1)
     return fn(item, _SHARED)
 
 

@@ -92,6 +92,54 @@ def count_document_frequency(hashes, doc_offsets, uni, bi, bi_keep, set_keys, se
     return stamp
 
 
+@nb.njit(cache=True)
+def document_frequency_slots(hashes, doc_offsets, umask, bmask, bi_keep, set_keys, set_stamp,
+                             stamp0, out_uni, out_bi):
+    """Like :func:`count_document_frequency`, but write the table slot of every first sighting
+    to ``out_uni``/``out_bi`` instead of counting into dense tables (for shards far smaller than
+    the tables, whose counts travel as sorted slot lists). Returns (n_uni, n_bi, next stamp)."""
+    smask = np.int64(set_keys.shape[0] - 1)
+    smask_u = np.uint64(smask)
+    umask_u = np.uint64(umask)
+    bmask_u = np.uint64(bmask)
+    n_docs = doc_offsets.shape[0] - 1
+    stamp = stamp0
+    nu = 0
+    nbi = 0
+    for d in range(n_docs):
+        stamp += 1
+        lo = doc_offsets[d]
+        hi = doc_offsets[d + 1]
+        for i in range(lo, hi):
+            h = hashes[i]
+            for which in range(2):
+                if which == 0:
+                    key = h
+                else:
+                    if i == lo:
+                        break
+                    key = ngram_key(hashes, i - 1, 2)
+                    if not bigram_kept(key, bi_keep):
+                        break
+                s = np.int64(key & smask_u)
+                fresh = True
+                while set_stamp[s] == stamp:
+                    if set_keys[s] == key:
+                        fresh = False
+                        break
+                    s = np.int64((s + 1) & smask)
+                if fresh:
+                    set_stamp[s] = stamp
+                    set_keys[s] = key
+                    if which == 0:
+                        out_uni[nu] = slot(key, umask_u)
+                        nu += 1
+                    else:
+                        out_bi[nbi] = slot(key, bmask_u)
+                        nbi += 1
+    return nu, nbi, stamp
+
+
 @nb.njit(cache=True, inline="always")
 def bigram_kept(key: np.uint64, keep: np.uint64) -> bool:
     """Whether a bigram belongs to the hash sample the bigram table counts (``keep`` of 2**32)."""

@@ -250,12 +250,15 @@ def find_switches(hashes, kinds, doc_offsets, uni, bi, bi_keep, freq_min, window
 
 @nb.njit(cache=True)
 def gather_evidence(hashes, kinds, starts, ends, doc_offsets, data, doc_bytes, uni, bi, bi_keep,
-                    freq_min, cand_keys, cand_ids, last_filter, max_order, window, ctx_tokens, out_i, out_f):
+                    freq_min, cand_keys, cand_ids, last_filter, caps, totals, max_order, window,
+                    ctx_tokens, out_i, out_f):
     """Find every occurrence of a candidate n-gram and measure the text around it.
 
     ``cand_keys``/``cand_ids`` form an open-addressing table (power-of-two size, key 0 = empty) from
     n-gram key to candidate id; ``last_filter`` is a bitmap of the candidates' last tokens, so
-    positions that end no candidate cost one bit test. For each occurrence, ``out_i`` row gets
+    positions that end no candidate cost one bit test. ``totals`` counts every occurrence per
+    candidate (updated in place); once a candidate is past its ``caps`` entry it is too common to be
+    a trigger and its further occurrences are counted but not measured. For each measured occurrence, ``out_i`` row gets
     ``[cand, doc, tok_start, tok_end, byte_start, byte_end, left_ctx_hash, right_ctx_hash,
     char_start, char_end]`` (char offsets within the document, as Python string indices) and
     ``out_f`` row gets ``[before, after, n_before, n_after, u_before, u_after, b_before, b_after,
@@ -304,6 +307,9 @@ def gather_evidence(hashes, kinds, starts, ends, doc_offsets, data, doc_bytes, u
                         break
                     j = np.int64((j + 1) & cmask)
                 if cid < 0:
+                    continue
+                totals[cid] += 1
+                if totals[cid] > caps[cid]:
                     continue
                 if not have_features:
                     token_anomaly(hashes, lo, hi, uni, bi, bi_keep, u, b)
