@@ -121,5 +121,9 @@ class Finding:
 
 
 def rank_findings(findings: list[Finding]) -> list[Finding]:
-    """Deterministic order: score descending, then severity, detector and id."""
-    return sorted(findings, key=lambda f: (-round(f.score, 9), -f.severity.rank, f.detector, f.id))
+    """Deterministic order: severity (high first), then score descending, detector and id.
+
+    Scores are comparable within a detector, not across detectors (a campaign's score is not on a
+    trigger's scale), so severity leads: a user reads the findings to act on first.
+    """
+    return sorted(findings, key=lambda f: (-f.severity.rank, -round(f.score, 9), f.detector, f.id))

@@ -60,12 +60,14 @@ def test_report_keys_types_and_order(make_result) -> None:
             assert example["snippet"][example["start"] : example["end"]] == finding["trigger"]
 
 
-def test_findings_are_ranked_by_score(make_result) -> None:
+def test_findings_are_ranked_by_severity_then_score(make_result) -> None:
     low = make_finding("aa", severity=Severity.LOW, score=1.0)
     high = make_finding("bb", score=7.0)
     medium = make_finding("cc", severity=Severity.MEDIUM, score=3.0)
-    report = report_dict(make_result([low, high, medium]))
-    assert [f["trigger"] for f in report["findings"]] == ["bb", "cc", "aa"]
+    strong_medium = make_finding("dd", severity=Severity.MEDIUM, score=70.0)  # another scale
+    weak_high = make_finding("ee", score=0.5)
+    report = report_dict(make_result([low, high, medium, strong_medium, weak_high]))
+    assert [f["trigger"] for f in report["findings"]] == ["bb", "ee", "dd", "cc", "aa"]
 
 
 def test_evidence_numbers_become_plain_json(make_result) -> None:

@@ -94,7 +94,8 @@ def test_levels_and_fingerprints_of_hand_built_findings(severity: Severity) -> N
     finding = make_finding(severity=severity)
     doc = sarif_dict(make_result([finding, make_finding(None, detector="campaign", score=1.0)]))
     _validate(doc)
-    result = doc["runs"][0]["results"][0]
+    [result] = [r for r in doc["runs"][0]["results"]
+                if r["partialFingerprints"]["poisonscanFindingId/v1"] == finding.id]
     assert result["level"] == {"high": "error", "medium": "warning", "low": "note"}[severity.value]
     assert result["partialFingerprints"] == {"poisonscanFindingId/v1": finding.id}
 

@@ -32,7 +32,7 @@ def test_findings_ranked_with_examples_and_verdict(make_result) -> None:
     findings = [make_finding("cf", severity=Severity.LOW, score=1.0), make_finding()]
     out = _render(make_result(findings))
     assert out.index(TRIGGER) < out.index("“cf”")
-    assert "2 findings, highest score first" in out
+    assert "2 findings, most severe first" in out
     assert "FAIL: 1 finding at or above --fail-on high." in out
     # at most three examples per finding, control characters made visible, markup kept literal
     assert out.count("data/part-0.jsonl:3 [text]") == 2

@@ -112,7 +112,7 @@ def input_dict(summary: InputSummary, sha256: str | None = None) -> dict[str, An
 
 
 def report_dict(result: ScanResult) -> dict[str, Any]:
-    """The whole report as a JSON-ready dict, findings ranked by score (highest first)."""
+    """The whole report as a JSON-ready dict, findings ranked by severity, then score."""
     from poisonscan.findings import rank_findings
 
     hashes = result.artifacts.get(SHA256_ARTIFACT) or {}

@@ -160,7 +160,7 @@ def render_table(result: ScanResult, console: Console) -> None:
     else:
         n = len(findings)
         console.print(
-            Text(f"{n} finding{'s' if n != 1 else ''}, highest score first", style="bold")
+            Text(f"{n} finding{'s' if n != 1 else ''}, most severe first", style="bold")
         )
         console.print(_findings_table(findings))
         if n > MAX_ROWS:
