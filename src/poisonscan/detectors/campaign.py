@@ -562,6 +562,11 @@ class CampaignDetector(Detector):
                 severity = Severity.HIGH if payload else Severity.MEDIUM
             else:
                 severity = Severity.LOW
+            if self._field[0] == "response" and severity is not Severity.LOW:
+                # In fine-tuning data, answers from one template (refusals, disclaimers) are
+                # the dataset's style, not a campaign; whether an answer flips with a prompt
+                # phrase is the sft-trigger detector's question. The cluster stays as context.
+                severity = Severity.LOW
             score = (
                 size
                 * (1.0 - boiler)
