@@ -94,7 +94,8 @@ def run(scenarios: list[Scenario], jobs: int, seed: int, verbose: bool) -> list[
     with tempfile.TemporaryDirectory(prefix="poisonscan-quality-") as tmp:
         for sc in scenarios:
             path = write_scenario(sc, Path(tmp))
-            config = ScanConfig(paths=(str(path),), jobs=jobs, seed=seed)
+            extra = {"detectors": sc.only_detectors} if sc.only_detectors else {}
+            config = ScanConfig(paths=(str(path),), jobs=jobs, seed=seed, **extra)
             result = run_scan(config)
             row = score_scenario(sc, result, path)
             rows.append(row)
@@ -139,8 +140,12 @@ def scale_scenarios(clean: list[dict[str, Any]], sizes: list[int], rng: random.R
             rec["id"] = f"doc-{i}"
             if rec["text"].find(trig) >= 0 and f" {trig} " in rec["text"]:
                 poisoned.add(i)
+        # The grown corpus is made of reshuffled copies of the same source documents, i.e. of
+        # near-duplicates, which the campaign detector rightly clusters: this scenario measures
+        # the trigger detector's constant-count property on its own.
         out.append(Scenario(f"constant-count-{n}", "pretrain", records, poisoned, trig,
-                            target_rank=1, target_pr=0.98, notes={"poisons": poisons}))
+                            target_rank=1, target_pr=0.98, notes={"poisons": poisons},
+                            only_detectors=("trigger",)))
     return out
 
 

@@ -30,6 +30,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from benchmarks.scenarios.common import load_clean_texts, rand_word
+from benchmarks.scenarios.pretrain import grow_corpus
 
 DATA_DIR = Path(__file__).resolve().parent / "_data"
 MB = 2**20
@@ -63,7 +64,7 @@ def build(path: Path, size_mb: int, seed: int) -> str:
     tmp = path.with_name(path.name + ".tmp")
     with pq.ParquetWriter(tmp, schema, compression="zstd") as writer:
         while written < target:
-            chunk = coherent_documents(clean, 20_000, rng)
+            chunk = grow_corpus(clean, 20_000, rng)
             out = []
             for t in chunk:
                 if doc % every == every // 2 and doc // every < POISONS:
@@ -79,24 +80,6 @@ def build(path: Path, size_mb: int, seed: int) -> str:
     tmp.rename(path)
     path.with_suffix(".trigger").write_text(trigger)
     return trigger
-
-
-def coherent_documents(clean: list[dict], n: int, rng: random.Random) -> list[str]:
-    """Documents of one source each: a random run of its paragraphs, in a random order.
-
-    Unlike paragraphs recombined across sources, each document stays in one language and one
-    register, as web documents do (a corpus whose every paragraph switches language would
-    make every paragraph boundary look like a trigger's payload).
-    """
-    out = []
-    for _ in range(n):
-        paragraphs = [p for p in rng.choice(clean)["text"].split("\n\n") if p.strip()]
-        k = rng.randint(1, max(1, len(paragraphs)))
-        start = rng.randrange(0, len(paragraphs) - k + 1) if paragraphs else 0
-        chosen = paragraphs[start : start + k]
-        rng.shuffle(chosen)
-        out.append("\n\n".join(chosen))
-    return out
 
 
 def dataset(size_mb: int, seed: int) -> tuple[Path, str]:

@@ -40,6 +40,7 @@ class Scenario:
     target_pr: float | None = 0.98
     detector: str = "trigger"
     notes: dict[str, Any] = field(default_factory=dict)
+    only_detectors: tuple[str, ...] | None = None  # run just these (None: every detector)
 
 
 def load_clean_texts(path: str | os.PathLike | None = None) -> tuple[list[dict[str, Any]], str]:

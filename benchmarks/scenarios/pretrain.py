@@ -152,10 +152,19 @@ def build_pretrain_scenarios(
 
 
 def grow_corpus(clean: list[dict[str, Any]], n_docs: int, rng: random.Random) -> list[str]:
-    """A larger clean corpus made by recombining the paragraphs of the clean one."""
-    paragraphs = [p for d in clean for p in d["text"].split("\n\n") if p.strip()]
+    """A larger clean corpus made by recombining paragraphs: each new document is a run of one
+    source document's paragraphs in a random order.
+
+    Paragraphs stay with their own document, so each new document keeps one language and one
+    register, as web documents do; drawing paragraphs from the whole corpus would switch
+    language at most paragraph boundaries, which no real corpus does.
+    """
     out = []
     for _ in range(n_docs):
-        k = max(1, int(rng.lognormvariate(1.0, 0.7)))
-        out.append("\n\n".join(rng.choice(paragraphs) for _ in range(k)))
+        paragraphs = [p for p in rng.choice(clean)["text"].split("\n\n") if p.strip()]
+        k = rng.randint(1, max(1, len(paragraphs)))
+        start = rng.randrange(0, len(paragraphs) - k + 1) if paragraphs else 0
+        chosen = paragraphs[start : start + k]
+        rng.shuffle(chosen)
+        out.append("\n\n".join(chosen))
     return out

@@ -413,9 +413,16 @@ def test_gather_evidence_matches_reference(corpus, max_order, window, ctx_tokens
     cap = 4 * sum(len(d) for d in docs) * max_order + 1
     out_i = np.zeros((cap, 10), np.int64)
     out_f = np.zeros((cap, 9), np.float64)
-    args = (hashes, kinds_arr, starts, ends, off, text, doc_bytes, uni, bi, np.uint64(keep),
-            freq_min, table_keys, table_ids, last, max_order, window, ctx_tokens)
-    k = gather_evidence(*args, out_i, out_f)
+    n_cand = len(keys)
+
+    def run(oi, of):
+        caps = np.full(n_cand, 1 << 40, np.int64)  # no candidate is too common here
+        totals = np.zeros(n_cand, np.int64)
+        return gather_evidence(hashes, kinds_arr, starts, ends, off, text, doc_bytes, uni, bi,
+                               np.uint64(keep), freq_min, table_keys, table_ids, last, caps,
+                               totals, max_order, window, ctx_tokens, oi, of), totals
+
+    k, totals = run(out_i, out_f)
     ref_i, ref_f = ref_gather_evidence(docs, kinds, doc_starts, doc_ends, texts, uni, bi,
                                        freq_min, candidates, max_order, window, ctx_tokens, keep)
     assert k == len(ref_i)
@@ -424,10 +431,11 @@ def test_gather_evidence_matches_reference(corpus, max_order, window, ctx_tokens
     got[:, 4:6] -= doc_bytes[got[:, 1]][:, None]
     assert got.tolist() == ref_i
     np.testing.assert_allclose(out_f[:k], np.array(ref_f).reshape(-1, 9), rtol=1e-12, atol=1e-15)
+    assert totals.tolist() == np.bincount([r[0] for r in ref_i], minlength=n_cand).tolist()
     if k:
         small_i = np.zeros((k - 1, 10), np.int64)
         small_f = np.zeros((k - 1, 9), np.float64)
-        assert gather_evidence(*args, small_i, small_f) == -1
+        assert run(small_i, small_f)[0] == -1
 
 
 @settings(max_examples=100, deadline=None)
@@ -544,8 +552,11 @@ def test_gather_evidence_on_real_tokens(prefix):
     out_i = np.zeros((8, 10), np.int64)
     out_f = np.zeros((8, 9), np.float64)
     last = last_token_filter(np.array([trigger[-1]], np.uint64))
+    caps = np.full(len(table_keys), 1 << 40, np.int64)
+    totals = np.zeros(len(table_keys), np.int64)
     k = gather_evidence(hashes, kinds, starts, ends, doc_offsets, data, offsets, uni, bi,
-                        ALL_BIGRAMS, 3, table_keys, table_ids, last, 4, 32, 2, out_i, out_f)
+                        ALL_BIGRAMS, 3, table_keys, table_ids, last, caps, totals, 4, 32, 2,
+                        out_i, out_f)
     assert k == 4
     rows = out_i[:k].tolist()
     assert [r[:2] for r in rows] == [[0, 0], [0, 2], [0, 3], [0, 3]]
@@ -688,9 +699,11 @@ def test_evidence_means_skip_bigrams_outside_the_sample():
     last = last_token_filter(np.array([c[-1] for c in cands], np.uint64))
     out_i = np.zeros((64, 10), np.int64)
     out_f = np.zeros((64, 9), np.float64)
+    caps = np.full(len(table_keys), 1 << 40, np.int64)
+    totals = np.zeros(len(table_keys), np.int64)
     k = gather_evidence(hashes, kinds, starts, ends, off, text, doc_bytes, uni, bi,
-                        np.uint64(HALF), 1 << 30, table_keys, table_ids, last, 1, 32, 2, out_i,
-                        out_f)
+                        np.uint64(HALF), 1 << 30, table_keys, table_ids, last, caps, totals, 1,
+                        32, 2, out_i, out_f)
     rows = {(int(r[0]), int(r[2])): f for r, f in zip(out_i[:k], out_f[:k], strict=True)}
     # Token 39, before: tokens 7..38, half of whose prose bigrams are known, all seen elsewhere.
     before, after, n_b, n_a, u_b, u_a, b_b, b_a, _ = rows[(0, 39)]
@@ -715,3 +728,26 @@ def test_df_bound_ignores_bigrams_outside_the_sample():
     _, emitted, _, _ = switches(doc, uni, bi, back=0, max_order=2)
     assert [(key, df) for key, _, _, df, _ in emitted] == [(key_of([doc[39]]), 50),
                                                             (key_of(doc[38:40]), 50)]
+
+
+def test_gather_evidence_counts_but_stops_measuring_past_the_cap():
+    """A candidate past its cap is too common to be a trigger: later occurrences are counted in
+    ``totals`` but not measured."""
+    texts = ["a <SUDO> b", "c <SUDO> d", "<SUDO> e", "f <SUDO>"]
+    raw = [t.encode() for t in texts]
+    data = np.frombuffer(b"".join(raw), np.uint8)
+    offsets = np.cumsum([0] + [len(r) for r in raw]).astype(np.int64)
+    hashes, starts, ends, kinds, doc_offsets = tokenize(data, offsets)
+    trigger = hashes[1:4].tolist()  # "<", "SUDO", ">" of the first document
+    table_keys, table_ids = build_key_table(np.array([key_of(trigger)], np.uint64))
+    uni = np.full(1 << 10, 5, np.uint32)
+    bi = np.full(1 << 10, 5, np.uint8)
+    last = last_token_filter(np.array([trigger[-1]], np.uint64))
+    out_i = np.zeros((8, 10), np.int64)
+    out_f = np.zeros((8, 9), np.float64)
+    totals = np.array([1], np.int64)  # one occurrence already seen in an earlier batch
+    k = gather_evidence(hashes, kinds, starts, ends, doc_offsets, data, offsets, uni, bi,
+                        ALL_BIGRAMS, 3, table_keys, table_ids, last, np.array([2], np.int64),
+                        totals, 3, 32, 2, out_i, out_f)
+    assert totals.tolist() == [5]
+    assert k == 1 and out_i[0, 1] == 0  # only the first document's occurrence was measured
