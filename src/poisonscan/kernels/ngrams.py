@@ -36,68 +36,46 @@ def slot(key: np.uint64, mask: np.uint64) -> int:
     return np.int64((key >> np.uint64(17)) & mask)
 
 
-@nb.njit(cache=True)
 def count_document_frequency(hashes, doc_offsets, uni, bi, bi_keep, set_keys, set_stamp, stamp0):
     """Add the document frequency of every unigram and bigram of every document into ``uni``/``bi``.
 
     A token (or bigram) repeated inside one document counts once. Only bigrams whose key passes
     :func:`bigram_kept` are counted (a hash sample that keeps the bigram table from filling up on
     corpora with more distinct bigrams than it has slots). Counters saturate at their dtype's
-    maximum. ``set_keys``/``set_stamp`` are a scratch open-addressing set (power-of-two size, at
-    least four times the longest document's tokens) reused across documents through stamps, so
-    nothing is cleared per document. Returns the next free stamp.
+    maximum. ``set_keys``/``set_stamp`` are the scratch set of :func:`document_frequency_slots`.
+    Returns the next free stamp.
     """
-    umask = np.uint64(uni.shape[0] - 1)
-    bmask = np.uint64(bi.shape[0] - 1)
-    umax = np.uint64(np.iinfo(uni.dtype).max)
-    bmax = np.uint64(np.iinfo(bi.dtype).max)
-    smask = np.int64(set_keys.shape[0] - 1)
-    smask_u = np.uint64(smask)
-    n_docs = doc_offsets.shape[0] - 1
-    stamp = stamp0
-    for d in range(n_docs):
-        stamp += 1
-        lo = doc_offsets[d]
-        hi = doc_offsets[d + 1]
-        for i in range(lo, hi):
-            h = hashes[i]
-            for which in range(2):
-                if which == 0:
-                    key = h
-                else:
-                    if i == lo:
-                        break
-                    key = ngram_key(hashes, i - 1, 2)
-                    if not bigram_kept(key, bi_keep):
-                        break
-                # Insert into the per-document set; count only first sightings.
-                s = np.int64(key & smask_u)
-                fresh = True
-                while set_stamp[s] == stamp:
-                    if set_keys[s] == key:
-                        fresh = False
-                        break
-                    s = np.int64((s + 1) & smask)
-                if fresh:
-                    set_stamp[s] = stamp
-                    set_keys[s] = key
-                    if which == 0:
-                        j = slot(key, umask)
-                        if np.uint64(uni[j]) < umax:
-                            uni[j] += 1
-                    else:
-                        j = slot(key, bmask)
-                        if np.uint64(bi[j]) < bmax:
-                            bi[j] += 1
+    n = hashes.shape[0]
+    out_u = np.empty(n, np.int64)
+    out_b = np.empty(n, np.int64)
+    nu, nb_, stamp = document_frequency_slots(hashes, doc_offsets, uni.shape[0] - 1,
+                                              bi.shape[0] - 1, bi_keep, set_keys, set_stamp,
+                                              stamp0, out_u, out_b)
+    _increment(uni, out_u[:nu])
+    _increment(bi, out_b[:nb_])
     return stamp
+
+
+@nb.njit(cache=True)
+def _increment(table, slots):
+    """``table[slot] += 1`` for every slot listed, saturating at the dtype's maximum."""
+    vmax = np.iinfo(table.dtype).max
+    for k in range(slots.shape[0]):
+        j = slots[k]
+        if table[j] < vmax:
+            table[j] += 1
 
 
 @nb.njit(cache=True)
 def document_frequency_slots(hashes, doc_offsets, umask, bmask, bi_keep, set_keys, set_stamp,
                              stamp0, out_uni, out_bi):
-    """Like :func:`count_document_frequency`, but write the table slot of every first sighting
-    to ``out_uni``/``out_bi`` instead of counting into dense tables (for shards far smaller than
-    the tables, whose counts travel as sorted slot lists). Returns (n_uni, n_bi, next stamp)."""
+    """Write the table slot of every first sighting of a unigram and of a (sampled) bigram in
+    each document to ``out_uni``/``out_bi``: counting those slots gives document frequencies.
+
+    ``set_keys``/``set_stamp`` are a scratch open-addressing set (power-of-two size, at least four
+    times the longest document's tokens) reused across documents through stamps, so nothing is
+    cleared per document. Returns (n_uni, n_bi, next stamp).
+    """
     smask = np.int64(set_keys.shape[0] - 1)
     smask_u = np.uint64(smask)
     umask_u = np.uint64(umask)
