@@ -486,9 +486,15 @@ class TriggerDetector(Detector):
         # common words, not triggers: measuring all their occurrences would be wasted work.
         mask = (sw.support >= floor) & ((sw.df < 0) | (sw.df <= _caps(sw.support)))
         keys, support, last = sw.keys[mask], sw.support[mask], sw.last[mask]
-        order = np.lexsort((keys, -support))[:MAX_CANDIDATES]
+        # Most promising first: the share of the n-gram's documents in which it stood right
+        # before a switch (support over its document-frequency bound; a lower bound of that
+        # share for 3- and 4-grams), then support. Ranking by support alone let common phrases
+        # on a large corpus fill the budget before a 100-document trigger got in.
+        bound = np.maximum(np.abs(sw.df[mask]), support).astype(np.float64)
+        share = support / bound
+        order = np.lexsort((keys, -support, -share))[:MAX_CANDIDATES]
         # Memory bounded by design: every candidate may store up to its cap of occurrences, so
-        # take candidates (most supported first) while the caps add up to the evidence budget.
+        # take candidates in that order while the caps add up to the evidence budget.
         room = max(1, int(0.25 * self.config.memory_budget) // OCCURRENCE_BYTES)
         fits = np.cumsum(_caps(support[order])) <= room
         order = order[fits] if fits.any() else order[:1]
