@@ -101,6 +101,7 @@ def run(scenarios: list[Scenario], jobs: int, seed: int, verbose: bool) -> list[
             rows.append(row)
             print(_fmt_row(row), flush=True)
             if verbose:
+                print(f"    stats: {result.stats['detectors'].get('trigger')}")
                 for f in result.findings[:5]:
                     print(f"    {f.severity.value:6} {f.score:9.2f} {f.trigger!r} {f.evidence}")
             path.unlink()

@@ -490,9 +490,12 @@ class TriggerDetector(Detector):
         # before a switch (support over its document-frequency bound; a lower bound of that
         # share for 3- and 4-grams), then support. Ranking by support alone let common phrases
         # on a large corpus fill the budget before a 100-document trigger got in.
+        # Candidates with the support a high finding needs come before those that can at most be
+        # medium, so a big corpus's many small coincidences cannot crowd out a real trigger.
         bound = np.maximum(np.abs(sw.df[mask]), support).astype(np.float64)
         share = support / bound
-        order = np.lexsort((keys, -support, -share))[:MAX_CANDIDATES]
+        can_be_high = support >= 2 * self.config.min_documents
+        order = np.lexsort((keys, -support, -share, ~can_be_high))[:MAX_CANDIDATES]
         # Memory bounded by design: every candidate may store up to its cap of occurrences, so
         # take candidates in that order while the caps add up to the evidence budget.
         room = max(1, int(0.25 * self.config.memory_budget) // OCCURRENCE_BYTES)
