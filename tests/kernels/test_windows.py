@@ -108,7 +108,9 @@ def ref_emit(doc: list[int], u: list[int], e_lo: int, e_hi: int, max_order: int,
                 break
             gram = doc[s : e + 1]
             pairs = [key_of(gram[i : i + 2]) for i in range(order - 1)]
-            df = min([count(uni, h) for h in gram] + [count(bi, k) for k in pairs if kept(k, keep)])
+            bmax = np.iinfo(bi.dtype).max  # a saturated bigram counter bounds nothing
+            df = min([count(uni, h) for h in gram]
+                     + [count(bi, k) for k in pairs if kept(k, keep) and count(bi, k) < bmax])
             sampled = all(kept(k, keep) for k in pairs)
             out.append((key_of(gram), df if order <= 2 else -df, doc[e], sampled))
     return out

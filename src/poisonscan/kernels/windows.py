@@ -148,6 +148,7 @@ def _emit(hashes, lo, u, e_lo, e_hi, max_order, d, jump, uni, bi, bi_keep, out_k
     cap = out_key.shape[0]
     umask = np.uint64(uni.shape[0] - 1)
     bmask = np.uint64(bi.shape[0] - 1)
+    bmax = np.int64(np.iinfo(bi.dtype).max)
     for e in range(e_lo, e_hi + 1):
         df = np.int64(uni[slot(hashes[lo + e], umask)])
         for order in range(1, max_order + 1):
@@ -158,7 +159,9 @@ def _emit(hashes, lo, u, e_lo, e_hi, max_order, d, jump, uni, bi, bi_keep, out_k
                 df = min(df, np.int64(uni[slot(hashes[lo + s], umask)]))
                 key2 = ngram_key(hashes, lo + s, 2)
                 if bigram_kept(key2, bi_keep):  # a bigram outside the sample has no count
-                    df = min(df, np.int64(bi[slot(key2, bmask)]))
+                    c2 = np.int64(bi[slot(key2, bmask)])
+                    if c2 < bmax:  # a saturated counter only says "at least bmax"
+                        df = min(df, c2)
             if k >= cap:
                 return -1
             out_key[k] = ngram_key(hashes, lo + s, order)
