@@ -609,7 +609,12 @@ class TriggerDetector(Detector):
         spread = min(prefix_div, cluster_share)
         # High needs twice the reporting floor: pretraining backdoors take a hundred or more
         # documents, and a handful of natural coincidences must not fail a CI gate.
-        if k >= 2 * min_docs and consistency >= 0.7 and spread >= 0.5 and z >= 5:
+        # A language shift into the *same* text everywhere, made of bigrams other documents use,
+        # is a repeated passage (two paragraphs copied together), not a trigger and its payload.
+        unseen_jump = float(np.mean(f[:, 7]) - np.mean(f[:, 6]))
+        payload_like = unseen_jump >= OCC_TAU * self.attenuation or suffix_div >= 0.5
+        if (k >= 2 * min_docs and consistency >= 0.7 and spread >= 0.5 and z >= 5
+                and payload_like):
             severity = Severity.HIGH
         elif k >= min(3, min_docs) and consistency >= 0.5 and spread >= 0.3 and z >= 3:
             severity = Severity.MEDIUM
