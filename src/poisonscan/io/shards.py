@@ -10,7 +10,7 @@ from poisonscan.io.discover import InputFile
 from poisonscan.io.options import ReadOptions
 from poisonscan.io.parquet import open_parquet
 
-SHARD_BYTES = 256 * 2**20  # uncompressed Parquet bytes per shard
+SHARD_BYTES = 64 * 2**20  # uncompressed Parquet bytes per shard: several per file, for --jobs
 
 
 @dataclass(frozen=True)
