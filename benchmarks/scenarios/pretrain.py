@@ -91,7 +91,7 @@ def build_pretrain_scenarios(
     for t in base_texts:
         ws = _words(t.lower())
         df.update(set(ws))
-        pairs.update(zip(ws, ws[1:]))
+        pairs.update(zip(ws, ws[1:], strict=False))
     mid_vocab = sorted(w for w, c in df.items() if 3 <= c <= 30 and len(w) >= 4)
 
     def poison_doc(trigger: str, cont: str) -> str:

@@ -124,12 +124,14 @@ class Detector(ABC):
     def expect(self, files: list[Any]) -> None:
         """Learn the inputs (``InputFile`` objects with path, format, compression, size) before the
         first pass, e.g. to size counting structures. The default ignores them."""
+        return None
 
     def link(self, peers: dict[str, Detector]) -> None:
         """Receive the other detectors of the scan (by id), to use what they learn on the driver.
 
         Called once before the first pass. The default ignores them.
         """
+        return None
 
     def artifacts(self) -> dict[str, Any]:
         """Large per-document results for exports (e.g. ``clusters``), after the last pass."""

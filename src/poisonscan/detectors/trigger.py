@@ -667,7 +667,7 @@ class TriggerDetector(Detector):
             DocumentRef(ev.paths[ev.path_idx[i]], int(ev.rows[i]), rid, "text",
                         max(0, int(ev.ints[i, _CHAR0]) - ext_left),
                         int(ev.ints[i, _CHAR1]) + ext_right)
-            for i, rid in zip(idx, ids)
+            for i, rid in zip(idx, ids, strict=True)
         )
         examples = []
         for _, _, path, row, _, left, surface, right in sorted(s["sample"],
@@ -720,7 +720,8 @@ def _concat_evidence(parts: list[_Evidence], totals: np.ndarray | None = None) -
         caps=parts[0].caps,
         totals=parts[-1].totals if totals is None else totals,
         paths=paths,
-        path_idx=np.concatenate([r[part.path_idx] for r, part in zip(remaps, parts)]),
+        path_idx=np.concatenate(
+            [r[part.path_idx] for r, part in zip(remaps, parts, strict=True)]),
         rows=np.concatenate([part.rows for part in parts]),
         ids=pa.concat_arrays([part.ids.cast(pa.string()) for part in parts]),
         ints=np.concatenate([part.ints for part in parts]),

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import numba as nb
 import numpy as np
 import pyarrow as pa
+
 from poisonscan.errors import ConfigError
 
 DEFAULT_THRESHOLD = 0.5
