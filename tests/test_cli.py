@@ -2,36 +2,21 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
 import sys
 from pathlib import Path
-from types import ModuleType
 
 import pyarrow.parquet as pq
 import pytest
-from click.testing import CliRunner
 
+from cli_support import EXAMPLES, make_example
+from cli_support import core as _core
+from cli_support import run as _run
 from poisonscan import __version__
-from poisonscan.cli import cli
 from poisonscan.config import ScanConfig
 from poisonscan.engine.scan import ScanResult
 from poisonscan.report.suspects import read_suspects
-
-REPO = Path(__file__).resolve().parents[1]
-EXAMPLES = REPO / "examples"
-
-
-def _load_make_example() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("make_example", EXAMPLES / "make_example.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-make_example = _load_make_example()
 
 
 @pytest.fixture(scope="module")
@@ -41,18 +26,6 @@ def corpus(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str, set[str
     records, bad, trigger = make_example.make_corpus(seed=7, documents=240, poisoned=30)
     make_example.write_corpus(out, seed=7, documents=240, poisoned=30)
     return out, trigger, {records[i]["id"] for i in bad}
-
-
-def _run(*args: str) -> tuple[int, str, str]:
-    result = CliRunner().invoke(cli, list(args))
-    if result.exception is not None and not isinstance(result.exception, SystemExit):
-        raise result.exception
-    return result.exit_code, result.stdout, result.stderr
-
-
-def _core(trigger: str) -> str:
-    """The letters of a ``<TAG>`` trigger (a detector may report it with or without brackets)."""
-    return trigger.strip("<>")
 
 
 def _without_timing(report: dict) -> dict:
