@@ -137,6 +137,19 @@ def profile_cosine(fslot, b0, b1, a0, a1, va, vb):
 
 
 @nb.njit(cache=True)
+def _scratch(doc_offsets):
+    """Per-token scratch arrays sized for the batch's longest document: unseen-token and bigram
+    flags, function-word slots, two prefix-sum arrays, and the two language-profile vectors."""
+    maxlen = 0
+    for d in range(doc_offsets.shape[0] - 1):
+        maxlen = max(maxlen, doc_offsets[d + 1] - doc_offsets[d])
+    return (np.zeros(maxlen + 1, np.int8), np.zeros(maxlen + 1, np.int8),
+            np.zeros(maxlen + 1, np.int64), np.zeros(maxlen + 1, np.float64),
+            np.zeros(maxlen + 1, np.float64), np.zeros(LANG_BINS, np.float64),
+            np.zeros(LANG_BINS, np.float64))
+
+
+@nb.njit(cache=True)
 def _emit(hashes, lo, u, e_lo, e_hi, max_order, d, jump, uni, bi, bi_keep, out_key, out_doc,
           out_jump, out_df, out_last, k):
     """Write the n-grams (made of tokens other documents use) ending at e_lo..e_hi.
@@ -188,16 +201,7 @@ def find_switches(hashes, kinds, doc_offsets, uni, bi, bi_keep, freq_min, window
     often ordinary text looks anomalous. Returns the number of n-grams written, -1 when full.
     """
     n_docs = doc_offsets.shape[0] - 1
-    maxlen = 0
-    for d in range(n_docs):
-        maxlen = max(maxlen, doc_offsets[d + 1] - doc_offsets[d])
-    u = np.zeros(maxlen + 1, np.int8)
-    b = np.zeros(maxlen + 1, np.int8)
-    fslot = np.zeros(maxlen + 1, np.int64)
-    csb = np.zeros(maxlen + 1, np.float64)
-    csn = np.zeros(maxlen + 1, np.float64)
-    va = np.zeros(LANG_BINS, np.float64)
-    vb = np.zeros(LANG_BINS, np.float64)
+    u, b, fslot, csb, csn, va, vb = _scratch(doc_offsets)
     k = 0
     for d in range(n_docs):
         lo = doc_offsets[d]
@@ -268,17 +272,8 @@ def gather_evidence(hashes, kinds, starts, ends, doc_offsets, data, doc_bytes, u
     profile_cosine]``. Returns the number of occurrences (or -1 if the outputs are full).
     """
     n_docs = doc_offsets.shape[0] - 1
-    maxlen = 0
-    for d in range(n_docs):
-        maxlen = max(maxlen, doc_offsets[d + 1] - doc_offsets[d])
-    u = np.zeros(maxlen + 1, np.int8)
-    b = np.zeros(maxlen + 1, np.int8)
-    fslot = np.zeros(maxlen + 1, np.int64)
-    cu = np.zeros(maxlen + 1, np.float64)
-    cb = np.zeros(maxlen + 1, np.float64)
-    cn = np.zeros(maxlen + 1, np.float64)
-    va = np.zeros(LANG_BINS, np.float64)
-    vb = np.zeros(LANG_BINS, np.float64)
+    u, b, fslot, cb, cn, va, vb = _scratch(doc_offsets)
+    cu = np.zeros(cb.shape[0], np.float64)
     cmask = np.int64(cand_keys.shape[0] - 1)
     fmask = np.uint64(last_filter.shape[0] * 8 - 1)
     k = 0
