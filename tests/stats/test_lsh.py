@@ -113,6 +113,16 @@ def test_distinct_clusters_and_lookup():
     assert distinct_clusters(asg, [("a.jsonl", 0), ("b.jsonl", 1), ("zz", 9)]) == 3
 
 
+def test_clusters_of_agrees_with_one_at_a_time_lookups():
+    asg = _assignment()
+    paths = ["zz", "b.jsonl", "a.jsonl"]
+    path_idx = np.array([2, 1, 1, 0, 2, 2])
+    rows = np.array([1, 0, 1, 0, 0, 7])
+    expect = [asg.cluster_of(paths[p], int(r)) for p, r in zip(path_idx, rows, strict=True)]
+    got = asg.clusters_of(paths, path_idx, rows)
+    assert got.tolist() == [-1 if e is None else e for e in expect] == [1, 0, 3, -1, 0, -1]
+
+
 @pytest.mark.parametrize("suffix", [".jsonl", ".csv", ".parquet"])
 def test_export_round_trip(tmp_path, suffix):
     target = tmp_path / f"clusters{suffix}"

@@ -46,7 +46,6 @@ from poisonscan.kernels.windows import (
     gather_evidence,
     last_token_filter,
 )
-from poisonscan.stats.lsh import distinct_clusters
 
 MAX_ORDER = 4  # n-gram orders 1..4 are candidates; longer triggers are recovered by extension
 WINDOW = 32  # tokens compared before and after a point
@@ -352,12 +351,19 @@ class TriggerDetector(Detector):
             raise RuntimeError("trigger: switch buffer overflow")
         keys = out_key[:k]
         docs = out_doc[:k]
-        # One vote per (key, document).
-        pairs = np.unique(np.stack([keys, docs.astype(np.uint64)], axis=1), axis=0)
-        ukeys, support = np.unique(pairs[:, 0], return_counts=True)
-        _, first = np.unique(keys, return_index=True)
-        switch_docs = len(np.unique(docs))
-        return _Switches(ukeys, support.astype(np.int64), out_df[:k][first], out_last[:k][first],
+        # One vote per (key, document): sort by key, then document (stable, so the first row of
+        # a key is its first emission: documents are emitted in order).
+        order = np.lexsort((docs, keys))
+        ks, ds = keys[order], docs[order]
+        new_key = np.ones(k, bool)
+        new_key[1:] = ks[1:] != ks[:-1]
+        new_pair = new_key.copy()
+        new_pair[1:] |= ds[1:] != ds[:-1]
+        starts = np.flatnonzero(new_key)
+        support = np.add.reduceat(new_pair.astype(np.int64), starts) if k else np.zeros(0, np.int64)
+        first = order[starts]
+        switch_docs = int(np.count_nonzero(np.diff(docs, prepend=-1))) if k else 0
+        return _Switches(ks[starts], support, out_df[:k][first], out_last[:k][first],
                          hist, background, switch_docs, n_docs)
 
     @classmethod
@@ -511,7 +517,12 @@ class TriggerDetector(Detector):
         self._docs = sw.docs
 
     def _score(self, ev: _Evidence) -> list[Finding]:
-        """Measure every candidate at once with numpy, then look closely at the promising ones."""
+        """Measure every candidate at once with numpy, then look closely at the ones that rank.
+
+        All per-candidate figures are group-bys over one row per (candidate, document), so the cost
+        does not depend on how many candidates the switch pass let through; Python objects are
+        only made for the candidates that can become findings.
+        """
         caps = _caps(self._cand_support)
         cand = ev.ints[:, _CAND]
         ok = ev.totals[cand] <= caps[cand]  # too common to be a trigger otherwise
@@ -531,47 +542,124 @@ class TriggerDetector(Detector):
         n_cand = len(caps)
         occ_tau = OCC_TAU * self.attenuation
         anomalous = (jump[idx] >= occ_tau) | shift[idx]
-        m = np.bincount(c_sel, minlength=n_cand)
+        m = np.bincount(c_sel, minlength=n_cand).astype(np.float64)
         k = np.bincount(c_sel, weights=anomalous, minlength=n_cand)
         p0 = self._p0
         with np.errstate(divide="ignore", invalid="ignore"):
             z = (k - m * p0) / np.sqrt(m * p0 * (1 - p0))
-        floor = min(3, self.config.min_documents)
-        promising = np.flatnonzero((m >= 2) & (k >= floor) & (z >= 3))
-        groups = np.split(idx, np.searchsorted(c_sel, np.arange(1, n_cand)))
+            consistency = k / m
+            mean = {col: np.bincount(c_sel, weights=ev.floats[idx, col], minlength=n_cand) / m
+                    for col in (0, 1, 4, 5, 6, 7)}
+            strength = np.bincount(c_sel, weights=np.maximum(jump[idx], 0) * anomalous,
+                                   minlength=n_cand) / np.maximum(k, 1)
+            shift_share = np.bincount(c_sel, weights=shift[idx], minlength=n_cand) / m
+            prefix_div = _group_distinct(c_sel, ev.ints[idx, _LCTX], n_cand) / m
+            suffix_div = _group_distinct(c_sel, ev.ints[idx, _RCTX], n_cand) / m
+        clusters = self._cluster_ids(ev, idx)
+        if clusters is None:
+            n_clusters = None
+            cluster_share = np.ones(n_cand)
+        else:
+            n_clusters = _group_distinct(c_sel, clusters, n_cand, zero_is_distinct=False)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                cluster_share = n_clusters / m
+        # Suffix diversity only scales the score: a fixed payload after a trigger is still a
+        # payload.
+        score = k * consistency * prefix_div * cluster_share * (0.5 + 0.5 * suffix_div) * (
+            0.5 + strength + 0.5 * shift_share)
+        min_docs = self.config.min_documents
+        floor = min(3, min_docs)
+        spread = np.minimum(prefix_div, cluster_share)
+        # A language shift into the *same* text everywhere, made of bigrams other documents use,
+        # is a repeated passage (two paragraphs copied together), not a trigger and its payload.
+        payload_like = (mean[7] - mean[6] >= occ_tau) | (suffix_div >= 0.5)
+        scoreable = (m >= 2) & (k >= floor) & (z >= 3)
+        # High needs twice the reporting floor: pretraining backdoors take a hundred or more
+        # documents, and a handful of natural coincidences must not fail a CI gate.
+        high = scoreable & (k >= 2 * min_docs) & (consistency >= 0.7) & (spread >= 0.5) & (
+            z >= 5) & payload_like
+        medium = scoreable & ~high & (consistency >= 0.5) & (spread >= 0.3)
+        # Below medium is low: no stronger than context, but more anomalous after the phrase
+        # than after other text.
+        severity = np.where(high, 2, np.where(medium, 1, 0))
+        starts = np.searchsorted(c_sel, np.arange(n_cand + 1))
         samples: dict[int, list] = {}
         for entry in _trim_sample(ev.sample):
             samples.setdefault(entry[0], []).append(entry)
-        scored = []
-        for c in promising:
-            s = self._measure(ev, int(c), groups[c], jump, shift, samples.get(int(c), []))
-            if s is not None:
-                scored.append(s)
-        scored.sort(key=lambda s: (-s["score"], s["trigger"]))
-        return self._select(ev, scored)
+        ranked = sorted(
+            ((round(float(score[c]), 6), _surface(samples.get(int(c), [])), int(c))
+             for c in np.flatnonzero(scoreable)),
+            key=lambda t: (-t[0], t[1]))
 
-    def _select(self, ev: _Evidence, scored: list[dict[str, Any]]) -> list[Finding]:
-        """Turn ranked candidates into findings: one per trigger, no fragments, no payload."""
-        for s in scored:
-            if s["severity"] is not Severity.LOW:
+        def record(c: int, trigger: str, rounded: float) -> dict[str, Any]:
+            group = idx[starts[c] : starts[c + 1]]
+            return {
+                "cand": c,
+                "trigger": trigger,
+                "ext": (0, 0),
+                "idx": group,
+                "sample": samples.get(c, []),
+                "docset": set(zip(ev.path_idx[group].tolist(), ev.rows[group].tolist(),
+                                  strict=True)),
+                "score": rounded,
+                "severity": (Severity.LOW, Severity.MEDIUM, Severity.HIGH)[int(severity[c])],
+                "evidence": {
+                    "documents_with_phrase": int(m[c]),
+                    "documents_anomalous_after": int(k[c]),
+                    "consistency": round(float(consistency[c]), 4),
+                    "background_rate": round(p0, 6),
+                    "z_score": round(float(z[c]), 3),
+                    "mean_anomaly_before": round(float(mean[0][c]), 4),
+                    "mean_anomaly_after": round(float(mean[1][c]), 4),
+                    "mean_unseen_tokens_before": round(float(mean[4][c]), 4),
+                    "mean_unseen_tokens_after": round(float(mean[5][c]), 4),
+                    "mean_unseen_bigrams_before": round(float(mean[6][c]), 4),
+                    "mean_unseen_bigrams_after": round(float(mean[7][c]), 4),
+                    "language_shift_share": round(float(shift_share[c]), 4),
+                    "prefix_diversity": round(float(prefix_div[c]), 4),
+                    "suffix_diversity": round(float(suffix_div[c]), 4),
+                    "near_duplicate_clusters": None if n_clusters is None
+                    else int(n_clusters[c]),
+                },
+            }
+
+        return self._select(ev, [(r, t, c, int(severity[c]) > 0) for r, t, c in ranked], record)
+
+    def _select(self, ev: _Evidence, ranked: list[tuple[float, str, int, bool]],
+                record: Any) -> list[Finding]:
+        """Turn ranked candidates into findings: one per trigger, no fragments, no payload.
+
+        ``ranked`` holds (score, surface, candidate, stronger than low) by score; ``record`` makes
+        a candidate's full description. Low candidates are only described while the low quota
+        lasts: on a large corpus there are tens of thousands of them.
+        """
+        strong = []
+        for score, surface, c, is_strong in ranked:
+            if is_strong:
+                s = record(c, surface, score)
                 s["trigger"], s["ext"] = self._trigger_text(s)
+                strong.append(s)
+        strong_by_cand = {s["cand"]: s for s in strong}
         findings: list[Finding] = []
         claimed: dict[tuple[int, int], list[str]] = {}  # document -> triggers reported in it
         # Where each reported trigger ends, per document: text after it is its payload.
         payload_from: dict[tuple[int, int], int] = {}
         n_low = 0
-        for s in scored:
-            if s["severity"] is Severity.LOW:
+        for score, surface, c, is_strong in ranked:
+            if is_strong:
+                s = strong_by_cand[c]
+            else:
                 if n_low >= MAX_LOW_FINDINGS:
                     continue
+                s = record(c, surface, score)
                 s["trigger"], s["ext"] = self._trigger_text(s)
             norm = s["trigger"].casefold()
             if (_is_duplicate(s["docset"], norm, claimed) or _inside_payload(ev, s, payload_from)
-                    or _fragment_of_more_specific(s, scored)):
+                    or _fragment_of_more_specific(s, strong)):
                 continue
             for d in s["docset"]:
                 claimed.setdefault(d, []).append(norm)
-            if s["severity"] is Severity.LOW:
+            if not is_strong:
                 n_low += 1
             else:
                 for i in s["idx"]:
@@ -586,77 +674,14 @@ class TriggerDetector(Detector):
         trigger, left, right = _extend_trigger(s["sample"])
         return trigger, (left, right)
 
-    def _measure(self, ev: _Evidence, c: int, idx: np.ndarray, jump: np.ndarray,
-                 shift: np.ndarray, sample: list) -> dict[str, Any] | None:
-        m = len(idx)
-        f = ev.floats[idx]
-        anomalous = (jump[idx] >= OCC_TAU * self.attenuation) | shift[idx]
-        k = int(anomalous.sum())
-        consistency = k / m
-        prefix_div = _diversity(ev.ints[idx, _LCTX])
-        suffix_div = _diversity(ev.ints[idx, _RCTX])
-        p0 = self._p0
-        # Binomial surprise of k anomalous documents out of m, against the background rate.
-        z = (k - m * p0) / math.sqrt(m * p0 * (1 - p0))
-        clusters = self._distinct_clusters(ev, idx)
-        cluster_share = clusters / m if clusters is not None else 1.0
-        strength = float(np.mean(np.maximum(jump[idx][anomalous], 0))) if k else 0.0
-        shift_share = float(shift[idx].mean())
-        # Suffix diversity only scales the score: a fixed payload after a trigger is still a payload.
-        score = k * consistency * prefix_div * cluster_share * (0.5 + 0.5 * suffix_div) * (
-            0.5 + strength + 0.5 * shift_share)
-        min_docs = self.config.min_documents
-        spread = min(prefix_div, cluster_share)
-        # High needs twice the reporting floor: pretraining backdoors take a hundred or more
-        # documents, and a handful of natural coincidences must not fail a CI gate.
-        # A language shift into the *same* text everywhere, made of bigrams other documents use,
-        # is a repeated passage (two paragraphs copied together), not a trigger and its payload.
-        unseen_jump = float(np.mean(f[:, 7]) - np.mean(f[:, 6]))
-        payload_like = unseen_jump >= OCC_TAU * self.attenuation or suffix_div >= 0.5
-        if (k >= 2 * min_docs and consistency >= 0.7 and spread >= 0.5 and z >= 5
-                and payload_like):
-            severity = Severity.HIGH
-        elif k >= min(3, min_docs) and consistency >= 0.5 and spread >= 0.3 and z >= 3:
-            severity = Severity.MEDIUM
-        elif k >= min(3, min_docs) and z >= 3:
-            severity = Severity.LOW
-        else:
-            return None  # no more anomalous after this phrase than after any other text
-        return {
-            "cand": c,
-            "trigger": _surface(sample),
-            "ext": (0, 0),
-            "idx": idx,
-            "sample": sample,
-            "docset": {(int(ev.path_idx[i]), int(ev.rows[i])) for i in idx},
-            "score": round(float(score), 6),
-            "severity": severity,
-            "evidence": {
-                "documents_with_phrase": m,
-                "documents_anomalous_after": k,
-                "consistency": round(consistency, 4),
-                "background_rate": round(p0, 6),
-                "z_score": round(float(z), 3),
-                "mean_anomaly_before": round(float(np.mean(f[:, 0])), 4),
-                "mean_anomaly_after": round(float(np.mean(f[:, 1])), 4),
-                "mean_unseen_tokens_before": round(float(np.mean(f[:, 4])), 4),
-                "mean_unseen_tokens_after": round(float(np.mean(f[:, 5])), 4),
-                "mean_unseen_bigrams_before": round(float(np.mean(f[:, 6])), 4),
-                "mean_unseen_bigrams_after": round(float(np.mean(f[:, 7])), 4),
-                "language_shift_share": round(shift_share, 4),
-                "prefix_diversity": round(prefix_div, 4),
-                "suffix_diversity": round(suffix_div, 4),
-                "near_duplicate_clusters": clusters,
-            },
-        }
-
-    def _distinct_clusters(self, ev: _Evidence, idx: np.ndarray) -> int | None:
-        """Near-duplicate clusters among the documents (None without the campaign detector)."""
+    def _cluster_ids(self, ev: _Evidence, idx: np.ndarray) -> np.ndarray | None:
+        """Near-duplicate cluster of each occurrence's document (None without the campaign
+        detector); documents the campaign detector did not see get ids of their own (< 0)."""
         assignment = getattr(self._campaign, "assignment", None)
         if assignment is None:
             return None
-        return distinct_clusters(assignment,
-                                 [(ev.paths[ev.path_idx[i]], int(ev.rows[i])) for i in idx])
+        found = assignment.clusters_of(ev.paths, ev.path_idx[idx], ev.rows[idx])
+        return np.where(found >= 0, found, -1 - np.arange(len(idx), dtype=np.int64))
 
     def _finding(self, ev: _Evidence, s: dict[str, Any]) -> Finding:
         idx = s["idx"]
@@ -856,13 +881,20 @@ def _caps(support: np.ndarray) -> np.ndarray:
     return (4 * support + 16).astype(np.int64)
 
 
-def _diversity(ctx_hashes: np.ndarray) -> float:
-    """Share of distinct contexts (a missing context, hash 0, counts as distinct)."""
-    if len(ctx_hashes) == 0:
-        return 0.0
-    present = ctx_hashes[ctx_hashes != 0]
-    distinct = len(np.unique(present)) + int((ctx_hashes == 0).sum())
-    return distinct / len(ctx_hashes)
+def _group_distinct(groups: np.ndarray, values: np.ndarray, n_groups: int,
+                    zero_is_distinct: bool = True) -> np.ndarray:
+    """Distinct values per group (``groups`` sorted). With ``zero_is_distinct``, every 0 (a
+    missing context hash) counts as a value of its own."""
+    out = np.zeros(n_groups, np.float64)
+    if len(groups) == 0:
+        return out
+    order = np.lexsort((values, groups))
+    g, v = groups[order], values[order]
+    new = np.ones(len(g), bool)
+    new[1:] = (g[1:] != g[:-1]) | (v[1:] != v[:-1])
+    if zero_is_distinct:
+        new |= v == 0
+    return out + np.bincount(g[new], minlength=n_groups)
 
 
 def _common_affix(strings: list[str], need: int) -> str:

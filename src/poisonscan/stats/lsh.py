@@ -214,6 +214,24 @@ class ClusterAssignment:
             return lo
         return None
 
+    def clusters_of(self, paths: list[str], path_idx: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        """Cluster id of many documents at once (turn 0), -1 for documents not seen.
+
+        ``paths[path_idx[i]]`` and ``rows[i]`` name document i.
+        """
+        where = {p: i for i, p in enumerate(self.paths)}
+        pmap = np.array([where.get(p, -1) for p in paths], np.int64)
+        first = self.turn == 0  # a record's turn 0 stands for the record
+        known = np.asarray(self.path_index, np.int64)[first] * (1 << 40) + self.row[first]
+        cluster = self.cluster[first]
+        p = pmap[path_idx] if len(path_idx) else np.zeros(0, np.int64)
+        key = p * (1 << 40) + np.asarray(rows, np.int64)
+        pos = np.minimum(np.searchsorted(known, key), max(0, len(known) - 1))
+        hit = (p >= 0) & (len(known) > 0)
+        if len(known):
+            hit &= known[pos] == key
+        return np.where(hit, cluster[pos] if len(known) else -1, -1).astype(np.int64)
+
     def cluster_of(self, path: str, row: int, turn: int = 0) -> int | None:
         """Cluster id of one document (None when the document was not seen)."""
         i = self.lookup(path, row, turn)
@@ -241,15 +259,12 @@ def distinct_clusters(assignment: ClusterAssignment, docs: Iterable[tuple[str, i
     A trigger repeated in many *distinct* clusters was injected into unrelated documents; one found
     in copies of a single boilerplate block sits in few. Unknown documents count as their own cluster.
     """
-    seen: set[int] = set()
-    unknown = 0
-    for path, row in docs:
-        c = assignment.cluster_of(path, int(row))
-        if c is None:
-            unknown += 1
-        else:
-            seen.add(c)
-    return len(seen) + unknown
+    docs = list(docs)
+    paths = sorted({p for p, _ in docs})
+    where = {p: i for i, p in enumerate(paths)}
+    found = assignment.clusters_of(paths, np.array([where[p] for p, _ in docs], np.int64),
+                                   np.array([r for _, r in docs], np.int64))
+    return len(np.unique(found[found >= 0])) + int((found < 0).sum())
 
 
 def export_clusters(assignment: ClusterAssignment, path: str | os.PathLike) -> None:
