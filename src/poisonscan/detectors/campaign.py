@@ -109,9 +109,11 @@ class _CountPlan:
     k: int
     members: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]  # path -> (row, turn, cluster)
     tok_query: np.ndarray  # sorted unique uint64 token hashes
+    tok_slots: np.ndarray  # _index_table(tok_query)
     tok_pair_off: np.ndarray  # int64: pairs of query q are pair_cluster[off[q]:off[q+1]]
     tok_pair_cluster: np.ndarray
     sh_query: np.ndarray  # sorted unique shingle keys, as uint64
+    sh_slots: np.ndarray  # _index_table(sh_query)
     sh_pair_off: np.ndarray
     sh_pair_cluster: np.ndarray
 
@@ -152,30 +154,64 @@ class _Cluster:
     runs: list[_Run] = field(default_factory=list)
 
 
+@nb.njit(cache=True, inline="always")
+def _home(v, mask):
+    """Home slot of ``v`` in an index table (Fibonacci hashing: shingle keys are only 32 bits)."""
+    return np.int64(((v * np.uint64(0x9E3779B97F4A7C15)) >> np.uint64(32)) & np.uint64(mask))
+
+
+@nb.njit(cache=True)
+def _index_table(query):
+    """Open-addressing table (load <= 0.5) from each value of ``query`` to its position.
+
+    Hand-written because the count pass looks up every token of the corpus: one or two probes
+    of a small table beat a binary search over the query (``np.searchsorted``) by several times.
+    """
+    size = 16
+    while size < 2 * query.shape[0]:
+        size *= 2
+    slots = np.full(size, -1, np.int64)
+    mask = size - 1
+    for q in range(query.shape[0]):
+        j = _home(query[q], mask)
+        while slots[j] >= 0:
+            j = (j + 1) & mask
+        slots[j] = q
+    return slots
+
+
 @nb.njit(cache=True)
 def _count_hits(
-    values, doc_offsets, doc_cluster, query, pair_off, pair_cluster, total, inside, last, stamp0
+    values, doc_offsets, doc_cluster, query, slots, pair_off, pair_cluster, total, inside, last,
+    stamp0
 ):
     """Document frequency of every query value, overall and inside each (value, cluster) pair.
 
-    ``last`` remembers the last document (by stamp) that counted a value, so a value repeated in one
-    document counts once; ``stamp0`` makes stamps unique across calls that cover several fields.
+    ``slots`` is ``_index_table(query)``. ``last`` remembers the last document (by stamp) that
+    counted a value, so a value repeated in one document counts once; ``stamp0`` makes stamps
+    unique across calls that cover several fields.
     """
-    nq = query.shape[0]
+    mask = slots.shape[0] - 1
     for d in range(doc_offsets.shape[0] - 1):
         stamp = stamp0 + d
         c = doc_cluster[d]
         for t in range(doc_offsets[d], doc_offsets[d + 1]):
             v = values[t]
-            q = np.searchsorted(query, v)
-            if q >= nq or query[q] != v or last[q] == stamp:
+            j = _home(v, mask)
+            q = -1
+            while slots[j] >= 0:
+                if query[slots[j]] == v:
+                    q = slots[j]
+                    break
+                j = (j + 1) & mask
+            if q < 0 or last[q] == stamp:
                 continue
             last[q] = stamp
             total[q] += 1
-            if c >= 0:
-                for p in range(pair_off[q], pair_off[q + 1]):
-                    if pair_cluster[p] == c:
-                        inside[p] += 1
+            if c >= 0:  # the value's clusters are sorted: binary search for the document's
+                p = pair_off[q] + np.searchsorted(pair_cluster[pair_off[q] : pair_off[q + 1]], c)
+                if p < pair_off[q + 1] and pair_cluster[p] == c:
+                    inside[p] += 1
 
 
 def _lookup(
@@ -298,7 +334,8 @@ class CampaignDetector(Detector):
         idx = np.sort(np.concatenate([c.members for c in self._clusters]))
         assert self.assignment is not None
         members = self._members_by_path(idx, self.assignment.cluster[idx])
-        return _CountPlan(self.shingle, members, tq, to, tc, sq, so, sc)
+        return _CountPlan(self.shingle, members, tq, _index_table(tq), to, tc, sq, _index_table(sq),
+                          so, sc)
 
     # -- worker side ---------------------------------------------------------------------------
     @classmethod
@@ -359,6 +396,7 @@ class CampaignDetector(Detector):
                 tk.doc_offsets,
                 doc_cluster,
                 plan.tok_query,
+                plan.tok_slots,
                 plan.tok_pair_off,
                 plan.tok_pair_cluster,
                 counts.tok_total,
@@ -372,6 +410,7 @@ class CampaignDetector(Detector):
                 off,
                 doc_cluster,
                 plan.sh_query,
+                plan.sh_slots,
                 plan.sh_pair_off,
                 plan.sh_pair_cluster,
                 counts.sh_total,
