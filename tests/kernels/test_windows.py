@@ -14,6 +14,8 @@ from hypothesis import strategies as st
 from poisonscan.kernels.ngrams import ALL_BIGRAMS, ngram_key
 from poisonscan.kernels.tokenize import tokenize
 from poisonscan.kernels.windows import (
+    _clear_profiles,
+    _slide_profiles,
     HIST_BINS,
     LANG_BINS,
     LANG_COS,
@@ -310,6 +312,25 @@ def test_profile_cosine_matches_reference_and_leaves_scratch_zeroed(fslot, data)
     got = profile_cosine(arr, b0, b1, a0, a1, va, vb)
     assert got == pytest.approx(ref_cosine(fslot, b0, b1, a0, a1), rel=1e-12, abs=1e-15)
     assert not va.any() and not vb.any()
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.integers(-1, 12), max_size=200), st.integers(1, 60), st.integers(1, 12))
+def test_sliding_profiles_equal_profile_cosine_at_every_step(fslot, window, stride):
+    """The switch pass slides the two profiles along the document; at every step the cosine must
+    be exactly the one computed from scratch, and the scratch vectors end up zeroed."""
+    arr = np.array(fslot, np.int64)
+    n = len(fslot)
+    va, vb = np.zeros(LANG_BINS), np.zeros(LANG_BINS)
+    wa, wb = np.zeros(LANG_BINS), np.zeros(LANG_BINS)
+    bounds = np.zeros(4, np.int64)
+    state = np.zeros(5)
+    for p in range(stride, n + 1, stride):
+        windows = (max(0, p - window), p, p, min(n, p + window))
+        got = _slide_profiles(arr, bounds, *windows, va, vb, state)
+        assert got == profile_cosine(arr, *windows, wa, wb)
+    _clear_profiles(arr, bounds, va, vb, state)
+    assert not va.any() and not vb.any() and not state.any()
 
 
 def test_profile_cosine_identical_disjoint_and_too_short():

@@ -136,6 +136,66 @@ def profile_cosine(fslot, b0, b1, a0, a1, va, vb):
     return dot / np.sqrt(nrm_a * nrm_b)
 
 
+@nb.njit(cache=True, inline="always")
+def _profile_move(fslot, v, other, i, sign, st, own, cross):
+    """Add (sign 1) or remove (sign -1) token i from the profile ``v``; ``st`` holds
+    [words of v, squared norm of v, dot with ``other``] at indices ``own``, ``own + 1`` and
+    ``cross``. Counts are integers, so the running sums are exact."""
+    j = fslot[i]
+    if j < 0:
+        return
+    if sign > 0:
+        st[own + 1] += 2.0 * v[j] + 1.0
+        st[cross] += other[j]
+        v[j] += 1.0
+        st[own] += 1.0
+    else:
+        v[j] -= 1.0
+        st[own + 1] -= 2.0 * v[j] + 1.0
+        st[cross] -= other[j]
+        st[own] -= 1.0
+
+
+@nb.njit(cache=True)
+def _slide_profiles(fslot, bounds, b0, b1, a0, a1, va, vb, st):
+    """Move the before/after profiles from ``bounds`` to [b0, b1) and [a0, a1) (both windows
+    only move forward) and return their cosine, -1 if either side has too few words: the same
+    value as ``profile_cosine`` on those windows, at a cost per token rather than per position.
+
+    ``st`` = [words before, norm before, words after, norm after, dot]; ``bounds`` holds the
+    current windows and is updated.
+    """
+    # The after window first gives up the tokens that now belong before the switch point.
+    for i in range(bounds[2], min(a0, bounds[3])):
+        _profile_move(fslot, va, vb, i, -1, st, 2, 4)
+    for i in range(max(bounds[3], a0), a1):
+        _profile_move(fslot, va, vb, i, 1, st, 2, 4)
+    for i in range(bounds[0], min(b0, bounds[1])):
+        _profile_move(fslot, vb, va, i, -1, st, 0, 4)
+    for i in range(max(bounds[1], b0), b1):
+        _profile_move(fslot, vb, va, i, 1, st, 0, 4)
+    bounds[0] = b0
+    bounds[1] = b1
+    bounds[2] = a0
+    bounds[3] = a1
+    if st[0] < LANG_MIN_WORDS or st[2] < LANG_MIN_WORDS or st[1] == 0 or st[3] == 0:
+        return -1.0
+    return st[4] / np.sqrt(st[1] * st[3])
+
+
+@nb.njit(cache=True)
+def _clear_profiles(fslot, bounds, va, vb, st):
+    """Empty both profiles (scratch vectors back to zero) and reset ``bounds`` and ``st``."""
+    for i in range(bounds[0], bounds[1]):
+        if fslot[i] >= 0:
+            vb[fslot[i]] = 0.0
+    for i in range(bounds[2], bounds[3]):
+        if fslot[i] >= 0:
+            va[fslot[i]] = 0.0
+    bounds[:] = 0
+    st[:] = 0.0
+
+
 @nb.njit(cache=True)
 def _scratch(doc_offsets):
     """Per-token scratch arrays sized for the batch's longest document: unseen-token and bigram
@@ -202,6 +262,8 @@ def find_switches(hashes, kinds, doc_offsets, uni, bi, bi_keep, freq_min, window
     """
     n_docs = doc_offsets.shape[0] - 1
     u, b, fslot, csb, csn, va, vb = _scratch(doc_offsets)
+    bounds = np.zeros(4, np.int64)  # the sliding language profiles' windows
+    st = np.zeros(5, np.float64)
     k = 0
     for d in range(n_docs):
         lo = doc_offsets[d]
@@ -229,8 +291,8 @@ def find_switches(hashes, kinds, doc_offsets, uni, bi, bi_keep, freq_min, window
             elif jump >= best - 1e-12:
                 best_last = p
             if p % LANG_STRIDE == 0:
-                cos = profile_cosine(fslot, max(0, p - LANG_WINDOW), p, p, min(n, p + LANG_WINDOW),
-                                     va, vb)
+                cos = _slide_profiles(fslot, bounds, max(0, p - LANG_WINDOW), p, p,
+                                      min(n, p + LANG_WINDOW), va, vb, st)
                 shifted = cos >= 0 and cos < LANG_COS
                 if cos >= 0 and cos < lang_best:
                     lang_best = cos
@@ -240,6 +302,7 @@ def find_switches(hashes, kinds, doc_offsets, uni, bi, bi_keep, freq_min, window
                 background[0] += 1
                 if jump >= occ_tau or shifted:
                     background[1] += 1
+        _clear_profiles(fslot, bounds, va, vb, st)
         if best >= tau and best_p >= 1:
             last = min(best_last, best_p + 2 * back)  # a tie spreads the switch over positions
             k = _emit(hashes, lo, u, max(0, best_p - back), min(n - 1, last), max_order, d, best,
