@@ -14,8 +14,6 @@ from hypothesis import strategies as st
 from poisonscan.kernels.ngrams import ALL_BIGRAMS, ngram_key
 from poisonscan.kernels.tokenize import tokenize
 from poisonscan.kernels.windows import (
-    _clear_profiles,
-    _slide_profiles,
     HIST_BINS,
     LANG_BINS,
     LANG_COS,
@@ -24,6 +22,8 @@ from poisonscan.kernels.windows import (
     LANG_WINDOW,
     MIN_BEFORE,
     PRIOR_ANOMALY,
+    _clear_profiles,
+    _slide_profiles,
     build_key_table,
     find_switches,
     frequent_flags,
