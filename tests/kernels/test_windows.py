@@ -22,6 +22,7 @@ from poisonscan.kernels.windows import (
     LANG_WINDOW,
     MIN_BEFORE,
     PRIOR_ANOMALY,
+    PROFILES_EMPTY,
     _clear_profiles,
     _slide_profiles,
     build_key_table,
@@ -323,14 +324,13 @@ def test_sliding_profiles_equal_profile_cosine_at_every_step(fslot, window, stri
     n = len(fslot)
     va, vb = np.zeros(LANG_BINS), np.zeros(LANG_BINS)
     wa, wb = np.zeros(LANG_BINS), np.zeros(LANG_BINS)
-    bounds = np.zeros(4, np.int64)
-    state = np.zeros(5)
+    state = PROFILES_EMPTY
     for p in range(stride, n + 1, stride):
         windows = (max(0, p - window), p, p, min(n, p + window))
-        got = _slide_profiles(arr, bounds, *windows, va, vb, state)
+        got, state = _slide_profiles(arr, state, *windows, va, vb)
         assert got == profile_cosine(arr, *windows, wa, wb)
-    _clear_profiles(arr, bounds, va, vb, state)
-    assert not va.any() and not vb.any() and not state.any()
+    _clear_profiles(arr, state, va, vb)
+    assert not va.any() and not vb.any()
 
 
 def test_profile_cosine_identical_disjoint_and_too_short():
