@@ -333,6 +333,27 @@ def test_sliding_profiles_equal_profile_cosine_at_every_step(fslot, window, stri
     assert not va.any() and not vb.any()
 
 
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.integers(-1, 12), min_size=1, max_size=150), st.data())
+def test_profiles_moved_to_any_windows_equal_profile_cosine(fslot, data):
+    """The evidence pass moves the windows back and forth (n-grams of several orders end at each
+    position); any sequence of windows must give the cosine computed from scratch."""
+    arr = np.array(fslot, np.int64)
+    n = len(fslot)
+    va, vb = np.zeros(LANG_BINS), np.zeros(LANG_BINS)
+    wa, wb = np.zeros(LANG_BINS), np.zeros(LANG_BINS)
+    state = PROFILES_EMPTY
+    for _ in range(data.draw(st.integers(1, 12))):
+        b0 = data.draw(st.integers(0, n))
+        b1 = data.draw(st.integers(b0, n))
+        a0 = data.draw(st.integers(0, n))
+        a1 = data.draw(st.integers(a0, n))
+        got, state = _slide_profiles(arr, state, b0, b1, a0, a1, va, vb)
+        assert got == profile_cosine(arr, b0, b1, a0, a1, wa, wb)
+    _clear_profiles(arr, state, va, vb)
+    assert not va.any() and not vb.any()
+
+
 def test_profile_cosine_identical_disjoint_and_too_short():
     va, vb = np.zeros(LANG_BINS), np.zeros(LANG_BINS)
     same = np.array([1, 2, 3, 4] * 4, np.int64)

@@ -159,25 +159,35 @@ def _profile_add(fslot, v, other, lo, hi, sign, words, nrm, dot):
     return words, nrm, dot
 
 
+@nb.njit(cache=True, inline="always")
+def _profile_window(fslot, v, other, o0, o1, n0, n1, words, nrm, dot):
+    """Move the profile ``v`` from the window [o0, o1) to [n0, n1): only the tokens that leave
+    or enter are touched. Returns the new (words, norm, dot with ``other``)."""
+    if n0 >= o1 or n1 <= o0:  # disjoint (or one empty): empty it, then fill it
+        words, nrm, dot = _profile_add(fslot, v, other, o0, o1, -1, words, nrm, dot)
+        return _profile_add(fslot, v, other, n0, n1, 1, words, nrm, dot)
+    words, nrm, dot = _profile_add(fslot, v, other, o0, n0, -1, words, nrm, dot)
+    words, nrm, dot = _profile_add(fslot, v, other, n1, o1, -1, words, nrm, dot)
+    words, nrm, dot = _profile_add(fslot, v, other, n0, o0, 1, words, nrm, dot)
+    return _profile_add(fslot, v, other, o1, n1, 1, words, nrm, dot)
+
+
 PROFILES_EMPTY = (0, 0, 0, 0, 0, 0.0, 0, 0.0, 0.0)
 
 
 @nb.njit(cache=True, inline="always")
 def _slide_profiles(fslot, state, b0, b1, a0, a1, va, vb):
-    """Move the before/after profiles to the windows [b0, b1) and [a0, a1) (windows only move
-    forward) and return ``(cosine, new state)``: the cosine is exactly ``profile_cosine`` of
-    those windows (-1 if either side has too few words), at a cost per token rather than per
-    position.
+    """Move the before/after profiles to the windows [b0, b1) and [a0, a1) and return
+    ``(cosine, new state)``: the cosine is exactly ``profile_cosine`` of those windows (-1 if
+    either side has too few words), at a cost per token that enters or leaves a window rather
+    than per token in it. Consecutive windows along a document overlap, so that is cheap.
 
     ``state`` = (before start, before end, after start, after end, words before, norm before,
     words after, norm after, dot); ``PROFILES_EMPTY`` to start.
     """
     ob0, ob1, oa0, oa1, wb, nrm_b, wa, nrm_a, dot = state
-    # The after window first gives up the tokens that now belong before the switch point.
-    wa, nrm_a, dot = _profile_add(fslot, va, vb, oa0, min(a0, oa1), -1, wa, nrm_a, dot)
-    wa, nrm_a, dot = _profile_add(fslot, va, vb, max(oa1, a0), a1, 1, wa, nrm_a, dot)
-    wb, nrm_b, dot = _profile_add(fslot, vb, va, ob0, min(b0, ob1), -1, wb, nrm_b, dot)
-    wb, nrm_b, dot = _profile_add(fslot, vb, va, max(ob1, b0), b1, 1, wb, nrm_b, dot)
+    wa, nrm_a, dot = _profile_window(fslot, va, vb, oa0, oa1, a0, a1, wa, nrm_a, dot)
+    wb, nrm_b, dot = _profile_window(fslot, vb, va, ob0, ob1, b0, b1, wb, nrm_b, dot)
     cos = -1.0
     if wb >= LANG_MIN_WORDS and wa >= LANG_MIN_WORDS and nrm_b > 0 and nrm_a > 0:
         cos = dot / np.sqrt(nrm_a * nrm_b)
@@ -346,6 +356,7 @@ def gather_evidence(hashes, kinds, starts, ends, doc_offsets, data, doc_bytes, u
         if n == 0:
             continue
         have_features = False
+        profiles = PROFILES_EMPTY  # the sliding language profiles (see _slide_profiles)
         doc_byte0 = doc_bytes[d]
         char_pos = 0  # characters before token ``char_tok`` of this document
         char_tok = 0
@@ -400,8 +411,8 @@ def gather_evidence(hashes, kinds, starts, ends, doc_offsets, data, doc_bytes, u
                     if p0 > char_tok else -_count_chars(data, starts[lo + p0], starts[lo + char_tok])
                 char_tok = p0
                 c_len = _count_chars(data, starts[lo + p0], ends[lo + e])
-                cos = profile_cosine(fslot, max(0, p0 - LANG_WINDOW), p0, p1,
-                                     min(n, p1 + LANG_WINDOW), va, vb)
+                cos, profiles = _slide_profiles(fslot, profiles, max(0, p0 - LANG_WINDOW), p0,
+                                                p1, min(n, p1 + LANG_WINDOW), va, vb)
                 lctx = np.uint64(0)
                 if p0 >= ctx_tokens:
                     lctx = ngram_key(hashes, lo + p0 - ctx_tokens, ctx_tokens)
@@ -428,6 +439,7 @@ def gather_evidence(hashes, kinds, starts, ends, doc_offsets, data, doc_bytes, u
                 out_f[k, 7] = baf
                 out_f[k, 8] = cos
                 k += 1
+        _clear_profiles(fslot, profiles, va, vb)
     return k
 
 
