@@ -9,6 +9,5 @@ import pytest
 def small_blocks(monkeypatch: pytest.MonkeyPatch) -> None:
     """Make readers use tiny blocks, so records span block and chunk boundaries."""
     monkeypatch.setattr("poisonscan.io.jsonl.BLOCK_BYTES", 64)
-    monkeypatch.setattr("poisonscan.io.jsonl.ARROW_BLOCK_BYTES", 32)
     monkeypatch.setattr("poisonscan.io.jsonarray.CHUNK_BYTES", 16)
     monkeypatch.setattr("poisonscan.io.jsonarray.BLOCK_CHARS", 100)

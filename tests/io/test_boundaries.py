@@ -24,7 +24,6 @@ def test_jsonl_any_block_size(tmp_path_factory: pytest.TempPathFactory,
                               monkeypatch: pytest.MonkeyPatch, docs: list[tuple[str, int]],
                               block: int, compression: str | None) -> None:
     monkeypatch.setattr(jsonl, "BLOCK_BYTES", block)
-    monkeypatch.setattr(jsonl, "ARROW_BLOCK_BYTES", max(8, block // 3))
     lines: list[str] = []
     expected_lines = []
     for text, blanks in docs:

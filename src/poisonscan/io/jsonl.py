@@ -1,15 +1,21 @@
 """Stream JSON Lines files as blocks of whole lines, parsed by Arrow, with exact line numbers.
 
-The decompressed byte stream is cut into blocks of whole lines (about ``block_bytes`` each). Arrow's
-JSON parser parses a block at once; when it rejects a block, or a record in it needs exact detail,
-the block is parsed again line by line with :func:`json.loads`, which names every bad line.
-Memory is bounded by the block size plus the longest line allowed (``max_record_bytes``).
+The decompressed byte stream is cut into blocks of whole lines (about ``block_bytes`` each), read
+straight into Arrow-allocated memory. A few threads then work on consecutive blocks at once, each
+without the GIL: Arrow's JSON parser parses the block as one chunk, numpy counts its newlines, and
+Arrow checks the UTF-8 of its strings (the parser does not). The blocks come back in file order,
+where they get their line and record numbers. When Arrow rejects a block, or a record in it needs
+exact detail, the block is parsed again line by line with :func:`json.loads`, which names every
+bad line. Memory is bounded by the blocks in flight plus the longest line allowed
+(``max_record_bytes``).
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from contextlib import closing
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -18,14 +24,61 @@ import pyarrow.json as pajson
 
 from poisonscan.errors import InputError
 from poisonscan.io.options import ReadOptions
+from poisonscan.io.prefetch import ordered_map
 from poisonscan.io.raw import BadRecords, RawBlock
 from poisonscan.io.streams import ByteStream
 
 BLOCK_BYTES = 16 * 2**20
-ARROW_BLOCK_BYTES = 2**20  # Arrow's parallel parse unit; raised for blocks with longer lines
+PARSE_THREADS = max(1, min(4, pa.cpu_count()))  # blocks parsed at once; one more is read ahead
 BOM = b"\xef\xbb\xbf"
+_NEWLINE_WINDOW = 2**16  # the last newline of a read is looked for in windows of this size
+_MAX_ARROW_BLOCK = 2**31 - 1  # Arrow's block_size is a 32-bit int
 _WHITESPACE = np.zeros(256, dtype=bool)
 _WHITESPACE[[9, 10, 13, 32]] = True
+
+
+@dataclass(frozen=True)
+class _Block:
+    """Whole lines of the file, in order; the last block of a file may lack its final newline."""
+
+    data: pa.Buffer
+
+
+@dataclass(frozen=True)
+class _TooLarge:
+    """The line at the current position was longer than ``max_record_bytes`` and was skipped."""
+
+
+@dataclass(frozen=True)
+class _Lost:
+    """Reading failed (truncated or corrupt data): the current line and all after it are lost."""
+
+    reason: str
+    detail: str
+
+
+@dataclass(frozen=True)
+class _Parsed:
+    """What a worker learnt about one block; positions are relative to the block.
+
+    Attributes:
+        data: the block's bytes.
+        newlines: newline characters in the block.
+        table: the records as parsed by Arrow (one chunk), or None when the block must be parsed
+            line by line.
+        lines: the 0-based line within the block of each record, or None when each line holds
+            one record.
+        utf8_valid: every string of ``table`` is valid UTF-8.
+    """
+
+    data: pa.Buffer
+    newlines: int
+    table: pa.RecordBatch | pa.Table | None = None
+    lines: np.ndarray | None = None
+    utf8_valid: bool = False
+
+
+_Piece = _Block | _TooLarge | _Lost
 
 
 class JsonLinesReader:
@@ -39,64 +92,73 @@ class JsonLinesReader:
     """
 
     def __init__(self, stream: ByteStream, options: ReadOptions, bad: BadRecords,
-                 block_bytes: int | None = None) -> None:
+                 block_bytes: int | None = None, threads: int | None = None) -> None:
         self.stream = stream
         self.max_record_bytes = options.max_record_bytes
         self.bad = bad
         self.block_bytes = block_bytes or BLOCK_BYTES
+        self.threads = threads or PARSE_THREADS
         self.schema: pa.Schema | None = None
         self.python_only = False
 
     def blocks(self) -> Iterator[RawBlock]:
         """Blocks in file order. A truncated stream ends them after reporting the lost record."""
         line, row = 1, 0  # position of the first line not yet handed out
-        carry: list[bytes] = []
-        carried = 0
-        first = True
-        replay = b""  # bytes after an oversized line, handled like a freshly read chunk
-        while True:
-            try:
-                if replay:
-                    chunk, replay = replay, b""
-                else:
-                    chunk = self.stream.read(self.block_bytes)
-            except InputError as exc:
-                self.bad(exc.reason, f"{exc.detail}; the record at this line and any after it are "
-                         "lost", f"line {line}")
-                return
-            if first:
-                first = False
-                if chunk.startswith(BOM):
-                    chunk = chunk[len(BOM):]
-            if not chunk:
-                if carried:
-                    last = b"".join(carry)
-                    raw, _ = self._parse(last, line, row, last.count(b"\n"))
-                    if len(raw):
-                        yield raw
-                return
-            cut = chunk.rfind(b"\n")
-            if cut < 0:
-                carry.append(chunk)
-                carried += len(chunk)
-                if carried > self.max_record_bytes:
+        # at most threads + 1 blocks are read but not handed out: that bounds memory
+        parsed = ordered_map(self._examine, self._pieces(), self.threads, self.threads + 1)
+        with closing(parsed):
+            for item in parsed:
+                if isinstance(item, _Lost):
+                    self.bad(item.reason, f"{item.detail}; the record at this line and any "
+                             "after it are lost", f"line {line}")
+                    return
+                if isinstance(item, _TooLarge):
                     self.bad("record_too_large", f"record is longer than max_record_bytes="
                              f"{self.max_record_bytes}", f"line {line}")
+                    line, row = line + 1, row + 1
+                    continue
+                raw, slots = self._place(item, line, row)
+                if len(raw):
+                    yield raw
+                line += item.newlines
+                row += slots
+
+    # Cutting the stream into blocks (feeder thread) ----------------------------------------
+
+    def _pieces(self) -> Iterator[_Piece]:
+        """Blocks of whole lines, and the oversized lines and read failures between them."""
+        carry = b""  # the start of a line whose end is not read yet
+        first = True
+        while True:
+            buf = pa.allocate_buffer(len(carry) + self.block_bytes)
+            view = memoryview(buf).cast("B")
+            view[: len(carry)] = carry
+            try:
+                n = self.stream.readinto(view[len(carry):])
+            except InputError as exc:
+                yield _Lost(exc.reason, exc.detail)
+                return
+            start, end = 0, len(carry) + n
+            if first:
+                first = False
+                if bytes(view[:len(BOM)]) == BOM and end >= len(BOM):
+                    start = len(BOM)
+            if n == 0:
+                if end > start:
+                    yield _Block(buf.slice(start, end - start))
+                return
+            cut = _last_newline(view, start, end)
+            if cut < 0:
+                carry = bytes(view[start:end])
+                if len(carry) > self.max_record_bytes:
+                    yield _TooLarge()
                     rest = self._read_past_line()
                     if rest is None:
                         return
-                    line, row = line + 1, row + 1
-                    carry, carried, replay = [], 0, rest
+                    carry = rest
                 continue
-            carry.append(chunk[: cut + 1])
-            block = b"".join(carry)
-            carry, carried = [chunk[cut + 1:]], len(chunk) - cut - 1
-            newlines = block.count(b"\n")
-            raw, slots = self._parse(block, line, row, newlines)
-            if len(raw):
-                yield raw
-            line += newlines
-            row += slots
+            carry = bytes(view[cut + 1: end])
+            yield _Block(buf.slice(start, cut + 1 - start))
 
     def _read_past_line(self) -> bytes | None:
         """Discard the rest of an oversized line; return what follows it, or None at the end."""
@@ -111,45 +173,51 @@ class JsonLinesReader:
             if cut >= 0:
                 return chunk[cut + 1:]
 
-    # Parsing a block --------------------------------------------------------------------------
+    # Parsing a block (worker threads; no error is reported here) ---------------------------
 
-    def _parse(self, block: bytes, line: int, row: int, newlines: int) -> tuple[RawBlock, int]:
-        """Parse whole lines starting at ``line`` (record index ``row``): (block, record slots)."""
-        if not self.python_only:
-            raw = self._parse_arrow(block, line, row, newlines)
-            if raw is not None:
-                return raw, len(raw)
-        return self._parse_python(block, line, row)
-
-    def _parse_arrow(self, block: bytes, line: int, row: int, newlines: int) -> RawBlock | None:
-        if len(block) > self.max_record_bytes and _longest_line(block) > self.max_record_bytes:
-            return None
+    def _examine(self, piece: _Piece) -> _Parsed | _TooLarge | _Lost:
+        if not isinstance(piece, _Block):
+            return piece
+        data = piece.data
+        bytes_ = np.frombuffer(data, np.uint8)
+        newlines = int(np.count_nonzero(bytes_ == 10))
+        if self.python_only:
+            return _Parsed(data, newlines)
+        if data.size > self.max_record_bytes and _longest_line(bytes_) > self.max_record_bytes:
+            return _Parsed(data, newlines)
         parse = pajson.ParseOptions()
         if self.schema is not None:
             parse = pajson.ParseOptions(explicit_schema=self.schema,
                                         unexpected_field_behavior="ignore")
-        size = ARROW_BLOCK_BYTES
-        while True:
-            try:
-                table = pajson.read_json(pa.BufferReader(block), parse_options=parse,
-                                         read_options=pajson.ReadOptions(block_size=size))
-                break
-            except pa.ArrowInvalid as exc:
-                if "straddl" in str(exc) and size < len(block):
-                    size = len(block) + 1
-                    continue
-                return None
+        one_chunk = pajson.ReadOptions(use_threads=False,
+                                       block_size=min(data.size + 1, _MAX_ARROW_BLOCK))
+        try:
+            table = pajson.read_json(pa.BufferReader(data), parse_options=parse,
+                                     read_options=one_chunk)
+        except pa.ArrowInvalid:
+            return _Parsed(data, newlines)
         n = table.num_rows
-        n_lines = newlines + (0 if block.endswith(b"\n") else 1)
-        if n == n_lines:
-            lines = np.arange(line, line + n, dtype=np.int64)
-        else:  # blank lines: map each record to its line
-            lines = line + _record_lines(block)
+        n_lines = newlines + (0 if bytes_[-1] == 10 else 1)
+        lines = None
+        if n != n_lines:  # blank lines: map each record to its line
+            lines = _record_lines(bytes_)
             if len(lines) != n:
-                return None
-        rows = np.arange(row, row + n, dtype=np.int64)
-        return RawBlock(rows, lines, table=table, utf8_checked=block.isascii(),
-                        to_records=lambda: self._parse_python(block, line, row)[0])
+                return _Parsed(data, newlines)
+        return _Parsed(data, newlines, _one_batch(table), lines, _valid_utf8(table))
+
+    # Placing a block in the file (in order) ------------------------------------------------
+
+    def _place(self, parsed: _Parsed, line: int, row: int) -> tuple[RawBlock, int]:
+        """The block's records numbered from ``line`` and ``row``: (block, record slots)."""
+        data = parsed.data
+        if parsed.table is None:
+            return self._parse_python(data.to_pybytes(), line, row)
+        n = parsed.table.num_rows
+        rel = parsed.lines if parsed.lines is not None else np.arange(n, dtype=np.int64)
+        raw = RawBlock(np.arange(row, row + n, dtype=np.int64), line + rel, table=parsed.table,
+                       utf8_checked=parsed.utf8_valid,
+                       to_records=lambda: self._parse_python(data.to_pybytes(), line, row)[0])
+        return raw, n
 
     def _parse_python(self, block: bytes, line: int, row: int) -> tuple[RawBlock, int]:
         """Line-by-line parse that reports each bad line; the reference for exact errors."""
@@ -183,9 +251,35 @@ class JsonLinesReader:
         return raw, slots
 
 
-def _record_lines(block: bytes) -> np.ndarray:
-    """0-based indices of the non-blank lines of ``block``."""
-    data = np.frombuffer(block, np.uint8)
+def _last_newline(view: memoryview, start: int, end: int) -> int:
+    """Index of the last ``\\n`` in ``view[start:end]`` (searched from the end), or -1."""
+    hi = end
+    while hi > start:
+        lo = max(start, hi - _NEWLINE_WINDOW)
+        found = bytes(view[lo:hi]).rfind(b"\n")
+        if found >= 0:
+            return lo + found
+        hi = lo
+    return -1
+
+
+def _one_batch(table: pa.Table) -> pa.RecordBatch | pa.Table:
+    """The table as one record batch (columns as plain arrays, so nothing needs concatenating)."""
+    batches = table.to_batches()
+    return batches[0] if len(batches) == 1 else table.combine_chunks()
+
+
+def _valid_utf8(table: pa.Table) -> bool:
+    """Whether every string in ``table`` is valid UTF-8 (Arrow's check, which drops the GIL)."""
+    try:
+        table.validate(full=True)
+    except pa.ArrowInvalid:
+        return False
+    return True
+
+
+def _record_lines(data: np.ndarray) -> np.ndarray:
+    """0-based indices of the non-blank lines of a block (``data``: its bytes as uint8)."""
     newlines = np.flatnonzero(data == 10)
     starts = np.concatenate(([0], newlines + 1))
     ends = np.concatenate((newlines, [len(data)]))
@@ -193,7 +287,7 @@ def _record_lines(block: bytes) -> np.ndarray:
     return np.flatnonzero(content[ends] > content[starts])
 
 
-def _longest_line(block: bytes) -> int:
-    newlines = np.flatnonzero(np.frombuffer(block, np.uint8) == 10)
-    bounds = np.concatenate(([-1], newlines, [len(block)]))
+def _longest_line(data: np.ndarray) -> int:
+    newlines = np.flatnonzero(data == 10)
+    bounds = np.concatenate(([-1], newlines, [len(data)]))
     return int(np.diff(bounds).max()) - 1

@@ -21,12 +21,13 @@ from poisonscan.io.options import ReadCounter
 
 @dataclass
 class RawBlock:
-    """Consecutive records of one file, as an Arrow table (fast path) or as Python objects.
+    """Consecutive records of one file, as an Arrow table or batch (fast path) or as Python objects.
 
     Attributes:
         rows: int64, the 0-based record index within the file of each record.
         lines: int64, the 1-based line of each record in a JSON Lines file; None otherwise.
-        table: the records parsed by Arrow, or None.
+        table: the records parsed by Arrow (a table, or a record batch whose columns are plain
+            arrays so the converter need not concatenate chunks), or None.
         records: the records as Python objects (usually dicts), or None.
         to_records: builds the Python form of this block with exact per-record detail (e.g. a
             missing field told apart from a null one); used when the Arrow form cannot be used.
@@ -37,7 +38,7 @@ class RawBlock:
 
     rows: np.ndarray
     lines: np.ndarray | None = None
-    table: pa.Table | None = None
+    table: pa.Table | pa.RecordBatch | None = None
     records: list[Any] | None = None
     to_records: Callable[[], RawBlock] | None = field(default=None, repr=False)
     check_size: bool = False
@@ -76,7 +77,7 @@ class RawBlock:
         return f"row {int(self.rows[i])}"
 
 
-def _as_binary(table: pa.Table) -> pa.Table:
+def _as_binary(table: pa.Table | pa.RecordBatch) -> pa.Table:
     """``table`` with its top-level string columns viewed as binary (no UTF-8 decoding)."""
     cols = []
     for col in table.columns:

@@ -58,21 +58,57 @@ class ByteStream:
             got += len(piece)
         return b"".join(pieces)
 
+    def readinto(self, view: memoryview) -> int:
+        """Fill ``view`` with the next bytes; returns the count, short only at the end of the data.
+
+        Reads straight into the caller's memory (no intermediate ``bytes``). Failures behave as in
+        :meth:`read`: bytes decompressed before a failure are returned first.
+        """
+        if self._error is not None:
+            raise self._error
+        size = len(view)
+        step = PIECE_BYTES if self._compressed else size
+        got = 0
+        while got < size:
+            try:
+                n = self._readinto(view[got: got + step])
+            except InputError as exc:
+                if not got:
+                    raise
+                self._error = exc
+                break
+            if not n:
+                break
+            got += n
+        return got
+
     def _read(self, size: int) -> bytes:
         try:
             data = self._stream.read(size)
         except (OSError, pa.ArrowException) as exc:
-            text = str(exc)
-            truncated = "truncated" in text.lower() or "ended" in text.lower()
-            what = self.file.compression or "file"
-            raise InputError(
-                self.file.path,
-                f"{'truncated' if truncated else 'corrupt'} .{what} data after "
-                f"{self.offset} decompressed bytes ({text.strip()})",
-                reason="truncated" if truncated else "corrupt",
-            ) from None
+            raise self._failure(exc) from None
         self.offset += len(data)
         return data
+
+    def _readinto(self, view: memoryview) -> int:
+        try:
+            n = int(self._stream.readinto(view))
+        except (OSError, pa.ArrowException) as exc:
+            raise self._failure(exc) from None
+        self.offset += n
+        return n
+
+    def _failure(self, exc: Exception) -> InputError:
+        """The decompressor's (or the file system's) error as a one-line :class:`InputError`."""
+        text = str(exc)
+        truncated = "truncated" in text.lower() or "ended" in text.lower()
+        what = self.file.compression or "file"
+        return InputError(
+            self.file.path,
+            f"{'truncated' if truncated else 'corrupt'} .{what} data after "
+            f"{self.offset} decompressed bytes ({text.strip()})",
+            reason="truncated" if truncated else "corrupt",
+        )
 
     def close(self) -> None:
         """Release the file handle."""
