@@ -15,6 +15,7 @@ from poisonscan.kernels.ngrams import (
     MAX_ORDER,
     add_dense,
     add_sparse,
+    nonzero_pairs,
     count_document_frequency,
     ngram_key,
     scratch_set,
@@ -269,3 +270,12 @@ def test_first_sighting_slots_count_like_the_dense_kernel(docs, keep):
                                           keys, stamps, 0, out_u, out_b)
     assert (np.bincount(out_u[:nu], minlength=1 << 8) == uni).all()
     assert (np.minimum(np.bincount(out_b[:nb_], minlength=1 << 9), 255) == bi).all()
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.integers(0, 255), max_size=300), st.sampled_from([np.uint8, np.uint32]))
+def test_nonzero_pairs_equal_flatnonzero(values, dtype):
+    table = np.array(values, dtype)
+    idx, val = nonzero_pairs(table, np.count_nonzero(table))
+    assert idx.tolist() == np.flatnonzero(table).tolist()
+    assert val.dtype == table.dtype and val.tolist() == table[table != 0].tolist()

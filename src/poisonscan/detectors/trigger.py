@@ -35,6 +35,7 @@ from poisonscan.kernels.ngrams import (
     add_sparse,
     count_document_frequency,
     document_frequency_slots,
+    nonzero_pairs,
     scratch_set,
 )
 from poisonscan.kernels.windows import (
@@ -67,6 +68,7 @@ MAX_LOW_FINDINGS = 20
 BIGRAMS_PER_BYTE = 0.08
 TABLE_FILL = 0.25  # distinct bigrams per slot the bigram table is allowed (3/4 of unseen stay unseen)
 MAX_WINDOW = 256
+RAW_SHARE = 256  # a shard lists first sightings until the list reaches 1/256 of the bigram table
 MAX_BACK = 32
 EXPANSION = {"parquet": 3.0, "gz": 4.0, "zst": 4.0}  # text bytes per file byte, roughly
 
@@ -308,13 +310,14 @@ class TriggerDetector(Detector):
     def _count(plan: _Plan, tok: Tokens, n_docs: int, acc: _Counts | None) -> _Counts:
         """Pass 0: document frequencies. A shard starts by listing the slots of first sightings
         (cheap for small shards: nothing proportional to the tables is touched) and switches to
-        dense tables once the list would outgrow a sixteenth of the bigram table."""
+        dense tables once the list would outgrow 1/RAW_SHARE of the bigram table (sorting a
+        longer list costs more than scanning the table)."""
         counts = acc if acc is not None else _Counts(bits=(plan.uni_bits, plan.bi_bits))
         lengths = np.diff(tok.doc_offsets)
         keys, stamps = scratch_set(int(lengths.max()) if len(lengths) else 1)
         counts.docs += n_docs
         n_tok = len(tok.hashes)
-        if counts.uni is None and counts.raw_size + 2 * n_tok <= (1 << plan.bi_bits) // 16:
+        if counts.uni is None and counts.raw_size + 2 * n_tok <= (1 << plan.bi_bits) // RAW_SHARE:
             out_u = np.empty(n_tok, np.int64)
             out_b = np.empty(n_tok, np.int64)
             nu, nb_, _ = document_frequency_slots(
@@ -455,10 +458,9 @@ class TriggerDetector(Detector):
             used_bi = np.count_nonzero(acc.bi)
             if used_bi * 9 > acc.bi.nbytes:
                 return acc
-            ui = np.flatnonzero(acc.uni)
-            bi_ = np.flatnonzero(acc.bi)
-            return _Counts(sparse=(ui, acc.uni[ui], bi_, acc.bi[bi_]), docs=acc.docs,
-                           bits=acc.bits)
+            ui, uc = nonzero_pairs(acc.uni, np.count_nonzero(acc.uni))
+            bi_, bc = nonzero_pairs(acc.bi, used_bi)
+            return _Counts(sparse=(ui, uc, bi_, bc), docs=acc.docs, bits=acc.bits)
         if pass_index == 2 and acc is not None:
             merged = _concat_evidence(acc)
             merged = _drop_over_cap(merged, plan.caps)

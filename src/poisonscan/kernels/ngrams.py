@@ -147,6 +147,22 @@ def add_dense(table, other):
             table[j] = v if v < vmax else vmax
 
 
+@nb.njit(cache=True)
+def nonzero_pairs(table, n):
+    """The ``n`` nonzero slots of ``table`` and their values, in slot order (``n`` from
+    ``np.count_nonzero``). One pass, without ``np.flatnonzero``'s int64 index of the whole table
+    first: on a 256 MB table that is several times faster."""
+    idx = np.empty(n, np.int64)
+    val = np.empty(n, table.dtype)
+    k = 0
+    for j in range(table.shape[0]):
+        if table[j] != 0:
+            idx[k] = j
+            val[k] = table[j]
+            k += 1
+    return idx, val
+
+
 def scratch_set(max_doc_tokens: int) -> tuple[np.ndarray, np.ndarray]:
     """A scratch set big enough for the unigrams and bigrams of a document of that many tokens."""
     size = 1 << max(6, int(4 * max(1, max_doc_tokens) - 1).bit_length())
