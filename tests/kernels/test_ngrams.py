@@ -15,9 +15,9 @@ from poisonscan.kernels.ngrams import (
     MAX_ORDER,
     add_dense,
     add_sparse,
-    nonzero_pairs,
     count_document_frequency,
     ngram_key,
+    nonzero_pairs,
     scratch_set,
 )
 from poisonscan.kernels.tokenize import tokenize
