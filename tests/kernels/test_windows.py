@@ -32,6 +32,7 @@ from poisonscan.kernels.windows import (
     last_token_filter,
     profile_cosine,
     token_anomaly,
+    token_features,
 )
 
 M64 = (1 << 64) - 1
@@ -376,6 +377,22 @@ def test_frequent_flags_matches_reference(corpus):
             out = np.full(len(doc) + 1, 99, np.int64)
             frequent_flags(hashes, kinds_arr, off[d], off[d + 1], uni, freq_min, out)
             assert out[: len(doc)].tolist() == ref_frequent_slots(doc, kinds[d], uni, freq_min)
+
+
+@settings(max_examples=100, deadline=None)
+@given(token_corpora())
+def test_token_features_is_token_anomaly_and_frequent_flags_in_one(corpus):
+    docs, kinds, uni, bi, keep = corpus
+    hashes, off = flatten(docs)
+    kinds_arr = np.array([k for ks in kinds for k in ks], np.uint8)
+    for freq_min in (1, 3):
+        for d, doc in enumerate(docs):
+            u, b, fs = (np.full(len(doc) + 1, 9, dt) for dt in (np.int8, np.int8, np.int64))
+            token_features(hashes, kinds_arr, off[d], off[d + 1], uni, bi, np.uint64(keep),
+                           freq_min, u, b, fs)
+            ref_u, ref_b = ref_token_anomaly(doc, uni, bi, keep)
+            assert u[: len(doc)].tolist() == ref_u and b[: len(doc)].tolist() == ref_b
+            assert fs[: len(doc)].tolist() == ref_frequent_slots(doc, kinds[d], uni, freq_min)
 
 
 @settings(max_examples=150, deadline=None)

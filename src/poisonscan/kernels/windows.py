@@ -96,6 +96,30 @@ def frequent_flags(hashes, kinds, lo, hi, uni, freq_min, out_slot):
 
 
 @nb.njit(cache=True)
+def token_features(hashes, kinds, lo, hi, uni, bi, bi_keep, freq_min, out_u, out_b, out_slot):
+    """``token_anomaly`` and ``frequent_flags`` in one walk, sharing each token's unigram lookup
+    (the tables are far bigger than the caches, so a lookup is a memory access)."""
+    umask = np.uint64(uni.shape[0] - 1)
+    bmask = np.uint64(bi.shape[0] - 1)
+    for i in range(lo, hi):
+        df = uni[slot(hashes[i], umask)]
+        u = 1 if df <= 1 else 0
+        out_u[i - lo] = u
+        if kinds[i] == 0 and df >= freq_min:
+            out_slot[i - lo] = np.int64(hashes[i] % np.uint64(LANG_BINS))
+        else:
+            out_slot[i - lo] = -1
+        if i == lo:
+            out_b[0] = u
+        else:
+            key = ngram_key(hashes, i - 1, 2)
+            if bigram_kept(key, bi_keep):
+                out_b[i - lo] = 1 if bi[slot(key, bmask)] <= 1 else 0
+            else:
+                out_b[i - lo] = 2
+
+
+@nb.njit(cache=True)
 def profile_cosine(fslot, b0, b1, a0, a1, va, vb):
     """Cosine of the frequent-word profiles of tokens [b0, b1) and [a0, a1); -1 if too few words.
 
@@ -278,8 +302,7 @@ def find_switches(hashes, kinds, doc_offsets, uni, bi, bi_keep, freq_min, window
         n = hi - lo
         if n < min_after + 1:
             continue
-        token_anomaly(hashes, lo, hi, uni, bi, bi_keep, u, b)
-        frequent_flags(hashes, kinds, lo, hi, uni, freq_min, fslot)
+        token_features(hashes, kinds, lo, hi, uni, bi, bi_keep, freq_min, u, b, fslot)
         _prefix_sums(b, n, csb, csn)
         best = -2.0
         best_p = -1
@@ -382,8 +405,8 @@ def gather_evidence(hashes, kinds, starts, ends, doc_offsets, data, doc_bytes, u
                 if totals[cid] > caps[cid]:
                     continue
                 if not have_features:
-                    token_anomaly(hashes, lo, hi, uni, bi, bi_keep, u, b)
-                    frequent_flags(hashes, kinds, lo, hi, uni, freq_min, fslot)
+                    token_features(hashes, kinds, lo, hi, uni, bi, bi_keep, freq_min, u, b,
+                                   fslot)
                     cu[0] = 0.0
                     for i in range(n):
                         cu[i + 1] = cu[i] + u[i]
