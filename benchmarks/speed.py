@@ -12,7 +12,10 @@ subprocess whose whole process tree is sampled for memory:
 * ``poisonscan scan`` with ``--jobs 2`` and ``--jobs 1``;
 * the same at ``--factor`` times the size, to show that memory stays flat.
 
-The last line is a one-line summary. These machines are noisy: read the ratios, not the MB/s.
+Memory is the peak PSS summed over the process tree (forked workers share the driver's count
+tables copy-on-write; PSS counts shared pages once, RSS once per process, so the RSS sum is also
+printed). The last line is a one-line summary. These machines are noisy: read the ratios, not
+the MB/s.
 """
 
 from __future__ import annotations
@@ -93,19 +96,40 @@ def dataset(size_mb: int, seed: int) -> tuple[Path, str]:
     return path, path.with_suffix(".trigger").read_text()
 
 
-def run_measured(cmd: list[str]) -> tuple[float, float, str]:
-    """Run ``cmd``; return (wall seconds, peak RSS of its whole process tree in MB, stdout)."""
+def _tree_memory(ps) -> tuple[int, int]:
+    """(PSS, RSS) summed over a process and its children, in bytes.
+
+    Worker processes are forked and read the driver's count tables copy-on-write; RSS counts
+    those shared pages once in every process, PSS splits them between the processes sharing
+    them, so the PSS sum is the memory the scan really holds.
+    """
+    import psutil
+
+    pss = rss = 0
+    for p in [ps, *ps.children(recursive=True)]:
+        try:
+            info = p.memory_full_info()
+            pss += getattr(info, "pss", info.rss)
+            rss += info.rss
+        except psutil.Error:
+            pass
+    return pss, rss
+
+
+def run_measured(cmd: list[str]) -> tuple[float, float, str, float]:
+    """Run ``cmd``; return (wall seconds, peak PSS of its whole process tree in MB, stdout,
+    peak RSS sum of the tree in MB)."""
     import psutil
 
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     ps = psutil.Process(proc.pid)
-    peak = 0
+    peak = peak_rss = 0
     while proc.poll() is None:
         try:
-            rss = ps.memory_info().rss + sum(
-                c.memory_info().rss for c in ps.children(recursive=True))
-            peak = max(peak, rss)
+            pss, rss = _tree_memory(ps)
+            peak = max(peak, pss)
+            peak_rss = max(peak_rss, rss)
         except psutil.Error:
             pass
         time.sleep(0.05)
@@ -113,23 +137,24 @@ def run_measured(cmd: list[str]) -> tuple[float, float, str]:
     wall = time.perf_counter() - t0
     if proc.returncode not in (0, 1):
         raise RuntimeError(f"{cmd} failed ({proc.returncode}): {err[-2000:]}")
-    return wall, peak / MB, out
+    return wall, peak / MB, out, peak_rss / MB
 
 
 def measure(path: Path, trigger: str, jobs_list: list[int]) -> list[dict]:
     rows = []
-    secs, peak, out = run_measured([sys.executable, "-c", READ_SNIPPET, str(path)])
+    secs, peak, out, peak_rss = run_measured([sys.executable, "-c", READ_SNIPPET, str(path)])
     read_secs, text_bytes = (float(x) for x in out.split())
     text_mb = text_bytes / MB
     rows.append({"what": "pyarrow iter_batches (text)", "seconds": read_secs,
-                 "mbps": text_mb / read_secs, "ratio": 1.0, "peak_mb": peak, "found": ""})
+                 "mbps": text_mb / read_secs, "ratio": 1.0, "peak_mb": peak, "rss_mb": peak_rss,
+                 "found": ""})
     for jobs in jobs_list:
         with tempfile.TemporaryDirectory() as tmp:
             report = Path(tmp) / "r.json"
             cmd = [sys.executable, "-m", "poisonscan", "scan", str(path), "--quiet",
                    "--jobs", str(jobs), "--format", "json", "--output", str(report),
                    "--fail-on", "never"]
-            wall, peak, _ = run_measured(cmd)
+            wall, peak, _, peak_rss = run_measured(cmd)
             data = json.loads(report.read_text())
         scan_secs = data["stats"]["seconds"]
         top = data["findings"][0] if data["findings"] else {}
@@ -139,7 +164,8 @@ def measure(path: Path, trigger: str, jobs_list: list[int]) -> list[dict]:
             found += " (planted)"
         rows.append({"what": f"poisonscan scan --jobs {jobs}", "seconds": scan_secs,
                      "wall": wall, "mbps": text_mb / scan_secs,
-                     "ratio": read_secs / scan_secs, "peak_mb": peak, "found": found,
+                     "ratio": read_secs / scan_secs, "peak_mb": peak, "rss_mb": peak_rss,
+                     "found": found,
                      "passes": data["stats"].get("pass_seconds")})
     for r in rows:
         r["text_mb"] = text_mb
@@ -156,7 +182,7 @@ def main(argv: list[str] | None = None) -> int:
     sizes = [args.size_mb] + ([args.size_mb * args.factor] if args.factor > 1 else [])
     results = {}
     print(f"{'corpus':>10} {'what':32} {'text MB':>8} {'seconds':>8} {'MB/s':>7} "
-          f"{'vs read':>7} {'peak MB':>8}  found / pass seconds")
+          f"{'vs read':>7} {'peak MB':>8} {'RSS sum':>8}  found / pass seconds")
     for size in sizes:
         path, trigger = dataset(size, args.seed)
         jobs = [2, 1] if size == args.size_mb else [2]
@@ -165,12 +191,13 @@ def main(argv: list[str] | None = None) -> int:
         for r in rows:
             extra = r["found"] + (f" passes={r['passes']}" if r.get("passes") else "")
             print(f"{size:>8}MB {r['what']:32} {r['text_mb']:8.0f} {r['seconds']:8.1f} "
-                  f"{r['mbps']:7.1f} {r['ratio']:7.2f} {r['peak_mb']:8.0f}  {extra}", flush=True)
+                  f"{r['mbps']:7.1f} {r['ratio']:7.2f} {r['peak_mb']:8.0f} {r['rss_mb']:8.0f}  "
+                  f"{extra}", flush=True)
     base = results[sizes[0]]
     j2, j1 = base[1], base[2]
     summary = (f"speed: scan --jobs 2 at {j2['ratio']:.2f}x pyarrow's read "
                f"({j2['mbps']:.0f} vs {base[0]['mbps']:.0f} MB/s), --jobs 2 vs 1: "
-               f"{j1['seconds'] / j2['seconds']:.2f}x, peak memory {j2['peak_mb']:.0f} MB")
+               f"{j1['seconds'] / j2['seconds']:.2f}x, peak memory (PSS) {j2['peak_mb']:.0f} MB")
     if len(sizes) > 1:
         big = results[sizes[1]][1]
         summary += (f" at {sizes[0]} MB vs {big['peak_mb']:.0f} MB at {sizes[1]} MB "
