@@ -1,7 +1,7 @@
 """Stream JSON Lines files as blocks of whole lines, parsed by Arrow, with exact line numbers.
 
-The decompressed byte stream is cut into blocks of whole lines (about ``block_bytes`` each), read
-straight into Arrow-allocated memory. A few threads then work on consecutive blocks at once, each
+The decompressed byte stream is cut into blocks of whole lines (about ``block_bytes`` each, after
+a few smaller first blocks), read straight into Arrow-allocated memory. A few threads then work on consecutive blocks at once, each
 without the GIL: Arrow's JSON parser parses the block as one chunk, numpy counts its newlines, and
 Arrow checks the UTF-8 of its strings (the parser does not). The blocks come back in file order,
 where they get their line and record numbers. When Arrow rejects a block, or a record in it needs
@@ -29,6 +29,8 @@ from poisonscan.io.raw import BadRecords, RawBlock
 from poisonscan.io.streams import ByteStream
 
 BLOCK_BYTES = 16 * 2**20
+FIRST_BLOCK_BYTES = 2**20  # blocks double from this up to BLOCK_BYTES, so small files get
+# several blocks to parse at once, and the shape is known (and the schema set) early
 PARSE_THREADS = max(1, min(4, pa.cpu_count()))  # blocks parsed at once; one more is read ahead
 BOM = b"\xef\xbb\xbf"
 _NEWLINE_WINDOW = 2**16  # the last newline of a read is looked for in windows of this size
@@ -129,8 +131,10 @@ class JsonLinesReader:
         """Blocks of whole lines, and the oversized lines and read failures between them."""
         carry = b""  # the start of a line whose end is not read yet
         first = True
+        size = min(FIRST_BLOCK_BYTES, self.block_bytes)
         while True:
-            buf = pa.allocate_buffer(len(carry) + self.block_bytes)
+            buf = pa.allocate_buffer(len(carry) + size)
+            size = min(2 * size, self.block_bytes)
             view = memoryview(buf).cast("B")
             view[: len(carry)] = carry
             try:
