@@ -1,13 +1,13 @@
 """Stream JSON Lines files as blocks of whole lines, parsed by Arrow, with exact line numbers.
 
 The decompressed byte stream is cut into blocks of whole lines (about ``block_bytes`` each, after
-a few smaller first blocks), read straight into Arrow-allocated memory. A few threads then work on consecutive blocks at once, each
-without the GIL: Arrow's JSON parser parses the block as one chunk, numpy counts its newlines, and
-Arrow checks the UTF-8 of its strings (the parser does not). The blocks come back in file order,
-where they get their line and record numbers. When Arrow rejects a block, or a record in it needs
-exact detail, the block is parsed again line by line with :func:`json.loads`, which names every
-bad line. Memory is bounded by the blocks in flight plus the longest line allowed
-(``max_record_bytes``).
+a few smaller first blocks), read straight into Arrow-allocated memory. A few threads then work on
+consecutive blocks at once, each without the GIL: Arrow's JSON parser parses the block as one
+chunk, numpy counts its newlines, and Arrow checks the UTF-8 of its strings (the parser does not).
+The blocks come back in file order, where they get their line and record numbers. When Arrow
+rejects a block, or a record in it needs exact detail, the block is parsed again line by line with
+:func:`json.loads`, which names every bad line. Memory is bounded by the blocks in flight plus the
+longest line allowed (``max_record_bytes``).
 """
 
 from __future__ import annotations
