@@ -1,11 +1,14 @@
 """Run the per-shard work on a Dask cluster (``--executor dask``), a thin layer over distributed.
 
-The same ``scan_shard`` runs on the workers as in a local process pool. Per pass, the shared task
+The same shard work runs on the workers as in a local process pool. Per pass, the shared task
 (the detectors' plans, which can be hundreds of MB of count tables) is scattered to every worker
-once (``broadcast=True``) and tasks refer to it by future, so it never travels per shard. The driver
-keeps at most ``2 x worker threads`` tasks in flight and hands each result to the engine as it
-arrives (``as_completed``), where it is merged and dropped, so the driver's memory does not grow
-with the number of shards.
+once (``broadcast=True``) and tasks refer to it by future, so it never travels per task. It travels
+as :class:`~poisonscan.engine.executors.SparsePickled`: count tables sized for the worst case are
+mostly zeros and shrink to their non-zero slots. The driver keeps at most ``2 x worker threads``
+tasks in flight; each result is fetched as soon as its task ends (``as_completed`` with results)
+and handed to the engine, where it is merged and dropped, so the driver's memory does not grow
+with the number of shards. A task runs numba's parallel kernels on one thread: a worker thread is
+one core's worth of work, as a process of the local pool is.
 
 Without a scheduler address a ``LocalCluster`` of ``jobs`` single-threaded worker processes is
 started (and stopped at the end). Dask is optional: ``pip install 'poisonscan[dask]'``.
@@ -19,6 +22,7 @@ import uuid
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
+from poisonscan.engine.executors import SparsePickled, one_numba_thread
 from poisonscan.errors import ConfigError
 
 INSTALL_HINT = "pip install 'poisonscan[dask]'"
@@ -32,6 +36,12 @@ def _import_distributed() -> Any:
             f"--executor dask: the Dask extra is not installed; run: {INSTALL_HINT}"
         ) from None
     return distributed
+
+
+def _run(fn: Callable[[Any, Any], Any], item: Any, shared: SparsePickled) -> Any:
+    """One task on a worker: ``fn`` on one item, with the pass's shared state."""
+    one_numba_thread()
+    return fn(item, shared.value)
 
 
 class DaskExecutor:
@@ -73,10 +83,13 @@ class DaskExecutor:
                 raise ConfigError(f"--scheduler: cannot connect to {where}: {exc}") from None
         return self._client
 
+    def slots(self) -> int:
+        """Tasks the cluster runs at once: its worker threads."""
+        return max(1, sum(self.client.nthreads().values()))
+
     def in_flight(self) -> int:
         """How many tasks to keep submitted: two per worker thread (at least four)."""
-        threads = sum(self.client.nthreads().values())
-        return max(4, 2 * threads)
+        return max(4, 2 * self.slots())
 
     def map(
         self, fn: Callable[[Any, Any], Any], items: Sequence[Any], shared: Any
@@ -86,28 +99,32 @@ class DaskExecutor:
             return
         client = self.client
         d = self._distributed
-        [shared_future] = client.scatter([shared], broadcast=True, hash=False)
+        [shared_future] = client.scatter([SparsePickled(shared)], broadcast=True, hash=False)
         prefix = f"{getattr(fn, '__name__', 'task')}-{uuid.uuid4().hex[:12]}"
         pending: dict[str, tuple[int, Any]] = {}  # task key -> (item index, future)
         queue = iter(enumerate(items))
-        results = d.as_completed(loop=client.loop)
+        # with_results: each result is fetched from its worker as soon as it is ready, in the
+        # background, rather than one round trip at a time when the engine asks for it.
+        results = d.as_completed(loop=client.loop, with_results=True)
 
         def submit() -> None:
             nxt = next(queue, None)
             if nxt is not None:
-                fut = client.submit(fn, nxt[1], shared_future, key=f"{prefix}-{nxt[0]}", pure=False)
+                fut = client.submit(_run, fn, nxt[1], shared_future, key=f"{prefix}-{nxt[0]}",
+                                    pure=False)
                 pending[fut.key] = (nxt[0], fut)
                 results.add(fut)
 
         try:
             for _ in range(self.in_flight()):
                 submit()
-            for fut in results:
+            for fut, result in results:  # re-raises a worker's exception here
                 index, _ = pending.pop(fut.key)
-                result = fut.result()  # re-raises a worker's exception here
                 fut.release()
+                del fut
                 submit()
                 yield index, result
+                del result
         finally:
             # An error or an abandoned generator: stop the rest, and free the plans on the workers.
             client.cancel([f for _, f in pending.values()] + [shared_future])

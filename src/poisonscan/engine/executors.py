@@ -3,17 +3,21 @@
 Results are merged with associative, commutative merges, so the arrival order does not change the
 findings; the engine still merges in arrival order to keep the driver's memory flat.
 
-An executor has ``map(fn, items, shared)``, which runs ``fn(item, shared)`` for every item, and
-``close()``. :class:`LocalExecutor` runs in this process or a local process pool;
-:class:`poisonscan.engine.dask.DaskExecutor` on a Dask cluster (``--executor dask``).
+An executor has ``map(fn, items, shared)``, which runs ``fn(item, shared)`` for every item,
+``slots()``, how many items it works on at once, and ``close()``. :class:`LocalExecutor` runs in
+this process or a local process pool; :class:`poisonscan.engine.dask.DaskExecutor` on a Dask
+cluster (``--executor dask``).
 """
 
 from __future__ import annotations
 
 import multiprocessing as mp
+import pickle
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from typing import TYPE_CHECKING, Any
+
+import numpy as np
 
 if TYPE_CHECKING:
     from poisonscan.config import ScanConfig
@@ -25,11 +29,7 @@ _SHARED: Any = None
 
 
 def _call(fn: Callable[[Any, Any], Any], item: Any) -> Any:
-    # Each worker process is one of --jobs: numba's own threads inside it would oversubscribe
-    # the cores (and its thread pool is not safe to carry across fork).
-    import numba
-
-    numba.set_num_threads(1)
+    one_numba_thread()
     return fn(item, _SHARED)
 
 
@@ -45,6 +45,10 @@ class LocalExecutor:
 
     def __init__(self, jobs: int) -> None:
         self.jobs = jobs
+
+    def slots(self) -> int:
+        """Items worked on at once: the ``jobs`` processes."""
+        return self.jobs
 
     def close(self) -> None:
         """Nothing to release: each ``map`` call starts and stops its own pool."""
@@ -95,6 +99,107 @@ class LocalExecutor:
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
             _SHARED = None
+
+
+def one_numba_thread() -> None:
+    """Keep numba's parallel kernels to one thread in a worker that is itself one of many.
+
+    Each worker process is one of ``--jobs`` (or one Dask worker thread): numba's own threads
+    inside it would oversubscribe the cores (and its thread pool is not safe to carry across fork).
+    """
+    import numba
+
+    numba.set_num_threads(1)
+
+
+# Sparse transport of shared state --------------------------------------------------------------
+
+_SPARSE_MIN_BYTES = 2**20  # smaller arrays travel as they are
+_CHUNK = 2**22  # slots scanned at a time for non-zero ones
+
+
+class SparsePickled:
+    """A value whose pickle stores large, mostly-zero integer arrays sparsely.
+
+    The plans of later passes hold corpus-wide count tables sized for the worst case, so on most
+    corpora they are mostly zeros: hundreds of MB that shrink to a few MB as (index, value) pairs
+    of the non-zero slots. Executors whose workers do not share the
+    driver's memory send plans wrapped in this; ``value`` is the plan, dense again on arrival.
+    Everything else pickles as usual, and the pickle is exact (integer arrays only).
+
+    An unpickled copy keeps its pickled form and sends that on (Dask's broadcast copies from worker
+    to worker) without encoding again. It costs little: the sparse form is small, and an array
+    that travelled dense is itself a view of the pickle's buffer.
+    """
+
+    __slots__ = ("value", "_wire")
+
+    def __init__(self, value: Any, wire: tuple[bytes, list[Any]] | None = None) -> None:
+        self.value = value
+        self._wire = wire
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        if self._wire is not None:
+            head, received = self._wire
+            return (_unpickle_sparse, (head, [pickle.PickleBuffer(b) for b in received]))
+        buffers: list[pickle.PickleBuffer] = []
+        head = _SparsePickler(buffers.append).dumps(self.value)
+        # The buffers (the arrays' bytes) go out of band when the outer pickle allows it
+        # (protocol 5 with a buffer callback, as Dask uses), so nothing is copied to build them.
+        return (_unpickle_sparse, (head, buffers))
+
+
+def _unpickle_sparse(head: bytes, buffers: list[Any]) -> SparsePickled:
+    return SparsePickled(pickle.loads(head, buffers=buffers), (head, buffers))
+
+
+class _SparsePickler(pickle.Pickler):
+    def __init__(self, buffer_callback: Callable[[pickle.PickleBuffer], Any]) -> None:
+        import io
+
+        self._out = io.BytesIO()
+        super().__init__(self._out, protocol=5, buffer_callback=buffer_callback)
+
+    def dumps(self, value: Any) -> bytes:
+        self.dump(value)
+        return self._out.getvalue()
+
+    def reducer_override(self, obj: Any) -> Any:
+        if (type(obj) is np.ndarray and obj.nbytes >= _SPARSE_MIN_BYTES
+                and obj.dtype.kind in "biu" and obj.flags.c_contiguous):
+            return _sparse_reduce(obj)
+        return NotImplemented
+
+
+def _sparse_reduce(a: np.ndarray) -> Any:
+    """``a`` as (index, value) pairs of its non-zero slots, or the default pickle when the pairs
+    would not take under half of the dense size."""
+    flat = a.reshape(-1)
+    index_type = np.uint32 if flat.size <= 2**32 else np.uint64
+    pair_bytes = np.dtype(index_type).itemsize + a.itemsize
+    n_nonzero = int(np.count_nonzero(flat))
+    if n_nonzero * pair_bytes > a.nbytes // 2:
+        return NotImplemented
+    index = np.empty(n_nonzero, index_type)
+    # In chunks through one small mask: a whole-table mask (or np.flatnonzero on the integers)
+    # costs twice as long on tables of hundreds of MB.
+    mask = np.empty(min(flat.size, _CHUNK), bool)
+    k = 0
+    for lo in range(0, flat.size, _CHUNK):
+        part = flat[lo:lo + _CHUNK]
+        np.not_equal(part, 0, out=mask[:part.size])
+        found = np.flatnonzero(mask[:part.size])
+        index[k:k + found.size] = found
+        index[k:k + found.size] += lo
+        k += found.size
+    return (_from_index, (a.shape, a.dtype.str, index, flat[index]))
+
+
+def _from_index(shape: tuple[int, ...], dtype: str, index: np.ndarray,
+                values: np.ndarray) -> np.ndarray:
+    out = np.zeros(int(np.prod(shape)), dtype)
+    out[index] = values
+    return out.reshape(shape)
 
 
 def make_executor(config: ScanConfig) -> Any:

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import math
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+
+import numpy as np
 
 from poisonscan import __version__
 from poisonscan.config import ScanConfig
@@ -76,33 +79,78 @@ def read_options(config: ScanConfig) -> ReadOptions:
     )
 
 
-def scan_shard(shard: Shard, task: _PassTask) -> tuple[dict[str, Any], ReadCounter]:
-    """One pass of every active detector over one shard; returns their merged partials."""
-    counter = ReadCounter(path=shard.file.path)
+# Shards smaller than this (in file bytes) are worked on several to a task, so a corpus of many
+# small files does not pay the per-task costs (scheduling, a result to send and merge) per file.
+TASK_BYTES = 2 * 2**20
+TASKS_PER_SLOT = 4  # at least this many tasks per worker slot, for load balance
+
+
+def scan_shards(shards: Sequence[Shard], task: _PassTask) -> tuple[dict[str, Any],
+                                                                  list[ReadCounter]]:
+    """One pass of every active detector over some shards; returns their merged partials.
+
+    The shards share the detectors' accumulators, as if they were one shard, which is the same
+    as merging their partials (merges are associative and commutative), only cheaper.
+    """
+    counters: list[ReadCounter] = []
     partials: dict[str, Any] = {}
-    for batch in read_shard(shard, task.options, counter):
-        if len(batch) == 0:
-            continue
-        ctx = BatchContext(batch, task.seed)
-        for det_id, plan in task.plans.items():
-            cls = task.classes[det_id]
-            acc = cls.process_into(task.pass_index, plan, ctx, partials.get(det_id))
-            if acc is not None:
-                partials[det_id] = acc
+    for shard in shards:
+        counter = ReadCounter(path=shard.file.path)
+        for batch in read_shard(shard, task.options, counter):
+            if len(batch) == 0:
+                continue
+            ctx = BatchContext(batch, task.seed)
+            for det_id, plan in task.plans.items():
+                cls = task.classes[det_id]
+                acc = cls.process_into(task.pass_index, plan, ctx, partials.get(det_id))
+                if acc is not None:
+                    partials[det_id] = acc
+        counters.append(counter)
     for det_id, acc in partials.items():
         partials[det_id] = task.classes[det_id].compact(task.pass_index, task.plans[det_id], acc)
+    return partials, counters
+
+
+def scan_shard(shard: Shard, task: _PassTask) -> tuple[dict[str, Any], ReadCounter]:
+    """One pass of every active detector over one shard (the unit ``--state`` keeps)."""
+    partials, [counter] = scan_shards((shard,), task)
     return partials, counter
 
 
+def group_shards(shards: Sequence[Shard], slots: int) -> list[tuple[Shard, ...]]:
+    """Runs of consecutive shards, one run per task: every shard alone unless shards are small.
+
+    When there are more shards than ``TASKS_PER_SLOT`` per worker slot and they average under
+    ``TASK_BYTES`` of input, they are cut into runs of about equal bytes: as many runs as it takes
+    to keep them near ``TASK_BYTES``, and at least ``TASKS_PER_SLOT`` per slot. A shard's size is
+    its file's size over the file's shard count.
+    """
+    per_file = Counter(s.file.path for s in shards)
+    sizes = np.array([max(1, s.file.size) / per_file[s.file.path] for s in shards])
+    total = float(sizes.sum())
+    n_tasks = min(len(shards), max(TASKS_PER_SLOT * slots, math.ceil(total / TASK_BYTES)))
+    if n_tasks >= len(shards):
+        return [(s,) for s in shards]
+    # Cut where the running size crosses each multiple of total / n_tasks (runs are never empty).
+    ends = np.searchsorted(np.cumsum(sizes), total * np.arange(1, n_tasks) / n_tasks) + 1
+    ends = np.unique(np.clip(np.concatenate([ends, [len(shards)]]), 1, len(shards)))
+    starts = np.concatenate([[0], ends[:-1]])
+    return [tuple(shards[a:b]) for a, b in zip(starts.tolist(), ends.tolist(), strict=True)]
+
+
 def _shard_results(executor: Any, shards: list[Shard], task: _PassTask, state: ScanState | None,
-                   shard_keys: list[str]) -> Iterator[tuple[int, Any]]:
+                   shard_keys: list[str]) -> Iterator[tuple[dict[str, Any], list[ReadCounter]]]:
     """Every shard's result of a pass: stored ones from the state, the others from the executor.
 
-    Stored results are read one at a time and each new result is stored as it arrives, so a scan
-    interrupted at any point keeps the work done, and the driver holds one result at a time.
+    Without a state, small shards are worked on several to a task (see :func:`group_shards`).
+    With one, every shard is a task: its result is stored as it arrives, so a scan interrupted at
+    any point keeps the work done; stored results are read one at a time. Either way the driver
+    holds one result at a time.
     """
     if state is None:
-        yield from executor.map(scan_shard, shards, task)
+        groups = group_shards(shards, _slots(executor))
+        for _, result in executor.map(scan_shards, groups, task):
+            yield result
         return
     key = state.pass_key(task.pass_index, task)
     todo: list[int] = []
@@ -111,11 +159,23 @@ def _shard_results(executor: Any, shards: list[Shard], task: _PassTask, state: S
         if stored is None:
             todo.append(i)
         else:
-            yield i, stored
+            yield stored[0], [stored[1]]
     state.summary.passes.append((task.pass_index, len(shards) - len(todo), len(todo)))
     for j, result in executor.map(scan_shard, [shards[i] for i in todo], task):
         state.save(key, shard_keys[todo[j]], result)
-        yield todo[j], result
+        yield result[0], [result[1]]
+
+
+def _slots(executor: Any) -> int:
+    slots = getattr(executor, "slots", None)
+    return int(slots()) if callable(slots) else 1
+
+
+def _merge_into(merged: dict[str, Any], partials: dict[str, Any],
+                classes: dict[str, type[Detector]], pass_index: int) -> None:
+    for det_id, part in partials.items():
+        prev = merged.get(det_id)
+        merged[det_id] = part if prev is None else classes[det_id].merge(pass_index, prev, part)
 
 
 def make_detectors(config: ScanConfig) -> list[Detector]:
@@ -170,15 +230,15 @@ def _run_passes(config: ScanConfig, progress: ProgressCallback | None, executor:
             continue
         task = _PassTask(pass_index, plans, classes, options, config.seed)
         merged: dict[str, Any] = {}
-        for _, (partials, counter) in _shard_results(executor, shards, task, state, shard_keys):
-            for det_id, part in partials.items():
-                prev = merged.get(det_id)
-                merged[det_id] = (part if prev is None
-                                  else classes[det_id].merge(pass_index, prev, part))
-            if pass_index == 0:
-                counters[counter.path].merge(counter)
-            if progress is not None:
-                progress(f"pass {pass_index + 1}/{n_passes}", counter.records, counter.bytes)
+        for partials, shard_counters in _shard_results(executor, shards, task, state,
+                                                       shard_keys):
+            _merge_into(merged, partials, classes, pass_index)
+            del partials  # merged in: nothing of it stays alive while the next one is awaited
+            for counter in shard_counters:
+                if pass_index == 0:
+                    counters[counter.path].merge(counter)
+                if progress is not None:
+                    progress(f"pass {pass_index + 1}/{n_passes}", counter.records, counter.bytes)
         for det in detectors:
             if det.id in plans:
                 det.finish_pass(pass_index, merged.get(det.id))

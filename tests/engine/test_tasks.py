@@ -1,0 +1,123 @@
+"""How shard work is cut into tasks and how plans travel: grouped small shards, sparse plans."""
+
+from __future__ import annotations
+
+import pickle
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+from engine_corpus import clusters, comparable, config, corpus_records, write_shards
+
+from poisonscan.engine import scan as engine
+from poisonscan.engine.executors import SparsePickled
+from poisonscan.engine.scan import group_shards, run_scan
+from poisonscan.io.discover import InputFile
+from poisonscan.io.shards import Shard
+
+
+def _shards(sizes: list[int]) -> list[Shard]:
+    return [Shard(InputFile(f"f{i:04d}.jsonl", "jsonl", None, size))
+            for i, size in enumerate(sizes)]
+
+
+@pytest.mark.parametrize(
+    ("sizes", "slots", "tasks"),
+    [
+        ([64 << 20] * 6, 2, 6),  # large shards: one task each
+        ([1000] * 8, 2, 8),  # no more shards than 4 tasks per slot: one task each
+        ([1000] * 1000, 2, 8),  # tiny shards: 4 tasks per slot
+        ([1000] * 1000, 16, 64),
+        ([64 << 10] * 1000, 2, 32),  # 64 MB of small shards: about 2 MB per task
+        ([10, 10, 10, 5 << 20, 10, 10, 10, 10, 10, 10], 1, 2),  # runs of similar bytes
+    ],
+)
+def test_small_shards_are_grouped_into_runs(sizes: list[int], slots: int, tasks: int) -> None:
+    shards = _shards(sizes)
+    groups = group_shards(shards, slots)
+    assert len(groups) == tasks
+    assert [s for g in groups for s in g] == shards  # every shard once, in order
+    assert all(groups)
+
+
+def test_a_parquet_files_shards_share_its_size() -> None:
+    f = InputFile("big.parquet", "parquet", None, 40 << 20)
+    shards = [Shard(f, i, (i,), 1000 * i) for i in range(20)] + _shards([1000] * 20)
+    groups = group_shards(shards, 1)
+    # 40 MB over 20 shards is 2 MB a shard: each alone; the 20 tiny files share one task.
+    assert [len(g) for g in groups] == [1] * 20 + [20]
+
+
+def test_grouped_tasks_give_the_findings_of_one_task_per_shard(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    records, _ = corpus_records()
+    write_shards(tmp_path, records, 40)
+    assert len(group_shards(engine.plan_shards(
+        engine.discover_inputs((str(tmp_path),)), engine.read_options(config(tmp_path))), 2)) == 8
+    grouped = run_scan(config(tmp_path, jobs=2))
+    in_process = run_scan(config(tmp_path, jobs=1))
+    monkeypatch.setattr(engine, "TASKS_PER_SLOT", 1 << 40)  # one task per shard
+    each = run_scan(config(tmp_path, jobs=2))
+    assert comparable(grouped) == comparable(each) == comparable(in_process)
+    assert clusters(grouped) == clusters(each)
+    assert grouped.stats["shards"] == each.stats["shards"] == 40
+    assert [i.records for i in grouped.inputs] == [i.records for i in each.inputs]
+
+
+@dataclass(frozen=True)
+class _Plan:
+    table: np.ndarray
+    counts: np.ndarray
+    weights: np.ndarray
+    name: str
+
+
+def _roundtrip(value: object, out_of_band: bool) -> tuple[object, int]:
+    buffers: list[pickle.PickleBuffer] = []
+    if out_of_band:
+        data = pickle.dumps(value, protocol=5, buffer_callback=buffers.append)
+    else:
+        data = pickle.dumps(value, protocol=5)
+    size = len(data) + sum(memoryview(b).nbytes for b in buffers)
+    return pickle.loads(data, buffers=buffers), size
+
+
+@pytest.mark.parametrize("out_of_band", [True, False])
+def test_sparse_pickled_plans_are_exact_and_small(out_of_band: bool) -> None:
+    rng = np.random.default_rng(5)
+    table = np.zeros(1 << 24, np.uint8)  # 16 MB, 0.1% used: travels as pairs
+    table[rng.integers(0, table.size, 16_000)] = rng.integers(1, 255, 16_000)
+    counts = rng.integers(0, 9, 1 << 19).astype(np.uint32)  # mostly non-zero: travels dense
+    weights = np.zeros(1 << 18)  # floats travel as they are (-0.0 and NaN stay exact)
+    weights[3] = -0.0
+    weights[5] = np.nan
+    plan = _Plan(table, counts, weights, "p")
+    back, size = _roundtrip(SparsePickled(plan), out_of_band)
+    assert isinstance(back, SparsePickled)
+    got = back.value
+    assert isinstance(got, _Plan) and got.name == "p"
+    for name in ("table", "counts", "weights"):
+        want, have = getattr(plan, name), getattr(got, name)
+        assert have.dtype == want.dtype and have.shape == want.shape
+        assert have.tobytes() == want.tobytes()
+    assert got.table.flags.writeable
+    assert size < counts.nbytes + weights.nbytes + table.nbytes // 50
+    # A received copy is sent on as it came (no second encoding), and still decodes exactly.
+    again, size_again = _roundtrip(back, out_of_band)
+    assert isinstance(again, SparsePickled)
+    assert again.value.table.tobytes() == table.tobytes()
+    assert size_again == size
+
+
+def test_sparse_pickled_keeps_shapes_and_small_arrays() -> None:
+    grid = np.zeros((1024, 1024), np.int64)
+    grid[7, 9] = -3
+    small = np.arange(10, dtype=np.uint16)
+    back, size = _roundtrip(SparsePickled({"grid": grid, "small": small, "n": 3}), True)
+    assert isinstance(back, SparsePickled)
+    assert back.value["grid"].shape == (1024, 1024) and back.value["grid"][7, 9] == -3
+    assert np.count_nonzero(back.value["grid"]) == 1
+    assert back.value["small"].tolist() == list(range(10)) and back.value["n"] == 3
+    assert size < 4096
