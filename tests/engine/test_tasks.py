@@ -29,7 +29,7 @@ def _shards(sizes: list[int]) -> list[Shard]:
         ([1000] * 8, 2, 8),  # no more shards than 4 tasks per slot: one task each
         ([1000] * 1000, 2, 8),  # tiny shards: 4 tasks per slot
         ([1000] * 1000, 16, 64),
-        ([64 << 10] * 1000, 2, 32),  # 64 MB of small shards: about 2 MB per task
+        ([1 << 20] * 1000, 2, 126),  # 1000 MB: about 8 MB per task, a multiple of the slots
         ([10, 10, 10, 5 << 20, 10, 10, 10, 10, 10, 10], 1, 2),  # runs of similar bytes
     ],
 )
@@ -45,8 +45,11 @@ def test_a_parquet_files_shards_share_its_size() -> None:
     f = InputFile("big.parquet", "parquet", None, 40 << 20)
     shards = [Shard(f, i, (i,), 1000 * i) for i in range(20)] + _shards([1000] * 20)
     groups = group_shards(shards, 1)
-    # 40 MB over 20 shards is 2 MB a shard: each alone; the 20 tiny files share one task.
-    assert [len(g) for g in groups] == [1] * 20 + [20]
+    # 40 MB over 20 shards is 2 MB a shard: runs of three or four (6 to 8 MB) take six tasks,
+    # and the tiny files join the last run.
+    assert len(groups) == 6
+    assert all(len(g) in (3, 4) for g in groups[:-1])
+    assert groups[-1][-20:] == tuple(shards[20:])
 
 
 def test_grouped_tasks_give_the_findings_of_one_task_per_shard(

@@ -79,9 +79,11 @@ def read_options(config: ScanConfig) -> ReadOptions:
     )
 
 
-# Shards smaller than this (in file bytes) are worked on several to a task, so a corpus of many
-# small files does not pay the per-task costs (scheduling, a result to send and merge) per file.
-TASK_BYTES = 2 * 2**20
+# Shards smaller than this (in file bytes) are worked on several to a task. Every task has fixed
+# costs: the detectors' accumulators (the trigger detector's count tables are sized by the memory
+# budget, 288 MB by default, allocated and scanned once per task), a result to send and to merge
+# on the driver, scheduling. At 8 MB of input (a few seconds of work) they are a small share.
+TASK_BYTES = 8 * 2**20
 TASKS_PER_SLOT = 4  # at least this many tasks per worker slot, for load balance
 
 
@@ -128,7 +130,8 @@ def group_shards(shards: Sequence[Shard], slots: int) -> list[tuple[Shard, ...]]
     per_file = Counter(s.file.path for s in shards)
     sizes = np.array([max(1, s.file.size) / per_file[s.file.path] for s in shards])
     total = float(sizes.sum())
-    n_tasks = min(len(shards), max(TASKS_PER_SLOT * slots, math.ceil(total / TASK_BYTES)))
+    n_tasks = max(TASKS_PER_SLOT * slots, math.ceil(total / TASK_BYTES))
+    n_tasks = min(len(shards), slots * math.ceil(n_tasks / slots))  # no half-empty last round
     if n_tasks >= len(shards):
         return [(s,) for s in shards]
     # Cut where the running size crosses each multiple of total / n_tasks (runs are never empty).
