@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from poisonscan.kernels.ngrams import ALL_BIGRAMS, ngram_key
 from poisonscan.kernels.tokenize import tokenize
 from poisonscan.kernels.windows import (
+    CTX_TOKENS,
     HIST_BINS,
     LANG_BINS,
     LANG_COS,
@@ -116,7 +117,8 @@ def ref_emit(doc: list[int], u: list[int], e_lo: int, e_hi: int, max_order: int,
             df = min([count(uni, h) for h in gram]
                      + [count(bi, k) for k in pairs if kept(k, keep) and count(bi, k) < bmax])
             sampled = all(kept(k, keep) for k in pairs)
-            out.append((key_of(gram), df if order <= 2 else -df, doc[e], sampled))
+            ctx = key_of(doc[s - CTX_TOKENS : s]) if s >= CTX_TOKENS else 0
+            out.append((key_of(gram), df if order <= 2 else -df, doc[e], sampled, ctx))
     return out
 
 
@@ -125,7 +127,7 @@ def ref_find_switches(docs, kinds, uni, bi, freq_min, window, tau, occ_tau, back
     """Per document, the strongest jump of the known-bigram anomaly mean (after minus before, each
     over the known flags of ``window`` tokens; "after" counts as "before" with fewer than
     MIN_BEFORE known flags) and the strongest function-word profile change."""
-    emitted: list[tuple[int, int, float, int, int, bool]] = []
+    emitted: list[tuple[int, int, float, int, int, bool, int]] = []
     hist = [0] * HIST_BINS
     background = [0, 0]
     for d, (doc, kind) in enumerate(zip(docs, kinds, strict=True)):
@@ -156,11 +158,11 @@ def ref_find_switches(docs, kinds, uni, bi, freq_min, window, tau, occ_tau, back
             last = min(best_last, best_p + 2 * back)
             grams = ref_emit(doc, u, max(0, best_p - back), min(n - 1, last), max_order, uni, bi,
                              keep)
-            emitted += [(k, d, best, df, last, ok) for k, df, last, ok in grams]
+            emitted += [(k, d, best, df, last, ok, c) for k, df, last, ok, c in grams]
         if lang_p >= 1 and lang_best < LANG_COS:
             grams = ref_emit(doc, u, max(0, lang_p - LANG_STRIDE - back),
                              min(n - 1, lang_p + LANG_STRIDE), max_order, uni, bi, keep)
-            emitted += [(k, d, 1.0 - lang_best, df, last, ok) for k, df, last, ok in grams]
+            emitted += [(k, d, 1.0 - lang_best, df, last, ok, c) for k, df, last, ok, c in grams]
     return emitted, hist, background
 
 
@@ -214,13 +216,15 @@ def run_find_switches(docs, kinds, uni, bi, freq_min, window, tau, occ_tau, back
     out_jump = np.zeros(cap, np.float64)
     out_df = np.zeros(cap, np.int64)
     out_last = np.zeros(cap, np.uint64)
+    out_ctx = np.zeros(cap, np.uint64)
     k = find_switches(hashes, kinds_arr, off, uni, bi, np.uint64(keep), freq_min, window, tau,
                       occ_tau, back, max_order, min_after, hist, background, out_key, out_doc,
-                      out_jump, out_df, out_last)
+                      out_jump, out_df, out_last, out_ctx)
     emitted = None
     if k >= 0:
         emitted = list(zip(out_key[:k].tolist(), out_doc[:k].tolist(), out_jump[:k].tolist(),
-                           out_df[:k].tolist(), out_last[:k].tolist(), strict=True))
+                           out_df[:k].tolist(), out_last[:k].tolist(), out_ctx[:k].tolist(),
+                           strict=True))
     return k, emitted, hist.tolist(), background.tolist()
 
 
@@ -259,13 +263,13 @@ def token_corpora(draw, max_docs=4, max_len=100):
 def strip_sampled(emitted):
     """Drop the df bound where it rests on a bigram outside the sample (a known src defect, see
     test_df_bound_ignores_bigrams_outside_the_sample); keep everything else."""
-    return [(k, d, j, df if ok else None, last) for k, d, j, df, last, ok in emitted]
+    return [(k, d, j, df if ok else None, last, c) for k, d, j, df, last, ok, c in emitted]
 
 
 def kernel_rows(emitted, ref):
     """The kernel's rows with the same df bounds blanked as in ``strip_sampled(ref)``."""
-    return [(k, d, j, df if r[5] else None, last)
-            for (k, d, j, df, last), r in zip(emitted, ref, strict=True)]
+    return [(k, d, j, df if r[5] else None, last, c)
+            for (k, d, j, df, last, c), r in zip(emitted, ref, strict=True)]
 
 
 # ------------------------------------------------------------------ property tests
@@ -555,9 +559,9 @@ def test_switch_to_unseen_text_emits_the_ngrams_right_before_it(max_order, back)
                 for o in range(1, max_order + 1)]
     assert k == len(expected)
     assert [key for key, *_ in emitted] == expected
-    assert {(d, jump) for _, d, jump, _, _ in emitted} <= {(0, 1.0)}
+    assert {(d, jump) for _, d, jump, *_ in emitted} <= {(0, 1.0)}
     # Known tokens and bigrams all have document frequency 50; the last token ends each n-gram.
-    assert [(df, last) for *_, df, last in emitted] == [
+    assert [(df, last) for *_, df, last, _ in emitted] == [
         (50 if o <= 2 else -50, doc[e]) for e in range(p - back, p) for o in range(1, max_order + 1)
     ]
 
@@ -588,7 +592,7 @@ def test_language_switch_emits_the_ngrams_around_it():
     ends = range(p - LANG_STRIDE - 4, p + LANG_STRIDE + 1)
     expected = [key_of(doc[e - o + 1 : e + 1]) for e in ends for o in (1, 2)]
     assert [key for key, *_ in emitted] == expected
-    assert {jump for _, _, jump, _, _ in emitted} == {1.0}  # 1 - cosine 0
+    assert {jump for _, _, jump, *_ in emitted} == {1.0}  # 1 - cosine 0
     assert background[1] >= 1
     # The same document counts nothing when those words are not frequent in the corpus.
     assert run_find_switches([doc], [[0] * 96], uni, bi, 51, 32, 0.25, 0.3, 4, 2, 8)[0] == 0
@@ -703,7 +707,7 @@ def test_window_means_skip_bigrams_outside_the_sample():
     assert b[40:48] == [1, UNKNOWN] * 4 and set(b[1:40]) == {0}
     k, emitted, _, _ = switches(doc, uni, bi)
     assert k == 1
-    assert emitted == [(key_of([doc[39]]), 0, 1.0, 50, doc[39])]
+    assert emitted == [(key_of([doc[39]]), 0, 1.0, 50, doc[39], key_of(doc[35:39]))]
     ref, _, _ = ref_find_switches([doc], [[0] * len(doc)], uni, bi, 1 << 30, 32, 0.25, 0.3, 1,
                                   1, 1, HALF)
     assert strip_sampled(ref) == emitted
@@ -726,7 +730,8 @@ def test_switch_needs_min_before_known_flags_after(gib_kept, best_p, jump):
     if best_p is None:
         assert k == 0
     else:  # the known n-grams ending at best_p - 1 and best_p (the gibberish token 40 is unseen)
-        expected = [(key_of([doc[e]]), 0, jump, 50, doc[e]) for e in (best_p - 1, best_p)
+        expected = [(key_of([doc[e]]), 0, jump, 50, doc[e], key_of(doc[e - 4 : e]))
+                    for e in (best_p - 1, best_p)
                     if e < 40]
         assert emitted == expected
     ref, _, _ = ref_find_switches([doc], [[0] * len(doc)], uni, bi, 1 << 30, 32, 0.25, 0.3, 1,
@@ -787,7 +792,7 @@ def test_df_bound_ignores_bigrams_outside_the_sample():
     # The switch is placed at token 39 (its own bigram is unknown, so the windows at 39 and 40
     # hold the same known flags; the tie reaches token 40, which no other document has).
     _, emitted, _, _ = switches(doc, uni, bi, back=0, max_order=2)
-    assert [(key, df) for key, _, _, df, _ in emitted] == [(key_of([doc[39]]), 50),
+    assert [(key, df) for key, _, _, df, *_ in emitted] == [(key_of([doc[39]]), 50),
                                                             (key_of(doc[38:40]), 50)]
 
 

@@ -39,6 +39,7 @@ from poisonscan.kernels.ngrams import (
     scratch_set,
 )
 from poisonscan.kernels.windows import (
+    CTX_TOKENS,
     HIST_BINS,
     LANG_COS,
     LANG_STRIDE,
@@ -62,7 +63,6 @@ CONTEXT_CHARS = 80  # context kept on each side of sampled occurrences
 # Occurrences per candidate whose context text is kept: a bottom-k sample by a hash of the
 # document, so the sample is the same whatever the batching, sharding or merge order.
 CONTEXT_SAMPLE = 8
-CTX_TOKENS = 4
 MAX_LOW_FINDINGS = 20
 # Distinct bigrams expected per byte of input text; sizes the bigram hash sample (see expect()).
 BIGRAMS_PER_BYTE = 0.08
@@ -142,6 +142,11 @@ class _Switches:
     support: np.ndarray
     df: np.ndarray  # document-frequency bound per key (negative: loose bound, orders 3+)
     last: np.ndarray  # hash of each key's last token
+    # The smallest hash of the CTX_TOKENS tokens before the key among its switch documents, and in
+    # how many of them it stood there: a phrase inside a repeated passage has the same preceding
+    # text everywhere (count near support), an injected one has not (count near 1).
+    ctx_min: np.ndarray
+    ctx_count: np.ndarray
     hist: np.ndarray
     background: np.ndarray  # [positions measured, positions anomalous]
     docs_with_switch: int = 0
@@ -296,7 +301,7 @@ class TriggerDetector(Detector):
         if pass_index == 0:
             return cls._count(plan, tok, len(ctx.batch), acc)
         if pass_index == 1:
-            part = cls._switches(plan, tok, len(ctx.batch))
+            part = cls._switches(plan, tok, ctx.batch)
             return part if acc is None else cls.merge(1, acc, part)
         # A shard's evidence is kept as a list of batch parts and concatenated once, in
         # compact(): concatenating after every batch would copy the shard's rows quadratically.
@@ -335,7 +340,8 @@ class TriggerDetector(Detector):
         return counts
 
     @staticmethod
-    def _switches(plan: _Plan, tok: Tokens, n_docs: int) -> _Switches:
+    def _switches(plan: _Plan, tok: Tokens, batch: Any) -> _Switches:
+        n_docs = len(batch)
         # Room for both switch kinds in every document; emission is capped per document.
         cap = max(1024, (3 * plan.back + 2 * LANG_STRIDE + 3) * MAX_ORDER * n_docs)
         out_key = np.empty(cap, np.uint64)
@@ -343,13 +349,14 @@ class TriggerDetector(Detector):
         out_jump = np.empty(cap, np.float64)
         out_df = np.empty(cap, np.int64)
         out_last = np.empty(cap, np.uint64)
+        out_ctx = np.empty(cap, np.uint64)
         hist = np.zeros(HIST_BINS, np.int64)
         background = np.zeros(2, np.int64)
         k = find_switches(tok.hashes, tok.kinds, tok.doc_offsets, plan.uni, plan.bi,
                           np.uint64(plan.bi_keep), plan.freq_min, plan.window, plan.switch_tau,
                           plan.occ_tau,
                           plan.back, MAX_ORDER, 8, hist, background, out_key, out_doc, out_jump,
-                          out_df, out_last)
+                          out_df, out_last, out_ctx)
         if k < 0:  # cannot happen with the capacity above
             raise RuntimeError("trigger: switch buffer overflow")
         keys = out_key[:k]
@@ -366,8 +373,17 @@ class TriggerDetector(Detector):
         support = np.add.reduceat(new_pair.astype(np.int64), starts) if k else np.zeros(0, np.int64)
         first = order[starts]
         switch_docs = int(np.count_nonzero(np.diff(docs, prepend=-1))) if k else 0
-        return _Switches(ks[starts], support, out_df[:k][first], out_last[:k][first],
-                         hist, background, switch_docs, n_docs)
+        # Preceding context per (key, document), its first emission's; a document without one
+        # (the key starts the document) gets a value of its own, its document's hash.
+        pair_rows = order[new_pair]
+        ctx = out_ctx[:k][pair_rows]
+        missing = ctx == 0
+        if missing.any():
+            rows = np.asarray(batch.row)[docs[pair_rows][missing]]
+            ctx[missing] = _doc_hash(batch.path, rows).astype(np.uint64) | np.uint64(1)
+        ctx_min, ctx_count = _min_with_count(ks[new_pair], ctx, np.ones(len(ctx), np.int64))
+        return _Switches(ks[starts], support, out_df[:k][first], out_last[:k][first], ctx_min,
+                         ctx_count, hist, background, switch_docs, n_docs)
 
     @classmethod
     def _evidence(cls, plan: _Plan, ctx: BatchContext, tok: Tokens,
@@ -442,7 +458,10 @@ class TriggerDetector(Detector):
             # The bounds come from the global tables of the plan: equal for equal keys.
             df = np.concatenate([a.df, b.df])[first]
             last = np.concatenate([a.last, b.last])[first]
-            return _Switches(ukeys, support, df, last, a.hist + b.hist,
+            _, ctx_min, ctx_count = _min_with_count(keys, np.concatenate([a.ctx_min, b.ctx_min]),
+                                                    np.concatenate([a.ctx_count, b.ctx_count]),
+                                                    with_keys=True)
+            return _Switches(ukeys, support, df, last, ctx_min, ctx_count, a.hist + b.hist,
                              a.background + b.background, a.docs_with_switch + b.docs_with_switch,
                              a.docs + b.docs)
         return _merge_evidence(a, b, a.caps)
@@ -494,16 +513,23 @@ class TriggerDetector(Detector):
         # common words, not triggers: measuring all their occurrences would be wasted work.
         mask = (sw.support >= floor) & ((sw.df < 0) | (sw.df <= _caps(sw.support)))
         keys, support, last = sw.keys[mask], sw.support[mask], sw.last[mask]
+        # The same text right before the phrase in most of its switch documents: a phrase
+        # inside a repeated passage (boilerplate, a quotation), which can at most be a medium
+        # finding (a high one needs diverse prefixes). On a corpus with many such passages they
+        # would otherwise take the evidence budget before an injected trigger got in.
+        same = sw.ctx_count[mask]
+        repeated = (same >= 2) & (2 * same > support)
         # Most promising first: the share of the n-gram's documents in which it stood right
         # before a switch (support over its document-frequency bound; a lower bound of that
         # share for 3- and 4-grams), then support. Ranking by support alone let common phrases
         # on a large corpus fill the budget before a 100-document trigger got in.
         # Candidates with the support a high finding needs come before those that can at most be
-        # medium, so a big corpus's many small coincidences cannot crowd out a real trigger.
+        # medium, so a big corpus's many small coincidences cannot crowd out a real trigger; and
+        # within each, phrases of repeated passages come last.
         bound = np.maximum(np.abs(sw.df[mask]), support).astype(np.float64)
         share = support / bound
         can_be_high = support >= 2 * self.config.min_documents
-        order = np.lexsort((keys, -support, -share, ~can_be_high))[:MAX_CANDIDATES]
+        order = np.lexsort((keys, -support, -share, repeated, ~can_be_high))[:MAX_CANDIDATES]
         # Memory bounded by design: every candidate may store up to its cap of occurrences, so
         # take candidates in that order while the caps add up to the evidence budget.
         room = max(1, int(0.25 * self.config.memory_budget) // OCCURRENCE_BYTES)
@@ -881,6 +907,23 @@ def _sum_pairs(ia: np.ndarray, ca: np.ndarray, ib: np.ndarray, cb: np.ndarray
 def _caps(support: np.ndarray) -> np.ndarray:
     """Most documents a candidate may occur in and still be a trigger (consistency >= about 1/4)."""
     return (4 * support + 16).astype(np.int64)
+
+
+def _min_with_count(keys: np.ndarray, values: np.ndarray, counts: np.ndarray,
+                    with_keys: bool = False) -> Any:
+    """Per distinct key (in sorted key order): the smallest value and the sum of the counts of the
+    rows holding it. Mergeable: applied to the concatenated results of two parts it gives the
+    result of the whole."""
+    order = np.lexsort((values, keys))
+    k, v, c = keys[order], values[order], counts[order]
+    new_key = np.ones(len(k), bool)
+    new_key[1:] = k[1:] != k[:-1]
+    starts = np.flatnonzero(new_key)
+    group = np.cumsum(new_key) - 1
+    vmin = v[starts]
+    at_min = v == vmin[group]
+    total = np.bincount(group[at_min], weights=c[at_min], minlength=len(starts)).astype(np.int64)
+    return (k[starts], vmin, total) if with_keys else (vmin, total)
 
 
 def _group_distinct(groups: np.ndarray, values: np.ndarray, n_groups: int,

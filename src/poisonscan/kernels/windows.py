@@ -19,6 +19,7 @@ import numpy as np
 
 from poisonscan.kernels.ngrams import bigram_kept, ngram_key, slot
 
+CTX_TOKENS = 4  # tokens of context hashed on each side of an n-gram
 PRIOR_ANOMALY = 0.35  # stands in for the "before" mean when a document has almost no prefix
 MIN_BEFORE = 8
 HIST_BINS = 200  # histogram of jumps in [-1, 1]
@@ -244,12 +245,13 @@ def _scratch(doc_offsets):
 
 @nb.njit(cache=True)
 def _emit(hashes, lo, u, e_lo, e_hi, max_order, d, jump, uni, bi, bi_keep, out_key, out_doc,
-          out_jump, out_df, out_last, k):
+          out_jump, out_df, out_last, out_ctx, k):
     """Write the n-grams (made of tokens other documents use) ending at e_lo..e_hi.
 
     With each key go the document, the switch strength, an upper bound of the n-gram's document
     frequency (the smallest frequency of its tokens and bigrams; exact for orders 1 and 2 but for
-    collisions) and the hash of its last token.
+    collisions), the hash of its last token and the hash of the CTX_TOKENS tokens before it
+    (0 when the n-gram starts closer than that to the document's start).
     """
     cap = out_key.shape[0]
     umask = np.uint64(uni.shape[0] - 1)
@@ -275,6 +277,8 @@ def _emit(hashes, lo, u, e_lo, e_hi, max_order, d, jump, uni, bi, bi_keep, out_k
             out_jump[k] = jump
             out_df[k] = df if order <= 2 else -df  # negative: only a loose bound
             out_last[k] = hashes[lo + e]
+            out_ctx[k] = ngram_key(hashes, lo + s - CTX_TOKENS, CTX_TOKENS) \
+                if s >= CTX_TOKENS else np.uint64(0)
             k += 1
     return k
 
@@ -283,7 +287,7 @@ def _emit(hashes, lo, u, e_lo, e_hi, max_order, d, jump, uni, bi, bi_keep, out_k
 def find_switches(hashes, kinds, doc_offsets, uni, bi, bi_keep, freq_min, window, tau, occ_tau,
                   back,
                   max_order, min_after, hist, background, out_key, out_doc, out_jump, out_df,
-                  out_last):
+                  out_last, out_ctx):
     """Find each document's strongest switches and emit the n-grams that end just before them.
 
     Two kinds of switch are looked for: a jump of the unseen-elsewhere share (gibberish, word salad)
@@ -337,13 +341,13 @@ def find_switches(hashes, kinds, doc_offsets, uni, bi, bi_keep, freq_min, window
         if best >= tau and best_p >= 1:
             last = min(best_last, best_p + 2 * back)  # a tie spreads the switch over positions
             k = _emit(hashes, lo, u, max(0, best_p - back), min(n - 1, last), max_order, d, best,
-                      uni, bi, bi_keep, out_key, out_doc, out_jump, out_df, out_last, k)
+                      uni, bi, bi_keep, out_key, out_doc, out_jump, out_df, out_last, out_ctx, k)
             if k < 0:
                 return -1
         if lang_p >= 1 and lang_best < LANG_COS:
             k = _emit(hashes, lo, u, max(0, lang_p - LANG_STRIDE - back),
                       min(n - 1, lang_p + LANG_STRIDE), max_order, d, 1.0 - lang_best,
-                      uni, bi, bi_keep, out_key, out_doc, out_jump, out_df, out_last, k)
+                      uni, bi, bi_keep, out_key, out_doc, out_jump, out_df, out_last, out_ctx, k)
             if k < 0:
                 return -1
     return k
