@@ -5,19 +5,28 @@ Generates (once, cached under ``benchmarks/_data/``) a corpus of ``--size-mb`` M
 trigger followed by gibberish) in a few hundred documents so the findings are not empty. Then:
 
 1. **throughput**: the same corpus, split into ``--files`` Parquet files, scanned on a Dask
-   cluster of 1 and of 2 single-threaded worker processes (a scheduler and workers started as
-   their own processes, as on a real cluster; start-up and the workers' one-time kernel loading
-   are excluded: a small warm-up scan runs first). Text MB/s.
+   cluster of 1 and of 2 single-threaded worker processes. The scheduler and the workers are
+   processes of their own (``dask scheduler``, ``dask worker --nthreads 1``), as on a real cluster.
+   What is timed is the scan phase: one ``run_scan`` call, from listing the inputs to the ranked
+   findings, with every pass, plan broadcast and merge in it. Cluster start-up and the workers'
+   one-time kernel loading are not (a small warm-up scan runs first on the same cluster). The 1-
+   and 2-worker runs alternate (1, 2, 2, 1, ... ``--repeat`` pairs) so that a change in the load
+   other users put on the machine hits both alike; the best run of each is compared, and every
+   run is printed. Beside the time: the CPU seconds the workers, the scheduler and the driver used,
+   so a run starved of CPU shows as such.
 2. **driver memory**: ``--memory-mb`` MB of the same documents written as 10 files and as 1,000
    files, each scanned on 2 workers while a thread samples the driver's resident memory every
-   5 ms; tracemalloc's peak of the driver's Python allocations is reported beside it.
-3. **identical findings**: every report (minus timing and config) equals a local ``--jobs 2`` scan.
+   5 ms; tracemalloc's peak of the driver's Python allocations is reported beside it. The 1,000
+   files run twice: as the engine runs them (small shards grouped into a few dozen tasks) and
+   with one task per shard, the driver merging 1,000 partial results per pass.
+3. **identical findings**: every report (minus timing and config) equals a local ``--jobs 2`` scan
+   of the same files.
 
 Each measurement runs in a fresh subprocess, so one cannot warm or bloat another. The machine is
-shared: the load average before and after is printed.
+shared: the load average before and after each run is printed.
 
     python benchmarks/scale.py                       # 160 MB in 32 files; 32 MB for memory
-    python benchmarks/scale.py --size-mb 24 --files 8 --memory-mb 8   # a quick check
+    python benchmarks/scale.py --size-mb 24 --files 8 --memory-mb 8 --repeat 1  # a quick check
 """
 
 from __future__ import annotations
@@ -25,6 +34,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import subprocess
 import sys
 import threading
@@ -144,71 +154,111 @@ def _start_cluster(workers: int) -> tuple[str, list[subprocess.Popen]]:
         port = sock.getsockname()[1]
     dask = str(Path(sys.executable).with_name("dask"))
     address = f"tcp://127.0.0.1:{port}"
-    quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
+    quiet = subprocess.DEVNULL
     procs = [subprocess.Popen([dask, "scheduler", "--host", "127.0.0.1", "--port", str(port),
-                               "--dashboard-address", ":0"], **quiet)]
+                               "--dashboard-address", ":0"], stdout=quiet, stderr=quiet)]
     procs.append(subprocess.Popen([dask, "worker", address, "--nworkers", str(workers),
-                                   "--nthreads", "1", "--dashboard-address", ":0"], **quiet))
+                                   "--nthreads", "1", "--dashboard-address", ":0"],
+                                  stdout=quiet, stderr=quiet))
     return address, procs
 
 
-def measure(executor: str, workers: int, path: str, memory: bool, out: str,
-            budget: str) -> dict[str, Any]:
-    """Scan ``path`` on ``workers`` (Dask) or a local pool; time, driver memory, the report."""
+def _cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU seconds of these processes and all their descendants."""
+    import psutil
+
+    total = 0.0
+    for pid in pids:
+        try:
+            root = psutil.Process(pid)
+            for proc in [root, *root.children(recursive=True)]:
+                t = proc.cpu_times()
+                total += t.user + t.system
+        except psutil.NoSuchProcess:
+            pass
+    return total
+
+
+def _own_cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def measure(spec: dict[str, Any]) -> dict[str, Any]:
+    """Scan ``spec["path"]`` on ``spec["workers"]`` (Dask) or a local pool: time, CPU, driver
+    memory, and the report (written to ``spec["out"]``)."""
     from poisonscan.config import ScanConfig
+    from poisonscan.engine import scan as engine
     from poisonscan.engine.scan import run_scan
 
-    config = ScanConfig(paths=(path,), jobs=workers, executor=executor, memory_budget=budget)
+    executor, workers, budget = spec["executor"], spec["workers"], spec["budget"]
+    if spec.get("task_per_shard"):
+        engine.TASKS_PER_SLOT = 1 << 40  # never group shards: one task per shard
+    config = ScanConfig(paths=(spec["path"],), jobs=workers, executor=executor,
+                        memory_budget=budget)
     warm = str(DATA_DIR / "scale-warmup")
     if not Path(warm).exists():
         Path(warm).mkdir(parents=True)
         pq.write_table(generate_documents(1, 99), Path(warm) / "warm.parquet")
-    if executor == "dask":
-        import distributed
+    procs: list[subprocess.Popen] = []
+    client: Any = None
+    try:
+        if executor == "dask":
+            import distributed
 
-        from poisonscan.engine.dask import DaskExecutor
+            from poisonscan.engine.dask import DaskExecutor
 
-        address, procs = _start_cluster(workers)
-        client = distributed.Client(address, set_as_default=False)
-        client.wait_for_workers(workers)
-        ex: Any = DaskExecutor(client=client)
-    else:
-        from poisonscan.engine.executors import LocalExecutor
+            address, procs = _start_cluster(workers)
+            client = distributed.Client(address, set_as_default=False)
+            client.wait_for_workers(workers)
+            ex: Any = DaskExecutor(client=client)
+        else:
+            from poisonscan.engine.executors import LocalExecutor
 
-        ex = LocalExecutor(workers)
-    run_scan(ScanConfig(paths=(warm,), jobs=workers, executor=executor, memory_budget=budget),
-             executor=ex)  # warm-up: the workers load their kernels
+            ex = LocalExecutor(workers)
+        run_scan(ScanConfig(paths=(warm,), jobs=workers, executor=executor,
+                            memory_budget=budget), executor=ex)  # the workers load their kernels
 
-    sampler = _RssSampler()
-    base_rss = sampler.peak
-    if memory:
-        tracemalloc.start()
-    sampler.start()
-    t0 = time.perf_counter()
-    result = run_scan(config, executor=ex)
-    seconds = time.perf_counter() - t0
-    peak_rss = sampler.stop()
-    traced = tracemalloc.get_traced_memory()[1] if memory else 0
-    if memory:
-        tracemalloc.stop()
-    Path(out).write_text(_comparable(result))
-    if executor == "dask":
-        client.close()
+        sampler = _RssSampler()
+        base_rss = sampler.peak
+        if spec["memory"]:
+            tracemalloc.start()
+        load_before = os.getloadavg()[0]
+        scheduler_cpu = _cpu_seconds([p.pid for p in procs[:1]])
+        worker_cpu = _cpu_seconds([p.pid for p in procs[1:]])
+        driver_cpu = _own_cpu_seconds()
+        sampler.start()
+        t0 = time.perf_counter()
+        result = run_scan(config, executor=ex)
+        seconds = time.perf_counter() - t0
+        driver_cpu = _own_cpu_seconds() - driver_cpu
+        worker_cpu = _cpu_seconds([p.pid for p in procs[1:]]) - worker_cpu
+        scheduler_cpu = _cpu_seconds([p.pid for p in procs[:1]]) - scheduler_cpu
+        peak_rss = sampler.stop()
+        traced = tracemalloc.get_traced_memory()[1] if spec["memory"] else 0
+        if spec["memory"]:
+            tracemalloc.stop()
+        Path(spec["out"]).write_text(_comparable(result))
+    finally:
+        if client is not None:
+            client.close()
         for proc in reversed(procs):
             proc.terminate()
             proc.wait()
     return {"seconds": seconds, "text_bytes": result.stats["text_bytes"],
             "records": result.stats["records"], "shards": result.stats["shards"],
             "findings": len(result.findings), "base_rss": base_rss, "peak_rss": peak_rss,
-            "traced_peak": traced}
+            "traced_peak": traced, "driver_cpu": driver_cpu, "worker_cpu": worker_cpu,
+            "scheduler_cpu": scheduler_cpu, "load_before": load_before,
+            "load_after": os.getloadavg()[0], "pass_seconds": result.stats["pass_seconds"]}
 
 
-def _child(args: list[str]) -> dict[str, Any]:
-    cmd = [sys.executable, __file__, "--child", *args]
+def _child(spec: dict[str, Any]) -> dict[str, Any]:
+    cmd = [sys.executable, __file__, "--child", json.dumps(spec)]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
         sys.stderr.write(proc.stderr)
-        raise SystemExit(f"measurement failed: {' '.join(args)}")
+        raise SystemExit(f"measurement failed: {spec}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
@@ -220,64 +270,94 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--files", type=int, default=32, help="files of the throughput corpus")
     parser.add_argument("--memory-mb", type=int, default=32, help="driver-memory corpus size")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--repeat", type=int, default=2,
+                        help="pairs of 1- and 2-worker throughput runs (alternating)")
     parser.add_argument("--memory-budget", default="1GiB",
                         help="--memory-budget of the throughput runs (default: poisonscan's)")
     parser.add_argument("--memory-runs-budget", default="64MiB",
                         help="--memory-budget of the 10/1000-shard runs: small tables keep 1000 "
                         "tiny shards fast; the driver's share is what is compared")
-    parser.add_argument("--child", nargs=6, help=argparse.SUPPRESS)
+    parser.add_argument("--child", help=argparse.SUPPRESS)
     opts = parser.parse_args(argv)
     if opts.child:
-        executor, workers, path, memory, out, budget = opts.child
-        print(json.dumps(measure(executor, int(workers), path, memory == "1", out, budget)))
+        print(json.dumps(measure(json.loads(opts.child))))
         return 0
 
     tmp = DATA_DIR / "scale-reports"
     tmp.mkdir(parents=True, exist_ok=True)
-    load_before = os.getloadavg()
     big = corpus(opts.size_mb, opts.seed, opts.files)
     small = {n: corpus(opts.memory_mb, opts.seed, n) for n in (10, 1000)}
-    rows: list[tuple[str, dict[str, Any], str]] = []
-    plan = [("local, 2 processes (reference)", "local", 2, big, "0"),
-            ("dask, 1 worker", "dask", 1, big, "0"),
-            ("dask, 2 workers", "dask", 2, big, "0"),
-            ("dask, 2 workers, 10 shards", "dask", 2, small[10], "1"),
-            ("dask, 2 workers, 1000 shards", "dask", 2, small[1000], "1"),
-            ("local, 2 processes, 1000 shards (reference)", "local", 2, small[1000], "0")]
-    for i, (label, executor, workers, path, memory) in enumerate(plan):
-        out = str(tmp / f"report-{i}.json")
-        print(f"running: {label} ...", file=sys.stderr, flush=True)
+
+    def spec(executor: str, workers: int, path: Path, memory: bool = False,
+             **extra: Any) -> dict[str, Any]:
         budget = opts.memory_runs_budget if path in small.values() else opts.memory_budget
-        rows.append((label, _child([executor, str(workers), str(path), memory, out, budget]), out))
+        return {"executor": executor, "workers": workers, "path": str(path), "memory": memory,
+                "budget": budget, **extra}
+
+    plan: list[tuple[str, str, dict[str, Any]]] = [
+        ("local, 2 processes (reference)", "ref", spec("local", 2, big))]
+    for k in range(opts.repeat):  # 1, 2, 2, 1, 1, 2, ...
+        for w in (1, 2) if k % 2 == 0 else (2, 1):
+            label = f"dask, {w} worker{'s' if w > 1 else ''} (run {k + 1})"
+            plan.append((label, f"w{w}", spec("dask", w, big)))
+    plan += [
+        ("dask, 2 workers, 10 shards", "m10", spec("dask", 2, small[10], memory=True)),
+        ("dask, 2 workers, 1000 shards", "m1000", spec("dask", 2, small[1000], memory=True)),
+        ("dask, 2 workers, 1000 shards, task per shard", "m1000each",
+         spec("dask", 2, small[1000], memory=True, task_per_shard=True)),
+        ("local, 2 processes, 1000 shards (reference)", "ref1000", spec("local", 2, small[1000])),
+    ]
+    load_before = os.getloadavg()
+    rows: list[tuple[str, str, dict[str, Any], str]] = []
+    for i, (label, role, sp) in enumerate(plan):
+        sp["out"] = str(tmp / f"report-{i}.json")
+        print(f"running: {label} ...", file=sys.stderr, flush=True)
+        rows.append((label, role, _child(sp), sp["out"]))
     load_after = os.getloadavg()
 
-    def report(i: int) -> str:
-        return Path(rows[i][2]).read_text()
+    def reports(*roles: str) -> list[str]:
+        return [Path(out).read_text() for _, role, _, out in rows if role in roles]
 
     # Each Dask run against the local run of the same files: identical reports (minus timing).
-    identical = report(0) == report(1) == report(2) and report(4) == report(5)
+    same_big = len(set(reports("ref", "w1", "w2"))) == 1
+    same_small = len(set(reports("ref1000", "m1000", "m1000each"))) == 1
+    identical = same_big and same_small
 
-    print(f"\nload average before: {load_before[0]:.2f}, after: {load_after[0]:.2f} "
+    print(f"\nload average (1 min) before: {load_before[0]:.2f}, after: {load_after[0]:.2f} "
           f"({os.cpu_count()} cores)")
-    print(f"{'run':46} {'shards':>6} {'text MB':>8} {'seconds':>8} {'MB/s':>7} "
-          f"{'driver peak RSS MB':>19} {'traced MB':>10} {'findings':>8}")
-    for label, m, _ in rows:
+    print(f"{'run':46} {'shards':>6} {'text MB':>8} {'seconds':>8} {'MB/s':>6} "
+          f"{'CPU s: workers':>14} {'sched':>5} {'driver':>6} {'load':>9} "
+          f"{'driver RSS MB':>13} {'traced MB':>9} {'findings':>8}")
+    for label, _, m, _ in rows:
         mb = m["text_bytes"] / MB
+        traced = f"{m['traced_peak'] / MB:.1f}" if m["traced_peak"] else "-"
+        load = f"{m['load_before']:.1f}-{m['load_after']:.1f}"
+        dask = label.startswith("dask")  # a local pool's CPU is not measured
+        workers_cpu = f"{m['worker_cpu']:.1f}" if dask else "-"
+        sched_cpu = f"{m['scheduler_cpu']:.1f}" if dask else "-"
         print(f"{label:46} {m['shards']:>6} {mb:>8.1f} {m['seconds']:>8.1f} "
-              f"{mb / m['seconds']:>7.2f} {m['peak_rss'] / MB:>19.0f} "
-              f"{(m['traced_peak'] / MB) if m['traced_peak'] else float('nan'):>10.1f} "
+              f"{mb / m['seconds']:>6.2f} {workers_cpu:>14} {sched_cpu:>5} "
+              f"{m['driver_cpu']:>6.1f} {load:>9} {m['peak_rss'] / MB:>13.0f} {traced:>9} "
               f"{m['findings']:>8}")
-    one, two = (rows[1][1]["text_bytes"] / rows[1][1]["seconds"],
-                rows[2][1]["text_bytes"] / rows[2][1]["seconds"])
-    m10, m1000 = rows[3][1], rows[4][1]
+
+    def best(role: str) -> float:
+        return max(m["text_bytes"] / m["seconds"] for _, r, m, _ in rows if r == role)
+
+    one, two = best("w1"), best("w2")
+    m10, m1000, each = (next(m for _, r, m, _ in rows if r == role)
+                        for role in ("m10", "m1000", "m1000each"))
     rss_ratio = m1000["peak_rss"] / m10["peak_rss"]
     traced_ratio = m1000["traced_peak"] / max(1, m10["traced_peak"])
-    per_core = one / MB
-    print(f"\nper-core throughput (dask, 1 worker): {per_core:.2f} text MB/s")
-    same = "yes" if identical else "NO"
-    print(f"summary: findings identical to local: {same}; "
-          f"2 workers = {two / one:.2f}x 1 worker (target >= 1.7); driver peak RSS 1000 vs 10 "
-          f"shards = {rss_ratio:.2f}x, traced {traced_ratio:.2f}x (target <= 1.2)")
+    each_rss = each["peak_rss"] / m10["peak_rss"]
+    each_traced = each["traced_peak"] / max(1, m10["traced_peak"])
+    print(f"\nper-core throughput (dask, 1 worker, best of {opts.repeat}): "
+          f"{one / MB:.2f} text MB/s")
+    print(f"1000 shards one task per shard: driver peak RSS {each_rss:.2f}x, traced "
+          f"{each_traced:.2f}x the 10-shard run")
+    print(f"summary: findings identical to local: {'yes' if identical else 'NO'}; "
+          f"2 workers = {two / one:.2f}x 1 worker (best of {opts.repeat} each; target >= 1.7); "
+          f"driver peak RSS 1000 vs 10 shards = {rss_ratio:.2f}x, traced {traced_ratio:.2f}x "
+          f"(target <= 1.2)")
     return 0
 
 
