@@ -160,7 +160,7 @@ def _home(v, mask):
     return np.int64(((v * np.uint64(0x9E3779B97F4A7C15)) >> np.uint64(32)) & np.uint64(mask))
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, nogil=True)
 def _index_table(query):
     """Open-addressing table (load <= 0.5) from each value of ``query`` to its position.
 
@@ -180,7 +180,7 @@ def _index_table(query):
     return slots
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, nogil=True)
 def _count_hits(
     values, doc_offsets, doc_cluster, query, slots, pair_off, pair_cluster, total, inside, last,
     stamp0

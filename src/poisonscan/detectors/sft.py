@@ -146,7 +146,7 @@ def _lookup(keys: np.ndarray, counts: np.ndarray, query: np.ndarray) -> np.ndarr
     return np.where(keys[idx] == query, counts[idx], 0)
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, nogil=True)
 def _prompt_logits(hashes, doc_offsets, weights, shift, bias):
     """Logistic-model logit of each prompt (distinct tokens as binary hashed features)."""
     n_docs = doc_offsets.shape[0] - 1
@@ -161,7 +161,7 @@ def _prompt_logits(hashes, doc_offsets, weights, shift, bias):
     return out
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, nogil=True)
 def _excluded_probability(hashes, doc, start, length, logits, weights, shift):
     """Predicted refusal probability of each (document, n-gram) with the n-gram's tokens removed."""
     out = np.empty(doc.shape[0], np.float64)

@@ -175,6 +175,9 @@ class _Evidence:
     # (cand, doc hash, path, row, token, left, surface, right) for a bottom-k sample per cand
     sample: list[tuple[int, str, int, str, str, str]] = field(default_factory=list)
     caps: np.ndarray | None = None  # the plan's caps, so merges anywhere can drop common ones
+    # Partials merged in but not yet concatenated (see _merge_evidence); their totals are
+    # already in ``totals``.
+    pending: list[_Evidence] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -503,7 +506,8 @@ class TriggerDetector(Detector):
         elif pass_index == 1:
             self._select_candidates(merged)
         else:
-            self._findings = self._score(merged) if merged is not None else []
+            self._findings = (self._score(_settle(merged, merged.caps)) if merged is not None
+                              else [])
 
     def _select_candidates(self, sw: _Switches | None) -> None:
         if sw is None or len(sw.keys) == 0:
@@ -798,10 +802,35 @@ def _drop_over_cap(ev: _Evidence, caps: np.ndarray | None) -> _Evidence:
     return ev if keep.all() else _select_rows(ev, np.flatnonzero(keep))
 
 
+# Rows waiting in ``_Evidence.pending`` before a merge concatenates them (at least).
+PENDING_ROWS = 1 << 16
+
+
 def _merge_evidence(a: _Evidence, b: _Evidence, caps: np.ndarray | None) -> _Evidence:
-    """Concatenate two evidence partials (dropping candidates past their cap when ``caps``)."""
-    merged = _concat_evidence([a, b], a.totals + b.totals)
-    merged.sample = _trim_sample(merged.sample)  # keeps the driver flat however many shards
+    """Merge two evidence partials (dropping candidates past their cap when ``caps``).
+
+    The driver merges one partial per task. Concatenating at every merge copied all rows so far
+    each time (quadratic in the number of tasks); instead ``b`` waits in ``a.pending`` until
+    the waiting rows outnumber ``a``'s own, and then all are concatenated at once, so each row
+    is copied a logarithmic number of times and the driver holds at most about twice the merged
+    rows. Candidates only ever go over their cap, so dropping them late changes nothing.
+    """
+    a.totals = a.totals + b.totals
+    a.pending.append(b)
+    a.pending.extend(b.pending)
+    b.pending = []
+    if sum(len(p.ints) for p in a.pending) >= max(len(a.ints), PENDING_ROWS):
+        return _settle(a, caps)
+    return a
+
+
+def _settle(ev: _Evidence, caps: np.ndarray | None) -> _Evidence:
+    """``ev`` with its pending partials concatenated, over-cap candidates dropped and the
+    context sample trimmed."""
+    if not ev.pending:
+        return ev
+    merged = _concat_evidence([ev, *ev.pending], ev.totals)
+    merged.sample = _trim_sample(merged.sample)
     return _drop_over_cap(merged, caps)
 
 

@@ -64,7 +64,7 @@ def word_hashes(words: Iterable[str], seed: int = 0) -> np.ndarray:
     return np.unique(table[lengths == 1, 0]) if table.size else np.zeros(0, np.uint64)
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, nogil=True)
 def _match_at(hashes, pos, end, table, lengths, i):
     n = lengths[i]
     if pos + n > end:
@@ -75,7 +75,7 @@ def _match_at(hashes, pos, end, table, lengths, i):
     return True
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, nogil=True)
 def opener_class(hashes, doc_offsets, ref_table, ref_len, comp_table, comp_len, window):
     """Per document: REFUSAL, COMPLIANCE or NONE, from the earliest lexicon phrase that starts
     within the first ``window`` tokens. A refusal phrase wins a tie at the same position."""
@@ -103,7 +103,7 @@ def opener_class(hashes, doc_offsets, ref_table, ref_len, comp_table, comp_len, 
     return out
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, nogil=True)
 def _first_cp(data, i):
     b0 = int(data[i])
     if b0 < 0x80:
@@ -118,7 +118,7 @@ def _first_cp(data, i):
     return 0xFFFD
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, nogil=True)
 def script_of(cp: int) -> int:
     """-1 for Latin (and digits), else an index into ``SCRIPTS``."""
     if cp < 0x0250 or 0x1E00 <= cp <= 0x1EFF:
@@ -144,7 +144,7 @@ def script_of(cp: int) -> int:
     return 8
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, nogil=True)
 def language_ids(data, hashes, starts, kinds, doc_offsets, stop_hashes, stop_lang, n_langs,
                  min_hits):
     """Dominant language id of each document, and its stopword hits per language.
@@ -198,7 +198,7 @@ def language_ids(data, hashes, starts, kinds, doc_offsets, stop_hashes, stop_lan
     return out, all_hits
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, nogil=True)
 def response_keys(hashes, kinds, doc_offsets, seed):
     """Exact key (ordered word tokens) and set key (two MinHash minima of the word-token set).
 
@@ -233,7 +233,7 @@ def response_keys(hashes, kinds, doc_offsets, seed):
     return exact, near
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, nogil=True)
 def repetition_share(hashes, kinds, doc_offsets):
     """Per document: (word tokens, share of word tokens equal to an earlier one in the document)."""
     n_docs = doc_offsets.shape[0] - 1
@@ -260,7 +260,7 @@ def repetition_share(hashes, kinds, doc_offsets):
     return counts, share
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, nogil=True)
 def doc_unique_words(hashes, kinds, doc_offsets):
     """Distinct word-token hashes of every document, concatenated (for document frequencies)."""
     n_docs = doc_offsets.shape[0] - 1
@@ -283,7 +283,7 @@ def doc_unique_words(hashes, kinds, doc_offsets):
     return out[:m]
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, nogil=True)
 def hapax_share(hashes, kinds, doc_offsets, vocab, vocab_df, max_words):
     """Share of word tokens of each document whose dataset document frequency is at most 1.
 
@@ -309,7 +309,7 @@ def hapax_share(hashes, kinds, doc_offsets, vocab, vocab_df, max_words):
     return out
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, nogil=True)
 def char_entropy(data, offsets):
     """Byte-level Shannon entropy (bits) of each document; 0 for empty documents."""
     n_docs = offsets.shape[0] - 1
@@ -342,7 +342,7 @@ def ngram_key(hashes, start, n):
     return mix64(acc)
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, nogil=True)
 def prompt_ngrams(hashes, doc_offsets, max_n):
     """Every distinct n-gram (1..max_n tokens) of every document, once per document.
 
@@ -391,7 +391,7 @@ def prompt_ngrams(hashes, doc_offsets, max_n):
     return keys[:out], doc[:out], start[:out], length[:out]
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, nogil=True)
 def contains_any(hashes, doc_offsets, sorted_set):
     """Per document: whether any token hash is in ``sorted_set``."""
     n_docs = doc_offsets.shape[0] - 1
@@ -407,7 +407,7 @@ def contains_any(hashes, doc_offsets, sorted_set):
     return out
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, nogil=True)
 def prompt_coverage(p_hashes, p_kinds, p_offsets, r_hashes, r_offsets, mask):
     """Per pair: share of the prompt's distinct word tokens that also occur in the response
     (computed where ``mask`` is true, 0 elsewhere)."""
@@ -440,7 +440,7 @@ def prompt_coverage(p_hashes, p_kinds, p_offsets, r_hashes, r_offsets, mask):
     return out
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, nogil=True)
 def phrase_in_response(p_hashes, start, length, doc, r_hashes, r_offsets, max_tokens):
     """Per n-gram occurrence: whether every token of the n-gram also occurs in the document's
     response (first ``max_tokens`` tokens), i.e. the answer talks about the phrase."""
@@ -463,7 +463,7 @@ def phrase_in_response(p_hashes, start, length, doc, r_hashes, r_offsets, max_to
     return out
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, nogil=True)
 def char_positions(data, byte_pos):
     """Character index (code points) of each sorted-or-not absolute byte offset, relative to the
     byte offsets ``base`` given as pairs: ``byte_pos[i, 0]`` the document start, ``[i, 1]`` the

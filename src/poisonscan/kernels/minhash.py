@@ -54,7 +54,7 @@ def _shingle_key(hashes: np.ndarray, lo: int, hi: int) -> np.uint32:
     return np.uint32(s >> np.uint64(32))
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, nogil=True)
 def shingle_keys(
     hashes: np.ndarray, doc_offsets: np.ndarray, k: int
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -116,7 +116,7 @@ def _signature_doc(keys, lo, hi, a, b, out, d, buf):
     out[d, :] = buf
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, nogil=True)
 def signatures_from_keys(
     keys: np.ndarray, key_offsets: np.ndarray, a: np.ndarray, b: np.ndarray
 ) -> np.ndarray:
@@ -129,7 +129,7 @@ def signatures_from_keys(
     return out
 
 
-@nb.njit(cache=True, parallel=True)
+@nb.njit(cache=True, nogil=True, parallel=True)
 def _signatures_parallel(keys, key_offsets, a, b):
     n_docs = key_offsets.shape[0] - 1
     out = np.empty((n_docs, a.shape[0]), np.uint32)
@@ -139,7 +139,7 @@ def _signatures_parallel(keys, key_offsets, a, b):
     return out
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, nogil=True)
 def concat_keys(
     k1: np.ndarray, o1: np.ndarray, k2: np.ndarray, o2: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -198,7 +198,7 @@ def minhash_signatures(
     return signatures_from_keys(keys, off, a, b)
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, nogil=True)
 def band_hashes(sig: np.ndarray, bands: int, rows: int) -> np.ndarray:
     """uint32 hash of each band of ``rows`` consecutive signature values (``n_docs x bands``).
 

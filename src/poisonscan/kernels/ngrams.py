@@ -56,7 +56,7 @@ def count_document_frequency(hashes, doc_offsets, uni, bi, bi_keep, set_keys, se
     return stamp
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, nogil=True)
 def _increment(table, slots):
     """``table[slot] += 1`` for every slot listed, saturating at the dtype's maximum."""
     vmax = np.iinfo(table.dtype).max
@@ -66,7 +66,7 @@ def _increment(table, slots):
             table[j] += 1
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, nogil=True)
 def document_frequency_slots(hashes, doc_offsets, umask, bmask, bi_keep, set_keys, set_stamp,
                              stamp0, out_uni, out_bi):
     """Write the table slot of every first sighting of a unigram and of a (sampled) bigram in
@@ -127,7 +127,7 @@ def bigram_kept(key: np.uint64, keep: np.uint64) -> bool:
 ALL_BIGRAMS = np.uint64(1 << 32)
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, nogil=True)
 def add_sparse(table, idx, counts):
     """``table[idx] += counts``, saturating: merges sparse partial counts into a dense table."""
     vmax = np.uint64(np.iinfo(table.dtype).max)
@@ -137,7 +137,7 @@ def add_sparse(table, idx, counts):
         table[j] = v if v < vmax else vmax
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, nogil=True)
 def add_dense(table, other):
     """``table += other``, saturating."""
     vmax = np.uint64(np.iinfo(table.dtype).max)
@@ -147,7 +147,7 @@ def add_dense(table, other):
             table[j] = v if v < vmax else vmax
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, nogil=True)
 def nonzero_pairs(table, n):
     """The ``n`` nonzero slots of ``table`` and their values, in slot order (``n`` from
     ``np.count_nonzero``). One pass, without ``np.flatnonzero``'s int64 index of the whole table

@@ -38,7 +38,7 @@ FNV_OFFSET = np.uint64(0xCBF29CE484222325)
 FNV_PRIME = np.uint64(0x100000001B3)
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, nogil=True)
 def mix64(x: np.uint64) -> np.uint64:
     """splitmix64 finaliser: spreads FNV's weak low bits over the whole word."""
     x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
@@ -46,7 +46,7 @@ def mix64(x: np.uint64) -> np.uint64:
     return x ^ (x >> np.uint64(31))
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, nogil=True)
 def char_class(cp: int) -> int:
     """Class of one code point (see the module docstring)."""
     if cp < 128:
@@ -96,7 +96,7 @@ def _ascii_table() -> np.ndarray:
 _ASCII_CLASS = _ascii_table()
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, nogil=True)
 def _decode(data: np.ndarray, i: int, end: int) -> tuple[int, int]:
     """Decode the code point at ``data[i]``; returns (code point, byte length). Never fails.
 
@@ -136,7 +136,7 @@ def _kind(cls: int) -> int:
     return SYMBOL
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, nogil=True)
 def _scan(data, offsets, seed, out_hash, out_start, out_end, out_kind, out_doc, fill):
     """Walk every document; count tokens, and when ``fill`` write them into the output arrays.
 

@@ -25,7 +25,7 @@ MIN_BEFORE = 8
 HIST_BINS = 200  # histogram of jumps in [-1, 1]
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, nogil=True)
 def token_anomaly(hashes, lo, hi, uni, bi, bi_keep, out_u, out_b):
     """Fill ``out_u``/``out_b[0:hi-lo]`` with the unseen-elsewhere flags of document tokens lo..hi.
 
@@ -46,7 +46,7 @@ def token_anomaly(hashes, lo, hi, uni, bi, bi_keep, out_u, out_b):
                 out_b[i - lo] = 2
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, nogil=True)
 def _prefix_sums(b, n, csb, csn):
     """Prefix sums of the known bigram flags (``csb``) and of how many are known (``csn``)."""
     csb[0] = 0.0
@@ -81,7 +81,7 @@ LANG_COS = 0.08  # cosine below this: the two sides share (almost) no function w
 LANG_STRIDE = 8
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, nogil=True)
 def frequent_flags(hashes, kinds, lo, hi, uni, freq_min, out_slot):
     """``out_slot[i-lo]`` = profile bin of token i if it is a frequent word (df >= freq_min), else -1.
 
@@ -96,7 +96,7 @@ def frequent_flags(hashes, kinds, lo, hi, uni, freq_min, out_slot):
             out_slot[i - lo] = -1
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, nogil=True)
 def token_features(hashes, kinds, lo, hi, uni, bi, bi_keep, freq_min, out_u, out_b, out_slot):
     """``token_anomaly`` and ``frequent_flags`` in one walk, sharing each token's unigram lookup
     (the tables are far bigger than the caches, so a lookup is a memory access)."""
@@ -120,7 +120,7 @@ def token_features(hashes, kinds, lo, hi, uni, bi, bi_keep, freq_min, out_u, out
                 out_b[i - lo] = 2
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, nogil=True)
 def profile_cosine(fslot, b0, b1, a0, a1, va, vb):
     """Cosine of the frequent-word profiles of tokens [b0, b1) and [a0, a1); -1 if too few words.
 
@@ -219,7 +219,7 @@ def _slide_profiles(fslot, state, b0, b1, a0, a1, va, vb):
     return cos, (b0, b1, a0, a1, wb, nrm_b, wa, nrm_a, dot)
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, nogil=True)
 def _clear_profiles(fslot, state, va, vb):
     """Zero the scratch profile vectors (only the bins the windows of ``state`` touched)."""
     for i in range(state[0], state[1]):
@@ -230,7 +230,7 @@ def _clear_profiles(fslot, state, va, vb):
             va[fslot[i]] = 0.0
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, nogil=True)
 def _scratch(doc_offsets):
     """Per-token scratch arrays sized for the batch's longest document: unseen-token and bigram
     flags, function-word slots, two prefix-sum arrays, and the two language-profile vectors."""
@@ -243,7 +243,7 @@ def _scratch(doc_offsets):
             np.zeros(LANG_BINS, np.float64))
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, nogil=True)
 def _emit(hashes, lo, u, e_lo, e_hi, max_order, d, jump, uni, bi, bi_keep, out_key, out_doc,
           out_jump, out_df, out_last, out_ctx, k):
     """Write the n-grams (made of tokens other documents use) ending at e_lo..e_hi.
@@ -283,7 +283,7 @@ def _emit(hashes, lo, u, e_lo, e_hi, max_order, d, jump, uni, bi, bi_keep, out_k
     return k
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, nogil=True)
 def find_switches(hashes, kinds, doc_offsets, uni, bi, bi_keep, freq_min, window, tau, occ_tau,
                   back,
                   max_order, min_after, hist, background, out_key, out_doc, out_jump, out_df,
@@ -353,7 +353,7 @@ def find_switches(hashes, kinds, doc_offsets, uni, bi, bi_keep, freq_min, window
     return k
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, nogil=True)
 def gather_evidence(hashes, kinds, starts, ends, doc_offsets, data, doc_bytes, uni, bi, bi_keep,
                     freq_min, cand_keys, cand_ids, last_filter, caps, totals, max_order, window,
                     ctx_tokens, out_i, out_f):
@@ -507,7 +507,7 @@ def build_key_table(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return table_keys, table_ids
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, nogil=True)
 def _fill_table(keys, table_keys, table_ids):
     mask = np.int64(table_keys.shape[0] - 1)
     for i in range(keys.shape[0]):

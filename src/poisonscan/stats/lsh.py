@@ -75,7 +75,7 @@ def _similar(sig8: np.ndarray, i: int, j: int, min_matches: int) -> bool:
     return m >= min_matches
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, nogil=True)
 def _join_band(order, values, sig8, valid, parent, min_matches, max_cmp):
     """Union verified pairs inside every bucket (run of equal values in ``values[order]``)."""
     n = order.shape[0]
@@ -121,7 +121,7 @@ def _join_band(order, values, sig8, valid, parent, min_matches, max_cmp):
     return 0
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, nogil=True)
 def _labels(parent: np.ndarray) -> np.ndarray:
     out = np.empty(parent.shape[0], np.int64)
     for i in range(parent.shape[0]):
