@@ -157,11 +157,19 @@ def measure(path: Path, trigger: str, jobs_list: list[int]) -> list[dict]:
             wall, peak, _, peak_rss = run_measured(cmd)
             data = json.loads(report.read_text())
         scan_secs = data["stats"]["seconds"]
-        top = data["findings"][0] if data["findings"] else {}
-        found = (f"top={top.get('trigger')!r} {top.get('severity')} "
-                 f"docs={top.get('documents')}") if top else "no findings"
-        if top.get("trigger") == trigger:
-            found += " (planted)"
+        findings = data["findings"]
+        rank = next((i for i, f in enumerate(findings) if f["trigger"] == trigger), None)
+        if rank is None:
+            found = f"planted {trigger} NOT FOUND"
+        else:
+            f = findings[rank]
+            found = (f"planted {trigger}: rank {rank + 1} of {len(findings)}, {f['severity']}, "
+                     f"{f['documents']} docs")
+        highs: dict[str, int] = {}
+        for f in findings:
+            if f["severity"] == "high":
+                highs[f["detector"]] = highs.get(f["detector"], 0) + 1
+        found += f"; high findings by detector {highs}"
         rows.append({"what": f"poisonscan scan --jobs {jobs}", "seconds": scan_secs,
                      "wall": wall, "mbps": text_mb / scan_secs,
                      "ratio": read_secs / scan_secs, "peak_mb": peak, "rss_mb": peak_rss,

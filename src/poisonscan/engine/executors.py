@@ -12,7 +12,9 @@ cluster (``--executor dask``).
 from __future__ import annotations
 
 import multiprocessing as mp
+import os
 import pickle
+import signal
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from typing import TYPE_CHECKING, Any
@@ -33,9 +35,16 @@ def _call(fn: Callable[[Any, Any], Any], item: Any) -> Any:
     return fn(item, _SHARED)
 
 
+def _quiet_on_interrupt() -> None:
+    """Worker start-up: Ctrl-C reaches the whole process group; the driver reports it in one
+    line and stops the pool, so a worker just exits, without a traceback of its own."""
+    signal.signal(signal.SIGINT, lambda signum, frame: os._exit(128 + signum))
+
+
 def _init_shared(shared: Any) -> None:  # used with the spawn start method
     global _SHARED
     _SHARED = shared
+    _quiet_on_interrupt()
 
 
 class LocalExecutor:
@@ -72,7 +81,8 @@ class LocalExecutor:
         if "fork" in methods:
             _SHARED = shared
             ctx = mp.get_context("fork")
-            pool = ProcessPoolExecutor(max_workers=min(self.jobs, len(items)), mp_context=ctx)
+            pool = ProcessPoolExecutor(max_workers=min(self.jobs, len(items)), mp_context=ctx,
+                                       initializer=_quiet_on_interrupt)
         else:  # pragma: no cover - platforms without fork
             ctx = mp.get_context("spawn")
             pool = ProcessPoolExecutor(
