@@ -42,6 +42,9 @@ GOOD = b'{"text": "good"}'
 BAD_LINES = [
     (b'{"text": "unterminated', "malformed_json", "malformed JSON"),
     (b"not json at all", "malformed_json", "malformed JSON"),
+    # Two objects on one line; with the blank line of the test file, Arrow's record count
+    # equals the line count, which once let the block through unchecked.
+    (b'{"text": "two"}{"text": "records"}', "malformed_json", "malformed JSON"),
     (b'{"body": "no text", "id": 3}', "missing_field", "fields found: body, id"),
     (b'{"text": 42}', "wrong_type", "'text' is a number"),
     (b'{"text": null}', "wrong_type", "'text' is null"),

@@ -184,7 +184,8 @@ class JsonLinesReader:
             return piece
         data = piece.data
         bytes_ = np.frombuffer(data, np.uint8)
-        newlines = int(np.count_nonzero(bytes_ == 10))
+        breaks = np.flatnonzero(bytes_ == 10)
+        newlines = len(breaks)
         if self.python_only:
             return _Parsed(data, newlines)
         if data.size > self.max_record_bytes and _longest_line(bytes_) > self.max_record_bytes:
@@ -203,10 +204,12 @@ class JsonLinesReader:
         n = table.num_rows
         n_lines = newlines + (0 if bytes_[-1] == 10 else 1)
         lines = None
-        if n != n_lines:  # blank lines: map each record to its line
+        # One record per line unless some lines are blank; Arrow also accepts two objects on one
+        # line, which with a blank line elsewhere would match the line count by coincidence.
+        if n != n_lines or _content_lines(bytes_, breaks) != n:
             lines = _record_lines(bytes_)
-            if len(lines) != n:
-                return _Parsed(data, newlines)
+            if len(lines) != n:  # not one record per non-blank line: the line-by-line path
+                return _Parsed(data, newlines)  # reports the malformed line
         return _Parsed(data, newlines, _one_batch(table), lines, _valid_utf8(table))
 
     # Placing a block in the file (in order) ------------------------------------------------
@@ -289,6 +292,18 @@ def _record_lines(data: np.ndarray) -> np.ndarray:
     ends = np.concatenate((newlines, [len(data)]))
     content = np.concatenate(([0], np.cumsum(~_WHITESPACE[data], dtype=np.int64)))
     return np.flatnonzero(content[ends] > content[starts])
+
+
+def _content_lines(data: np.ndarray, breaks: np.ndarray) -> int:
+    """How many lines of a block hold something other than whitespace (``breaks``: the
+    positions of its newlines)."""
+    if len(data) == 0:
+        return 0
+    starts = np.concatenate(([0], breaks + 1))
+    starts = starts[starts < len(data)]  # a final newline starts no line
+    if not _WHITESPACE[data[starts]].any():  # the usual case: every line starts with content
+        return len(starts)
+    return int(np.count_nonzero(np.logical_or.reduceat(~_WHITESPACE[data], starts)))
 
 
 def _longest_line(data: np.ndarray) -> int:
