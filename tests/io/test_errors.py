@@ -228,6 +228,23 @@ def test_record_too_large_final_line_without_newline(tmp_path: Path, small_block
     assert got["line"] == [1] and dict(got.counter.skipped) == {"record_too_large": 1}
 
 
+@pytest.mark.parametrize("compression", ["gz", "zst"])
+def test_truncated_inside_an_oversized_line_is_reported(tmp_path: Path, small_blocks: None,
+                                                         compression: str) -> None:
+    """The stream breaks while the reader skips an oversized record: both losses are counted."""
+    payload = np.random.default_rng(0).integers(0, 16, 200_000)  # compresses only about 2:1
+    text = "".join("0123456789abcdef"[i] for i in payload)
+    data = GOOD + b"\n" + json.dumps({"text": text}).encode() + b"\n" + GOOD + b"\n"
+    packed = compress(data, compression)
+    path = tmp_path / f"t.jsonl.{compression}"
+    # Cut late enough that the decoder (zstd works in blocks of 128 KiB) has produced the first
+    # line and part of the long one.
+    path.write_bytes(packed[: len(packed) * 4 // 5])
+    got = read_all(path, skip_bad_records=True, max_record_bytes=100)
+    assert got["line"] == [1]
+    assert dict(got.counter.skipped) == {"record_too_large": 1, "truncated": 1}
+
+
 def test_record_too_large_parquet_and_array(tmp_path: Path) -> None:
     records = [{"text": "a"}, {"text": "b" * 500}, {"text": "c"}]
     path = write_parquet(tmp_path / "d.parquet", records)

@@ -157,6 +157,9 @@ class JsonLinesReader:
                 if len(carry) > self.max_record_bytes:
                     yield _TooLarge()
                     rest = self._read_past_line()
+                    if isinstance(rest, InputError):  # the file ends broken inside that line
+                        yield _Lost(rest.reason, rest.detail)
+                        return
                     if rest is None:
                         return
                     carry = rest
@@ -164,13 +167,14 @@ class JsonLinesReader:
             carry = bytes(view[cut + 1: end])
             yield _Block(buf.slice(start, cut + 1 - start))
 
-    def _read_past_line(self) -> bytes | None:
-        """Discard the rest of an oversized line; return what follows it, or None at the end."""
+    def _read_past_line(self) -> bytes | InputError | None:
+        """Discard the rest of an oversized line; return what follows it, None at the end of the
+        file, or the read error (a truncated or corrupt stream) that ended it."""
         while True:
             try:
                 chunk = self.stream.read(self.block_bytes)
-            except InputError:
-                return None  # the oversized record was the last one read, and is already counted
+            except InputError as exc:
+                return exc
             if not chunk:
                 return None
             cut = chunk.find(b"\n")
