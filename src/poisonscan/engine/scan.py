@@ -147,8 +147,10 @@ def _shard_results(executor: Any, shards: list[Shard], task: _PassTask, state: S
 
     Without a state, small shards are worked on several to a task (see :func:`group_shards`).
     With one, every shard is a task: its result is stored as it arrives, so a scan interrupted at
-    any point keeps the work done; stored results are read one at a time. Either way the driver
-    holds one result at a time.
+    any point keeps the work done; stored results are read one at a time. Either way results are
+    merged as they arrive: the driver holds the merged partials plus the results of the tasks in
+    flight (one at a time locally; on Dask up to the executor's in-flight limit, which the
+    workers' results are fetched ahead of), never a number that grows with the shards.
     """
     if state is None:
         groups = group_shards(shards, _slots(executor))
