@@ -28,11 +28,9 @@ from poisonscan.kernels.windows import (
     _slide_profiles,
     build_key_table,
     find_switches,
-    frequent_flags,
     gather_evidence,
     last_token_filter,
     profile_cosine,
-    token_anomaly,
     token_features,
 )
 
@@ -273,34 +271,28 @@ def kernel_rows(emitted, ref):
 
 
 # ------------------------------------------------------------------ property tests
-@settings(max_examples=100, deadline=None)
-@given(token_corpora())
-def test_token_anomaly_matches_reference(corpus):
-    docs, _, uni, bi, keep = corpus
-    hashes, off = flatten(docs)
-    for d, doc in enumerate(docs):
-        out_u = np.full(len(doc) + 1, 9, np.int8)
-        out_b = np.full(len(doc) + 1, 9, np.int8)
-        token_anomaly(hashes, off[d], off[d + 1], uni, bi, np.uint64(keep), out_u, out_b)
-        u, b = ref_token_anomaly(doc, uni, bi, keep)
-        assert out_u[: len(doc)].tolist() == u
-        assert out_b[: len(doc)].tolist() == b
-
-
-def test_token_anomaly_marks_bigrams_outside_the_sample_unknown():
+def test_token_features_marks_bigrams_outside_the_sample_unknown():
     doc = VOCAB[:30]
     hashes, _ = flatten([doc])
+    kinds = np.zeros(30, np.uint8)
     uni = np.full(1 << 8, 1, np.uint32)  # every token unseen elsewhere: u = 1
     bi = np.ones(1 << 8, np.uint8)
-    for keep, expected in ((0, [1] + [UNKNOWN] * 29), (KEEP_ALL, [1] * 30)):
+    out_slot = np.zeros(31, np.int64)
+
+    def flags(keep):
         out_u = np.zeros(31, np.int8)
         out_b = np.zeros(31, np.int8)
-        token_anomaly(hashes, 0, 30, uni, bi, np.uint64(keep), out_u, out_b)
+        token_features(hashes, kinds, 0, 30, uni, bi, np.uint64(keep), 1 << 30, out_u, out_b,
+                       out_slot)
+        return out_u, out_b
+
+    for keep, expected in ((0, [1] + [UNKNOWN] * 29), (KEEP_ALL, [1] * 30)):
+        out_u, out_b = flags(keep)
         assert out_u[:30].tolist() == [1] * 30
         assert out_b[:30].tolist() == expected  # the first token's flag is its own u
     half = [key_of(doc[i - 1 : i + 1]) >> 32 < (1 << 31) for i in range(1, 30)]
     assert 0 < sum(half) < 29
-    token_anomaly(hashes, 0, 30, uni, bi, np.uint64(1 << 31), out_u, out_b)
+    _, out_b = flags(1 << 31)
     assert out_b[1:30].tolist() == [1 if h else UNKNOWN for h in half]
 
 
@@ -372,24 +364,11 @@ def test_profile_cosine_identical_disjoint_and_too_short():
 
 @settings(max_examples=100, deadline=None)
 @given(token_corpora())
-def test_frequent_flags_matches_reference(corpus):
-    docs, kinds, uni, _, _ = corpus
-    hashes, off = flatten(docs)
-    kinds_arr = np.array([k for ks in kinds for k in ks], np.uint8)
-    for freq_min in (1, 3, 7):
-        for d, doc in enumerate(docs):
-            out = np.full(len(doc) + 1, 99, np.int64)
-            frequent_flags(hashes, kinds_arr, off[d], off[d + 1], uni, freq_min, out)
-            assert out[: len(doc)].tolist() == ref_frequent_slots(doc, kinds[d], uni, freq_min)
-
-
-@settings(max_examples=100, deadline=None)
-@given(token_corpora())
-def test_token_features_is_token_anomaly_and_frequent_flags_in_one(corpus):
+def test_token_features_matches_reference(corpus):
     docs, kinds, uni, bi, keep = corpus
     hashes, off = flatten(docs)
     kinds_arr = np.array([k for ks in kinds for k in ks], np.uint8)
-    for freq_min in (1, 3):
+    for freq_min in (1, 3, 7):
         for d, doc in enumerate(docs):
             u, b, fs = (np.full(len(doc) + 1, 9, dt) for dt in (np.int8, np.int8, np.int64))
             token_features(hashes, kinds_arr, off[d], off[d + 1], uni, bi, np.uint64(keep),

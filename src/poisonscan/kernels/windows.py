@@ -26,27 +26,6 @@ HIST_BINS = 200  # histogram of jumps in [-1, 1]
 
 
 @nb.njit(cache=True, nogil=True)
-def token_anomaly(hashes, lo, hi, uni, bi, bi_keep, out_u, out_b):
-    """Fill ``out_u``/``out_b[0:hi-lo]`` with the unseen-elsewhere flags of document tokens lo..hi.
-
-    ``out_b`` is 2 (unknown) where the bigram is outside the counted hash sample.
-    """
-    umask = np.uint64(uni.shape[0] - 1)
-    bmask = np.uint64(bi.shape[0] - 1)
-    for i in range(lo, hi):
-        u = 1 if uni[slot(hashes[i], umask)] <= 1 else 0
-        out_u[i - lo] = u
-        if i == lo:
-            out_b[0] = u
-        else:
-            key = ngram_key(hashes, i - 1, 2)
-            if bigram_kept(key, bi_keep):
-                out_b[i - lo] = 1 if bi[slot(key, bmask)] <= 1 else 0
-            else:
-                out_b[i - lo] = 2
-
-
-@nb.njit(cache=True, nogil=True)
 def _prefix_sums(b, n, csb, csn):
     """Prefix sums of the known bigram flags (``csb``) and of how many are known (``csn``)."""
     csb[0] = 0.0
@@ -82,24 +61,17 @@ LANG_STRIDE = 8
 
 
 @nb.njit(cache=True, nogil=True)
-def frequent_flags(hashes, kinds, lo, hi, uni, freq_min, out_slot):
-    """``out_slot[i-lo]`` = profile bin of token i if it is a frequent word (df >= freq_min), else -1.
-
-    Frequent words are a corpus's function words, whatever its languages: two stretches of text in
-    the same language share many, two in different languages almost none.
-    """
-    umask = np.uint64(uni.shape[0] - 1)
-    for i in range(lo, hi):
-        if kinds[i] == 0 and uni[slot(hashes[i], umask)] >= freq_min:
-            out_slot[i - lo] = np.int64(hashes[i] % np.uint64(LANG_BINS))
-        else:
-            out_slot[i - lo] = -1
-
-
-@nb.njit(cache=True, nogil=True)
 def token_features(hashes, kinds, lo, hi, uni, bi, bi_keep, freq_min, out_u, out_b, out_slot):
-    """``token_anomaly`` and ``frequent_flags`` in one walk, sharing each token's unigram lookup
-    (the tables are far bigger than the caches, so a lookup is a memory access)."""
+    """Per-token features of document tokens lo..hi, in one walk (one unigram lookup a token:
+    the tables are far bigger than the caches, so a lookup is a memory access).
+
+    ``out_u``/``out_b[0:hi-lo]`` get the unseen-elsewhere flags of each token and of the bigram
+    ending at it (2, unknown, where the bigram is outside the counted hash sample; the first
+    token's bigram flag is its own ``u``). ``out_slot`` gets the profile bin of each frequent word
+    (a word with df >= freq_min), else -1. Frequent words are a corpus's function words, whatever
+    its languages: two stretches of text in the same language share many, two in different
+    languages almost none.
+    """
     umask = np.uint64(uni.shape[0] - 1)
     bmask = np.uint64(bi.shape[0] - 1)
     for i in range(lo, hi):
