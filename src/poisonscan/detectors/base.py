@@ -109,6 +109,16 @@ class Detector(ABC):
         """Shrink a shard's partial before it travels back to the driver (default: unchanged)."""
         return acc
 
+    def collect(self, pass_index: int, acc: Any, part: Any) -> Any:
+        """Driver side: fold one arriving result (a task's, or a shard's from ``--state``) into the
+        pass's accumulator (None for the first), in arrival order.
+
+        The default merges in memory. A detector whose merged state would grow with the corpus
+        overrides it to spill parts to disk and reads them back in :meth:`finish_pass`; what it
+        hands to ``finish_pass`` must not depend on the order or grouping of the parts.
+        """
+        return part if acc is None else self.merge(pass_index, acc, part)
+
     @abstractmethod
     def finish_pass(self, pass_index: int, merged: Any) -> None:
         """Receive the merged result of a pass (None when no batch produced anything)."""

@@ -177,10 +177,9 @@ def _slots(executor: Any) -> int:
 
 
 def _merge_into(merged: dict[str, Any], partials: dict[str, Any],
-                classes: dict[str, type[Detector]], pass_index: int) -> None:
+                detectors: dict[str, Detector], pass_index: int) -> None:
     for det_id, part in partials.items():
-        prev = merged.get(det_id)
-        merged[det_id] = part if prev is None else classes[det_id].merge(pass_index, prev, part)
+        merged[det_id] = detectors[det_id].collect(pass_index, merged.get(det_id), part)
 
 
 def make_detectors(config: ScanConfig) -> list[Detector]:
@@ -216,6 +215,7 @@ def _run_passes(config: ScanConfig, progress: ProgressCallback | None, executor:
     shard_keys = state.shard_keys(shards, executor.map) if state else []
     detectors = make_detectors(config)
     classes = {d.id: type(d) for d in detectors}
+    by_id = {d.id: d for d in detectors}
     for det in detectors:
         det.link({d.id: d for d in detectors if d is not det})
         det.expect(files)
@@ -237,7 +237,7 @@ def _run_passes(config: ScanConfig, progress: ProgressCallback | None, executor:
         merged: dict[str, Any] = {}
         for partials, shard_counters in _shard_results(executor, shards, task, state,
                                                        shard_keys):
-            _merge_into(merged, partials, classes, pass_index)
+            _merge_into(merged, partials, by_id, pass_index)
             del partials  # merged in: nothing of it stays alive while the next one is awaited
             for counter in shard_counters:
                 if pass_index == 0:
