@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -70,3 +73,77 @@ def test_phrases_of_repeated_passages_do_not_take_the_budget_first():
     sw.ctx_count = np.array([1, 1], np.int64)
     det._select_candidates(sw)
     assert det._cand_keys.tolist() == [11]
+
+
+def _random_parts(rng: np.random.Generator, n_parts: int) -> list[_Switches]:
+    """Switch partials over a shared pool of keys, each part's keys unique (as a batch's are)."""
+    pool = rng.integers(1, 2**63, 400, dtype=np.uint64) * np.uint64(2) + np.uint64(1)
+    df = rng.integers(-60, 60, len(pool))
+    last = rng.integers(0, 2**40, len(pool), dtype=np.uint64)
+    parts = []
+    for _ in range(n_parts):
+        pick = np.unique(rng.choice(len(pool), rng.integers(1, 120)))
+        n = len(pick)
+        parts.append(_Switches(pool[pick], rng.integers(1, 4, n), df[pick], last[pick],
+                               rng.integers(1, 6, n).astype(np.uint64), rng.integers(1, 3, n),
+                               rng.integers(0, 5, 200), rng.integers(0, 50, 2),
+                               int(rng.integers(0, 9)), int(rng.integers(9, 20))))
+    return parts
+
+
+def _selected(det: TriggerDetector) -> tuple:
+    return (det._cand_keys.tolist(), det._cand_support.tolist(), det._cand_last.tolist(),
+            det._p0, det._switch_docs, det._docs)
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.integers(0, 2**32 - 1), st.sampled_from([1, 2, 8, 64]))
+def test_spilled_selection_matches_in_memory_whatever_the_arrival(seed, n_spill):
+    """The driver spills switch partials to disk in partitions; the candidates it selects must be
+    those of merging everything in memory, whatever the order and grouping of the partials."""
+    rng = np.random.default_rng(seed)
+    parts = _random_parts(rng, 12)
+    config = ScanConfig(paths=("x",), memory_budget=64 * 2**20, min_documents=2)
+    ref = TriggerDetector(config)
+    ref._select_candidates(parts)
+    det = TriggerDetector(config)
+    det._spill_parts = n_spill
+    # Shuffled arrival, some partials pre-merged (as a task holding several shards does).
+    order = rng.permutation(len(parts))
+    arriving = [parts[i] for i in order[:4]]
+    arriving.append(TriggerDetector.merge(1, parts[order[4]], parts[order[5]]))
+    arriving.append(TriggerDetector.compact(1, None, [parts[i] for i in order[6:]]))
+    acc = None
+    for part in arriving:
+        acc = det.collect(1, acc, part)
+    det.finish_pass(1, acc)
+    assert _selected(det) == _selected(ref)
+    assert len(det._cand_keys) > 0
+
+
+def test_switch_spill_is_removed_after_the_pass_and_on_failure(monkeypatch):
+    config = ScanConfig(paths=("x",), min_documents=2)
+    parts = _random_parts(np.random.default_rng(1), 4)
+    det = TriggerDetector(config)
+    det._spill_parts = 4
+    acc = None
+    for part in parts:
+        acc = det.collect(1, acc, part)
+    where = acc._dir.name
+    assert len(os.listdir(where)) == 4
+    det.finish_pass(1, acc)
+    assert not os.path.exists(where)
+
+    det = TriggerDetector(config)
+    acc = None
+    for part in parts:
+        acc = det.collect(1, acc, part)
+    where = acc._dir.name
+
+    def boom(self, sw):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(TriggerDetector, "_rank", boom)
+    with pytest.raises(RuntimeError):
+        det.finish_pass(1, acc)
+    assert not os.path.exists(where)

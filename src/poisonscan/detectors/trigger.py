@@ -19,7 +19,10 @@ corpus: 100 poisoned documents look the same among 10 thousand or 10 million.
 from __future__ import annotations
 
 import math
+import os
+import tempfile
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -70,6 +73,10 @@ TABLE_FILL = 0.25  # distinct bigrams per slot the bigram table is allowed (3/4 
 MAX_WINDOW = 256
 RAW_SHARE = 256  # a shard lists first sightings until the list reaches 1/256 of the bigram table
 MAX_BACK = 32
+# Switch keys the partials carry per byte of input text, roughly (the 64 MB speed corpus: 753k
+# rows for 83 MB of text, 0.009).
+SWITCH_ROWS_PER_BYTE = 0.01
+MAX_SPILL_BITS = 10  # at most 1,024 spill partitions (one open file each)
 EXPANSION = {"parquet": 3.0, "gz": 4.0, "zst": 4.0}  # text bytes per file byte, roughly
 
 
@@ -152,6 +159,106 @@ class _Switches:
     docs_with_switch: int = 0
     docs: int = 0
 
+    @classmethod
+    def combine(cls, parts: list[_Switches]) -> _Switches:
+        """One partial from several, grouped by key: supports and preceding-context counts add
+        up; ``df`` and ``last`` come from the global tables of the plan, equal for equal keys."""
+        keys = np.concatenate([p.keys for p in parts])
+        ukeys, first, inv = np.unique(keys, return_index=True, return_inverse=True)
+        support = np.bincount(inv, weights=np.concatenate([p.support for p in parts]),
+                              minlength=len(ukeys)).astype(np.int64)
+        _, ctx_min, ctx_count = _min_with_count(
+            keys, np.concatenate([p.ctx_min for p in parts]),
+            np.concatenate([p.ctx_count for p in parts]), with_keys=True)
+        return cls(ukeys, support, np.concatenate([p.df for p in parts])[first],
+                   np.concatenate([p.last for p in parts])[first], ctx_min, ctx_count,
+                   sum(p.hist for p in parts), sum(p.background for p in parts),
+                   sum(p.docs_with_switch for p in parts), sum(p.docs for p in parts))
+
+    def rows(self) -> np.ndarray:
+        """The per-key columns as one structured array (the spill format)."""
+        out = np.empty(len(self.keys), _SWITCH_ROW)
+        out["key"], out["support"], out["df"] = self.keys, self.support, self.df
+        out["last"], out["ctx_min"], out["ctx_count"] = self.last, self.ctx_min, self.ctx_count
+        return out
+
+    @classmethod
+    def from_rows(cls, rows: np.ndarray) -> _Switches:
+        """Per-key columns read back from the spill (no totals: those stay in memory)."""
+        return cls(rows["key"], rows["support"].astype(np.int64), rows["df"], rows["last"],
+                   rows["ctx_min"], rows["ctx_count"].astype(np.int64),
+                   np.zeros(HIST_BINS, np.int64), np.zeros(2, np.int64))
+
+
+_SWITCH_ROW = np.dtype([("key", "<u8"), ("support", "<i4"), ("df", "<i8"), ("last", "<u8"),
+                        ("ctx_min", "<u8"), ("ctx_count", "<i4")])
+
+
+class _SwitchSpill:
+    """The driver's pass-1 accumulator: switch keys written to disk as they arrive.
+
+    The switch pass yields a few keys per document, most of them seen in one document only, so
+    their merged table grows with the corpus (tens of bytes per document: gigabytes on a large
+    corpus). Instead every arriving partial is cut by key hash into ``parts`` partition files and
+    only the small totals stay in memory; :meth:`partitions` then reads one partition at a time,
+    each holding every row of its keys, so grouping it gives exact global supports whatever the
+    arrival order or grouping of the partials. Plain numpy files: a fixed-width record append and
+    a read of one file is all this needs, which no library call does more simply.
+    """
+
+    def __init__(self, parts: int, directory: str | None = None) -> None:
+        self._dir = tempfile.TemporaryDirectory(prefix="poisonscan-switches-", dir=directory)
+        self.bits = max(0, int(parts).bit_length() - 1)
+        self._files: list[Any] = [None] * (1 << self.bits)
+        self.hist = np.zeros(HIST_BINS, np.int64)
+        self.background = np.zeros(2, np.int64)
+        self.docs_with_switch = 0
+        self.docs = 0
+        self.rows = 0
+
+    def add(self, part: _Switches) -> None:
+        self.hist += part.hist
+        self.background += part.background
+        self.docs_with_switch += part.docs_with_switch
+        self.docs += part.docs
+        if len(part.keys) == 0:
+            return
+        rows = part.rows()
+        self.rows += len(rows)
+        if self.bits == 0:
+            self._write(0, rows)
+            return
+        # Partition by the key's top bits (keys are 64-bit hashes, so partitions are even).
+        which = (rows["key"] >> np.uint64(64 - self.bits)).astype(np.int64)
+        order = np.argsort(which, kind="stable")
+        bounds = np.searchsorted(which[order], np.arange((1 << self.bits) + 1))
+        rows = rows[order]
+        for i in np.flatnonzero(np.diff(bounds)):
+            self._write(int(i), rows[bounds[i]:bounds[i + 1]])
+
+    def _write(self, i: int, rows: np.ndarray) -> None:
+        if self._files[i] is None:
+            self._files[i] = open(os.path.join(self._dir.name, f"{i:04d}.bin"), "ab")  # noqa: SIM115
+        rows.tofile(self._files[i])
+
+    def partitions(self) -> Iterator[_Switches]:
+        """Each partition grouped by key, in partition order; the files are closed first."""
+        for f in self._files:
+            if f is not None:
+                f.close()
+        for i, f in enumerate(self._files):
+            if f is not None:
+                yield _Switches.combine([_Switches.from_rows(np.fromfile(f.name, _SWITCH_ROW))])
+                os.unlink(f.name)
+                self._files[i] = None
+
+    def close(self) -> None:
+        for f in self._files:
+            if f is not None:
+                f.close()
+        self._files = [None] * len(self._files)
+        self._dir.cleanup()
+
 
 # Columns of _Evidence.ints
 _CAND, _TOK0, _TOK1, _LCTX, _RCTX, _CHAR0, _CHAR1 = range(7)
@@ -230,6 +337,7 @@ class TriggerDetector(Detector):
         self._docs = 0
         self._findings: list[Finding] = []
         self._campaign: Detector | None = None
+        self._spill_parts = 1  # partitions of the switch keys' spill (see expect())
 
     def wants(self, shape: Shape) -> bool:
         return shape is Shape.TEXT
@@ -253,6 +361,11 @@ class TriggerDetector(Detector):
             if getattr(f, "format", "") == "parquet":
                 factor = EXPANSION["parquet"]
             text_bytes += factor * float(getattr(f, "size", 0))
+        # Switch keys spill into partitions of about 1/16 of the budget each, so reading one
+        # back (and grouping it) stays well inside the budget.
+        spill = SWITCH_ROWS_PER_BYTE * text_bytes * _SWITCH_ROW.itemsize
+        self._spill_parts = 1 << min(MAX_SPILL_BITS, max(0, math.ceil(
+            math.log2(max(1.0, 16 * spill / self.config.memory_budget)))))
         expected = BIGRAMS_PER_BYTE * text_bytes
         # Small inputs get small tables (allocating and scanning 256 MB for a 1 MB file would
         # dominate its scan); the budget only caps the size.
@@ -304,8 +417,13 @@ class TriggerDetector(Detector):
         if pass_index == 0:
             return cls._count(plan, tok, len(ctx.batch), acc)
         if pass_index == 1:
+            # Kept as a list and grouped once in compact(): grouping after every batch would
+            # sort the shard's growing key table again and again.
             part = cls._switches(plan, tok, ctx.batch)
-            return part if acc is None else cls.merge(1, acc, part)
+            if acc is None:
+                return [part]
+            acc.append(part)
+            return acc
         # A shard's evidence is kept as a list of batch parts and concatenated once, in
         # compact(): concatenating after every batch would copy the shard's rows quadratically.
         part = cls._evidence(plan, ctx, tok, None if acc is None else acc[-1].totals)
@@ -454,19 +572,7 @@ class TriggerDetector(Detector):
             a.add(b)
             return a
         if pass_index == 1:
-            keys = np.concatenate([a.keys, b.keys])
-            sup = np.concatenate([a.support, b.support])
-            ukeys, first, inv = np.unique(keys, return_index=True, return_inverse=True)
-            support = np.bincount(inv, weights=sup).astype(np.int64)
-            # The bounds come from the global tables of the plan: equal for equal keys.
-            df = np.concatenate([a.df, b.df])[first]
-            last = np.concatenate([a.last, b.last])[first]
-            _, ctx_min, ctx_count = _min_with_count(keys, np.concatenate([a.ctx_min, b.ctx_min]),
-                                                    np.concatenate([a.ctx_count, b.ctx_count]),
-                                                    with_keys=True)
-            return _Switches(ukeys, support, df, last, ctx_min, ctx_count, a.hist + b.hist,
-                             a.background + b.background, a.docs_with_switch + b.docs_with_switch,
-                             a.docs + b.docs)
+            return _Switches.combine(_switch_parts(a) + _switch_parts(b))
         return _merge_evidence(a, b, a.caps)
 
     @classmethod
@@ -483,6 +589,8 @@ class TriggerDetector(Detector):
             ui, uc = nonzero_pairs(acc.uni, np.count_nonzero(acc.uni))
             bi_, bc = nonzero_pairs(acc.bi, used_bi)
             return _Counts(sparse=(ui, uc, bi_, bc), docs=acc.docs, bits=acc.bits)
+        if pass_index == 1 and isinstance(acc, list):
+            return _Switches.combine(acc)
         if pass_index == 2 and acc is not None:
             merged = _concat_evidence(acc)
             merged = _drop_over_cap(merged, plan.caps)
@@ -491,6 +599,15 @@ class TriggerDetector(Detector):
         return acc
 
     # ---------------------------------------------------------------- driver
+    def collect(self, pass_index: int, acc: Any, part: Any) -> Any:
+        if pass_index != 1:
+            return super().collect(pass_index, acc, part)
+        if acc is None:
+            acc = _SwitchSpill(self._spill_parts)
+        for p in _switch_parts(part):
+            acc.add(p)
+        return acc
+
     def finish_pass(self, pass_index: int, merged: Any) -> None:
         if pass_index == 0:
             counts = merged if merged is not None else _Counts()
@@ -504,24 +621,67 @@ class TriggerDetector(Detector):
             load = -math.log(max(1e-12, 1.0 - used))
             self.attenuation = math.exp(-load)
         elif pass_index == 1:
-            self._select_candidates(merged)
+            try:
+                self._select_candidates(merged)
+            finally:
+                if isinstance(merged, _SwitchSpill):
+                    merged.close()
         else:
             self._findings = (self._score(_settle(merged, merged.caps)) if merged is not None
                               else [])
 
-    def _select_candidates(self, sw: _Switches | None) -> None:
-        if sw is None or len(sw.keys) == 0:
+    def _select_candidates(self, merged: _SwitchSpill | _Switches | list | None) -> None:
+        """Rank the switch keys partition by partition, keeping each one's best MAX_CANDIDATES:
+        the overall best are among them, so memory holds one partition plus the survivors.
+        (``merged`` is the driver's spill, or switch partials merged in memory.)"""
+        if merged is None:
             return
+        if isinstance(merged, _SwitchSpill):
+            spill: Any = merged
+            best = [self._rank(sw) for sw in merged.partitions()]
+        else:
+            spill = _Switches.combine(_switch_parts(merged))
+            best = [self._rank(spill)]
+        # Background: how often an ordinary position is followed by anomalous text.
+        measured, anomalous = int(spill.background[0]), int(spill.background[1])
+        self._p0 = min(0.5, max(1e-4, (anomalous + 1) / (measured + 2)))
+        self._switch_docs = spill.docs_with_switch
+        self._docs = spill.docs
+        if not best:
+            return
+        sw = _Switches(*(np.concatenate([getattr(b, f) for b in best]) for f in (
+            "keys", "support", "df", "last", "ctx_min", "ctx_count")),
+            hist=spill.hist, background=spill.background)
+        order = self._rank_order(sw)
+        # Memory bounded by design: every candidate may store up to its cap of occurrences, so
+        # take candidates in that order while the caps add up to the evidence budget.
+        room = max(1, int(0.25 * self.config.memory_budget) // OCCURRENCE_BYTES)
+        fits = np.cumsum(_caps(sw.support[order])) <= room
+        order = order[fits] if fits.any() else order[:1]
+        self._cand_keys = sw.keys[order]
+        self._cand_support = sw.support[order]
+        self._cand_last = sw.last[order]
+
+    def _rank(self, sw: _Switches) -> _Switches:
+        """The keys of ``sw`` that can be candidates, best first, at most MAX_CANDIDATES."""
         floor = max(2, min(3, self.config.min_documents))
         # Unigrams and bigrams whose (exact) document frequency is far above their support are
         # common words, not triggers: measuring all their occurrences would be wasted work.
-        mask = (sw.support >= floor) & ((sw.df < 0) | (sw.df <= _caps(sw.support)))
-        keys, support, last = sw.keys[mask], sw.support[mask], sw.last[mask]
+        keep = np.flatnonzero((sw.support >= floor) & ((sw.df < 0) | (sw.df <= _caps(sw.support))))
+        sub = _Switches(sw.keys[keep], sw.support[keep], sw.df[keep], sw.last[keep],
+                        sw.ctx_min[keep], sw.ctx_count[keep], sw.hist, sw.background)
+        order = self._rank_order(sub)
+        return _Switches(sub.keys[order], sub.support[order], sub.df[order], sub.last[order],
+                         sub.ctx_min[order], sub.ctx_count[order], sw.hist, sw.background)
+
+    def _rank_order(self, sw: _Switches) -> np.ndarray:
+        """Indices of the best MAX_CANDIDATES keys of ``sw`` (all eligible), best first."""
+        support = sw.support
         # The same text right before the phrase in most of its switch documents: a phrase
         # inside a repeated passage (boilerplate, a quotation), which can at most be a medium
         # finding (a high one needs diverse prefixes). On a corpus with many such passages they
         # would otherwise take the evidence budget before an injected trigger got in.
-        same = sw.ctx_count[mask]
+        same = sw.ctx_count
         repeated = (same >= 2) & (2 * same > support)
         # Most promising first: the share of the n-gram's documents in which it stood right
         # before a switch (support over its document-frequency bound; a lower bound of that
@@ -529,24 +689,12 @@ class TriggerDetector(Detector):
         # on a large corpus fill the budget before a 100-document trigger got in.
         # Candidates with the support a high finding needs come before those that can at most be
         # medium, so a big corpus's many small coincidences cannot crowd out a real trigger; and
-        # within each, phrases of repeated passages come last.
-        bound = np.maximum(np.abs(sw.df[mask]), support).astype(np.float64)
+        # within each, phrases of repeated passages come last. Keys break ties, so the order is
+        # total and the best of the partitions' best are the best overall.
+        bound = np.maximum(np.abs(sw.df), support).astype(np.float64)
         share = support / bound
         can_be_high = support >= 2 * self.config.min_documents
-        order = np.lexsort((keys, -support, -share, repeated, ~can_be_high))[:MAX_CANDIDATES]
-        # Memory bounded by design: every candidate may store up to its cap of occurrences, so
-        # take candidates in that order while the caps add up to the evidence budget.
-        room = max(1, int(0.25 * self.config.memory_budget) // OCCURRENCE_BYTES)
-        fits = np.cumsum(_caps(support[order])) <= room
-        order = order[fits] if fits.any() else order[:1]
-        self._cand_keys = keys[order]
-        self._cand_support = support[order]
-        self._cand_last = last[order]
-        # Background: how often an ordinary position is followed by anomalous text.
-        measured, anomalous = int(sw.background[0]), int(sw.background[1])
-        self._p0 = min(0.5, max(1e-4, (anomalous + 1) / (measured + 2)))
-        self._switch_docs = sw.docs_with_switch
-        self._docs = sw.docs
+        return np.lexsort((sw.keys, -support, -share, repeated, ~can_be_high))[:MAX_CANDIDATES]
 
     def _score(self, ev: _Evidence) -> list[Finding]:
         """Measure every candidate at once with numpy, then look closely at the ones that rank.
@@ -931,6 +1079,11 @@ def _sum_pairs(ia: np.ndarray, ca: np.ndarray, ib: np.ndarray, cb: np.ndarray
     """Sum two sparse (sorted slot, count) lists."""
     idx, inv = np.unique(np.concatenate([ia, ib]), return_inverse=True)
     return idx, np.bincount(inv, weights=np.concatenate([ca, cb])).astype(np.int64)
+
+
+def _switch_parts(x: Any) -> list[_Switches]:
+    """A switch partial as a list of parts (a shard's unfinished accumulator is a list)."""
+    return list(x) if isinstance(x, list) else [x]
 
 
 def _caps(support: np.ndarray) -> np.ndarray:
