@@ -1,13 +1,13 @@
 """Near-duplicate clusters from MinHash band hashes: LSH bucketing, verification, union-find.
 
-Memory per document in the driver (defaults: 128 permutations, threshold 0.5 -> 32 bands x 4 rows):
-``bands * 4`` bytes of uint32 band hashes (128) + ``num_perm`` bytes of 8-bit signatures for
-verification (128) + 16 bytes of provenance (file index, row, turn) + 8 bytes of union-find parent,
-about 280 bytes, i.e. 280 MB per million documents (use fewer permutations to go lower).
-Full 32-bit signatures (512 bytes each) never reach the driver.
+:func:`cluster_bands` takes the band columns one at a time (any iterable: the campaign detector
+reads them from its spill files), so the working memory is the union-find parent (8 bytes per
+document), the current band column and its argsort (4 + 8 bytes), plus whatever the caller keeps.
+The 8-bit signatures used to verify candidate pairs (``num_perm`` bytes per document) may be a
+read-only memory map; only the rows of documents in shared buckets are touched.
+:func:`cluster_documents` is the in-memory form (all bands and signatures as arrays).
 
-Bands are grouped one at a time with a numpy argsort (no Python dict per bucket), so the extra
-working memory is one ``n_docs`` index array.
+Full 32-bit signatures (512 bytes each) never reach the driver.
 """
 
 from __future__ import annotations
@@ -16,7 +16,8 @@ import csv
 import json
 import os
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import numba as nb
 import numpy as np
@@ -67,7 +68,10 @@ def _find(parent: np.ndarray, i: int) -> int:
 
 
 @nb.njit(cache=True, inline="always")
-def _similar(sig8: np.ndarray, i: int, j: int, min_matches: int) -> bool:
+def _similar(sig8: np.ndarray, rowmap: np.ndarray, i: int, j: int, min_matches: int) -> bool:
+    if rowmap.shape[0] > 0:  # signatures stored in another order (the spill's arrival order)
+        i = rowmap[i]
+        j = rowmap[j]
     m = 0
     for p in range(sig8.shape[1]):
         if sig8[i, p] == sig8[j, p]:
@@ -76,8 +80,11 @@ def _similar(sig8: np.ndarray, i: int, j: int, min_matches: int) -> bool:
 
 
 @nb.njit(cache=True, nogil=True)
-def _join_band(order, values, sig8, valid, parent, min_matches, max_cmp):
-    """Union verified pairs inside every bucket (run of equal values in ``values[order]``)."""
+def _join_band(order, values, sig8, rowmap, valid, parent, min_matches, max_cmp):
+    """Union verified pairs inside every bucket (run of equal values in ``values[order]``).
+
+    Document ``i``'s signature is ``sig8[rowmap[i]]``, or ``sig8[i]`` when ``rowmap`` is empty.
+    """
     n = order.shape[0]
     start = 0
     while start < n:
@@ -101,7 +108,7 @@ def _join_band(order, values, sig8, valid, parent, min_matches, max_cmp):
                         ri = _find(parent, i)
                         if ri == rj:
                             break
-                        if _similar(sig8, i, j, min_matches):
+                        if _similar(sig8, rowmap, i, j, min_matches):
                             # The smaller root wins, so every root is its cluster's minimum.
                             if ri < rj:
                                 parent[rj] = ri
@@ -123,10 +130,10 @@ def _join_band(order, values, sig8, valid, parent, min_matches, max_cmp):
 
 @nb.njit(cache=True, nogil=True)
 def _labels(parent: np.ndarray) -> np.ndarray:
-    out = np.empty(parent.shape[0], np.int64)
+    """Flatten ``parent`` in place so every entry is its root (saves a second n-sized array)."""
     for i in range(parent.shape[0]):
-        out[i] = _find(parent, i)
-    return out
+        parent[i] = _find(parent, i)
+    return parent
 
 
 def min_matches_for(threshold: float, num_perm: int) -> int:
@@ -154,16 +161,43 @@ def cluster_documents(
 
     The result depends only on the inputs' row order, never on how they were computed or merged.
     """
-    n = bands.shape[0]
+    columns = ((bands[:, j], sig8) for j in range(bands.shape[1]))
+    return cluster_bands(bands.shape[0], columns, valid, threshold, None, max_comparisons,
+                         verify_slack)
+
+
+def cluster_bands(
+    n: int,
+    columns: Iterable[tuple[np.ndarray, np.ndarray]],
+    valid: np.ndarray,
+    threshold: float = DEFAULT_THRESHOLD,
+    rowmap: np.ndarray | None = None,
+    max_comparisons: int = MAX_COMPARISONS,
+    verify_slack: float = VERIFY_SLACK,
+) -> np.ndarray:
+    """:func:`cluster_documents` fed one band at a time: identical labels for identical inputs.
+
+    Args:
+        n: number of documents.
+        columns: per band, ``(values, sig8)``: the band's ``n`` uint32 hashes in the global
+            document order, and the 8-bit signatures (a fresh memory map per band lets the
+            caller bound how much of the signature file stays mapped).
+        valid: bool mask in the global order.
+        rowmap: document ``i``'s signature is ``sig8[rowmap[i]]`` (None: ``sig8[i]``).
+    """
     parent = np.arange(n, dtype=np.int64)
     if n == 0:
         return parent
-    need = min_matches_for(max(0.0, threshold - verify_slack), sig8.shape[1])
     valid = np.ascontiguousarray(valid, dtype=np.bool_)
-    for j in range(bands.shape[1]):
-        col = np.ascontiguousarray(bands[:, j])
+    rmap = np.zeros(0, np.int64) if rowmap is None else np.ascontiguousarray(rowmap, np.int64)
+    need = -1
+    for values, sig8 in columns:
+        if need < 0:
+            need = min_matches_for(max(0.0, threshold - verify_slack), sig8.shape[1])
+        col = np.ascontiguousarray(values)
         order = np.argsort(col, kind="stable")
-        _join_band(order, col, sig8, valid, parent, need, max_comparisons)
+        _join_band(order, col, sig8, rmap, valid, parent, need, max_comparisons)
+        del col, order, values, sig8
     return _labels(parent)
 
 
@@ -175,10 +209,16 @@ def cluster_sizes(labels: np.ndarray) -> np.ndarray:
 
 @dataclass
 class ClusterAssignment:
-    """Every document's cluster, in the global order (sorted by path, then row, then turn).
+    """Documents' clusters, in the global order (sorted by path, then row, then turn).
 
     ``cluster`` is the global index of the cluster's first document, so ids depend only on the
     inputs, never on ``--jobs``, shard boundaries or merge order. Singletons are their own cluster.
+
+    The arrays may list every document, or (as the campaign detector keeps them, so the driver's
+    memory does not grow with the corpus) only the documents of clusters of two or more: then
+    ``documents`` is the number of all documents, lookups of a singleton answer None like an unseen
+    document, and ``store`` (an object with a ``table()`` method) gives :meth:`to_table` the rows
+    of every document from disk.
     """
 
     paths: list[str]  # distinct input paths, sorted
@@ -188,12 +228,15 @@ class ClusterAssignment:
     ids: pa.Array  # string (null where a record has no id)
     cluster: np.ndarray  # int64
     size: np.ndarray  # int64
+    documents: int | None = None  # all documents (None: the arrays list every document)
+    store: Any = field(default=None, repr=False, compare=False)
 
     def __len__(self) -> int:
+        """Number of documents the arrays list."""
         return int(self.row.shape[0])
 
     def lookup(self, path: str, row: int, turn: int = 0) -> int | None:
-        """Global index of a document, or None when unknown."""
+        """Position of a document in the arrays, or None when it is not listed."""
         try:
             p = self.paths.index(path)
         except ValueError:
@@ -215,7 +258,8 @@ class ClusterAssignment:
         return None
 
     def clusters_of(self, paths: list[str], path_idx: np.ndarray, rows: np.ndarray) -> np.ndarray:
-        """Cluster id of many documents at once (turn 0), -1 for documents not seen.
+        """Cluster id of many documents at once (turn 0), -1 for documents not listed (not seen,
+        or alone in a compact assignment: either way a cluster of their own).
 
         ``paths[path_idx[i]]`` and ``rows[i]`` name document i.
         """
@@ -233,12 +277,17 @@ class ClusterAssignment:
         return np.where(hit, cluster[pos] if len(known) else -1, -1).astype(np.int64)
 
     def cluster_of(self, path: str, row: int, turn: int = 0) -> int | None:
-        """Cluster id of one document (None when the document was not seen)."""
+        """Cluster id of one document (None when it is not listed: see :meth:`clusters_of`)."""
         i = self.lookup(path, row, turn)
         return None if i is None else int(self.cluster[i])
 
     def to_table(self) -> pa.Table:
-        """``path, row, id, cluster, cluster_size`` for every document (the ``--clusters`` export)."""
+        """``path, row, id, cluster, cluster_size`` for every document (the ``--clusters`` export).
+
+        With a ``store`` the rows of all documents are read from disk into this table.
+        """
+        if self.store is not None:
+            return self.store.table()
         paths = pa.array(self.paths, pa.string())
         return pa.table(
             {
