@@ -9,8 +9,14 @@ Passes:
 
 0. MinHash signatures per batch (word 5-gram shingles of the shared token stream; ``text`` for plain
    text, prompt and response together for fine-tuning pairs), shipped as LSH band hashes plus 8-bit
-   signatures (about 280 bytes per document). The driver sorts them into the global (path, row)
-   order, clusters them (:mod:`poisonscan.stats.lsh`) and keeps :attr:`CampaignDetector.assignment`.
+   signatures (about 280 bytes per document). The driver appends each arriving part to column files
+   in a temporary spill directory (:class:`_Spill`) instead of holding them, then clusters band by
+   band from the files in the global (path, row, turn) order
+   (:func:`poisonscan.stats.lsh.cluster_bands`, about 30 bytes per document while it runs) and
+   keeps :attr:`CampaignDetector.assignment` for the members of clusters of two or more only. The
+   spill's band and signature files are deleted after pass 0; the provenance files (row, turn, id,
+   order, label) stay, owned by the assignment, for the ``--clusters`` export of every document,
+   and go when it is garbage-collected or at exit.
 1. Token streams of up to ``SAMPLE`` members of each cluster of at least ``min_documents`` documents;
    the driver finds the *core* shingles (present in 80% of the sample) and their phrases.
 2. Document frequency, inside and outside each cluster, of every core shingle and core token.
@@ -19,6 +25,10 @@ Passes:
 from __future__ import annotations
 
 import math
+import os
+import shutil
+import tempfile
+import weakref
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -51,8 +61,7 @@ from poisonscan.kernels.tokenize import PUNCT, WORD
 from poisonscan.stats.lsh import (
     DEFAULT_THRESHOLD,
     ClusterAssignment,
-    cluster_documents,
-    cluster_sizes,
+    cluster_bands,
     lsh_params,
 )
 
@@ -88,6 +97,132 @@ class _Chunk:
     sig8: np.ndarray
     n_shingles: np.ndarray
     field: str
+
+
+_ID_SCHEMA = pa.schema([("id", pa.string())])
+
+
+class _Spill:
+    """Pass-0 parts on disk: one raw file per column, appended to in arrival order.
+
+    Per document: ``row`` (int64), ``turn`` (int32), ``nsh`` (int32 shingle count), ``sig8``
+    (``num_perm`` uint8) and one uint32 file per band (``band<j>``), so clustering can load one band
+    of every document at a time; record ids go to an Arrow IPC file, one record batch per chunk.
+    Path and field are per chunk, kept in :attr:`parts`. Plain files rather than a columnar
+    format because the columns are only appended to and then read whole or memory-mapped.
+
+    The directory (``tempfile.mkdtemp``, so ``TMPDIR`` applies) is removed by :meth:`cleanup`, or by
+    a ``weakref.finalize`` when the object is garbage-collected (after a failed scan) or at exit.
+    """
+
+    def __init__(self, n_bands: int, num_perm: int) -> None:
+        self.dir = tempfile.mkdtemp(prefix="poisonscan-campaign-")
+        self._finalizer = weakref.finalize(self, shutil.rmtree, self.dir, ignore_errors=True)
+        self.n_bands, self.num_perm = n_bands, num_perm
+        self.n = 0
+        self.parts: list[tuple[str, int, str]] = []  # (path, documents, field) per chunk
+        self._out: dict[str, Any] = {}
+        self._ids: Any = None
+        self._ids_sink: Any = None
+
+    def file(self, name: str) -> str:
+        return os.path.join(self.dir, name)
+
+    def _write(self, name: str, values: np.ndarray) -> None:
+        fh = self._out.get(name)
+        if fh is None:
+            fh = self._out[name] = open(self.file(name), "ab")  # noqa: SIM115 (closed in seal)
+        fh.write(np.ascontiguousarray(values).data)
+
+    def add(self, chunk: _Chunk) -> None:
+        n = int(chunk.row.shape[0])
+        self._write("row", chunk.row.astype(np.int64, copy=False))
+        self._write("turn", chunk.turn.astype(np.int32, copy=False))
+        self._write("nsh", chunk.n_shingles.astype(np.int32, copy=False))
+        self._write("sig8", chunk.sig8.astype(np.uint8, copy=False).reshape(n, self.num_perm))
+        bands = chunk.bands.astype(np.uint32, copy=False).reshape(n, self.n_bands)
+        for j in range(self.n_bands):
+            self._write(f"band{j}", bands[:, j])
+        if self._ids is None:
+            self._ids_sink = pa.OSFile(self.file("ids"), "wb")
+            self._ids = pa.ipc.new_file(self._ids_sink, _ID_SCHEMA)
+        self._ids.write_batch(pa.record_batch([chunk.ids.cast(pa.string())], schema=_ID_SCHEMA))
+        self.parts.append((chunk.path, n, chunk.field))
+        self.n += n
+
+    def seal(self) -> None:
+        """Close the writers (before reading)."""
+        for fh in self._out.values():
+            fh.close()
+        self._out = {}
+        if self._ids is not None:
+            self._ids.close()
+            self._ids_sink.close()
+            self._ids = self._ids_sink = None
+
+    def read(self, name: str, dtype: Any) -> np.ndarray:
+        return np.fromfile(self.file(name), dtype) if self.n else np.zeros(0, dtype)
+
+    def mapped(self, name: str, dtype: Any, shape: tuple[int, ...]) -> np.ndarray:
+        """A read-only memory map (a plain ndarray view, which numba accepts)."""
+        if self.n == 0:
+            return np.zeros(shape, dtype)
+        return np.memmap(self.file(name), dtype, "r", shape=shape).view(np.ndarray)
+
+    def ids(self, where: np.ndarray | None = None) -> pa.Array:
+        """Ids of the documents at the sorted arrival positions ``where`` (None: all)."""
+        if self.n == 0:
+            return pa.array([], pa.string())
+        ends = np.cumsum([c for _, c, _ in self.parts])
+        out = []
+        with pa.OSFile(self.file("ids"), "rb") as src:
+            reader = pa.ipc.open_file(src)
+            lo = 0
+            for b in range(reader.num_record_batches):
+                hi = int(ends[b])
+                if where is None:
+                    out.append(reader.get_batch(b).column(0))
+                else:
+                    a, z = np.searchsorted(where, [lo, hi])
+                    if z > a:
+                        out.append(reader.get_batch(b).column(0).take(pa.array(where[a:z] - lo)))
+                lo = hi
+        return pa.concat_arrays(out) if out else pa.array([], pa.string())
+
+    def remove(self, *names: str) -> None:
+        for name in names:
+            if os.path.exists(self.file(name)):
+                os.remove(self.file(name))
+
+    def cleanup(self) -> None:
+        self.seal()
+        self._finalizer()
+
+
+class _DocumentStore:
+    """Every document's row of the ``--clusters`` export, read from the spill's provenance files.
+
+    Owns the spill (so its directory lives as long as the :class:`ClusterAssignment` holding this).
+    """
+
+    def __init__(self, spill: _Spill, paths: list[str], part_pidx: np.ndarray) -> None:
+        self.spill, self.paths, self.part_pidx = spill, paths, part_pidx
+
+    def table(self) -> pa.Table:
+        sp = self.spill
+        order = sp.read("order", np.int64)
+        labels = sp.read("labels", np.int64)
+        counts = np.array([c for _, c, _ in sp.parts], np.int64)
+        pidx = np.repeat(self.part_pidx, counts)[order]
+        return pa.table(
+            {
+                "path": pa.array(self.paths, pa.string()).take(pa.array(pidx)),
+                "row": pa.array(sp.read("row", np.int64)[order], pa.int64()),
+                "id": sp.ids().take(pa.array(order)),
+                "cluster": pa.array(labels, pa.int64()),
+                "cluster_size": pa.array(np.bincount(labels, minlength=sp.n)[labels], pa.int64()),
+            }
+        )
 
 
 @dataclass(frozen=True)
@@ -250,9 +385,8 @@ def _pairs(
     return query, off, clus
 
 
-def _estimate_j(sig8: np.ndarray, idx: np.ndarray) -> tuple[float, float]:
-    """Mean and minimum pairwise estimated Jaccard among the documents ``idx``."""
-    s = sig8[idx]
+def _estimate_j(s: np.ndarray) -> tuple[float, float]:
+    """Mean and minimum pairwise estimated Jaccard among documents with 8-bit signatures ``s``."""
     if s.shape[0] < 2:
         return 1.0, 1.0
     match = (s[:, None, :] == s[None, :, :]).mean(axis=2)
@@ -281,7 +415,6 @@ class CampaignDetector(Detector):
         super().__init__(config)
         self.bands, self.rows = lsh_params(self.threshold, self.num_perm)
         self.assignment: ClusterAssignment | None = None
-        self._sig8: np.ndarray | None = None
         self._field: list[str] = []
         self._clusters: list[_Cluster] = []
         self._samples: dict[int, _SampledDoc] = {}
@@ -432,9 +565,27 @@ class CampaignDetector(Detector):
         )
 
     # -- driver side ---------------------------------------------------------------------------
+    def collect(self, pass_index: int, acc: Any, part: Any) -> Any:
+        """Pass 0: append the arriving chunks to the spill (returned as the accumulator)."""
+        if pass_index != 0:
+            return super().collect(pass_index, acc, part)
+        spill = acc if acc is not None else _Spill(self.bands, self.num_perm)
+        try:
+            for chunk in part or []:
+                spill.add(chunk)
+        except BaseException:
+            spill.cleanup()
+            raise
+        return spill
+
     def finish_pass(self, pass_index: int, merged: Any) -> None:
         if pass_index == 0:
-            self._build_clusters(merged or [])
+            spill = merged if isinstance(merged, _Spill) else self.collect(0, None, merged or [])
+            try:
+                self._build_clusters(spill)
+            except BaseException:
+                spill.cleanup()
+                raise
         elif pass_index == 1:
             self._samples = {s.index: s for s in (merged or [])}
             for c in self._clusters:
@@ -442,60 +593,96 @@ class CampaignDetector(Detector):
         elif merged is not None:
             self._findings = self._score(merged)
 
-    def _build_clusters(self, chunks: list[_Chunk]) -> None:
-        paths = sorted({c.path for c in chunks})
+    def _build_clusters(self, spill: _Spill) -> None:
+        """Cluster the spilled documents; keep the members of clusters of two or more.
+
+        Everything per document below is transient, and loaded one column at a time: the global
+        order (8 bytes), the union-find labels (8), the validity mask (1), one band column and its
+        argsort (4 + 8); signatures are memory-mapped, a fresh map per band.
+        """
+        spill.seal()
+        n = spill.n
+        paths = sorted({p for p, _, _ in spill.parts})
         where = {p: i for i, p in enumerate(paths)}
-        if chunks:
-            pidx = np.concatenate([np.full(len(c.row), where[c.path], np.int32) for c in chunks])
-            row = np.concatenate([c.row for c in chunks])
-            turn = np.concatenate([c.turn for c in chunks])
-            order = np.lexsort((turn, row, pidx))
-            ids = pa.concat_arrays([c.ids.cast(pa.string()) for c in chunks]).take(pa.array(order))
-            bands = np.concatenate([c.bands for c in chunks])[order]
-            sig8 = np.concatenate([c.sig8 for c in chunks])[order]
-            n_sh = np.concatenate([c.n_shingles for c in chunks])[order]
-            fields = np.concatenate([np.full(len(c.row), c.field == "response") for c in chunks])[
-                order
-            ]
-            pidx, row, turn = pidx[order], row[order], turn[order]
-        else:
-            pidx, row, turn = np.zeros(0, np.int32), np.zeros(0, np.int64), np.zeros(0, np.int32)
-            ids = pa.array([], pa.string())
-            bands = np.zeros((0, self.bands), np.uint32)
-            sig8 = np.zeros((0, self.num_perm), np.uint8)
-            n_sh = np.zeros(0, np.int32)
-            fields = np.zeros(0, bool)
-        labels = cluster_documents(bands, sig8, n_sh > 0, self.threshold)
-        sizes = cluster_sizes(labels)
-        self.assignment = ClusterAssignment(paths, pidx, row, turn, ids, labels, sizes)
-        self._sig8 = sig8
-        self._field = ["response" if f else "text" for f in fields[:1]] or ["text"]
-        roots = np.flatnonzero(
-            (labels == np.arange(labels.shape[0])) & (sizes >= self.config.min_documents)
+        part_pidx = np.array([where[p] for p, _, _ in spill.parts], np.int32)
+        part_end = np.cumsum([c for _, c, _ in spill.parts], dtype=np.int64)
+        # The global (path, row, turn) order: order[g] is the arrival position of document g.
+        order = np.lexsort(
+            (
+                spill.read("turn", np.int32),
+                spill.read("row", np.int64),
+                np.repeat(part_pidx, np.diff(part_end, prepend=0)),
+            )
         )
-        roots = roots[np.lexsort((roots, -sizes[roots]))][:MAX_CLUSTERS]
-        by_label = np.argsort(labels, kind="stable")
-        starts = np.searchsorted(labels[by_label], roots)
+        valid = spill.read("nsh", np.int32)[order] > 0
+        sig_shape = (n, self.num_perm)
+
+        def columns():
+            for j in range(self.bands):
+                yield spill.read(f"band{j}", np.uint32)[order], spill.mapped("sig8", np.uint8,
+                                                                             sig_shape)
+
+        labels = cluster_bands(n, columns(), valid, self.threshold, order)
+        del valid
+        counts = np.bincount(labels, minlength=n)
+        # Analysed clusters need min_documents (>= 2) members; lookups need clusters of two or more.
+        listed = np.flatnonzero(counts[labels] > 1)
+        cluster = labels[listed]
+        sizes = counts[cluster]
+        arrival = order[listed]
+        by_arrival = np.argsort(arrival, kind="stable")
+        ids = spill.ids(arrival[by_arrival]).take(pa.array(np.argsort(by_arrival)))
+        row = spill.mapped("row", np.int64, (n,))[arrival].copy()
+        turn = spill.mapped("turn", np.int32, (n,))[arrival].copy()
+        pidx = part_pidx[np.searchsorted(part_end, arrival, side="right")]
+        first_part = int(np.searchsorted(part_end, order[0], side="right")) if n else 0
+        self._field = [spill.parts[first_part][2] if n else "text"]
+        if self._field[0] != "response":
+            self._field = ["text"]
+
+        roots = np.flatnonzero((cluster == listed) & (sizes >= self.config.min_documents))
+        roots = roots[np.lexsort((listed[roots], -sizes[roots]))][:MAX_CLUSTERS]
+        by_label = np.argsort(cluster, kind="stable")
+        starts = np.searchsorted(cluster[by_label], cluster[roots])
+        sig8 = spill.mapped("sig8", np.uint8, sig_shape)
         self._clusters = []
         for r, s in zip(roots, starts, strict=True):
-            members = by_label[s : s + sizes[r]]
+            members = by_label[s : s + sizes[r]]  # positions in the listed arrays
             pick = np.unique(
                 np.linspace(0, members.shape[0] - 1, min(SAMPLE, members.shape[0])).astype(int)
             )
-            cl = _Cluster(int(r), members, members[pick])
-            cl.mean_j, cl.min_j = _estimate_j(sig8, cl.sample)
+            cl = _Cluster(int(listed[r]), members, members[pick])
+            cl.mean_j, cl.min_j = _estimate_j(sig8[arrival[cl.sample]])
             self._clusters.append(cl)
+        del sig8
+
+        # Keep what the --clusters export of every document needs on disk; drop the rest.
+        store = None
+        if n:
+            spill.remove("sig8", "nsh", *(f"band{j}" for j in range(self.bands)))
+            with open(spill.file("order"), "wb") as fh:
+                fh.write(np.ascontiguousarray(order, np.int64).data)
+            with open(spill.file("labels"), "wb") as fh:
+                fh.write(labels.data)
+            store = _DocumentStore(spill, paths, part_pidx)
+        else:
+            spill.cleanup()
+        self.assignment = ClusterAssignment(paths, pidx, row, turn, ids, cluster, sizes,
+                                            documents=n, store=store)
         self._stats = {
-            "documents": int(labels.shape[0]),
+            "documents": int(n),
             "bands": self.bands,
             "rows": self.rows,
             "num_perm": self.num_perm,
             "shingle": self.shingle,
             "threshold": self.threshold,
-            "clusters": int(np.count_nonzero((labels == np.arange(labels.shape[0])) & (sizes > 1))),
-            "largest_cluster": int(sizes.max()) if sizes.size else 0,
+            "clusters": int(np.count_nonzero(counts > 1)),
+            "largest_cluster": int(counts.max()) if n else 0,
             "analysed_clusters": len(self._clusters),
-            "driver_bytes_per_document": int(bands.shape[1] * 4 + sig8.shape[1] + 24),
+            "clustered_documents": int(listed.shape[0]),
+            # Per document while clustering (order, labels, mask, a band and its argsort); after
+            # pass 0 the driver keeps only the members of clusters of two or more.
+            "driver_bytes_per_document": 8 + 8 + 1 + 4 + 8,
         }
 
     def _core_runs(self, c: _Cluster) -> None:

@@ -1,0 +1,191 @@
+"""Campaign detector, pass 0 spilled to disk: identical clusters and findings for any arrival order
+and grouping of the parts, and the spill directory removed after a scan and after a failure."""
+
+from __future__ import annotations
+
+import gc
+import os
+import random
+import tempfile
+
+import numpy as np
+import pyarrow as pa
+import pytest
+from test_campaign import _mix, clean_docs, templated, write
+
+from poisonscan.config import ScanConfig
+from poisonscan.detectors import campaign as campaign_mod
+from poisonscan.detectors.campaign import CampaignDetector
+from poisonscan.engine import run_scan
+from poisonscan.engine.executors import LocalExecutor
+from poisonscan.engine.scan import _PassTask, read_options, scan_shard
+from poisonscan.io.readers import discover_inputs, plan_shards
+from poisonscan.stats.lsh import cluster_documents, cluster_sizes
+
+
+@pytest.fixture
+def spill_root(tmp_path, monkeypatch):
+    """A private TMPDIR, so the test sees exactly the spill directories this scan makes."""
+    root = tmp_path / "tmp"
+    root.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(root))
+    return root
+
+
+def _corpus(tmp_path) -> list[str]:
+    docs = _mix(
+        random.Random(1),
+        clean_docs(300, random.Random(2)),
+        templated(25, random.Random(3)) + templated(9, random.Random(8), "Visit qq-zent.example"),
+    )
+    return write(tmp_path, docs, files=3)
+
+
+def _parts(paths: list[str], pass_index: int, det: CampaignDetector, config: ScanConfig) -> list:
+    """Every shard's partial of one pass, in shard order."""
+    options = read_options(config)
+    shards = plan_shards(discover_inputs(config.paths), options)
+    task = _PassTask(pass_index, {det.id: det.plan(pass_index)}, {det.id: CampaignDetector},
+                     options, config.seed)
+    out = []
+    for _, (parts, _) in LocalExecutor(1).map(scan_shard, shards, task):
+        if parts.get(det.id) is not None:
+            out.append(parts[det.id])
+    return out
+
+
+def _regroup(parts: list, rng: random.Random) -> list:
+    """The chunks of all parts, shuffled and regrouped into parts of random sizes."""
+    chunks = [c for p in parts for c in p]
+    rng.shuffle(chunks)
+    out = []
+    while chunks:
+        k = rng.randint(1, 4)
+        out.append(chunks[:k])
+        chunks = chunks[k:]
+    return out
+
+
+def _run(paths: list[str], seed: int | None) -> CampaignDetector:
+    """All passes, pass-0 parts collected in a shuffled order and grouping (None: shard order)."""
+    config = ScanConfig(paths=tuple(paths), jobs=1, detectors=("campaign",), batch_rows=32)
+    det = CampaignDetector(config)
+    for p in range(det.n_passes):
+        if det.plan(p) is None:
+            continue
+        parts = _parts(paths, p, det, config)
+        if p == 0 and seed is not None:
+            parts = _regroup(parts, random.Random(seed))
+        acc = None
+        for part in parts:
+            acc = det.collect(p, acc, part)
+        det.finish_pass(p, acc)
+    return det
+
+
+def _reference(chunks: list) -> dict[tuple[str, int, int], tuple[int, int, str]]:
+    """The in-memory clustering (as before the spill): (path, row, turn) -> (cluster, size, id)."""
+    paths = sorted({c.path for c in chunks})
+    pidx = np.concatenate([np.full(len(c.row), paths.index(c.path)) for c in chunks])
+    row = np.concatenate([c.row for c in chunks])
+    turn = np.concatenate([c.turn for c in chunks])
+    order = np.lexsort((turn, row, pidx))
+    ids = pa.concat_arrays([c.ids.cast(pa.string()) for c in chunks]).take(pa.array(order))
+    bands = np.concatenate([c.bands for c in chunks])[order]
+    sig8 = np.concatenate([c.sig8 for c in chunks])[order]
+    valid = np.concatenate([c.n_shingles for c in chunks])[order] > 0
+    labels = cluster_documents(bands, sig8, valid, CampaignDetector.threshold)
+    sizes = cluster_sizes(labels)
+    return {
+        (paths[pidx[o]], int(row[o]), int(turn[o])): (int(lab), int(s), i)
+        for o, lab, s, i in zip(order, labels, sizes, ids.to_pylist(), strict=True)
+    }
+
+
+def test_spilled_clusters_equal_the_in_memory_reference_for_any_arrival_order(tmp_path,
+                                                                               spill_root):
+    paths = _corpus(tmp_path)
+    config = ScanConfig(paths=tuple(paths), jobs=1, detectors=("campaign",), batch_rows=32)
+    chunks = [c for p in _parts(paths, 0, CampaignDetector(config), config) for c in p]
+    ref = _reference(chunks)
+    assert max(s for _, s, _ in ref.values()) >= 25
+    for seed in (None, 0, 1, 2):
+        det = _run(paths, seed)
+        asg = det.assignment
+        assert asg is not None and asg.documents == len(ref)
+        listed = {
+            (asg.paths[int(p)], int(r), int(t)): (int(c), int(s), i)
+            for p, r, t, c, s, i in zip(asg.path_index, asg.row, asg.turn, asg.cluster, asg.size,
+                                        asg.ids.to_pylist(), strict=True)
+        }
+        assert listed == {k: v for k, v in ref.items() if v[1] > 1}
+        table = asg.to_table().to_pylist()  # the export still lists every document
+        assert [(t["path"], t["row"], t["cluster"], t["cluster_size"], t["id"]) for t in table] == [
+            (k[0], k[1], v[0], v[1], v[2]) for k, v in sorted(ref.items())
+        ]
+
+
+def test_findings_identical_for_any_arrival_order(tmp_path, spill_root):
+    paths = _corpus(tmp_path)
+    key = lambda d: [(f.id, f.severity, f.documents, f.evidence) for f in d.findings()]  # noqa: E731
+    base = key(_run(paths, None))
+    assert base
+    for seed in (3, 4):
+        assert key(_run(paths, seed)) == base
+
+
+def test_spill_removed_after_a_scan(tmp_path, spill_root):
+    paths = _corpus(tmp_path)
+    result = run_scan(ScanConfig(paths=tuple(paths), jobs=1, detectors=("campaign",),
+                                 batch_rows=32))
+    assert any(f.detector == "campaign" for f in result.findings)
+    # What the --clusters export needs stays with the assignment (no band or signature files) ...
+    (kept,) = os.listdir(spill_root)
+    assert sorted(os.listdir(spill_root / kept)) == ["ids", "labels", "order", "row", "turn"]
+    assert result.artifacts["clusters"].to_table().num_rows == 334
+    # ... and goes with it.
+    del result
+    gc.collect()
+    assert os.listdir(spill_root) == []
+
+
+def test_spill_removed_when_clustering_fails(tmp_path, spill_root, monkeypatch):
+    def boom(self, spill):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(CampaignDetector, "_build_clusters", boom)
+    with pytest.raises(RuntimeError, match="boom"):
+        run_scan(ScanConfig(paths=tuple(_corpus(tmp_path)), jobs=1, detectors=("campaign",)))
+    assert os.listdir(spill_root) == []  # removed at once, not only when collected
+
+
+def test_spill_removed_when_writing_fails(tmp_path, spill_root, monkeypatch):
+    add = campaign_mod._Spill.add
+    calls = []
+
+    def flaky(self, chunk):
+        calls.append(1)
+        if len(calls) == 3:
+            raise OSError("disk full")
+        add(self, chunk)
+
+    monkeypatch.setattr(campaign_mod._Spill, "add", flaky)
+    with pytest.raises(OSError, match="disk full"):
+        run_scan(ScanConfig(paths=tuple(_corpus(tmp_path)), jobs=1, detectors=("campaign",),
+                            batch_rows=32))
+    assert os.listdir(spill_root) == []
+
+
+def test_spill_removed_when_the_scan_fails_elsewhere(tmp_path, spill_root):
+    seen = []
+
+    def progress(*args):
+        seen.append(args)
+        if len(seen) == 2:  # after the first shard's part was spilled
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_scan(ScanConfig(paths=tuple(_corpus(tmp_path)), jobs=1, detectors=("campaign",),
+                            batch_rows=32), progress=progress)
+    gc.collect()  # the failed scan's frames held the spill; the finalizer removes the directory
+    assert os.listdir(spill_root) == []
