@@ -285,6 +285,10 @@ class _Evidence:
     # Partials merged in but not yet concatenated (see _merge_evidence); their totals are
     # already in ``totals``.
     pending: list[_Evidence] = field(default_factory=list)
+    # While a shard is read: per candidate, the CONTEXT_SAMPLE smallest document hashes of its
+    # sampled occurrences so far (int64 max where fewer), so later batches only extract the
+    # context of occurrences that can still make the sample. Not shipped (dropped on compact).
+    best: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -426,7 +430,7 @@ class TriggerDetector(Detector):
             return acc
         # A shard's evidence is kept as a list of batch parts and concatenated once, in
         # compact(): concatenating after every batch would copy the shard's rows quadratically.
-        part = cls._evidence(plan, ctx, tok, None if acc is None else acc[-1].totals)
+        part = cls._evidence(plan, ctx, tok, None if acc is None else acc[-1])
         if acc is None:
             return [part]
         acc.append(part)  # part.totals are the shard's running totals
@@ -508,9 +512,11 @@ class TriggerDetector(Detector):
 
     @classmethod
     def _evidence(cls, plan: _Plan, ctx: BatchContext, tok: Tokens,
-                  running: np.ndarray | None = None) -> _Evidence:
-        """Measure the batch's candidate occurrences. ``running`` are the shard's occurrence counts
-        so far: candidates already past their cap are only counted."""
+                  prev: _Evidence | None = None) -> _Evidence:
+        """Measure the batch's candidate occurrences. ``prev`` is the shard's previous part: its
+        running occurrence counts (candidates already past their cap are only counted) and its
+        best sample ranks (which this part takes over)."""
+        running = None if prev is None else prev.totals
         assert plan.caps is not None
         n_cand = len(plan.caps)
         cap = max(4096, len(tok.hashes) // 8)
@@ -546,9 +552,24 @@ class TriggerDetector(Detector):
         rank = _doc_hash(batch.path, ev.rows)
         pick = np.flatnonzero(anomalous)
         pick = pick[np.lexsort((out_i[pick, 2], rank[pick], out_i[pick, 0]))]
+        if prev is None or prev.best is None:
+            best = np.full((n_cand, CONTEXT_SAMPLE), np.iinfo(np.int64).max, np.int64)
+        else:
+            best, prev.best = prev.best, None  # this part takes the running ranks over
+        # Occurrences ranked after the CONTEXT_SAMPLE best of earlier batches can never make
+        # the sample (ties are kept: the sample breaks them by path, row and token).
+        pick = pick[rank[pick] <= best[out_i[pick, 0], -1]]
         cands = out_i[pick, 0]
         group_start = np.searchsorted(cands, cands, side="left")
-        pick = pick[np.arange(len(pick)) - group_start < CONTEXT_SAMPLE]
+        keep = np.arange(len(pick)) - group_start < CONTEXT_SAMPLE
+        pick, cands = pick[keep], cands[keep]
+        if len(pick):
+            uc, first = np.unique(cands, return_index=True)
+            slot_of = np.searchsorted(uc, cands)
+            new = np.full((len(uc), CONTEXT_SAMPLE), np.iinfo(np.int64).max, np.int64)
+            new[slot_of, np.arange(len(pick)) - first[slot_of]] = rank[pick]
+            best[uc] = np.sort(np.concatenate([best[uc], new], axis=1), axis=1)[:, :CONTEXT_SAMPLE]
+        ev.best = best
         data = tok.data
         for j in pick:
             c = int(out_i[j, 0])
