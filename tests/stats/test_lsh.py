@@ -17,6 +17,7 @@ from poisonscan.kernels.minhash import (
 )
 from poisonscan.stats.lsh import (
     ClusterAssignment,
+    cluster_bands,
     cluster_documents,
     cluster_sizes,
     distinct_clusters,
@@ -92,6 +93,33 @@ def test_unrelated_and_empty_documents_stay_alone():
 def test_deterministic():
     flat, off = _near_duplicates(50, 5, 10, seed=3)
     assert np.array_equal(_cluster(flat, off), _cluster(flat, off))
+
+
+@pytest.mark.parametrize("segment", [1, 7, 1 << 18])
+def test_cluster_bands_from_permuted_signatures_and_segments_equals_cluster_documents(segment):
+    """Band columns one at a time, signatures in another row order (as the campaign detector's
+    spill stores them, in arrival order) behind a function, any segment size: same labels."""
+    flat, off = _near_duplicates(60, 4, 6, seed=5)
+    a, b = hash_params(128, 0)
+    sig = minhash_signatures([(flat, off)], a, b)
+    bands, sig8 = band_hashes(sig, 32, 4), compact_signatures(sig)
+    valid = np.diff(off) > 0
+    valid[::17] = False
+    expect = cluster_documents(bands, sig8, valid)
+    assert (cluster_sizes(expect) > 1).sum() > 100
+    arrival = np.random.default_rng(0).permutation(bands.shape[0])  # arrival position -> doc
+    rowmap = np.argsort(arrival)  # doc -> its row in the arrival-ordered signatures
+    stored = sig8[arrival]
+    calls = []
+
+    def signatures():
+        calls.append(1)
+        return stored
+
+    columns = ((bands[:, j].copy(), signatures) for j in range(32))
+    got = cluster_bands(bands.shape[0], columns, valid, rowmap=rowmap, segment=segment)
+    assert np.array_equal(got, expect)
+    assert len(calls) >= 32
 
 
 def _assignment():

@@ -598,7 +598,7 @@ class CampaignDetector(Detector):
 
         Everything per document below is transient, and loaded one column at a time: the global
         order (8 bytes), the union-find labels (8), the validity mask (1), one band column and its
-        argsort (4 + 8); signatures are memory-mapped, a fresh map per band.
+        argsort (4 + 8); signatures are memory-mapped, a fresh map per segment of a band.
         """
         spill.seal()
         n = spill.n
@@ -617,10 +617,12 @@ class CampaignDetector(Detector):
         valid = spill.read("nsh", np.int32)[order] > 0
         sig_shape = (n, self.num_perm)
 
+        def signatures() -> np.ndarray:  # a fresh map per segment: see cluster_bands
+            return spill.mapped("sig8", np.uint8, sig_shape)
+
         def columns():
             for j in range(self.bands):
-                yield spill.read(f"band{j}", np.uint32)[order], spill.mapped("sig8", np.uint8,
-                                                                             sig_shape)
+                yield spill.read(f"band{j}", np.uint32)[order], signatures
 
         labels = cluster_bands(n, columns(), valid, self.threshold, order)
         del valid

@@ -129,6 +129,18 @@ def _join_band(order, values, sig8, rowmap, valid, parent, min_matches, max_cmp)
 
 
 @nb.njit(cache=True, nogil=True)
+def _bucket_end(order, values, b):
+    """The first position at or after ``b`` that starts a new bucket of ``values[order]``."""
+    n = order.shape[0]
+    if b <= 0 or b >= n:
+        return min(max(b, 0), n)
+    v = values[order[b - 1]]
+    while b < n and values[order[b]] == v:
+        b += 1
+    return b
+
+
+@nb.njit(cache=True, nogil=True)
 def _labels(parent: np.ndarray) -> np.ndarray:
     """Flatten ``parent`` in place so every entry is its root (saves a second n-sized array)."""
     for i in range(parent.shape[0]):
@@ -174,30 +186,39 @@ def cluster_bands(
     rowmap: np.ndarray | None = None,
     max_comparisons: int = MAX_COMPARISONS,
     verify_slack: float = VERIFY_SLACK,
+    segment: int = 1 << 18,
 ) -> np.ndarray:
     """:func:`cluster_documents` fed one band at a time: identical labels for identical inputs.
 
     Args:
         n: number of documents.
         columns: per band, ``(values, sig8)``: the band's ``n`` uint32 hashes in the global
-            document order, and the 8-bit signatures (a fresh memory map per band lets the
-            caller bound how much of the signature file stays mapped).
+            document order, and the 8-bit signatures, or a function returning them (called afresh
+            for every ``segment`` documents of the band, so a memory map of them is dropped, and
+            its touched pages leave the resident set, before the next segment).
         valid: bool mask in the global order.
         rowmap: document ``i``'s signature is ``sig8[rowmap[i]]`` (None: ``sig8[i]``).
+
+    Segments end on bucket boundaries and are joined in order, so labels do not depend on
+    ``segment``.
     """
     parent = np.arange(n, dtype=np.int64)
     if n == 0:
         return parent
     valid = np.ascontiguousarray(valid, dtype=np.bool_)
     rmap = np.zeros(0, np.int64) if rowmap is None else np.ascontiguousarray(rowmap, np.int64)
-    need = -1
-    for values, sig8 in columns:
-        if need < 0:
-            need = min_matches_for(max(0.0, threshold - verify_slack), sig8.shape[1])
+    for values, signatures in columns:
         col = np.ascontiguousarray(values)
         order = np.argsort(col, kind="stable")
-        _join_band(order, col, sig8, rmap, valid, parent, need, max_comparisons)
-        del col, order, values, sig8
+        a = 0
+        while a < n:
+            b = _bucket_end(order, col, a + segment)
+            sig8 = signatures() if callable(signatures) else signatures
+            need = min_matches_for(max(0.0, threshold - verify_slack), sig8.shape[1])
+            _join_band(order[a:b], col, sig8, rmap, valid, parent, need, max_comparisons)
+            del sig8
+            a = b
+        del col, order, values, signatures
     return _labels(parent)
 
 
