@@ -6,6 +6,9 @@ from __future__ import annotations
 import gc
 import os
 import random
+import socket
+import subprocess
+import sys
 import tempfile
 
 import numpy as np
@@ -141,7 +144,8 @@ def test_spill_removed_after_a_scan(tmp_path, spill_root):
     assert any(f.detector == "campaign" for f in result.findings)
     # What the --clusters export needs stays with the assignment (no band or signature files) ...
     (kept,) = os.listdir(spill_root)
-    assert sorted(os.listdir(spill_root / kept)) == ["ids", "labels", "order", "row", "turn"]
+    assert sorted(os.listdir(spill_root / kept)) == ["ids", "labels", "order", "owner", "row",
+                                                     "turn"]
     assert result.artifacts["clusters"].to_table().num_rows == 334
     # ... and goes with it.
     del result
@@ -189,3 +193,20 @@ def test_spill_removed_when_the_scan_fails_elsewhere(tmp_path, spill_root):
                             batch_rows=32), progress=progress)
     gc.collect()  # the failed scan's frames held the spill; the finalizer removes the directory
     assert os.listdir(spill_root) == []
+
+
+def test_spills_of_killed_scans_are_removed_by_the_next(tmp_path, spill_root):
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    stale, live, foreign, unowned = (spill_root / f"poisonscan-campaign-{n}" for n in "abcd")
+    for d, owner in ((stale, f"{socket.gethostname()} {dead.pid}"),
+                     (live, f"{socket.gethostname()} {os.getppid()}"),
+                     (foreign, f"other-host-{socket.gethostname()} {dead.pid}"),
+                     (unowned, None)):
+        d.mkdir()
+        (d / "sig8").write_bytes(b"x")
+        if owner is not None:
+            (d / "owner").write_text(owner + "\n")
+    run_scan(ScanConfig(paths=tuple(_corpus(tmp_path)), jobs=1, detectors=("campaign",)))
+    gc.collect()
+    assert sorted(os.listdir(spill_root)) == sorted(d.name for d in (live, foreign, unowned))
