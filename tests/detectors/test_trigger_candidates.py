@@ -10,12 +10,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from poisonscan.config import ScanConfig
+from poisonscan.detectors import trigger
 from poisonscan.detectors.trigger import (
     OCCURRENCE_BYTES,
     TriggerDetector,
     _caps,
     _min_with_count,
     _Switches,
+    _SwitchSpill,
 )
 
 
@@ -97,8 +99,8 @@ def _selected(det: TriggerDetector) -> tuple:
 
 
 @settings(max_examples=25, deadline=None)
-@given(st.integers(0, 2**32 - 1), st.sampled_from([1, 2, 8, 64]))
-def test_spilled_selection_matches_in_memory_whatever_the_arrival(seed, n_spill):
+@given(st.integers(0, 2**32 - 1), st.sampled_from([1, 2, 8, 64]), st.booleans())
+def test_spilled_selection_matches_in_memory_whatever_the_arrival(seed, n_spill, flush_often):
     """The driver spills switch partials to disk in partitions; the candidates it selects must be
     those of merging everything in memory, whatever the order and grouping of the partials."""
     rng = np.random.default_rng(seed)
@@ -114,36 +116,53 @@ def test_spilled_selection_matches_in_memory_whatever_the_arrival(seed, n_spill)
     arriving.append(TriggerDetector.merge(1, parts[order[4]], parts[order[5]]))
     arriving.append(TriggerDetector.compact(1, None, [parts[i] for i in order[6:]]))
     acc = None
-    for part in arriving:
-        acc = det.collect(1, acc, part)
+    share = trigger.SPILL_BUFFER_SHARE
+    trigger.SPILL_BUFFER_SHARE = 2**40 if flush_often else share  # a 0-byte buffer: every add
+    try:
+        for part in arriving:
+            acc = det.collect(1, acc, part)
+    finally:
+        trigger.SPILL_BUFFER_SHARE = share
     det.finish_pass(1, acc)
     assert _selected(det) == _selected(ref)
     assert len(det._cand_keys) > 0
 
 
+def test_switch_spill_writes_partitions_and_reads_them_back_grouped():
+    parts = _random_parts(np.random.default_rng(1), 6)
+    spill = _SwitchSpill(4, buffer_bytes=1)  # flushes on every add
+    for part in parts:
+        spill.add(part)
+    assert len(os.listdir(spill._dir.name)) == 4
+    whole = _Switches.combine(parts)
+    got = sorted((int(k), int(s), int(c)) for sw in spill.partitions()
+                 for k, s, c in zip(sw.keys, sw.support, sw.ctx_count, strict=True))
+    assert got == sorted((int(k), int(s), int(c)) for k, s, c in zip(
+        whole.keys, whole.support, whole.ctx_count, strict=True))
+    assert spill.docs == sum(p.docs for p in parts)
+    assert os.listdir(spill._dir.name) == []  # each partition file goes once read
+    spill.close()
+    assert not os.path.exists(spill._dir.name)
+
+
 def test_switch_spill_is_removed_after_the_pass_and_on_failure(monkeypatch):
     config = ScanConfig(paths=("x",), min_documents=2)
     parts = _random_parts(np.random.default_rng(1), 4)
-    det = TriggerDetector(config)
-    det._spill_parts = 4
-    acc = None
-    for part in parts:
-        acc = det.collect(1, acc, part)
-    where = acc._dir.name
-    assert len(os.listdir(where)) == 4
-    det.finish_pass(1, acc)
-    assert not os.path.exists(where)
+    for fail in (False, True):
+        det = TriggerDetector(config)
+        det._spill_parts = 4
+        acc = None
+        for part in parts:
+            acc = det.collect(1, acc, part)
+        where = acc._dir.name
+        assert os.path.isdir(where)
+        if fail:
+            def boom(self, sw):
+                raise RuntimeError("boom")
 
-    det = TriggerDetector(config)
-    acc = None
-    for part in parts:
-        acc = det.collect(1, acc, part)
-    where = acc._dir.name
-
-    def boom(self, sw):
-        raise RuntimeError("boom")
-
-    monkeypatch.setattr(TriggerDetector, "_rank", boom)
-    with pytest.raises(RuntimeError):
-        det.finish_pass(1, acc)
-    assert not os.path.exists(where)
+            monkeypatch.setattr(TriggerDetector, "_rank", boom)
+            with pytest.raises(RuntimeError):
+                det.finish_pass(1, acc)
+        else:
+            det.finish_pass(1, acc)
+        assert not os.path.exists(where)

@@ -76,7 +76,8 @@ MAX_BACK = 32
 # Switch keys the partials carry per byte of input text, roughly (the 64 MB speed corpus: 753k
 # rows for 83 MB of text, 0.009).
 SWITCH_ROWS_PER_BYTE = 0.01
-MAX_SPILL_BITS = 10  # at most 1,024 spill partitions (one open file each)
+MAX_SPILL_BITS = 12  # at most 4,096 spill partitions
+SPILL_BUFFER_SHARE = 32  # switch rows are buffered up to 1/32 of the budget between flushes
 EXPANSION = {"parquet": 3.0, "gz": 4.0, "zst": 4.0}  # text bytes per file byte, roughly
 
 
@@ -199,17 +200,23 @@ class _SwitchSpill:
 
     The switch pass yields a few keys per document, most of them seen in one document only, so
     their merged table grows with the corpus (tens of bytes per document: gigabytes on a large
-    corpus). Instead every arriving partial is cut by key hash into ``parts`` partition files and
-    only the small totals stay in memory; :meth:`partitions` then reads one partition at a time,
-    each holding every row of its keys, so grouping it gives exact global supports whatever the
-    arrival order or grouping of the partials. Plain numpy files: a fixed-width record append and
-    a read of one file is all this needs, which no library call does more simply.
+    corpus). Instead every arriving partial is cut by key hash into ``parts`` partitions, buffered
+    up to ``buffer_bytes`` and appended to one file per partition; only the small totals stay in
+    memory. :meth:`partitions` then reads one partition at a time, each holding every row of its
+    keys, so grouping it gives exact global supports whatever the arrival order or grouping of the
+    partials. Files are opened only to flush (no open file per partition, whatever their number).
+    Plain numpy record files: fixed-width appends and whole-file reads are all this needs, which
+    no library call does more simply.
     """
 
-    def __init__(self, parts: int, directory: str | None = None) -> None:
+    def __init__(self, parts: int, buffer_bytes: int = 64 * 2**20,
+                 directory: str | None = None) -> None:
         self._dir = tempfile.TemporaryDirectory(prefix="poisonscan-switches-", dir=directory)
         self.bits = max(0, int(parts).bit_length() - 1)
-        self._files: list[Any] = [None] * (1 << self.bits)
+        self._buffers: list[list[np.ndarray]] = [[] for _ in range(1 << self.bits)]
+        self._buffered = 0
+        self._buffer_bytes = buffer_bytes
+        self._written = np.zeros(1 << self.bits, bool)
         self.hist = np.zeros(HIST_BINS, np.int64)
         self.background = np.zeros(2, np.int64)
         self.docs_with_switch = 0
@@ -226,37 +233,43 @@ class _SwitchSpill:
         rows = part.rows()
         self.rows += len(rows)
         if self.bits == 0:
-            self._write(0, rows)
-            return
-        # Partition by the key's top bits (keys are 64-bit hashes, so partitions are even).
-        which = (rows["key"] >> np.uint64(64 - self.bits)).astype(np.int64)
-        order = np.argsort(which, kind="stable")
-        bounds = np.searchsorted(which[order], np.arange((1 << self.bits) + 1))
-        rows = rows[order]
-        for i in np.flatnonzero(np.diff(bounds)):
-            self._write(int(i), rows[bounds[i]:bounds[i + 1]])
+            self._buffers[0].append(rows)
+        else:
+            # By the key's top bits (keys are 64-bit hashes, so partitions come out even).
+            which = (rows["key"] >> np.uint64(64 - self.bits)).astype(np.int64)
+            order = np.argsort(which, kind="stable")
+            bounds = np.searchsorted(which[order], np.arange((1 << self.bits) + 1))
+            rows = rows[order]
+            for i in np.flatnonzero(np.diff(bounds)):
+                self._buffers[i].append(rows[bounds[i]:bounds[i + 1]])
+        self._buffered += rows.nbytes
+        if self._buffered >= self._buffer_bytes:
+            self._flush()
 
-    def _write(self, i: int, rows: np.ndarray) -> None:
-        if self._files[i] is None:
-            self._files[i] = open(os.path.join(self._dir.name, f"{i:04d}.bin"), "ab")  # noqa: SIM115
-        rows.tofile(self._files[i])
+    def _path(self, i: int) -> str:
+        return os.path.join(self._dir.name, f"{i:04d}.bin")
+
+    def _flush(self) -> None:
+        for i, chunks in enumerate(self._buffers):
+            if chunks:
+                with open(self._path(i), "ab") as f:
+                    for chunk in chunks:
+                        chunk.tofile(f)
+                self._written[i] = True
+                chunks.clear()
+        self._buffered = 0
 
     def partitions(self) -> Iterator[_Switches]:
-        """Each partition grouped by key, in partition order; the files are closed first."""
-        for f in self._files:
-            if f is not None:
-                f.close()
-        for i, f in enumerate(self._files):
-            if f is not None:
-                yield _Switches.combine([_Switches.from_rows(np.fromfile(f.name, _SWITCH_ROW))])
-                os.unlink(f.name)
-                self._files[i] = None
+        """Each partition grouped by key, in partition order (its file is removed once read)."""
+        self._flush()
+        for i in np.flatnonzero(self._written):
+            path = self._path(int(i))
+            rows = np.fromfile(path, _SWITCH_ROW)
+            os.unlink(path)
+            yield _Switches.combine([_Switches.from_rows(rows)])
 
     def close(self) -> None:
-        for f in self._files:
-            if f is not None:
-                f.close()
-        self._files = [None] * len(self._files)
+        self._buffers = [[] for _ in self._buffers]
         self._dir.cleanup()
 
 
@@ -624,7 +637,7 @@ class TriggerDetector(Detector):
         if pass_index != 1:
             return super().collect(pass_index, acc, part)
         if acc is None:
-            acc = _SwitchSpill(self._spill_parts)
+            acc = _SwitchSpill(self._spill_parts, self.config.memory_budget // SPILL_BUFFER_SHARE)
         for p in _switch_parts(part):
             acc.add(p)
         return acc
