@@ -626,8 +626,8 @@ class TriggerDetector(Detector):
         if pass_index == 1 and isinstance(acc, list):
             return _Switches.combine(acc)
         if pass_index == 2 and acc is not None:
-            merged = _concat_evidence(acc)
-            merged = _drop_over_cap(merged, plan.caps)
+            totals = acc[-1].totals  # the shard's running totals
+            merged = _concat_evidence([_drop_over_cap(p, plan.caps, totals) for p in acc], totals)
             merged.sample = _trim_sample(merged.sample)
             return merged
         return acc
@@ -976,11 +976,14 @@ def _select_rows(ev: _Evidence, sel: np.ndarray) -> _Evidence:
                      ev.sample, ev.caps)
 
 
-def _drop_over_cap(ev: _Evidence, caps: np.ndarray | None) -> _Evidence:
-    """Drop the rows of candidates that occur more often than their cap (too common)."""
+def _drop_over_cap(ev: _Evidence, caps: np.ndarray | None,
+                   totals: np.ndarray | None = None) -> _Evidence:
+    """Drop the rows of candidates that occur more often than their cap (too common), by
+    ``totals`` (default: the partial's own)."""
     if caps is None or not len(ev.ints):
         return ev
-    keep = ev.totals[ev.ints[:, _CAND]] <= caps[ev.ints[:, _CAND]]
+    totals = ev.totals if totals is None else totals
+    keep = totals[ev.ints[:, _CAND]] <= caps[ev.ints[:, _CAND]]
     return ev if keep.all() else _select_rows(ev, np.flatnonzero(keep))
 
 
@@ -1011,9 +1014,11 @@ def _settle(ev: _Evidence, caps: np.ndarray | None) -> _Evidence:
     context sample trimmed."""
     if not ev.pending:
         return ev
-    merged = _concat_evidence([ev, *ev.pending], ev.totals)
+    # Rows of candidates now over their cap go before the copy, not after it.
+    merged = _concat_evidence([_drop_over_cap(p, caps, ev.totals) for p in [ev, *ev.pending]],
+                              ev.totals)
     merged.sample = _trim_sample(merged.sample)
-    return _drop_over_cap(merged, caps)
+    return merged
 
 
 def _doc_hash(path: str, rows: np.ndarray) -> np.ndarray:
@@ -1033,7 +1038,9 @@ def _trim_sample(sample: list) -> list:
     whatever the batching and the order partials are merged in."""
     out: list = []
     count: Counter = Counter()
-    for entry in sorted(sample, key=lambda e: e[:5]):
+    # Entries are (cand, doc hash, path, row, token, ...): the first five tell any two apart, so
+    # plain tuple order is the order of the first five (and needs no key function).
+    for entry in sorted(sample):
         if count[entry[0]] < CONTEXT_SAMPLE:
             count[entry[0]] += 1
             out.append(entry)
