@@ -210,3 +210,21 @@ def test_spills_of_killed_scans_are_removed_by_the_next(tmp_path, spill_root):
     run_scan(ScanConfig(paths=tuple(_corpus(tmp_path)), jobs=1, detectors=("campaign",)))
     gc.collect()
     assert sorted(os.listdir(spill_root)) == sorted(d.name for d in (live, foreign, unowned))
+
+
+def test_spill_reads_rows_in_any_order_through_small_windows(spill_root):
+    spill = campaign_mod._Spill(2, 3)
+    rng = np.random.default_rng(0)
+    sig8 = rng.integers(0, 256, (50, 3), dtype=np.uint8)
+    for lo in range(0, 50, 20):
+        n = min(20, 50 - lo)
+        spill.add(campaign_mod._Chunk("a", np.arange(lo, lo + n), np.zeros(n, np.int32),
+                                      pa.array([str(i) for i in range(lo, lo + n)]),
+                                      np.zeros((n, 2), np.uint32), sig8[lo:lo + n],
+                                      np.ones(n, np.int32), "text"))
+    spill.seal()
+    where = rng.integers(0, 50, 40)
+    assert np.array_equal(spill.rows("sig8", 3, where, window=7), sig8[where])
+    assert spill.ids(np.array([3, 21, 49])).to_pylist() == ["3", "21", "49"]
+    spill.cleanup()
+    assert os.listdir(spill_root) == []

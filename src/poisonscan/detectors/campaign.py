@@ -204,6 +204,24 @@ class _Spill:
             return np.zeros(shape, dtype)
         return np.memmap(self.file(name), dtype, "r", shape=shape).view(np.ndarray)
 
+    def rows(self, name: str, width: int, where: np.ndarray, window: int = 1 << 16) -> np.ndarray:
+        """Rows ``where`` (arrival positions, any order) of the uint8 ``n x width`` file ``name``.
+
+        Read through memory maps of ``window`` rows at a time, each dropped before the next: a
+        map of the whole file would keep every page a random gather touches resident (on a
+        corpus of near-duplicates, all of it) until the map goes.
+        """
+        out = np.empty((where.shape[0], width), np.uint8)
+        by_row = np.argsort(where, kind="stable")
+        rows = where[by_row]
+        for w in np.unique(rows // window) * window:
+            lo, hi = np.searchsorted(rows, [w, w + window])
+            mm = np.memmap(self.file(name), np.uint8, "r", offset=int(w) * width,
+                           shape=(min(window, self.n - int(w)), width))
+            out[by_row[lo:hi]] = mm[rows[lo:hi] - w]
+            del mm
+        return out
+
     def ids(self, where: np.ndarray | None = None) -> pa.Array:
         """Ids of the documents at the sorted arrival positions ``where`` (None: all)."""
         if self.n == 0:
@@ -633,7 +651,7 @@ class CampaignDetector(Detector):
 
         Everything per document below is transient, and loaded one column at a time: the global
         order (8 bytes), the union-find labels (8), the validity mask (1), one band column and its
-        argsort (4 + 8); signatures are memory-mapped, a fresh map per segment of a band.
+        argsort (4 + 8); signatures are read for one stretch of a band at a time.
         """
         spill.seal()
         n = spill.n
@@ -650,38 +668,51 @@ class CampaignDetector(Detector):
             )
         )
         valid = spill.read("nsh", np.int32)[order] > 0
-        sig_shape = (n, self.num_perm)
 
-        def signatures() -> np.ndarray:  # a fresh map per segment: see cluster_bands
-            return spill.mapped("sig8", np.uint8, sig_shape)
+        def signatures(docs: np.ndarray, order: np.ndarray = order) -> np.ndarray:
+            return spill.rows("sig8", self.num_perm, order[docs])
 
-        def columns():
+        def columns(order: np.ndarray = order, signatures: Any = signatures):
             for j in range(self.bands):
                 yield spill.read(f"band{j}", np.uint32)[order], signatures
 
-        labels = cluster_bands(n, columns(), valid, self.threshold, order)
-        del valid
+        labels = cluster_bands(n, columns(), valid, self.threshold)
+        del valid, signatures, columns  # (they hold ``order``, freed below)
+        first_part = int(np.searchsorted(part_end, order[0], side="right")) if n else 0
+        self._field = ["response" if n and spill.parts[first_part][2] == "response" else "text"]
+        if n:  # for the --clusters export of every document (see _DocumentStore)
+            with open(spill.file("order"), "wb") as fh:
+                fh.write(np.ascontiguousarray(order, np.int64).data)
+            with open(spill.file("labels"), "wb") as fh:
+                fh.write(labels.data)
+        # Each per-document array is freed as soon as it is used up: on a corpus of
+        # near-duplicates almost every document is listed, so these add up.
         counts = np.bincount(labels, minlength=n)
+        n_clusters = int(np.count_nonzero(counts > 1))
+        largest = int(counts.max()) if n else 0
         # Analysed clusters need min_documents (>= 2) members; lookups need clusters of two or more.
         listed = np.flatnonzero(counts[labels] > 1)
         cluster = labels[listed]
+        del labels
         sizes = counts[cluster]
+        del counts
         arrival = order[listed]
+        del order
         by_arrival = np.argsort(arrival, kind="stable")
-        ids = spill.ids(arrival[by_arrival]).take(pa.array(np.argsort(by_arrival)))
-        row = spill.mapped("row", np.int64, (n,))[arrival].copy()
-        turn = spill.mapped("turn", np.int32, (n,))[arrival].copy()
+        ids = spill.ids(arrival[by_arrival])
+        back = np.empty_like(by_arrival)
+        back[by_arrival] = np.arange(by_arrival.shape[0])
+        del by_arrival
+        ids = ids.take(pa.array(back))
+        del back
+        row = spill.mapped("row", np.int64, (n,))[arrival]
+        turn = spill.mapped("turn", np.int32, (n,))[arrival]
         pidx = part_pidx[np.searchsorted(part_end, arrival, side="right")]
-        first_part = int(np.searchsorted(part_end, order[0], side="right")) if n else 0
-        self._field = [spill.parts[first_part][2] if n else "text"]
-        if self._field[0] != "response":
-            self._field = ["text"]
 
         roots = np.flatnonzero((cluster == listed) & (sizes >= self.config.min_documents))
         roots = roots[np.lexsort((listed[roots], -sizes[roots]))][:MAX_CLUSTERS]
         by_label = np.argsort(cluster, kind="stable")
         starts = np.searchsorted(cluster[by_label], cluster[roots])
-        sig8 = spill.mapped("sig8", np.uint8, sig_shape)
         self._clusters = []
         for r, s in zip(roots, starts, strict=True):
             members = by_label[s : s + sizes[r]]  # positions in the listed arrays
@@ -689,18 +720,14 @@ class CampaignDetector(Detector):
                 np.linspace(0, members.shape[0] - 1, min(SAMPLE, members.shape[0])).astype(int)
             )
             cl = _Cluster(int(listed[r]), members, members[pick])
-            cl.mean_j, cl.min_j = _estimate_j(sig8[arrival[cl.sample]])
+            cl.mean_j, cl.min_j = _estimate_j(spill.rows("sig8", self.num_perm,
+                                                         arrival[cl.sample]))
             self._clusters.append(cl)
-        del sig8
 
         # Keep what the --clusters export of every document needs on disk; drop the rest.
         store = None
         if n:
             spill.remove("sig8", "nsh", *(f"band{j}" for j in range(self.bands)))
-            with open(spill.file("order"), "wb") as fh:
-                fh.write(np.ascontiguousarray(order, np.int64).data)
-            with open(spill.file("labels"), "wb") as fh:
-                fh.write(labels.data)
             store = _DocumentStore(spill, paths, part_pidx)
         else:
             spill.cleanup()
@@ -713,8 +740,8 @@ class CampaignDetector(Detector):
             "num_perm": self.num_perm,
             "shingle": self.shingle,
             "threshold": self.threshold,
-            "clusters": int(np.count_nonzero(counts > 1)),
-            "largest_cluster": int(counts.max()) if n else 0,
+            "clusters": n_clusters,
+            "largest_cluster": largest,
             "analysed_clusters": len(self._clusters),
             "clustered_documents": int(listed.shape[0]),
             # Per document while clustering (order, labels, mask, a band and its argsort); after

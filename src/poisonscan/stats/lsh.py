@@ -3,8 +3,9 @@
 :func:`cluster_bands` takes the band columns one at a time (any iterable: the campaign detector
 reads them from its spill files), so the working memory is the union-find parent (8 bytes per
 document), the current band column and its argsort (4 + 8 bytes), plus whatever the caller keeps.
-The 8-bit signatures used to verify candidate pairs (``num_perm`` bytes per document) may be a
-read-only memory map; only the rows of documents in shared buckets are touched.
+The 8-bit signatures used to verify candidate pairs (``num_perm`` bytes per document) may come
+from a function: only the rows of documents in shared buckets of one stretch of a band are loaded
+at a time.
 :func:`cluster_documents` is the in-memory form (all bands and signatures as arrays).
 
 Full 32-bit signatures (512 bytes each) never reach the driver.
@@ -68,22 +69,20 @@ def _find(parent: np.ndarray, i: int) -> int:
 
 
 @nb.njit(cache=True, inline="always")
-def _similar(sig8: np.ndarray, rowmap: np.ndarray, i: int, j: int, min_matches: int) -> bool:
-    if rowmap.shape[0] > 0:  # signatures stored in another order (the spill's arrival order)
-        i = rowmap[i]
-        j = rowmap[j]
+def _similar(sig8: np.ndarray, x: int, y: int, min_matches: int) -> bool:
     m = 0
     for p in range(sig8.shape[1]):
-        if sig8[i, p] == sig8[j, p]:
+        if sig8[x, p] == sig8[y, p]:
             m += 1
     return m >= min_matches
 
 
 @nb.njit(cache=True, nogil=True)
-def _join_band(order, values, sig8, rowmap, valid, parent, min_matches, max_cmp):
+def _join_band(order, values, sig8, valid, parent, min_matches, max_cmp):
     """Union verified pairs inside every bucket (run of equal values in ``values[order]``).
 
-    Document ``i``'s signature is ``sig8[rowmap[i]]``, or ``sig8[i]`` when ``rowmap`` is empty.
+    ``sig8[x]`` is the signature of document ``order[x]`` (aligned with ``order``, so a caller
+    can load just the rows of one stretch of a band; rows of singleton buckets are never read).
     """
     n = order.shape[0]
     start = 0
@@ -103,12 +102,13 @@ def _join_band(order, values, sig8, rowmap, valid, parent, min_matches, max_cmp)
                 lo = max(start, x - max_cmp)
                 y = x
                 i = first
+                yi = start  # position of i in order
                 while True:
                     if valid[i] and i != j:
                         ri = _find(parent, i)
                         if ri == rj:
                             break
-                        if _similar(sig8, rowmap, i, j, min_matches):
+                        if _similar(sig8, yi, x, min_matches):
                             # The smaller root wins, so every root is its cluster's minimum.
                             if ri < rj:
                                 parent[rj] = ri
@@ -124,8 +124,26 @@ def _join_band(order, values, sig8, rowmap, valid, parent, min_matches, max_cmp)
                         if y < lo:
                             break
                         i = order[y]
+                    yi = y
         start = end
     return 0
+
+
+@nb.njit(cache=True, nogil=True)
+def _in_shared_bucket(order, values):
+    """Which positions of ``order`` lie in a bucket of two or more (the only rows verified)."""
+    n = order.shape[0]
+    out = np.zeros(n, np.bool_)
+    start = 0
+    while start < n:
+        end = start + 1
+        v = values[order[start]]
+        while end < n and values[order[end]] == v:
+            end += 1
+        if end - start > 1:
+            out[start:end] = True
+        start = end
+    return out
 
 
 @nb.njit(cache=True, nogil=True)
@@ -174,49 +192,52 @@ def cluster_documents(
     The result depends only on the inputs' row order, never on how they were computed or merged.
     """
     columns = ((bands[:, j], sig8) for j in range(bands.shape[1]))
-    return cluster_bands(bands.shape[0], columns, valid, threshold, None, max_comparisons,
-                         verify_slack)
+    return cluster_bands(bands.shape[0], columns, valid, threshold, max_comparisons, verify_slack)
 
 
 def cluster_bands(
     n: int,
-    columns: Iterable[tuple[np.ndarray, np.ndarray]],
+    columns: Iterable[tuple[np.ndarray, Any]],
     valid: np.ndarray,
     threshold: float = DEFAULT_THRESHOLD,
-    rowmap: np.ndarray | None = None,
     max_comparisons: int = MAX_COMPARISONS,
     verify_slack: float = VERIFY_SLACK,
-    segment: int = 1 << 18,
+    segment: int = 1 << 17,
 ) -> np.ndarray:
     """:func:`cluster_documents` fed one band at a time: identical labels for identical inputs.
 
     Args:
         n: number of documents.
-        columns: per band, ``(values, sig8)``: the band's ``n`` uint32 hashes in the global
-            document order, and the 8-bit signatures, or a function returning them (called afresh
-            for every ``segment`` documents of the band, so a memory map of them is dropped, and
-            its touched pages leave the resident set, before the next segment).
+        columns: per band, ``(values, signatures)``: the band's ``n`` uint32 hashes in the
+            global document order, and the 8-bit signatures: an ``n x num_perm`` array, or a
+            function from document indices to their rows (the campaign detector reads them
+            from its spill file).
         valid: bool mask in the global order.
-        rowmap: document ``i``'s signature is ``sig8[rowmap[i]]`` (None: ``sig8[i]``).
-
-    Segments end on bucket boundaries and are joined in order, so labels do not depend on
-    ``segment``.
+        segment: the band is verified in stretches of about this many documents (ending on
+            bucket boundaries, joined in order, so labels do not depend on it); only the
+            signatures of one stretch's documents in shared buckets are loaded at a time.
     """
     parent = np.arange(n, dtype=np.int64)
     if n == 0:
         return parent
     valid = np.ascontiguousarray(valid, dtype=np.bool_)
-    rmap = np.zeros(0, np.int64) if rowmap is None else np.ascontiguousarray(rowmap, np.int64)
     for values, signatures in columns:
         col = np.ascontiguousarray(values)
         order = np.argsort(col, kind="stable")
         a = 0
         while a < n:
             b = _bucket_end(order, col, a + segment)
-            sig8 = signatures() if callable(signatures) else signatures
-            need = min_matches_for(max(0.0, threshold - verify_slack), sig8.shape[1])
-            _join_band(order[a:b], col, sig8, rmap, valid, parent, need, max_comparisons)
-            del sig8
+            stretch = order[a:b]
+            shared = np.flatnonzero(_in_shared_bucket(stretch, col))
+            if shared.shape[0]:
+                docs = stretch[shared]
+                rows = signatures(docs) if callable(signatures) else signatures[docs]
+                sig8 = np.zeros((stretch.shape[0], rows.shape[1]), np.uint8)
+                sig8[shared] = rows
+                del rows, docs
+                need = min_matches_for(max(0.0, threshold - verify_slack), sig8.shape[1])
+                _join_band(stretch, col, sig8, valid, parent, need, max_comparisons)
+                del sig8
             a = b
         del col, order, values, signatures
     return _labels(parent)
