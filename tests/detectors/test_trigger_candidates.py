@@ -133,16 +133,16 @@ def test_switch_spill_writes_partitions_and_reads_them_back_grouped():
     spill = _SwitchSpill(4, buffer_bytes=1)  # flushes on every add
     for part in parts:
         spill.add(part)
-    assert len(os.listdir(spill._dir.name)) == 4
+    assert len([f for f in os.listdir(spill._dir.path) if f.endswith(".bin")]) == 4
     whole = _Switches.combine(parts)
     got = sorted((int(k), int(s), int(c)) for sw in spill.partitions()
                  for k, s, c in zip(sw.keys, sw.support, sw.ctx_count, strict=True))
     assert got == sorted((int(k), int(s), int(c)) for k, s, c in zip(
         whole.keys, whole.support, whole.ctx_count, strict=True))
     assert spill.docs == sum(p.docs for p in parts)
-    assert os.listdir(spill._dir.name) == []  # each partition file goes once read
+    assert os.listdir(spill._dir.path) == ["owner"]  # each partition file goes once read
     spill.close()
-    assert not os.path.exists(spill._dir.name)
+    assert not os.path.exists(spill._dir.path)
 
 
 def test_switch_spill_is_removed_after_the_pass_and_on_failure(monkeypatch):
@@ -154,7 +154,7 @@ def test_switch_spill_is_removed_after_the_pass_and_on_failure(monkeypatch):
         acc = None
         for part in parts:
             acc = det.collect(1, acc, part)
-        where = acc._dir.name
+        where = acc._dir.path
         assert os.path.isdir(where)
         if fail:
             def boom(self, sw):

@@ -26,10 +26,6 @@ from __future__ import annotations
 
 import math
 import os
-import shutil
-import socket
-import tempfile
-import weakref
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -39,6 +35,7 @@ import pyarrow as pa
 
 from poisonscan.config import ScanConfig
 from poisonscan.detectors.base import BatchContext, Detector
+from poisonscan.engine.spill import SpillDir
 from poisonscan.findings import (
     DocumentRef,
     Example,
@@ -103,35 +100,6 @@ class _Chunk:
 _ID_SCHEMA = pa.schema([("id", pa.string())])
 
 
-def _remove_stale_spills() -> None:
-    """Remove spill directories of killed scans (SIGKILL, OOM: no finalizer ran).
-
-    A directory is stale when its ``owner`` file names this host and a process that no longer
-    exists; directories of live scans, of other hosts sharing TMPDIR, of other users, or without
-    an owner file yet are left alone.
-    """
-    root = tempfile.gettempdir()
-    host = socket.gethostname()
-    try:
-        names = [n for n in os.listdir(root) if n.startswith(_Spill.PREFIX)]
-    except OSError:
-        return
-    for name in names:
-        path = os.path.join(root, name)
-        try:
-            if os.stat(path).st_uid != os.getuid():
-                continue
-            with open(os.path.join(path, "owner"), encoding="utf-8") as fh:
-                owner_host, pid = fh.read().split()
-            if owner_host != host or int(pid) == os.getpid():
-                continue
-            os.kill(int(pid), 0)
-        except ProcessLookupError:
-            shutil.rmtree(path, ignore_errors=True)
-        except (OSError, ValueError):
-            continue
-
-
 class _Spill:
     """Pass-0 parts on disk: one raw file per column, appended to in arrival order.
 
@@ -141,18 +109,14 @@ class _Spill:
     Path and field are per chunk, kept in :attr:`parts`. Plain files rather than a columnar
     format because the columns are only appended to and then read whole or memory-mapped.
 
-    The directory (``tempfile.mkdtemp``, so ``TMPDIR`` applies) is removed by :meth:`cleanup`, or by
-    a ``weakref.finalize`` when the object is garbage-collected (after a failed scan) or at exit.
+    The directory (a :class:`~poisonscan.engine.spill.SpillDir`) is removed by :meth:`cleanup`, or
+    when the object is garbage-collected (after a failed scan) or at exit.
     """
 
-    PREFIX: ClassVar[str] = "poisonscan-campaign-"
-
     def __init__(self, n_bands: int, num_perm: int) -> None:
-        _remove_stale_spills()
-        self.dir = tempfile.mkdtemp(prefix=self.PREFIX)
-        self._finalizer = weakref.finalize(self, shutil.rmtree, self.dir, ignore_errors=True)
-        with open(self.file("owner"), "w", encoding="utf-8") as fh:
-            fh.write(f"{socket.gethostname()} {os.getpid()}\n")
+        self._spill = SpillDir("campaign")  # removes the spills of killed scans first
+        self.dir = self._spill.path
+        self._finalizer = self._spill.cleanup
         self.n_bands, self.num_perm = n_bands, num_perm
         self.n = 0
         self.parts: list[tuple[str, int, str]] = []  # (path, documents, field) per chunk

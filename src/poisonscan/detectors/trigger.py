@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import math
 import os
-import tempfile
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -30,6 +29,7 @@ import numpy as np
 import pyarrow as pa
 
 from poisonscan.detectors.base import BatchContext, Detector, Tokens
+from poisonscan.engine.spill import SpillDir
 from poisonscan.findings import DocumentRef, Example, Finding, Severity, make_snippet
 from poisonscan.io.records import Shape
 from poisonscan.kernels.ngrams import (
@@ -209,9 +209,8 @@ class _SwitchSpill:
     no library call does more simply.
     """
 
-    def __init__(self, parts: int, buffer_bytes: int = 64 * 2**20,
-                 directory: str | None = None) -> None:
-        self._dir = tempfile.TemporaryDirectory(prefix="poisonscan-switches-", dir=directory)
+    def __init__(self, parts: int, buffer_bytes: int = 64 * 2**20) -> None:
+        self._dir = SpillDir("switches")  # removes the spills of killed scans first
         self.bits = max(0, int(parts).bit_length() - 1)
         self._buffers: list[list[np.ndarray]] = [[] for _ in range(1 << self.bits)]
         self._buffered = 0
@@ -247,7 +246,7 @@ class _SwitchSpill:
             self._flush()
 
     def _path(self, i: int) -> str:
-        return os.path.join(self._dir.name, f"{i:04d}.bin")
+        return self._dir.file(f"{i:04d}.bin")
 
     def _flush(self) -> None:
         for i, chunks in enumerate(self._buffers):
@@ -270,7 +269,7 @@ class _SwitchSpill:
 
     def close(self) -> None:
         self._buffers = [[] for _ in self._buffers]
-        self._dir.cleanup()
+        self._dir.cleanup()  # also when the scan fails: on garbage collection or at exit
 
 
 # Columns of _Evidence.ints
