@@ -23,6 +23,7 @@ from poisonscan.stats.lsh import (
     distinct_clusters,
     export_clusters,
     lsh_params,
+    min_matches_for,
 )
 
 
@@ -119,7 +120,9 @@ def test_cluster_bands_from_permuted_signatures_and_segments_equals_cluster_docu
     columns = ((bands[:, j].copy(), signatures) for j in range(32))
     got = cluster_bands(bands.shape[0], columns, valid, segment=segment)
     assert np.array_equal(got, expect)
-    assert 0 < sum(calls) < 32 * bands.shape[0]  # only documents in shared buckets are read
+    # Only members that may be compared are read: once a band has joined a cluster, later bands
+    # find its members in their bucket's first member's cluster and skip them.
+    assert 0 < sum(calls) < 4 * bands.shape[0]
 
 
 def _assignment():
@@ -166,3 +169,72 @@ def test_export_round_trip(tmp_path, suffix):
         assert target.read_text().splitlines()[0] == "path,row,id,cluster,cluster_size"
     with pytest.raises(ConfigError):
         export_clusters(_assignment(), tmp_path / "x.txt")
+
+
+def _reference_labels(bands, sig8, valid, need, max_cmp):
+    """The clustering written plainly: every band sorted stably, each member compared (while its
+    root differs) with its bucket's first member, then its nearest predecessors."""
+    n = bands.shape[0]
+    parent = list(range(n))
+
+    def find(i):
+        while parent[i] != i:
+            i = parent[i]
+        return i
+
+    for j_band in range(bands.shape[1]):
+        order = np.argsort(bands[:, j_band], kind="stable").tolist()
+        col = bands[:, j_band]
+        start = 0
+        while start < n:
+            end = start + 1
+            while end < n and col[order[end]] == col[order[start]]:
+                end += 1
+            first = order[start]
+            for x in range(start + 1, end):
+                j = order[x]
+                if not valid[j]:
+                    continue
+                tried = [first] + [order[y] for y in range(x - 1, max(start, x - max_cmp) - 1, -1)
+                                   if order[y] != first]
+                for i in tried:
+                    if not valid[i] or i == j:
+                        continue
+                    ri, rj = find(i), find(j)
+                    if ri == rj:
+                        break
+                    if int((sig8[i] == sig8[j]).sum()) >= need:
+                        parent[max(ri, rj)] = min(ri, rj)
+                        break
+            start = end
+    return np.array([find(i) for i in range(n)])
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_clustering_reads_fewer_signatures_but_matches_the_plain_algorithm(seed):
+    """Few distinct band values (big buckets), signatures from a few templates with noise, some
+    invalid documents, bucket-first members among them: the labels equal the plain algorithm's
+    (which compares with every signature at hand; cluster_bands reads only those it may
+    compare)."""
+    rng = np.random.default_rng(seed)
+    n, n_bands, perm = 300, 6, 16
+    template = rng.integers(0, 4, n)
+    sig8 = rng.integers(0, 256, (4, perm), dtype=np.uint8)[template]
+    noise = rng.random((n, perm)) < 0.3
+    sig8[noise] = rng.integers(0, 256, int(noise.sum()), dtype=np.uint8)
+    bands = rng.integers(0, 5, (n, n_bands)).astype(np.uint32)
+    valid = rng.random(n) > 0.1
+    for max_cmp in (1, 3, 16):
+        need = 10
+        read = []
+
+        def signatures(docs, read=read):
+            read.append(docs.shape[0])
+            return sig8[docs]
+
+        threshold = need / perm  # min_matches_for rounds this share back to ``need`` or near it
+        got = cluster_bands(n, ((bands[:, j].copy(), signatures) for j in range(n_bands)), valid,
+                            threshold=threshold, max_comparisons=max_cmp, verify_slack=0.0,
+                            segment=37)
+        expect = _reference_labels(bands, sig8, valid, min_matches_for(threshold, perm), max_cmp)
+        assert np.array_equal(got, expect)

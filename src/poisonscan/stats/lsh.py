@@ -130,8 +130,15 @@ def _join_band(order, values, sig8, valid, parent, min_matches, max_cmp):
 
 
 @nb.njit(cache=True, nogil=True)
-def _in_shared_bucket(order, values):
-    """Which positions of ``order`` lie in a bucket of two or more (the only rows verified)."""
+def _rows_to_verify(order, values, valid, parent, max_cmp):
+    """Which positions of ``order`` :func:`_join_band` may compare, given ``parent`` now.
+
+    ``_join_band`` compares a member only while its root differs from the root of its bucket's
+    first member (or when that first member is invalid), and then only with the first member and
+    its ``max_cmp`` nearest predecessors; joins only ever merge roots, so a member already in
+    the first member's cluster stays there and is never compared. On a corpus of near-duplicates,
+    after a few bands nearly every member is, and only a few signatures need reading.
+    """
     n = order.shape[0]
     out = np.zeros(n, np.bool_)
     start = 0
@@ -141,7 +148,15 @@ def _in_shared_bucket(order, values):
         while end < n and values[order[end]] == v:
             end += 1
         if end - start > 1:
-            out[start:end] = True
+            first = order[start]
+            r0 = _find(parent, first) if valid[first] else -1
+            for x in range(start + 1, end):
+                j = order[x]
+                if not valid[j] or (r0 >= 0 and _find(parent, j) == r0):
+                    continue
+                out[start] = True
+                for y in range(max(start, x - max_cmp), x + 1):
+                    out[y] = True
         start = end
     return out
 
@@ -215,7 +230,8 @@ def cluster_bands(
         valid: bool mask in the global order.
         segment: the band is verified in stretches of about this many documents (ending on
             bucket boundaries, joined in order, so labels do not depend on it); only the
-            signatures of one stretch's documents in shared buckets are loaded at a time.
+            signatures of one stretch's documents that may be compared (see
+            :func:`_rows_to_verify`) are loaded at a time.
     """
     parent = np.arange(n, dtype=np.int64)
     if n == 0:
@@ -228,7 +244,8 @@ def cluster_bands(
         while a < n:
             b = _bucket_end(order, col, a + segment)
             stretch = order[a:b]
-            shared = np.flatnonzero(_in_shared_bucket(stretch, col))
+            shared = np.flatnonzero(_rows_to_verify(stretch, col, valid, parent,
+                                                    max_comparisons))
             if shared.shape[0]:
                 docs = stretch[shared]
                 rows = signatures(docs) if callable(signatures) else signatures[docs]
