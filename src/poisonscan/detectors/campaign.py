@@ -434,6 +434,8 @@ class CampaignDetector(Detector):
         self.assignment: ClusterAssignment | None = None
         self._field: list[str] = []
         self._clusters: list[_Cluster] = []
+        self._id_pos = np.zeros(0, np.int64)  # members of analysed clusters (sorted positions)
+        self._id_values = pa.array([], pa.string())  # and their record ids
         self._samples: dict[int, _SampledDoc] = {}
         self._findings: list[Finding] = []
         self._stats: dict[str, Any] = {}
@@ -662,13 +664,6 @@ class CampaignDetector(Detector):
         del counts
         arrival = order[listed]
         del order
-        by_arrival = np.argsort(arrival, kind="stable")
-        ids = spill.ids(arrival[by_arrival])
-        back = np.empty_like(by_arrival)
-        back[by_arrival] = np.arange(by_arrival.shape[0])
-        del by_arrival
-        ids = ids.take(pa.array(back))
-        del back
         row = spill.mapped("row", np.int64, (n,))[arrival]
         turn = spill.mapped("turn", np.int32, (n,))[arrival]
         pidx = part_pidx[np.searchsorted(part_end, arrival, side="right")]
@@ -687,6 +682,14 @@ class CampaignDetector(Detector):
             cl.mean_j, cl.min_j = _estimate_j(spill.rows("sig8", self.num_perm,
                                                          arrival[cl.sample]))
             self._clusters.append(cl)
+        # Record ids only for the members of analysed clusters (the only documents findings
+        # name); the --clusters export reads every document's id from the spill.
+        self._id_pos = np.unique(np.concatenate([c.members for c in self._clusters])
+                                 if self._clusters else np.zeros(0, np.int64))
+        by_arrival = np.argsort(arrival[self._id_pos], kind="stable")
+        back = np.empty_like(by_arrival)
+        back[by_arrival] = np.arange(by_arrival.shape[0])
+        self._id_values = spill.ids(arrival[self._id_pos][by_arrival]).take(pa.array(back))
 
         # Keep what the --clusters export of every document needs on disk; drop the rest.
         store = None
@@ -695,8 +698,8 @@ class CampaignDetector(Detector):
             store = _DocumentStore(spill, paths, part_pidx)
         else:
             spill.cleanup()
-        self.assignment = ClusterAssignment(paths, pidx, row, turn, ids, cluster, sizes,
-                                            documents=n, store=store)
+        self.assignment = ClusterAssignment(paths, pidx, row, turn, None, cluster,
+                                            sizes.astype(np.int32), documents=n, store=store)
         self._stats = {
             "documents": int(n),
             "bands": self.bands,
@@ -867,7 +870,8 @@ class CampaignDetector(Detector):
     ) -> Finding:
         asg = self.assignment
         assert asg is not None
-        ids = asg.ids.take(pa.array(c.members)).to_pylist()
+        at = np.searchsorted(self._id_pos, c.members)
+        ids = self._id_values.take(pa.array(at)).to_pylist()
         fld = self._field[0]
         docs = tuple(
             DocumentRef(asg.paths[int(asg.path_index[m])], int(asg.row[m]), ids[n], fld)

@@ -284,9 +284,9 @@ class ClusterAssignment:
     path_index: np.ndarray  # int32 per document
     row: np.ndarray  # int64
     turn: np.ndarray  # int32
-    ids: pa.Array  # string (null where a record has no id)
+    ids: pa.Array | None  # string (null where a record has no id); None: only in ``store``
     cluster: np.ndarray  # int64
-    size: np.ndarray  # int64
+    size: np.ndarray  # int32 or int64
     documents: int | None = None  # all documents (None: the arrays list every document)
     store: Any = field(default=None, repr=False, compare=False)
 
@@ -354,7 +354,8 @@ class ClusterAssignment:
                 if len(self)
                 else pa.array([], pa.string()),
                 "row": pa.array(self.row, pa.int64()),
-                "id": self.ids.cast(pa.string()),
+                "id": (pa.nulls(len(self), pa.string()) if self.ids is None
+                       else self.ids.cast(pa.string())),
                 "cluster": pa.array(self.cluster, pa.int64()),
                 "cluster_size": pa.array(self.size, pa.int64()),
             }
