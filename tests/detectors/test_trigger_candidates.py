@@ -166,3 +166,26 @@ def test_switch_spill_is_removed_after_the_pass_and_on_failure(monkeypatch):
         else:
             det.finish_pass(1, acc)
         assert not os.path.exists(where)
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.integers(0, 2**32 - 1), st.integers(1, 6))
+def test_combining_switch_parts_matches_a_plain_group_by(seed, n_parts):
+    parts = _random_parts(np.random.default_rng(seed), n_parts)
+    got = _Switches.combine(parts)
+    ref: dict[int, list] = {}
+    for p in parts:
+        for k, s, df, last, cm, cc in zip(p.keys.tolist(), p.support.tolist(), p.df.tolist(),
+                                          p.last.tolist(), p.ctx_min.tolist(),
+                                          p.ctx_count.tolist(), strict=True):
+            r = ref.setdefault(k, [0, df, last, cm, 0])
+            r[0] += s
+            if cm < r[3]:
+                r[3], r[4] = cm, cc
+            elif cm == r[3]:
+                r[4] += cc
+    assert got.keys.tolist() == sorted(ref)
+    assert [[int(x) for x in row] for row in zip(got.support, got.df, got.last, got.ctx_min,
+                                                  got.ctx_count, strict=True)] == [
+        ref[k] for k in sorted(ref)]
+    assert got.docs == sum(p.docs for p in parts)

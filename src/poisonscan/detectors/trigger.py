@@ -165,16 +165,30 @@ class _Switches:
         """One partial from several, grouped by key: supports and preceding-context counts add
         up; ``df`` and ``last`` come from the global tables of the plan, equal for equal keys."""
         keys = np.concatenate([p.keys for p in parts])
-        ukeys, first, inv = np.unique(keys, return_index=True, return_inverse=True)
-        support = np.bincount(inv, weights=np.concatenate([p.support for p in parts]),
-                              minlength=len(ukeys)).astype(np.int64)
-        _, ctx_min, ctx_count = _min_with_count(
-            keys, np.concatenate([p.ctx_min for p in parts]),
-            np.concatenate([p.ctx_count for p in parts]), with_keys=True)
-        return cls(ukeys, support, np.concatenate([p.df for p in parts])[first],
-                   np.concatenate([p.last for p in parts])[first], ctx_min, ctx_count,
-                   sum(p.hist for p in parts), sum(p.background for p in parts),
-                   sum(p.docs_with_switch for p in parts), sum(p.docs for p in parts))
+        # One stable sort by key; every per-key figure is a reduction over its run of rows.
+        order = np.argsort(keys, kind="stable")
+        ks = keys[order]
+        new = np.ones(len(ks), bool)
+        new[1:] = ks[1:] != ks[:-1]
+        starts = np.flatnonzero(new)
+        first = order[starts]
+        if len(ks):
+            support = np.add.reduceat(np.concatenate([p.support for p in parts])[order], starts)
+            ctx = np.concatenate([p.ctx_min for p in parts])[order]
+            ctx_min = np.minimum.reduceat(ctx, starts)
+            # Rows holding their key's smallest context: their counts add up.
+            at_min = ctx == ctx_min[np.cumsum(new) - 1]
+            ctx_count = np.add.reduceat(
+                np.where(at_min, np.concatenate([p.ctx_count for p in parts])[order], 0), starts)
+        else:
+            support = ctx_count = np.zeros(0, np.int64)
+            ctx_min = np.zeros(0, np.uint64)
+        return cls(ks[starts], support.astype(np.int64),
+                   np.concatenate([p.df for p in parts])[first],
+                   np.concatenate([p.last for p in parts])[first], ctx_min,
+                   ctx_count.astype(np.int64), sum(p.hist for p in parts),
+                   sum(p.background for p in parts), sum(p.docs_with_switch for p in parts),
+                   sum(p.docs for p in parts))
 
     def rows(self) -> np.ndarray:
         """The per-key columns as one structured array (the spill format)."""
