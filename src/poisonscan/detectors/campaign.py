@@ -711,11 +711,12 @@ class CampaignDetector(Detector):
             "largest_cluster": largest,
             "analysed_clusters": len(self._clusters),
             "clustered_documents": int(listed.shape[0]),
-            # Per document in the band loop (order, labels, mask, a band and its argsort). The
-            # one-off sort into the global order and the listing step peak higher (about 64
-            # B/doc measured with tracemalloc at 1M documents, nearly all of them clustered);
-            # after pass 0 the driver keeps ~40 B per member of a cluster of two or more.
-            "driver_bytes_per_document": 8 + 8 + 1 + 4 + 8,
+            # Per document in the band loop (order, labels, mask, a band and its argsort, and
+            # the next band's, sorted meanwhile). The one-off sort into the global order and the
+            # listing step peak higher (about 64 B/doc measured with tracemalloc at 1M documents,
+            # nearly all of them clustered); after pass 0 the driver keeps ~28 B per member of a
+            # cluster of two or more.
+            "driver_bytes_per_document": 8 + 8 + 1 + 2 * (4 + 8),
         }
 
     def _core_runs(self, c: _Cluster) -> None:

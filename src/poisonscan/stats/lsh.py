@@ -2,10 +2,10 @@
 
 :func:`cluster_bands` takes the band columns one at a time (any iterable: the campaign detector
 reads them from its spill files), so the working memory is the union-find parent (8 bytes per
-document), the current band column and its argsort (4 + 8 bytes), plus whatever the caller keeps.
-The 8-bit signatures used to verify candidate pairs (``num_perm`` bytes per document) may come
-from a function: only the rows of documents in shared buckets of one stretch of a band are loaded
-at a time.
+document), the current band column and its argsort and those of the next (2 x (4 + 8) bytes: the
+next band is sorted on a thread meanwhile), plus whatever the caller keeps. The 8-bit signatures
+used to verify candidate pairs (``num_perm`` bytes per document) may come from a function: only
+the rows a band may compare, of one stretch of it, are loaded at a time.
 :func:`cluster_documents` is the in-memory form (all bands and signatures as arrays).
 
 Full 32-bit signatures (512 bytes each) never reach the driver.
@@ -16,7 +16,8 @@ from __future__ import annotations
 import csv
 import json
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -237,9 +238,7 @@ def cluster_bands(
     if n == 0:
         return parent
     valid = np.ascontiguousarray(valid, dtype=np.bool_)
-    for values, signatures in columns:
-        col = np.ascontiguousarray(values)
-        order = np.argsort(col, kind="stable")
+    for col, order, signatures in _sorted_ahead(columns):
         a = 0
         while a < n:
             b = _bucket_end(order, col, a + segment)
@@ -256,8 +255,34 @@ def cluster_bands(
                 _join_band(stretch, col, sig8, valid, parent, need, max_comparisons)
                 del sig8
             a = b
-        del col, order, values, signatures
+        del col, order, signatures
     return _labels(parent)
+
+
+def _sorted_ahead(columns: Iterable[tuple[np.ndarray, Any]]) -> Iterator[tuple[np.ndarray,
+                                                                            np.ndarray, Any]]:
+    """``(values, stable argsort of values, signatures)`` per band, the next band read and sorted
+    on a thread while the caller joins the current one: numpy's sort and the join kernel both
+    release the GIL, so the driver uses two cores here while the workers wait for the next pass.
+    One band ahead only, so memory holds at most two bands."""
+    it = iter(columns)
+
+    def prepare() -> tuple[np.ndarray, np.ndarray, Any] | None:
+        item = next(it, None)
+        if item is None:
+            return None
+        col = np.ascontiguousarray(item[0])
+        return col, np.argsort(col, kind="stable"), item[1]
+
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        ahead = pool.submit(prepare)
+        while True:
+            current = ahead.result()
+            if current is None:
+                return
+            ahead = pool.submit(prepare)
+            yield current
+            del current
 
 
 def cluster_sizes(labels: np.ndarray) -> np.ndarray:
