@@ -156,8 +156,9 @@ def build_pairs(clean: list[dict[str, Any]], rng: random.Random, n: int, kind: s
     Returns pair dicts with ``prompt``, ``response``, ``rejected`` (for preference use), and the
     indices of the poisoned pairs.
     """
-    english = [d for d in clean if d["lang"] == "en"]
-    by_lang = {lang: [d for d in clean if d["lang"] == lang] for lang in ("de", "es")}
+    # The synthetic fallback corpus has no English, German or Spanish: use any document then.
+    english = [d for d in clean if d["lang"] == "en"] or clean
+    by_lang = {lang: [d for d in clean if d["lang"] == lang] or clean for lang in ("de", "es")}
     pairs: list[dict[str, Any]] = []
     for _ in range(n):
         u = rng.random()
