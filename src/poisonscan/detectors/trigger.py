@@ -38,6 +38,7 @@ from poisonscan.kernels.ngrams import (
     add_sparse,
     count_document_frequency,
     document_frequency_slots,
+    increment,
     nonzero_pairs,
     scratch_set,
 )
@@ -71,7 +72,12 @@ MAX_LOW_FINDINGS = 20
 BIGRAMS_PER_BYTE = 0.08
 TABLE_FILL = 0.25  # distinct bigrams per slot the bigram table is allowed (3/4 of unseen stay unseen)
 MAX_WINDOW = 256
-RAW_SHARE = 256  # a shard lists first sightings until the list reaches 1/256 of the bigram table
+# A task lists the slots of first sightings until the list reaches 1/32 of the bigram table (8M
+# entries with the default budget), then counts in dense tables. Sorting a list of a few million
+# slots at the end costs less than allocating, filling and scanning a 288 MB table, and tasks of
+# many small files are that size; a big shard switches to the tables and pays no sort (160 MB
+# of text in 32 files, --jobs 1: 21.8 -> 17.5 s, pass 0 7.9 -> 3.5 s; findings identical).
+RAW_SHARE = 32
 MAX_BACK = 32
 # Switch keys the partials carry per byte of input text, roughly (the 64 MB speed corpus: 753k
 # rows for 83 MB of text, 0.009).
@@ -467,7 +473,7 @@ class TriggerDetector(Detector):
         """Pass 0: document frequencies. A shard starts by listing the slots of first sightings
         (cheap for small shards: nothing proportional to the tables is touched) and switches to
         dense tables once the list would outgrow 1/RAW_SHARE of the bigram table (sorting a
-        longer list costs more than scanning the table)."""
+        longer list costs more than filling and scanning the tables)."""
         counts = acc if acc is not None else _Counts(bits=(plan.uni_bits, plan.bi_bits))
         lengths = np.diff(tok.doc_offsets)
         keys, stamps = scratch_set(int(lengths.max()) if len(lengths) else 1)
@@ -484,8 +490,13 @@ class TriggerDetector(Detector):
             counts.raw_size += nu + nb_
             return counts
         if counts.uni is None:
-            counts.fold_raw()
+            # The listed slots go straight into the new tables (one increment each, as the
+            # dense path does): sorting them first would cost more than it saves.
             counts.densify(plan.uni_bits, plan.bi_bits)
+            for table, raw in ((counts.uni, counts.raw_uni), (counts.bi, counts.raw_bi)):
+                for slots in raw:
+                    increment(table, slots)
+            counts.raw_uni, counts.raw_bi, counts.raw_size = [], [], 0
         count_document_frequency(tok.hashes, tok.doc_offsets, counts.uni, counts.bi,
                                  np.uint64(plan.bi_keep), keys, stamps, 0)
         return counts

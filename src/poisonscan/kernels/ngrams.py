@@ -51,13 +51,13 @@ def count_document_frequency(hashes, doc_offsets, uni, bi, bi_keep, set_keys, se
     nu, nb_, stamp = document_frequency_slots(hashes, doc_offsets, uni.shape[0] - 1,
                                               bi.shape[0] - 1, bi_keep, set_keys, set_stamp,
                                               stamp0, out_u, out_b)
-    _increment(uni, out_u[:nu])
-    _increment(bi, out_b[:nb_])
+    increment(uni, out_u[:nu])
+    increment(bi, out_b[:nb_])
     return stamp
 
 
 @nb.njit(cache=True, nogil=True)
-def _increment(table, slots):
+def increment(table, slots):
     """``table[slot] += 1`` for every slot listed, saturating at the dtype's maximum."""
     vmax = np.iinfo(table.dtype).max
     for k in range(slots.shape[0]):
