@@ -1,8 +1,10 @@
-"""Fixtures shared by the CLI feature tests (SARIF, HTML, baselines, clean, triggers, ...)."""
+"""Fixtures shared by the tests: a scanned corpus for the CLI feature tests (SARIF, HTML, baselines,
+clean, triggers, ...), and a private temporary directory for the spill tests."""
 
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -28,3 +30,12 @@ def in_root(scanned: Scanned, monkeypatch: pytest.MonkeyPatch) -> Path:
     """Run the test from the scanned corpus' parent directory (report paths are relative to it)."""
     monkeypatch.chdir(scanned.root)
     return scanned.root
+
+
+@pytest.fixture
+def spill_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A private temporary directory, so a test sees exactly the spill directories it makes."""
+    root = tmp_path / "tmp"
+    root.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(root))
+    return root

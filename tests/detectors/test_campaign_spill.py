@@ -9,7 +9,6 @@ import random
 import socket
 import subprocess
 import sys
-import tempfile
 
 import numpy as np
 import pyarrow as pa
@@ -24,15 +23,6 @@ from poisonscan.engine.executors import LocalExecutor
 from poisonscan.engine.scan import _PassTask, read_options, scan_shard
 from poisonscan.io.readers import discover_inputs, plan_shards
 from poisonscan.stats.lsh import cluster_documents, cluster_sizes
-
-
-@pytest.fixture
-def spill_root(tmp_path, monkeypatch):
-    """A private TMPDIR, so the test sees exactly the spill directories this scan makes."""
-    root = tmp_path / "tmp"
-    root.mkdir()
-    monkeypatch.setattr(tempfile, "tempdir", str(root))
-    return root
 
 
 def _corpus(tmp_path) -> list[str]:

@@ -7,19 +7,8 @@ import os
 import socket
 import subprocess
 import sys
-import tempfile
-
-import pytest
 
 from poisonscan.engine.spill import OWNER, SpillDir
-
-
-@pytest.fixture
-def spill_root(tmp_path, monkeypatch):
-    root = tmp_path / "tmp"
-    root.mkdir()
-    monkeypatch.setattr(tempfile, "tempdir", str(root))
-    return root
 
 
 def test_spill_dir_has_an_owner_and_goes_on_cleanup_or_collection(spill_root):

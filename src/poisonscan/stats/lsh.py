@@ -78,6 +78,17 @@ def _similar(sig8: np.ndarray, x: int, y: int, min_matches: int) -> bool:
     return m >= min_matches
 
 
+@nb.njit(cache=True, inline="always")
+def _run_end(order, values, start):
+    """End of the bucket (run of equal ``values[order]``) that starts at position ``start``."""
+    n = order.shape[0]
+    end = start + 1
+    v = values[order[start]]
+    while end < n and values[order[end]] == v:
+        end += 1
+    return end
+
+
 @nb.njit(cache=True, nogil=True)
 def _join_band(order, values, sig8, valid, parent, min_matches, max_cmp):
     """Union verified pairs inside every bucket (run of equal values in ``values[order]``).
@@ -88,10 +99,7 @@ def _join_band(order, values, sig8, valid, parent, min_matches, max_cmp):
     n = order.shape[0]
     start = 0
     while start < n:
-        end = start + 1
-        v = values[order[start]]
-        while end < n and values[order[end]] == v:
-            end += 1
+        end = _run_end(order, values, start)
         if end - start > 1:
             first = order[start]
             for x in range(start + 1, end):
@@ -144,10 +152,7 @@ def _rows_to_verify(order, values, valid, parent, max_cmp):
     out = np.zeros(n, np.bool_)
     start = 0
     while start < n:
-        end = start + 1
-        v = values[order[start]]
-        while end < n and values[order[end]] == v:
-            end += 1
+        end = _run_end(order, values, start)
         if end - start > 1:
             first = order[start]
             r0 = _find(parent, first) if valid[first] else -1
