@@ -76,7 +76,7 @@ MAX_WINDOW = 256
 # entries with the default budget), then counts in dense tables. Sorting a list of a few million
 # slots at the end costs less than allocating, filling and scanning a 288 MB table, and tasks of
 # many small files are that size; a big shard switches to the tables and pays no sort (160 MB
-# of text in 32 files, --jobs 1: 21.8 -> 17.5 s, pass 0 7.9 -> 3.5 s; findings identical).
+# of text in 32 files, --jobs 1: 21.8 -> 17.1 s, pass 0 7.9 -> 3.4 s; findings identical).
 RAW_SHARE = 32
 MAX_BACK = 32
 # Switch keys the partials carry per byte of input text, roughly (the 64 MB speed corpus: 753k
