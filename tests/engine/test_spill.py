@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import errno
 import gc
 import os
 import socket
 import subprocess
 import sys
+
+import pytest
 
 from poisonscan.engine.spill import OWNER, SpillDir
 
@@ -41,3 +44,41 @@ def test_a_new_spill_removes_those_of_dead_scans_only(spill_root):
     spill.cleanup()
     assert left == sorted([os.path.basename(spill.path), "poisonscan-switches-live",
                            "poisonscan-switches-other", "poisonscan-switches-unowned"])
+
+
+def test_a_failed_spill_write_names_the_file_and_what_to_do(spill_root):
+    spill = SpillDir("switches")
+    target = spill.file("0001.bin")
+    with pytest.raises(OSError) as err, spill.writing(target):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    assert err.value.errno == errno.ENOSPC
+    assert err.value.filename == target
+    assert "No space left on device" in err.value.strerror
+    assert "TMPDIR" in err.value.strerror
+    spill.cleanup()
+
+
+def test_a_full_disk_while_spilling_is_one_line_and_exit_2(tmp_path, spill_root, monkeypatch):
+    """Through the command line: the scan stops with one line naming the spill file, exit 2,
+    and leaves no spill directory behind."""
+    from click.testing import CliRunner
+
+    from poisonscan.cli import cli
+    from poisonscan.detectors import trigger
+
+    corpus = tmp_path / "c.jsonl"
+    corpus.write_text("".join(f'{{"text": "document number {i} says hello"}}\n'
+                              for i in range(50)))
+
+    def full(self):
+        with self._dir.writing(self._path(0)):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(trigger._SwitchSpill, "_flush", full)
+    result = CliRunner().invoke(cli, ["scan", str(corpus), "--jobs", "1", "-q"])
+    assert result.exit_code == 2
+    lines = [ln for ln in result.output.splitlines() if ln.strip()]
+    assert len(lines) == 1 and "No space left on device" in lines[0] and "TMPDIR" in lines[0]
+    assert "Traceback" not in result.output
+    gc.collect()
+    assert os.listdir(spill_root) == []

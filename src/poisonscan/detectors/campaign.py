@@ -128,10 +128,11 @@ class _Spill:
         return os.path.join(self.dir, name)
 
     def _write(self, name: str, values: np.ndarray) -> None:
-        fh = self._out.get(name)
-        if fh is None:
-            fh = self._out[name] = open(self.file(name), "ab")  # noqa: SIM115 (closed in seal)
-        fh.write(np.ascontiguousarray(values).data)
+        with self._spill.writing(self.file(name)):
+            fh = self._out.get(name)
+            if fh is None:
+                fh = self._out[name] = open(self.file(name), "ab")  # noqa: SIM115 (see seal)
+            fh.write(np.ascontiguousarray(values).data)
 
     def add(self, chunk: _Chunk) -> None:
         n = int(chunk.row.shape[0])
@@ -145,19 +146,23 @@ class _Spill:
         if self._ids is None:
             self._ids_sink = pa.OSFile(self.file("ids"), "wb")
             self._ids = pa.ipc.new_file(self._ids_sink, _ID_SCHEMA)
-        self._ids.write_batch(pa.record_batch([chunk.ids.cast(pa.string())], schema=_ID_SCHEMA))
+        with self._spill.writing(self.file("ids")):
+            self._ids.write_batch(pa.record_batch([chunk.ids.cast(pa.string())],
+                                                  schema=_ID_SCHEMA))
         self.parts.append((chunk.path, n, chunk.field))
         self.n += n
 
     def seal(self) -> None:
         """Close the writers (before reading)."""
-        for fh in self._out.values():
-            fh.close()
-        self._out = {}
-        if self._ids is not None:
-            self._ids.close()
-            self._ids_sink.close()
-            self._ids = self._ids_sink = None
+        out, self._out = self._out, {}
+        ids, sink, self._ids, self._ids_sink = self._ids, self._ids_sink, None, None
+        for name, fh in out.items():
+            with self._spill.writing(self.file(name)):
+                fh.close()
+        if ids is not None:
+            with self._spill.writing(self.file("ids")):
+                ids.close()
+                sink.close()
 
     def read(self, name: str, dtype: Any) -> np.ndarray:
         return np.fromfile(self.file(name), dtype) if self.n else np.zeros(0, dtype)
@@ -212,8 +217,10 @@ class _Spill:
                 os.remove(self.file(name))
 
     def cleanup(self) -> None:
-        self.seal()
-        self._finalizer()
+        try:
+            self.seal()
+        finally:  # the directory goes even when closing a writer fails (a full disk)
+            self._finalizer()
 
 
 class _DocumentStore:

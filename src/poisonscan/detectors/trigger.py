@@ -271,7 +271,7 @@ class _SwitchSpill:
     def _flush(self) -> None:
         for i, chunks in enumerate(self._buffers):
             if chunks:
-                with open(self._path(i), "ab") as f:
+                with self._dir.writing(self._path(i)), open(self._path(i), "ab") as f:
                     for chunk in chunks:
                         chunk.tofile(f)
                 self._written[i] = True

@@ -14,6 +14,8 @@ import shutil
 import socket
 import tempfile
 import weakref
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 PREFIX = "poisonscan-"
 OWNER = "owner"  # file in each spill: "<host> <pid>" of the scan that made it
@@ -64,3 +66,14 @@ class SpillDir:
     def cleanup(self) -> None:
         """Remove the directory (again: a no-op)."""
         self._finalizer()
+
+    @contextmanager
+    def writing(self, path: str | None = None) -> Iterator[None]:
+        """Turn a failed write (a full disk, most likely) into an error that says what was being
+        written and what to do; the command line prints it as one line."""
+        try:
+            yield
+        except OSError as e:
+            raise OSError(e.errno, f"cannot write scan state to the temporary directory ("
+                                   f"{e.strerror or e}; set TMPDIR to a disk with more room)",
+                          path or self.path) from e
