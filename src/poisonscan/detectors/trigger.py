@@ -172,27 +172,18 @@ class _Switches:
         up; ``df`` and ``last`` come from the global tables of the plan, equal for equal keys."""
         keys = np.concatenate([p.keys for p in parts])
         # One stable sort by key; every per-key figure is a reduction over its run of rows.
-        order = np.argsort(keys, kind="stable")
-        ks = keys[order]
-        new = np.ones(len(ks), bool)
-        new[1:] = ks[1:] != ks[:-1]
+        order, ks, new = _key_runs(keys)
         starts = np.flatnonzero(new)
         first = order[starts]
-        if len(ks):
-            support = np.add.reduceat(np.concatenate([p.support for p in parts])[order], starts)
-            ctx = np.concatenate([p.ctx_min for p in parts])[order]
-            ctx_min = np.minimum.reduceat(ctx, starts)
-            # Rows holding their key's smallest context: their counts add up.
-            at_min = ctx == ctx_min[np.cumsum(new) - 1]
-            ctx_count = np.add.reduceat(
-                np.where(at_min, np.concatenate([p.ctx_count for p in parts])[order], 0), starts)
-        else:
-            support = ctx_count = np.zeros(0, np.int64)
-            ctx_min = np.zeros(0, np.uint64)
+        support = (np.add.reduceat(np.concatenate([p.support for p in parts])[order], starts)
+                   if len(ks) else np.zeros(0, np.int64))
+        ctx_min, ctx_count = _min_and_count(np.concatenate([p.ctx_min for p in parts])[order],
+                                            np.concatenate([p.ctx_count for p in parts])[order],
+                                            new)
         return cls(ks[starts], support.astype(np.int64),
                    np.concatenate([p.df for p in parts])[first],
                    np.concatenate([p.last for p in parts])[first], ctx_min,
-                   ctx_count.astype(np.int64), sum(p.hist for p in parts),
+                   ctx_count, sum(p.hist for p in parts),
                    sum(p.background for p in parts), sum(p.docs_with_switch for p in parts),
                    sum(p.docs for p in parts))
 
@@ -1156,21 +1147,36 @@ def _caps(support: np.ndarray) -> np.ndarray:
     return (4 * support + 16).astype(np.int64)
 
 
+def _key_runs(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The stable sort order of ``keys``, the sorted keys, and where each run of equal keys
+    starts among them."""
+    order = np.argsort(keys, kind="stable")
+    ks = keys[order]
+    new = np.ones(len(ks), bool)
+    new[1:] = ks[1:] != ks[:-1]
+    return order, ks, new
+
+
+def _min_and_count(values: np.ndarray, counts: np.ndarray,
+                   new: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per run of rows (``new`` marks where each starts): the smallest value, and the sum of the
+    counts of the rows holding it."""
+    if not len(values):
+        return values[:0], np.zeros(0, np.int64)
+    starts = np.flatnonzero(new)
+    vmin = np.minimum.reduceat(values, starts)
+    at_min = values == vmin[np.cumsum(new) - 1]
+    return vmin, np.add.reduceat(np.where(at_min, counts, 0), starts).astype(np.int64)
+
+
 def _min_with_count(keys: np.ndarray, values: np.ndarray, counts: np.ndarray,
                     with_keys: bool = False) -> Any:
     """Per distinct key (in sorted key order): the smallest value and the sum of the counts of the
     rows holding it. Mergeable: applied to the concatenated results of two parts it gives the
     result of the whole."""
-    order = np.lexsort((values, keys))
-    k, v, c = keys[order], values[order], counts[order]
-    new_key = np.ones(len(k), bool)
-    new_key[1:] = k[1:] != k[:-1]
-    starts = np.flatnonzero(new_key)
-    group = np.cumsum(new_key) - 1
-    vmin = v[starts]
-    at_min = v == vmin[group]
-    total = np.bincount(group[at_min], weights=c[at_min], minlength=len(starts)).astype(np.int64)
-    return (k[starts], vmin, total) if with_keys else (vmin, total)
+    order, ks, new = _key_runs(keys)
+    vmin, total = _min_and_count(values[order], counts[order], new)
+    return (ks[new], vmin, total) if with_keys else (vmin, total)
 
 
 def _group_distinct(groups: np.ndarray, values: np.ndarray, n_groups: int,
