@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 from click.testing import CliRunner
 from engine_corpus import clusters, comparable, config, corpus_records, write_shards
@@ -56,7 +57,9 @@ class _SpyClient:
         return getattr(self._client, name)
 
     def scatter(self, data: Any, **kwargs: Any) -> Any:
-        self.scatters.append(kwargs)
+        [obj] = data
+        self.scatters.append({**kwargs, "kind": type(obj).__name__,
+                              "array": getattr(obj, "value", None)})
         return self._client.scatter(data, **kwargs)
 
     def submit(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
@@ -96,16 +99,54 @@ def test_a_dask_scan_equals_a_local_scan(cluster: Any, corpus: Path, tmp_path: P
     write_suspects(local.findings, str(tmp_path / "local.jsonl"))
     assert (tmp_path / "dask.jsonl").read_bytes() == (tmp_path / "local.jsonl").read_bytes()
 
-    # The plans went to the workers once per pass, by broadcast; tasks carry only a reference.
-    # 8 files on 2 worker threads: one task per file (small files are grouped only beyond 4 tasks
-    # per thread).
+    # The plans went to the workers once per pass, by broadcast, their large arrays at most once
+    # per scan; tasks carry only references. 8 files on 2 worker threads: one task per file
+    # (small files are grouped only beyond 4 tasks per thread).
     passes = len(on_dask.stats["pass_seconds"])
-    assert len(spy.scatters) == passes and all(s["broadcast"] for s in spy.scatters)
+    assert [s["kind"] for s in spy.scatters].count("_Head") == passes
+    assert all(s["broadcast"] for s in spy.scatters)
+    arrays = [s["array"] for s in spy.scatters if s["kind"] == "SparsePickled"]
+    assert all(a is not b for i, a in enumerate(arrays) for b in arrays[i + 1:])
     assert len(spy.task_args) == passes * N_FILES
     assert all(isinstance(args[2], distributed.Future) for args in spy.task_args)
+    assert all(isinstance(f, distributed.Future) for args in spy.task_args for f in args[3])
     # The driver never had more than 2 x worker threads tasks outstanding (plus the one result it
     # is merging: the next task is submitted before that result is handed over).
     assert spy.max_in_flight <= executor.in_flight() + 1 == 5
+
+
+def test_large_arrays_travel_once_while_later_passes_hold_them(cluster: Any) -> None:
+    from poisonscan.engine.dask import DaskExecutor
+
+    spy = _SpyClient(cluster)
+    executor = DaskExecutor(client=spy)
+    table = np.zeros(2**21, np.uint8)  # 2 MB, mostly zeros: travels sparse
+    table[::1000] = 7
+    dense = np.arange(2**18, dtype=np.int64)  # 2 MB of non-zeros: travels as it is
+    small = np.arange(10)  # travels inside the head
+    look = lambda item, shared: (int(shared["t"][item]) + int(shared["d"][item])  # noqa: E731
+                                 + int(shared["s"][item % 10]) + shared["n"])
+
+    first = dict(executor.map(look, [0, 1000, 5], {"t": table, "d": dense, "s": small, "n": 1}))
+    assert first == {0: 7 + 0 + 0 + 1, 1: 7 + 1000 + 0 + 1, 2: 0 + 5 + 5 + 1}
+    # The next pass holds the same table (twice) but not the dense array: only the head travels.
+    second = dict(executor.map(look, [2000, 3], {"t": table, "d": table, "s": small, "n": 2}))
+    assert second == {0: 7 + 7 + 0 + 2, 1: 0 + 0 + 3 + 2}
+    kinds = [s["kind"] for s in spy.scatters]
+    assert kinds.count("_Head") == 2 and kinds.count("SparsePickled") == 2
+    assert [s["array"] is table for s in spy.scatters if s["kind"] == "SparsePickled"] == [
+        True, False]
+    # The workers' copy of the table would not see a change made in place: it fails instead.
+    assert not table.flags.writeable and dense.flags.writeable  # dense was released
+    with pytest.raises(ValueError, match="read-only"):
+        table[0] = 1
+    # A changed array (a new object) travels again.
+    table2 = table.copy()
+    third = dict(executor.map(look, [0], {"t": table2, "d": table2, "s": small, "n": 0}))
+    assert third == {0: 7 + 7 + 0 + 0} and table.flags.writeable
+    executor.close()  # the client is the caller's: only the kept arrays are released
+    assert table2.flags.writeable
+    assert cluster.submit(lambda: 1).result() == 1
 
 
 def test_the_cli_reaches_a_scheduler_by_flag_or_environment(

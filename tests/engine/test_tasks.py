@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pickle
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -99,7 +100,11 @@ def test_sparse_pickled_plans_are_exact_and_small(out_of_band: bool) -> None:
     plan = _Plan(table, counts, weights, "p")
     back, size = _roundtrip(SparsePickled(plan), out_of_band)
     assert isinstance(back, SparsePickled)
+    # Unpacked on first read, once, whichever of several threads reads first.
+    with ThreadPoolExecutor(4) as pool:
+        reads = list(pool.map(lambda _: back.value, range(8)))
     got = back.value
+    assert all(r is got for r in reads)
     assert isinstance(got, _Plan) and got.name == "p"
     for name in ("table", "counts", "weights"):
         want, have = getattr(plan, name), getattr(got, name)
@@ -109,6 +114,8 @@ def test_sparse_pickled_plans_are_exact_and_small(out_of_band: bool) -> None:
     assert size < counts.nbytes + weights.nbytes + table.nbytes // 50
     # A received copy is sent on as it came (no second encoding), and still decodes exactly.
     again, size_again = _roundtrip(back, out_of_band)
+    forwarded, _ = _roundtrip(_roundtrip(again, out_of_band)[0], out_of_band)  # never read between
+    assert forwarded.value.counts.tobytes() == counts.tobytes()
     assert isinstance(again, SparsePickled)
     assert again.value.table.tobytes() == table.tobytes()
     assert size_again == size

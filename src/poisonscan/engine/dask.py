@@ -2,9 +2,11 @@
 
 The same shard work runs on the workers as in a local process pool. Per pass, the shared task
 (the detectors' plans, which can be hundreds of MB of count tables) is scattered to every worker
-once (``broadcast=True``) and tasks refer to it by future, so it never travels per task. It travels
-as :class:`~poisonscan.engine.executors.SparsePickled`: count tables sized for the worst case are
-mostly zeros and shrink to their non-zero slots. The driver keeps at most ``2 x worker threads``
+once (``broadcast=True``) and tasks refer to it by future, so it never travels per task. Its large
+arrays are scattered on their own, as :class:`~poisonscan.engine.executors.SparsePickled` (count
+tables sized for the worst case are mostly zeros and shrink to their non-zero slots), and stay on
+the workers while the next pass's plans still hold them: the trigger detector's count tables serve
+two passes, and are encoded, sent and unpacked once. The driver keeps at most ``2 x worker threads``
 tasks in flight; each result is fetched as soon as its task ends (``as_completed`` with results)
 and handed to the engine, where it is merged and dropped, so the driver's memory does not grow
 with the number of shards. A task runs numba's parallel kernels on one thread: a worker thread is
@@ -16,11 +18,16 @@ started (and stopped at the end). Dask is optional: ``pip install 'poisonscan[da
 
 from __future__ import annotations
 
+import io
 import logging
 import os
+import pickle
+import threading
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
+
+import numpy as np
 
 from poisonscan.engine.executors import SparsePickled, one_numba_thread
 from poisonscan.errors import ConfigError
@@ -38,10 +45,70 @@ def _import_distributed() -> Any:
     return distributed
 
 
-def _run(fn: Callable[[Any, Any], Any], item: Any, shared: SparsePickled) -> Any:
+# Arrays of the shared state at least this large travel (and are kept) on their own.
+_OWN_ARRAY_BYTES = 2**20
+
+
+class _ArraySplitter(pickle.Pickler):
+    """Pickles a value with its large arrays left out, as persistent ids (their order of
+    appearance); ``arrays`` lists them. An array referenced twice is listed once."""
+
+    def __init__(self) -> None:
+        self._out = io.BytesIO()
+        super().__init__(self._out, protocol=pickle.HIGHEST_PROTOCOL)
+        self.arrays: list[np.ndarray] = []
+        self._seen: dict[int, int] = {}
+
+    def persistent_id(self, obj: Any) -> int | None:
+        if type(obj) is np.ndarray and obj.nbytes >= _OWN_ARRAY_BYTES:
+            found = self._seen.get(id(obj))
+            if found is None:
+                found = self._seen[id(obj)] = len(self.arrays)
+                self.arrays.append(obj)
+            return found
+        return None
+
+    def split(self, value: Any) -> bytes:
+        self.dump(value)
+        return self._out.getvalue()
+
+
+class _Joiner(pickle.Unpickler):
+    def __init__(self, head: bytes, arrays: list[SparsePickled]) -> None:
+        super().__init__(io.BytesIO(head))
+        self._arrays = arrays
+
+    def persistent_load(self, pid: Any) -> Any:
+        return self._arrays[pid].value
+
+
+class _Head:
+    """The shared state without its large arrays. A worker unpickles it once per pass, with the
+    arrays the task brings, and every task of the pass on that worker shares the result."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+        self._value: Any = None
+        self._lock = threading.Lock()  # a worker may run several task threads
+
+    def __getstate__(self) -> bytes:
+        return self.data
+
+    def __setstate__(self, data: bytes) -> None:
+        self.__init__(data)  # type: ignore[misc]
+
+    def resolve(self, arrays: list[SparsePickled]) -> Any:
+        with self._lock:
+            if self._value is None:
+                self._value = _Joiner(self.data, arrays).load()
+            return self._value
+
+
+def _run(fn: Callable[[Any, Any], Any], item: Any, head: _Head,
+         arrays: list[SparsePickled]) -> Any:
     """One task on a worker: ``fn`` on one item, with the pass's shared state."""
     one_numba_thread()
-    return fn(item, shared.value)
+    return fn(item, head.resolve(arrays))
 
 
 class DaskExecutor:
@@ -63,6 +130,9 @@ class DaskExecutor:
         self._client = client
         self._owns_client = client is None
         self._cluster: Any = None
+        # Large arrays already on the workers: id -> (array, future, was writeable). Kept from
+        # one map call to the next while the next one's shared state still holds them.
+        self._arrays: dict[int, tuple[np.ndarray, Any, bool]] = {}
 
     @property
     def client(self) -> Any:
@@ -94,12 +164,13 @@ class DaskExecutor:
     def map(
         self, fn: Callable[[Any, Any], Any], items: Sequence[Any], shared: Any
     ) -> Iterator[tuple[int, Any]]:
-        """Run ``fn(item, shared)`` for every item; ``shared`` is sent once to each worker."""
+        """Run ``fn(item, shared)`` for every item; ``shared`` is sent once to each worker, and
+        its large arrays only if an earlier call did not send them already."""
         if not items:
             return
         client = self.client
         d = self._distributed
-        [shared_future] = client.scatter([SparsePickled(shared)], broadcast=True, hash=False)
+        head_future, array_futures = self._share(shared)
         prefix = f"{getattr(fn, '__name__', 'task')}-{uuid.uuid4().hex[:12]}"
         pending: dict[str, tuple[int, Any]] = {}  # task key -> (item index, future)
         queue = iter(enumerate(items))
@@ -110,8 +181,8 @@ class DaskExecutor:
         def submit() -> None:
             nxt = next(queue, None)
             if nxt is not None:
-                fut = client.submit(_run, fn, nxt[1], shared_future, key=f"{prefix}-{nxt[0]}",
-                                    pure=False)
+                fut = client.submit(_run, fn, nxt[1], head_future, array_futures,
+                                    key=f"{prefix}-{nxt[0]}", pure=False)
                 pending[fut.key] = (nxt[0], fut)
                 results.add(fut)
 
@@ -126,11 +197,46 @@ class DaskExecutor:
                 yield index, result
                 del result
         finally:
-            # An error or an abandoned generator: stop the rest, and free the plans on the workers.
-            client.cancel([f for _, f in pending.values()] + [shared_future])
+            # An error or an abandoned generator: stop the rest, and free the plans on the workers
+            # (but the large arrays, which the next pass may use again).
+            client.cancel([f for _, f in pending.values()] + [head_future])
+
+    def _share(self, shared: Any) -> tuple[Any, list[Any]]:
+        """Scatter ``shared`` to every worker: its large arrays one by one (reusing those an
+        earlier call scattered, and releasing those no longer used), the rest as one head.
+
+        A kept array is made read-only on the driver until it is released, so that changing it
+        in place (which the copies on the workers would not see) fails loudly instead.
+        """
+        splitter = _ArraySplitter()
+        head = splitter.split(shared)
+        client = self.client
+        used = {id(a) for a in splitter.arrays}
+        self._release([k for k in self._arrays if k not in used])
+        futures = []
+        for array in splitter.arrays:
+            kept = self._arrays.get(id(array))
+            if kept is None or kept[0] is not array:
+                [fut] = client.scatter([SparsePickled(array)], broadcast=True, hash=False)
+                kept = self._arrays[id(array)] = (array, fut, bool(array.flags.writeable))
+                array.flags.writeable = False
+            futures.append(kept[1])
+        [head_future] = client.scatter([_Head(head)], broadcast=True, hash=False)
+        return head_future, futures
+
+    def _release(self, ids: list[int]) -> None:
+        futures = []
+        for k in ids:
+            array, fut, writeable = self._arrays.pop(k)
+            if writeable:
+                array.flags.writeable = True
+            futures.append(fut)
+        if futures and self._client is not None:
+            self._client.cancel(futures)
 
     def close(self) -> None:
         """Close the client, and the local cluster when this executor started one."""
+        self._release(list(self._arrays))
         if self._client is not None and self._owns_client:
             self._client.close()
         if self._cluster is not None:

@@ -15,6 +15,7 @@ import multiprocessing as mp
 import os
 import pickle
 import signal
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from typing import TYPE_CHECKING, Any
@@ -134,33 +135,55 @@ class SparsePickled:
     The plans of later passes hold corpus-wide count tables sized for the worst case, so on most
     corpora they are mostly zeros: hundreds of MB that shrink to a few MB as (index, value) pairs
     of the non-zero slots. Executors whose workers do not share the
-    driver's memory send plans wrapped in this; ``value`` is the plan, dense again on arrival.
+    driver's memory send plans wrapped in this; ``value`` is the plan, dense again.
     Everything else pickles as usual, and the pickle is exact (integer arrays only).
 
     An unpickled copy keeps its pickled form and sends that on (Dask's broadcast copies from worker
     to worker) without encoding again. It costs little: the sparse form is small, and an array
-    that travelled dense is itself a view of the pickle's buffer.
+    that travelled dense is itself a view of the pickle's buffer. It also unpacks only when
+    ``value`` is first read, not on arrival: a Dask broadcast hands the pickle from worker to
+    worker, and unpacking hundreds of MB of tables at every hop would make each worker wait for
+    the one before it; read by a task, every worker unpacks its copy at the same time.
     """
 
-    __slots__ = ("value", "_wire")
+    __slots__ = ("_value", "_wire", "_lock")
 
     def __init__(self, value: Any, wire: tuple[bytes, list[Any]] | None = None) -> None:
-        self.value = value
+        self._value = value
         self._wire = wire
+        self._lock: threading.Lock | None = None
+
+    @classmethod
+    def _packed(cls, head: bytes, buffers: list[Any]) -> SparsePickled:
+        out = cls(None, (head, buffers))
+        out._lock = threading.Lock()  # a worker may run several task threads
+        return out
+
+    @property
+    def value(self) -> Any:
+        """The value, unpacked on first use."""
+        lock = self._lock
+        if lock is not None:
+            with lock:
+                if self._lock is not None:  # not unpacked by another thread meanwhile
+                    head, buffers = self._wire  # type: ignore[misc]
+                    self._value = pickle.loads(head, buffers=buffers)
+                    self._lock = None
+        return self._value
 
     def __reduce__(self) -> tuple[Any, ...]:
         if self._wire is not None:
             head, received = self._wire
             return (_unpickle_sparse, (head, [pickle.PickleBuffer(b) for b in received]))
         buffers: list[pickle.PickleBuffer] = []
-        head = _SparsePickler(buffers.append).dumps(self.value)
+        head = _SparsePickler(buffers.append).dumps(self._value)
         # The buffers (the arrays' bytes) go out of band when the outer pickle allows it
         # (protocol 5 with a buffer callback, as Dask uses), so nothing is copied to build them.
         return (_unpickle_sparse, (head, buffers))
 
 
 def _unpickle_sparse(head: bytes, buffers: list[Any]) -> SparsePickled:
-    return SparsePickled(pickle.loads(head, buffers=buffers), (head, buffers))
+    return SparsePickled._packed(head, buffers)
 
 
 class _SparsePickler(pickle.Pickler):
