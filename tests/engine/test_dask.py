@@ -178,6 +178,43 @@ def test_the_cli_reaches_a_scheduler_by_flag_or_environment(
     assert f"pass 3: {N_FILES} reused, 0 computed" in err
 
 
+def _sft_files(folder: Path) -> Path:
+    """A fine-tuning set (prompt/response pairs with a planted trigger) in two JSONL files."""
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "detectors" / "test_sft.py"
+    spec = importlib.util.spec_from_file_location("sft_cases_for_dask", path)
+    assert spec is not None and spec.loader is not None
+    cases = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(cases)
+    pairs, _, _ = cases.make_dataset("fixed", seed=11)
+    folder.mkdir()
+    for part in range(2):
+        with (folder / f"part{part}.jsonl").open("w") as fh:
+            for p in pairs[part::2]:
+                fh.write(json.dumps({"prompt": p[0], "response": p[1]}) + "\n")
+    return folder
+
+
+def test_every_plan_array_kept_on_the_workers_gives_the_same_findings(
+        cluster: Any, corpus: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With every array of every plan sent on its own (and read-only on the driver while the
+    workers hold it), as the large tables of big corpora are, each detector still runs and finds
+    what a local scan finds: nothing on the driver writes into a plan it has sent."""
+    from poisonscan.engine import dask as dask_executor
+
+    monkeypatch.setattr(dask_executor, "_OWN_ARRAY_BYTES", 1)
+    sft = _sft_files(tmp_path / "sft")
+    for path in (corpus, sft):
+        with dask_executor.DaskExecutor(client=cluster) as executor:
+            on_dask = run_scan(config(path, executor="dask", jobs=2), executor=executor)
+            kept = list(executor._arrays.values())
+            assert kept and all(not a.flags.writeable for a, _, _ in kept)
+        local = run_scan(config(path, jobs=2))
+        assert on_dask.findings and comparable(on_dask) == comparable(local)
+        assert all(a.flags.writeable or not was for a, _, was in kept)  # given back on close
+
+
 def test_a_worker_error_is_a_one_line_error(cluster: Any, tmp_path: Path) -> None:
     records, _ = corpus_records(documents=60, poisoned=6)
     write_shards(tmp_path, records, 2)
