@@ -142,11 +142,13 @@ def test_smallest_budget_has_fixed_small_tables_and_finds_the_trigger(tmp_path):
 
 
 def test_smallest_budget_samples_bigrams_and_finds_the_trigger(tmp_path):
-    """4.6M distinct bigrams would fill a quarter of the 2**24 slots: the detector counts a hash
-    sample of the bigrams instead (with windows widened to match) and still finds the trigger."""
-    result, trigger, poisoned = scan_with_noise(tmp_path, 1000, 4600)
+    """40 MB of text, whose expected distinct bigrams (0.12 a byte) would fill more than a quarter
+    of the 2**24 slots: the detector counts a hash sample of the bigrams instead (with windows
+    widened to match) and still finds the trigger. (Random words have 5.5M distinct bigrams
+    here, 0.14 a byte, so even the sample fills the table a little beyond a quarter.)"""
+    result, trigger, poisoned = scan_with_noise(tmp_path, 1200, 4600)
     stats = result.stats["detectors"]["trigger"]
-    assert 1000 * 4599 > 0.25 * (1 << stats["table_bits"]["bigram"])
+    assert 0.12 * result.stats["text_bytes"] > 0.25 * (1 << stats["table_bits"]["bigram"])
     assert stats["bigram_sample"] < 1.0
     assert stats["window"] > 32
     assert_found(result, trigger, poisoned)

@@ -131,9 +131,11 @@ class Detector(ABC):
         """Numbers for the report's ``stats`` section (JSON-serialisable)."""
         return {}
 
-    def expect(self, files: list[Any]) -> None:
-        """Learn the inputs (``InputFile`` objects with path, format, compression, size) before the
-        first pass, e.g. to size counting structures. The default ignores them."""
+    def expect(self, files: list[Any], text_bytes: float) -> None:
+        """Learn the inputs before the first pass, e.g. to size counting structures: ``files``
+        (``InputFile`` objects with path, format, compression, size) and about how many bytes of
+        text they hold (see :func:`poisonscan.io.shards.estimate_text_bytes`). The default
+        ignores them."""
         return None
 
     def link(self, peers: dict[str, Detector]) -> None:

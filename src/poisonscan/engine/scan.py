@@ -25,6 +25,7 @@ from poisonscan.io.readers import (
     plan_shards,
     read_shard,
 )
+from poisonscan.io.shards import estimate_text_bytes
 
 ProgressCallback = Callable[[str, int, int], None]  # (phase, records, bytes) increments
 
@@ -216,9 +217,10 @@ def _run_passes(config: ScanConfig, progress: ProgressCallback | None, executor:
     detectors = make_detectors(config)
     classes = {d.id: type(d) for d in detectors}
     by_id = {d.id: d for d in detectors}
+    text_bytes = estimate_text_bytes(shards)
     for det in detectors:
         det.link({d.id: d for d in detectors if d is not det})
-        det.expect(files)
+        det.expect(files, text_bytes)
     n_passes = max((d.n_passes for d in detectors), default=1)
 
     counters: dict[str, ReadCounter] = {f.path: ReadCounter() for f in files}

@@ -5,12 +5,18 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import pyarrow.parquet as pq
+
 from poisonscan.errors import InputError
 from poisonscan.io.discover import InputFile
 from poisonscan.io.options import ReadOptions
-from poisonscan.io.parquet import open_parquet
+from poisonscan.io.parquet import empty_block, open_parquet
+from poisonscan.io.shapes import ShapeConverter
 
 SHARD_BYTES = 64 * 2**20  # uncompressed Parquet bytes per shard: several per file, for --jobs
+# Text bytes per byte on disk, for inputs whose size is known only on disk: JSON (whose syntax
+# roughly offsets what gzip or zstd would shrink further) and Parquet without usable metadata.
+EXPANSION = {"parquet": 3.0, "gz": 4.0, "zst": 4.0}
 
 
 @dataclass(frozen=True)
@@ -22,12 +28,15 @@ class Shard:
         index: shard number within the file (0 for the first or only shard).
         row_groups: the Parquet row groups to read, or None for the whole file.
         first_row: the 0-based row within the file of the shard's first record.
+        data_bytes: the uncompressed size of the columns the scan reads from the shard's row
+            groups, from the Parquet metadata; 0 when unknown (JSON inputs).
     """
 
     file: InputFile
     index: int = 0
     row_groups: tuple[int, ...] | None = None
     first_row: int = 0
+    data_bytes: int = 0
 
 
 def plan_shards(files: Sequence[InputFile], options: ReadOptions,
@@ -43,19 +52,58 @@ def plan_shards(files: Sequence[InputFile], options: ReadOptions,
             shards.append(Shard(f))
             continue
         try:
-            meta = open_parquet(f.path).metadata
+            pf = open_parquet(f.path)
+            meta = pf.metadata
         except InputError:
             shards.append(Shard(f))
             continue
+        read = _read_columns(f.path, pf, options)
         groups: list[int] = []
-        size = first = row = index = 0
+        size = first = row = index = data = 0
         for g in range(meta.num_row_groups):
             rg = meta.row_group(g)
             if groups and size + rg.total_byte_size > shard_bytes:
-                shards.append(Shard(f, index, tuple(groups), first))
-                groups, size, first, index = [], 0, row, index + 1
+                shards.append(Shard(f, index, tuple(groups), first, data))
+                groups, size, first, index, data = [], 0, row, index + 1, 0
             groups.append(g)
             size += rg.total_byte_size
             row += rg.num_rows
-        shards.append(Shard(f, index, tuple(groups) or None, first))
+            data += sum(rg.column(j).total_uncompressed_size for j in read)
+        shards.append(Shard(f, index, tuple(groups) or None, first, data))
     return shards
+
+
+def _read_columns(path: str, pf: pq.ParquetFile, options: ReadOptions) -> list[int]:
+    """The leaf columns (by index) of the fields a scan of the file reads, as the reader picks
+    them; none when the file's shape is not recognised (reading it will report that)."""
+    try:
+        converter = ShapeConverter.for_block(path, empty_block(pf), options)
+    except InputError:
+        return []
+    if converter is None:
+        return []
+    meta = pf.metadata
+    fields = set(converter.fields)
+    return [j for j in range(meta.num_columns)
+            if meta.schema.column(j).path.split(".")[0] in fields]
+
+
+def estimate_text_bytes(shards: Sequence[Shard]) -> float:
+    """Roughly how many bytes of text the shards hold, before reading them.
+
+    Parquet shards count the uncompressed size of the columns the scan reads, which their
+    metadata records per row group: the same records give about the same figure however they are
+    split into files and row groups, and whatever the codec (the compressed size of text varies
+    two- to fivefold with the codec and the data). Other inputs count their size on disk, times
+    a rough expansion for compressed files.
+    """
+    total = 0.0
+    seen: set[str] = set()
+    for s in shards:
+        if s.data_bytes > 0:
+            total += s.data_bytes
+        elif s.file.path not in seen:
+            seen.add(s.file.path)
+            kind = "parquet" if s.file.format == "parquet" else (s.file.compression or "")
+            total += EXPANSION.get(kind, 1.0) * float(s.file.size)
+    return total
