@@ -68,7 +68,7 @@ def plan_shards(files: Sequence[InputFile], options: ReadOptions,
             groups.append(g)
             size += rg.total_byte_size
             row += rg.num_rows
-            data += sum(rg.column(j).total_uncompressed_size for j in read)
+            data += sum(_value_bytes(rg.column(j)) for j in read)
         shards.append(Shard(f, index, tuple(groups) or None, first, data))
     return shards
 
@@ -86,6 +86,22 @@ def _read_columns(path: str, pf: pq.ParquetFile, options: ReadOptions) -> list[i
     fields = set(converter.fields)
     return [j for j in range(meta.num_columns)
             if meta.schema.column(j).path.split(".")[0] in fields]
+
+
+def _value_bytes(chunk: pq.ColumnChunkMetaData) -> int:
+    """A column chunk's uncompressed size without the copy of its smallest and largest value that
+    its page statistics hold: for a long-text column in a small file, that copy is a good part of
+    the size (13 documents of 2.3 KB: 14%), and it would make the same records look bigger when
+    they are split into many files."""
+    size = chunk.total_uncompressed_size
+    stats = chunk.statistics
+    if stats is not None and stats.has_min_max:
+        for value in (stats.min, stats.max):
+            if isinstance(value, str):
+                size -= len(value.encode("utf-8", "surrogatepass"))
+            elif isinstance(value, bytes):
+                size -= len(value)
+    return max(0, size)
 
 
 def estimate_text_bytes(shards: Sequence[Shard]) -> float:
