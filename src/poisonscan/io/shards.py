@@ -95,12 +95,10 @@ def _value_bytes(chunk: pq.ColumnChunkMetaData) -> int:
     they are split into many files."""
     size = chunk.total_uncompressed_size
     stats = chunk.statistics
-    if stats is not None and stats.has_min_max:
-        for value in (stats.min, stats.max):
-            if isinstance(value, str):
-                size -= len(value.encode("utf-8", "surrogatepass"))
-            elif isinstance(value, bytes):
-                size -= len(value)
+    if chunk.physical_type == "BYTE_ARRAY" and stats is not None and stats.has_min_max:
+        # The raw values: bytes as stored, so text that is not valid UTF-8 (which the reader
+        # reports per record) cannot fail here.
+        size -= len(stats.min_raw) + len(stats.max_raw)
     return max(0, size)
 
 
