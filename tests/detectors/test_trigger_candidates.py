@@ -189,3 +189,27 @@ def test_combining_switch_parts_matches_a_plain_group_by(seed, n_parts):
                                                   got.ctx_count, strict=True)] == [
         ref[k] for k in sorted(ref)]
     assert got.docs == sum(p.docs for p in parts)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(0, 2**31), st.integers(1, 400))
+def test_narrowed_count_pairs_add_up_to_the_same_tables(seed: int, n: int) -> None:
+    """Count partials travel as (uint32 slot, uint32 | uint8 count): adding them into the
+    saturating tables gives exactly what the int64 pairs gave, counts above 255 included."""
+    from poisonscan.kernels.ngrams import add_sparse
+
+    rng = np.random.default_rng(seed)
+    uni = rng.integers(0, 2**32 - 1, 1 << 10, dtype=np.uint32)
+    bi = rng.integers(0, 256, 1 << 12, dtype=np.uint8)
+    ui = np.unique(rng.integers(0, uni.size, n)).astype(np.int64)
+    bi_ = np.unique(rng.integers(0, bi.size, n)).astype(np.int64)
+    uc = rng.integers(1, 3000, ui.size).astype(np.int64)
+    bc = rng.integers(1, 3000, bi_.size).astype(np.int64)
+    narrow = trigger._narrow_pairs(ui, uc, bi_, bc)
+    assert [a.dtype for a in narrow] == [np.uint32, np.uint32, np.uint32, np.uint8]
+    for table, (idx, cnt), (nidx, ncnt) in ((uni, (ui, uc), narrow[:2]),
+                                             (bi, (bi_, bc), narrow[2:])):
+        wide, thin = table.copy(), table.copy()
+        add_sparse(wide, idx, cnt)
+        add_sparse(thin, nidx, ncnt)
+        assert np.array_equal(wide, thin)

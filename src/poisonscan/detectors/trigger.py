@@ -629,16 +629,18 @@ class TriggerDetector(Detector):
     def compact(cls, pass_index: int, plan: _Plan, acc: Any) -> Any:
         if pass_index == 0 and acc is not None and acc.uni is None:
             acc.fold_raw()
+            if acc.sparse is not None:
+                acc.sparse = _narrow_pairs(*acc.sparse)
             return acc
         if pass_index == 0 and acc is not None and acc.uni is not None:
             # Sparse (index + count) only pays when few slots are used; a well-filled table
             # travels dense.
             used_bi = np.count_nonzero(acc.bi)
-            if used_bi * 9 > acc.bi.nbytes:
+            if used_bi * 5 > acc.bi.nbytes:
                 return acc
             ui, uc = nonzero_pairs(acc.uni, np.count_nonzero(acc.uni))
             bi_, bc = nonzero_pairs(acc.bi, used_bi)
-            return _Counts(sparse=(ui, uc, bi_, bc), docs=acc.docs, bits=acc.bits)
+            return _Counts(sparse=_narrow_pairs(ui, uc, bi_, bc), docs=acc.docs, bits=acc.bits)
         if pass_index == 1 and isinstance(acc, list):
             return _Switches.combine(acc)
         if pass_index == 2 and acc is not None:
@@ -1129,6 +1131,16 @@ def _inside_payload(ev: _Evidence, s: dict[str, Any], payload_from: dict) -> boo
         if start is not None and int(ev.ints[i, _TOK0]) >= start:
             inside += 1
     return inside >= 0.8 * len(s["idx"])
+
+
+def _narrow_pairs(ui: np.ndarray, uc: np.ndarray, bi: np.ndarray, bc: np.ndarray
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Sparse count pairs in the narrowest exact types, for the trip to the driver: slots fit 32
+    bits (tables have at most 2**32 slots), unigram counts too (documents of one task), and a
+    bigram count above 255 adds the same to the table's saturating one-byte counter as 255.
+    13 bytes a slot instead of 32: a task's partial is a third of the size."""
+    return (ui.astype(np.uint32), uc.astype(np.uint32), bi.astype(np.uint32),
+            np.minimum(bc, 255).astype(np.uint8))
 
 
 def _sum_pairs(ia: np.ndarray, ca: np.ndarray, ib: np.ndarray, cb: np.ndarray
