@@ -110,3 +110,17 @@ def test_the_bigram_sample_moves_in_quarter_octave_steps(quarters: int) -> None:
         keeps.add(d.bi_keep)
     assert len(keeps) == 1
     assert abs(keeps.pop() / 2**32 - 2 ** (-(quarters + 1) / 4)) < 1e-6
+
+
+def test_nested_columns_count_with_their_field(tmp_path: Path) -> None:
+    """A chat file's text sits in leaves below ``messages`` (messages.list.element.content):
+    they count, an unread column beside them does not."""
+    rows = [{"messages": [{"role": "user", "content": f"question {i} " * 200},
+                          {"role": "assistant", "content": f"reply {i} " * 300}],
+             "meta": f"{i} " * 2000} for i in range(100)]
+    path = tmp_path / "chat.parquet"
+    pq.write_table(pa.Table.from_pylist(rows), path)
+    [shard] = _shards(path)
+    content = sum(len(m["content"]) for r in rows for m in r["messages"])
+    assert content < shard.data_bytes < 1.1 * content  # roles repeat: a dictionary of two
+    assert estimate_text_bytes([shard]) == shard.data_bytes

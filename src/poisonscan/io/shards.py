@@ -83,9 +83,9 @@ def _read_columns(path: str, pf: pq.ParquetFile, options: ReadOptions) -> list[i
     if converter is None:
         return []
     meta = pf.metadata
-    fields = set(converter.fields)
-    return [j for j in range(meta.num_columns)
-            if meta.schema.column(j).path.split(".")[0] in fields]
+    paths = [meta.schema.column(j).path for j in range(meta.num_columns)]  # "field.child..."
+    return [j for j, path in enumerate(paths)
+            if any(path == f or path.startswith(f + ".") for f in converter.fields)]
 
 
 def _value_bytes(chunk: pq.ColumnChunkMetaData) -> int:
@@ -109,15 +109,20 @@ def estimate_text_bytes(shards: Sequence[Shard]) -> float:
     metadata records per row group: the same records give about the same figure however they are
     split into files and row groups, and whatever the codec (the compressed size of text varies
     two- to fivefold with the codec and the data). Other inputs count their size on disk, times
-    a rough expansion for compressed files.
+    a rough expansion for compressed files. Values repeated within a column chunk's dictionary
+    (exact duplicate documents) count once, as they do in a compressed file's size: the figure
+    is closer to the distinct text, which is what the count tables hold.
     """
-    total = 0.0
-    seen: set[str] = set()
+    known: dict[str, int] = {}
+    files: dict[str, InputFile] = {}
     for s in shards:
-        if s.data_bytes > 0:
-            total += s.data_bytes
-        elif s.file.path not in seen:
-            seen.add(s.file.path)
-            kind = "parquet" if s.file.format == "parquet" else (s.file.compression or "")
-            total += EXPANSION.get(kind, 1.0) * float(s.file.size)
+        files[s.file.path] = s.file
+        known[s.file.path] = known.get(s.file.path, 0) + s.data_bytes
+    total = 0.0
+    for path, f in files.items():
+        if known[path] > 0:
+            total += known[path]
+        else:
+            kind = "parquet" if f.format == "parquet" else (f.compression or "")
+            total += EXPANSION.get(kind, 1.0) * float(f.size)
     return total
