@@ -231,7 +231,8 @@ class DaskExecutor:
             if writeable:
                 array.flags.writeable = True
             futures.append(fut)
-        if futures and self._client is not None:
+        # A client the caller has closed already took its futures with it.
+        if futures and self._client is not None and self._client.status == "running":
             self._client.cancel(futures)
 
     def close(self) -> None:
