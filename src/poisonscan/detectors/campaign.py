@@ -115,8 +115,6 @@ class _Spill:
 
     def __init__(self, n_bands: int, num_perm: int) -> None:
         self._spill = SpillDir("campaign")  # removes the spills of killed scans first
-        self.dir = self._spill.path
-        self._finalizer = self._spill.cleanup
         self.n_bands, self.num_perm = n_bands, num_perm
         self.n = 0
         self.parts: list[tuple[str, int, str]] = []  # (path, documents, field) per chunk
@@ -125,7 +123,12 @@ class _Spill:
         self._ids_sink: Any = None
 
     def file(self, name: str) -> str:
-        return os.path.join(self.dir, name)
+        return self._spill.file(name)
+
+    def write_whole(self, name: str, values: np.ndarray) -> None:
+        """Write ``values`` as the whole of file ``name`` (after :meth:`seal`)."""
+        with self._spill.writing(self.file(name)), open(self.file(name), "wb") as fh:
+            fh.write(np.ascontiguousarray(values).data)
 
     def _write(self, name: str, values: np.ndarray) -> None:
         with self._spill.writing(self.file(name)):
@@ -220,7 +223,7 @@ class _Spill:
         try:
             self.seal()
         finally:  # the directory goes even when closing a writer fails (a full disk)
-            self._finalizer()
+            self._spill.cleanup()
 
 
 class _DocumentStore:
@@ -654,10 +657,8 @@ class CampaignDetector(Detector):
         first_part = int(np.searchsorted(part_end, order[0], side="right")) if n else 0
         self._field = ["response" if n and spill.parts[first_part][2] == "response" else "text"]
         if n:  # for the --clusters export of every document (see _DocumentStore)
-            with open(spill.file("order"), "wb") as fh:
-                fh.write(np.ascontiguousarray(order, np.int64).data)
-            with open(spill.file("labels"), "wb") as fh:
-                fh.write(labels.data)
+            spill.write_whole("order", order.astype(np.int64, copy=False))
+            spill.write_whole("labels", labels)
         # Each per-document array is freed as soon as it is used up: on a corpus of
         # near-duplicates almost every document is listed, so these add up.
         counts = np.bincount(labels, minlength=n)
