@@ -173,10 +173,7 @@ def _bucket_end(order, values, b):
     n = order.shape[0]
     if b <= 0 or b >= n:
         return min(max(b, 0), n)
-    v = values[order[b - 1]]
-    while b < n and values[order[b]] == v:
-        b += 1
-    return b
+    return _run_end(order, values, b - 1)  # the end of the bucket holding position b - 1
 
 
 @nb.njit(cache=True, nogil=True)
