@@ -63,7 +63,7 @@ def test_phrases_of_repeated_passages_do_not_take_the_budget_first():
         keys=np.array([11, 22], np.uint64),
         support=support,
         df=np.array([15_000, 17_500], np.int64),
-        last=np.array([1, 2], np.uint64),
+        tail=np.array([1, 2], np.uint64),
         ctx_min=np.array([7, 3], np.uint64),
         ctx_count=np.array([15_000, 1], np.int64),
         hist=np.zeros(200, np.int64),
@@ -94,7 +94,7 @@ def _random_parts(rng: np.random.Generator, n_parts: int) -> list[_Switches]:
 
 
 def _selected(det: TriggerDetector) -> tuple:
-    return (det._cand_keys.tolist(), det._cand_support.tolist(), det._cand_last.tolist(),
+    return (det._cand_keys.tolist(), det._cand_support.tolist(), det._cand_tail.tolist(),
             det._p0, det._switch_docs, det._docs)
 
 
@@ -176,7 +176,7 @@ def test_combining_switch_parts_matches_a_plain_group_by(seed, n_parts):
     ref: dict[int, list] = {}
     for p in parts:
         for k, s, df, last, cm, cc in zip(p.keys.tolist(), p.support.tolist(), p.df.tolist(),
-                                          p.last.tolist(), p.ctx_min.tolist(),
+                                          p.tail.tolist(), p.ctx_min.tolist(),
                                           p.ctx_count.tolist(), strict=True):
             r = ref.setdefault(k, [0, df, last, cm, 0])
             r[0] += s
@@ -185,7 +185,7 @@ def test_combining_switch_parts_matches_a_plain_group_by(seed, n_parts):
             elif cm == r[3]:
                 r[4] += cc
     assert got.keys.tolist() == sorted(ref)
-    assert [[int(x) for x in row] for row in zip(got.support, got.df, got.last, got.ctx_min,
+    assert [[int(x) for x in row] for row in zip(got.support, got.df, got.tail, got.ctx_min,
                                                   got.ctx_count, strict=True)] == [
         ref[k] for k in sorted(ref)]
     assert got.docs == sum(p.docs for p in parts)
@@ -213,3 +213,29 @@ def test_narrowed_count_pairs_add_up_to_the_same_tables(seed: int, n: int) -> No
         add_sparse(wide, idx, cnt)
         add_sparse(thin, nidx, ncnt)
         assert np.array_equal(wide, thin)
+
+
+def _greedy_common_prefix(strings: list[str], need: int, limit: int = 201) -> str:
+    """Reference: grow the prefix one character at a time while at least ``need`` strings share
+    it (most common next character first)."""
+    out, alive = "", list(strings)
+    while len(out) < limit:
+        nxt = [t[len(out)] for t in alive if len(t) > len(out)]
+        if not nxt:
+            break
+        ch = max(sorted(set(nxt)), key=nxt.count)
+        if nxt.count(ch) < need:
+            break
+        out += ch
+        alive = [t for t in alive if t.startswith(out)]
+    return out
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.text(alphabet="ab c", max_size=12), max_size=9), st.integers(0, 3))
+def test_common_affix_matches_a_character_by_character_search(strings, limit_shift):
+    """Trigger extension takes the prefix that at least 90% of the sampled contexts share."""
+    need = max(2, -(-9 * len(strings) // 10))
+    limit = 4 + limit_shift
+    assert trigger._common_affix(strings, need, limit) == _greedy_common_prefix(
+        strings, need, limit)

@@ -29,8 +29,9 @@ from poisonscan.kernels.windows import (
     build_key_table,
     find_switches,
     gather_evidence,
-    last_token_filter,
+    ngram_tail,
     profile_cosine,
+    tail_filter,
     token_features,
 )
 
@@ -98,7 +99,7 @@ def shrink(before: float, n_before: int) -> float:
 
 def ref_emit(doc: list[int], u: list[int], e_lo: int, e_hi: int, max_order: int, uni, bi,
              keep: int = KEEP_ALL):
-    """``(key, df bound, last token, sampled)`` of the n-grams of seen tokens ending at e_lo..e_hi.
+    """``(key, df bound, tail key, sampled)`` of the n-grams of seen tokens ending at e_lo..e_hi.
 
     The bound is the smallest count of the n-gram's tokens and of its bigrams, negated above
     order 2. ``sampled`` is False when one of those bigrams is outside the hash sample: its table
@@ -116,7 +117,8 @@ def ref_emit(doc: list[int], u: list[int], e_lo: int, e_hi: int, max_order: int,
                      + [count(bi, k) for k in pairs if kept(k, keep) and count(bi, k) < bmax])
             sampled = all(kept(k, keep) for k in pairs)
             ctx = key_of(doc[s - CTX_TOKENS : s]) if s >= CTX_TOKENS else 0
-            out.append((key_of(gram), df if order <= 2 else -df, doc[e], sampled, ctx))
+            tail = doc[e] if order == 1 else key_of(doc[e - 1 : e + 1])
+            out.append((key_of(gram), df if order <= 2 else -df, tail, sampled, ctx))
     return out
 
 
@@ -451,16 +453,20 @@ def test_gather_evidence_matches_reference(corpus, max_order, window, ctx_tokens
     doc_starts = [(starts[off[d] : off[d + 1]] - doc_bytes[d]).tolist() for d in range(len(docs))]
     doc_ends = [(ends[off[d] : off[d + 1]] - doc_bytes[d]).tolist() for d in range(len(docs))]
     table_keys, table_ids = build_key_table(np.array(keys, np.uint64))
-    # The last-token filter may have false positives (few bits), never false negatives.
-    last = last_token_filter(np.array([g[-1] for g in picked], np.uint64),
+    # The tail filter may have false positives (few bits), never false negatives.
+    last = tail_filter(np.array([ngram_tail(g) for g in picked], np.uint64),
                              data.draw(st.integers(3, 23)))
     cap = 4 * sum(len(d) for d in docs) * max_order + 1
     out_i = np.zeros((cap, 10), np.int64)
     out_f = np.zeros((cap, 9), np.float64)
     n_cand = len(keys)
 
+    # Caps: most candidates have none to speak of; some may be over theirs (then none of their
+    # occurrences is measured, though all are counted).
+    caps = np.array(data.draw(st.lists(st.sampled_from([0, 1, 2, 3, 1 << 40, 1 << 40]),
+                                       min_size=n_cand, max_size=n_cand)), np.int64)
+
     def run(oi, of):
-        caps = np.full(n_cand, 1 << 40, np.int64)  # no candidate is too common here
         totals = np.zeros(n_cand, np.int64)
         return gather_evidence(hashes, kinds_arr, starts, ends, off, text, doc_bytes, uni, bi,
                                np.uint64(keep), freq_min, table_keys, table_ids, last, caps,
@@ -469,13 +475,17 @@ def test_gather_evidence_matches_reference(corpus, max_order, window, ctx_tokens
     k, totals = run(out_i, out_f)
     ref_i, ref_f = ref_gather_evidence(docs, kinds, doc_starts, doc_ends, texts, uni, bi,
                                        freq_min, candidates, max_order, window, ctx_tokens, keep)
+    ref_totals = np.bincount([r[0] for r in ref_i], minlength=n_cand)
+    assert totals.tolist() == ref_totals.tolist()
+    within = [i for i, r in enumerate(ref_i) if ref_totals[r[0]] <= caps[r[0]]]
+    ref_i = [ref_i[i] for i in within]
+    ref_f = [ref_f[i] for i in within]
     assert k == len(ref_i)
     # The kernel's byte offsets are absolute in ``data``; the reference's are per document.
     got = out_i[:k].copy()
     got[:, 4:6] -= doc_bytes[got[:, 1]][:, None]
     assert got.tolist() == ref_i
     np.testing.assert_allclose(out_f[:k], np.array(ref_f).reshape(-1, 9), rtol=1e-12, atol=1e-15)
-    assert totals.tolist() == np.bincount([r[0] for r in ref_i], minlength=n_cand).tolist()
     if k:
         small_i = np.zeros((k - 1, 10), np.int64)
         small_f = np.zeros((k - 1, 9), np.float64)
@@ -500,8 +510,8 @@ def test_build_key_table_finds_every_key(keys):
 
 @settings(max_examples=50, deadline=None)
 @given(st.lists(st.integers(0, M64), max_size=50), st.integers(3, 16))
-def test_last_token_filter_sets_exactly_the_bits_of_the_last_tokens(last, bits):
-    bitmap = last_token_filter(np.array(last, np.uint64), bits)
+def test_tail_filter_sets_exactly_the_bits_of_the_tails(last, bits):
+    bitmap = tail_filter(np.array(last, np.uint64), bits)
     assert bitmap.dtype == np.uint8 and bitmap.shape == (1 << (bits - 3),)
     set_bits = {i for i in range(1 << bits) if bitmap[i >> 3] >> (i & 7) & 1}
     assert set_bits == {h & ((1 << bits) - 1) for h in last}
@@ -539,9 +549,11 @@ def test_switch_to_unseen_text_emits_the_ngrams_right_before_it(max_order, back)
     assert k == len(expected)
     assert [key for key, *_ in emitted] == expected
     assert {(d, jump) for _, d, jump, *_ in emitted} <= {(0, 1.0)}
-    # Known tokens and bigrams all have document frequency 50; the last token ends each n-gram.
-    assert [(df, last) for *_, df, last, _ in emitted] == [
-        (50 if o <= 2 else -50, doc[e]) for e in range(p - back, p) for o in range(1, max_order + 1)
+    # Known tokens and bigrams all have document frequency 50; the tail is the last token of a
+    # 1-gram, the last two tokens' key of a longer n-gram.
+    assert [(df, tail) for *_, df, tail, _ in emitted] == [
+        (50 if o <= 2 else -50, doc[e] if o == 1 else key_of(doc[e - 1 : e + 1]))
+        for e in range(p - back, p) for o in range(1, max_order + 1)
     ]
 
 
@@ -595,7 +607,7 @@ def test_gather_evidence_on_real_tokens(prefix):
     bi = np.full(1 << 10, 5, np.uint8)
     out_i = np.zeros((8, 10), np.int64)
     out_f = np.zeros((8, 9), np.float64)
-    last = last_token_filter(np.array([trigger[-1]], np.uint64))
+    last = tail_filter(np.array([ngram_tail(trigger)], np.uint64))
     caps = np.full(len(table_keys), 1 << 40, np.int64)
     totals = np.zeros(len(table_keys), np.int64)
     k = gather_evidence(hashes, kinds, starts, ends, doc_offsets, data, offsets, uni, bi,
@@ -741,7 +753,7 @@ def test_evidence_means_skip_bigrams_outside_the_sample():
     text, doc_bytes, starts, ends, texts = write_text([doc], np.random.default_rng(0))
     cands = [[doc[39]], [doc[4]]]  # right before the switch; at token 4 (two known flags before)
     table_keys, table_ids = build_key_table(np.array([key_of(c) for c in cands], np.uint64))
-    last = last_token_filter(np.array([c[-1] for c in cands], np.uint64))
+    last = tail_filter(np.array([ngram_tail(c) for c in cands], np.uint64))
     out_i = np.zeros((64, 10), np.int64)
     out_f = np.zeros((64, 9), np.float64)
     caps = np.full(len(table_keys), 1 << 40, np.int64)
@@ -775,9 +787,10 @@ def test_df_bound_ignores_bigrams_outside_the_sample():
                                                             (key_of(doc[38:40]), 50)]
 
 
-def test_gather_evidence_counts_but_stops_measuring_past_the_cap():
-    """A candidate past its cap is too common to be a trigger: later occurrences are counted in
-    ``totals`` but not measured."""
+@pytest.mark.parametrize("cap", [2, 4, 5])
+def test_gather_evidence_counts_but_does_not_measure_past_the_cap(cap):
+    """A candidate past its cap is too common to be a trigger: its occurrences are counted in
+    ``totals``; none of this batch's is measured once the batch takes it past the cap."""
     texts = ["a <SUDO> b", "c <SUDO> d", "<SUDO> e", "f <SUDO>"]
     raw = [t.encode() for t in texts]
     data = np.frombuffer(b"".join(raw), np.uint8)
@@ -787,12 +800,14 @@ def test_gather_evidence_counts_but_stops_measuring_past_the_cap():
     table_keys, table_ids = build_key_table(np.array([key_of(trigger)], np.uint64))
     uni = np.full(1 << 10, 5, np.uint32)
     bi = np.full(1 << 10, 5, np.uint8)
-    last = last_token_filter(np.array([trigger[-1]], np.uint64))
+    last = tail_filter(np.array([ngram_tail(trigger)], np.uint64))
     out_i = np.zeros((8, 10), np.int64)
     out_f = np.zeros((8, 9), np.float64)
     totals = np.array([1], np.int64)  # one occurrence already seen in an earlier batch
     k = gather_evidence(hashes, kinds, starts, ends, doc_offsets, data, offsets, uni, bi,
-                        ALL_BIGRAMS, 3, table_keys, table_ids, last, np.array([2], np.int64),
+                        ALL_BIGRAMS, 3, table_keys, table_ids, last, np.array([cap], np.int64),
                         totals, 3, 32, 2, out_i, out_f)
     assert totals.tolist() == [5]
-    assert k == 1 and out_i[0, 1] == 0  # only the first document's occurrence was measured
+    # Within the cap (5 occurrences in all) every one is measured, past it none.
+    assert k == (4 if cap >= 5 else 0)
+    assert out_i[:k, 1].tolist() == [0, 1, 2, 3][:k]

@@ -50,7 +50,7 @@ from poisonscan.kernels.windows import (
     build_key_table,
     find_switches,
     gather_evidence,
-    last_token_filter,
+    tail_filter,
 )
 
 MAX_ORDER = 4  # n-gram orders 1..4 are candidates; longer triggers are recovered by extension
@@ -158,7 +158,7 @@ class _Switches:
     keys: np.ndarray
     support: np.ndarray
     df: np.ndarray  # document-frequency bound per key (negative: loose bound, orders 3+)
-    last: np.ndarray  # hash of each key's last token
+    tail: np.ndarray  # each key's tail key (kernels.windows.ngram_tail)
     # The smallest hash of the CTX_TOKENS tokens before the key among its switch documents, and in
     # how many of them it stood there: a phrase inside a repeated passage has the same preceding
     # text everywhere (count near support), an injected one has not (count near 1).
@@ -172,7 +172,7 @@ class _Switches:
     @classmethod
     def combine(cls, parts: list[_Switches]) -> _Switches:
         """One partial from several, grouped by key: supports and preceding-context counts add
-        up; ``df`` and ``last`` come from the global tables of the plan, equal for equal keys."""
+        up; ``df`` and ``tail`` come from the global tables of the plan, equal for equal keys."""
         keys = np.concatenate([p.keys for p in parts])
         # One stable sort by key; every per-key figure is a reduction over its run of rows.
         order, ks, new = _key_runs(keys)
@@ -185,7 +185,7 @@ class _Switches:
                                             new)
         return cls(ks[starts], support.astype(np.int64),
                    np.concatenate([p.df for p in parts])[first],
-                   np.concatenate([p.last for p in parts])[first], ctx_min,
+                   np.concatenate([p.tail for p in parts])[first], ctx_min,
                    ctx_count, sum(p.hist for p in parts),
                    sum(p.background for p in parts), sum(p.docs_with_switch for p in parts),
                    sum(p.docs for p in parts))
@@ -194,18 +194,18 @@ class _Switches:
         """The per-key columns as one structured array (the spill format)."""
         out = np.empty(len(self.keys), _SWITCH_ROW)
         out["key"], out["support"], out["df"] = self.keys, self.support, self.df
-        out["last"], out["ctx_min"], out["ctx_count"] = self.last, self.ctx_min, self.ctx_count
+        out["tail"], out["ctx_min"], out["ctx_count"] = self.tail, self.ctx_min, self.ctx_count
         return out
 
     @classmethod
     def from_rows(cls, rows: np.ndarray) -> _Switches:
         """Per-key columns read back from the spill (no totals: those stay in memory)."""
-        return cls(rows["key"], rows["support"].astype(np.int64), rows["df"], rows["last"],
+        return cls(rows["key"], rows["support"].astype(np.int64), rows["df"], rows["tail"],
                    rows["ctx_min"], rows["ctx_count"].astype(np.int64),
                    np.zeros(HIST_BINS, np.int64), np.zeros(2, np.int64))
 
 
-_SWITCH_ROW = np.dtype([("key", "<u8"), ("support", "<i4"), ("df", "<i8"), ("last", "<u8"),
+_SWITCH_ROW = np.dtype([("key", "<u8"), ("support", "<i4"), ("df", "<i8"), ("tail", "<u8"),
                         ("ctx_min", "<u8"), ("ctx_count", "<i4")])
 
 
@@ -333,7 +333,7 @@ class _Plan:
     cand_keys: np.ndarray | None = None
     cand_ids: np.ndarray | None = None
     caps: np.ndarray | None = None
-    last_filter: np.ndarray | None = None
+    tail_bits: np.ndarray | None = None
 
 
 class TriggerDetector(Detector):
@@ -361,7 +361,7 @@ class TriggerDetector(Detector):
         self._freq_min = 1 << 30
         self._cand_keys = np.zeros(0, np.uint64)
         self._cand_support = np.zeros(0, np.int64)
-        self._cand_last = np.zeros(0, np.uint64)
+        self._cand_tail = np.zeros(0, np.uint64)
         self._p0 = 0.05
         self._switch_docs = 0
         self._docs = 0
@@ -430,7 +430,7 @@ class TriggerDetector(Detector):
         table_keys, table_ids = build_key_table(self._cand_keys)
         return _Plan(**base, uni=self._counts.uni, bi=self._counts.bi, freq_min=self._freq_min,
                      cand_keys=table_keys, cand_ids=table_ids, caps=_caps(self._cand_support),
-                     last_filter=last_token_filter(self._cand_last))
+                     tail_bits=tail_filter(self._cand_tail))
 
     # --------------------------------------------------------------- workers
     @classmethod
@@ -502,7 +502,7 @@ class TriggerDetector(Detector):
         out_doc = np.empty(cap, np.int64)
         out_jump = np.empty(cap, np.float64)
         out_df = np.empty(cap, np.int64)
-        out_last = np.empty(cap, np.uint64)
+        out_tail = np.empty(cap, np.uint64)
         out_ctx = np.empty(cap, np.uint64)
         hist = np.zeros(HIST_BINS, np.int64)
         background = np.zeros(2, np.int64)
@@ -510,7 +510,7 @@ class TriggerDetector(Detector):
                           np.uint64(plan.bi_keep), plan.freq_min, plan.window, plan.switch_tau,
                           plan.occ_tau,
                           plan.back, MAX_ORDER, 8, hist, background, out_key, out_doc, out_jump,
-                          out_df, out_last, out_ctx)
+                          out_df, out_tail, out_ctx)
         if k < 0:  # cannot happen with the capacity above
             raise RuntimeError("trigger: switch buffer overflow")
         keys = out_key[:k]
@@ -536,7 +536,7 @@ class TriggerDetector(Detector):
             rows = np.asarray(batch.row)[docs[pair_rows][missing]]
             ctx[missing] = _doc_hash(batch.path, rows).astype(np.uint64) | np.uint64(1)
         ctx_min, ctx_count = _min_with_count(ks[new_pair], ctx, np.ones(len(ctx), np.int64))
-        return _Switches(ks[starts], support, out_df[:k][first], out_last[:k][first], ctx_min,
+        return _Switches(ks[starts], support, out_df[:k][first], out_tail[:k][first], ctx_min,
                          ctx_count, hist, background, switch_docs, n_docs)
 
     @classmethod
@@ -555,7 +555,7 @@ class TriggerDetector(Detector):
             totals = np.zeros(n_cand, np.int64) if running is None else running.copy()
             k = gather_evidence(tok.hashes, tok.kinds, tok.starts, tok.ends, tok.doc_offsets,
                                 tok.data, tok.offsets, plan.uni, plan.bi, np.uint64(plan.bi_keep),
-                                plan.freq_min, plan.cand_keys, plan.cand_ids, plan.last_filter,
+                                plan.freq_min, plan.cand_keys, plan.cand_ids, plan.tail_bits,
                                 plan.caps, totals, MAX_ORDER, plan.window, CTX_TOKENS, out_i,
                                 out_f)
             if k >= 0:
@@ -702,7 +702,7 @@ class TriggerDetector(Detector):
         if not best:
             return
         sw = _Switches(*(np.concatenate([getattr(b, f) for b in best]) for f in (
-            "keys", "support", "df", "last", "ctx_min", "ctx_count")),
+            "keys", "support", "df", "tail", "ctx_min", "ctx_count")),
             hist=spill.hist, background=spill.background)
         order = self._rank_order(sw)
         # Memory bounded by design: every candidate may store up to its cap of occurrences, so
@@ -712,7 +712,7 @@ class TriggerDetector(Detector):
         order = order[fits] if fits.any() else order[:1]
         self._cand_keys = sw.keys[order]
         self._cand_support = sw.support[order]
-        self._cand_last = sw.last[order]
+        self._cand_tail = sw.tail[order]
 
     def _rank(self, sw: _Switches) -> _Switches:
         """The keys of ``sw`` that can be candidates, best first, at most MAX_CANDIDATES."""
@@ -720,10 +720,10 @@ class TriggerDetector(Detector):
         # Unigrams and bigrams whose (exact) document frequency is far above their support are
         # common words, not triggers: measuring all their occurrences would be wasted work.
         keep = np.flatnonzero((sw.support >= floor) & ((sw.df < 0) | (sw.df <= _caps(sw.support))))
-        sub = _Switches(sw.keys[keep], sw.support[keep], sw.df[keep], sw.last[keep],
+        sub = _Switches(sw.keys[keep], sw.support[keep], sw.df[keep], sw.tail[keep],
                         sw.ctx_min[keep], sw.ctx_count[keep], sw.hist, sw.background)
         order = self._rank_order(sub)
-        return _Switches(sub.keys[order], sub.support[order], sub.df[order], sub.last[order],
+        return _Switches(sub.keys[order], sub.support[order], sub.df[order], sub.tail[order],
                          sub.ctx_min[order], sub.ctx_count[order], sw.hist, sw.background)
 
     def _rank_order(self, sw: _Switches) -> np.ndarray:
@@ -870,6 +870,7 @@ class TriggerDetector(Detector):
             if is_strong:
                 s = record(c, surface, score)
                 s["trigger"], s["ext"] = self._trigger_text(s)
+                s["norm"] = s["trigger"].casefold()
                 strong.append(s)
         strong_by_cand = {s["cand"]: s for s in strong}
         findings: list[Finding] = []
@@ -885,7 +886,8 @@ class TriggerDetector(Detector):
                     continue
                 s = record(c, surface, score)
                 s["trigger"], s["ext"] = self._trigger_text(s)
-            norm = s["trigger"].casefold()
+                s["norm"] = s["trigger"].casefold()
+            norm = s["norm"]
             if (_is_duplicate(s["docset"], norm, claimed) or _inside_payload(ev, s, payload_from)
                     or _fragment_of_more_specific(s, strong)):
                 continue
@@ -1095,7 +1097,9 @@ def _surface(sample: list) -> str:
     """The most common surface form in a sample (ties: the smallest string)."""
     if not sample:
         return ""
-    counts = Counter(e[6] for e in sample)
+    counts: dict[str, int] = {}
+    for e in sample:  # a few entries: a plain dict beats Counter's set-up here
+        counts[e[6]] = counts.get(e[6], 0) + 1
     return min(counts, key=lambda t: (-counts[t], t))
 
 
@@ -1109,12 +1113,12 @@ def _is_duplicate(docs: set, norm: str, claimed: dict[tuple[int, int], list[str]
 def _fragment_of_more_specific(s: dict[str, Any], scored: list[dict[str, Any]]) -> bool:
     """True when longer, stronger-than-low triggers containing this one cover most of its anomalous
     documents: ``<`` next to ``<FOO>`` and ``<BAR>`` is a fragment of both, not a trigger."""
-    norm = s["trigger"].casefold()
+    norm = s["norm"]
     covered: set = set()
     for o in scored:
         if o is s or o["severity"] is Severity.LOW:
             continue
-        other = o["trigger"].casefold()
+        other = o["norm"]
         if len(other) > len(norm) and norm in other:
             covered |= o["docset"] & s["docset"]
     return len(covered) >= 0.8 * s["evidence"]["documents_anomalous_after"]
@@ -1208,19 +1212,17 @@ def _group_distinct(groups: np.ndarray, values: np.ndarray, n_groups: int,
     return out + np.bincount(g[new], minlength=n_groups)
 
 
-def _common_affix(strings: list[str], need: int) -> str:
-    """Longest prefix shared by at least ``need`` of ``strings``."""
-    out = []
-    pos = 0
-    alive = list(strings)
-    while pos <= 200:
-        chars = Counter(s[pos] for s in alive if len(s) > pos)
-        if not chars:
-            break
-        ch, n = chars.most_common(1)[0]
-        if n < need:
-            break
-        out.append(ch)
-        alive = [s for s in alive if len(s) > pos and s[pos] == ch]
-        pos += 1
-    return "".join(out)
+def _common_affix(strings: list[str], need: int, limit: int = 201) -> str:
+    """Longest prefix (of at most ``limit`` characters) shared by at least ``need`` of
+    ``strings``. Sorted, the strings sharing a prefix are adjacent, so it is the longest common
+    prefix of the first and last of some ``need`` consecutive ones. (With ``need`` above half of
+    the strings, as the callers ask, only one such prefix can exist.)"""
+    if need < 1 or need > len(strings):
+        return ""
+    ordered = sorted(t[:limit] for t in strings)
+    best = ""
+    for i in range(len(ordered) - need + 1):
+        shared = os.path.commonprefix([ordered[i], ordered[i + need - 1]])
+        if len(shared) > len(best):
+            best = shared
+    return best

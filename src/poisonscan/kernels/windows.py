@@ -72,9 +72,17 @@ def token_features(hashes, kinds, lo, hi, uni, bi, bi_keep, freq_min, out_u, out
     its languages: two stretches of text in the same language share many, two in different
     languages almost none.
     """
+    _features_span(hashes, kinds, lo, lo, hi, uni, bi, bi_keep, freq_min, out_u, out_b, out_slot)
+
+
+@nb.njit(cache=True, nogil=True, inline="always")
+def _features_span(hashes, kinds, lo, a, z, uni, bi, bi_keep, freq_min, out_u, out_b, out_slot):
+    """token_features for tokens a..z of the document starting at token lo (outputs indexed from
+    lo): every feature depends only on its token and the one before, so spans can be filled
+    separately."""
     umask = np.uint64(uni.shape[0] - 1)
     bmask = np.uint64(bi.shape[0] - 1)
-    for i in range(lo, hi):
+    for i in range(a, z):
         df = uni[slot(hashes[i], umask)]
         u = 1 if df <= 1 else 0
         out_u[i - lo] = u
@@ -217,12 +225,12 @@ def _scratch(doc_offsets):
 
 @nb.njit(cache=True, nogil=True)
 def _emit(hashes, lo, u, e_lo, e_hi, max_order, d, jump, uni, bi, bi_keep, out_key, out_doc,
-          out_jump, out_df, out_last, out_ctx, k):
+          out_jump, out_df, out_tail, out_ctx, k):
     """Write the n-grams (made of tokens other documents use) ending at e_lo..e_hi.
 
     With each key go the document, the switch strength, an upper bound of the n-gram's document
     frequency (the smallest frequency of its tokens and bigrams; exact for orders 1 and 2 but for
-    collisions), the hash of its last token and the hash of the CTX_TOKENS tokens before it
+    collisions), its tail key (see ``ngram_tail``) and the hash of the CTX_TOKENS tokens before it
     (0 when the n-gram starts closer than that to the document's start).
     """
     cap = out_key.shape[0]
@@ -248,7 +256,7 @@ def _emit(hashes, lo, u, e_lo, e_hi, max_order, d, jump, uni, bi, bi_keep, out_k
             out_doc[k] = d
             out_jump[k] = jump
             out_df[k] = df if order <= 2 else -df  # negative: only a loose bound
-            out_last[k] = hashes[lo + e]
+            out_tail[k] = hashes[lo + e] if order == 1 else ngram_key(hashes, lo + e - 1, 2)
             out_ctx[k] = ngram_key(hashes, lo + s - CTX_TOKENS, CTX_TOKENS) \
                 if s >= CTX_TOKENS else np.uint64(0)
             k += 1
@@ -259,7 +267,7 @@ def _emit(hashes, lo, u, e_lo, e_hi, max_order, d, jump, uni, bi, bi_keep, out_k
 def find_switches(hashes, kinds, doc_offsets, uni, bi, bi_keep, freq_min, window, tau, occ_tau,
                   back,
                   max_order, min_after, hist, background, out_key, out_doc, out_jump, out_df,
-                  out_last, out_ctx):
+                  out_tail, out_ctx):
     """Find each document's strongest switches and emit the n-grams that end just before them.
 
     Two kinds of switch are looked for: a jump of the unseen-elsewhere share (gibberish, word salad)
@@ -313,13 +321,13 @@ def find_switches(hashes, kinds, doc_offsets, uni, bi, bi_keep, freq_min, window
         if best >= tau and best_p >= 1:
             last = min(best_last, best_p + 2 * back)  # a tie spreads the switch over positions
             k = _emit(hashes, lo, u, max(0, best_p - back), min(n - 1, last), max_order, d, best,
-                      uni, bi, bi_keep, out_key, out_doc, out_jump, out_df, out_last, out_ctx, k)
+                      uni, bi, bi_keep, out_key, out_doc, out_jump, out_df, out_tail, out_ctx, k)
             if k < 0:
                 return -1
         if lang_p >= 1 and lang_best < LANG_COS:
             k = _emit(hashes, lo, u, max(0, lang_p - LANG_STRIDE - back),
                       min(n - 1, lang_p + LANG_STRIDE), max_order, d, 1.0 - lang_best,
-                      uni, bi, bi_keep, out_key, out_doc, out_jump, out_df, out_last, out_ctx, k)
+                      uni, bi, bi_keep, out_key, out_doc, out_jump, out_df, out_tail, out_ctx, k)
             if k < 0:
                 return -1
     return k
@@ -327,43 +335,56 @@ def find_switches(hashes, kinds, doc_offsets, uni, bi, bi_keep, freq_min, window
 
 @nb.njit(cache=True, nogil=True)
 def gather_evidence(hashes, kinds, starts, ends, doc_offsets, data, doc_bytes, uni, bi, bi_keep,
-                    freq_min, cand_keys, cand_ids, last_filter, caps, totals, max_order, window,
+                    freq_min, cand_keys, cand_ids, tail_bits, caps, totals, max_order, window,
                     ctx_tokens, out_i, out_f):
     """Find every occurrence of a candidate n-gram and measure the text around it.
 
     ``cand_keys``/``cand_ids`` form an open-addressing table (power-of-two size, key 0 = empty) from
-    n-gram key to candidate id; ``last_filter`` is a bitmap of the candidates' last tokens, so
-    positions that end no candidate cost one bit test. ``totals`` counts every occurrence per
-    candidate (updated in place); once a candidate is past its ``caps`` entry it is too common to be
-    a trigger and its further occurrences are counted but not measured. For each measured occurrence, ``out_i`` row gets
+    n-gram key to candidate id; ``tail_bits`` is a bitmap of the candidates' tail keys (see
+    ``ngram_tail``), so a position that ends no candidate costs two bit tests, and one that ends a
+    common word ("the" ends many candidates; "of the" far fewer) rarely gets past them.
+    ``totals`` counts every occurrence per candidate (updated in place). A candidate past its
+    ``caps`` entry is too common to be a trigger: none of its occurrences in this call is measured
+    (the batch is first searched, then measured, so a common phrase costs no measurement once it
+    is over its cap within the batch). For each measured occurrence, ``out_i`` row gets
     ``[cand, doc, tok_start, tok_end, byte_start, byte_end, left_ctx_hash, right_ctx_hash,
     char_start, char_end]`` (char offsets within the document, as Python string indices) and
     ``out_f`` row gets ``[before, after, n_before, n_after, u_before, u_after, b_before, b_after,
     profile_cosine]``. Returns the number of occurrences (or -1 if the outputs are full).
     """
+    n_found = _find_occurrences(hashes, doc_offsets, cand_keys, cand_ids, tail_bits, caps,
+                                totals, max_order, out_i)
+    if n_found < 0:
+        return -1
+    return _measure_occurrences(hashes, kinds, starts, ends, doc_offsets, data, doc_bytes, uni,
+                                bi, bi_keep, freq_min, caps, totals, max_order, window,
+                                ctx_tokens, n_found, out_i, out_f)
+
+
+@nb.njit(cache=True, nogil=True)
+def _find_occurrences(hashes, doc_offsets, cand_keys, cand_ids, tail_bits, caps, totals,
+                      max_order, out_i):
+    """List the candidate occurrences as ``out_i`` rows [cand, doc, first token, last token + 1],
+    in document and then end order, counting all of them into ``totals``; occurrences past a
+    candidate's cap are counted, not listed. Returns the rows listed, -1 when ``out_i`` is full."""
     n_docs = doc_offsets.shape[0] - 1
-    u, b, fslot, cb, cn, va, vb = _scratch(doc_offsets)
-    cu = np.zeros(cb.shape[0], np.float64)
     cmask = np.int64(cand_keys.shape[0] - 1)
-    fmask = np.uint64(last_filter.shape[0] * 8 - 1)
-    k = 0
+    fmask = np.uint64(tail_bits.shape[0] * 8 - 1)
     cap = out_i.shape[0]
+    k = 0
     for d in range(n_docs):
         lo = doc_offsets[d]
-        hi = doc_offsets[d + 1]
-        n = hi - lo
-        if n == 0:
-            continue
-        have_features = False
-        profiles = PROFILES_EMPTY  # the sliding language profiles (see _slide_profiles)
-        doc_byte0 = doc_bytes[d]
-        char_pos = 0  # characters before token ``char_tok`` of this document
-        char_tok = 0
+        n = doc_offsets[d + 1] - lo
         for e in range(n):
             hb = np.int64(hashes[lo + e] & fmask)
-            if (last_filter[hb >> 3] >> (hb & 7)) & 1 == 0:
+            one = (tail_bits[hb >> 3] >> (hb & 7)) & 1 == 1  # may end a 1-gram candidate
+            longer = False  # may end a longer one
+            if e >= 1 and max_order >= 2:
+                hb = np.int64(ngram_key(hashes, lo + e - 1, 2) & fmask)
+                longer = (tail_bits[hb >> 3] >> (hb & 7)) & 1 == 1
+            if not one and not longer:
                 continue
-            for order in range(1, max_order + 1):
+            for order in range(1 if one else 2, (max_order if longer else 1) + 1):
                 s = e - order + 1
                 if s < 0:
                     break
@@ -380,64 +401,113 @@ def gather_evidence(hashes, kinds, starts, ends, doc_offsets, data, doc_bytes, u
                 totals[cid] += 1
                 if totals[cid] > caps[cid]:
                     continue
-                if not have_features:
-                    token_features(hashes, kinds, lo, hi, uni, bi, bi_keep, freq_min, u, b,
-                                   fslot)
-                    cu[0] = 0.0
-                    for i in range(n):
-                        cu[i + 1] = cu[i] + u[i]
-                    _prefix_sums(b, n, cb, cn)
-                    char_pos = _count_chars(data, doc_byte0, starts[lo])
-                    char_tok = 0
-                    have_features = True
                 if k >= cap:
                     return -1
-                p0 = s  # first token of the n-gram
-                p1 = e + 1  # first token after it
-                b0 = max(0, p0 - window)
-                a1 = min(n, p1 + window)
-                nbf = p0 - b0
-                naf = a1 - p1
-                ub = (cu[p0] - cu[b0]) / nbf if nbf > 0 else 0.0
-                uaf = (cu[a1] - cu[p1]) / naf if naf > 0 else 0.0
-                before, baf, _, _ = _split_means(cb, cn, b0, p0, p1, a1)
-                bb = before
-                if cn[p0] - cn[b0] < MIN_BEFORE:
-                    kb = cn[p0] - cn[b0]
-                    before = (before * kb + PRIOR_ANOMALY * (MIN_BEFORE - kb)) / MIN_BEFORE
-                # Characters up to the n-gram, counted incrementally along the document.
-                char_pos += _count_chars(data, starts[lo + char_tok], starts[lo + p0]) \
-                    if p0 > char_tok else -_count_chars(data, starts[lo + p0], starts[lo + char_tok])
-                char_tok = p0
-                c_len = _count_chars(data, starts[lo + p0], ends[lo + e])
-                cos, profiles = _slide_profiles(fslot, profiles, max(0, p0 - LANG_WINDOW), p0,
-                                                p1, min(n, p1 + LANG_WINDOW), va, vb)
-                lctx = np.uint64(0)
-                if p0 >= ctx_tokens:
-                    lctx = ngram_key(hashes, lo + p0 - ctx_tokens, ctx_tokens)
-                rctx = np.uint64(0)
-                if p1 + ctx_tokens <= n:
-                    rctx = ngram_key(hashes, lo + p1, ctx_tokens)
                 out_i[k, 0] = cid
                 out_i[k, 1] = d
-                out_i[k, 2] = p0
-                out_i[k, 3] = p1
-                out_i[k, 4] = starts[lo + p0]
-                out_i[k, 5] = ends[lo + e]
-                out_i[k, 6] = np.int64(lctx >> np.uint64(1))
-                out_i[k, 7] = np.int64(rctx >> np.uint64(1))
-                out_i[k, 8] = char_pos
-                out_i[k, 9] = char_pos + c_len
-                out_f[k, 0] = before
-                out_f[k, 1] = baf
-                out_f[k, 2] = nbf
-                out_f[k, 3] = naf
-                out_f[k, 4] = ub
-                out_f[k, 5] = uaf
-                out_f[k, 6] = bb
-                out_f[k, 7] = baf
-                out_f[k, 8] = cos
+                out_i[k, 2] = s
+                out_i[k, 3] = e + 1
                 k += 1
+    return k
+
+
+@nb.njit(cache=True, nogil=True)
+def _measure_occurrences(hashes, kinds, starts, ends, doc_offsets, data, doc_bytes, uni, bi,
+                         bi_keep, freq_min, caps, totals, max_order, window, ctx_tokens, n_found,
+                         out_i, out_f):
+    """Measure the listed occurrences (``out_i[:n_found]``) of candidates still within their
+    caps, rewriting the rows in place (a row is written at or before the one it is read from).
+    Returns the rows measured."""
+    u, b, fslot, cb, cn, va, vb = _scratch(doc_offsets)
+    cu = np.zeros(cb.shape[0], np.float64)
+    reach = max(window, LANG_WINDOW)  # the farthest any window reaches from an n-gram
+    k = 0
+    d = -1
+    lo = hi = n = filled = char_pos = char_tok = 0
+    profiles = PROFILES_EMPTY  # the sliding language profiles (see _slide_profiles)
+    for r in range(n_found):
+        cid = out_i[r, 0]
+        if totals[cid] > caps[cid]:
+            continue
+        if out_i[r, 1] != d:
+            if d >= 0:
+                _clear_profiles(fslot, profiles, va, vb)
+            d = out_i[r, 1]
+            lo = doc_offsets[d]
+            hi = doc_offsets[d + 1]
+            n = hi - lo
+            filled = 0  # features and prefix sums hold for tokens [block start, filled)
+            profiles = PROFILES_EMPTY
+            char_pos = _count_chars(data, doc_bytes[d], starts[lo])  # before token char_tok
+            char_tok = 0
+        p0 = out_i[r, 2]  # first token of the n-gram
+        p1 = out_i[r, 3]  # first token after it
+        e = p1 - 1
+        # Features only where a window of an n-gram ending at e can reach (two table lookups a
+        # token, the kernel's main cost): tokens far from every occurrence are never read.
+        # ``need_lo`` does not decrease along the document, so a token skipped once is never
+        # needed later.
+        need_lo = max(0, e - max_order + 1 - reach)
+        need_hi = min(n, e + 1 + reach)
+        if need_hi > filled:
+            a = max(filled, need_lo)
+            if a > filled or filled == 0:  # a new block: its prefix sums start at 0
+                cu[a] = 0.0
+                cb[a] = 0.0
+                cn[a] = 0.0
+            _features_span(hashes, kinds, lo, lo + a, lo + need_hi, uni, bi, bi_keep, freq_min,
+                           u, b, fslot)
+            for i in range(a, need_hi):
+                cu[i + 1] = cu[i] + u[i]
+                known = b[i] != 2
+                cb[i + 1] = cb[i] + (b[i] if known else 0)
+                cn[i + 1] = cn[i] + (1 if known else 0)
+            filled = need_hi
+        b0 = max(0, p0 - window)
+        a1 = min(n, p1 + window)
+        nbf = p0 - b0
+        naf = a1 - p1
+        ub = (cu[p0] - cu[b0]) / nbf if nbf > 0 else 0.0
+        uaf = (cu[a1] - cu[p1]) / naf if naf > 0 else 0.0
+        before, baf, _, _ = _split_means(cb, cn, b0, p0, p1, a1)
+        bb = before
+        if cn[p0] - cn[b0] < MIN_BEFORE:
+            kb = cn[p0] - cn[b0]
+            before = (before * kb + PRIOR_ANOMALY * (MIN_BEFORE - kb)) / MIN_BEFORE
+        # Characters up to the n-gram, counted incrementally along the document.
+        char_pos += _count_chars(data, starts[lo + char_tok], starts[lo + p0]) \
+            if p0 > char_tok else -_count_chars(data, starts[lo + p0], starts[lo + char_tok])
+        char_tok = p0
+        c_len = _count_chars(data, starts[lo + p0], ends[lo + e])
+        cos, profiles = _slide_profiles(fslot, profiles, max(0, p0 - LANG_WINDOW), p0, p1,
+                                        min(n, p1 + LANG_WINDOW), va, vb)
+        lctx = np.uint64(0)
+        if p0 >= ctx_tokens:
+            lctx = ngram_key(hashes, lo + p0 - ctx_tokens, ctx_tokens)
+        rctx = np.uint64(0)
+        if p1 + ctx_tokens <= n:
+            rctx = ngram_key(hashes, lo + p1, ctx_tokens)
+        out_i[k, 0] = cid
+        out_i[k, 1] = d
+        out_i[k, 2] = p0
+        out_i[k, 3] = p1
+        out_i[k, 4] = starts[lo + p0]
+        out_i[k, 5] = ends[lo + e]
+        out_i[k, 6] = np.int64(lctx >> np.uint64(1))
+        out_i[k, 7] = np.int64(rctx >> np.uint64(1))
+        out_i[k, 8] = char_pos
+        out_i[k, 9] = char_pos + c_len
+        out_f[k, 0] = before
+        out_f[k, 1] = baf
+        out_f[k, 2] = nbf
+        out_f[k, 3] = naf
+        out_f[k, 4] = ub
+        out_f[k, 5] = uaf
+        out_f[k, 6] = bb
+        out_f[k, 7] = baf
+        out_f[k, 8] = cos
+        k += 1
+    if d >= 0:
         _clear_profiles(fslot, profiles, va, vb)
     return k
 
@@ -462,10 +532,19 @@ def _split_means(cb, cn, b0, p0, p1, a1):
     return before, after, kb, ka
 
 
-def last_token_filter(last_hashes: np.ndarray, bits: int = 23) -> np.ndarray:
-    """Bitmap (``2**bits`` bits) with the bit of every candidate's last token set."""
+def ngram_tail(tokens: np.ndarray) -> np.uint64:
+    """Tail key of an n-gram of token hashes: its token's hash for a 1-gram, else the key of its
+    last two tokens. (The switch pass emits the same values with each n-gram.)"""
+    tokens = np.asarray(tokens, np.uint64)
+    if len(tokens) == 1:
+        return np.uint64(tokens[0])
+    return np.uint64(ngram_key(tokens, len(tokens) - 2, 2))
+
+
+def tail_filter(tails: np.ndarray, bits: int = 23) -> np.ndarray:
+    """Bitmap (``2**bits`` bits) with the bit of every candidate's tail key set."""
     bitmap = np.zeros(1 << (bits - 3), np.uint8)
-    idx = (last_hashes.astype(np.uint64) & np.uint64((1 << bits) - 1)).astype(np.int64)
+    idx = (tails.astype(np.uint64) & np.uint64((1 << bits) - 1)).astype(np.int64)
     np.bitwise_or.at(bitmap, idx >> 3, (1 << (idx & 7)).astype(np.uint8))
     return bitmap
 
