@@ -27,6 +27,7 @@ from poisonscan.kernels.windows import (
     _clear_profiles,
     _slide_profiles,
     build_key_table,
+    count_occurrences,
     find_switches,
     gather_evidence,
     ngram_tail,
@@ -477,6 +478,9 @@ def test_gather_evidence_matches_reference(corpus, max_order, window, ctx_tokens
                                        freq_min, candidates, max_order, window, ctx_tokens, keep)
     ref_totals = np.bincount([r[0] for r in ref_i], minlength=n_cand)
     assert totals.tolist() == ref_totals.tolist()
+    counted = np.zeros(n_cand, np.int64)
+    count_occurrences(hashes, off, table_keys, table_ids, last, counted, max_order)
+    assert counted.tolist() == ref_totals.tolist()
     within = [i for i, r in enumerate(ref_i) if ref_totals[r[0]] <= caps[r[0]]]
     ref_i = [ref_i[i] for i in within]
     ref_f = [ref_f[i] for i in within]

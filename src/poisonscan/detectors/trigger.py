@@ -1,6 +1,6 @@
 """Detector ``trigger``: rare phrases repeated across documents and followed by anomalous text.
 
-Three passes over the corpus:
+Four passes over the corpus:
 
 1. *Statistics.* Document frequencies of every token and bigram, in fixed-size hashed tables.
 2. *Switches.* In every document, the points where the text turns unusual: the share of bigrams
@@ -8,7 +8,11 @@ Three passes over the corpus:
    (another language); see :mod:`poisonscan.kernels.windows`. The n-grams just before such a point
    are counted: a trigger is, by construction, the phrase that keeps standing right before a
    switch, in document after document.
-3. *Evidence.* Every occurrence of every candidate n-gram, anywhere in the corpus, is measured:
+3. *Counts.* Every occurrence of every candidate n-gram is counted. A candidate found in more
+   documents than its switch support allows (see ``_caps``) is too common to be a trigger and is
+   dropped before anything is measured: most candidates of a large corpus are such ordinary
+   phrases, which stood before a switch a few times by chance.
+4. *Evidence.* Every occurrence of every remaining candidate, anywhere in the corpus, is measured:
    how unusual the text after it is against the text before it, whether the language changes, and
    what surrounds it (the same preceding text everywhere means boilerplate, not injection).
 
@@ -48,6 +52,7 @@ from poisonscan.kernels.windows import (
     LANG_COS,
     LANG_STRIDE,
     build_key_table,
+    count_occurrences,
     find_switches,
     gather_evidence,
     tail_filter,
@@ -88,6 +93,7 @@ MAX_BACK = 32
 SWITCH_ROWS_PER_BYTE = 0.01
 MAX_SPILL_BITS = 12  # at most 4,096 spill partitions
 SPILL_BUFFER_SHARE = 32  # switch rows are buffered up to 1/32 of the budget between flushes
+_STATS, _SWITCHES, _COUNTS, _EVIDENCE = range(4)  # the passes
 
 
 def _table_bits(budget: int) -> tuple[int, int]:
@@ -348,7 +354,7 @@ class TriggerDetector(Detector):
         "only about 250 such documents whatever the corpus size. Inspect the examples; remove the "
         "listed documents before training."
     )
-    n_passes = 3
+    n_passes = 4
 
     def __init__(self, config: Any) -> None:
         super().__init__(config)
@@ -362,6 +368,7 @@ class TriggerDetector(Detector):
         self._cand_keys = np.zeros(0, np.uint64)
         self._cand_support = np.zeros(0, np.int64)
         self._cand_tail = np.zeros(0, np.uint64)
+        self._chosen = 0  # candidates chosen after the switch pass, before counting
         self._p0 = 0.05
         self._switch_docs = 0
         self._docs = 0
@@ -417,16 +424,18 @@ class TriggerDetector(Detector):
     def plan(self, pass_index: int) -> Any:
         base = {"uni_bits": self.uni_bits, "bi_bits": self.bi_bits, "seed": self.config.seed,
                 "bi_keep": self.bi_keep, "window": self.window, "back": self.back}
-        if pass_index == 0:
+        if pass_index == _STATS:
             return _Plan(**base)
         assert self._counts is not None
         base["occ_tau"] = OCC_TAU * self.attenuation
         base["switch_tau"] = SWITCH_TAU * self.attenuation
-        if pass_index == 1:
+        if pass_index == _SWITCHES:
             return _Plan(**base, uni=self._counts.uni, bi=self._counts.bi,
                          freq_min=self._freq_min)
         if len(self._cand_keys) == 0:
             return None
+        # The count pass does not read the tables; its plan holds them so that a cluster keeps
+        # them on its workers for the evidence pass instead of shipping them again.
         table_keys, table_ids = build_key_table(self._cand_keys)
         return _Plan(**base, uni=self._counts.uni, bi=self._counts.bi, freq_min=self._freq_min,
                      cand_keys=table_keys, cand_ids=table_ids, caps=_caps(self._cand_support),
@@ -442,9 +451,15 @@ class TriggerDetector(Detector):
         if ctx.batch.shape is not Shape.TEXT:
             return acc
         tok = ctx.tokens("text")
-        if pass_index == 0:
+        if pass_index == _STATS:
             return cls._count(plan, tok, len(ctx.batch), acc)
-        if pass_index == 1:
+        if pass_index == _COUNTS:
+            assert plan.caps is not None
+            totals = acc if acc is not None else np.zeros(len(plan.caps), np.int64)
+            count_occurrences(tok.hashes, tok.doc_offsets, plan.cand_keys, plan.cand_ids,
+                              plan.tail_bits, totals, MAX_ORDER)
+            return totals
+        if pass_index == _SWITCHES:
             # Kept as a list and grouped once in compact(): grouping after every batch would
             # sort the shard's growing key table again and again.
             part = cls._switches(plan, tok, ctx.batch)
@@ -614,25 +629,27 @@ class TriggerDetector(Detector):
 
     @classmethod
     def merge(cls, pass_index: int, a: Any, b: Any) -> Any:
-        if pass_index == 0:
+        if pass_index == _COUNTS:
+            return a + b
+        if pass_index == _STATS:
             if a.uni is None:
                 a, b = b, a
             if a.uni is None:  # two sparse partials: the first becomes the dense accumulator
                 a.densify(*a.bits)
             a.add(b)
             return a
-        if pass_index == 1:
+        if pass_index == _SWITCHES:
             return _Switches.combine(_switch_parts(a) + _switch_parts(b))
         return _merge_evidence(a, b, a.caps)
 
     @classmethod
     def compact(cls, pass_index: int, plan: _Plan, acc: Any) -> Any:
-        if pass_index == 0 and acc is not None and acc.uni is None:
+        if pass_index == _STATS and acc is not None and acc.uni is None:
             acc.fold_raw()
             if acc.sparse is not None:
                 acc.sparse = _narrow_pairs(*acc.sparse)
             return acc
-        if pass_index == 0 and acc is not None and acc.uni is not None:
+        if pass_index == _STATS and acc is not None and acc.uni is not None:
             # Sparse (index + count) only pays when few slots are used; a well-filled table
             # travels dense.
             used_bi = np.count_nonzero(acc.bi)
@@ -641,9 +658,9 @@ class TriggerDetector(Detector):
             ui, uc = nonzero_pairs(acc.uni, np.count_nonzero(acc.uni))
             bi_, bc = nonzero_pairs(acc.bi, used_bi)
             return _Counts(sparse=_narrow_pairs(ui, uc, bi_, bc), docs=acc.docs, bits=acc.bits)
-        if pass_index == 1 and isinstance(acc, list):
+        if pass_index == _SWITCHES and isinstance(acc, list):
             return _Switches.combine(acc)
-        if pass_index == 2 and acc is not None:
+        if pass_index == _EVIDENCE and acc is not None:
             totals = acc[-1].totals  # the shard's running totals
             merged = _concat_evidence([_drop_over_cap(p, plan.caps, totals) for p in acc], totals)
             merged.sample = _trim_sample(merged.sample)
@@ -652,7 +669,7 @@ class TriggerDetector(Detector):
 
     # ---------------------------------------------------------------- driver
     def collect(self, pass_index: int, acc: Any, part: Any) -> Any:
-        if pass_index != 1:
+        if pass_index != _SWITCHES:
             return super().collect(pass_index, acc, part)
         if acc is None:
             acc = _SwitchSpill(self._spill_parts, self.config.memory_budget // SPILL_BUFFER_SHARE)
@@ -661,7 +678,7 @@ class TriggerDetector(Detector):
         return acc
 
     def finish_pass(self, pass_index: int, merged: Any) -> None:
-        if pass_index == 0:
+        if pass_index == _STATS:
             counts = merged if merged is not None else _Counts()
             self._counts = counts.densify(self.uni_bits, self.bi_bits)
             # Function words: tokens in at least 2% of documents (and at least 3 of them).
@@ -672,12 +689,20 @@ class TriggerDetector(Detector):
             used = np.count_nonzero(self._counts.bi) / max(1, self._counts.bi.shape[0])
             load = -math.log(max(1e-12, 1.0 - used))
             self.attenuation = math.exp(-load)
-        elif pass_index == 1:
+        elif pass_index == _SWITCHES:
             try:
                 self._select_candidates(merged)
             finally:
                 if isinstance(merged, _SwitchSpill):
                     merged.close()
+            self._chosen = len(self._cand_keys)
+        elif pass_index == _COUNTS:
+            # Too common to be a trigger: the evidence pass would measure them for nothing.
+            totals = merged if merged is not None else np.zeros(len(self._cand_keys), np.int64)
+            keep = totals <= _caps(self._cand_support)
+            self._cand_keys = self._cand_keys[keep]
+            self._cand_support = self._cand_support[keep]
+            self._cand_tail = self._cand_tail[keep]
         else:
             self._findings = (self._score(_settle(merged, merged.caps)) if merged is not None
                               else [])
@@ -960,7 +985,8 @@ class TriggerDetector(Detector):
         return {
             "documents": self._docs,
             "documents_with_switch": self._switch_docs,
-            "candidates": int(len(self._cand_keys)),
+            "candidates": self._chosen,
+            "candidates_within_caps": int(len(self._cand_keys)),
             "background_rate": round(self._p0, 6),
             "table_bits": {"unigram": self.uni_bits, "bigram": self.bi_bits},
             "bigram_sample": round(self.bi_keep / float(ALL_BIGRAMS), 6),

@@ -362,6 +362,15 @@ def gather_evidence(hashes, kinds, starts, ends, doc_offsets, data, doc_bytes, u
 
 
 @nb.njit(cache=True, nogil=True)
+def count_occurrences(hashes, doc_offsets, cand_keys, cand_ids, tail_bits, totals, max_order):
+    """Add every occurrence of each candidate n-gram to ``totals`` (the table and filter as for
+    ``gather_evidence``), measuring nothing."""
+    uncapped = np.full(totals.shape[0], -1, np.int64)  # every candidate "past its cap": none listed
+    _find_occurrences(hashes, doc_offsets, cand_keys, cand_ids, tail_bits, uncapped, totals,
+                      max_order, np.zeros((0, 10), np.int64))
+
+
+@nb.njit(cache=True, nogil=True)
 def _find_occurrences(hashes, doc_offsets, cand_keys, cand_ids, tail_bits, caps, totals,
                       max_order, out_i):
     """List the candidate occurrences as ``out_i`` rows [cand, doc, first token, last token + 1],
