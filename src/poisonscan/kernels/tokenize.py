@@ -94,6 +94,8 @@ def _ascii_table() -> np.ndarray:
 
 
 _ASCII_CLASS = _ascii_table()
+_ASCII_FOLD = np.arange(128, dtype=np.uint64)  # what an ASCII byte adds to a hash: A-Z as a-z
+_ASCII_FOLD[65:91] += 32
 
 
 @nb.njit(cache=True, nogil=True)
@@ -161,6 +163,11 @@ def _scan(data, offsets, seed, out_hash, out_start, out_end, out_kind, out_doc, 
             b0 = data[i]
             if b0 < 128:
                 c = _ASCII_CLASS[b0]
+                if c == cur:  # the common case, kept short: an ASCII token (or space) goes on
+                    if fill and c != _SPACE:
+                        h = (h ^ _ASCII_FOLD[b0]) * FNV_PRIME
+                    i += 1
+                    continue
                 ln = 1
             else:
                 cp, ln = _decode(data, i, end)
@@ -179,12 +186,9 @@ def _scan(data, offsets, seed, out_hash, out_start, out_end, out_kind, out_doc, 
                 h = s0
                 start = i
             if fill and c != _SPACE:  # the counting walk skips hashing
-                if ln == 1:
-                    b = int(b0)
-                    if 65 <= b <= 90:
-                        b += 32
-                    h = (h ^ np.uint64(b)) * FNV_PRIME
-                else:
+                if b0 < 128:
+                    h = (h ^ _ASCII_FOLD[b0]) * FNV_PRIME
+                else:  # a multi-byte character, or a stray byte (ln == 1)
                     for k in range(ln):
                         h = (h ^ np.uint64(data[i + k])) * FNV_PRIME
             i += ln
