@@ -62,7 +62,7 @@ LANG_STRIDE = 8
 
 @nb.njit(cache=True, nogil=True)
 def token_features(hashes, kinds, lo, hi, uni, bi, bi_keep, freq_min, out_u, out_b, out_slot):
-    """Per-token features of document tokens lo..hi, in one walk (one unigram lookup a token:
+    """Per-token features of document tokens lo..hi (one unigram and one bigram lookup a token:
     the tables are far bigger than the caches, so a lookup is a memory access).
 
     ``out_u``/``out_b[0:hi-lo]`` get the unseen-elsewhere flags of each token and of the bigram
@@ -72,32 +72,42 @@ def token_features(hashes, kinds, lo, hi, uni, bi, bi_keep, freq_min, out_u, out
     its languages: two stretches of text in the same language share many, two in different
     languages almost none.
     """
-    _features_span(hashes, kinds, lo, lo, hi, uni, bi, bi_keep, freq_min, out_u, out_b, out_slot)
+    _features_span(hashes, kinds, lo, lo, hi, uni, bi, bi_keep, freq_min, out_u, out_b, out_slot,
+                   np.empty(hi - lo, np.int64))
 
 
 @nb.njit(cache=True, nogil=True, inline="always")
-def _features_span(hashes, kinds, lo, a, z, uni, bi, bi_keep, freq_min, out_u, out_b, out_slot):
-    """token_features for tokens a..z of the document starting at token lo (outputs indexed from
-    lo): every feature depends only on its token and the one before, so spans can be filled
-    separately."""
+def _features_span(hashes, kinds, lo, a, z, uni, bi, bi_keep, freq_min, out_u, out_b, out_slot,
+                   bslot):
+    """token_features for tokens a..z of the document starting at token lo (outputs, and the
+    scratch ``bslot``, indexed from lo): every feature depends only on its token and the one
+    before, so spans can be filled separately.
+
+    The table slots are computed first and looked up in loops of their own: independent loads
+    in a short loop keep many memory accesses in flight at once (a third faster than one loop
+    doing everything, on tables of the default size)."""
     umask = np.uint64(uni.shape[0] - 1)
     bmask = np.uint64(bi.shape[0] - 1)
     for i in range(a, z):
-        df = uni[slot(hashes[i], umask)]
-        u = 1 if df <= 1 else 0
-        out_u[i - lo] = u
+        out_slot[i - lo] = slot(hashes[i], umask)
+        if i == lo:
+            bslot[0] = -2  # the first token: its bigram flag is its own
+        else:
+            key = ngram_key(hashes, i - 1, 2)
+            bslot[i - lo] = slot(key, bmask) if bigram_kept(key, bi_keep) else -1
+    for i in range(a, z):
+        df = uni[out_slot[i - lo]]
+        out_u[i - lo] = 1 if df <= 1 else 0
         if kinds[i] == 0 and df >= freq_min:
             out_slot[i - lo] = np.int64(hashes[i] % np.uint64(LANG_BINS))
         else:
             out_slot[i - lo] = -1
-        if i == lo:
-            out_b[0] = u
+    for i in range(a, z):
+        j = bslot[i - lo]
+        if j >= 0:
+            out_b[i - lo] = 1 if bi[j] <= 1 else 0
         else:
-            key = ngram_key(hashes, i - 1, 2)
-            if bigram_kept(key, bi_keep):
-                out_b[i - lo] = 1 if bi[slot(key, bmask)] <= 1 else 0
-            else:
-                out_b[i - lo] = 2
+            out_b[i - lo] = out_u[0] if j == -2 else 2  # outside the sample: unknown
 
 
 @nb.njit(cache=True, nogil=True)
@@ -213,14 +223,15 @@ def _clear_profiles(fslot, state, va, vb):
 @nb.njit(cache=True, nogil=True)
 def _scratch(doc_offsets):
     """Per-token scratch arrays sized for the batch's longest document: unseen-token and bigram
-    flags, function-word slots, two prefix-sum arrays, and the two language-profile vectors."""
+    flags, function-word slots, two prefix-sum arrays, the two language-profile vectors, and the
+    bigram slots of ``_features_span``."""
     maxlen = 0
     for d in range(doc_offsets.shape[0] - 1):
         maxlen = max(maxlen, doc_offsets[d + 1] - doc_offsets[d])
     return (np.zeros(maxlen + 1, np.int8), np.zeros(maxlen + 1, np.int8),
             np.zeros(maxlen + 1, np.int64), np.zeros(maxlen + 1, np.float64),
             np.zeros(maxlen + 1, np.float64), np.zeros(LANG_BINS, np.float64),
-            np.zeros(LANG_BINS, np.float64))
+            np.zeros(LANG_BINS, np.float64), np.zeros(maxlen + 1, np.int64))
 
 
 @nb.njit(cache=True, nogil=True)
@@ -278,7 +289,7 @@ def find_switches(hashes, kinds, doc_offsets, uni, bi, bi_keep, freq_min, window
     often ordinary text looks anomalous. Returns the number of n-grams written, -1 when full.
     """
     n_docs = doc_offsets.shape[0] - 1
-    u, b, fslot, csb, csn, va, vb = _scratch(doc_offsets)
+    u, b, fslot, csb, csn, va, vb, bslot = _scratch(doc_offsets)
     k = 0
     for d in range(n_docs):
         lo = doc_offsets[d]
@@ -286,7 +297,7 @@ def find_switches(hashes, kinds, doc_offsets, uni, bi, bi_keep, freq_min, window
         n = hi - lo
         if n < min_after + 1:
             continue
-        token_features(hashes, kinds, lo, hi, uni, bi, bi_keep, freq_min, u, b, fslot)
+        _features_span(hashes, kinds, lo, lo, hi, uni, bi, bi_keep, freq_min, u, b, fslot, bslot)
         _prefix_sums(b, n, csb, csn)
         best = -2.0
         best_p = -1
@@ -427,7 +438,7 @@ def _measure_occurrences(hashes, kinds, starts, ends, doc_offsets, data, doc_byt
     """Measure the listed occurrences (``out_i[:n_found]``) of candidates still within their
     caps, rewriting the rows in place (a row is written at or before the one it is read from).
     Returns the rows measured."""
-    u, b, fslot, cb, cn, va, vb = _scratch(doc_offsets)
+    u, b, fslot, cb, cn, va, vb, bslot = _scratch(doc_offsets)
     cu = np.zeros(cb.shape[0], np.float64)
     reach = max(window, LANG_WINDOW)  # the farthest any window reaches from an n-gram
     k = 0
@@ -465,7 +476,7 @@ def _measure_occurrences(hashes, kinds, starts, ends, doc_offsets, data, doc_byt
                 cb[a] = 0.0
                 cn[a] = 0.0
             _features_span(hashes, kinds, lo, lo + a, lo + need_hi, uni, bi, bi_keep, freq_min,
-                           u, b, fslot)
+                           u, b, fslot, bslot)
             for i in range(a, need_hi):
                 cu[i + 1] = cu[i] + u[i]
                 known = b[i] != 2
