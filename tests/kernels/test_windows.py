@@ -118,7 +118,7 @@ def ref_emit(doc: list[int], u: list[int], e_lo: int, e_hi: int, max_order: int,
                      + [count(bi, k) for k in pairs if kept(k, keep) and count(bi, k) < bmax])
             sampled = all(kept(k, keep) for k in pairs)
             ctx = key_of(doc[s - CTX_TOKENS : s]) if s >= CTX_TOKENS else 0
-            tail = doc[e] if order == 1 else key_of(doc[e - 1 : e + 1])
+            tail = doc[e] if order == 1 else key_of(doc[e - min(order, 3) + 1 : e + 1])
             out.append((key_of(gram), df if order <= 2 else -df, tail, sampled, ctx))
     return out
 
@@ -553,10 +553,10 @@ def test_switch_to_unseen_text_emits_the_ngrams_right_before_it(max_order, back)
     assert k == len(expected)
     assert [key for key, *_ in emitted] == expected
     assert {(d, jump) for _, d, jump, *_ in emitted} <= {(0, 1.0)}
-    # Known tokens and bigrams all have document frequency 50; the tail is the last token of a
-    # 1-gram, the last two tokens' key of a longer n-gram.
+    # Known tokens and bigrams all have document frequency 50; the tail is the token of a
+    # 1-gram, the key of a 2-gram, the key of the last three tokens of a longer n-gram.
     assert [(df, tail) for *_, df, tail, _ in emitted] == [
-        (50 if o <= 2 else -50, doc[e] if o == 1 else key_of(doc[e - 1 : e + 1]))
+        (50 if o <= 2 else -50, doc[e] if o == 1 else key_of(doc[e - min(o, 3) + 1 : e + 1]))
         for e in range(p - back, p) for o in range(1, max_order + 1)
     ]
 

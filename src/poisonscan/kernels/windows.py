@@ -267,7 +267,8 @@ def _emit(hashes, lo, u, e_lo, e_hi, max_order, d, jump, uni, bi, bi_keep, out_k
             out_doc[k] = d
             out_jump[k] = jump
             out_df[k] = df if order <= 2 else -df  # negative: only a loose bound
-            out_tail[k] = hashes[lo + e] if order == 1 else ngram_key(hashes, lo + e - 1, 2)
+            out_tail[k] = hashes[lo + e] if order == 1 else ngram_key(hashes, lo + e - min(order, 3) + 1,
+                                                                      min(order, 3))
             out_ctx[k] = ngram_key(hashes, lo + s - CTX_TOKENS, CTX_TOKENS) \
                 if s >= CTX_TOKENS else np.uint64(0)
             k += 1
@@ -396,18 +397,26 @@ def _find_occurrences(hashes, doc_offsets, cand_keys, cand_ids, tail_bits, caps,
         lo = doc_offsets[d]
         n = doc_offsets[d + 1] - lo
         for e in range(n):
+            # Which orders may end here: the tails of 1-, 2- and longer n-grams are tested
+            # separately (see ngram_tail).
             hb = np.int64(hashes[lo + e] & fmask)
-            one = (tail_bits[hb >> 3] >> (hb & 7)) & 1 == 1  # may end a 1-gram candidate
-            longer = False  # may end a longer one
+            one = (tail_bits[hb >> 3] >> (hb & 7)) & 1 == 1
+            two = False
+            three = False
             if e >= 1 and max_order >= 2:
                 hb = np.int64(ngram_key(hashes, lo + e - 1, 2) & fmask)
-                longer = (tail_bits[hb >> 3] >> (hb & 7)) & 1 == 1
-            if not one and not longer:
+                two = (tail_bits[hb >> 3] >> (hb & 7)) & 1 == 1
+                if e >= 2 and max_order >= 3:
+                    hb = np.int64(ngram_key(hashes, lo + e - 2, 3) & fmask)
+                    three = (tail_bits[hb >> 3] >> (hb & 7)) & 1 == 1
+            if not one and not two and not three:
                 continue
-            for order in range(1 if one else 2, (max_order if longer else 1) + 1):
+            for order in range(1, max_order + 1):
                 s = e - order + 1
                 if s < 0:
                     break
+                if not (one if order == 1 else two if order == 2 else three):
+                    continue
                 key = ngram_key(hashes, lo + s, order)
                 j = np.int64((key >> np.uint64(11)) & np.uint64(cmask))
                 cid = -1
@@ -553,12 +562,15 @@ def _split_means(cb, cn, b0, p0, p1, a1):
 
 
 def ngram_tail(tokens: np.ndarray) -> np.uint64:
-    """Tail key of an n-gram of token hashes: its token's hash for a 1-gram, else the key of its
-    last two tokens. (The switch pass emits the same values with each n-gram.)"""
+    """Tail key of an n-gram of token hashes: its token's hash for a 1-gram, its own key for a
+    2-gram, the key of its last three tokens for longer ones. (The switch pass emits the same
+    values with each n-gram.) Testing a position's tails before looking n-grams up skips most
+    positions: a common word or word pair ends many candidates, a common three-word run few."""
     tokens = np.asarray(tokens, np.uint64)
     if len(tokens) == 1:
         return np.uint64(tokens[0])
-    return np.uint64(ngram_key(tokens, len(tokens) - 2, 2))
+    m = min(len(tokens), 3)
+    return np.uint64(ngram_key(tokens, len(tokens) - m, m))
 
 
 def tail_filter(tails: np.ndarray, bits: int = 23) -> np.ndarray:
