@@ -70,9 +70,18 @@ class Detector(ABC):
     title: ClassVar[str]
     help: ClassVar[str]
     n_passes: ClassVar[int] = 1
+    # The scan's pass in which each of the detector's own passes runs (None: 0, 1, 2, ...). The
+    # detector's methods always see its own pass numbers. Leaving a scan pass out between two of
+    # its passes lets the driver finish the earlier one in the background while the workers run
+    # the other detectors' next pass.
+    scan_passes: ClassVar[tuple[int, ...] | None] = None
 
     def __init__(self, config: ScanConfig) -> None:
         self.config = config
+
+    def schedule(self) -> tuple[int, ...]:
+        """The scan pass of each of the detector's passes, increasing."""
+        return self.scan_passes if self.scan_passes is not None else tuple(range(self.n_passes))
 
     def wants(self, shape: Shape) -> bool:
         """Whether batches of this record shape are relevant to the detector."""

@@ -433,6 +433,10 @@ class CampaignDetector(Detector):
         "the members; boilerplate copies (licences, navigation) are reported low or not at all."
     )
     n_passes: ClassVar[int] = 3
+    # Idle in the scan's pass 1: the clustering after pass 0 runs on the driver while the workers
+    # run the trigger detector's switch pass; the sample and count passes then share the trigger
+    # detector's count and evidence passes (and their tokens).
+    scan_passes: ClassVar[tuple[int, ...] | None] = (0, 2, 3)
 
     num_perm: int = DEFAULT_NUM_PERM
     shingle: int = DEFAULT_SHINGLE

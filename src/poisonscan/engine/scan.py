@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import time
 from collections import Counter
+from concurrent.futures import Future, ThreadPoolExecutor
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -67,6 +68,12 @@ class _PassTask:
     classes: dict[str, type[Detector]]
     options: ReadOptions
     seed: int
+    # detector id -> the detector's own number of this pass (see Detector.scan_passes); None: the
+    # scan's pass number for every detector
+    steps: dict[str, int] | None = None
+
+    def step(self, det_id: str) -> int:
+        return self.pass_index if self.steps is None else self.steps[det_id]
 
 
 def read_options(config: ScanConfig) -> ReadOptions:
@@ -105,12 +112,12 @@ def scan_shards(shards: Sequence[Shard], task: _PassTask) -> tuple[dict[str, Any
             ctx = BatchContext(batch, task.seed)
             for det_id, plan in task.plans.items():
                 cls = task.classes[det_id]
-                acc = cls.process_into(task.pass_index, plan, ctx, partials.get(det_id))
+                acc = cls.process_into(task.step(det_id), plan, ctx, partials.get(det_id))
                 if acc is not None:
                     partials[det_id] = acc
         counters.append(counter)
     for det_id, acc in partials.items():
-        partials[det_id] = task.classes[det_id].compact(task.pass_index, task.plans[det_id], acc)
+        partials[det_id] = task.classes[det_id].compact(task.step(det_id), task.plans[det_id], acc)
     return partials, counters
 
 
@@ -172,15 +179,30 @@ def _shard_results(executor: Any, shards: list[Shard], task: _PassTask, state: S
         yield result[0], [result[1]]
 
 
+def _idle_next(schedule: tuple[int, ...], pass_index: int) -> bool:
+    """Whether a detector that ran in ``pass_index`` sits out the scan's next pass and runs later."""
+    later = [p for p in schedule if p > pass_index]
+    return bool(later) and later[0] > pass_index + 1
+
+
+def _wait(pending: dict[str, Future[None]], det_id: str | None = None) -> None:
+    """Wait for the background finish of ``det_id`` (default: of every detector), re-raising its
+    error, and forget it."""
+    for key in [det_id] if det_id is not None else list(pending):
+        future = pending.pop(key, None)
+        if future is not None:
+            future.result()
+
+
 def _slots(executor: Any) -> int:
     slots = getattr(executor, "slots", None)
     return int(slots()) if callable(slots) else 1
 
 
 def _merge_into(merged: dict[str, Any], partials: dict[str, Any],
-                detectors: dict[str, Detector], pass_index: int) -> None:
+                detectors: dict[str, Detector], task: _PassTask) -> None:
     for det_id, part in partials.items():
-        merged[det_id] = detectors[det_id].collect(pass_index, merged.get(det_id), part)
+        merged[det_id] = detectors[det_id].collect(task.step(det_id), merged.get(det_id), part)
 
 
 def make_detectors(config: ScanConfig) -> list[Detector]:
@@ -221,35 +243,57 @@ def _run_passes(config: ScanConfig, progress: ProgressCallback | None, executor:
     for det in detectors:
         det.link({d.id: d for d in detectors if d is not det})
         det.expect(files, text_bytes)
-    n_passes = max((d.n_passes for d in detectors), default=1)
+    schedules = {d.id: d.schedule() for d in detectors}
+    n_passes = max((s[-1] + 1 for s in schedules.values() if s), default=1)
 
     counters: dict[str, ReadCounter] = {f.path: ReadCounter() for f in files}
     pass_seconds: list[float] = []
-    for pass_index in range(n_passes):
-        t0 = time.perf_counter()
-        plans = {}
-        for det in detectors:
-            if pass_index < det.n_passes:
-                plan = det.plan(pass_index)
-                if plan is not None:
-                    plans[det.id] = plan
-        if not plans and pass_index > 0:
-            continue
-        task = _PassTask(pass_index, plans, classes, options, config.seed)
-        merged: dict[str, Any] = {}
-        for partials, shard_counters in _shard_results(executor, shards, task, state,
-                                                       shard_keys):
-            _merge_into(merged, partials, by_id, pass_index)
-            del partials  # merged in: nothing of it stays alive while the next one is awaited
-            for counter in shard_counters:
-                if pass_index == 0:
-                    counters[counter.path].merge(counter)
-                if progress is not None:
-                    progress(f"pass {pass_index + 1}/{n_passes}", counter.records, counter.bytes)
-        for det in detectors:
-            if det.id in plans:
-                det.finish_pass(pass_index, merged.get(det.id))
-        pass_seconds.append(time.perf_counter() - t0)
+    # A detector idle in the next pass finishes this one on a thread while the workers run the
+    # next pass for the others (the campaign detector's clustering after pass 0 would otherwise
+    # leave every worker waiting). A finish is awaited before any other detector's next finish
+    # (they may read each other's results) and before the detector's next plan.
+    background = ThreadPoolExecutor(max_workers=1, thread_name_prefix="poisonscan-finish")
+    pending: dict[str, Future[None]] = {}  # detector id -> its finish running in the background
+    try:
+        for pass_index in range(n_passes):
+            t0 = time.perf_counter()
+            plans: dict[str, Any] = {}
+            steps: dict[str, int] = {}
+            for det in detectors:
+                if pass_index in schedules[det.id]:
+                    step = schedules[det.id].index(pass_index)
+                    _wait(pending, det.id)
+                    plan = det.plan(step)
+                    if plan is not None:
+                        plans[det.id], steps[det.id] = plan, step
+            if not plans and pass_index > 0:
+                continue
+            task = _PassTask(pass_index, plans, classes, options, config.seed, steps)
+            merged: dict[str, Any] = {}
+            for partials, shard_counters in _shard_results(executor, shards, task, state,
+                                                           shard_keys):
+                _merge_into(merged, partials, by_id, task)
+                del partials  # merged in: nothing of it stays alive while the next is awaited
+                for counter in shard_counters:
+                    if pass_index == 0:
+                        counters[counter.path].merge(counter)
+                    if progress is not None:
+                        progress(f"pass {pass_index + 1}/{n_passes}", counter.records,
+                                 counter.bytes)
+            _wait(pending)
+            for det in detectors:
+                if det.id not in plans:
+                    continue
+                if _idle_next(schedules[det.id], pass_index):
+                    pending[det.id] = background.submit(det.finish_pass, steps[det.id],
+                                                        merged.get(det.id))
+                else:
+                    det.finish_pass(steps[det.id], merged.get(det.id))
+            del merged
+            pass_seconds.append(time.perf_counter() - t0)
+        _wait(pending)
+    finally:
+        background.shutdown(wait=True)
 
     findings: list[Finding] = []
     for det in detectors:

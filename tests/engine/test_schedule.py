@@ -1,0 +1,76 @@
+"""Detectors that sit out a scan pass: their own pass numbers, and their background finish."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from engine_corpus import comparable, config, corpus_records, write_shards
+
+from poisonscan.detectors.campaign import CampaignDetector
+from poisonscan.engine.scan import _idle_next, run_scan
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    records, _ = corpus_records()
+    out = tmp_path_factory.mktemp("schedule")
+    write_shards(out, records, 3)
+    return out
+
+
+def test_idle_next_only_when_a_later_pass_follows_a_gap() -> None:
+    assert _idle_next((0, 2, 3), 0)
+    assert not _idle_next((0, 2, 3), 2)
+    assert not _idle_next((0, 2, 3), 3)
+    assert not _idle_next((0, 1, 2), 0)
+    assert not _idle_next((0,), 0)
+
+
+def test_detectors_see_their_own_pass_numbers_in_their_scan_passes(
+    folder: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen: list[tuple[str, int]] = []
+    real_plan, real_finish = CampaignDetector.plan, CampaignDetector.finish_pass
+
+    def plan(self: CampaignDetector, pass_index: int) -> Any:
+        seen.append(("plan", pass_index))
+        return real_plan(self, pass_index)
+
+    def finish(self: CampaignDetector, pass_index: int, merged: Any) -> None:
+        seen.append(("finish", pass_index))
+        real_finish(self, pass_index, merged)
+
+    monkeypatch.setattr(CampaignDetector, "plan", plan)
+    monkeypatch.setattr(CampaignDetector, "finish_pass", finish)
+    result = run_scan(config(folder))
+    assert CampaignDetector.scan_passes == (0, 2, 3)
+    # Never asked for a plan in the scan's pass 1, and every pass finished before the next plan.
+    assert seen == [("plan", 0), ("finish", 0), ("plan", 1), ("finish", 1), ("plan", 2),
+                    ("finish", 2)]
+    assert len(result.stats["pass_seconds"]) == 4
+
+
+def test_the_same_findings_when_every_detector_runs_in_consecutive_passes(
+    folder: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Finishing in the background while other detectors run is only a matter of time."""
+    scheduled = comparable(run_scan(config(folder)))
+    monkeypatch.setattr(CampaignDetector, "scan_passes", None)
+    assert comparable(run_scan(config(folder))) == scheduled
+
+
+def test_an_error_in_a_background_finish_reaches_the_caller(
+    folder: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real_finish = CampaignDetector.finish_pass
+
+    def finish(self: CampaignDetector, pass_index: int, merged: Any) -> None:
+        if pass_index == 0:
+            raise RuntimeError("clustering failed")
+        real_finish(self, pass_index, merged)
+
+    monkeypatch.setattr(CampaignDetector, "finish_pass", finish)
+    with pytest.raises(RuntimeError, match="clustering failed"):
+        run_scan(config(folder))
