@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import multiprocessing
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -9,6 +11,7 @@ import pytest
 from engine_corpus import comparable, config, corpus_records, write_shards
 
 from poisonscan.detectors.campaign import CampaignDetector
+from poisonscan.engine.executors import LocalExecutor
 from poisonscan.engine.scan import _idle_next, run_scan
 
 
@@ -74,3 +77,24 @@ def test_an_error_in_a_background_finish_reaches_the_caller(
     monkeypatch.setattr(CampaignDetector, "finish_pass", finish)
     with pytest.raises(RuntimeError, match="clustering failed"):
         run_scan(config(folder))
+
+
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_no_finish_runs_on_a_thread_while_the_local_pool_forks(
+    folder: Path, monkeypatch: pytest.MonkeyPatch, jobs: int
+) -> None:
+    """A fork copies whatever locks other threads hold at that moment (numba's compiler lock has
+    no fork handler), so with a forking pool every finish stays on the main thread."""
+    threads: dict[int, str] = {}
+    real_finish = CampaignDetector.finish_pass
+
+    def finish(self: CampaignDetector, pass_index: int, merged: Any) -> None:
+        threads[pass_index] = threading.current_thread().name
+        real_finish(self, pass_index, merged)
+
+    monkeypatch.setattr(CampaignDetector, "finish_pass", finish)
+    run_scan(config(folder, jobs=jobs))
+    forks = LocalExecutor(jobs).forks
+    assert forks == (jobs > 1 and "fork" in multiprocessing.get_all_start_methods())
+    assert threads[0].startswith("poisonscan-finish") != forks
+    assert threads[1] == threads[2] == threading.current_thread().name

@@ -8,8 +8,8 @@ Four passes over the corpus:
    (another language); see :mod:`poisonscan.kernels.windows`. The n-grams just before such a point
    are counted: a trigger is, by construction, the phrase that keeps standing right before a
    switch, in document after document.
-3. *Counts.* Every occurrence of every candidate n-gram is counted. A candidate found in more
-   documents than its switch support allows (see ``_caps``) is too common to be a trigger and is
+3. *Counts.* Every occurrence of every candidate n-gram is counted. A candidate that occurs more
+   often than its switch support allows (see ``_caps``) is too common to be a trigger and is
    dropped before anything is measured: most candidates of a large corpus are such ordinary
    phrases, which stood before a switch a few times by chance.
 4. *Evidence.* Every occurrence of every remaining candidate, anywhere in the corpus, is measured:

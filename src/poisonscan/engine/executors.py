@@ -63,6 +63,13 @@ class LocalExecutor:
     def close(self) -> None:
         """Nothing to release: each ``map`` call starts and stops its own pool."""
 
+    @property
+    def forks(self) -> bool:
+        """Whether ``map`` forks worker processes. A fork copies locks as they are at that
+        moment, so the driver must not have threads running then that might hold one the
+        children need (numba's compiler lock, taken while a kernel loads, has no fork handler)."""
+        return self.jobs > 1 and "fork" in mp.get_all_start_methods()
+
     def __enter__(self) -> LocalExecutor:
         return self
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import math
 import time
 from collections import Counter
-from concurrent.futures import Future, ThreadPoolExecutor
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -251,7 +251,9 @@ def _run_passes(config: ScanConfig, progress: ProgressCallback | None, executor:
     # A detector idle in the next pass finishes this one on a thread while the workers run the
     # next pass for the others (the campaign detector's clustering after pass 0 would otherwise
     # leave every worker waiting). A finish is awaited before any other detector's next finish
-    # (they may read each other's results) and before the detector's next plan.
+    # (they may read each other's results) and before the detector's next plan. Not with an
+    # executor that forks its workers during the pass (the local pool): see LocalExecutor.forks.
+    overlap = not getattr(executor, "forks", False)
     background = ThreadPoolExecutor(max_workers=1, thread_name_prefix="poisonscan-finish")
     pending: dict[str, Future[None]] = {}  # detector id -> its finish running in the background
     try:
@@ -284,7 +286,7 @@ def _run_passes(config: ScanConfig, progress: ProgressCallback | None, executor:
             for det in detectors:
                 if det.id not in plans:
                     continue
-                if _idle_next(schedules[det.id], pass_index):
+                if overlap and _idle_next(schedules[det.id], pass_index):
                     pending[det.id] = background.submit(det.finish_pass, steps[det.id],
                                                         merged.get(det.id))
                 else:
