@@ -137,6 +137,22 @@ def test_python_dash_m_runs_the_cli() -> None:
     assert done.returncode == 0 and done.stdout.strip() == f"poisonscan {__version__}"
 
 
+@pytest.mark.parametrize("args", [["--version"], ["--fail-on", "never", "--jobs", "1"]])
+def test_a_closed_output_pipe_exits_2_quietly(corpus: tuple[Path, str, set[str]],
+                                              args: list[str]) -> None:
+    """``poisonscan ... | head``: the reader is gone before anything is written. Exit status 2 (the
+    scan's output could not be delivered), not 1 (findings), and no traceback."""
+    path, _, _ = corpus
+    argv = [sys.executable, "-m", "poisonscan", *([] if args[0] == "--version" else [str(path)]),
+            *args]
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.close()  # the reader goes away at once
+    stderr = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) == 2
+    assert "Traceback" not in stderr and "BrokenPipe" not in stderr
+
+
 # --- real scans through the CLI ---------------------------------------------------------------
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import errno
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -46,6 +47,19 @@ def _one_line(message: str) -> str:
     return " ".join(str(message).split())
 
 
+class _OutputClosed(Exception):
+    """The reader of our output went away (``poisonscan ... | head``)."""
+
+
+def _silence_stdout() -> None:
+    """Point stdout at the null device, so the flush at exit does not fail on the closed pipe."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):  # stdout without a file descriptor (captured, closed)
+        pass
+
+
 class PoisonscanGroup(click.Group):
     """A group whose default command is ``scan``, and which owns the exit-code policy.
 
@@ -57,6 +71,25 @@ class PoisonscanGroup(click.Group):
 
     default_command = "scan"
     own_options = ("--help", "-h", "--version")
+
+    # click would turn a closed pipe into exit status 1, which here means "findings": both places
+    # that write output (option callbacks such as --version while parsing, then the command)
+    # raise past it, so that main() gives the pipe's own status.
+    def make_context(self, *args: Any, **kwargs: Any) -> click.Context:
+        try:
+            return super().make_context(*args, **kwargs)
+        except OSError as e:
+            if e.errno == errno.EPIPE:
+                raise _OutputClosed() from e
+            raise
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except OSError as e:
+            if e.errno == errno.EPIPE:
+                raise _OutputClosed() from e
+            raise
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
         """Send the arguments to ``scan`` unless they start with a subcommand or a group option."""
@@ -93,8 +126,12 @@ class PoisonscanGroup(click.Group):
             code = _fail("interrupted")
         except PoisonscanError as e:
             code = _fail(_one_line(str(e)))
+        except _OutputClosed:  # the reader of our output went away (e.g. `| head`)
+            _silence_stdout()
+            code = EXIT_ERROR
         except OSError as e:
-            if e.errno == errno.EPIPE:  # the reader of our output went away (e.g. `| head`)
+            if e.errno == errno.EPIPE:
+                _silence_stdout()
                 code = EXIT_ERROR
             else:
                 where = f": {e.filename}" if e.filename else ""

@@ -7,6 +7,8 @@ one-line verdict against ``--fail-on``. Colour is used only when the stream is a
 
 from __future__ import annotations
 
+import errno
+import os
 from typing import TYPE_CHECKING, TextIO
 
 from rich import box, filesize
@@ -184,11 +186,23 @@ def render_table(result: ScanResult, console: Console) -> None:
     console.print(_verdict(result, findings))
 
 
+class _PipeConsole(Console):
+    """A console that reports a closed pipe (``poisonscan ... | head``) as the OSError it is.
+
+    rich's default exits with status 1, which to poisonscan's callers means "findings at or above
+    --fail-on"; the CLI gives a closed pipe its own exit status (see ``cli.PoisonscanGroup``).
+    """
+
+    def on_broken_pipe(self) -> None:
+        self.quiet = True
+        raise BrokenPipeError(errno.EPIPE, os.strerror(errno.EPIPE))
+
+
 def write_table(result: ScanResult, stream: TextIO) -> None:
     """Write the table report to ``stream`` (coloured only when it is a terminal)."""
     isatty = getattr(stream, "isatty", None)
     terminal = bool(callable(isatty) and isatty())
-    console = Console(
+    console = _PipeConsole(
         file=stream,
         width=None if terminal else PLAIN_WIDTH,
         highlight=False,
