@@ -180,7 +180,7 @@ def _shard_results(executor: Any, shards: list[Shard], task: _PassTask, state: S
 
 
 def _idle_next(schedule: tuple[int, ...], pass_index: int) -> bool:
-    """Whether a detector that ran in ``pass_index`` sits out the scan's next pass and runs later."""
+    """Whether a detector that ran in ``pass_index`` sits out the next pass and runs later."""
     later = [p for p in schedule if p > pass_index]
     return bool(later) and later[0] > pass_index + 1
 

@@ -107,7 +107,7 @@ def _features_span(hashes, kinds, lo, a, z, uni, bi, bi_keep, freq_min, out_u, o
         if j >= 0:
             out_b[i - lo] = 1 if bi[j] <= 1 else 0
         else:
-            out_b[i - lo] = out_u[0] if j == -2 else 2  # outside the sample: unknown
+            out_b[i - lo] = out_u[0] if j == -2 else 2  # -1: outside the sample, unknown
 
 
 @nb.njit(cache=True, nogil=True)
@@ -267,8 +267,8 @@ def _emit(hashes, lo, u, e_lo, e_hi, max_order, d, jump, uni, bi, bi_keep, out_k
             out_doc[k] = d
             out_jump[k] = jump
             out_df[k] = df if order <= 2 else -df  # negative: only a loose bound
-            out_tail[k] = hashes[lo + e] if order == 1 else ngram_key(hashes, lo + e - min(order, 3) + 1,
-                                                                      min(order, 3))
+            m = min(order, 3)  # the tail: a 1-gram's token, else the last two or three tokens
+            out_tail[k] = hashes[lo + e] if order == 1 else ngram_key(hashes, lo + e - m + 1, m)
             out_ctx[k] = ngram_key(hashes, lo + s - CTX_TOKENS, CTX_TOKENS) \
                 if s >= CTX_TOKENS else np.uint64(0)
             k += 1
