@@ -353,8 +353,9 @@ def gather_evidence(hashes, kinds, starts, ends, doc_offsets, data, doc_bytes, u
 
     ``cand_keys``/``cand_ids`` form an open-addressing table (power-of-two size, key 0 = empty) from
     n-gram key to candidate id; ``tail_bits`` is a bitmap of the candidates' tail keys (see
-    ``ngram_tail``), so a position that ends no candidate costs two bit tests, and one that ends a
-    common word ("the" ends many candidates; "of the" far fewer) rarely gets past them.
+    ``ngram_tail``), so a position that ends no candidate costs at most three bit tests (its
+    token, its last two and its last three tokens), and one that ends a common word or word pair
+    rarely gets past them.
     ``totals`` counts every occurrence per candidate (updated in place). A candidate past its
     ``caps`` entry is too common to be a trigger: none of its occurrences in this call is measured
     (the batch is first searched, then measured, so a common phrase costs no measurement once it
