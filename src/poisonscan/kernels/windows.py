@@ -26,11 +26,13 @@ HIST_BINS = 200  # histogram of jumps in [-1, 1]
 
 
 @nb.njit(cache=True, nogil=True)
-def _prefix_sums(b, n, csb, csn):
-    """Prefix sums of the known bigram flags (``csb``) and of how many are known (``csn``)."""
-    csb[0] = 0.0
-    csn[0] = 0.0
-    for i in range(n):
+def _prefix_sums(b, a, z, csb, csn, restart=True):
+    """Prefix sums of the known bigram flags (``csb``) and of how many are known (``csn``) over
+    positions a..z: from 0 at ``a`` when ``restart``, else on from the sums already at ``a``."""
+    if restart:
+        csb[a] = 0.0
+        csn[a] = 0.0
+    for i in range(a, z):
         known = b[i] != 2
         csb[i + 1] = csb[i] + (b[i] if known else 0)
         csn[i + 1] = csn[i] + (1 if known else 0)
@@ -299,7 +301,7 @@ def find_switches(hashes, kinds, doc_offsets, uni, bi, bi_keep, freq_min, window
         if n < min_after + 1:
             continue
         _features_span(hashes, kinds, lo, lo, hi, uni, bi, bi_keep, freq_min, u, b, fslot, bslot)
-        _prefix_sums(b, n, csb, csn)
+        _prefix_sums(b, 0, n, csb, csn)
         best = -2.0
         best_p = -1
         best_last = -1  # last position with the same best jump (ties: unknown bigrams)
@@ -481,17 +483,14 @@ def _measure_occurrences(hashes, kinds, starts, ends, doc_offsets, data, doc_byt
         need_hi = min(n, e + 1 + reach)
         if need_hi > filled:
             a = max(filled, need_lo)
-            if a > filled or filled == 0:  # a new block: its prefix sums start at 0
-                cu[a] = 0.0
-                cb[a] = 0.0
-                cn[a] = 0.0
+            restart = a > filled or filled == 0  # a new block: its prefix sums start at 0
             _features_span(hashes, kinds, lo, lo + a, lo + need_hi, uni, bi, bi_keep, freq_min,
                            u, b, fslot, bslot)
+            _prefix_sums(b, a, need_hi, cb, cn, restart)
+            if restart:
+                cu[a] = 0.0
             for i in range(a, need_hi):
                 cu[i + 1] = cu[i] + u[i]
-                known = b[i] != 2
-                cb[i + 1] = cb[i] + (b[i] if known else 0)
-                cn[i + 1] = cn[i] + (1 if known else 0)
             filled = need_hi
         b0 = max(0, p0 - window)
         a1 = min(n, p1 + window)
