@@ -11,7 +11,8 @@ import dataclasses
 import errno
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -60,6 +61,17 @@ def _silence_stdout() -> None:
         pass
 
 
+@contextmanager
+def _closed_pipe_passes_click() -> Iterator[None]:
+    """Re-raise EPIPE as :class:`_OutputClosed`, which click does not catch."""
+    try:
+        yield
+    except OSError as e:
+        if e.errno == errno.EPIPE:
+            raise _OutputClosed() from e
+        raise
+
+
 class PoisonscanGroup(click.Group):
     """A group whose default command is ``scan``, and which owns the exit-code policy.
 
@@ -76,20 +88,12 @@ class PoisonscanGroup(click.Group):
     # that write output (option callbacks such as --version while parsing, then the command)
     # raise past it, so that main() gives the pipe's own status.
     def make_context(self, *args: Any, **kwargs: Any) -> click.Context:
-        try:
+        with _closed_pipe_passes_click():
             return super().make_context(*args, **kwargs)
-        except OSError as e:
-            if e.errno == errno.EPIPE:
-                raise _OutputClosed() from e
-            raise
 
     def invoke(self, ctx: click.Context) -> Any:
-        try:
+        with _closed_pipe_passes_click():
             return super().invoke(ctx)
-        except OSError as e:
-            if e.errno == errno.EPIPE:
-                raise _OutputClosed() from e
-            raise
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
         """Send the arguments to ``scan`` unless they start with a subcommand or a group option."""
