@@ -18,6 +18,7 @@ from poisonscan.kernels.ngrams import (
     count_document_frequency,
     ngram_key,
     nonzero_pairs,
+    scatter,
     scratch_set,
 )
 from poisonscan.kernels.tokenize import tokenize
@@ -264,18 +265,38 @@ def test_first_sighting_slots_count_like_the_dense_kernel(docs, keep):
     keys, stamps = scratch_set(max([len(d) for d in docs], default=1))
     count_document_frequency(hashes, off, uni, bi, np.uint64(keep), keys, stamps, 0)
     keys, stamps = scratch_set(max([len(d) for d in docs], default=1))
-    out_u = np.empty(len(hashes), np.int64)
-    out_b = np.empty(len(hashes), np.int64)
+    out_u = np.empty(len(hashes), np.uint32)
+    out_b = np.empty(len(hashes), np.uint32)
     nu, nb_, _ = document_frequency_slots(hashes, off, (1 << 8) - 1, (1 << 9) - 1, np.uint64(keep),
                                           keys, stamps, 0, out_u, out_b)
     assert (np.bincount(out_u[:nu], minlength=1 << 8) == uni).all()
     assert (np.minimum(np.bincount(out_b[:nb_], minlength=1 << 9), 255) == bi).all()
 
 
-@settings(max_examples=60, deadline=None)
-@given(st.lists(st.integers(0, 255), max_size=300), st.sampled_from([np.uint8, np.uint32]))
-def test_nonzero_pairs_equal_flatnonzero(values, dtype):
-    table = np.array(values, dtype)
-    idx, val = nonzero_pairs(table, np.count_nonzero(table))
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.integers(0, 255), max_size=300),
+       st.sampled_from([np.uint8, np.uint16, np.uint32, np.int64]), st.integers(0, 7),
+       st.sampled_from([np.int64, np.uint32]))
+def test_nonzero_pairs_equal_flatnonzero(values, dtype, offset, index_dtype):
+    # ``offset`` shifts the start off 8-byte alignment (the kernel then reads slot by slot) and
+    # the lengths leave partial words at the end.
+    backing = np.zeros(len(values) + offset, dtype)
+    backing[offset:] = values
+    table = backing[offset:]
+    idx, val = nonzero_pairs(table, np.count_nonzero(table), index_dtype)
+    assert idx.dtype == index_dtype
     assert idx.tolist() == np.flatnonzero(table).tolist()
     assert val.dtype == table.dtype and val.tolist() == table[table != 0].tolist()
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.dictionaries(st.integers(0, 199), st.integers(1, 255), max_size=120),
+       st.sampled_from([np.uint8, np.uint32]))
+def test_scatter_equals_fancy_assignment(pairs, dtype):
+    idx = np.array(sorted(pairs), np.uint32)
+    val = np.array([pairs[i] for i in sorted(pairs)], dtype)
+    expected = np.zeros(200, dtype)
+    expected[idx.astype(np.int64)] = val
+    out = np.zeros(200, dtype)
+    scatter(out, idx, val)
+    assert np.array_equal(out, expected)

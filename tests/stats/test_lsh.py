@@ -7,6 +7,8 @@ import json
 import numpy as np
 import pyarrow as pa
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from poisonscan.errors import ConfigError
 from poisonscan.kernels.minhash import (
@@ -17,6 +19,7 @@ from poisonscan.kernels.minhash import (
 )
 from poisonscan.stats.lsh import (
     ClusterAssignment,
+    _stable_argsort,
     cluster_bands,
     cluster_documents,
     cluster_sizes,
@@ -238,3 +241,13 @@ def test_clustering_reads_fewer_signatures_but_matches_the_plain_algorithm(seed)
                             segment=37)
         expect = _reference_labels(bands, sig8, valid, min_matches_for(threshold, perm), max_cmp)
         assert np.array_equal(got, expect)
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.sampled_from([np.uint32, np.int32, np.uint16, np.int8, np.uint64]),
+       st.lists(st.integers(0, 2**32 - 1), max_size=200), st.integers(1, 2**32))
+def test_packed_argsort_is_the_stable_argsort(dtype, values, spread):
+    # Few distinct values (``spread`` small) make many ties, which a stable sort breaks by index.
+    info = np.iinfo(dtype)
+    col = np.array([info.min + v % min(spread, info.max - info.min + 1) for v in values], dtype)
+    assert _stable_argsort(col).tolist() == np.argsort(col, kind="stable").tolist()

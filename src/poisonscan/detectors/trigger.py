@@ -124,9 +124,9 @@ class _Counts:
         """Turn the collected slot lists into sparse (slot, count) pairs."""
         if not self.raw_uni and not self.raw_bi:
             return
-        ui, uc = np.unique(np.concatenate(self.raw_uni or [np.zeros(0, np.int64)]),
+        ui, uc = np.unique(np.concatenate(self.raw_uni or [np.zeros(0, np.uint32)]),
                            return_counts=True)
-        bi_, bc = np.unique(np.concatenate(self.raw_bi or [np.zeros(0, np.int64)]),
+        bi_, bc = np.unique(np.concatenate(self.raw_bi or [np.zeros(0, np.uint32)]),
                             return_counts=True)
         if self.sparse is not None:  # fold into the existing pairs
             ui, uc = _sum_pairs(self.sparse[0], self.sparse[1], ui, uc)
@@ -180,7 +180,7 @@ class _Switches:
         """One partial from several, grouped by key: supports and preceding-context counts add
         up; ``df`` and ``tail`` come from the global tables of the plan, equal for equal keys."""
         keys = np.concatenate([p.keys for p in parts])
-        # One stable sort by key; every per-key figure is a reduction over its run of rows.
+        # One sort by key; every per-key figure is a reduction over its run of rows.
         order, ks, new = _key_runs(keys)
         starts = np.flatnonzero(new)
         first = order[starts]
@@ -255,7 +255,8 @@ class _SwitchSpill:
             self._buffers[0].append(rows)
         else:
             # By the key's top bits (keys are 64-bit hashes, so partitions come out even).
-            which = (rows["key"] >> np.uint64(64 - self.bits)).astype(np.int64)
+            # (16-bit partition numbers: numpy sorts those stably with a radix sort.)
+            which = (rows["key"] >> np.uint64(64 - self.bits)).astype(np.uint16)
             order = np.argsort(which, kind="stable")
             bounds = np.searchsorted(which[order], np.arange((1 << self.bits) + 1))
             rows = rows[order]
@@ -487,8 +488,10 @@ class TriggerDetector(Detector):
         counts.docs += n_docs
         n_tok = len(tok.hashes)
         if counts.uni is None and counts.raw_size + 2 * n_tok <= (1 << plan.bi_bits) // RAW_SHARE:
-            out_u = np.empty(n_tok, np.int64)
-            out_b = np.empty(n_tok, np.int64)
+            # Slots fit 32 bits (tables have at most 2**32 of them), and numpy sorts 32-bit
+            # integers about four times faster than 64-bit ones in fold_raw's np.unique.
+            out_u = np.empty(n_tok, np.uint32)
+            out_b = np.empty(n_tok, np.uint32)
             nu, nb_, _ = document_frequency_slots(
                 tok.hashes, tok.doc_offsets, (1 << plan.uni_bits) - 1, (1 << plan.bi_bits) - 1,
                 np.uint64(plan.bi_keep), keys, stamps, 0, out_u, out_b)
@@ -1191,9 +1194,11 @@ def _caps(support: np.ndarray) -> np.ndarray:
 
 
 def _key_runs(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The stable sort order of ``keys``, the sorted keys, and where each run of equal keys
-    starts among them."""
-    order = np.argsort(keys, kind="stable")
+    """A sort order of ``keys``, the sorted keys, and where each run of equal keys starts among
+    them. Not a stable order: numpy's default sort is three times faster on 64-bit keys, and every
+    caller reduces a run in a way its row order does not change (sums, minimums, and columns
+    equal for equal keys)."""
+    order = np.argsort(keys)
     ks = keys[order]
     new = np.ones(len(ks), bool)
     new[1:] = ks[1:] != ks[:-1]

@@ -22,6 +22,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from poisonscan.kernels.ngrams import nonzero_pairs, scatter
+
 if TYPE_CHECKING:
     from poisonscan.config import ScanConfig
 
@@ -133,7 +135,6 @@ def one_numba_thread() -> None:
 # Sparse transport of shared state --------------------------------------------------------------
 
 _SPARSE_MIN_BYTES = 2**20  # smaller arrays travel as they are
-_CHUNK = 2**22  # slots scanned at a time for non-zero ones
 
 
 class SparsePickled:
@@ -220,25 +221,14 @@ def _sparse_reduce(a: np.ndarray) -> Any:
     n_nonzero = int(np.count_nonzero(flat))
     if n_nonzero * pair_bytes > a.nbytes // 2:
         return NotImplemented
-    index = np.empty(n_nonzero, index_type)
-    # In chunks through one small mask: a whole-table mask (or np.flatnonzero on the integers)
-    # costs twice as long on tables of hundreds of MB.
-    mask = np.empty(min(flat.size, _CHUNK), bool)
-    k = 0
-    for lo in range(0, flat.size, _CHUNK):
-        part = flat[lo:lo + _CHUNK]
-        np.not_equal(part, 0, out=mask[:part.size])
-        found = np.flatnonzero(mask[:part.size])
-        index[k:k + found.size] = found
-        index[k:k + found.size] += lo
-        k += found.size
-    return (_from_index, (a.shape, a.dtype.str, index, flat[index]))
+    index, values = nonzero_pairs(flat, n_nonzero, index_type)
+    return (_from_index, (a.shape, a.dtype.str, index, values))
 
 
 def _from_index(shape: tuple[int, ...], dtype: str, index: np.ndarray,
                 values: np.ndarray) -> np.ndarray:
     out = np.zeros(int(np.prod(shape)), dtype)
-    out[index] = values
+    scatter(out, index, values)
     return out.reshape(shape)
 
 

@@ -147,20 +147,52 @@ def add_dense(table, other):
             table[j] = v if v < vmax else vmax
 
 
-@nb.njit(cache=True, nogil=True)
-def nonzero_pairs(table, n):
-    """The ``n`` nonzero slots of ``table`` and their values, in slot order (``n`` from
+def nonzero_pairs(table: np.ndarray, n: int,
+                  index_dtype: type = np.int64) -> tuple[np.ndarray, np.ndarray]:
+    """The ``n`` nonzero slots of the 1-d ``table`` and their values, in slot order (``n`` from
     ``np.count_nonzero``). One pass, without ``np.flatnonzero``'s int64 index of the whole table
-    first: on a 256 MB table that is several times faster."""
-    idx = np.empty(n, np.int64)
-    val = np.empty(n, table.dtype)
+    first; it reads the table eight bytes at a time and only looks at the slots of nonzero words,
+    so a sparse 256 MB table takes a fraction of the time of a slot-by-slot loop."""
+    per = 8 // table.itemsize if table.itemsize <= 8 else 0
+    whole = table.shape[0] - table.shape[0] % per if per else 0
+    # The word view needs an 8-byte aligned start; np.zeros and np.empty give one.
+    if per and table.ctypes.data % 8 == 0:
+        words = table[:whole].view(np.uint64)
+    else:
+        words, per = np.zeros(0, np.uint64), 1
+    # Room for one word's slots past the end: every slot of a nonzero word is written, and only
+    # the nonzero ones advance the position (no branch to mispredict on each slot).
+    idx = np.empty(n + per, index_dtype)
+    val = np.empty(n + per, table.dtype)
+    k = _fill_nonzero(table, words, per, idx, val)
+    assert k == n, "the table changed while it was read"
+    return idx[:n], val[:n]
+
+
+@nb.njit(cache=True, nogil=True)
+def _fill_nonzero(table, words, per, idx, val):
     k = 0
-    for j in range(table.shape[0]):
+    for w in range(words.shape[0]):
+        if words[w] != 0:
+            for j in range(w * per, (w + 1) * per):
+                v = table[j]
+                idx[k] = j
+                val[k] = v
+                k += v != 0
+    for j in range(words.shape[0] * per, table.shape[0]):
         if table[j] != 0:
             idx[k] = j
             val[k] = table[j]
             k += 1
-    return idx, val
+    return k
+
+
+@nb.njit(cache=True, nogil=True)
+def scatter(out, idx, val):
+    """``out[idx] = val`` (``idx`` in range), without numpy's fancy-index machinery: about ten
+    times faster for millions of pairs."""
+    for k in range(idx.shape[0]):
+        out[idx[k]] = val[k]
 
 
 def scratch_set(max_doc_tokens: int) -> tuple[np.ndarray, np.ndarray]:
