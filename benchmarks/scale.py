@@ -218,6 +218,10 @@ def measure(spec: dict[str, Any]) -> dict[str, Any]:
             ex = LocalExecutor(workers)
         run_scan(ScanConfig(paths=(warm,), jobs=workers, executor=executor,
                             memory_budget=budget), executor=ex)  # the workers load their kernels
+        if client is not None:
+            # The warm-up file is one shard, so its tasks may all run on one worker: every
+            # worker also scans it locally, so none loads its kernels inside the timed scan.
+            client.run(_warm_worker, warm, budget)
 
         sampler = _RssSampler()
         base_rss = sampler.peak
@@ -253,9 +257,31 @@ def measure(spec: dict[str, Any]) -> dict[str, Any]:
             "load_after": os.getloadavg()[0], "pass_seconds": result.stats["pass_seconds"]}
 
 
+def _warm_worker(path: str, budget: str) -> None:
+    """Run on each Dask worker: a local one-process scan that loads the numba kernels there."""
+    from poisonscan.config import ScanConfig
+    from poisonscan.engine.scan import run_scan
+
+    run_scan(ScanConfig(paths=(path,), jobs=1, memory_budget=budget))
+
+
+def _monitoring_env(light: bool) -> dict[str, str]:
+    """The environment of a measurement: with ``light``, Dask's own periodic work is set as in the
+    LocalCluster that poisonscan starts (``poisonscan.engine.dask.LIGHT_MONITORING``), through
+    Dask's environment variables, which the driver, the scheduler and the workers all read."""
+    env = dict(os.environ)
+    if light:
+        from poisonscan.engine.dask import LIGHT_MONITORING
+
+        for key, value in LIGHT_MONITORING.items():
+            env["DASK_" + key.upper().replace(".", "__").replace("-", "_")] = str(value)
+    return env
+
+
 def _child(spec: dict[str, Any]) -> dict[str, Any]:
     cmd = [sys.executable, __file__, "--child", json.dumps(spec)]
-    proc = subprocess.run(cmd, capture_output=True, text=True)
+    proc = subprocess.run(cmd, capture_output=True, text=True,
+                          env=_monitoring_env(spec.get("light_monitoring", True)))
     if proc.returncode != 0:
         sys.stderr.write(proc.stderr)
         raise SystemExit(f"measurement failed: {spec}")
@@ -277,6 +303,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--memory-runs-budget", default="64MiB",
                         help="--memory-budget of the 10/1000-shard runs: small tables keep 1000 "
                         "tiny shards fast; the driver's share is what is compared")
+    parser.add_argument("--dask-default-monitoring", action="store_true",
+                        help="run the clusters with Dask's default periodic work (profiling every "
+                        "10 ms, memory checks every 100 ms, ...) instead of the lighter settings "
+                        "poisonscan's own LocalCluster uses")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     opts = parser.parse_args(argv)
     if opts.child:
@@ -292,7 +322,7 @@ def main(argv: list[str] | None = None) -> int:
              **extra: Any) -> dict[str, Any]:
         budget = opts.memory_runs_budget if path in small.values() else opts.memory_budget
         return {"executor": executor, "workers": workers, "path": str(path), "memory": memory,
-                "budget": budget, **extra}
+                "budget": budget, "light_monitoring": not opts.dask_default_monitoring, **extra}
 
     plan: list[tuple[str, str, dict[str, Any]]] = [
         ("local, 2 processes (reference)", "ref", spec("local", 2, big))]
@@ -325,6 +355,8 @@ def main(argv: list[str] | None = None) -> int:
 
     print(f"\nload average (1 min) before: {load_before[0]:.2f}, after: {load_after[0]:.2f} "
           f"({os.cpu_count()} cores)")
+    print("Dask's periodic work: " + ("Dask's defaults" if opts.dask_default_monitoring else
+                                      "light (as in poisonscan's own LocalCluster)"))
     print(f"{'run':46} {'shards':>6} {'text MB':>8} {'seconds':>8} {'MB/s':>6} "
           f"{'CPU s: workers':>14} {'sched':>5} {'driver':>6} {'load':>9} "
           f"{'driver RSS MB':>13} {'traced MB':>9} {'findings':>8}")
