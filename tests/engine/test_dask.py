@@ -1,7 +1,7 @@
 """--executor dask on a real LocalCluster of two worker processes: same findings as a local scan.
 
 Starting a cluster is slow, so one cluster serves the module (the CLI reaches it by address), and
-one test starts the command's own LocalCluster.
+two tests start poisonscan's own LocalCluster.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from poisonscan.engine.scan import run_scan
 from poisonscan.report.suspects import write_suspects
 
 distributed = pytest.importorskip("distributed", reason="the dask extra is not installed")
+from poisonscan.engine import dask as dask_executor  # noqa: E402 (needs distributed)
 
 N_FILES = 8
 
@@ -201,8 +202,6 @@ def test_every_plan_array_kept_on_the_workers_gives_the_same_findings(
     """With every array of every plan sent on its own (and read-only on the driver while the
     workers hold it), as the large tables of big corpora are, each detector still runs and finds
     what a local scan finds: nothing on the driver writes into a plan it has sent."""
-    from poisonscan.engine import dask as dask_executor
-
     monkeypatch.setattr(dask_executor, "_OWN_ARRAY_BYTES", 1)
     sft = _sft_files(tmp_path / "sft")
     for path in (corpus, sft):
@@ -235,6 +234,20 @@ def test_the_command_starts_its_own_local_cluster(corpus: Path, tmp_path: Path) 
     assert code_d == code, err
     assert comparable(json.loads(out_dask.read_text())) == comparable(
         json.loads(out_local.read_text()))
+
+
+def _config_values(keys: list[str]) -> list[Any]:
+    import dask
+
+    return [dask.config.get(k) for k in keys]
+
+
+def test_the_own_local_cluster_runs_with_light_monitoring() -> None:
+    keys = list(dask_executor.LIGHT_MONITORING)
+    with dask_executor.DaskExecutor(jobs=1, address=None) as executor:
+        on_workers = executor.client.run(_config_values, keys)
+    assert on_workers and all(values == list(dask_executor.LIGHT_MONITORING.values())
+                              for values in on_workers.values())
 
 
 def test_without_the_dask_extra_the_error_says_how_to_install_it(
