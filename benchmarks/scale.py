@@ -10,8 +10,8 @@ trigger followed by gibberish) in a few hundred documents so the findings are no
    What is timed is the scan phase: one ``run_scan`` call, from listing the inputs to the ranked
    findings, with every pass, plan broadcast and merge in it. Cluster start-up and the workers'
    one-time kernel loading are not (a small warm-up scan runs first on the same cluster, and
-   every worker scans the warm-up file locally). The cluster runs with the lighter Dask settings
-   of poisonscan's own LocalCluster (``--dask-default-monitoring`` for Dask's defaults). The 1-
+   every worker scans the warm-up file locally). The cluster runs with the Dask configuration of
+   poisonscan's own LocalCluster (``--dask-defaults`` for Dask's own). The 1-
    and 2-worker runs alternate (1, 2, 2, 1, ... ``--repeat`` pairs) so that a change in the load
    other users put on the machine hits both alike; the best run of each is compared, and every
    run is printed. Beside the time: the CPU seconds the workers, the scheduler and the driver used,
@@ -268,23 +268,25 @@ def _warm_worker(path: str, budget: str) -> None:
     run_scan(ScanConfig(paths=(path,), jobs=1, memory_budget=budget))
 
 
-def _monitoring_env(light: bool) -> dict[str, str]:
-    """The environment of a measurement: with ``light``, Dask's own periodic work is set as in the
-    LocalCluster that poisonscan starts (``poisonscan.engine.dask.LIGHT_MONITORING``), through
-    Dask's environment variables, which the driver, the scheduler and the workers all read."""
+def _cluster_env(tuned: bool) -> dict[str, str]:
+    """The environment of a measurement. With ``tuned``, the Dask configuration of the LocalCluster
+    poisonscan starts (``poisonscan.engine.dask.cluster_config``: lighter periodic work, glibc
+    malloc settings for the workers) goes in through Dask's environment variables, which the
+    driver, the scheduler, the nanny and the workers all read."""
     env = dict(os.environ)
-    if light:
-        from poisonscan.engine.dask import LIGHT_MONITORING
+    if tuned:
+        from poisonscan.engine.dask import cluster_config
 
-        for key, value in LIGHT_MONITORING.items():
-            env["DASK_" + key.upper().replace(".", "__").replace("-", "_")] = str(value)
+        for key, value in cluster_config().items():
+            name = "DASK_" + key.upper().replace(".", "__").replace("-", "_")
+            env[name] = repr(value) if isinstance(value, dict) else str(value)
     return env
 
 
 def _child(spec: dict[str, Any]) -> dict[str, Any]:
     cmd = [sys.executable, __file__, "--child", json.dumps(spec)]
     proc = subprocess.run(cmd, capture_output=True, text=True,
-                          env=_monitoring_env(spec.get("light_monitoring", True)))
+                          env=_cluster_env(spec.get("tuned", True)))
     if proc.returncode != 0:
         sys.stderr.write(proc.stderr)
         raise SystemExit(f"measurement failed: {spec}")
@@ -309,10 +311,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--memory-runs-budget", default="64MiB",
                         help="--memory-budget of the 10/1000-shard runs: small tables keep 1000 "
                         "tiny shards fast; the driver's share is what is compared")
-    parser.add_argument("--dask-default-monitoring", action="store_true",
-                        help="run the clusters with Dask's default periodic work (profiling every "
-                        "10 ms, memory checks every 100 ms, ...) instead of the lighter settings "
-                        "poisonscan's own LocalCluster uses")
+    parser.add_argument("--dask-defaults", action="store_true",
+                        help="run the clusters with Dask's default configuration (profiling every "
+                        "10 ms, memory checks every 100 ms, MALLOC_TRIM_THRESHOLD_=65536 in the "
+                        "workers, ...) instead of the settings of poisonscan's own LocalCluster")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     opts = parser.parse_args(argv)
     if opts.child:
@@ -328,7 +330,7 @@ def main(argv: list[str] | None = None) -> int:
              **extra: Any) -> dict[str, Any]:
         budget = opts.memory_runs_budget if path in small.values() else opts.memory_budget
         return {"executor": executor, "workers": workers, "path": str(path), "memory": memory,
-                "budget": budget, "light_monitoring": not opts.dask_default_monitoring, **extra}
+                "budget": budget, "tuned": not opts.dask_defaults, **extra}
 
     plan: list[tuple[str, str, dict[str, Any]]] = [
         ("local, 2 processes (reference)", "ref", spec("local", 2, big))]
@@ -361,8 +363,8 @@ def main(argv: list[str] | None = None) -> int:
 
     print(f"\nload average (1 min) before: {load_before[0]:.2f}, after: {load_after[0]:.2f} "
           f"({os.cpu_count()} cores)")
-    print("Dask's periodic work: " + ("Dask's defaults" if opts.dask_default_monitoring else
-                                      "light (as in poisonscan's own LocalCluster)"))
+    print("Dask configuration: " + ("Dask's defaults" if opts.dask_defaults else
+                                    "as in poisonscan's own LocalCluster (cluster_config)"))
     print(f"{'run':46} {'shards':>6} {'text MB':>8} {'seconds':>8} {'MB/s':>6} "
           f"{'CPU s: workers':>14} {'sched':>5} {'driver':>6} {'load':>9} "
           f"{'driver RSS MB':>13} {'traced MB':>9} {'findings':>8}")

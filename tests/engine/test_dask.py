@@ -237,17 +237,20 @@ def test_the_command_starts_its_own_local_cluster(corpus: Path, tmp_path: Path) 
 
 
 def _config_values(keys: list[str]) -> list[Any]:
+    import os
+
     import dask
 
-    return [dask.config.get(k) for k in keys]
+    return [dask.config.get(k) for k in keys] + [
+        os.environ.get(k) for k in dask_executor.WORKER_MALLOC]
 
 
-def test_the_own_local_cluster_runs_with_light_monitoring() -> None:
+def test_the_own_local_cluster_runs_with_light_monitoring_and_worker_malloc() -> None:
     keys = list(dask_executor.LIGHT_MONITORING)
+    expected = [*dask_executor.LIGHT_MONITORING.values(), *dask_executor.WORKER_MALLOC.values()]
     with dask_executor.DaskExecutor(jobs=1, address=None) as executor:
         on_workers = executor.client.run(_config_values, keys)
-    assert on_workers and all(values == list(dask_executor.LIGHT_MONITORING.values())
-                              for values in on_workers.values())
+    assert on_workers and all(values == expected for values in on_workers.values())
 
 
 def test_without_the_dask_extra_the_error_says_how_to_install_it(
