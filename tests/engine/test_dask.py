@@ -245,7 +245,12 @@ def _config_values(keys: list[str]) -> list[Any]:
         os.environ.get(k) for k in dask_executor.WORKER_MALLOC]
 
 
-def test_the_own_local_cluster_runs_with_light_monitoring_and_worker_malloc() -> None:
+def test_the_own_local_cluster_runs_with_light_monitoring_and_worker_malloc(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # A nanny copies its workers' environment into its own process, and the environment wins
+    # over the configuration: an earlier LocalCluster in this process left Dask's values here.
+    for name in dask_executor.WORKER_MALLOC:
+        monkeypatch.delenv(name, raising=False)
     keys = list(dask_executor.LIGHT_MONITORING)
     expected = [*dask_executor.LIGHT_MONITORING.values(), *dask_executor.WORKER_MALLOC.values()]
     with dask_executor.DaskExecutor(jobs=1, address=None) as executor:

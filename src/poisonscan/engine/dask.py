@@ -74,8 +74,9 @@ WORKER_MALLOC = {
 
 def cluster_config() -> dict[str, Any]:
     """The Dask configuration of the LocalCluster poisonscan starts: :data:`LIGHT_MONITORING`, and
-    :data:`WORKER_MALLOC` added to the environment the nannies give their workers. Set the same on
-    a cluster of your own (docs/distributed.md)."""
+    :data:`WORKER_MALLOC` added to the environment the nannies give their workers (a variable
+    already set in the environment of the process that starts them wins, as Dask has it). Set
+    the same on a cluster of your own (docs/distributed.md)."""
     import dask
 
     environ = dict(dask.config.get("distributed.nanny.pre-spawn-environ", None) or {})
