@@ -245,7 +245,7 @@ def _config_values(keys: list[str]) -> list[Any]:
         os.environ.get(k) for k in dask_executor.WORKER_MALLOC]
 
 
-def test_the_own_local_cluster_runs_with_light_monitoring_and_worker_malloc(
+def test_the_own_local_cluster_is_configured_for_the_scan(
         monkeypatch: pytest.MonkeyPatch) -> None:
     # A nanny copies its workers' environment into its own process, and the environment wins
     # over the configuration: an earlier LocalCluster in this process left Dask's values here.
@@ -255,7 +255,9 @@ def test_the_own_local_cluster_runs_with_light_monitoring_and_worker_malloc(
     expected = [*dask_executor.LIGHT_MONITORING.values(), *dask_executor.WORKER_MALLOC.values()]
     with dask_executor.DaskExecutor(jobs=1, address=None) as executor:
         on_workers = executor.client.run(_config_values, keys)
+        direct = executor.client.direct_to_workers
     assert on_workers and all(values == expected for values in on_workers.values())
+    assert direct is True  # results come from the workers, not through the scheduler
 
 
 def test_without_the_dask_extra_the_error_says_how_to_install_it(

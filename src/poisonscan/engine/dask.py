@@ -73,15 +73,19 @@ WORKER_MALLOC = {
 
 
 def cluster_config() -> dict[str, Any]:
-    """The Dask configuration of the LocalCluster poisonscan starts: :data:`LIGHT_MONITORING`, and
-    :data:`WORKER_MALLOC` added to the environment the nannies give their workers (a variable
-    already set in the environment of the process that starts them wins, as Dask has it). Set
-    the same on a cluster of your own (docs/distributed.md)."""
+    """The Dask configuration of the LocalCluster poisonscan starts and of its client:
+    :data:`LIGHT_MONITORING`; :data:`WORKER_MALLOC` added to the environment the nannies give
+    their workers (a variable already set in the environment of the process that starts them
+    wins, as Dask has it); and results fetched from the workers directly. By default a client
+    outside the cluster fetches them through the scheduler, which then copies every result (some
+    hundreds of MB per GB of text) on the cores the workers use; a driver that can reach the
+    workers should not. Set the same on a cluster of your own (docs/distributed.md)."""
     import dask
 
     environ = dict(dask.config.get("distributed.nanny.pre-spawn-environ", None) or {})
     environ.update(WORKER_MALLOC)
-    return {**LIGHT_MONITORING, "distributed.nanny.pre-spawn-environ": environ}
+    return {**LIGHT_MONITORING, "distributed.nanny.pre-spawn-environ": environ,
+            "distributed.client.direct-to-workers": True}
 
 
 # Arrays of the shared state at least this large travel (and are kept) on their own.
