@@ -352,6 +352,26 @@ def test_more_tokens_than_a_third_of_the_bytes():
     assert len(tokenize(data, offsets)[0]) == 400 + 600
 
 
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.text(alphabet="a<<中😀", min_size=100, max_size=400), min_size=1,
+                max_size=6))
+@example(["a<" * 10, "a<" * 300 + "中😀" * 40, "", "<a" * 200])
+def test_outputs_grow_mid_document_as_often_as_needed(docs):
+    """Up to a token a byte ("a<a<..."): the first guess of a token per three bytes fills up,
+    often inside a document, and the walk resumes there with twice the room, as often as it
+    takes."""
+    raw = [d.encode() for d in docs]
+    data, offsets = buffers(raw)
+    assert_matches_reference(data, offsets, raw)
+
+
+def test_a_document_that_fills_the_outputs_twice_resumes_inside_it():
+    raw = [b"a<" * 10, b"a<" * 600, b"x"]  # 1,221 tokens in 1,221 bytes: room for 423 at first
+    data, offsets = buffers(raw)
+    assert len(tokenize(data, offsets)[0]) > 2 * (len(data) // 3 + 16)
+    assert_matches_reference(data, offsets, raw)
+
+
 def test_empty_inputs():
     hashes, starts, ends, kinds, doc_offsets = tokenize(np.zeros(0, np.uint8),
                                                         np.zeros(1, np.int64))

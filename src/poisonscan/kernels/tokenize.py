@@ -84,8 +84,13 @@ def char_class(cp: int) -> int:
     return _WORDC
 
 
-def _ascii_table() -> np.ndarray:
-    table = np.full(128, _PUNCTC, dtype=np.int64)
+_NONASCII = 7  # class of a byte >= 0x80 in the byte table: the character must be decoded
+
+
+def _byte_table() -> np.ndarray:
+    """Class of every byte: ASCII bytes by the rules above, the others ``_NONASCII``."""
+    table = np.full(256, _NONASCII, dtype=np.uint8)
+    table[:128] = _PUNCTC
     table[:33] = _SPACE
     table[127] = _SPACE
     for lo, hi in ((48, 57), (65, 90), (97, 122), (95, 95)):
@@ -93,8 +98,9 @@ def _ascii_table() -> np.ndarray:
     return table
 
 
-_ASCII_CLASS = _ascii_table()
-_ASCII_FOLD = np.arange(128, dtype=np.uint64)  # what an ASCII byte adds to a hash: A-Z as a-z
+_BYTE_CLASS = _byte_table()
+_ASCII_FOLD = np.zeros(256, dtype=np.uint64)  # what an ASCII byte adds to a hash: A-Z as a-z
+_ASCII_FOLD[:128] = np.arange(128, dtype=np.uint64)
 _ASCII_FOLD[65:91] += 32
 
 
@@ -139,71 +145,74 @@ def _kind(cls: int) -> int:
 
 
 @nb.njit(cache=True, nogil=True)
-def _scan(data, offsets, seed, out_hash, out_start, out_end, out_kind, out_doc, fill):
-    """Walk every document; count tokens, and when ``fill`` write them into the output arrays.
+def _scan(data, offsets, seed, doc0, byte0, t, out_hash, out_start, out_end, out_kind, out_doc):
+    """Write the tokens of documents ``doc0``... into the output arrays from slot ``t`` on.
 
-    In ``fill`` mode returns -1 as soon as the outputs are full (the caller retries bigger).
+    ``byte0`` >= 0 resumes document ``doc0`` at that byte (the start of a token) instead of its
+    start. Returns ``(tokens, doc, byte)``: ``doc`` is the number of documents when all are done;
+    otherwise the outputs filled up at the token starting at ``byte`` of ``doc``, where the caller
+    resumes with bigger outputs.
 
-    The ASCII path is a table lookup; only non-ASCII lead bytes pay for decoding. ``cur`` is the
-    class of the open token (``_SPACE`` when none is open).
+    One loop, no helpers: a space is skipped by a table lookup, a run of ASCII characters of one
+    class is hashed by the short inner loop (the hot path of the whole scan), and only non-ASCII
+    bytes pay for decoding. An ideograph, kana or symbol is a token of one character.
     """
     n_docs = offsets.shape[0] - 1
-    t = 0
     cap = out_hash.shape[0]
     s0 = FNV_OFFSET ^ mix64(np.uint64(seed))
-    for d in range(n_docs):
-        if fill:
-            out_doc[d] = t
-        i = offsets[d]
+    for d in range(doc0, n_docs):
         end = offsets[d + 1]
-        cur = _SPACE
-        h = s0
-        start = i
+        if d == doc0 and byte0 >= 0:
+            i = byte0
+        else:
+            out_doc[d] = t
+            i = offsets[d]
         while i < end:
             b0 = data[i]
-            if b0 < 128:
-                c = _ASCII_CLASS[b0]
-                if c == cur:  # the common case, kept short: an ASCII token (or space) goes on
-                    if fill and c != _SPACE:
-                        h = (h ^ _ASCII_FOLD[b0]) * FNV_PRIME
-                    i += 1
-                    continue
-                ln = 1
-            else:
+            c = _BYTE_CLASS[b0]
+            if c == _SPACE:
+                i += 1
+                continue
+            ln = 1
+            if c == _NONASCII:
                 cp, ln = _decode(data, i, end)
                 c = char_class(cp)
-            if c != cur or c >= _SINGLE_CJK:
-                if cur != _SPACE:  # close the open token
-                    if fill:
-                        if t >= cap:
-                            return -1
-                        out_hash[t] = mix64(h)
-                        out_start[t] = start
-                        out_end[t] = i
-                        out_kind[t] = _kind(cur)
-                    t += 1
-                cur = c
-                h = s0
-                start = i
-            if fill and c != _SPACE:  # the counting walk skips hashing
-                if b0 < 128:
-                    h = (h ^ _ASCII_FOLD[b0]) * FNV_PRIME
-                else:  # a multi-byte character, or a stray byte (ln == 1)
+                if c == _SPACE:
+                    i += ln
+                    continue
+            if t >= cap:
+                return t, d, i
+            start = i
+            h = s0
+            if ln == 1 and b0 < 128:
+                h = (h ^ _ASCII_FOLD[b0]) * FNV_PRIME
+            else:  # a multi-byte character, or a stray byte (ln == 1)
+                for k in range(ln):
+                    h = (h ^ np.uint64(data[i + k])) * FNV_PRIME
+            i += ln
+            if c < _SINGLE_CJK:  # a run of word or punctuation characters goes on
+                while i < end:
+                    b = data[i]
+                    cb = _BYTE_CLASS[b]
+                    if cb == c:
+                        h = (h ^ _ASCII_FOLD[b]) * FNV_PRIME
+                        i += 1
+                        continue
+                    if cb != _NONASCII:
+                        break
+                    cp, ln = _decode(data, i, end)
+                    if char_class(cp) != c:
+                        break
                     for k in range(ln):
                         h = (h ^ np.uint64(data[i + k])) * FNV_PRIME
-            i += ln
-        if cur != _SPACE:
-            if fill:
-                if t >= cap:
-                    return -1
-                out_hash[t] = mix64(h)
-                out_start[t] = start
-                out_end[t] = end
-                out_kind[t] = _kind(cur)
+                    i += ln
+            out_hash[t] = mix64(h)
+            out_start[t] = start
+            out_end[t] = i
+            out_kind[t] = _kind(c)
             t += 1
-    if fill:
-        out_doc[n_docs] = t
-    return t
+    out_doc[n_docs] = t
+    return t, n_docs, 0
 
 
 def tokenize(data: np.ndarray, offsets: np.ndarray, seed: int = 0):
@@ -216,19 +225,19 @@ def tokenize(data: np.ndarray, offsets: np.ndarray, seed: int = 0):
     n_docs = offsets.shape[0] - 1
     n_bytes = int(offsets[-1] - offsets[0]) if n_docs > 0 else 0
     seed = np.uint64(int(seed) & 0xFFFFFFFFFFFFFFFF)  # one compiled type for every seed
-    # Text averages four to six bytes a token; start at one token per three bytes and count exactly
-    # (a second, hash-free walk) only when that was not enough.
+    # Text averages four to six bytes a token: start at one token per three bytes, and when that
+    # is not enough (CJK, punctuation), resume where the outputs filled up with twice the room.
     cap = n_bytes // 3 + 16
-    while True:
-        hashes = np.empty(cap, np.uint64)
-        starts = np.empty(cap, np.int64)
-        ends = np.empty(cap, np.int64)
-        kinds = np.empty(cap, np.uint8)
-        doc_offsets = np.empty(n_docs + 1, np.int64)
-        n = _scan(data, offsets, seed, hashes, starts, ends, kinds, doc_offsets, True)
-        if n >= 0:
-            return hashes[:n], starts[:n], ends[:n], kinds[:n], doc_offsets
-        dummy_u = np.zeros(0, np.uint64)
-        dummy_i = np.zeros(0, np.int64)
-        cap = _scan(data, offsets, seed, dummy_u, dummy_i, dummy_i, np.zeros(0, np.uint8),
-                    dummy_i, False)
+    out = (np.empty(cap, np.uint64), np.empty(cap, np.int64), np.empty(cap, np.int64),
+           np.empty(cap, np.uint8))
+    doc_offsets = np.empty(n_docs + 1, np.int64)
+    t, d, i = _scan(data, offsets, seed, 0, -1, 0, *out, doc_offsets)
+    while d < n_docs:
+        cap *= 2
+        grown = tuple(np.empty(cap, a.dtype) for a in out)
+        for a, g in zip(out, grown, strict=True):
+            g[:t] = a[:t]
+        out = grown
+        t, d, i = _scan(data, offsets, seed, d, i, t, *out, doc_offsets)
+    hashes, starts, ends, kinds = (a[:t] for a in out)
+    return hashes, starts, ends, kinds, doc_offsets
