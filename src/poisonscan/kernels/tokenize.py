@@ -18,6 +18,8 @@ Invalid UTF-8 never crashes the kernel: a stray byte counts as one word characte
 
 from __future__ import annotations
 
+from typing import cast
+
 import numba as nb
 import numpy as np
 
@@ -228,16 +230,17 @@ def tokenize(data: np.ndarray, offsets: np.ndarray, seed: int = 0):
     # Text averages four to six bytes a token: start at one token per three bytes, and when that
     # is not enough (CJK, punctuation), resume where the outputs filled up with twice the room.
     cap = n_bytes // 3 + 16
-    out = (np.empty(cap, np.uint64), np.empty(cap, np.int64), np.empty(cap, np.int64),
-           np.empty(cap, np.uint8))
+    hashes = np.empty(cap, np.uint64)
+    starts = np.empty(cap, np.int64)
+    ends = np.empty(cap, np.int64)
+    kinds = np.empty(cap, np.uint8)
     doc_offsets = np.empty(n_docs + 1, np.int64)
-    t, d, i = _scan(data, offsets, seed, 0, -1, 0, *out, doc_offsets)
-    while d < n_docs:
+    t, d, i = 0, 0, -1
+    while True:
+        t, d, i = cast(tuple[int, int, int], _scan(data, offsets, seed, d, i, t, hashes, starts,
+                                                   ends, kinds, doc_offsets))
+        if d == n_docs:
+            return hashes[:t], starts[:t], ends[:t], kinds[:t], doc_offsets
         cap *= 2
-        grown = tuple(np.empty(cap, a.dtype) for a in out)
-        for a, g in zip(out, grown, strict=True):
-            g[:t] = a[:t]
-        out = grown
-        t, d, i = _scan(data, offsets, seed, d, i, t, *out, doc_offsets)
-    hashes, starts, ends, kinds = (a[:t] for a in out)
-    return hashes, starts, ends, kinds, doc_offsets
+        hashes, starts, ends, kinds = (np.concatenate([a[:t], np.empty(cap - t, a.dtype)])
+                                       for a in (hashes, starts, ends, kinds))
