@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import multiprocessing
+import os
 import threading
 from pathlib import Path
 from typing import Any
@@ -80,21 +81,43 @@ def test_an_error_in_a_background_finish_reaches_the_caller(
 
 
 @pytest.mark.parametrize("jobs", [1, 2])
-def test_no_finish_runs_on_a_thread_while_the_local_pool_forks(
+def test_a_finish_runs_on_a_thread_but_never_while_the_local_pool_forks(
     folder: Path, monkeypatch: pytest.MonkeyPatch, jobs: int
 ) -> None:
     """A fork copies whatever locks other threads hold at that moment (numba's compiler lock has
-    no fork handler), so with a forking pool every finish stays on the main thread."""
+    no fork handler), so beside a forking pool a finish starts only once the pass's workers are
+    forked, and is done before the next pass forks again."""
     threads: dict[int, str] = {}
+    running: list[bool] = [False]
+    forks_seen: list[bool] = []  # per fork: whether a finish was running then
+    children_at_start: list[int] = []
     real_finish = CampaignDetector.finish_pass
+    real_fork = os.fork
 
     def finish(self: CampaignDetector, pass_index: int, merged: Any) -> None:
         threads[pass_index] = threading.current_thread().name
-        real_finish(self, pass_index, merged)
+        if pass_index == 0:
+            children_at_start.append(len(multiprocessing.active_children()))
+        running[0] = True
+        try:
+            real_finish(self, pass_index, merged)
+        finally:
+            running[0] = False
+
+    def fork() -> int:
+        forks_seen.append(running[0])
+        return real_fork()
 
     monkeypatch.setattr(CampaignDetector, "finish_pass", finish)
+    monkeypatch.setattr(os, "fork", fork)
     run_scan(config(folder, jobs=jobs))
     forks = LocalExecutor(jobs).forks
     assert forks == (jobs > 1 and "fork" in multiprocessing.get_all_start_methods())
-    assert threads[0].startswith("poisonscan-finish") != forks
+    assert threads[0].startswith("poisonscan-finish")
     assert threads[1] == threads[2] == threading.current_thread().name
+    assert not any(forks_seen)
+    if forks:
+        assert len(forks_seen) >= 2 * 3  # every pass forked its two workers
+        assert children_at_start == [2]  # pass 1's workers existed when the finish began
+    # No finish thread is left over once the scan is done.
+    assert not [t for t in threading.enumerate() if t.name.startswith("poisonscan-finish")]

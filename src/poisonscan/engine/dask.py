@@ -209,10 +209,14 @@ class DaskExecutor:
         return max(4, 2 * self.slots())
 
     def map(
-        self, fn: Callable[[Any, Any], Any], items: Sequence[Any], shared: Any
+        self, fn: Callable[[Any, Any], Any], items: Sequence[Any], shared: Any,
+        started: Callable[[], None] | None = None,
     ) -> Iterator[tuple[int, Any]]:
         """Run ``fn(item, shared)`` for every item; ``shared`` is sent once to each worker, and
-        its large arrays only if an earlier call did not send them already."""
+        its large arrays only if an earlier call did not send them already. ``started`` is
+        called at once (nothing here forks the driver)."""
+        if started is not None:
+            started()
         if not items:
             return
         client = self.client

@@ -69,7 +69,8 @@ class LocalExecutor:
     def forks(self) -> bool:
         """Whether ``map`` forks worker processes. A fork copies locks as they are at that
         moment, so the driver must not have threads running then that might hold one the
-        children need (numba's compiler lock, taken while a kernel loads, has no fork handler)."""
+        children need (numba's compiler lock, taken while a kernel loads, has no fork handler):
+        such threads start from ``map``'s ``started`` callback, once every worker is forked."""
         return self.jobs > 1 and "fork" in mp.get_all_start_methods()
 
     def __enter__(self) -> LocalExecutor:
@@ -79,9 +80,15 @@ class LocalExecutor:
         self.close()
 
     def map(
-        self, fn: Callable[[Any, Any], Any], items: Sequence[Any], shared: Any
+        self, fn: Callable[[Any, Any], Any], items: Sequence[Any], shared: Any,
+        started: Callable[[], None] | None = None,
     ) -> Iterator[tuple[int, Any]]:
+        """Run ``fn(item, shared)`` for every item. ``started`` is called once no more worker
+        processes will be forked for this call: from then on the driver may run threads of its
+        own (see :attr:`forks`)."""
         if self.jobs == 1 or len(items) <= 1:
+            if started is not None:
+                started()
             for i, item in enumerate(items):
                 yield i, fn(item, shared)
             return
@@ -99,6 +106,8 @@ class LocalExecutor:
                 max_workers=min(self.jobs, len(items)), mp_context=ctx,
                 initializer=_init_shared, initargs=(shared,),
             )
+        workers = min(self.jobs, len(items))
+        all_started = False
         try:
             pending: dict[Future, int] = {}
             it = iter(enumerate(items))
@@ -108,6 +117,12 @@ class LocalExecutor:
                 if nxt is None:
                     break
                 pending[pool.submit(_call, fn, nxt[1])] = nxt[0]
+            # With the fork start method, CPython's pool forks all of its workers in the first
+            # submit() and never forks again (a pool with a dead worker is broken, not refilled).
+            # Checked rather than assumed: otherwise ``started`` waits until the pool is shut.
+            all_started = len(getattr(pool, "_processes", None) or ()) >= workers
+            if started is not None and all_started:
+                started()
             while pending:
                 done, _ = wait(pending, return_when=FIRST_COMPLETED)
                 for fut in sorted(done, key=lambda f: pending[f]):
@@ -119,6 +134,8 @@ class LocalExecutor:
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
             _SHARED = None
+            if started is not None and not all_started:
+                started()
 
 
 def one_numba_thread() -> None:

@@ -150,7 +150,8 @@ def group_shards(shards: Sequence[Shard], slots: int) -> list[tuple[Shard, ...]]
 
 
 def _shard_results(executor: Any, shards: list[Shard], task: _PassTask, state: ScanState | None,
-                   shard_keys: list[str]) -> Iterator[tuple[dict[str, Any], list[ReadCounter]]]:
+                   shard_keys: list[str], started: Callable[[], None]
+                   ) -> Iterator[tuple[dict[str, Any], list[ReadCounter]]]:
     """Every shard's result of a pass: stored ones from the state, the others from the executor.
 
     Without a state, small shards are worked on several to a task (see :func:`group_shards`).
@@ -162,7 +163,7 @@ def _shard_results(executor: Any, shards: list[Shard], task: _PassTask, state: S
     """
     if state is None:
         groups = group_shards(shards, _slots(executor))
-        for _, result in executor.map(scan_shards, groups, task):
+        for _, result in executor.map(scan_shards, groups, task, started=started):
             yield result
         return
     key = state.pass_key(task.pass_index, task)
@@ -174,7 +175,7 @@ def _shard_results(executor: Any, shards: list[Shard], task: _PassTask, state: S
         else:
             yield stored[0], [stored[1]]
     state.summary.passes.append((task.pass_index, len(shards) - len(todo), len(todo)))
-    for j, result in executor.map(scan_shard, [shards[i] for i in todo], task):
+    for j, result in executor.map(scan_shard, [shards[i] for i in todo], task, started=started):
         state.save(key, shard_keys[todo[j]], result)
         yield result[0], [result[1]]
 
@@ -185,13 +186,59 @@ def _idle_next(schedule: tuple[int, ...], pass_index: int) -> bool:
     return bool(later) and later[0] > pass_index + 1
 
 
-def _wait(pending: dict[str, Future[None]], det_id: str | None = None) -> None:
-    """Wait for the background finish of ``det_id`` (default: of every detector), re-raising its
-    error, and forget it."""
-    for key in [det_id] if det_id is not None else list(pending):
-        future = pending.pop(key, None)
-        if future is not None:
-            future.result()
+class _BackgroundFinishes:
+    """Finishes of detectors idle in the next pass, run on a thread while that pass runs.
+
+    With an executor that forks its workers during a pass (the local pool), a thread must not
+    run while it forks (see ``LocalExecutor.forks``): such a finish is only queued, and
+    :meth:`start` (``map``'s ``started`` callback, once the workers exist) starts it.
+    """
+
+    def __init__(self, defer: bool) -> None:
+        self._defer = defer
+        # Made for each batch of finishes and shut once they are done, so that no idle thread
+        # is left alive when the next pass forks.
+        self._pool: ThreadPoolExecutor | None = None
+        self._queued: dict[str, tuple[Callable[[int, Any], None], int, Any]] = {}
+        self._running: dict[str, Future[None]] = {}
+
+    def submit(self, det: Detector, step: int, merged: Any) -> None:
+        self._queued[det.id] = (det.finish_pass, step, merged)
+        if not self._defer:
+            self.start()
+
+    def start(self) -> None:
+        """Start every queued finish."""
+        for det_id, (finish, step, merged) in self._queued.items():
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(max_workers=1,
+                                                thread_name_prefix="poisonscan-finish")
+            self._running[det_id] = self._pool.submit(finish, step, merged)
+        self._queued.clear()
+
+    def wait(self, det_id: str | None = None) -> None:
+        """Run or wait for the finish of ``det_id`` (default: of every detector), re-raising its
+        error, and forget it. A queued one runs now: its results are needed."""
+        for key in [det_id] if det_id is not None else list(self._queued) + list(self._running):
+            queued = self._queued.pop(key, None)
+            if queued is not None:
+                finish, step, merged = queued
+                finish(step, merged)
+            future = self._running.pop(key, None)
+            if future is not None:
+                future.result()
+        if not self._running:
+            self._end_thread()
+
+    def _end_thread(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
+
+    def close(self) -> None:
+        """After the scan, or when it failed: drop what is queued and let what runs end."""
+        self._queued.clear()
+        self._end_thread()
 
 
 def _slots(executor: Any) -> int:
@@ -251,11 +298,9 @@ def _run_passes(config: ScanConfig, progress: ProgressCallback | None, executor:
     # A detector idle in the next pass finishes this one on a thread while the workers run the
     # next pass for the others (the campaign detector's clustering after pass 0 would otherwise
     # leave every worker waiting). A finish is awaited before any other detector's next finish
-    # (they may read each other's results) and before the detector's next plan. Not with an
-    # executor that forks its workers during the pass (the local pool): see LocalExecutor.forks.
-    overlap = not getattr(executor, "forks", False)
-    background = ThreadPoolExecutor(max_workers=1, thread_name_prefix="poisonscan-finish")
-    pending: dict[str, Future[None]] = {}  # detector id -> its finish running in the background
+    # (they may read each other's results) and before the detector's next plan. Beside an
+    # executor that forks its workers (the local pool) it starts once they are forked.
+    background = _BackgroundFinishes(defer=bool(getattr(executor, "forks", False)))
     try:
         for pass_index in range(n_passes):
             t0 = time.perf_counter()
@@ -264,7 +309,7 @@ def _run_passes(config: ScanConfig, progress: ProgressCallback | None, executor:
             for det in detectors:
                 if pass_index in schedules[det.id]:
                     step = schedules[det.id].index(pass_index)
-                    _wait(pending, det.id)
+                    background.wait(det.id)
                     plan = det.plan(step)
                     if plan is not None:
                         plans[det.id], steps[det.id] = plan, step
@@ -273,7 +318,7 @@ def _run_passes(config: ScanConfig, progress: ProgressCallback | None, executor:
             task = _PassTask(pass_index, plans, classes, options, config.seed, steps)
             merged: dict[str, Any] = {}
             for partials, shard_counters in _shard_results(executor, shards, task, state,
-                                                           shard_keys):
+                                                           shard_keys, background.start):
                 _merge_into(merged, partials, by_id, task)
                 del partials  # merged in: nothing of it stays alive while the next is awaited
                 for counter in shard_counters:
@@ -282,20 +327,19 @@ def _run_passes(config: ScanConfig, progress: ProgressCallback | None, executor:
                     if progress is not None:
                         progress(f"pass {pass_index + 1}/{n_passes}", counter.records,
                                  counter.bytes)
-            _wait(pending)
+            background.wait()
             for det in detectors:
                 if det.id not in plans:
                     continue
-                if overlap and _idle_next(schedules[det.id], pass_index):
-                    pending[det.id] = background.submit(det.finish_pass, steps[det.id],
-                                                        merged.get(det.id))
+                if _idle_next(schedules[det.id], pass_index):
+                    background.submit(det, steps[det.id], merged.get(det.id))
                 else:
                     det.finish_pass(steps[det.id], merged.get(det.id))
             del merged
             pass_seconds.append(time.perf_counter() - t0)
-        _wait(pending)
+        background.wait()
     finally:
-        background.shutdown(wait=True)
+        background.close()
 
     findings: list[Finding] = []
     for det in detectors:
