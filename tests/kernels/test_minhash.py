@@ -12,6 +12,7 @@ from poisonscan.kernels.minhash import (
     document_shingles,
     hash_params,
     minhash_signatures,
+    shingle_keys,
 )
 
 M64 = (1 << 64) - 1
@@ -60,6 +61,30 @@ def test_kernel_matches_reference(docs, k, num_perm, seed):
     assert sig.shape == (len(docs), num_perm)
     for d, tokens in enumerate(docs):
         assert sig[d].tolist() == reference_signature(tokens, a, b, k)
+
+
+def reference_keys(tokens: list[int], k: int) -> list[int]:
+    """Every shingle key of a document, in order (one shorter shingle for short documents)."""
+    if not tokens:
+        return []
+    w = min(k, len(tokens))
+    keys = []
+    for s in range(max(1, len(tokens) - k + 1)):
+        h = int(SHINGLE_SEED)
+        for t in tokens[s : s + w]:
+            h = _mix64(h ^ t)
+        keys.append(h >> 32)
+    return keys
+
+
+@settings(max_examples=100, deadline=None)
+@given(docs_strategy, st.integers(1, 7))
+def test_shingle_keys_are_listed_in_order(docs, k):
+    """Keys are computed four at a time, then one at a time for the rest of a document."""
+    keys, off = shingle_keys(*_stream(docs), k)
+    assert keys.dtype == np.uint32
+    for d, tokens in enumerate(docs):
+        assert keys[off[d]:off[d + 1]].tolist() == reference_keys(tokens, k)
 
 
 @settings(max_examples=30, deadline=None)
