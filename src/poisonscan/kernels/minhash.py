@@ -92,8 +92,8 @@ def shingle_keys(
             out[o + s + 2] = np.uint32(a2 >> np.uint64(32))
             out[o + s + 3] = np.uint32(a3 >> np.uint64(32))
             s += 4
-        for s in range(s, m):
-            out[o + s] = _shingle_key(hashes, lo + s, lo + s + w)
+        for r in range(s, m):
+            out[o + r] = _shingle_key(hashes, lo + r, lo + r + w)
     return out, out_off
 
 
