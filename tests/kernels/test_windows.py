@@ -33,6 +33,7 @@ from poisonscan.kernels.windows import (
     ngram_tail,
     profile_cosine,
     tail_filter,
+    tail_groups,
     token_features,
 )
 
@@ -455,8 +456,8 @@ def test_gather_evidence_matches_reference(corpus, max_order, window, ctx_tokens
     doc_ends = [(ends[off[d] : off[d + 1]] - doc_bytes[d]).tolist() for d in range(len(docs))]
     table_keys, table_ids = build_key_table(np.array(keys, np.uint64))
     # The tail filter may have false positives (few bits), never false negatives.
-    last = tail_filter(np.array([ngram_tail(g) for g in picked], np.uint64),
-                             data.draw(st.integers(3, 23)))
+    bit_count = data.draw(st.integers(3, 23))
+    last = tail_filter(np.array([ngram_tail(g) for g in picked], np.uint64), bit_count)
     cap = 4 * sum(len(d) for d in docs) * max_order + 1
     out_i = np.zeros((cap, 10), np.int64)
     out_f = np.zeros((cap, 9), np.float64)
@@ -478,9 +479,23 @@ def test_gather_evidence_matches_reference(corpus, max_order, window, ctx_tokens
                                        freq_min, candidates, max_order, window, ctx_tokens, keep)
     ref_totals = np.bincount([r[0] for r in ref_i], minlength=n_cand)
     assert totals.tolist() == ref_totals.tolist()
-    counted = np.zeros(n_cand, np.int64)
-    count_occurrences(hashes, off, table_keys, table_ids, last, counted, max_order)
-    assert counted.tolist() == ref_totals.tolist()
+    # The count pass: exact totals without caps; with them, exact within a cap, and only above
+    # the cap past it (bits of tails whose candidates are all past their caps get cleared).
+    tail_of = {key_of(g): ngram_tail(g) for g in picked}
+    tails = np.array([tail_of.get(key, np.uint64(key)) for key in keys], np.uint64)
+    for limits in (np.full(n_cand, 1 << 40, np.int64), caps):
+        counted = np.zeros(n_cand, np.int64)
+        bits, (group, group_bit, live) = last.copy(), tail_groups(tails, bit_count)
+        count_occurrences(hashes, off, table_keys, table_ids, bits, limits, group, group_bit,
+                          live, counted, max_order)
+        within = ref_totals <= limits
+        assert counted[within].tolist() == ref_totals[within].tolist()
+        assert (counted[~within] > limits[~within]).all()
+        assert (counted <= ref_totals).all()
+        settled = np.zeros(bits.size * 8, bool)  # bits whose every candidate is past its cap
+        np.logical_or.at(settled, group_bit, live == 0)
+        assert np.array_equal(np.unpackbits(bits, bitorder="little").astype(bool),
+                              np.unpackbits(last, bitorder="little").astype(bool) & ~settled)
     within = [i for i, r in enumerate(ref_i) if ref_totals[r[0]] <= caps[r[0]]]
     ref_i = [ref_i[i] for i in within]
     ref_f = [ref_f[i] for i in within]
@@ -494,6 +509,28 @@ def test_gather_evidence_matches_reference(corpus, max_order, window, ctx_tokens
         small_i = np.zeros((k - 1, 10), np.int64)
         small_f = np.zeros((k - 1, 9), np.float64)
         assert run(small_i, small_f)[0] == -1
+
+
+def test_a_tail_bit_is_cleared_only_once_all_its_candidates_are_past_their_caps():
+    """Two 4-grams end in the same three tokens, so share a tail bit. The first goes past its
+    cap at once, but is still counted while the second is within its cap; once both are past
+    theirs, the bit is cleared and neither is looked up again."""
+    w, x, a, b, c = 11, 12, 13, 14, 15
+    first, second = [w, a, b, c], [x, a, b, c]
+    docs = [first, first, second, second + first, second, first]
+    hashes, off = flatten(docs)
+    keys = np.array([key_of(first), key_of(second)], np.uint64)
+    table_keys, table_ids = build_key_table(keys)
+    tails = np.array([ngram_tail(first), ngram_tail(second)], np.uint64)
+    assert tails[0] == tails[1]
+    for limits, want, cleared in (([0, 10], [4, 3], False), ([0, 1], [2, 2], True)):
+        bits = tail_filter(tails)
+        group, group_bit, live = tail_groups(tails)
+        counted = np.zeros(2, np.int64)
+        count_occurrences(hashes, off, table_keys, table_ids, bits, np.array(limits, np.int64),
+                          group, group_bit, live, counted, 4)
+        assert counted.tolist() == want
+        assert (not bits.any()) == cleared
 
 
 @settings(max_examples=100, deadline=None)

@@ -56,6 +56,7 @@ from poisonscan.kernels.windows import (
     find_switches,
     gather_evidence,
     tail_filter,
+    tail_groups,
 )
 
 MAX_ORDER = 4  # n-gram orders 1..4 are candidates; longer triggers are recovered by extension
@@ -341,6 +342,21 @@ class _Plan:
     cand_ids: np.ndarray | None = None
     caps: np.ndarray | None = None
     tail_bits: np.ndarray | None = None
+    # tail_groups(candidate tails): each candidate's group, each group's bit, its candidates
+    tail_group: np.ndarray | None = None
+    group_bit: np.ndarray | None = None
+    group_live: np.ndarray | None = None
+
+
+@dataclass
+class _Tally:
+    """A task's count-pass accumulator: the running totals, and its own copies of the tail filter
+    and of each tail bit's candidates within caps, which count_occurrences lowers as candidates
+    go past their caps (the plan's arrays are shared by every task)."""
+
+    totals: np.ndarray
+    tail_bits: np.ndarray
+    group_live: np.ndarray
 
 
 class TriggerDetector(Detector):
@@ -438,9 +454,11 @@ class TriggerDetector(Detector):
         # The count pass does not read the tables; its plan holds them so that a cluster keeps
         # them on its workers for the evidence pass instead of shipping them again.
         table_keys, table_ids = build_key_table(self._cand_keys)
+        tail_group, group_bit, group_live = tail_groups(self._cand_tail)
         return _Plan(**base, uni=self._counts.uni, bi=self._counts.bi, freq_min=self._freq_min,
                      cand_keys=table_keys, cand_ids=table_ids, caps=_caps(self._cand_support),
-                     tail_bits=tail_filter(self._cand_tail))
+                     tail_bits=tail_filter(self._cand_tail), tail_group=tail_group,
+                     group_bit=group_bit, group_live=group_live)
 
     # --------------------------------------------------------------- workers
     @classmethod
@@ -455,11 +473,15 @@ class TriggerDetector(Detector):
         if pass_index == _STATS:
             return cls._count(plan, tok, len(ctx.batch), acc)
         if pass_index == _COUNTS:
-            assert plan.caps is not None
-            totals = acc if acc is not None else np.zeros(len(plan.caps), np.int64)
+            assert plan.caps is not None and plan.tail_bits is not None
+            assert plan.group_live is not None
+            tally = acc if acc is not None else _Tally(np.zeros(len(plan.caps), np.int64),
+                                                      plan.tail_bits.copy(),
+                                                      plan.group_live.copy())
             count_occurrences(tok.hashes, tok.doc_offsets, plan.cand_keys, plan.cand_ids,
-                              plan.tail_bits, totals, MAX_ORDER)
-            return totals
+                              tally.tail_bits, plan.caps, plan.tail_group, plan.group_bit,
+                              tally.group_live, tally.totals, MAX_ORDER)
+            return tally
         if pass_index == _SWITCHES:
             # Kept as a list and grouped once in compact(): grouping after every batch would
             # sort the shard's growing key table again and again.
@@ -632,8 +654,9 @@ class TriggerDetector(Detector):
 
     @classmethod
     def merge(cls, pass_index: int, a: Any, b: Any) -> Any:
-        if pass_index == _COUNTS:
-            return a + b
+        if pass_index == _COUNTS:  # totals, or a task's tally (from process())
+            return (a.totals if isinstance(a, _Tally) else a) + (
+                b.totals if isinstance(b, _Tally) else b)
         if pass_index == _STATS:
             if a.uni is None:
                 a, b = b, a
@@ -661,6 +684,8 @@ class TriggerDetector(Detector):
             ui, uc = nonzero_pairs(acc.uni, np.count_nonzero(acc.uni))
             bi_, bc = nonzero_pairs(acc.bi, used_bi)
             return _Counts(sparse=_narrow_pairs(ui, uc, bi_, bc), docs=acc.docs, bits=acc.bits)
+        if pass_index == _COUNTS and isinstance(acc, _Tally):
+            return acc.totals  # over-cap totals are lower bounds, which is all the driver asks
         if pass_index == _SWITCHES and isinstance(acc, list):
             return _Switches.combine(acc)
         if pass_index == _EVIDENCE and acc is not None:
