@@ -209,14 +209,10 @@ class DaskExecutor:
         return max(4, 2 * self.slots())
 
     def map(
-        self, fn: Callable[[Any, Any], Any], items: Sequence[Any], shared: Any,
-        started: Callable[[], None] | None = None,
+        self, fn: Callable[[Any, Any], Any], items: Sequence[Any], shared: Any
     ) -> Iterator[tuple[int, Any]]:
         """Run ``fn(item, shared)`` for every item; ``shared`` is sent once to each worker, and
-        its large arrays only if an earlier call did not send them already. ``started`` is
-        called at once (nothing here forks the driver)."""
-        if started is not None:
-            started()
+        its large arrays only if an earlier call did not send them already."""
         if not items:
             return
         client = self.client

@@ -150,7 +150,7 @@ def group_shards(shards: Sequence[Shard], slots: int) -> list[tuple[Shard, ...]]
 
 
 def _shard_results(executor: Any, shards: list[Shard], task: _PassTask, state: ScanState | None,
-                   shard_keys: list[str], started: Callable[[], None]
+                   shard_keys: list[str], started: Callable[[], None] | None = None
                    ) -> Iterator[tuple[dict[str, Any], list[ReadCounter]]]:
     """Every shard's result of a pass: stored ones from the state, the others from the executor.
 
@@ -160,10 +160,14 @@ def _shard_results(executor: Any, shards: list[Shard], task: _PassTask, state: S
     merged as they arrive: the driver holds the merged partials plus the results of the tasks in
     flight (one at a time locally; on Dask up to the executor's in-flight limit, which the
     workers' results are fetched ahead of), never a number that grows with the shards.
+
+    ``started`` goes to an executor that forks (see ``LocalExecutor.map``); others are not
+    given it.
     """
+    extra = {} if started is None else {"started": started}
     if state is None:
         groups = group_shards(shards, _slots(executor))
-        for _, result in executor.map(scan_shards, groups, task, started=started):
+        for _, result in executor.map(scan_shards, groups, task, **extra):
             yield result
         return
     key = state.pass_key(task.pass_index, task)
@@ -175,7 +179,7 @@ def _shard_results(executor: Any, shards: list[Shard], task: _PassTask, state: S
         else:
             yield stored[0], [stored[1]]
     state.summary.passes.append((task.pass_index, len(shards) - len(todo), len(todo)))
-    for j, result in executor.map(scan_shard, [shards[i] for i in todo], task, started=started):
+    for j, result in executor.map(scan_shard, [shards[i] for i in todo], task, **extra):
         state.save(key, shard_keys[todo[j]], result)
         yield result[0], [result[1]]
 
@@ -195,7 +199,7 @@ class _BackgroundFinishes:
     """
 
     def __init__(self, defer: bool) -> None:
-        self._defer = defer
+        self.defer = defer
         # Made for each batch of finishes and shut once they are done, so that no idle thread
         # is left alive when the next pass forks.
         self._pool: ThreadPoolExecutor | None = None
@@ -204,7 +208,7 @@ class _BackgroundFinishes:
 
     def submit(self, det: Detector, step: int, merged: Any) -> None:
         self._queued[det.id] = (det.finish_pass, step, merged)
-        if not self._defer:
+        if not self.defer:
             self.start()
 
     def start(self) -> None:
@@ -317,8 +321,9 @@ def _run_passes(config: ScanConfig, progress: ProgressCallback | None, executor:
                 continue
             task = _PassTask(pass_index, plans, classes, options, config.seed, steps)
             merged: dict[str, Any] = {}
+            workers_forked = background.start if background.defer else None
             for partials, shard_counters in _shard_results(executor, shards, task, state,
-                                                           shard_keys, background.start):
+                                                           shard_keys, workers_forked):
                 _merge_into(merged, partials, by_id, task)
                 del partials  # merged in: nothing of it stays alive while the next is awaited
                 for counter in shard_counters:
