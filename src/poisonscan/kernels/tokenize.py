@@ -155,9 +155,10 @@ def _scan(data, offsets, seed, doc0, byte0, t, out_hash, out_start, out_end, out
     otherwise the outputs filled up at the token starting at ``byte`` of ``doc``, where the caller
     resumes with bigger outputs.
 
-    One loop, no helpers: a space is skipped by a table lookup, a run of ASCII characters of one
-    class is hashed by the short inner loop (the hot path of the whole scan), and only non-ASCII
-    bytes pay for decoding. An ideograph, kana or symbol is a token of one character.
+    One loop (calls only to decode non-ASCII characters): a space is skipped by a table lookup,
+    a run of ASCII characters of one class is hashed by the short inner loop (the hot path of the
+    whole scan), and only non-ASCII bytes pay for decoding. An ideograph, kana or symbol is a
+    token of one character.
     """
     n_docs = offsets.shape[0] - 1
     cap = out_hash.shape[0]
