@@ -334,7 +334,7 @@ def _filter_bit(v, mask):
 
 
 def _index_filter(query: np.ndarray) -> np.ndarray:
-    """Bitmap with one bit set per value of ``query`` (see :func:`_hit`), a power of two in
+    """Bitmap with one bit set per value of ``query`` (see :func:`_count_hits`), a power of two in
     size with about FILTER_BITS_PER_VALUE bits a value: small enough to stay in the L1 cache."""
     bits = max(13, int(FILTER_BITS_PER_VALUE * max(1, query.shape[0]) - 1).bit_length())
     bitmap = np.zeros(1 << (bits - 3), np.uint8)
