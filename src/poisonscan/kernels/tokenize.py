@@ -228,6 +228,9 @@ def tokenize(data: np.ndarray, offsets: np.ndarray, seed: int = 0):
     n_docs = offsets.shape[0] - 1
     n_bytes = int(offsets[-1] - offsets[0]) if n_docs > 0 else 0
     seed = np.uint64(int(seed) & 0xFFFFFFFFFFFFFFFF)  # one compiled type for every seed
+    if data.flags.writeable:  # one compiled type for Arrow's read-only buffers and other arrays
+        data = data.view()
+        data.flags.writeable = False
     # Text averages four to six bytes a token: start at one token per three bytes, and when that
     # is not enough (CJK, punctuation), resume where the outputs filled up with twice the room.
     cap = n_bytes // 3 + 16
