@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import errno
+import gc
 import os
 import sys
 from collections.abc import Iterator, Sequence
@@ -585,9 +586,24 @@ def verify_command(manifest: str) -> int:
     return EXIT_CLEAN if outcome.ok else EXIT_FINDINGS
 
 
+# Collector settings of the command (the library leaves the process's alone). Loading numba and
+# the cached kernels makes some 130,000 long-lived objects: CPython's default first threshold
+# (700 allocations) has the collector walk the young ones hundreds of times while they load,
+# and the interpreter's last collection at exit walks them all once more. On a cached scan of
+# 1 MB those cost about a quarter of the run (measured on 2026-12-02: 2.5-2.7 s with the
+# defaults, 2.0-2.2 s with this threshold and the freeze at exit).
+GC_THRESHOLD = (10_000, 50, 100)
+
+
 def main() -> None:
     """Console-script entry point."""
-    cli()
+    gc.set_threshold(*GC_THRESHOLD)
+    try:
+        cli()
+    finally:
+        # Every object still alive lives until the process ends: frozen, the collection at exit
+        # skips them (the process's memory goes back to the system whole anyway).
+        gc.freeze()
 
 
 if __name__ == "__main__":  # pragma: no cover
