@@ -12,6 +12,7 @@ the plan and the batch, never the detector's driver-side state.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -75,6 +76,10 @@ class Detector(ABC):
     # its passes lets the driver finish the earlier one in the background while the workers run
     # the other detectors' next pass.
     scan_passes: ClassVar[tuple[int, ...] | None] = None
+    # Kernels first called in a later pass, which a helper process may compile while the first
+    # passes run (see poisonscan.kernels.warm): (the detector's first pass that calls them, the
+    # kernels, a module-level function calling each with arguments of the types the pass uses).
+    ahead: ClassVar[tuple[int, tuple[Any, ...], Callable[[], None]] | None] = None
 
     def __init__(self, config: ScanConfig) -> None:
         self.config = config

@@ -36,6 +36,7 @@ from poisonscan.detectors.base import BatchContext, Detector, Tokens
 from poisonscan.engine.spill import SpillDir
 from poisonscan.findings import DocumentRef, Example, Finding, Severity, make_snippet
 from poisonscan.io.records import Shape
+from poisonscan.kernels.arrow import string_buffers
 from poisonscan.kernels.ngrams import (
     ALL_BIGRAMS,
     add_dense,
@@ -46,6 +47,7 @@ from poisonscan.kernels.ngrams import (
     nonzero_pairs,
     scratch_set,
 )
+from poisonscan.kernels.tokenize import tokenize
 from poisonscan.kernels.windows import (
     CTX_TOKENS,
     HIST_BINS,
@@ -359,6 +361,57 @@ class _Tally:
     group_live: np.ndarray
 
 
+def _candidate_plan(base: dict[str, Any], counts: _Counts, freq_min: int, keys: np.ndarray,
+                    support: np.ndarray, tails: np.ndarray) -> _Plan:
+    """The plan of the count and evidence passes for candidates ``keys``. The count pass does not
+    read the tables; its plan holds them so that a cluster keeps them on its workers for the
+    evidence pass instead of shipping them again."""
+    table_keys, table_ids = build_key_table(keys)
+    tail_group, group_bit, group_live = tail_groups(tails)
+    return _Plan(**base, uni=counts.uni, bi=counts.bi, freq_min=freq_min, cand_keys=table_keys,
+                 cand_ids=table_ids, caps=_caps(support), tail_bits=tail_filter(tails),
+                 tail_group=tail_group, group_bit=group_bit, group_live=group_live)
+
+
+def _new_tally(plan: _Plan) -> _Tally:
+    assert plan.caps is not None and plan.tail_bits is not None
+    assert plan.group_live is not None
+    return _Tally(np.zeros(len(plan.caps), np.int64), plan.tail_bits.copy(),
+                  plan.group_live.copy())
+
+
+def _count_batch(plan: _Plan, tok: Tokens, tally: _Tally) -> None:
+    """The count pass on one batch: ``tally`` takes its occurrences (see count_occurrences)."""
+    count_occurrences(tok.hashes, tok.doc_offsets, plan.cand_keys, plan.cand_ids,
+                      tally.tail_bits, plan.caps, plan.tail_group, plan.group_bit,
+                      tally.group_live, tally.totals, MAX_ORDER)
+
+
+def _evidence_batch(plan: _Plan, tok: Tokens, totals: np.ndarray, out_i: np.ndarray,
+                    out_f: np.ndarray) -> int:
+    """The evidence pass's kernel on one batch (see gather_evidence): rows found, -1 if full."""
+    return int(gather_evidence(tok.hashes, tok.kinds, tok.starts, tok.ends, tok.doc_offsets,
+                               tok.data, tok.offsets, plan.uni, plan.bi, np.uint64(plan.bi_keep),
+                               plan.freq_min, plan.cand_keys, plan.cand_ids, plan.tail_bits,
+                               plan.caps, totals, MAX_ORDER, plan.window, CTX_TOKENS, out_i,
+                               out_f))
+
+
+def compile_candidate_kernels() -> None:
+    """Run the count and evidence passes' kernels once on a two-document batch whose arguments
+    are made by the same code as a scan's, so that numba compiles and caches the versions a scan
+    calls. A helper process runs it while a scan's first passes go on (see
+    :mod:`poisonscan.kernels.warm`)."""
+    data, offsets = string_buffers(pa.array(["alpha beta gamma delta", "beta gamma epsilon"]))
+    tok = Tokens(data, offsets, *tokenize(data, offsets, 0))
+    keys = np.unique(tok.hashes[:2])
+    plan = _candidate_plan({"uni_bits": 4, "bi_bits": 4, "seed": 0}, _Counts().densify(4, 4), 3,
+                           keys, np.ones(len(keys), np.int64), keys)
+    _count_batch(plan, tok, _new_tally(plan))
+    out_i, out_f = np.empty((64, 10), np.int64), np.empty((64, 9), np.float64)
+    _evidence_batch(plan, tok, np.zeros(len(keys), np.int64), out_i, out_f)
+
+
 class TriggerDetector(Detector):
     """Rare repeated phrases followed by anomalous continuations (pretraining backdoors)."""
 
@@ -372,6 +425,7 @@ class TriggerDetector(Detector):
         "listed documents before training."
     )
     n_passes = 4
+    ahead = (_COUNTS, (count_occurrences, gather_evidence), compile_candidate_kernels)
 
     def __init__(self, config: Any) -> None:
         super().__init__(config)
@@ -451,14 +505,8 @@ class TriggerDetector(Detector):
                          freq_min=self._freq_min)
         if len(self._cand_keys) == 0:
             return None
-        # The count pass does not read the tables; its plan holds them so that a cluster keeps
-        # them on its workers for the evidence pass instead of shipping them again.
-        table_keys, table_ids = build_key_table(self._cand_keys)
-        tail_group, group_bit, group_live = tail_groups(self._cand_tail)
-        return _Plan(**base, uni=self._counts.uni, bi=self._counts.bi, freq_min=self._freq_min,
-                     cand_keys=table_keys, cand_ids=table_ids, caps=_caps(self._cand_support),
-                     tail_bits=tail_filter(self._cand_tail), tail_group=tail_group,
-                     group_bit=group_bit, group_live=group_live)
+        return _candidate_plan(base, self._counts, self._freq_min, self._cand_keys,
+                               self._cand_support, self._cand_tail)
 
     # --------------------------------------------------------------- workers
     @classmethod
@@ -473,14 +521,8 @@ class TriggerDetector(Detector):
         if pass_index == _STATS:
             return cls._count(plan, tok, len(ctx.batch), acc)
         if pass_index == _COUNTS:
-            assert plan.caps is not None and plan.tail_bits is not None
-            assert plan.group_live is not None
-            tally = acc if acc is not None else _Tally(np.zeros(len(plan.caps), np.int64),
-                                                      plan.tail_bits.copy(),
-                                                      plan.group_live.copy())
-            count_occurrences(tok.hashes, tok.doc_offsets, plan.cand_keys, plan.cand_ids,
-                              tally.tail_bits, plan.caps, plan.tail_group, plan.group_bit,
-                              tally.group_live, tally.totals, MAX_ORDER)
+            tally = acc if acc is not None else _new_tally(plan)
+            _count_batch(plan, tok, tally)
             return tally
         if pass_index == _SWITCHES:
             # Kept as a list and grouped once in compact(): grouping after every batch would
@@ -593,11 +635,7 @@ class TriggerDetector(Detector):
             out_i = np.empty((cap, 10), np.int64)
             out_f = np.empty((cap, 9), np.float64)
             totals = np.zeros(n_cand, np.int64) if running is None else running.copy()
-            k = gather_evidence(tok.hashes, tok.kinds, tok.starts, tok.ends, tok.doc_offsets,
-                                tok.data, tok.offsets, plan.uni, plan.bi, np.uint64(plan.bi_keep),
-                                plan.freq_min, plan.cand_keys, plan.cand_ids, plan.tail_bits,
-                                plan.caps, totals, MAX_ORDER, plan.window, CTX_TOKENS, out_i,
-                                out_f)
+            k = _evidence_batch(plan, tok, totals, out_i, out_f)
             if k >= 0:
                 break
             cap *= 4

@@ -15,7 +15,7 @@ import numpy as np
 from poisonscan import __version__
 from poisonscan.config import ScanConfig
 from poisonscan.detectors import BatchContext, Detector, registry
-from poisonscan.engine.executors import make_executor
+from poisonscan.engine.executors import LocalExecutor, make_executor
 from poisonscan.engine.state import ScanState
 from poisonscan.findings import Finding, rank_findings
 from poisonscan.io.readers import (
@@ -27,6 +27,7 @@ from poisonscan.io.readers import (
     read_shard,
 )
 from poisonscan.io.shards import estimate_text_bytes
+from poisonscan.kernels.warm import Warmup, cached
 
 ProgressCallback = Callable[[str, int, int], None]  # (phase, records, bytes) increments
 
@@ -256,6 +257,20 @@ def _merge_into(merged: dict[str, Any], partials: dict[str, Any],
         merged[det_id] = detectors[det_id].collect(task.step(det_id), merged.get(det_id), part)
 
 
+def _start_warmups(detectors: list[Detector], executor: Any) -> dict[str, tuple[int, Warmup]]:
+    """Start a helper compiling each detector's later-pass kernels that numba has not cached yet
+    (see :mod:`poisonscan.kernels.warm`): only beside the local executor with more than one job,
+    where a core is there to spare (``--jobs 1`` means one process; Dask workers compile on
+    their own machines). Returns, per detector, the pass to wait for it before and the helper."""
+    if not isinstance(executor, LocalExecutor) or executor.jobs < 2 or not Warmup.possible():
+        return {}
+    warmups: dict[str, tuple[int, Warmup]] = {}
+    for det in detectors:
+        if det.ahead is not None and not cached(det.ahead[1]):
+            warmups[det.id] = (det.ahead[0], Warmup(det.ahead[2]))
+    return warmups
+
+
 def make_detectors(config: ScanConfig) -> list[Detector]:
     found = registry()
     return [found[d](config) for d in config.detectors if d in found]
@@ -305,6 +320,7 @@ def _run_passes(config: ScanConfig, progress: ProgressCallback | None, executor:
     # (they may read each other's results) and before the detector's next plan. Beside an
     # executor that forks its workers (the local pool) it starts once they are forked.
     background = _BackgroundFinishes(defer=bool(getattr(executor, "forks", False)))
+    warmups = _start_warmups(detectors, executor)
     try:
         for pass_index in range(n_passes):
             t0 = time.perf_counter()
@@ -315,6 +331,8 @@ def _run_passes(config: ScanConfig, progress: ProgressCallback | None, executor:
                     step = schedules[det.id].index(pass_index)
                     background.wait(det.id)
                     plan = det.plan(step)
+                    if plan is not None and det.id in warmups and step >= warmups[det.id][0]:
+                        warmups.pop(det.id)[1].wait()  # its kernels are cached for the workers
                     if plan is not None:
                         plans[det.id], steps[det.id] = plan, step
             if not plans and pass_index > 0:
@@ -345,6 +363,8 @@ def _run_passes(config: ScanConfig, progress: ProgressCallback | None, executor:
         background.wait()
     finally:
         background.close()
+        for _, warmup in warmups.values():
+            warmup.close()
 
     findings: list[Finding] = []
     for det in detectors:
