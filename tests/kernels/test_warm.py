@@ -111,6 +111,21 @@ def test_warmup_runs_its_target_in_another_process(tmp_path, monkeypatch):
     assert out.read_text() != str(os.getpid())
 
 
+def test_warmup_does_not_import_from_the_working_directory(tmp_path, monkeypatch):
+    """A scan may run inside the data it checks: a module there must not shadow the target's."""
+    out = tmp_path / "ran"
+    run = _helper_target(tmp_path, monkeypatch, "warm_target_shadowed",
+                         f"open({str(out)!r}, 'w').write('real')")
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "warm_target_shadowed.py").write_text(
+        f"def run():\n    open({str(out)!r}, 'w').write('shadow')\n")
+    monkeypatch.chdir(data)
+    helper = Warmup(run)
+    helper.wait()
+    assert out.read_text() == "real"
+
+
 def test_warmup_close_stops_a_helper_still_running(tmp_path, monkeypatch):
     out = tmp_path / "finished"
     run = _helper_target(tmp_path, monkeypatch, "warm_target_sleeps",

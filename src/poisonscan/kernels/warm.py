@@ -55,7 +55,10 @@ class Warmup:
     """
 
     def __init__(self, target: Callable[[], None]) -> None:
-        code = f"from {target.__module__} import {target.__qualname__} as f; f()"
+        # ``-c`` puts the working directory first on sys.path, and a scan may run inside the
+        # very data it checks: drop it, so that no file there is imported in its place.
+        code = (f"import sys; sys.path.remove('') if '' in sys.path else None; "
+                f"from {target.__module__} import {target.__qualname__} as f; f()")
         package_root = os.path.dirname(os.path.dirname(os.path.abspath(poisonscan.__file__)))
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(
