@@ -228,7 +228,7 @@ def tokenize(data: np.ndarray, offsets: np.ndarray, seed: int = 0):
     n_docs = offsets.shape[0] - 1
     n_bytes = int(offsets[-1] - offsets[0]) if n_docs > 0 else 0
     seed = np.uint64(int(seed) & 0xFFFFFFFFFFFFFFFF)  # one compiled type for every seed
-    if data.flags.writeable:  # one compiled type for Arrow's read-only buffers and other arrays
+    if data.flags.writeable:  # one compiled type for Arrow's (writable) and read-only buffers
         data = data.view()
         data.flags.writeable = False
     # Text averages four to six bytes a token: start at one token per three bytes, and when that

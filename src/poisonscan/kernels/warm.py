@@ -2,13 +2,13 @@
 
 numba compiles a kernel the first time it is called and keeps the machine code in its on-disk
 cache (every kernel here is ``cache=True``), so only the first scan after an install, or after
-the kernels change, pays for compilation: some 35 s on this project's machine class, one kernel
+the kernels change, pays for compilation: 33-37 s on this project's machine class, one kernel
 after the other in the scan's own process. The count and evidence kernels of the trigger
 detector, about a third of that, run only in the scan's last passes, and the types of their
 arguments do not depend on anything the earlier passes compute. When they are not cached yet and
 a second core is there, a helper process compiles them from small inputs of those types while the
-scan compiles and runs its first passes; the later passes then load them from the cache (about
-35 -> 20 s for the first scan of a small file; ``benchmarks/startup.py``).
+scan compiles and runs its first passes; the later passes then load them from the cache (33-37 ->
+22-23 s for the first scan of a small file; ``benchmarks/startup.py``).
 
 numba has no public call for "is this kernel cached?": :func:`cached` reads the kernel's cache
 index through numba's private attributes, and when it cannot it answers yes, so that nothing is
@@ -56,16 +56,16 @@ class Warmup:
 
     def __init__(self, target: Callable[[], None]) -> None:
         # ``-c`` puts the working directory first on sys.path, and a scan may run inside the
-        # very data it checks: drop it, so that no file there is imported in its place.
+        # very data it checks: drop it, so that no file there is imported in its place. Then
+        # this package's own directory goes first unless it is on the path already (an
+        # installed package's site-packages is, in its place after the standard library).
+        root = os.path.dirname(os.path.dirname(os.path.abspath(poisonscan.__file__)))
         code = (f"import sys; sys.path.remove('') if '' in sys.path else None; "
+                f"root = {root!r}; sys.path.insert(0, root) if root not in sys.path else None; "
                 f"from {target.__module__} import {target.__qualname__} as f; f()")
-        package_root = os.path.dirname(os.path.dirname(os.path.abspath(poisonscan.__file__)))
-        env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(
-            p for p in (package_root, env.get("PYTHONPATH")) if p)
         self._process = subprocess.Popen(
-            [sys.executable, "-c", code], env=env, stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            [sys.executable, "-c", code], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL)
 
     @staticmethod
     def possible() -> bool:
