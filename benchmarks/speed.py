@@ -13,7 +13,9 @@ subprocess whose whole process tree is sampled for memory:
 * ``poisonscan scan`` with ``--jobs 2`` and ``--jobs 1``;
 * the same at ``--factor`` times the size, to show that memory stays flat.
 
-Memory is the peak PSS summed over the process tree (forked workers share the driver's count
+Before any of it, a scan of the corpus's first documents fills numba's cache, so no timed scan
+compiles kernels (the start-up benchmark measures that). Memory is the peak PSS summed over
+the process tree (forked workers share the driver's count
 tables copy-on-write; PSS counts shared pages once, RSS once per process, so the RSS sum is also
 printed). The last line is a one-line summary. These machines are noisy: read the ratios, not
 the MB/s.
@@ -23,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import statistics
 import subprocess
@@ -41,6 +44,8 @@ DATA_DIR = Path(__file__).resolve().parent / "_data"
 MB = 2**20
 POISONS = 100
 READS = 3  # pyarrow reads of each corpus; their median is the baseline
+WARM_ROWS = 20_000  # documents of the corpus scanned once before timing, to compile the kernels
+SAMPLE_COST_SHARE = 30  # pause between memory samples, in multiples of a sample's cost
 
 READ_SNIPPET = """
 import sys, time, pyarrow.parquet as pq, pyarrow.compute as pc
@@ -121,7 +126,16 @@ def _tree_memory(ps) -> tuple[int, int]:
 
 def run_measured(cmd: list[str]) -> tuple[float, float, str, float]:
     """Run ``cmd``; return (wall seconds, peak PSS of its whole process tree in MB, stdout,
-    peak RSS sum of the tree in MB)."""
+    peak RSS sum of the tree in MB).
+
+    A PSS sample is not free: the kernel walks the page tables of every process of the tree,
+    about 50 ms of CPU for a scan holding 2 GB (measured 2026-12-02), and the walk holds each
+    process's memory map lock, which stalls its own allocations. Sampled every 50 ms, the
+    monitor took half a core and slowed a 1 GB scan by a tenth (45.4 -> 50.7 s). So the pause
+    between samples is SAMPLE_COST_SHARE times the last sample's cost: the monitor keeps to a
+    few percent of one core, and still samples every second or two, while the scan's memory
+    moves in steps that last a pass (count tables, candidate tables).
+    """
     import psutil
 
     t0 = time.perf_counter()
@@ -129,13 +143,14 @@ def run_measured(cmd: list[str]) -> tuple[float, float, str, float]:
     ps = psutil.Process(proc.pid)
     peak = peak_rss = 0
     while proc.poll() is None:
+        t1 = time.perf_counter()
         try:
             pss, rss = _tree_memory(ps)
             peak = max(peak, pss)
             peak_rss = max(peak_rss, rss)
         except psutil.Error:
             pass
-        time.sleep(0.05)
+        time.sleep(max(0.05, SAMPLE_COST_SHARE * (time.perf_counter() - t1)))
     out, err = proc.communicate()
     wall = time.perf_counter() - t0
     if proc.returncode not in (0, 1):
@@ -191,6 +206,23 @@ def measure(path: Path, trigger: str, jobs_list: list[int]) -> list[dict]:
     return rows
 
 
+def warm_up(path: Path) -> None:
+    """Scan the first WARM_ROWS documents of ``path`` once, so that numba's cache holds every
+    kernel before the timed scans: compiling is a one-off cost of the first run after install
+    (benchmarks/startup.py measures it), not part of a scan's throughput. The small memory
+    budget makes the slice take the same code paths as the big scans (dense count tables)."""
+    t0 = time.perf_counter()
+    with tempfile.TemporaryDirectory() as tmp:
+        piece = Path(tmp) / "warm.parquet"
+        first = next(pq.ParquetFile(path).iter_batches(batch_size=WARM_ROWS))
+        pq.write_table(pa.Table.from_batches([first]), piece)
+        subprocess.run([sys.executable, "-m", "poisonscan", "scan", str(piece), "--quiet",
+                        "--format", "json", "--output", os.devnull, "--fail-on", "never",
+                        "--memory-budget", "64MiB"], check=True, stdout=subprocess.DEVNULL)
+    print(f"warm-up: {WARM_ROWS} documents scanned in {time.perf_counter() - t0:.1f} s "
+          f"(kernels compiled or loaded; not timed below)", file=sys.stderr, flush=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--size-mb", type=int, default=1024)
@@ -204,6 +236,8 @@ def main(argv: list[str] | None = None) -> int:
           f"{'vs read':>7} {'peak MB':>8} {'RSS sum':>8}  found / pass seconds")
     for size in sizes:
         path, trigger = dataset(size, args.seed)
+        if not results:
+            warm_up(path)
         jobs = [2, 1] if size == args.size_mb else [2]
         rows = measure(path, trigger, jobs)
         results[size] = rows
