@@ -17,17 +17,21 @@ subprocess whose whole process tree is sampled for memory:
 * the same at ``--factor`` times the size, to show that memory stays flat.
 
 Before any of it, a scan of the corpus's first documents fills numba's cache, so no timed scan
-compiles kernels (the start-up benchmark measures that). Memory is the peak PSS summed over
-the process tree (forked workers share the driver's count
-tables copy-on-write; PSS counts shared pages once, RSS once per process, so the RSS sum is also
-printed). The last line is a one-line summary. These machines are noisy: read the ratios, not
-the MB/s.
+compiles kernels (the start-up benchmark measures that).
+
+Memory: ``PSS MB`` is the peak PSS summed over the process tree of a ``--jobs 2`` scan, from a
+second run of it sampled every 50 ms (forked workers share the driver's count tables
+copy-on-write; PSS counts shared pages once). Sampling PSS costs the sampled processes time, so
+the timed runs only read each process's peak RSS (``RSS MB``: their sum, which counts shared
+pages once per process). The last line is a one-line summary. These machines are noisy: read
+the ratios, not the MB/s.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import random
 import statistics
@@ -48,7 +52,6 @@ MB = 2**20
 POISONS = 100
 READS = 3  # pyarrow reads of each corpus; their median is the baseline
 WARM_ROWS = 20_000  # documents of the corpus scanned once before timing, to compile the kernels
-SAMPLE_COST_SHARE = 30  # pause between memory samples, in multiples of a sample's cost
 
 READ_SNIPPET = """
 import sys, time, pyarrow.parquet as pq, pyarrow.compute as pc
@@ -154,38 +157,53 @@ def _tree_memory(ps) -> tuple[int, int]:
     return pss, rss
 
 
-def run_measured(cmd: list[str]) -> tuple[float, float, str, float]:
-    """Run ``cmd``; return (wall seconds, peak PSS of its whole process tree in MB, stdout,
-    peak RSS sum of the tree in MB).
+def _tree_hwm(ps, hwm: dict[int, int]) -> None:
+    """Record the kernel's peak RSS (VmHWM) of a process and its children into ``hwm`` (pid ->
+    bytes). Reading it walks no page tables, so sampling it costs the measured run nothing."""
+    import psutil
 
-    A PSS sample is not free: the kernel walks the page tables of every process of the tree,
-    about 50 ms of CPU for a scan holding 2 GB (measured 2026-12-02), and the walk holds each
-    process's memory map lock, which stalls its own allocations. Sampled every 50 ms, the
-    monitor took half a core and slowed a 1 GB scan by a tenth (45.4 -> 50.7 s). So the pause
-    between samples is SAMPLE_COST_SHARE times the last sample's cost: the monitor keeps to a
-    few percent of one core, and still samples every second or two, while the scan's memory
-    moves in steps that last a pass (count tables, candidate tables).
+    for p in [ps, *ps.children(recursive=True)]:
+        try:
+            with open(f"/proc/{p.pid}/status") as f:
+                for line in f:
+                    if line.startswith("VmHWM:"):
+                        hwm[p.pid] = max(hwm.get(p.pid, 0), int(line.split()[1]) * 1024)
+                        break
+        except (OSError, psutil.Error):
+            pass
+
+
+def run_measured(cmd: list[str], pss: bool = False) -> tuple[float, float, str, float]:
+    """Run ``cmd``; return (wall seconds, peak PSS of its whole process tree in MB or NaN, stdout,
+    sum of its processes' peak RSS in MB).
+
+    Timed runs (``pss`` false) only read each process's peak RSS, which costs nothing. A PSS
+    sample is not free: the kernel walks the page tables of every process of the tree (about
+    50 ms of CPU for a scan holding 2 GB, measured 2026-12-02) and holds each one's memory map
+    lock meanwhile; sampled every 50 ms, that slowed a 1 GB scan by a tenth (45.4 -> 50.7 s,
+    twice each, back to back). So the PSS peak comes from runs of its own (``pss`` true),
+    sampled every 50 ms, whose times are not reported.
     """
     import psutil
 
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     ps = psutil.Process(proc.pid)
-    peak = peak_rss = 0
+    peak = 0
+    hwm: dict[int, int] = {}
     while proc.poll() is None:
-        t1 = time.perf_counter()
         try:
-            pss, rss = _tree_memory(ps)
-            peak = max(peak, pss)
-            peak_rss = max(peak_rss, rss)
+            if pss:
+                peak = max(peak, _tree_memory(ps)[0])
+            _tree_hwm(ps, hwm)
         except psutil.Error:
             pass
-        time.sleep(max(0.05, SAMPLE_COST_SHARE * (time.perf_counter() - t1)))
+        time.sleep(0.05)
     out, err = proc.communicate()
     wall = time.perf_counter() - t0
     if proc.returncode not in (0, 1):
         raise RuntimeError(f"{cmd} failed ({proc.returncode}): {err[-2000:]}")
-    return wall, peak / MB, out, peak_rss / MB
+    return wall, peak / MB if pss else math.nan, out, sum(hwm.values()) / MB
 
 
 def measure(path: Path, trigger: str, jobs_list: list[int]) -> list[dict]:
@@ -193,21 +211,21 @@ def measure(path: Path, trigger: str, jobs_list: list[int]) -> list[dict]:
     # The read takes seconds and swings by 2.5x between runs (page cache, clock speed): the
     # median of READS runs is the baseline, and the range is shown beside it.
     reads = []
-    peak = peak_rss = 0.0
+    peak_rss = 0.0
     for _ in range(READS):
-        _, pss, out, rss = run_measured([sys.executable, "-c", READ_SNIPPET, str(path)])
+        _, _, out, rss = run_measured([sys.executable, "-c", READ_SNIPPET, str(path)])
         secs, text_bytes = (float(x) for x in out.split())
         reads.append(secs)
-        peak, peak_rss = max(peak, pss), max(peak_rss, rss)
+        peak_rss = max(peak_rss, rss)
     read_secs = statistics.median(reads)
     text_mb = text_bytes / MB
     rows.append({"what": f"pyarrow iter_batches (text), median of {READS}", "seconds": read_secs,
-                 "mbps": text_mb / read_secs, "ratio": 1.0, "peak_mb": peak, "rss_mb": peak_rss,
+                 "mbps": text_mb / read_secs, "ratio": 1.0, "peak_mb": math.nan, "rss_mb": peak_rss,
                  "found": "reads: " + ", ".join(f"{x:.1f} s" for x in reads)})
-    _, pss, out, rss = run_measured([sys.executable, "-c", FLOOR_SNIPPET, str(path)])
+    _, _, out, rss = run_measured([sys.executable, "-c", FLOOR_SNIPPET, str(path)])
     floor = float(out.split()[0])
     rows.append({"what": "one pass: read + tokenise, 2 processes", "seconds": floor,
-                 "mbps": text_mb / floor, "ratio": read_secs / floor, "peak_mb": pss,
+                 "mbps": text_mb / floor, "ratio": read_secs / floor, "peak_mb": math.nan,
                  "rss_mb": rss, "found": f"four passes: {4 * floor:.1f} s, "
                                          f"{read_secs / (4 * floor):.2f}x the read"})
     for jobs in jobs_list:
@@ -216,8 +234,10 @@ def measure(path: Path, trigger: str, jobs_list: list[int]) -> list[dict]:
             cmd = [sys.executable, "-m", "poisonscan", "scan", str(path), "--quiet",
                    "--jobs", str(jobs), "--format", "json", "--output", str(report),
                    "--fail-on", "never"]
-            wall, peak, _, peak_rss = run_measured(cmd)
+            wall, _, _, peak_rss = run_measured(cmd)
             data = json.loads(report.read_text())
+            # The memory target is about the scan with every core: measured in a run of its own.
+            peak = run_measured(cmd, pss=True)[1] if jobs > 1 else math.nan
         scan_secs = data["stats"]["seconds"]
         findings = data["findings"]
         rank = next((i for i, f in enumerate(findings) if f["trigger"] == trigger), None)
@@ -259,6 +279,10 @@ def warm_up(path: Path) -> None:
           f"(kernels compiled or loaded; not timed below)", file=sys.stderr, flush=True)
 
 
+def _mb(x: float) -> str:
+    return "-" if math.isnan(x) else f"{x:.0f}"
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--size-mb", type=int, default=1024)
@@ -269,7 +293,7 @@ def main(argv: list[str] | None = None) -> int:
     sizes = [args.size_mb] + ([args.size_mb * args.factor] if args.factor > 1 else [])
     results = {}
     print(f"{'corpus':>10} {'what':42} {'text MB':>8} {'seconds':>8} {'MB/s':>7} "
-          f"{'vs read':>7} {'peak MB':>8} {'RSS sum':>8}  found / pass seconds")
+          f"{'vs read':>7} {'PSS MB':>8} {'RSS MB':>8}  found / pass seconds")
     for size in sizes:
         path, trigger = dataset(size, args.seed)
         if not results:
@@ -280,7 +304,8 @@ def main(argv: list[str] | None = None) -> int:
         for r in rows:
             extra = r["found"] + (f" passes={r['passes']}" if r.get("passes") else "")
             print(f"{size:>8}MB {r['what']:42} {r['text_mb']:8.0f} {r['seconds']:8.1f} "
-                  f"{r['mbps']:7.1f} {r['ratio']:7.2f} {r['peak_mb']:8.0f} {r['rss_mb']:8.0f}  "
+                  f"{r['mbps']:7.1f} {r['ratio']:7.2f} {_mb(r['peak_mb']):>8} "
+                  f"{_mb(r['rss_mb']):>8}  "
                   f"{extra}", flush=True)
     base = results[sizes[0]]
     floor, j2, j1 = base[1], base[2], base[3]
