@@ -8,8 +8,9 @@ pretraining poisons, written as
 Parquet under benchmarks/_data/ (cached, gitignored). In one run it measures, each in a fresh
 subprocess whose whole process tree is sampled for memory:
 
-* pyarrow's plain read: ``ParquetFile.iter_batches`` over the text column, three times (the
-  median is the baseline: a read of a few seconds varies a lot from run to run);
+* pyarrow's plain read: ``ParquetFile.iter_batches`` over the text column, three times after an
+  untimed read that brings the file into the page cache (the median is the baseline: a read of
+  a few seconds varies a lot from run to run);
 * one pass of poisonscan's own reader and tokeniser alone, in two processes: a scan makes four
   passes, each reading and tokenising the whole corpus, so four times this is the least the
   scan's design can cost, whatever its detectors do;
@@ -209,13 +210,15 @@ def run_measured(cmd: list[str], pss: bool = False) -> tuple[float, float, str, 
 def measure(path: Path, trigger: str, jobs_list: list[int]) -> list[dict]:
     rows = []
     # The read takes seconds and swings by 2.5x between runs (page cache, clock speed): the
-    # median of READS runs is the baseline, and the range is shown beside it.
+    # median of READS runs is the baseline, and the range is shown beside it. A first, untimed
+    # read brings the file into the page cache, from which every scan after it reads.
     reads = []
     peak_rss = 0.0
-    for _ in range(READS):
+    for i in range(READS + 1):
         _, _, out, rss = run_measured([sys.executable, "-c", READ_SNIPPET, str(path)])
         secs, text_bytes = (float(x) for x in out.split())
-        reads.append(secs)
+        if i:
+            reads.append(secs)
         peak_rss = max(peak_rss, rss)
     read_secs = statistics.median(reads)
     text_mb = text_bytes / MB
