@@ -23,8 +23,8 @@ compiles kernels (the start-up benchmark measures that).
 Memory: ``PSS MB`` is the peak PSS summed over the process tree of a ``--jobs 2`` scan, from a
 second run of it sampled every 50 ms (forked workers share the driver's count tables
 copy-on-write; PSS counts shared pages once). Sampling PSS costs the sampled processes time, so
-the timed runs only read each process's peak RSS (``RSS MB``: their sum, which counts shared
-pages once per process). The last line is a one-line summary. These machines are noisy: read
+the timed runs only sample RSS (``RSS MB``: the peak of its sum over the tree, which counts
+shared pages once per process). The last line is a one-line summary. These machines are noisy: read
 the ratios, not the MB/s.
 """
 
@@ -158,45 +158,42 @@ def _tree_memory(ps) -> tuple[int, int]:
     return pss, rss
 
 
-def _tree_hwm(ps, hwm: dict[int, int]) -> None:
-    """Record the kernel's peak RSS (VmHWM) of a process and its children into ``hwm`` (pid ->
-    bytes). Reading it walks no page tables, so sampling it costs the measured run nothing."""
+def _tree_rss(ps) -> int:
+    """RSS summed over a process and its children, in bytes: read from counters the kernel keeps
+    (``/proc/PID/statm``), with no page-table walk, so sampling it costs the measured run
+    nothing."""
     import psutil
 
+    rss = 0
     for p in [ps, *ps.children(recursive=True)]:
         try:
-            with open(f"/proc/{p.pid}/status") as f:
-                for line in f:
-                    if line.startswith("VmHWM:"):
-                        hwm[p.pid] = max(hwm.get(p.pid, 0), int(line.split()[1]) * 1024)
-                        break
-        except (OSError, psutil.Error):
+            rss += p.memory_info().rss
+        except psutil.Error:
             pass
+    return rss
 
 
 def run_measured(cmd: list[str], pss: bool = False) -> tuple[float, float, str, float]:
     """Run ``cmd``; return (wall seconds, peak PSS of its whole process tree in MB or NaN, stdout,
-    sum of its processes' peak RSS in MB).
+    peak RSS of the tree, summed over its processes, in MB), sampled every 50 ms.
 
-    Timed runs (``pss`` false) only read each process's peak RSS, which costs nothing. A PSS
-    sample is not free: the kernel walks the page tables of every process of the tree (about
-    50 ms of CPU for a scan holding 2 GB, measured 2026-12-02) and holds each one's memory map
-    lock meanwhile; sampled every 50 ms, that slowed a 1 GB scan by a tenth (45.4 -> 50.7 s,
-    twice each, back to back). So the PSS peak comes from runs of its own (``pss`` true),
-    sampled every 50 ms, whose times are not reported.
+    Timed runs (``pss`` false) only sample RSS, which costs nothing. A PSS sample is not free:
+    the kernel walks the page tables of every process of the tree (about 50 ms of CPU for a scan
+    holding 2 GB, measured 2026-12-02) and holds each one's memory map lock meanwhile; sampled
+    every 50 ms, that slowed a 1 GB scan by a tenth (45.4 -> 50.7 s, twice each, back to back).
+    So the PSS peak comes from runs of its own (``pss`` true), whose times are not reported.
     """
     import psutil
 
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     ps = psutil.Process(proc.pid)
-    peak = 0
-    hwm: dict[int, int] = {}
+    peak = peak_rss = 0
     while proc.poll() is None:
         try:
             if pss:
                 peak = max(peak, _tree_memory(ps)[0])
-            _tree_hwm(ps, hwm)
+            peak_rss = max(peak_rss, _tree_rss(ps))
         except psutil.Error:
             pass
         time.sleep(0.05)
@@ -204,7 +201,7 @@ def run_measured(cmd: list[str], pss: bool = False) -> tuple[float, float, str, 
     wall = time.perf_counter() - t0
     if proc.returncode not in (0, 1):
         raise RuntimeError(f"{cmd} failed ({proc.returncode}): {err[-2000:]}")
-    return wall, peak / MB if pss else math.nan, out, sum(hwm.values()) / MB
+    return wall, peak / MB if pss else math.nan, out, peak_rss / MB
 
 
 def measure(path: Path, trigger: str, jobs_list: list[int]) -> list[dict]:
