@@ -138,39 +138,26 @@ def dataset(size_mb: int, seed: int) -> tuple[Path, str]:
     return path, path.with_suffix(".trigger").read_text()
 
 
-def _tree_memory(ps) -> tuple[int, int]:
-    """(PSS, RSS) summed over a process and its children, in bytes.
+def _tree_memory(ps, pss: bool) -> tuple[int, int]:
+    """(PSS, RSS) summed over a process and its children, in bytes; PSS is 0 unless ``pss``.
 
     Worker processes are forked and read the driver's count tables copy-on-write; RSS counts
     those shared pages once in every process, PSS splits them between the processes sharing
-    them, so the PSS sum is the memory the scan really holds.
+    them, so the PSS sum is the memory the scan really holds. RSS alone comes from counters the
+    kernel keeps (``/proc/PID/statm``), with no page-table walk, so sampling it costs the
+    measured run nothing; PSS needs the walk (see :func:`run_measured`).
     """
     import psutil
 
-    pss = rss = 0
+    pss_sum = rss = 0
     for p in [ps, *ps.children(recursive=True)]:
         try:
-            info = p.memory_full_info()
-            pss += getattr(info, "pss", info.rss)
+            info = p.memory_full_info() if pss else p.memory_info()
+            pss_sum += getattr(info, "pss", info.rss) if pss else 0
             rss += info.rss
         except psutil.Error:
             pass
-    return pss, rss
-
-
-def _tree_rss(ps) -> int:
-    """RSS summed over a process and its children, in bytes: read from counters the kernel keeps
-    (``/proc/PID/statm``), with no page-table walk, so sampling it costs the measured run
-    nothing."""
-    import psutil
-
-    rss = 0
-    for p in [ps, *ps.children(recursive=True)]:
-        try:
-            rss += p.memory_info().rss
-        except psutil.Error:
-            pass
-    return rss
+    return pss_sum, rss
 
 
 def run_measured(cmd: list[str], pss: bool = False) -> tuple[float, float, str, float]:
@@ -191,9 +178,9 @@ def run_measured(cmd: list[str], pss: bool = False) -> tuple[float, float, str, 
     peak = peak_rss = 0
     while proc.poll() is None:
         try:
-            if pss:
-                peak = max(peak, _tree_memory(ps)[0])
-            peak_rss = max(peak_rss, _tree_rss(ps))
+            tree_pss, tree_rss = _tree_memory(ps, pss)
+            peak = max(peak, tree_pss)
+            peak_rss = max(peak_rss, tree_rss)
         except psutil.Error:
             pass
         time.sleep(0.05)
