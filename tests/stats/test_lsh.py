@@ -19,7 +19,7 @@ from poisonscan.kernels.minhash import (
 )
 from poisonscan.stats.lsh import (
     ClusterAssignment,
-    _stable_argsort,
+    _sorted_band,
     cluster_bands,
     cluster_documents,
     cluster_sizes,
@@ -246,8 +246,12 @@ def test_clustering_reads_fewer_signatures_but_matches_the_plain_algorithm(seed)
 @settings(max_examples=80, deadline=None)
 @given(st.sampled_from([np.uint32, np.int32, np.uint16, np.int8, np.uint64]),
        st.lists(st.integers(0, 2**32 - 1), max_size=200), st.integers(1, 2**32))
-def test_packed_argsort_is_the_stable_argsort(dtype, values, spread):
+def test_sorted_band_is_the_stable_argsort_with_keys_that_tie_where_values_do(dtype, values,
+                                                                              spread):
     # Few distinct values (``spread`` small) make many ties, which a stable sort breaks by index.
     info = np.iinfo(dtype)
     col = np.array([info.min + v % min(spread, info.max - info.min + 1) for v in values], dtype)
-    assert _stable_argsort(col).tolist() == np.argsort(col, kind="stable").tolist()
+    keys, order = _sorted_band(col)
+    assert order.tolist() == np.argsort(col, kind="stable").tolist()
+    assert np.all(keys[1:] >= keys[:-1])
+    assert ((keys[1:] == keys[:-1]) == (col[order][1:] == col[order][:-1])).all()

@@ -12,7 +12,7 @@ Passes:
    signatures (about 280 bytes per document). The driver appends each arriving part to column files
    in a temporary spill directory (:class:`_Spill`) instead of holding them, then clusters band by
    band from the files in the global (path, row, turn) order
-   (:func:`poisonscan.stats.lsh.cluster_bands`, about 30 bytes per document while it runs) and
+   (:func:`poisonscan.stats.lsh.cluster_bands`, about 25 bytes per document while it runs) and
    keeps :attr:`CampaignDetector.assignment` for the members of clusters of two or more only. The
    spill's band and signature files are deleted after pass 0; the provenance files (row, turn, id,
    order, label) stay, owned by the assignment, for the ``--clusters`` export of every document,
@@ -125,10 +125,14 @@ class _Spill:
     def file(self, name: str) -> str:
         return self._spill.file(name)
 
-    def write_whole(self, name: str, values: np.ndarray) -> None:
-        """Write ``values`` as the whole of file ``name`` (after :meth:`seal`)."""
+    def write_whole(self, name: str, values: np.ndarray, dtype: Any = None,
+                    step: int = 1 << 20) -> None:
+        """Write ``values`` (as ``dtype``, converted ``step`` at a time so no converted copy of
+        the whole is made) as the whole of file ``name`` (after :meth:`seal`)."""
         with self._spill.writing(self.file(name)), open(self.file(name), "wb") as fh:
-            fh.write(np.ascontiguousarray(values).data)
+            for i in range(0, values.shape[0], step):
+                piece = values[i : i + step]
+                fh.write(np.ascontiguousarray(piece if dtype is None else piece.astype(dtype)).data)
 
     def _write(self, name: str, values: np.ndarray) -> None:
         with self._spill.writing(self.file(name)):
@@ -640,8 +644,9 @@ class CampaignDetector(Detector):
         """Cluster the spilled documents; keep the members of clusters of two or more.
 
         Everything per document below is transient, and loaded one column at a time: the global
-        order (8 bytes), the union-find labels (8), the validity mask (1), one band column and its
-        argsort (4 + 8); signatures are read for one stretch of a band at a time.
+        order (4 bytes while the indices fit 32 bits), the validity mask (1) and what
+        :func:`~poisonscan.stats.lsh.cluster_bands` holds (20 to 28 bytes); signatures are read
+        for one stretch of a band at a time.
         """
         spill.seal()
         n = spill.n
@@ -656,7 +661,7 @@ class CampaignDetector(Detector):
                 spill.read("row", np.int64),
                 np.repeat(part_pidx, np.diff(part_end, prepend=0)),
             )
-        )
+        ).astype(np.int32 if n < 2**31 else np.int64)
         valid = spill.read("nsh", np.int32)[order] > 0
 
         def signatures(docs: np.ndarray, order: np.ndarray = order) -> np.ndarray:
@@ -671,8 +676,8 @@ class CampaignDetector(Detector):
         first_part = int(np.searchsorted(part_end, order[0], side="right")) if n else 0
         self._field = ["response" if n and spill.parts[first_part][2] == "response" else "text"]
         if n:  # for the --clusters export of every document (see _DocumentStore)
-            spill.write_whole("order", order.astype(np.int64, copy=False))
-            spill.write_whole("labels", labels)
+            spill.write_whole("order", order, np.int64)
+            spill.write_whole("labels", labels, np.int64)
         # Each per-document array is freed as soon as it is used up: on a corpus of
         # near-duplicates almost every document is listed, so these add up.
         counts = np.bincount(labels, minlength=n)
@@ -684,7 +689,7 @@ class CampaignDetector(Detector):
         del labels
         sizes = counts[cluster]
         del counts
-        arrival = order[listed]
+        arrival = order[listed].astype(np.int64)
         del order
         row = spill.mapped("row", np.int64, (n,))[arrival]
         turn = spill.mapped("turn", np.int32, (n,))[arrival]
@@ -720,6 +725,7 @@ class CampaignDetector(Detector):
             store = _DocumentStore(spill, paths, part_pidx)
         else:
             spill.cleanup()
+        idx = 4 if n < 2**31 else 8  # bytes of an index (see stats.lsh._index_dtype)
         self.assignment = ClusterAssignment(paths, pidx, row, turn, None, cluster,
                                             sizes.astype(np.int32), documents=n, store=store)
         self._stats = {
@@ -733,12 +739,14 @@ class CampaignDetector(Detector):
             "largest_cluster": largest,
             "analysed_clusters": len(self._clusters),
             "clustered_documents": int(listed.shape[0]),
-            # Per document in the band loop (order, labels, mask, a band and its argsort, and
-            # the next band's, sorted meanwhile). The one-off sort into the global order and the
-            # listing step peak higher (about 64 B/doc measured with tracemalloc at 1M documents,
-            # nearly all of them clustered); after pass 0 the driver keeps ~28 B per member of a
-            # cluster of two or more.
-            "driver_bytes_per_document": 8 + 8 + 1 + 2 * (4 + 8),
+            # Per document in the band loop: the global order, the mask, the union-find parents,
+            # and a sorted band with its order and the next band's, sorted meanwhile (which
+            # takes 16 B/doc more while it runs); indices are 32-bit below 2**31 documents. The
+            # one-off sort into the global order and the listing step peak higher (about 46
+            # B/doc over a fixed ~33 MB of signature buffers, measured with tracemalloc at 1M
+            # documents, nearly all of them clustered); after pass 0 the driver keeps ~28 B per
+            # member of a cluster of two or more.
+            "driver_bytes_per_document": idx + 1 + idx + 2 * (4 + idx),
         }
 
     def _core_runs(self, c: _Cluster) -> None:

@@ -1,11 +1,12 @@
 """Near-duplicate clusters from MinHash band hashes: LSH bucketing, verification, union-find.
 
 :func:`cluster_bands` takes the band columns one at a time (any iterable: the campaign detector
-reads them from its spill files), so the working memory is the union-find parent (8 bytes per
-document), the current band column and its argsort and those of the next (2 x (4 + 8) bytes: the
-next band is sorted on a thread meanwhile), plus whatever the caller keeps. The 8-bit signatures
-used to verify candidate pairs (``num_perm`` bytes per document) may come from a function: only
-the rows a band may compare, of one stretch of it, are loaded at a time.
+reads them from its spill files), so the working memory is the union-find parent (4 bytes per
+document), the current band sorted with its order and those of the next (2 x (4 + 4) bytes: the
+next band is sorted on a thread meanwhile, which takes 16 bytes a document while it runs), plus
+whatever the caller keeps (32-bit indices up to 2**31 documents, 64-bit beyond). The 8-bit
+signatures used to verify candidate pairs (``num_perm`` bytes per document) may come from a
+function: only the rows a band may compare, of one stretch of it, are loaded at a time.
 :func:`cluster_documents` is the in-memory form (all bands and signatures as arrays).
 
 Full 32-bit signatures (512 bytes each) never reach the driver.
@@ -79,19 +80,20 @@ def _similar(sig8: np.ndarray, x: int, y: int, min_matches: int) -> bool:
 
 
 @nb.njit(cache=True, inline="always")
-def _run_end(order, values, start):
-    """End of the bucket (run of equal ``values[order]``) that starts at position ``start``."""
-    n = order.shape[0]
+def _run_end(keys, start):
+    """End of the bucket (run of equal ``keys``) that starts at position ``start``."""
+    n = keys.shape[0]
     end = start + 1
-    v = values[order[start]]
-    while end < n and values[order[end]] == v:
+    v = keys[start]
+    while end < n and keys[end] == v:
         end += 1
     return end
 
 
 @nb.njit(cache=True, nogil=True)
-def _join_band(order, values, sig8, valid, parent, min_matches, max_cmp):
-    """Union verified pairs inside every bucket (run of equal values in ``values[order]``).
+def _join_band(order, keys, sig8, valid, parent, min_matches, max_cmp):
+    """Union verified pairs inside every bucket (run of equal ``keys``; ``order[x]`` is the
+    document at position ``x`` of the sorted band, ``keys[x]`` its band value).
 
     ``sig8[x]`` is the signature of document ``order[x]`` (aligned with ``order``, so a caller
     can load just the rows of one stretch of a band; rows of singleton buckets are never read).
@@ -99,7 +101,7 @@ def _join_band(order, values, sig8, valid, parent, min_matches, max_cmp):
     n = order.shape[0]
     start = 0
     while start < n:
-        end = _run_end(order, values, start)
+        end = _run_end(keys, start)
         if end - start > 1:
             first = order[start]
             for x in range(start + 1, end):
@@ -139,7 +141,7 @@ def _join_band(order, values, sig8, valid, parent, min_matches, max_cmp):
 
 
 @nb.njit(cache=True, nogil=True)
-def _rows_to_verify(order, values, valid, parent, max_cmp):
+def _rows_to_verify(order, keys, valid, parent, max_cmp):
     """Which positions of ``order`` :func:`_join_band` may compare, given ``parent`` now.
 
     ``_join_band`` compares a member only while its root differs from the root of its bucket's
@@ -152,7 +154,7 @@ def _rows_to_verify(order, values, valid, parent, max_cmp):
     out = np.zeros(n, np.bool_)
     start = 0
     while start < n:
-        end = _run_end(order, values, start)
+        end = _run_end(keys, start)
         if end - start > 1:
             first = order[start]
             r0 = _find(parent, first) if valid[first] else -1
@@ -168,12 +170,12 @@ def _rows_to_verify(order, values, valid, parent, max_cmp):
 
 
 @nb.njit(cache=True, nogil=True)
-def _bucket_end(order, values, b):
-    """The first position at or after ``b`` that starts a new bucket of ``values[order]``."""
-    n = order.shape[0]
+def _bucket_end(keys, b):
+    """The first position at or after ``b`` that starts a new bucket of the sorted ``keys``."""
+    n = keys.shape[0]
     if b <= 0 or b >= n:
         return min(max(b, 0), n)
-    return _run_end(order, values, b - 1)  # the end of the bucket holding position b - 1
+    return _run_end(keys, b - 1)  # the end of the bucket holding position b - 1
 
 
 @nb.njit(cache=True, nogil=True)
@@ -236,16 +238,18 @@ def cluster_bands(
             signatures of one stretch's documents that may be compared (see
             :func:`_rows_to_verify`) are loaded at a time.
     """
-    parent = np.arange(n, dtype=np.int64)
     if n == 0:
-        return parent
+        return np.zeros(0, np.int64)
+    # 32-bit union-find parents and band orders while the indices fit: 4 bytes a document each
+    # instead of 8, which is most of what the driver holds here (see the module docstring).
+    parent = np.arange(n, dtype=_index_dtype(n))
     valid = np.ascontiguousarray(valid, dtype=np.bool_)
-    for col, order, signatures in _sorted_ahead(columns):
+    for keys, order, signatures in _sorted_ahead(columns):
         a = 0
         while a < n:
-            b = _bucket_end(order, col, a + segment)
-            stretch = order[a:b]
-            shared = np.flatnonzero(_rows_to_verify(stretch, col, valid, parent,
+            b = _bucket_end(keys, a + segment)
+            stretch, stretch_keys = order[a:b], keys[a:b]
+            shared = np.flatnonzero(_rows_to_verify(stretch, stretch_keys, valid, parent,
                                                     max_comparisons))
             if shared.shape[0]:
                 docs = stretch[shared]
@@ -254,27 +258,33 @@ def cluster_bands(
                 sig8[shared] = rows
                 del rows, docs
                 need = min_matches_for(max(0.0, threshold - verify_slack), sig8.shape[1])
-                _join_band(stretch, col, sig8, valid, parent, need, max_comparisons)
+                _join_band(stretch, stretch_keys, sig8, valid, parent, need, max_comparisons)
                 del sig8
             a = b
-        del col, order, signatures
-    return _labels(parent)
+        del keys, order, signatures, stretch, stretch_keys
+    return _labels(parent).astype(np.int64, copy=False)
+
+
+def _index_dtype(n: int) -> type:
+    return np.int32 if n < 2**31 else np.int64
 
 
 def _sorted_ahead(columns: Iterable[tuple[np.ndarray, Any]]) -> Iterator[tuple[np.ndarray,
                                                                             np.ndarray, Any]]:
-    """``(values, stable argsort of values, signatures)`` per band, the next band read and sorted
-    on a thread while the caller joins the current one: numpy's sort and the join kernel both
-    release the GIL, so the driver uses two cores here while the workers wait for the next pass.
-    One band ahead only, so memory holds at most two bands."""
+    """``(keys, order, signatures)`` per band (see :func:`_sorted_band`), the next band read and
+    sorted on a thread while the caller joins the current one: numpy's sort and the join kernel
+    both release the GIL, so the driver uses two cores here while the workers wait for the next
+    pass. One band ahead only, so memory holds at most two sorted bands."""
     it = iter(columns)
 
     def prepare() -> tuple[np.ndarray, np.ndarray, Any] | None:
         item = next(it, None)
         if item is None:
             return None
-        col = np.ascontiguousarray(item[0])
-        return col, _stable_argsort(col), item[1]
+        values, signatures = item
+        del item  # so the band's values go as soon as they are sorted
+        keys, order = _sorted_band(values)
+        return keys, order, signatures
 
     with ThreadPoolExecutor(max_workers=1) as pool:
         ahead = pool.submit(prepare)
@@ -287,21 +297,45 @@ def _sorted_ahead(columns: Iterable[tuple[np.ndarray, Any]]) -> Iterator[tuple[n
             del current
 
 
-def _stable_argsort(col: np.ndarray) -> np.ndarray:
-    """``np.argsort(col, kind="stable")``, faster for 32-bit values: each value and its index are
-    packed into one uint64 and sorted in place (numpy's SIMD sort for 64-bit integers), which
-    breaks ties by index exactly as a stable sort does. Three to four times faster on a million
-    band hashes, and this sort is most of the driver's clustering time."""
-    if col.dtype.itemsize > 4 or col.dtype.kind not in "iu" or col.shape[0] >= 2**32:
-        return np.argsort(col, kind="stable")
-    if col.dtype.kind == "u":
-        packed = col.astype(np.uint64)
-    else:  # shifted to unsigned, order kept
-        packed = (col.astype(np.int64) + 2**31).astype(np.uint64)
-    packed <<= np.uint64(32)
-    packed |= np.arange(col.shape[0], dtype=np.uint64)
+@nb.njit(cache=True, nogil=True)
+def _pack(col, low, out):
+    """``out[i]``: the value ``col[i] - low`` (so never negative) above the index ``i``."""
+    for i in range(col.shape[0]):
+        out[i] = (np.uint64(np.int64(col[i]) - low) << np.uint64(32)) | np.uint64(i)
+
+
+@nb.njit(cache=True, nogil=True)
+def _unpack(packed, keys, order):
+    for i in range(packed.shape[0]):
+        p = packed[i]
+        keys[i] = np.uint32(p >> np.uint64(32))
+        order[i] = p & np.uint64(0xFFFFFFFF)
+
+
+def _sorted_band(col: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(keys, order)``: ``order`` is ``np.argsort(col, kind="stable")`` (int32 while the indices
+    fit) and ``keys[x]`` stands for ``col[order[x]]``: sorted, equal exactly where those values
+    are equal, so the kernels find a bucket by reading ``keys`` in sequence rather than gathering
+    ``col`` at random.
+
+    For values of up to 32 bits, each value and its index are packed into one uint64 and sorted in
+    place (numpy's SIMD sort for 64-bit integers), which breaks ties by index exactly as a stable
+    sort does: three to four times faster than the stable argsort on a million band hashes, and
+    this sort is most of the driver's clustering time. At most 16 bytes a document are live
+    meanwhile (the packed array, then the two halves it splits into).
+    """
+    col = np.ascontiguousarray(col)
+    n = col.shape[0]
+    if col.dtype.itemsize > 4 or col.dtype.kind not in "iu" or n >= 2**32:
+        order = np.argsort(col, kind="stable")
+        return col[order], order
+    packed = np.empty(n, np.uint64)
+    _pack(col, np.int64(np.iinfo(col.dtype).min), packed)
     packed.sort()
-    return (packed & np.uint64(0xFFFFFFFF)).astype(np.int64)
+    keys = np.empty(n, np.uint32)
+    order = np.empty(n, _index_dtype(n))
+    _unpack(packed, keys, order)
+    return keys, order
 
 
 def cluster_sizes(labels: np.ndarray) -> np.ndarray:
