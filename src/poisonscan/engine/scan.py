@@ -16,6 +16,7 @@ from poisonscan import __version__
 from poisonscan.config import ScanConfig
 from poisonscan.detectors import BatchContext, Detector, registry
 from poisonscan.engine.executors import LocalExecutor, make_executor
+from poisonscan.engine.memory import release_free_memory
 from poisonscan.engine.state import ScanState
 from poisonscan.findings import Finding, rank_findings
 from poisonscan.io.readers import (
@@ -218,7 +219,10 @@ class _BackgroundFinishes:
             if self._pool is None:
                 self._pool = ThreadPoolExecutor(max_workers=1,
                                                 thread_name_prefix="poisonscan-finish")
-            self._running[det_id] = self._pool.submit(finish, step, merged)
+            # ``merged`` goes in a list the thread empties, so that no argument tuple keeps it
+            # alive once the finish is done with it.
+            self._running[det_id] = self._pool.submit(_finish_then_release, finish, step,
+                                                      [merged])
         self._queued.clear()
 
     def wait(self, det_id: str | None = None) -> None:
@@ -244,6 +248,15 @@ class _BackgroundFinishes:
         """After the scan, or when it failed: drop what is queued and let what runs end."""
         self._queued.clear()
         self._end_thread()
+
+
+def _finish_then_release(finish: Callable[[int, Any], None], step: int, box: list[Any]) -> None:
+    """Run a background finish, then give what it freed back to the system (a finish on a
+    thread frees into that thread's heap, which glibc shrinks only from its top)."""
+    try:
+        finish(step, box.pop())
+    finally:
+        release_free_memory()
 
 
 def _slots(executor: Any) -> int:
@@ -359,6 +372,7 @@ def _run_passes(config: ScanConfig, progress: ProgressCallback | None, executor:
                 else:
                     det.finish_pass(steps[det.id], merged.get(det.id))
             del merged
+            release_free_memory()
             pass_seconds.append(time.perf_counter() - t0)
         background.wait()
     finally:
