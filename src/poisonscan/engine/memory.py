@@ -36,8 +36,9 @@ def _malloc_trim() -> Any:
 
 
 def release_free_memory() -> bool:
-    """Return the C heap's free pages to the system (a few milliseconds); False where the C
-    library has no ``malloc_trim``, and then nothing is done."""
+    """Return the C heap's free pages to the system; False where the C library has no
+    ``malloc_trim``, and then nothing is done. It costs about 70 ms per GB freed (measured with
+    64 KiB blocks), and nothing when there is nothing to return."""
     fn = _malloc_trim()
     if fn is None:
         return False

@@ -242,7 +242,7 @@ def cluster_bands(
         return np.zeros(0, np.int64)
     # 32-bit union-find parents and band orders while the indices fit: 4 bytes a document each
     # instead of 8, which is most of what the driver holds here (see the module docstring).
-    parent = np.arange(n, dtype=_index_dtype(n))
+    parent: np.ndarray = np.arange(n, dtype=_index_dtype(n))
     valid = np.ascontiguousarray(valid, dtype=np.bool_)
     for keys, order, signatures in _sorted_ahead(columns):
         a = 0
