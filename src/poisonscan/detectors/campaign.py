@@ -60,6 +60,7 @@ from poisonscan.stats.lsh import (
     DEFAULT_THRESHOLD,
     ClusterAssignment,
     cluster_bands,
+    index_dtype,
     lsh_params,
 )
 
@@ -661,7 +662,7 @@ class CampaignDetector(Detector):
                 spill.read("row", np.int64),
                 np.repeat(part_pidx, np.diff(part_end, prepend=0)),
             )
-        ).astype(np.int32 if n < 2**31 else np.int64)
+        ).astype(index_dtype(n))
         valid = spill.read("nsh", np.int32)[order] > 0
 
         def signatures(docs: np.ndarray, order: np.ndarray = order) -> np.ndarray:
@@ -725,7 +726,7 @@ class CampaignDetector(Detector):
             store = _DocumentStore(spill, paths, part_pidx)
         else:
             spill.cleanup()
-        idx = 4 if n < 2**31 else 8  # bytes of an index (see stats.lsh._index_dtype)
+        idx = np.dtype(index_dtype(n)).itemsize
         self.assignment = ClusterAssignment(paths, pidx, row, turn, None, cluster,
                                             sizes.astype(np.int32), documents=n, store=store)
         self._stats = {

@@ -242,7 +242,7 @@ def cluster_bands(
         return np.zeros(0, np.int64)
     # 32-bit union-find parents and band orders while the indices fit: 4 bytes a document each
     # instead of 8, which is most of what the driver holds here (see the module docstring).
-    parent: np.ndarray = np.arange(n, dtype=_index_dtype(n))
+    parent: np.ndarray = np.arange(n, dtype=index_dtype(n))
     valid = np.ascontiguousarray(valid, dtype=np.bool_)
     for keys, order, signatures in _sorted_ahead(columns):
         a = 0
@@ -265,7 +265,8 @@ def cluster_bands(
     return _labels(parent).astype(np.int64, copy=False)
 
 
-def _index_dtype(n: int) -> type:
+def index_dtype(n: int) -> type:
+    """The integer type of an index into ``n`` documents: 32-bit while it fits, else 64-bit."""
     return np.int32 if n < 2**31 else np.int64
 
 
@@ -333,7 +334,7 @@ def _sorted_band(col: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     _pack(col, np.int64(np.iinfo(col.dtype).min), packed)
     packed.sort()
     keys = np.empty(n, np.uint32)
-    order = np.empty(n, _index_dtype(n))
+    order = np.empty(n, index_dtype(n))
     _unpack(packed, keys, order)
     return keys, order
 
