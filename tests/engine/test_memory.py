@@ -48,6 +48,5 @@ def test_memory_a_thread_freed_below_a_live_block_goes_back_to_the_system() -> N
 def test_memory_release_is_a_no_op_without_malloc_trim(monkeypatch: pytest.MonkeyPatch) -> None:
     import poisonscan.engine.memory as memory
 
-    monkeypatch.setattr(memory, "_LOADED", True)
-    monkeypatch.setattr(memory, "_TRIM", None)
+    monkeypatch.setattr(memory, "_malloc_trim", lambda: None)
     assert release_free_memory() is False

@@ -12,27 +12,23 @@ nor the standard library exposes it; ctypes reaches it in a few lines.
 from __future__ import annotations
 
 import ctypes
+import functools
 import sys
 from typing import Any
 
-_TRIM: Any = None
-_LOADED = False
 
-
+@functools.cache
 def _malloc_trim() -> Any:
-    global _TRIM, _LOADED
-    if not _LOADED:
-        _LOADED = True
-        if sys.platform.startswith("linux"):
-            try:
-                fn = ctypes.CDLL(None).malloc_trim  # absent from musl and other C libraries
-            except (OSError, AttributeError):
-                fn = None
-            if fn is not None:
-                fn.argtypes = [ctypes.c_size_t]
-                fn.restype = ctypes.c_int
-            _TRIM = fn
-    return _TRIM
+    """glibc's ``malloc_trim``, or None (looked up once)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        fn = ctypes.CDLL(None).malloc_trim  # absent from musl and other C libraries
+    except (OSError, AttributeError):
+        return None
+    fn.argtypes = [ctypes.c_size_t]
+    fn.restype = ctypes.c_int
+    return fn
 
 
 def release_free_memory() -> bool:
