@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import json
 import pickle
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -131,3 +133,24 @@ def test_sparse_pickled_keeps_shapes_and_small_arrays() -> None:
     assert np.count_nonzero(back.value["grid"]) == 1
     assert back.value["small"].tolist() == list(range(10)) and back.value["n"] == 3
     assert size < 4096
+
+
+def test_a_json_lines_file_cut_into_shards_gives_the_findings_of_the_whole_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    records, _ = corpus_records()
+    path = tmp_path / "all.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
+    whole = run_scan(config(path, jobs=1))
+    assert whole.stats["shards"] == 1
+    plan = engine.plan_shards
+    monkeypatch.setattr(engine, "plan_shards", functools.partial(
+        plan, shard_bytes=path.stat().st_size // 7))
+    cut = run_scan(config(path, jobs=2))
+    in_process = run_scan(config(path, jobs=1))
+    assert cut.stats["shards"] == in_process.stats["shards"] >= 7
+    for result in (cut, in_process):
+        result.stats["shards"] = 1
+        assert comparable(result) == comparable(whole)
+        assert clusters(result) == clusters(whole)
+    assert any(f.severity == "high" for f in whole.findings)

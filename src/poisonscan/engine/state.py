@@ -202,8 +202,10 @@ class ScanState:
         if todo:
             _atomic_write(cache_path, json.dumps(cache, sort_keys=True, indent=0).encode())
         return [
+            # (A shard of lines adds its byte range; other shards keep the keys they had.)
             stable_digest(("shard", digests[s.file.path], s.file.size, s.file.path, s.file.format,
-                           s.file.compression, s.index, s.row_groups, s.first_row))
+                           s.file.compression, s.index, s.row_groups, s.first_row)
+                          + ((s.byte_range, s.first_line) if s.byte_range is not None else ()))
             for s in shards
         ]
 

@@ -94,8 +94,12 @@ class JsonLinesReader:
     """
 
     def __init__(self, stream: ByteStream, options: ReadOptions, bad: BadRecords,
-                 block_bytes: int | None = None, threads: int | None = None) -> None:
+                 block_bytes: int | None = None, threads: int | None = None,
+                 first_line: int = 1, first_row: int = 0) -> None:
+        """``first_line`` and ``first_row`` number the stream's first line and record when it
+        starts inside a file (a shard of its lines); only a file's start may hold a BOM."""
         self.stream = stream
+        self.first_line, self.first_row = first_line, first_row
         self.max_record_bytes = options.max_record_bytes
         self.bad = bad
         self.block_bytes = block_bytes or BLOCK_BYTES
@@ -105,7 +109,7 @@ class JsonLinesReader:
 
     def blocks(self) -> Iterator[RawBlock]:
         """Blocks in file order. A truncated stream ends them after reporting the lost record."""
-        line, row = 1, 0  # position of the first line not yet handed out
+        line, row = self.first_line, self.first_row  # the first line not yet handed out
         # at most threads + 1 blocks are read but not handed out: that bounds memory
         parsed = ordered_map(self._examine, self._pieces(), self.threads, self.threads + 1)
         with closing(parsed):
@@ -130,7 +134,7 @@ class JsonLinesReader:
     def _pieces(self) -> Iterator[_Piece]:
         """Blocks of whole lines, and the oversized lines and read failures between them."""
         carry = b""  # the start of a line whose end is not read yet
-        first = True
+        first = self.first_line == 1  # a BOM may only open the file
         size = min(FIRST_BLOCK_BYTES, self.block_bytes)
         while True:
             buf = pa.allocate_buffer(len(carry) + size)

@@ -51,25 +51,30 @@ def read_shard(shard: Shard, options: ReadOptions, counter: ReadCounter) -> Iter
         if f.format == "parquet":
             yield from _read_parquet(shard, options, counter, bad)
         else:
-            yield from _read_json(f, options, counter, bad)
+            yield from _read_json(shard, options, counter, bad)
     except InputError as exc:
         if options.skip_bad_records and exc.reason in ("truncated", "corrupt", "unreadable"):
             counter.skipped[exc.reason] += 1  # a file-level failure before any record
         else:
             raise
-    if shard.index == 0 and counter.records == 0 and not counter.skipped:
+    # (A file cut into shards of lines holds records, though its first shard may not.)
+    if (shard.index == 0 and shard.byte_range is None and counter.records == 0
+            and not counter.skipped):
         bad("empty_file", "the file holds no records")
 
 
-def _read_json(f: InputFile, options: ReadOptions, counter: ReadCounter,
+def _read_json(shard: Shard, options: ReadOptions, counter: ReadCounter,
                bad: BadRecords) -> Iterator[RecordBatch]:
-    is_array = f.format == "json" and _first_char(f) == "["
-    with ByteStream(f) as stream:
+    f = shard.file
+    # Only JSON Lines files are cut into shards (io/shards.py); a whole .json file may be one array.
+    is_array = shard.byte_range is None and f.format == "json" and _first_char(f) == "["
+    with ByteStream(f, shard.byte_range) as stream:
         if is_array:
             reader_a = JsonArrayReader(stream, options, bad)
             yield from _convert(f.path, reader_a.blocks(), options, counter, bad)
             return
-        reader = JsonLinesReader(stream, options, bad)
+        reader = JsonLinesReader(stream, options, bad, first_line=shard.first_line,
+                                 first_row=shard.first_row)
 
         def configure(converter: ShapeConverter, first: RawBlock) -> None:
             reader.python_only = not converter.flat
@@ -79,7 +84,30 @@ def _read_json(f: InputFile, options: ReadOptions, counter: ReadCounter,
                 id_type = t if t in _ID_TYPES else None
             reader.schema = converter.arrow_schema(id_type)
 
-        yield from _convert(f.path, reader.blocks(), options, counter, bad, configure)
+        # A later shard of a file's lines reads it as the whole file would: with the shape (and
+        # the parse schema) of the file's first usable records, which come before the shard.
+        known = None
+        if shard.byte_range is not None and shard.byte_range[0] > 0:
+            probe = _file_shape(f, shard.byte_range[0], options)
+            if probe is not None:
+                known = probe[0]
+                counter.shape = known.shape.value
+                configure(*probe)
+        yield from _convert(f.path, reader.blocks(), options, counter, bad, configure,
+                            converter=known)
+
+
+def _file_shape(f: InputFile, stop: int, options: ReadOptions
+                ) -> tuple[ShapeConverter, RawBlock] | None:
+    """The shape of the first block of lines before byte ``stop`` whose shape is recognised, and
+    that block; None when there is none. Its bad records are the first shard's to report."""
+    ignore = BadRecords(f.path, True, ReadCounter())
+    with ByteStream(f, (0, stop)) as stream:
+        for raw in JsonLinesReader(stream, options, ignore).blocks():
+            converter = ShapeConverter.for_block(f.path, raw, options)
+            if converter is not None:
+                return converter, raw
+    return None
 
 
 def _read_parquet(shard: Shard, options: ReadOptions, counter: ReadCounter,

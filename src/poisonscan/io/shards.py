@@ -2,18 +2,29 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import BinaryIO
 
+import numpy as np
 import pyarrow.parquet as pq
 
 from poisonscan.errors import InputError
 from poisonscan.io.discover import InputFile
+from poisonscan.io.filesystems import is_remote, local_path
+from poisonscan.io.jsonl import BOM
 from poisonscan.io.options import ReadOptions
 from poisonscan.io.parquet import empty_block, open_parquet
 from poisonscan.io.shapes import ShapeConverter
 
-SHARD_BYTES = 64 * 2**20  # uncompressed Parquet bytes per shard: several per file, for --jobs
+SHARD_BYTES = 64 * 2**20  # uncompressed Parquet bytes (or JSON Lines bytes) per shard
+_SCAN_BYTES = 16 * 2**20  # bytes read at a time when a JSON Lines file's lines are counted
+# Whitespace as bytes.strip() knows it: a line of only these holds no record (the line-by-line
+# parser of io/jsonl.py skips it; a block with such a line that Arrow miscounts goes to that
+# parser).
+_BLANK = np.zeros(256, dtype=bool)
+_BLANK[[9, 10, 11, 12, 13, 32]] = True
 # Text bytes per byte on disk, for inputs whose size is known only on disk: JSON (whose syntax
 # roughly offsets what gzip or zstd would shrink further) and Parquet without usable metadata.
 EXPANSION = {"parquet": 3.0, "gz": 4.0, "zst": 4.0}
@@ -21,7 +32,8 @@ EXPANSION = {"parquet": 3.0, "gz": 4.0, "zst": 4.0}
 
 @dataclass(frozen=True)
 class Shard:
-    """A unit of work: a whole file, or a run of a Parquet file's row groups.
+    """A unit of work: a whole file, a run of a Parquet file's row groups, or a run of whole
+    lines of an uncompressed local JSON Lines file.
 
     Attributes:
         file: the input file.
@@ -30,6 +42,9 @@ class Shard:
         first_row: the 0-based row within the file of the shard's first record.
         data_bytes: the uncompressed size of the columns the scan reads from the shard's row
             groups, from the Parquet metadata; 0 when unknown (JSON inputs).
+        byte_range: the ``(start, stop)`` byte offsets of a JSON Lines shard's lines (``start``
+            is 0 or just after a newline, ``stop`` just after one or the file's end), or None.
+        first_line: the 1-based line number of the shard's first line.
     """
 
     file: InputFile
@@ -37,19 +52,25 @@ class Shard:
     row_groups: tuple[int, ...] | None = None
     first_row: int = 0
     data_bytes: int = 0
+    byte_range: tuple[int, int] | None = None
+    first_line: int = 1
 
 
 def plan_shards(files: Sequence[InputFile], options: ReadOptions,
                 shard_bytes: int = SHARD_BYTES) -> list[Shard]:
-    """One shard per JSON file; Parquet files split into runs of row groups (``shard_bytes`` each).
+    """Shards of about ``shard_bytes`` each: Parquet files split into runs of row groups,
+    uncompressed local JSON Lines files into runs of whole lines; other files are one shard each.
 
     A Parquet file whose metadata cannot be read becomes one shard, so the error surfaces (or is
-    counted) when it is read.
+    counted) when it is read. Splitting a JSON Lines file reads it once, here, to number the lines
+    and records where each shard starts (about a second per GB from the page cache): records keep
+    the row and line numbers that reading the whole file gives them. Compressed files cannot be
+    entered in the middle, and remote ones are not read twice: both stay whole.
     """
     shards: list[Shard] = []
     for f in files:
         if f.format != "parquet":
-            shards.append(Shard(f))
+            shards.extend(_line_shards(f, shard_bytes))
             continue
         try:
             pf = open_parquet(f.path)
@@ -71,6 +92,103 @@ def plan_shards(files: Sequence[InputFile], options: ReadOptions,
             data += sum(_value_bytes(rg.column(j)) for j in read)
         shards.append(Shard(f, index, tuple(groups) or None, first, data))
     return shards
+
+
+def _line_shards(f: InputFile, shard_bytes: int) -> list[Shard]:
+    """``f`` as shards of whole lines, or as one shard when it is not split (see plan_shards)."""
+    if (f.compression is not None or is_remote(f.path) or f.size <= shard_bytes
+            or f.format not in ("jsonl", "json")):
+        return [Shard(f)]
+    try:
+        cuts = line_cuts(local_path(f.path), shard_bytes)
+    except OSError:
+        return [Shard(f)]  # reading it will report the error
+    if cuts is None:
+        return [Shard(f)]
+    return [Shard(f, i, first_row=row, byte_range=(start, stop), first_line=line)
+            for i, (start, stop, line, row) in enumerate(cuts)]
+
+
+def line_cuts(path: str, shard_bytes: int,
+              scan_bytes: int = _SCAN_BYTES) -> list[tuple[int, int, int, int]] | None:
+    """Cut a JSON Lines file into runs of whole lines of about ``shard_bytes`` each.
+
+    Returns ``(start, stop, first line, first row)`` per run: byte offsets, the 1-based number of
+    the run's first line and the 0-based number of its first record, which is the count of lines
+    before it that hold more than whitespace. None when the file is not JSON Lines (it starts
+    with ``[``: one JSON array), holds no record, or fits one run.
+
+    Hand-written because no library numbers the lines of a file at given byte offsets; numpy
+    does the counting, ``scan_bytes`` at a time (a line longer than that is never held whole).
+    """
+    size = os.path.getsize(path)
+    cuts: list[tuple[int, int, int, int]] = []
+    start, line, row = 0, 1, 0  # the open run
+    offset, lines, rows = 0, 1, 0  # where the next chunk starts: its line and row numbers
+    open_content = False  # whether the line that continues into the next chunk holds a record
+    with open(path, "rb") as fh:
+        bom = len(BOM) if fh.read(len(BOM)) == BOM else 0
+        if _first_char(fh, bom) == b"[":
+            return None
+        fh.seek(0)
+        while True:
+            chunk = fh.read(scan_bytes)
+            if not chunk:
+                break
+            view = np.frombuffer(chunk, np.uint8)
+            if offset < bom:  # the reader drops a BOM: it is no content of the first line
+                view = view.copy()
+                view[: bom - offset] = 32
+            breaks, content = _line_content(view)
+            content[0] |= open_content
+            # The first newline at or past each cut point closes the open run.
+            while True:
+                want = start + shard_bytes - 1 - offset  # the newline to look for, at or after
+                j = int(np.searchsorted(breaks, max(0, want)))
+                if j == len(breaks) or offset + int(breaks[j]) + 1 >= size:
+                    break
+                cut = offset + int(breaks[j]) + 1
+                cuts.append((start, cut, line, row))
+                start, line = cut, lines + j + 1
+                row = rows + int(np.count_nonzero(content[: j + 1]))
+            lines += len(breaks)
+            rows += int(np.count_nonzero(content[: len(breaks)]))
+            open_content = bool(content[len(breaks)])
+            offset += len(chunk)
+    rows += open_content  # the last line, when it has no newline
+    if not cuts or rows == 0:
+        return None
+    cuts.append((start, offset, line, row))
+    return cuts
+
+
+def _first_char(fh: BinaryIO, at: int) -> bytes:
+    """The first byte other than whitespace from offset ``at`` on (``b""``: none)."""
+    fh.seek(at)
+    while True:
+        piece = fh.read(2**16)
+        if not piece:
+            return b""
+        piece = piece.lstrip()
+        if piece:
+            return piece[:1]
+
+
+def _line_content(view: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The newlines of ``view`` and, for each of the ``len(newlines) + 1`` pieces between them
+    (the last one runs to the end of ``view``), whether it holds more than whitespace."""
+    breaks = np.flatnonzero(view == 10)
+    starts = np.concatenate(([0], breaks + 1))
+    inside = starts < len(view)  # a newline at the very end leaves an empty last piece
+    content = np.zeros(len(starts), dtype=bool)
+    first = view[starts[inside]]
+    if not _BLANK[first].any():  # the usual case: every line starts with its record
+        content[inside] = True
+    elif inside.any():
+        # Each piece is reduced with the newline that ends it, which is blank; an empty piece
+        # between two newlines is just the second newline.
+        content[inside] = np.logical_or.reduceat(~_BLANK[view], starts[inside])
+    return breaks, content
 
 
 def _read_columns(path: str, pf: pq.ParquetFile, options: ReadOptions) -> list[int]:

@@ -6,7 +6,7 @@ import pyarrow as pa
 
 from poisonscan.errors import InputError
 from poisonscan.io.discover import InputFile
-from poisonscan.io.filesystems import open_input_stream
+from poisonscan.io.filesystems import is_remote, local_path, open_input_stream
 
 _CODECS = {"gz": "gzip", "zst": "zstd"}
 PIECE_BYTES = 2**16  # decompressed bytes per read call: what a decompression failure may lose
@@ -18,13 +18,24 @@ class ByteStream:
     A failure of the decompressor (truncated or corrupt ``.gz``/``.zst``) surfaces as
     :class:`InputError` with reason ``truncated`` or ``corrupt``; ``offset`` tells how many
     decompressed bytes were read before it.
+
+    ``byte_range`` reads only the bytes from ``start`` to ``stop`` of an uncompressed local file
+    (a shard of its lines; see :mod:`poisonscan.io.shards`).
     """
 
-    def __init__(self, file: InputFile) -> None:
+    def __init__(self, file: InputFile, byte_range: tuple[int, int] | None = None) -> None:
         self.file = file
         self.offset = 0
+        self._left: int | None = None  # bytes of the range not read yet
         try:
-            raw = open_input_stream(file.path)
+            if byte_range is None:
+                raw = open_input_stream(file.path)
+            else:
+                if file.compression is not None or is_remote(file.path):
+                    raise ValueError(f"{file.path}: byte ranges of compressed or remote files")
+                raw = pa.OSFile(local_path(file.path), "rb")
+                raw.seek(byte_range[0])
+                self._left = byte_range[1] - byte_range[0]
         except OSError as exc:
             raise InputError(file.path, f"cannot open file: {exc}", reason="unreadable") from None
         codec = _CODECS.get(file.compression or "")
@@ -83,20 +94,29 @@ class ByteStream:
         return got
 
     def _read(self, size: int) -> bytes:
+        if self._left is not None:
+            size = min(size, self._left)
         try:
             data = self._stream.read(size)
         except (OSError, pa.ArrowException) as exc:
             raise self._failure(exc) from None
-        self.offset += len(data)
+        self._count(len(data))
         return data
 
     def _readinto(self, view: memoryview) -> int:
+        if self._left is not None:
+            view = view[: self._left]
         try:
             n = int(self._stream.readinto(view))
         except (OSError, pa.ArrowException) as exc:
             raise self._failure(exc) from None
-        self.offset += n
+        self._count(n)
         return n
+
+    def _count(self, n: int) -> None:
+        self.offset += n
+        if self._left is not None:
+            self._left -= n
 
     def _failure(self, exc: Exception) -> InputError:
         """The decompressor's (or the file system's) error as a one-line :class:`InputError`."""
