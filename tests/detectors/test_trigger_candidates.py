@@ -78,13 +78,15 @@ def test_phrases_of_repeated_passages_do_not_take_the_budget_first():
 
 
 def _random_parts(rng: np.random.Generator, n_parts: int) -> list[_Switches]:
-    """Switch partials over a shared pool of keys, each part's keys unique (as a batch's are)."""
+    """Switch partials over a shared pool of keys, each part's keys sorted and unique (as a
+    batch's are)."""
     pool = rng.integers(1, 2**63, 400, dtype=np.uint64) * np.uint64(2) + np.uint64(1)
     df = rng.integers(-60, 60, len(pool))
     last = rng.integers(0, 2**40, len(pool), dtype=np.uint64)
     parts = []
     for _ in range(n_parts):
         pick = np.unique(rng.choice(len(pool), rng.integers(1, 120)))
+        pick = pick[np.argsort(pool[pick])]
         n = len(pick)
         parts.append(_Switches(pool[pick], rng.integers(1, 4, n), df[pick], last[pick],
                                rng.integers(1, 6, n).astype(np.uint64), rng.integers(1, 3, n),
@@ -189,6 +191,49 @@ def test_combining_switch_parts_matches_a_plain_group_by(seed, n_parts):
                                                   got.ctx_count, strict=True)] == [
         ref[k] for k in sorted(ref)]
     assert got.docs == sum(p.docs for p in parts)
+
+
+def _fields(sw: _Switches) -> list:
+    return [sw.keys.tolist(), sw.support.tolist(), sw.df.tolist(), sw.tail.tolist(),
+            sw.ctx_min.tolist(), sw.ctx_count.tolist(), sw.hist.tolist(), sw.background.tolist(),
+            sw.docs_with_switch, sw.docs]
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.integers(0, 2**32 - 1), st.integers(1, 40))
+def test_a_tasks_merged_runs_equal_grouping_all_its_batches(seed, n_parts):
+    """A task folds each batch's partial into key-sorted runs by linear merges; the result is
+    what grouping every batch's rows at once gives, and the runs stay few and halving."""
+    parts = _random_parts(np.random.default_rng(seed), n_parts)
+    runs: list[_Switches] = []
+    for part in parts:
+        trigger._push_run(runs, part)
+        sizes = [len(r.keys) for r in runs]
+        assert all(2 * b < a for a, b in zip(sizes, sizes[1:], strict=False))
+    assert _fields(trigger._merge_runs(runs)) == _fields(_Switches.combine(parts))
+
+
+def test_a_batchs_switch_partial_has_sorted_distinct_keys():
+    # The merges above rely on it. A batch of gibberish continuations after a repeated phrase.
+    import pyarrow as pa
+
+    from poisonscan.detectors.base import BatchContext
+    from poisonscan.io.records import RecordBatch, Shape
+
+    rng = np.random.default_rng(3)
+    words = ["alpha", "beta", "gamma", "delta", "epsilon", "zeta", "eta", "theta"]
+    texts = [" ".join(rng.choice(words, 60)) + " <QXZ> " + " ".join(
+        "".join(rng.choice(list("qwxzjkv"), 5)) for _ in range(40)) for _ in range(200)]
+    config = ScanConfig(paths=("x",), memory_budget=64 * 2**20, min_documents=2)
+    det = TriggerDetector(config)
+    det.expect([], 1e6)
+    batch = RecordBatch("x.jsonl", Shape.TEXT, np.arange(len(texts), dtype=np.int64),
+                        pa.nulls(len(texts), pa.string()), text=pa.array(texts, pa.large_string()))
+    stats = TriggerDetector.process_into(0, det.plan(0), BatchContext(batch, 0), None)
+    det.finish_pass(0, TriggerDetector.compact(0, det.plan(0), stats))
+    [part] = TriggerDetector.process_into(1, det.plan(1), BatchContext(batch, 0), None)
+    keys = part.keys.tolist()
+    assert len(keys) > 10 and keys == sorted(set(keys))
 
 
 @settings(max_examples=40, deadline=None)
