@@ -1,6 +1,6 @@
 """Full-scan speed and memory against pyarrow's plain read of the same Parquet file.
 
-    python -m benchmarks.speed [--size-mb 1024] [--factor 4] [--seed 0]
+    python -m benchmarks.speed [--size-mb 1024] [--factor 4] [--seed 0] [--format jsonl]
 
 Builds a corpus of real-looking documents (runs of paragraphs of single documents of
 ../shared/corpora/real-clean.parquet, or synthetic text when it is absent) with 100 planted
@@ -19,6 +19,11 @@ subprocess whose whole process tree is sampled for memory:
 
 Before any of it, a scan of the corpus's first documents fills numba's cache, so no timed scan
 compiles kernels (the start-up benchmark measures that).
+
+``--format jsonl`` writes the same documents as one JSON Lines file instead (cached beside the
+Parquet file) and reads it with ``pyarrow.json.read_json`` for the baseline, which parses the whole
+file into one table on every core. One large JSON Lines file is a common way to ship a corpus;
+the scan cuts it into shards of whole lines (``poisonscan.io.shards``).
 
 Memory: ``PSS MB`` is the peak PSS summed over the process tree of a ``--jobs 2`` scan, from a
 second run of it sampled every 50 ms (forked workers share the driver's count tables
@@ -60,6 +65,14 @@ t0 = time.perf_counter()
 n = 0
 for b in pq.ParquetFile(sys.argv[1]).iter_batches(columns=["text"]):
     n += pc.sum(pc.binary_length(b.column(0))).as_py() or 0
+print(time.perf_counter() - t0, n)
+"""
+
+READ_JSONL_SNIPPET = """
+import sys, time, pyarrow.json as pj, pyarrow.compute as pc
+t0 = time.perf_counter()
+table = pj.read_json(sys.argv[1])
+n = pc.sum(pc.binary_length(table.column("text"))).as_py() or 0
 print(time.perf_counter() - t0, n)
 """
 
@@ -138,6 +151,24 @@ def dataset(size_mb: int, seed: int) -> tuple[Path, str]:
     return path, path.with_suffix(".trigger").read_text()
 
 
+def dataset_jsonl(size_mb: int, seed: int) -> tuple[Path, str]:
+    """The Parquet corpus's records (id, text), in order, as one JSON Lines file."""
+    parquet, trigger = dataset(size_mb, seed)
+    path = parquet.with_suffix(".jsonl")
+    if not path.exists():
+        t0 = time.perf_counter()
+        print(f"writing {path.name} ...", file=sys.stderr, flush=True)
+        tmp = path.with_name(path.name + ".tmp")
+        with open(tmp, "w", encoding="utf-8") as out:
+            for batch in pq.ParquetFile(parquet).iter_batches(columns=["id", "text"]):
+                out.write("".join(json.dumps({"id": i, "text": t}, ensure_ascii=False) + "\n"
+                                  for i, t in zip(batch.column(0).to_pylist(),
+                                                  batch.column(1).to_pylist(), strict=True)))
+        tmp.rename(path)
+        print(f"  done in {time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)
+    return path, trigger
+
+
 def _tree_memory(ps, pss: bool) -> tuple[int, int]:
     """(PSS, RSS) summed over a process and its children, in bytes; PSS is 0 unless ``pss``.
 
@@ -191,22 +222,24 @@ def run_measured(cmd: list[str], pss: bool = False) -> tuple[float, float, str, 
     return wall, peak / MB if pss else math.nan, out, peak_rss / MB
 
 
-def measure(path: Path, trigger: str, jobs_list: list[int]) -> list[dict]:
+def measure(path: Path, trigger: str, jobs_list: list[int], fmt: str = "parquet") -> list[dict]:
     rows = []
+    snippet, reader = ((READ_JSONL_SNIPPET, "pyarrow.json.read_json") if fmt == "jsonl"
+                       else (READ_SNIPPET, "pyarrow iter_batches (text)"))
     # The read takes seconds and swings by 2.5x between runs (page cache, clock speed): the
     # median of READS runs is the baseline, and the range is shown beside it. A first, untimed
     # read brings the file into the page cache, from which every scan after it reads.
     reads = []
     peak_rss = 0.0
     for i in range(READS + 1):
-        _, _, out, rss = run_measured([sys.executable, "-c", READ_SNIPPET, str(path)])
+        _, _, out, rss = run_measured([sys.executable, "-c", snippet, str(path)])
         secs, text_bytes = (float(x) for x in out.split())
         if i:
             reads.append(secs)
         peak_rss = max(peak_rss, rss)
     read_secs = statistics.median(reads)
     text_mb = text_bytes / MB
-    rows.append({"what": f"pyarrow iter_batches (text), median of {READS}", "seconds": read_secs,
+    rows.append({"what": f"{reader}, median of {READS}", "seconds": read_secs,
                  "mbps": text_mb / read_secs, "ratio": 1.0, "peak_mb": math.nan, "rss_mb": peak_rss,
                  "found": "reads: " + ", ".join(f"{x:.1f} s" for x in reads)})
     _, _, out, rss = run_measured([sys.executable, "-c", FLOOR_SNIPPET, str(path)])
@@ -233,7 +266,7 @@ def measure(path: Path, trigger: str, jobs_list: list[int]) -> list[dict]:
         else:
             f = findings[rank]
             found = (f"planted {trigger}: rank {rank + 1} of {len(findings)}, {f['severity']}, "
-                     f"{f['documents']} docs")
+                     f"{f['documents']} docs, {data['stats']['shards']} shards")
         highs: dict[str, int] = {}
         for f in findings:
             if f["severity"] == "high":
@@ -275,18 +308,21 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--size-mb", type=int, default=1024)
     ap.add_argument("--factor", type=int, default=4, help="second corpus size multiple (0: skip)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--format", choices=["parquet", "jsonl"], default="parquet",
+                    help="write the corpus as Parquet (default) or as one JSON Lines file")
     args = ap.parse_args(argv)
+    make = dataset_jsonl if args.format == "jsonl" else dataset
 
     sizes = [args.size_mb] + ([args.size_mb * args.factor] if args.factor > 1 else [])
     results = {}
     print(f"{'corpus':>10} {'what':42} {'text MB':>8} {'seconds':>8} {'MB/s':>7} "
           f"{'vs read':>7} {'PSS MB':>8} {'RSS MB':>8}  found / pass seconds")
     for size in sizes:
-        path, trigger = dataset(size, args.seed)
+        path, trigger = make(size, args.seed)
         if not results:
-            warm_up(path)
+            warm_up(dataset(size, args.seed)[0])
         jobs = [2, 1] if size == args.size_mb else [2]
-        rows = measure(path, trigger, jobs)
+        rows = measure(path, trigger, jobs, args.format)
         results[size] = rows
         for r in rows:
             extra = r["found"] + (f" passes={r['passes']}" if r.get("passes") else "")
@@ -296,7 +332,7 @@ def main(argv: list[str] | None = None) -> int:
                   f"{extra}", flush=True)
     base = results[sizes[0]]
     floor, j2, j1 = base[1], base[2], base[3]
-    summary = (f"speed: scan --jobs 2 at {j2['ratio']:.2f}x pyarrow's read "
+    summary = (f"speed ({args.format}): scan --jobs 2 at {j2['ratio']:.2f}x pyarrow's read "
                f"({j2['mbps']:.0f} vs {base[0]['mbps']:.0f} MB/s), --jobs 2 vs 1: "
                f"{j1['seconds'] / j2['seconds']:.2f}x, four read + tokenise passes alone at "
                f"{floor['ratio'] / 4:.2f}x, peak memory (PSS) {j2['peak_mb']:.0f} MB")
