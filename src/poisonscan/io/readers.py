@@ -9,6 +9,7 @@ format readers (:mod:`.jsonl`, :mod:`.jsonarray`, :mod:`.parquet`) produce raw b
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from contextlib import closing
 
 import numpy as np
 import pyarrow as pa
@@ -32,6 +33,7 @@ __all__ = [
 ]
 
 Configure = Callable[[ShapeConverter, RawBlock], None]
+PROBE_BYTES = 2**20  # blocks read to find a file's shape from a later shard of its lines
 _ID_TYPES = (pa.int64(), pa.float64(), pa.bool_(), pa.string(), pa.large_string())
 
 
@@ -102,8 +104,11 @@ def _file_shape(f: InputFile, stop: int, options: ReadOptions
     """The shape of the first block of lines before byte ``stop`` whose shape is recognised, and
     that block; None when there is none. Its bad records are the first shard's to report."""
     ignore = BadRecords(f.path, True, ReadCounter())
-    with ByteStream(f, (0, stop)) as stream:
-        for raw in JsonLinesReader(stream, options, ignore).blocks():
+    # Small blocks on one thread: the first block nearly always tells the shape, and a reader of
+    # full-size blocks would read and parse several of them ahead for nothing.
+    with ByteStream(f, (0, stop)) as stream, closing(JsonLinesReader(
+            stream, options, ignore, block_bytes=PROBE_BYTES, threads=1).blocks()) as blocks:
+        for raw in blocks:
             converter = ShapeConverter.for_block(f.path, raw, options)
             if converter is not None:
                 return converter, raw
