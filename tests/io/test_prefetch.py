@@ -109,3 +109,18 @@ def test_ordered_map_close_stops_its_threads() -> None:
     assert next(results) == 0
     results.close()
     assert threading.active_count() == before
+
+
+def test_ordered_map_close_wakes_a_feeder_waiting_for_room(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A feeder blocked on a full window used to notice the close only at its next poll (0.1 s:
+    # paid by every shard of lines that stops reading early); it must not wait for one at all.
+    import poisonscan.io.prefetch as prefetch_module
+
+    monkeypatch.setattr(prefetch_module, "_POLL_SECONDS", 3600.0)
+    results = ordered_map(lambda x: x, iter(range(1000)), workers=1, ahead=1)
+    assert next(results) == 0
+    time.sleep(0.05)  # the feeder has drawn its one item ahead and waits for room
+    closer = threading.Thread(target=results.close, daemon=True)
+    closer.start()
+    closer.join(timeout=30)
+    assert not closer.is_alive()

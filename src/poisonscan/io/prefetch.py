@@ -113,6 +113,7 @@ def ordered_map(fn: Callable[[T], R], items: Iterator[T], workers: int,
             room.release()
     finally:
         stop.set()
+        room.release()  # a feeder waiting for room wakes now, not after its next poll
         feeder.join()
         pool.shutdown(wait=True, cancel_futures=True)
         _close(items)
