@@ -1259,7 +1259,7 @@ def _push_run(runs: list[_Switches], part: _Switches) -> None:
     size of the one before it. A run that grows past that merges with the one before, so every
     row is merged a logarithmic number of times and the runs hold at most twice the task's
     distinct keys. (Keeping every batch's partial and grouping them all at the end held every row
-    until then, plus the sort's copies: a task's peak was about twice as high.)"""
+    until then, and the grouping's sort and gathers copied them again.)"""
     runs.append(part)
     while len(runs) > 1 and 2 * len(runs[-1].keys) >= len(runs[-2].keys):
         top = runs.pop()
