@@ -154,3 +154,13 @@ def test_a_json_lines_file_cut_into_shards_gives_the_findings_of_the_whole_file(
         assert comparable(result) == comparable(whole)
         assert clusters(result) == clusters(whole)
     assert any(f.severity == "high" for f in whole.findings)
+
+    # With --state every shard of lines keeps its results: a second scan reuses them all.
+    first = run_scan(config(path, jobs=2, state_dir=str(tmp_path / "state")))
+    again = run_scan(config(path, jobs=2, state_dir=str(tmp_path / "state")))
+    n = first.stats["shards"]
+    assert n >= 7
+    assert [(r, c) for _, r, c in again.artifacts["state"].passes] == [(n, 0)] * len(
+        again.artifacts["state"].passes)
+    assert comparable(again) == comparable(first)
+
