@@ -13,7 +13,7 @@ longest line allowed (``max_record_bytes``).
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from contextlib import closing
 from dataclasses import dataclass
 from typing import Any
@@ -26,7 +26,7 @@ from poisonscan.errors import InputError
 from poisonscan.io.options import ReadOptions
 from poisonscan.io.prefetch import ordered_map
 from poisonscan.io.raw import BadRecords, RawBlock
-from poisonscan.io.streams import ByteStream
+from poisonscan.io.streams import BOM, ByteStream
 
 # Reading three 64 MB shards of the speed corpus (1 KB documents) in one process, 2026-12-04: 4 MiB
 # blocks took 0.57-0.69 s and 81 MB above the start, 16 MiB blocks 1.5-1.6 s and 307 MB (every
@@ -36,7 +36,6 @@ BLOCK_BYTES = 4 * 2**20
 FIRST_BLOCK_BYTES = 2**20  # blocks double from this up to BLOCK_BYTES, so small files get
 # several blocks to parse at once, and the shape is known (and the schema set) early
 PARSE_THREADS = max(1, min(4, pa.cpu_count()))  # blocks parsed at once; one more is read ahead
-BOM = b"\xef\xbb\xbf"
 _NEWLINE_WINDOW = 2**16  # the last newline of a read is looked for in windows of this size
 _MAX_ARROW_BLOCK = 2**31 - 1  # Arrow's block_size is a 32-bit int
 _WHITESPACE = np.zeros(256, dtype=bool)
@@ -111,7 +110,7 @@ class JsonLinesReader:
         self.schema: pa.Schema | None = None
         self.python_only = False
 
-    def blocks(self) -> Iterator[RawBlock]:
+    def blocks(self) -> Generator[RawBlock, None, None]:
         """Blocks in file order. A truncated stream ends them after reporting the lost record."""
         line, row = self.first_line, self.first_row  # the first line not yet handed out
         # at most threads + 1 blocks are read but not handed out: that bounds memory

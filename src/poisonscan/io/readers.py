@@ -17,7 +17,7 @@ import pyarrow as pa
 from poisonscan.errors import InputError
 from poisonscan.io.discover import InputFile, discover_inputs
 from poisonscan.io.jsonarray import JsonArrayReader
-from poisonscan.io.jsonl import BOM, JsonLinesReader
+from poisonscan.io.jsonl import JsonLinesReader
 from poisonscan.io.options import ReadCounter, ReadOptions
 from poisonscan.io.parquet import empty_block, open_parquet, parquet_blocks
 from poisonscan.io.prefetch import prefetch
@@ -25,7 +25,7 @@ from poisonscan.io.raw import BadRecords, RawBlock
 from poisonscan.io.records import RecordBatch, Shape
 from poisonscan.io.shapes import ShapeConverter, describe_fields, undetected_message
 from poisonscan.io.shards import Shard, plan_shards
-from poisonscan.io.streams import ByteStream
+from poisonscan.io.streams import ByteStream, first_char
 
 __all__ = [
     "InputFile", "Shard", "ReadOptions", "ReadCounter", "RecordBatch", "Shape",
@@ -69,7 +69,7 @@ def _read_json(shard: Shard, options: ReadOptions, counter: ReadCounter,
                bad: BadRecords) -> Iterator[RecordBatch]:
     f = shard.file
     # Only JSON Lines files are cut into shards (io/shards.py); a whole .json file may be one array.
-    is_array = shard.byte_range is None and f.format == "json" and _first_char(f) == "["
+    is_array = shard.byte_range is None and f.format == "json" and first_char(f) == "["
     with ByteStream(f, shard.byte_range) as stream:
         if is_array:
             reader_a = JsonArrayReader(stream, options, bad)
@@ -170,19 +170,3 @@ def _convert(path: str, blocks: Iterator[RawBlock], options: ReadOptions, counte
 def _count_records(rows: np.ndarray) -> int:
     """Distinct records among units (units of one record are adjacent)."""
     return int(rows.shape[0] and 1 + np.count_nonzero(np.diff(rows)))
-
-
-def _first_char(f: InputFile) -> str:
-    """The first non-whitespace character of a file's text (``""`` when there is none)."""
-    with ByteStream(f) as stream:
-        first = True
-        while True:
-            chunk = stream.read(2**16)
-            if not chunk:
-                return ""
-            if first and chunk.startswith(BOM):
-                chunk = chunk[len(BOM):]
-            first = False
-            stripped = chunk.lstrip()
-            if stripped:
-                return chr(stripped[0])

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import BinaryIO
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -13,10 +12,10 @@ import pyarrow.parquet as pq
 from poisonscan.errors import InputError
 from poisonscan.io.discover import InputFile
 from poisonscan.io.filesystems import is_remote, local_path
-from poisonscan.io.jsonl import BOM
 from poisonscan.io.options import ReadOptions
 from poisonscan.io.parquet import empty_block, open_parquet
 from poisonscan.io.shapes import ShapeConverter
+from poisonscan.io.streams import BOM, first_char
 
 SHARD_BYTES = 64 * 2**20  # uncompressed Parquet bytes (or JSON Lines bytes) per shard
 _SCAN_BYTES = 16 * 2**20  # bytes read at a time when a JSON Lines file's lines are counted
@@ -100,8 +99,11 @@ def _line_shards(f: InputFile, shard_bytes: int) -> list[Shard]:
             or f.format not in ("jsonl", "json")):
         return [Shard(f)]
     try:
+        # A .json file may be one top-level array, which the reader reads whole (as it decides).
+        if f.format == "json" and first_char(f) == "[":
+            return [Shard(f)]
         cuts = line_cuts(local_path(f.path), shard_bytes)
-    except OSError:
+    except (OSError, InputError):
         return [Shard(f)]  # reading it will report the error
     if cuts is None:
         return [Shard(f)]
@@ -115,8 +117,8 @@ def line_cuts(path: str, shard_bytes: int,
 
     Returns ``(start, stop, first line, first row)`` per run: byte offsets, the 1-based number of
     the run's first line and the 0-based number of its first record, which is the count of lines
-    before it that hold more than whitespace. None when the file is not JSON Lines (it starts
-    with ``[``: one JSON array), holds no record, or fits one run.
+    before it that hold more than whitespace. None when the file holds no record or fits one
+    run.
 
     Hand-written because no library numbers the lines of a file at given byte offsets; numpy
     does the counting, ``scan_bytes`` at a time (a line longer than that is never held whole).
@@ -128,8 +130,6 @@ def line_cuts(path: str, shard_bytes: int,
     open_content = False  # whether the line that continues into the next chunk holds a record
     with open(path, "rb") as fh:
         bom = len(BOM) if fh.read(len(BOM)) == BOM else 0
-        if _first_char(fh, bom) == b"[":
-            return None
         fh.seek(0)
         while True:
             chunk = fh.read(scan_bytes)
@@ -160,18 +160,6 @@ def line_cuts(path: str, shard_bytes: int,
         return None
     cuts.append((start, offset, line, row))
     return cuts
-
-
-def _first_char(fh: BinaryIO, at: int) -> bytes:
-    """The first byte other than whitespace from offset ``at`` on (``b""``: none)."""
-    fh.seek(at)
-    while True:
-        piece = fh.read(2**16)
-        if not piece:
-            return b""
-        piece = piece.lstrip()
-        if piece:
-            return piece[:1]
 
 
 def _line_content(view: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

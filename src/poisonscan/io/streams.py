@@ -9,6 +9,7 @@ from poisonscan.io.discover import InputFile
 from poisonscan.io.filesystems import is_remote, local_path, open_input_stream
 
 _CODECS = {"gz": "gzip", "zst": "zstd"}
+BOM = b"\xef\xbb\xbf"  # a UTF-8 byte order mark, which may open a text file
 PIECE_BYTES = 2**16  # decompressed bytes per read call: what a decompression failure may lose
 
 
@@ -139,3 +140,20 @@ class ByteStream:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def first_char(f: InputFile) -> str:
+    """The first non-whitespace character of a file's text, after any BOM (``""`` when there is
+    none)."""
+    with ByteStream(f) as stream:
+        first = True
+        while True:
+            chunk = stream.read(2**16)
+            if not chunk:
+                return ""
+            if first and chunk.startswith(BOM):
+                chunk = chunk[len(BOM):]
+            first = False
+            stripped = chunk.lstrip()
+            if stripped:
+                return chr(stripped[0])
