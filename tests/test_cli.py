@@ -226,6 +226,23 @@ def test_bad_record_stops_or_is_skipped_and_counted(tmp_path: Path) -> None:
     assert "records skipped" in out and "1 (" in out
 
 
+def test_bad_record_in_a_worker_process_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    # Two files are two shards, which --jobs 2 scans in worker processes: the error must reach
+    # the driver intact (it travels pickled) instead of breaking the pool.
+    good = [json.dumps({"text": f"an ordinary sentence number {i} about rivers"}) for i in range(30)]
+    (tmp_path / "a.jsonl").write_text("\n".join(good) + "\n", encoding="utf-8")
+    bad = good[:3] + ['{"text": "oops"'] + good[3:]
+    (tmp_path / "b.jsonl").write_text("\n".join(bad) + "\n", encoding="utf-8")
+    code, out, err = _run(str(tmp_path), "--jobs", "2")
+    assert code == 2 and out == ""
+    assert len(err.splitlines()) == 1
+    assert err.startswith(f"poisonscan: error: {tmp_path / 'b.jsonl'}: line 4: malformed JSON")
+
+    code, out, _ = _run(str(tmp_path), "--jobs", "2", "--skip-bad-records", "-f", "json")
+    skipped = {s["path"]: s["skipped"] for s in json.loads(out)["inputs"]}
+    assert skipped[str(tmp_path / "b.jsonl")] == {"malformed_json": 1}
+
+
 # --- the committed demo corpus ----------------------------------------------------------------
 
 

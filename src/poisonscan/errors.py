@@ -28,3 +28,12 @@ class InputError(PoisonscanError):
         self.detail = message
         where = f"{path}: {location}" if location else path
         super().__init__(f"{where}: {message}")
+
+    def __reduce__(self) -> tuple:
+        # A worker process sends its errors to the driver pickled; the default reduction would
+        # call ``InputError(formatted message)`` and fail there, breaking the whole pool.
+        return (_rebuild_input_error, (self.path, self.detail, self.location, self.reason))
+
+
+def _rebuild_input_error(path: str, message: str, location: str | None, reason: str) -> InputError:
+    return InputError(path, message, location=location, reason=reason)

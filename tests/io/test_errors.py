@@ -40,7 +40,7 @@ GOOD = b'{"text": "good"}'
 
 # (line bytes, reason, words the message must contain)
 BAD_LINES = [
-    (b'{"text": "unterminated', "malformed_json", "malformed JSON"),
+    (b'{"text": "unterminated', "malformed_json", "Unterminated string starting at column 10"),
     (b"not json at all", "malformed_json", "malformed JSON"),
     # Two objects on one line; with the blank line of the test file, Arrow's record count
     # equals the line count, which once let the block through unchecked.

@@ -259,7 +259,9 @@ class JsonLinesReader:
                 self.bad("invalid_utf8", f"invalid UTF-8 at byte {exc.start} of the line", where)
                 continue
             except json.JSONDecodeError as exc:
-                self.bad("malformed_json", f"malformed JSON: {exc.msg} at column {exc.colno}",
+                # Some of json's messages end in "at" ("Unterminated string starting at").
+                at = "" if exc.msg.endswith(" at") else " at"
+                self.bad("malformed_json", f"malformed JSON: {exc.msg}{at} column {exc.colno}",
                          where)
                 continue
             records.append(value)
