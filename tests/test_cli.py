@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pyarrow.parquet as pq
 import pytest
@@ -229,7 +230,7 @@ def test_bad_record_stops_or_is_skipped_and_counted(tmp_path: Path) -> None:
 def test_bad_record_in_a_worker_process_is_one_line_and_exit_2(tmp_path: Path) -> None:
     # Two files are two shards, which --jobs 2 scans in worker processes: the error must reach
     # the driver intact (it travels pickled) instead of breaking the pool.
-    good = [json.dumps({"text": f"an ordinary sentence number {i} about rivers"}) for i in range(30)]
+    good = [json.dumps({"text": f"an ordinary sentence {i} about rivers"}) for i in range(30)]
     (tmp_path / "a.jsonl").write_text("\n".join(good) + "\n", encoding="utf-8")
     bad = good[:3] + ['{"text": "oops"'] + good[3:]
     (tmp_path / "b.jsonl").write_text("\n".join(bad) + "\n", encoding="utf-8")
@@ -264,3 +265,23 @@ def test_demo_scan_shows_the_planted_trigger_first() -> None:
     assert code == 0
     top = json.loads(out)["findings"][0]
     assert _core(make_example.make_trigger()) in top["trigger"]
+
+
+def test_an_internal_error_is_one_line_and_exit_2(tmp_path: Path, monkeypatch: Any) -> None:
+    # A bug must never exit 1 (CI would read "poisoning found") nor print a traceback by default.
+    import poisonscan.engine.scan as scan_mod
+
+    def broken(*args: Any, **kwargs: Any) -> None:
+        raise RuntimeError("something\nbroke")
+
+    monkeypatch.setattr(scan_mod, "run_scan", broken)
+    data = tmp_path / "a.jsonl"
+    data.write_text('{"text": "hello"}\n', encoding="utf-8")
+    code, out, err = _run(str(data))
+    assert code == 2 and out == ""
+    assert err.splitlines() == [
+        "poisonscan: error: internal error: RuntimeError: something broke (a bug in poisonscan; "
+        "set POISONSCAN_TRACEBACK=1 to print where it happened)"]
+    monkeypatch.setenv("POISONSCAN_TRACEBACK", "1")
+    code, _, err = _run(str(data))
+    assert code == 2 and "Traceback" in err and err.endswith("print where it happened)\n")

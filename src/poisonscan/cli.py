@@ -12,6 +12,7 @@ import errno
 import gc
 import os
 import sys
+import traceback
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -141,6 +142,15 @@ class PoisonscanGroup(click.Group):
             else:
                 where = f": {e.filename}" if e.filename else ""
                 code = _fail(f"{e.strerror or e}{where}")
+        except KeyboardInterrupt:
+            code = _fail("interrupted")
+        except MemoryError:
+            code = _fail("out of memory; try a smaller --memory-budget or fewer --jobs")
+        except Exception as e:  # a bug: never exit 1, which would read as "poisoning found"
+            if os.environ.get("POISONSCAN_TRACEBACK"):
+                traceback.print_exc()
+            code = _fail(f"internal error: {type(e).__name__}: {_one_line(str(e))[:300]} (a bug in "
+                         "poisonscan; set POISONSCAN_TRACEBACK=1 to print where it happened)")
         sys.exit(code)
 
 
