@@ -15,7 +15,8 @@ def test_input_error_survives_pickling() -> None:
         "data/a.jsonl", "malformed JSON", "line 4", "malformed_json")
     assert str(back) == str(exc) == "data/a.jsonl: line 4: malformed JSON"
     bare = pickle.loads(pickle.dumps(InputError("b.parquet", "corrupt")))
-    assert str(bare) == "b.parquet: corrupt" and bare.location is None and bare.reason == "unreadable"
+    assert str(bare) == "b.parquet: corrupt"
+    assert bare.location is None and bare.reason == "unreadable"
 
 
 def test_config_error_survives_pickling() -> None:

@@ -305,3 +305,56 @@ def test_zstd_stream_without_content_size(tmp_path: Path) -> None:
     path = tmp_path / "s.jsonl.zst"
     path.write_bytes(cobj.compress(data) + cobj.flush())
     assert read_all(path).counter.records == 500
+
+
+def _nested(depth: int) -> bytes:
+    return b'{"text": "deep", "extra": ' + b"[" * depth + b"]" * depth + b"}"
+
+
+@pytest.mark.parametrize("depth", [600, 20_000])
+def test_deeply_nested_line_is_a_bad_record(tmp_path: Path, depth: int) -> None:
+    # 20,000 levels crashed Arrow's parser (a segfault) and 3,000 raised RecursionError in json.
+    path = lines_file(tmp_path, [GOOD, GOOD, _nested(depth), GOOD])
+    err = expect_error(path, "nested_too_deep", "line 3")
+    assert "deeper than 512 levels" in str(err)
+    got = read_all(path, skip_bad_records=True)
+    assert got["text"] == ["good"] * 3 and got["line"] == [1, 2, 4]
+    assert dict(got.counter.skipped) == {"nested_too_deep": 1}
+    # Nesting up to the limit is read as usual, and brackets inside strings do not count.
+    fine = lines_file(tmp_path, [_nested(510), json.dumps({"text": "[{" * 3000}).encode()],
+                      name="fine.jsonl")
+    assert read_all(fine)["text"] == ["deep", "[{" * 3000]
+
+
+def test_deeply_nested_chat_record_is_a_bad_record(tmp_path: Path) -> None:
+    chat = {"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}]}
+    deep = (json.dumps(chat)[:-1] + ', "extra": ' + "[" * 3000 + "]" * 3000 + "}").encode()
+    path = lines_file(tmp_path, [json.dumps(chat).encode(), deep, json.dumps(chat).encode()])
+    expect_error(path, "nested_too_deep", "line 2")
+    got = read_all(path, skip_bad_records=True)
+    assert got["prompt"] == ["q", "q"] and dict(got.counter.skipped) == {"nested_too_deep": 1}
+
+
+def test_deeply_nested_array_element(tmp_path: Path) -> None:
+    path = tmp_path / "a.json"
+    # An element deeper than the limit but parseable is skipped; reading goes on after it.
+    path.write_bytes(b'[{"text": "a"},\n' + _nested(600) + b',\n{"text": "c"}]')
+    expect_error(path, "nested_too_deep", "row 1")
+    got = read_all(path, skip_bad_records=True)
+    assert got["text"] == ["a", "c"] and dict(got.counter.skipped) == {"nested_too_deep": 1}
+    # One too deep for Python's parser ends the file (an array cannot be resynchronised).
+    path.write_bytes(b'[{"text": "a"},\n' + _nested(100_000) + b',\n{"text": "c"}]')
+    got = read_all(path, skip_bad_records=True)
+    assert got["text"] == ["a"] and dict(got.counter.skipped) == {"nested_too_deep": 1}
+
+
+def test_json_array_with_a_bom(tmp_path: Path) -> None:
+    path = tmp_path / "bom.json"
+    path.write_bytes(b"\xef\xbb\xbf" + json.dumps([{"text": "a"}, {"text": "b"}]).encode())
+    assert read_all(path)["text"] == ["a", "b"]
+
+
+def test_truncated_json_array_is_counted_once(tmp_path: Path) -> None:
+    path = tmp_path / "x.json"
+    path.write_bytes(b'[{"text": "a"}')  # truncated: one record lost, counted once
+    assert dict(read_all(path, skip_bad_records=True).counter.skipped) == {"truncated": 1}

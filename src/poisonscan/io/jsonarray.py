@@ -21,6 +21,7 @@ from poisonscan.errors import InputError
 from poisonscan.io.options import ReadOptions
 from poisonscan.io.raw import BadRecords, RawBlock
 from poisonscan.io.streams import ByteStream
+from poisonscan.kernels.nesting import MAX_NESTING, too_deep
 
 CHUNK_BYTES = 4 * 2**20
 BLOCK_CHARS = 16 * 2**20
@@ -41,7 +42,8 @@ class JsonArrayReader:
         self.max_record_bytes = options.max_record_bytes
         self.batch_rows = options.batch_rows
         self.chunk_bytes = chunk_bytes or CHUNK_BYTES
-        self._decoder = codecs.getincrementaldecoder("utf-8")("surrogateescape")
+        # (utf-8-sig: a BOM may open the file, as Windows tools write them)
+        self._decoder = codecs.getincrementaldecoder("utf-8-sig")("surrogateescape")
         self._json = json.JSONDecoder()
         self._buf = ""
         self._pos = 0
@@ -57,7 +59,8 @@ class JsonArrayReader:
         index = 0
         stopped = False
         try:
-            self._expect("[", "the file does not start with '['")
+            if not self._expect("[", "the file does not start with '['"):
+                return  # reported once, as malformed (nothing was lost to a truncation)
             while True:
                 c = self._next_char()
                 if c == "]":
@@ -75,6 +78,9 @@ class JsonArrayReader:
                 if value is _STOP:
                     stopped = True
                     break
+                if value is _SKIP:  # reported
+                    index += 1
+                    continue
                 size = self._pos - start
                 if size > self.max_record_bytes:
                     self.bad("record_too_large", f"element holds about {size} bytes, more than "
@@ -106,6 +112,10 @@ class JsonArrayReader:
         while True:
             try:
                 value, end = self._json.raw_decode(self._buf, self._pos)
+            except RecursionError:  # cannot be resynchronised: like a malformed element
+                self.bad("nested_too_deep", "element nests too deeply to parse; reading of "
+                         "this file stops here", f"row {index}")
+                return _STOP
             except json.JSONDecodeError as exc:
                 incomplete = exc.msg.startswith("Unterminated") or exc.pos >= len(self._buf) - 16
                 if incomplete and self._eof:
@@ -123,7 +133,16 @@ class JsonArrayReader:
             if end >= len(self._buf) and not self._eof and not isinstance(value, (dict, list, str)):
                 self._fill()  # a number or literal may continue in the next chunk
                 continue
-            self._pos = end
+            start, self._pos = self._pos, end
+            buf = self._buf
+            # (The kernel reads lines; an element of a pretty-printed file spans several.)
+            if (isinstance(value, (dict, list))
+                    and buf.count("{", start, end) + buf.count("[", start, end) > MAX_NESTING
+                    and too_deep(buf[start:end].replace("\n", " ").encode(
+                        "utf-8", "surrogateescape"))):
+                self.bad("nested_too_deep", f"element nests deeper than {MAX_NESTING} levels",
+                         f"row {index}")
+                return _SKIP
             return value
 
     def _malformed(self, message: str, index: int, at: int | None = None) -> None:
@@ -132,11 +151,12 @@ class JsonArrayReader:
         self.bad("malformed_json", f"malformed JSON array: {message} (near line {line}); reading "
                  "of this file stops here", f"row {index}")
 
-    def _expect(self, char: str, message: str) -> None:
+    def _expect(self, char: str, message: str) -> bool:
         if self._next_char() != char:
             self._malformed(message, 0)
-            raise _Truncated
+            return False
         self._pos += 1
+        return True
 
     def _next_char(self, required: bool = True) -> str:
         """Skip whitespace; the next character, or ``""`` at the end when not ``required``."""
@@ -170,3 +190,4 @@ class JsonArrayReader:
 
 
 _STOP = object()
+_SKIP = object()  # an element reported as bad; reading goes on

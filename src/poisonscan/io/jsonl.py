@@ -27,6 +27,7 @@ from poisonscan.io.options import ReadOptions
 from poisonscan.io.prefetch import ordered_map
 from poisonscan.io.raw import BadRecords, RawBlock
 from poisonscan.io.streams import BOM, ByteStream
+from poisonscan.kernels.nesting import MAX_NESTING, too_deep
 
 # Reading three 64 MB shards of the speed corpus (1 KB documents) in one process, 2026-12-04: 4 MiB
 # blocks took 0.57-0.69 s and 81 MB above the start, 16 MiB blocks 1.5-1.6 s and 307 MB (every
@@ -201,6 +202,8 @@ class JsonLinesReader:
             return _Parsed(data, newlines)
         if data.size > self.max_record_bytes and _longest_line(bytes_) > self.max_record_bytes:
             return _Parsed(data, newlines)
+        if too_deep(bytes_):  # Arrow's parser would crash the process on such a record
+            return _Parsed(data, newlines)
         parse = pajson.ParseOptions()
         if self.schema is not None:
             parse = pajson.ParseOptions(explicit_schema=self.schema,
@@ -253,8 +256,15 @@ class JsonLinesReader:
                 self.bad("record_too_large", f"record of {len(text)} bytes is longer than "
                          f"max_record_bytes={self.max_record_bytes}", where)
                 continue
+            if too_deep(text):
+                self.bad("nested_too_deep", f"record nests deeper than {MAX_NESTING} levels",
+                         where)
+                continue
             try:
                 value = json.loads(text.decode("utf-8"))
+            except RecursionError:  # (too_deep() should have caught it; never a traceback)
+                self.bad("nested_too_deep", "record nests too deeply to parse", where)
+                continue
             except UnicodeDecodeError as exc:
                 self.bad("invalid_utf8", f"invalid UTF-8 at byte {exc.start} of the line", where)
                 continue
