@@ -60,3 +60,16 @@ def test_verify_errors(tmp_path: Path) -> None:
     bad.write_text("{}", encoding="utf-8")
     code, _, err = run("verify", str(bad))
     assert code == 2 and "not a poisonscan manifest" in err
+
+
+def test_a_manifest_inside_the_data_does_not_count_itself(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "a.jsonl").write_text('{"text": "one"}\n{"text": "two"}\n', encoding="utf-8")
+    manifest = data / "data.manifest.json"
+    for _ in range(2):  # the second run finds the first run's manifest in the data
+        code, _, _ = run("manifest", str(data), "-o", str(manifest))
+        assert code == 0
+        assert [f["path"] for f in json.loads(manifest.read_text())["files"]] == ["a.jsonl"]
+        code, out, _ = run("verify", str(manifest))
+        assert code == 0 and "OK" in out

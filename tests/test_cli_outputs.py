@@ -6,7 +6,7 @@ import hashlib
 import json
 from pathlib import Path
 
-from cli_support import Scanned, core, run
+from cli_support import Scanned, core, make_records, run, write_jsonl
 from poisonscan.report.suspects import read_suspects
 
 
@@ -72,3 +72,31 @@ def test_clusters_need_the_campaign_detector(scanned: Scanned, in_root: Path) ->
 def test_an_unwritable_extra_output_fails_before_scanning(scanned: Scanned, in_root: Path) -> None:
     code, _, err = run("data", "--output-sarif", "nowhere/x.sarif", "--no-config")
     assert code == 2 and "--output-sarif" in err
+
+
+def test_outputs_never_overwrite_inputs_or_each_other(tmp_path: Path) -> None:
+    records, _, _ = make_records(documents=60, poisoned=8)
+    data = tmp_path / "data"
+    data.mkdir()
+    write_jsonl(data / "a.jsonl", records)
+    before = (data / "a.jsonl").read_bytes()
+    for option in ("-o", "--output-json", "--suspects"):
+        code, _, err = run(str(data), option, str(data / "a.jsonl"))
+        assert code == 2 and "is one of the scan's input files" in err
+        assert len(err.splitlines()) == 1
+    assert (data / "a.jsonl").read_bytes() == before
+    code, _, err = run(str(data), "-o", str(tmp_path / "r.json"), "--output-sarif",
+                       str(tmp_path / "r.json"))
+    assert code == 2 and "--output-sarif" in err and "also the file of --output" in err
+
+
+def test_a_report_written_next_to_the_data_is_left_out_of_the_next_scan(tmp_path: Path) -> None:
+    records, _, _ = make_records(documents=60, poisoned=8)
+    write_jsonl(tmp_path / "a.jsonl", records)
+    report = tmp_path / "report.json"
+    code, _, _ = run(str(tmp_path), "-f", "json", "-o", str(report), "--fail-on", "never")
+    assert code == 0
+    code, out, err = run(str(tmp_path), "-f", "json", "--fail-on", "never")
+    assert code == 0
+    assert [i["path"] for i in json.loads(out)["inputs"]] == [str(tmp_path / "a.jsonl")]
+    assert f"leaving out {report}: it is a poisonscan output" in err

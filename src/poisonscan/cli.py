@@ -27,6 +27,8 @@ from poisonscan import manifest as manifest_mod
 from poisonscan.config import DETECTOR_IDS, EXECUTOR_CHOICES, FAIL_ON_CHOICES, ScanConfig
 from poisonscan.configfile import Effective
 from poisonscan.errors import ConfigError, PoisonscanError
+from poisonscan.io.discover import discover_inputs, skipped_outputs
+from poisonscan.io.filesystems import is_remote
 from poisonscan.io.records import Shape
 from poisonscan.manifest import InputHasher
 from poisonscan.report import WRITERS, exit_code, write_report
@@ -227,7 +229,8 @@ def _config_options(func: Any) -> Any:
             "--min-documents",
             type=int,
             metavar="N",
-            help="Report a trigger only when at least N documents contain it.",
+            help="How many documents make a pattern strong: a high trigger finding needs 2N, a "
+            "campaign N; weaker ones from min(N, 3) documents are reported as medium or low.",
         ),
         click.option(
             "--seed", type=int, metavar="N", help="Seed of every hash family (default: 0)."
@@ -381,8 +384,11 @@ def scan(paths: tuple[str, ...], **params: Any) -> int:
         suspects_writer(params["suspects"])
     if params["clusters"] is not None:
         _check_clusters(params["clusters"], config)
-    for option, path in outputs.items():
-        _check_output_dir(option, path)
+    _check_outputs(outputs, paths)
+    if not quiet:
+        for path in skipped_outputs(paths):
+            click.echo(f"poisonscan: note: leaving out {path}: it is a poisonscan output (report, "
+                       "manifest, triggers or SARIF), not data", err=True)
     accepted = baseline_mod.load(effective.baseline) if effective.baseline else None
 
     result = _run(config, quiet, hash_inputs=not params["no_hash"])
@@ -412,6 +418,32 @@ def scan(paths: tuple[str, ...], **params: Any) -> int:
                 label = labels.get(option, option.removeprefix("--output-") + " report")
                 click.echo(f"poisonscan: wrote {label} to {path}", err=True)
     return exit_code(result)
+
+
+def _check_outputs(outputs: dict[str, str | None], paths: Sequence[str]) -> None:
+    """Fail before scanning when an output could not be written, names the file of another
+    output, or would overwrite one of the scan's input files."""
+    seen: dict[str, str] = {}
+    for option, path in outputs.items():
+        if path is None:
+            continue
+        _check_output_dir(option, path)
+        key = os.path.realpath(path)
+        if key in seen:
+            raise ConfigError(f"{option}: {path!r} is also the file of {seen[key]}; give each "
+                              "output a file of its own")
+        seen[key] = option
+    local = [p for p in paths if not is_remote(p)]
+    if not seen or not local:
+        return
+    try:
+        inputs = {os.path.realpath(f.path) for f in discover_inputs(local)}
+    except PoisonscanError:
+        return  # the scan reports it
+    for key, option in seen.items():
+        if key in inputs:
+            raise ConfigError(f"{option}: {outputs[option]!r} is one of the scan's input files; "
+                              "writing there would destroy it")
 
 
 def _check_clusters(path: str, config: ScanConfig) -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from poisonscan.errors import InputError
-from poisonscan.io.discover import classify, discover_inputs
+from poisonscan.io.discover import classify, discover_inputs, skipped_outputs
 
 
 def touch(path: Path, data: bytes = b'{"text": "x"}\n') -> Path:
@@ -94,3 +94,19 @@ def test_directory_without_supported_files(tmp_path: Path) -> None:
         discover_inputs([str(tmp_path / "d")])
     assert str(tmp_path / "d") in str(info.value)
     assert info.value.reason == "no_inputs"
+
+
+def test_walks_and_globs_leave_out_poisonscan_outputs(tmp_path: Path) -> None:
+    data = touch(tmp_path / "d" / "a.json", b'[{"text": "poisonscan_version is just a word"}]')
+    report = touch(tmp_path / "d" / "report.json",
+                   b'{\n  "schema_version": "1.1",\n  "poisonscan_version": "0.1.0"}\n')
+    manifest = touch(tmp_path / "d" / "sub" / "m.json",
+                     b'\xef\xbb\xbf{"poisonscan_manifest": 1, "poisonscan_version": "0.1.0"}')
+    sarif = touch(tmp_path / "d" / "s.json",
+                  b'{"$schema": "https://json.schemastore.org/sarif-2.1.0.json"}')
+    assert [f.path for f in discover_inputs([str(tmp_path / "d")])] == [str(data)]
+    assert [f.path for f in discover_inputs([str(tmp_path / "d" / "*.json")])] == [str(data)]
+    assert skipped_outputs([str(tmp_path / "d")]) == sorted(map(str, [report, manifest, sarif]))
+    # A file named on its own is read, whatever it holds.
+    assert [f.path for f in discover_inputs([str(report)])] == [str(report)]
+    assert skipped_outputs([str(report)]) == []

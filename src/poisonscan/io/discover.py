@@ -51,8 +51,48 @@ def classify(path: str) -> tuple[str, str | None] | None:
     return fmt, compression
 
 
+# poisonscan's own JSON outputs (report, manifest, triggers, SARIF) name themselves near their
+# start; a directory walk leaves them out, so that writing a report next to the data does not
+# make the next scan of the directory read it as (malformed) records.
+_OUTPUT_MARKS = (b'"poisonscan_version"', b'"poisonscan_manifest"', b"sarif-2.1.0")
+_SNIFF_BYTES = 512
+
+
+def poisonscan_output(path: str) -> bool:
+    """Whether the local uncompressed ``.json`` file ``path`` is one of poisonscan's outputs."""
+    if classify(path) != ("json", None):
+        return False
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(_SNIFF_BYTES)
+    except OSError:
+        return False  # reading it will report the error
+    start = head.removeprefix(b"\xef\xbb\xbf").lstrip()
+    return start.startswith(b"{") and any(mark in start for mark in _OUTPUT_MARKS)
+
+
+def skipped_outputs(paths: Sequence[str]) -> list[str]:
+    """The files a directory walk or glob of ``paths`` leaves out as poisonscan's own outputs
+    (files named on their own are always read)."""
+    out = []
+    for raw in paths:
+        path = filesystems.local_path(str(raw))
+        if filesystems.is_remote(str(raw)) or os.path.isfile(path):
+            continue
+        if os.path.isdir(path):
+            out.extend(_walk(path, outputs=True))
+        elif any(c in path for c in _GLOB_CHARS):
+            for m in sorted(glob.glob(path, recursive=True)):
+                out.extend(_walk(m, outputs=True) if os.path.isdir(m)
+                           else [m] if poisonscan_output(m) else [])
+    return sorted(set(out))
+
+
 def discover_inputs(paths: Sequence[str]) -> list[InputFile]:
     """Expand files, directories (recursive, hidden entries skipped) and globs into input files.
+
+    Directory walks and globs leave out poisonscan's own JSON outputs (see
+    :func:`poisonscan_output`); a file named on its own is always read.
 
     The result is sorted by path and holds each file once, however often it was named. A path may
     be a URI (``s3://bucket/prefix/``, ``gs://...``, ``file://...``; see :mod:`.filesystems`); a
@@ -80,7 +120,8 @@ def _expand(path: str) -> Iterator[str]:
         matches = sorted(glob.glob(path, recursive=True))
         if not matches:
             raise InputError(path, "no files match this pattern", reason="missing")
-        files = [p for m in matches for p in (_walk(m) if os.path.isdir(m) else [m])]
+        files = [p for m in matches for p in (_walk(m) if os.path.isdir(m) else [m])
+                 if not poisonscan_output(p)]
         supported = [p for p in files if classify(p) is not None]
         if not supported:
             raise InputError(path, f"the pattern matches no supported input file ({SUPPORTED})",
@@ -143,13 +184,16 @@ def _list(fs: pafs.FileSystem, base: str) -> list[pafs.FileInfo]:
             and not any(part.startswith(".") for part in i.path[root:].split("/"))]
 
 
-def _walk(directory: str) -> Iterator[str]:
-    """Supported, non-hidden files under ``directory``, in a deterministic order."""
+def _walk(directory: str, outputs: bool = False) -> Iterator[str]:
+    """Supported, non-hidden files under ``directory`` that are not poisonscan's outputs (or,
+    with ``outputs``, only those), in a deterministic order."""
     for root, dirs, files in os.walk(directory):
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
         for name in sorted(files):
             if not name.startswith(".") and classify(name) is not None:
-                yield os.path.normpath(os.path.join(root, name))
+                path = os.path.normpath(os.path.join(root, name))
+                if poisonscan_output(path) == outputs:
+                    yield path
 
 
 def _input_file(path: str) -> InputFile:
