@@ -100,6 +100,12 @@ def test_clean_refusals(scanned: Scanned, in_root: Path, tmp_path: Path) -> None
     assert code == 2 and "not an empty directory" in err
     code, _, err = run("clean", "data", "--out", str(tmp_path / "n"))
     assert code == 2 and "--report" in err and "--suspects" in err
+    # A mistyped finding id would keep every poisoned document: refused, for either source.
+    for source in (("--report", "out/report.json"), ("--suspects", "out/suspects.jsonl")):
+        code, _, err = run("clean", "data", *source, "--out", str(tmp_path / "t"),
+                           "--finding", "nosuch")
+        assert code == 2 and "'nosuch' is not a finding of" in err
+        assert not (tmp_path / "t").exists()
 
 
 def test_a_report_without_documents_says_how_to_get_them(scanned: Scanned, in_root: Path,

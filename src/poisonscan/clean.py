@@ -79,6 +79,15 @@ def _severity_ok(value: str, minimum: Severity) -> bool:
         return False
 
 
+def _check_known(option: str, path: str, wanted: set[str] | None, known: set[str]) -> None:
+    """A --finding id that the report or export does not hold is a typo, not "nothing to
+    remove": cleaning would silently keep every poisoned document."""
+    unknown = sorted((wanted or set()) - known)
+    if unknown:
+        raise ConfigError(f"--finding: {', '.join(map(repr, unknown))} is not a finding of "
+                          f"{option} {path!r} (its findings: {', '.join(sorted(known)) or 'none'})")
+
+
 def suspects_from_report(
     path: str, minimum: Severity, findings: set[str] | None = None
 ) -> tuple[list[Suspect], dict[str, str], dict[str, Any]]:
@@ -97,6 +106,7 @@ def suspects_from_report(
     if not isinstance(report, dict) or "findings" not in report or "schema_version" not in report:
         raise ConfigError(f"--report: {path!r} is not a poisonscan JSON report")
     hashes = {i["path"]: i["sha256"] for i in report.get("inputs", []) if i.get("sha256")}
+    _check_known("--report", path, findings, {f["id"] for f in report["findings"]})
     out: list[Suspect] = []
     for f in report["findings"]:
         if findings is not None and f["id"] not in findings:
@@ -130,6 +140,7 @@ def suspects_from_export(
         raise
     except Exception as exc:  # pyarrow raises several types for a malformed file
         raise ConfigError(f"--suspects: cannot read {path!r}: {exc}") from None
+    _check_known("--suspects", path, findings, {r["finding"] for r in rows})
     out = []
     for r in rows:
         if findings is not None and r["finding"] not in findings:
