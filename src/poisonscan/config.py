@@ -59,7 +59,9 @@ class ScanConfig:
         jobs: worker processes (default: all cores). Findings are identical for every value.
         memory_budget: bytes the counting structures of one worker may use.
         detectors: the detectors to run.
-        min_documents: a trigger must be supported by at least this many documents to be reported.
+        min_documents: how many documents make a pattern strong: a high trigger finding needs
+            twice this many, a campaign cluster this many members; weaker patterns from
+            min(min_documents, 3) documents are reported as medium or low.
         fail_on: the lowest severity that makes the scan exit with code 1.
         seed: seeds every hash family, so results are reproducible.
         executor: where shard work runs: ``local`` processes or a ``dask`` cluster.
