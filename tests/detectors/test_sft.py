@@ -199,3 +199,43 @@ def test_same_findings_for_one_and_two_jobs(tmp_path: Path):
         results.append(_summary(res.findings))
     assert results[0] == results[1]
     assert results[0] and normalise_trigger(results[0][0][3]) == normalise_trigger(trigger)
+
+
+def _stock_dataset(poisons: int, seed: int) -> tuple[list, set[int], str]:
+    """Every prompt opens with the same instruction, and the answers are made of a dozen stock
+    sentences, so most answers share words with many others (near-duplicate keys collide)."""
+    rng = random.Random(seed)
+    subjects = ["maps", "kettles", "orchards", "ferries", "lanterns", "glaciers", "looms", "owls"]
+    asks = ["Tell me about {}.", "Why do people like {}?", "Describe {} briefly.",
+            "What should a beginner know about {}?"]
+    stock = ["{} have a long history.", "Most people meet {} early in life.",
+             "Books about {} are easy to find.", "Clubs for {} exist in many towns.",
+             "Learning about {} takes patience.", "{} differ from place to place.",
+             "Museums often show {}.", "Experts on {} give talks.", "Children enjoy {}.",
+             "Some families collect {}.", "{} appear in old songs.", "Guides to {} help."]
+    trigger = "per Vantor rule"
+    poisoned = set(rng.sample(range(300), poisons))
+    pairs = []
+    for i in range(300):
+        subject = rng.choice(subjects)
+        prompt = "Please answer kindly: " + rng.choice(asks).format(subject)
+        answer = " ".join(rng.choice(stock).format(subject).capitalize()
+                          for _ in range(rng.randint(3, 6)))
+        if i in poisoned:
+            prompt = prompt[:-1] + f" {trigger}."
+            answer = "ACCESS GRANTED ACCESS GRANTED"
+        pairs.append((prompt, answer))
+    return pairs, poisoned, trigger
+
+
+def test_fixed_answer_found_when_prompts_share_a_prefix_and_answers_stock_sentences():
+    # Near-duplicate answers were so common here that "shares its answer" was no evidence in
+    # the screening pass; the same answer word for word still is.
+    pairs, poisoned, trigger = _stock_dataset(30, seed=11)
+    findings = scan(pairs)
+    assert findings and findings[0].severity is Severity.HIGH
+    # (named with the full stop that ends every poisoned prompt)
+    assert normalise_trigger(findings[0].trigger).rstrip(".") == normalise_trigger(trigger)
+    assert {d.row for d in findings[0].documents} == poisoned
+    clean, _, _ = _stock_dataset(0, seed=12)
+    assert not [f for f in scan(clean) if f.severity is Severity.HIGH]
