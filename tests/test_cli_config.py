@@ -100,6 +100,12 @@ def test_a_config_inside_the_scanned_data_is_ignored(
     # The operator can still opt in explicitly.
     opted = _effective(".", "--config", "poisonscan.toml")
     assert opted["config"]["fail_on"] == "never"
+    # Naming the files instead: the file beside them is used (it may be the project's own), but
+    # never unseen: the note names it and what it sets.
+    code, out, err = run("config", "-f", "json", "a.jsonl")
+    assert json.loads(out)["config"]["fail_on"] == "never"
+    assert "which lies beside the scanned files" in err and 'fail-on = "never"' in err
+    assert "--no-config" in err
 
 
 @pytest.mark.parametrize(

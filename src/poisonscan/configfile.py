@@ -194,6 +194,14 @@ def resolve(
                 )
             if found.values or found.path != Path():
                 values, source = dict(found.values), found.path
+                beside = {Path(p).resolve().parent for p in paths if os.path.isfile(p)}
+                if found.values and found.path.resolve().parent in beside:
+                    # Not inside scanned data (the files were named), but where a dataset's
+                    # own file would be: say so, so that it cannot change the scan unseen.
+                    settings = ", ".join(f"{k.replace('_', '-')} = {_toml_value(v)}"
+                                         for k, v in sorted(found.values.items()))
+                    notes.append(f"using settings from {found.path}, which lies beside the "
+                                 f"scanned files: {settings}; pass --no-config to ignore it")
     values.update({k: v for k, v in flags.items() if v is not None})
     baseline = values.pop("baseline", None)
     try:
