@@ -154,6 +154,22 @@ def test_a_closed_output_pipe_exits_2_quietly(corpus: tuple[Path, str, set[str]]
     assert "Traceback" not in stderr and "BrokenPipe" not in stderr
 
 
+def test_a_reader_that_leaves_after_the_first_bytes_gives_exit_2(
+        corpus: tuple[Path, str, set[str]]) -> None:
+    """``poisonscan -f html | head -c 100``: the report is far larger than the pipe's buffer and
+    the reader leaves after its first bytes. The rest cannot be delivered: exit 2, not 0."""
+    path, _, _ = corpus
+    argv = [sys.executable, "-m", "poisonscan", str(path), "-f", "html", "--fail-on", "never",
+            "--jobs", "1", "-q"]
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdout is not None and proc.stderr is not None
+    assert len(proc.stdout.read(100)) == 100
+    proc.stdout.close()
+    stderr = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) == 2
+    assert "Traceback" not in stderr
+
+
 # --- real scans through the CLI ---------------------------------------------------------------
 
 

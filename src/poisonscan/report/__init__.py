@@ -8,6 +8,8 @@ separate registry keyed by file extension (:mod:`poisonscan.report.suspects`).
 
 from __future__ import annotations
 
+import io
+import os
 import sys
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -79,8 +81,23 @@ def write_report(result: ScanResult, fmt: str, output: str | Path | None = None)
     """
     writer = WRITERS[fmt]
     if output is None:
-        writer.write(result, sys.stdout)
+        try:
+            fd = sys.stdout.fileno()
+        except (AttributeError, OSError, ValueError):
+            fd = -1  # not a real file (a test runner's capture)
+        if fd < 0 or sys.stdout.isatty():
+            writer.write(result, sys.stdout)
+            sys.stdout.flush()
+            return
+        # A pipe: write the whole report with os.write, whose short writes are retried here.
+        # Python's buffered writer lost the rest of a large report when the reader left after
+        # its first bytes (``| head -c 100``), and reported success.
+        text = io.StringIO()
+        writer.write(result, text)
         sys.stdout.flush()
+        data = memoryview(text.getvalue().encode(sys.stdout.encoding or "utf-8", "replace"))
+        while data:
+            data = data[os.write(fd, data):]  # EPIPE raises BrokenPipeError
         return
     with open(output, "w", encoding="utf-8", newline="\n") as stream:
         writer.write(result, stream)
