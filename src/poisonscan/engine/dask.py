@@ -25,12 +25,13 @@ import pickle
 import threading
 import uuid
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from poisonscan.engine.executors import SparsePickled, one_numba_thread
-from poisonscan.errors import ConfigError
+from poisonscan.errors import ConfigError, PoisonscanError
 
 INSTALL_HINT = "pip install 'poisonscan[dask]'"
 
@@ -147,11 +148,23 @@ class _Head:
             return self._value
 
 
+@dataclass(frozen=True)
+class _Failed:
+    """A task's user-facing error (bad input, bad option), returned rather than raised: a raised
+    exception makes the worker log a multi-line 'Compute Failed' report on stderr, where the
+    scan promises one line. The driver raises it as it arrives."""
+
+    error: PoisonscanError
+
+
 def _run(fn: Callable[[Any, Any], Any], item: Any, head: _Head,
          arrays: list[SparsePickled]) -> Any:
     """One task on a worker: ``fn`` on one item, with the pass's shared state."""
     one_numba_thread()
-    return fn(item, head.resolve(arrays))
+    try:
+        return fn(item, head.resolve(arrays))
+    except PoisonscanError as exc:
+        return _Failed(exc)
 
 
 class DaskExecutor:
@@ -237,6 +250,8 @@ class DaskExecutor:
             for _ in range(self.in_flight()):
                 submit()
             for fut, result in results:  # re-raises a worker's exception here
+                if isinstance(result, _Failed):
+                    raise result.error
                 index, _ = pending.pop(fut.key)
                 fut.release()
                 del fut
