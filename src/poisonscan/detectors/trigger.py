@@ -22,10 +22,12 @@ corpus: 100 poisoned documents look the same among 10 thousand or 10 million.
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -294,18 +296,57 @@ class _SwitchSpill:
                 chunks.clear()
         self._buffered = 0
 
-    def partitions(self) -> Iterator[_Switches]:
-        """Each partition grouped by key, in partition order (its file is removed once read)."""
+    def partitions(self) -> Iterator[Callable[[], _Switches]]:
+        """Per partition, in partition order, a function that reads it (removing its file) and
+        returns it grouped by key; the functions may run on several threads at once."""
         self._flush()
         for i in np.flatnonzero(self._written):
-            path = self._path(int(i))
-            rows = np.fromfile(path, _SWITCH_ROW)
-            os.unlink(path)
-            yield _Switches.combine([_Switches.from_rows(rows)])
+            yield functools.partial(_read_partition, self._path(int(i)))
 
     def close(self) -> None:
         self._buffers = [[] for _ in self._buffers]
         self._dir.cleanup()  # also when the scan fails: on garbage collection or at exit
+
+
+def _read_partition(path: str) -> _Switches:
+    rows = np.fromfile(path, _SWITCH_ROW)
+    os.unlink(path)
+    return _group_runs(rows)
+
+
+# A spill partition is grouped by merging its sorted runs when they are few or long (the driver
+# spills whole task partials, of many thousand rows each); otherwise (rows that did not arrive
+# as runs) by one sort.
+MERGE_RUNS = 64
+MERGE_RUN_ROWS = 256
+
+
+def _merge_by_runs(runs: int, rows: int) -> bool:
+    return 1 < runs and (runs <= MERGE_RUNS or rows >= MERGE_RUN_ROWS * runs)
+
+
+def _group_runs(rows: np.ndarray) -> _Switches:
+    """``combine([from_rows(rows)])`` for spilled rows. Every partial the driver spills is
+    key-sorted with distinct keys (a task's merged runs, cut by key range), so a partition is a
+    concatenation of sorted runs: merging them pairwise costs a few linear passes, where the
+    sort that ``combine`` makes of 64-bit keys, and its gathers, cost four to five times as long
+    (1.9M rows in 64 runs: 0.21 against 0.99 s). Any row order is grouped correctly: runs are
+    found, not assumed."""
+    keys = rows["key"]
+    starts = np.flatnonzero(np.concatenate(([True], keys[1:] <= keys[:-1]))) if len(keys) else (
+        np.zeros(0, np.int64))
+    if not _merge_by_runs(len(starts), len(keys)):
+        return _Switches.combine([_Switches.from_rows(rows)])
+    bounds = np.append(starts, len(keys))
+    parts = [_Switches.from_rows(rows[a:b]) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+    del rows, keys
+    while len(parts) > 1:  # a balanced merge tree: every row is merged log2(runs) times
+        merged = [_Switches.merge_sorted(a, b) for a, b in zip(parts[::2], parts[1::2],
+                                                                strict=False)]
+        if len(parts) % 2:
+            merged.append(parts[-1])
+        parts = merged
+    return parts[0]
 
 
 # Columns of _Evidence.ints
@@ -789,7 +830,11 @@ class TriggerDetector(Detector):
             return
         if isinstance(merged, _SwitchSpill):
             spill: Any = merged
-            best = [self._rank(sw) for sw in merged.partitions()]
+            # Two partitions at a time: the workers are idle until the candidates are chosen,
+            # and reading, merging and ranking a partition release the GIL for most of their
+            # time. (Partitions are sized at 1/16 of the budget, so two fit well within it.)
+            with ThreadPoolExecutor(max_workers=2) as pool:
+                best = list(pool.map(lambda read: self._rank(read()), merged.partitions()))
         else:
             spill = _Switches.combine(_switch_parts(merged))
             best = [self._rank(spill)]
