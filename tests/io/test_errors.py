@@ -358,3 +358,11 @@ def test_truncated_json_array_is_counted_once(tmp_path: Path) -> None:
     path = tmp_path / "x.json"
     path.write_bytes(b'[{"text": "a"}')  # truncated: one record lost, counted once
     assert dict(read_all(path, skip_bad_records=True).counter.skipped) == {"truncated": 1}
+
+
+def test_json_array_of_arrays_says_the_records_are_not_objects(tmp_path: Path) -> None:
+    path = tmp_path / "nested.json"
+    path.write_text('[[{"text": "a"}], [{"text": "b"}]]')
+    err = expect_error(path, "wrong_type", "row 0")
+    assert "record is a list, expected an object" in str(err)
+    assert dict(read_all(path, skip_bad_records=True).counter.skipped) == {"wrong_type": 2}

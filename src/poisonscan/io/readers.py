@@ -23,7 +23,12 @@ from poisonscan.io.parquet import empty_block, open_parquet, parquet_blocks
 from poisonscan.io.prefetch import prefetch
 from poisonscan.io.raw import BadRecords, RawBlock
 from poisonscan.io.records import RecordBatch, Shape
-from poisonscan.io.shapes import ShapeConverter, describe_fields, undetected_message
+from poisonscan.io.shapes import (
+    ShapeConverter,
+    describe_fields,
+    json_kind,
+    undetected_message,
+)
 from poisonscan.io.shards import Shard, plan_shards
 from poisonscan.io.streams import ByteStream, first_char
 
@@ -153,6 +158,12 @@ def _convert(path: str, blocks: Iterator[RawBlock], options: ReadOptions, counte
         if converter is None:
             converter = ShapeConverter.for_block(path, raw, options)
             if converter is None:
+                if raw.table is None and raw.records and not any(
+                        isinstance(rec, dict) for rec in raw.records):
+                    # (A nested array, say: say so rather than "fields found: none".)
+                    bad("wrong_type", f"record is {json_kind(raw.records[0])}, expected an "
+                        "object", raw.location(0), count=len(raw))
+                    continue
                 bad("missing_field", undetected_message(raw.field_names(), options),
                     raw.location(0), count=len(raw))
                 continue

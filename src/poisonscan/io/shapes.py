@@ -231,7 +231,7 @@ class ShapeConverter:
             try:
                 if not isinstance(rec, dict):
                     raise BadRecord("wrong_type",
-                                    f"record is {_json_kind(rec)}, expected an object")
+                                    f"record is {json_kind(rec)}, expected an object")
                 units = unit_fn(rec)
                 if raw.check_size:
                     size = sum(len(s.encode("utf-8", "surrogatepass")) for u in units for s in u
@@ -286,7 +286,8 @@ class ShapeConverter:
 
 # Per-record helpers ----------------------------------------------------------------------------
 
-def _json_kind(value: Any) -> str:
+def json_kind(value: Any) -> str:
+    """The kind of a JSON value, for error messages: "a list", "a string", "null", ..."""
     if value is None:
         return "null"
     if isinstance(value, bool):
@@ -322,7 +323,7 @@ def _string(rec: dict[str, Any], name: str, required: bool = True) -> str:
             raise BadRecord("invalid_utf8", f"field {name!r} is not valid UTF-8") from None
     if value is None and not required:
         return ""
-    raise BadRecord("wrong_type", f"field {name!r} is {_json_kind(value)}, expected a string")
+    raise BadRecord("wrong_type", f"field {name!r} is {json_kind(value)}, expected a string")
 
 
 def _list(rec: dict[str, Any], name: str) -> list[Any]:
@@ -330,7 +331,7 @@ def _list(rec: dict[str, Any], name: str) -> list[Any]:
         raise _missing(rec, name)
     value = rec[name]
     if not isinstance(value, list):
-        raise BadRecord("wrong_type", f"field {name!r} is {_json_kind(value)}, expected a list "
+        raise BadRecord("wrong_type", f"field {name!r} is {json_kind(value)}, expected a list "
                         "of messages")
     return value
 
@@ -345,7 +346,7 @@ def _content(msg: dict[str, Any], keys: tuple[str, ...], where: str) -> str:
         texts = [p.get("text") if isinstance(p, dict) else p for p in value]
         if all(isinstance(t, str) or t is None for t in texts):
             return SEP.join(t for t in texts if t)
-    raise BadRecord("wrong_type", f"{where}: {keys[0]!r} is {_json_kind(value)}, expected a string")
+    raise BadRecord("wrong_type", f"{where}: {keys[0]!r} is {json_kind(value)}, expected a string")
 
 
 def _chat_units(messages: list[Any], role_keys: tuple[str, ...],
@@ -360,7 +361,7 @@ def _chat_units(messages: list[Any], role_keys: tuple[str, ...],
     units: list[list[Any]] = []
     for k, msg in enumerate(messages):
         if not isinstance(msg, dict):
-            raise BadRecord("wrong_type", f"message {k} is {_json_kind(msg)}, expected an object")
+            raise BadRecord("wrong_type", f"message {k} is {json_kind(msg)}, expected an object")
         role = next((msg[r] for r in role_keys if r in msg), None)
         if not isinstance(role, str):
             raise BadRecord("wrong_type" if role is not None else "missing_field",
@@ -403,7 +404,7 @@ def _answer(rec: dict[str, Any], name: str) -> tuple[str, str | None]:
     if isinstance(value, list):
         units = _chat_units(value, ("role", "from"), ("content", "value"))
         return units[-1][1], units[-1][0]
-    raise BadRecord("wrong_type", f"field {name!r} is {_json_kind(value)}, expected a string or "
+    raise BadRecord("wrong_type", f"field {name!r} is {json_kind(value)}, expected a string or "
                     "a list of messages")
 
 
