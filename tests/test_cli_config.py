@@ -113,7 +113,7 @@ def test_a_config_inside_the_scanned_data_is_ignored(
     [
         ("min-documents = 'many'\n", "min-documents: give an integer"),
         ("colour = 'red'\n", "colour: unknown setting"),
-        ("fail-on = 'sometimes'\n", "fail_on: unknown severity"),
+        ("fail-on = 'sometimes'\n", "fail-on: unknown severity"),
         ("this is not toml\n", "is not valid TOML"),
     ],
 )
@@ -123,3 +123,12 @@ def test_bad_config_is_a_one_line_error(project: Path, text: str, message: str) 
     assert code == 2 and out == ""
     assert err.startswith("poisonscan: error: ") and message in err
     assert len(err.splitlines()) == 1
+
+
+def test_a_bad_flag_value_names_the_flag(tmp_path: Path) -> None:
+    data = tmp_path / "a.jsonl"
+    data.write_text('{"text": "x"}\n', encoding="utf-8")
+    code, _, err = run("scan", str(data), "--memory-budget", "1KB", "--no-config")
+    assert code == 2 and err.startswith("poisonscan: error: --memory-budget: ")
+    code, _, err = run("scan", str(data), "--min-documents", "1", "--no-config")
+    assert code == 2 and err.startswith("poisonscan: error: --min-documents: ")

@@ -207,9 +207,17 @@ def resolve(
     try:
         config = ScanConfig(paths=tuple(paths), **values)
     except ConfigError as exc:
-        if source is None:
-            raise
-        raise ConfigError(f"{exc} (settings read from {source} and the command line)") from None
+        # ScanConfig names its field ("memory_budget: ..."); name what the user wrote instead:
+        # the flag, or the config file's key.
+        message = str(exc)
+        key, sep, rest = message.partition(":")
+        if sep and key in flags:
+            message = f"--{key.replace('_', '-')}:{rest}"
+        elif sep and key in values and source is not None:
+            message = f"{key.replace('_', '-')}:{rest} (in {source})"
+        elif source is not None:
+            message = f"{message} (settings read from {source} and the command line)"
+        raise ConfigError(message) from None
     return Effective(config, source, baseline, tuple(notes))
 
 
