@@ -2,15 +2,74 @@
 
 from __future__ import annotations
 
+import zlib
+from typing import Any
+
 import pyarrow as pa
 
 from poisonscan.errors import InputError
 from poisonscan.io.discover import InputFile
 from poisonscan.io.filesystems import is_remote, local_path, open_input_stream
 
-_CODECS = {"gz": "gzip", "zst": "zstd"}
 BOM = b"\xef\xbb\xbf"  # a UTF-8 byte order mark, which may open a text file
-PIECE_BYTES = 2**16  # decompressed bytes per read call: what a decompression failure may lose
+PIECE_BYTES = 2**16  # decompressed bytes per read call
+RAW_BYTES = 2**18  # compressed bytes fed to the decompressor at a time
+_GZIP_MAGIC = b"\x1f\x8b"
+
+
+class _Gunzip:
+    """A ``.gz`` stream decompressed with :mod:`zlib`, which hands out every byte it could
+    decode before a failure: Arrow's ``CompressedInputStream`` raised on the first read of a
+    small truncated file and returned none of its records. Concatenated members are read one
+    after the other; zero bytes after the last one (padding) are ignored. Each call decodes at
+    most ``PIECE_BYTES`` (``max_length``), so a highly compressed file cannot blow up memory.
+    Failures are raised as ``OSError`` naming truncation or corruption (see
+    :meth:`ByteStream._failure`). zlib releases the GIL while it decompresses.
+
+    (``.zst`` stays with Arrow: zstandard's streaming readers stop silently at a truncation, and
+    its decompressor object cannot bound its output.)
+    """
+
+    def __init__(self, raw: pa.NativeFile) -> None:
+        self._raw = raw
+        self._d = zlib.decompressobj(wbits=31)
+        self._fed = False  # the current member has been given input
+        self._input = b""  # compressed bytes not yet given to the decompressor
+
+    def read(self, size: int) -> bytes:
+        while True:
+            data = self._input or self._d.unconsumed_tail
+            self._input = b""
+            if not data:
+                data = self._raw.read(RAW_BYTES)
+                if not data:
+                    if self._fed:  # inside a member: the file was cut short
+                        raise OSError("truncated compressed stream (it ends inside a member)")
+                    return b""
+            try:
+                out = self._d.decompress(data, max(1, size))
+            except zlib.error as exc:
+                raise OSError(f"invalid compressed data: {exc}") from None
+            self._fed = True
+            if self._d.eof:
+                rest = self._d.unused_data
+                if rest and not rest.strip(b"\0"):
+                    rest = b""  # padding after the last member
+                elif rest and not rest.startswith(_GZIP_MAGIC[: len(rest)]):
+                    raise OSError("invalid compressed data after the end of the gzip stream")
+                self._d = zlib.decompressobj(wbits=31)
+                self._fed = False
+                self._input = rest
+            if out:
+                return out
+
+    def readinto(self, view: memoryview) -> int:
+        piece = self.read(len(view))
+        view[: len(piece)] = piece
+        return len(piece)
+
+    def close(self) -> None:
+        self._raw.close()
 
 
 class ByteStream:
@@ -39,9 +98,10 @@ class ByteStream:
                 self._left = byte_range[1] - byte_range[0]
         except OSError as exc:
             raise InputError(file.path, f"cannot open file: {exc}", reason="unreadable") from None
-        codec = _CODECS.get(file.compression or "")
-        self._stream = pa.CompressedInputStream(raw, codec) if codec else raw
-        self._compressed = codec is not None
+        self._compressed = file.compression is not None
+        self._stream: Any = (_Gunzip(raw) if file.compression == "gz"
+                             else pa.CompressedInputStream(raw, "zstd") if file.compression
+                             else raw)
         self._error: InputError | None = None
 
     def read(self, size: int) -> bytes:
