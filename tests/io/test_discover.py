@@ -98,14 +98,17 @@ def test_directory_without_supported_files(tmp_path: Path) -> None:
 
 def test_walks_and_globs_leave_out_poisonscan_outputs(tmp_path: Path) -> None:
     data = touch(tmp_path / "d" / "a.json", b'[{"text": "poisonscan_version is just a word"}]')
+    # JSON Lines records that quote the marks are data: a record starts '{"' on its line.
+    lines = touch(tmp_path / "d" / "b.json", b'{"poisonscan_version": "x", "text": "y"}\n')
     report = touch(tmp_path / "d" / "report.json",
                    b'{\n  "schema_version": "1.1",\n  "poisonscan_version": "0.1.0"}\n')
     manifest = touch(tmp_path / "d" / "sub" / "m.json",
-                     b'\xef\xbb\xbf{"poisonscan_manifest": 1, "poisonscan_version": "0.1.0"}')
+                     b'\xef\xbb\xbf{\r\n  "poisonscan_manifest": 1,\r\n  "files": []}')
     sarif = touch(tmp_path / "d" / "s.json",
-                  b'{"$schema": "https://json.schemastore.org/sarif-2.1.0.json"}')
-    assert [f.path for f in discover_inputs([str(tmp_path / "d")])] == [str(data)]
-    assert [f.path for f in discover_inputs([str(tmp_path / "d" / "*.json")])] == [str(data)]
+                  b'{\n  "$schema": "https://json.schemastore.org/sarif-2.1.0.json"}')
+    assert [f.path for f in discover_inputs([str(tmp_path / "d")])] == [str(data), str(lines)]
+    assert [f.path for f in discover_inputs([str(tmp_path / "d" / "*.json")])] == [
+        str(data), str(lines)]
     assert skipped_outputs([str(tmp_path / "d")]) == sorted(map(str, [report, manifest, sarif]))
     # A file named on its own is read, whatever it holds.
     assert [f.path for f in discover_inputs([str(report)])] == [str(report)]

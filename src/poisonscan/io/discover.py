@@ -51,10 +51,12 @@ def classify(path: str) -> tuple[str, str | None] | None:
     return fmt, compression
 
 
-# poisonscan's own JSON outputs (report, manifest, triggers, SARIF) name themselves near their
-# start; a directory walk leaves them out, so that writing a report next to the data does not
-# make the next scan of the directory read it as (malformed) records.
-_OUTPUT_MARKS = (b'"poisonscan_version"', b'"poisonscan_manifest"', b"sarif-2.1.0")
+# poisonscan's own JSON outputs (report, manifest, triggers, SARIF) are pretty-printed objects
+# that name themselves in their first keys; a directory walk leaves them out, so that writing a
+# report next to the data does not make the next scan of the directory read it as (malformed)
+# records. A JSON Lines record starts '{"' on its line, so data is never taken for an output.
+_OUTPUT_MARKS = (b'"poisonscan_version": ', b'"poisonscan_manifest": ',
+                 b'"$schema": "https://json.schemastore.org/sarif-2.1.0')
 _SNIFF_BYTES = 512
 
 
@@ -67,8 +69,8 @@ def poisonscan_output(path: str) -> bool:
             head = fh.read(_SNIFF_BYTES)
     except OSError:
         return False  # reading it will report the error
-    start = head.removeprefix(b"\xef\xbb\xbf").lstrip()
-    return start.startswith(b"{") and any(mark in start for mark in _OUTPUT_MARKS)
+    start = head.removeprefix(b"\xef\xbb\xbf")
+    return start.startswith((b"{\n", b"{\r\n")) and any(mark in start for mark in _OUTPUT_MARKS)
 
 
 def skipped_outputs(paths: Sequence[str]) -> list[str]:
