@@ -246,6 +246,7 @@ class JsonLinesReader:
         rows: list[int] = []
         lines: list[int] = []
         slots = 0
+        deep = too_deep(block)  # one check of the whole block; lines only when it fails
         for k, text in enumerate(block.split(b"\n")):
             if not text.strip():
                 continue
@@ -256,7 +257,7 @@ class JsonLinesReader:
                 self.bad("record_too_large", f"record of {len(text)} bytes is longer than "
                          f"max_record_bytes={self.max_record_bytes}", where)
                 continue
-            if too_deep(text):
+            if deep and too_deep(text):
                 self.bad("nested_too_deep", f"record nests deeper than {MAX_NESTING} levels",
                          where)
                 continue
