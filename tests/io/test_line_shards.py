@@ -185,3 +185,38 @@ def test_every_shard_reads_with_the_shape_of_the_files_first_records(tmp_path: P
     whole = read(10**9)
     assert whole[2] == {"chat"} and whole[1]
     assert read(700) == whole
+
+
+def test_the_planner_finds_the_shape_once_for_the_later_shards(tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch
+                                                               ) -> None:
+    from poisonscan.io import readers
+
+    chat = [{"messages": [{"role": "user", "content": f"question {i}"},
+                          {"role": "assistant", "content": f"answer {i}"}], "id": i}
+            for i in range(60)]
+    other = [{"prompt": f"p {i}", "response": f"r {i}", "id": i} for i in range(60)]
+    path = write_jsonl(tmp_path / "mixed.jsonl", chat + other)
+    files = discover_inputs([str(path)])
+    options = ReadOptions(skip_bad_records=True)
+    whole = [(b.row.tolist(), b.prompt.to_pylist()) for s in plan_shards(files, options)
+             for b in read_shard(s, options, ReadCounter())]
+    monkeypatch.setattr(shard_module, "PROBE_BYTES", 256)  # the probe stops early in the file
+    shards = plan_shards(files, options, shard_bytes=700)
+    hinted = [s for s in shards if s.shape is not None]
+    assert hinted and shards[0].shape is None
+    assert all(s.shape.before <= s.byte_range[0] for s in hinted)
+    assert {s.shape.converter.shape.value for s in hinted} == {"chat"}
+    probes = []
+    real = readers.file_shape
+    monkeypatch.setattr(readers, "file_shape", lambda *a: probes.append(a) or real(*a))
+    got = []
+    for shard in shards:
+        counter = ReadCounter()
+        got.extend((b.row.tolist(), b.prompt.to_pylist())
+                   for b in read_shard(shard, options, counter))
+        assert shard.index == 0 or counter.shape == "chat"
+    # Only the later shards without a hint look for the shape themselves.
+    assert len(probes) == len([s for s in shards[1:] if s.shape is None])
+    flat = lambda parts: [x for r, t in parts for x in zip(r, t, strict=True)]  # noqa: E731
+    assert flat(got) == flat(whole)

@@ -76,7 +76,7 @@ def poisonscan_output(path: str) -> bool:
 def skipped_outputs(paths: Sequence[str]) -> list[str]:
     """The files a directory walk or glob of ``paths`` leaves out as poisonscan's own outputs
     (files named on their own are always read)."""
-    out = []
+    out: list[str] = []
     for raw in paths:
         path = filesystems.local_path(str(raw))
         if filesystems.is_remote(str(raw)) or os.path.isfile(path):

@@ -9,7 +9,6 @@ format readers (:mod:`.jsonl`, :mod:`.jsonarray`, :mod:`.parquet`) produce raw b
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from contextlib import closing
 
 import numpy as np
 import pyarrow as pa
@@ -29,7 +28,7 @@ from poisonscan.io.shapes import (
     json_kind,
     undetected_message,
 )
-from poisonscan.io.shards import Shard, plan_shards
+from poisonscan.io.shards import ShapeHint, Shard, file_shape, id_type_of, plan_shards
 from poisonscan.io.streams import ByteStream, first_char
 
 __all__ = [
@@ -38,8 +37,6 @@ __all__ = [
 ]
 
 Configure = Callable[[ShapeConverter, RawBlock], None]
-PROBE_BYTES = 2**20  # blocks read to find a file's shape from a later shard of its lines
-_ID_TYPES = (pa.int64(), pa.float64(), pa.bool_(), pa.string(), pa.large_string())
 
 
 def read_shard(shard: Shard, options: ReadOptions, counter: ReadCounter) -> Iterator[RecordBatch]:
@@ -84,40 +81,28 @@ def _read_json(shard: Shard, options: ReadOptions, counter: ReadCounter,
                                  first_row=shard.first_row)
 
         def configure(converter: ShapeConverter, first: RawBlock) -> None:
+            set_shape(converter, id_type_of(converter, first))
+
+        def set_shape(converter: ShapeConverter, id_type: pa.DataType | None) -> None:
             reader.python_only = not converter.flat
-            id_type = None
-            if converter.id_field and first.table is not None:
-                t = first.table.schema.field(converter.id_field).type
-                id_type = t if t in _ID_TYPES else None
             reader.schema = converter.arrow_schema(id_type)
 
         # A later shard of a file's lines reads it as the whole file would: with the shape (and
-        # the parse schema) of the file's first usable records, which come before the shard.
+        # the parse schema) of the file's first usable records, which come before the shard. The
+        # planner found them once (shard.shape); else they are looked for here.
         known = None
         if shard.byte_range is not None and shard.byte_range[0] > 0:
-            probe = _file_shape(f, shard.byte_range[0], options)
-            if probe is not None:
-                known = probe[0]
+            hint = shard.shape
+            if hint is None:
+                probe = file_shape(f, shard.byte_range[0], options)
+                if probe is not None:
+                    hint = ShapeHint(probe[0], id_type_of(*probe[:2]), probe[2])
+            if hint is not None:
+                known = hint.converter
                 counter.shape = known.shape.value
-                configure(*probe)
+                set_shape(known, hint.id_type)
         yield from _convert(f.path, reader.blocks(), options, counter, bad, configure,
                             converter=known)
-
-
-def _file_shape(f: InputFile, stop: int, options: ReadOptions
-                ) -> tuple[ShapeConverter, RawBlock] | None:
-    """The shape of the first block of lines before byte ``stop`` whose shape is recognised, and
-    that block; None when there is none. Its bad records are the first shard's to report."""
-    ignore = BadRecords(f.path, True, ReadCounter())
-    # Small blocks on one thread: the first block nearly always tells the shape, and a reader of
-    # full-size blocks would read and parse several of them ahead for nothing.
-    with ByteStream(f, (0, stop)) as stream, closing(JsonLinesReader(
-            stream, options, ignore, block_bytes=PROBE_BYTES, threads=1).blocks()) as blocks:
-        for raw in blocks:
-            converter = ShapeConverter.for_block(f.path, raw, options)
-            if converter is not None:
-                return converter, raw
-    return None
 
 
 def _read_parquet(shard: Shard, options: ReadOptions, counter: ReadCounter,

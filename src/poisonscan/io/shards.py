@@ -4,18 +4,22 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
+from contextlib import closing
+from dataclasses import dataclass, field
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from poisonscan.errors import InputError
 from poisonscan.io.discover import InputFile
 from poisonscan.io.filesystems import is_remote, local_path
-from poisonscan.io.options import ReadOptions
+from poisonscan.io.jsonl import JsonLinesReader
+from poisonscan.io.options import ReadCounter, ReadOptions
 from poisonscan.io.parquet import empty_block, open_parquet
+from poisonscan.io.raw import BadRecords, RawBlock
 from poisonscan.io.shapes import ShapeConverter
-from poisonscan.io.streams import BOM, first_char
+from poisonscan.io.streams import BOM, ByteStream, first_char
 
 SHARD_BYTES = 64 * 2**20  # uncompressed Parquet bytes (or JSON Lines bytes) per shard
 _SCAN_BYTES = 16 * 2**20  # bytes read at a time when a JSON Lines file's lines are counted
@@ -53,6 +57,48 @@ class Shard:
     data_bytes: int = 0
     byte_range: tuple[int, int] | None = None
     first_line: int = 1
+    shape: ShapeHint | None = field(default=None, compare=False)
+
+
+PROBE_BYTES = 2**20  # blocks read to find the shape of a JSON Lines file's first records
+_ID_TYPES = (pa.int64(), pa.float64(), pa.bool_(), pa.string(), pa.large_string())
+
+
+@dataclass(frozen=True)
+class ShapeHint:
+    """The shape of a JSON Lines file's first usable records and the type of their id field,
+    found once by the planner for every later shard of the file's lines (each read them again
+    in every pass before). ``before``: those records lie before this byte."""
+
+    converter: ShapeConverter
+    id_type: pa.DataType | None
+    before: int
+
+
+def id_type_of(converter: ShapeConverter, first: RawBlock) -> pa.DataType | None:
+    """The Arrow type of the id field in the block the shape was found in, when Arrow parsed it
+    as one of the types an explicit parse schema may give it."""
+    if converter.id_field and first.table is not None:
+        t = first.table.schema.field(converter.id_field).type
+        return t if t in _ID_TYPES else None
+    return None
+
+
+def file_shape(f: InputFile, stop: int, options: ReadOptions
+               ) -> tuple[ShapeConverter, RawBlock, int] | None:
+    """The shape of the first block of lines before byte ``stop`` whose shape is recognised,
+    that block, and how far the file was read to find it; None when there is none. Its bad
+    records are the first shard's to report."""
+    ignore = BadRecords(f.path, True, ReadCounter())
+    # Small blocks on one thread: the first block nearly always tells the shape, and a reader of
+    # full-size blocks would read and parse several of them ahead for nothing.
+    with ByteStream(f, (0, stop)) as stream, closing(JsonLinesReader(
+            stream, options, ignore, block_bytes=PROBE_BYTES, threads=1).blocks()) as blocks:
+        for raw in blocks:
+            converter = ShapeConverter.for_block(f.path, raw, options)
+            if converter is not None:
+                return converter, raw, stream.offset
+    return None
 
 
 def plan_shards(files: Sequence[InputFile], options: ReadOptions,
@@ -69,7 +115,7 @@ def plan_shards(files: Sequence[InputFile], options: ReadOptions,
     shards: list[Shard] = []
     for f in files:
         if f.format != "parquet":
-            shards.extend(_line_shards(f, shard_bytes))
+            shards.extend(_line_shards(f, shard_bytes, options))
             continue
         try:
             pf = open_parquet(f.path)
@@ -93,7 +139,7 @@ def plan_shards(files: Sequence[InputFile], options: ReadOptions,
     return shards
 
 
-def _line_shards(f: InputFile, shard_bytes: int) -> list[Shard]:
+def _line_shards(f: InputFile, shard_bytes: int, options: ReadOptions) -> list[Shard]:
     """``f`` as shards of whole lines, or as one shard when it is not split (see plan_shards)."""
     if (f.compression is not None or is_remote(f.path) or f.size <= shard_bytes
             or f.format not in ("jsonl", "json")):
@@ -107,7 +153,16 @@ def _line_shards(f: InputFile, shard_bytes: int) -> list[Shard]:
         return [Shard(f)]  # reading it will report the error
     if cuts is None:
         return [Shard(f)]
-    return [Shard(f, i, first_row=row, byte_range=(start, stop), first_line=line)
+    hint = None
+    if len(cuts) > 1:
+        try:
+            probe = file_shape(f, cuts[-1][0], options)
+        except InputError:
+            probe = None  # the shard that holds the failure reports it
+        if probe is not None:
+            hint = ShapeHint(probe[0], id_type_of(probe[0], probe[1]), probe[2])
+    return [Shard(f, i, first_row=row, byte_range=(start, stop), first_line=line,
+                  shape=hint if hint is not None and 0 < hint.before <= start else None)
             for i, (start, stop, line, row) in enumerate(cuts)]
 
 
