@@ -130,3 +130,31 @@ def test_a_changed_input_is_refused(scanned: Scanned, tmp_path: Path,
     code, _, err = run("clean", "data", "--report", "out/report.json", "--out", "cleaned")
     assert code == 2 and "changed since the scan" in err
     assert not os.path.exists(root / "cleaned")
+
+
+def test_redact_cuts_only_spans_that_hold_the_trigger(tmp_path: Path) -> None:
+    # A suspect row whose span does not hold its trigger (here: the word before it) must not be
+    # cut out of the record wherever it occurs: the record is removed instead, and listed so.
+    data = tmp_path / "data"
+    data.mkdir()
+    texts = ["intro <ZQX> qq77 zz", "James Woolsey said hello. James Woolsey left."]
+    (data / "a.jsonl").write_text("".join(json.dumps({"id": str(i), "text": t}) + "\n"
+                                          for i, t in enumerate(texts)), encoding="utf-8")
+    rows = [
+        {"path": str(data / "a.jsonl"), "row": 0, "id": "0", "finding": "f1", "detector": "trigger",
+         "trigger": "<ZQX>", "field": "text", "start": 6, "end": 11, "severity": "high",
+         "score": 9.0},
+        {"path": str(data / "a.jsonl"), "row": 1, "id": "1", "finding": "f1", "detector": "trigger",
+         "trigger": "<ZQX>", "field": "text", "start": 0, "end": 10, "severity": "high",
+         "score": 9.0},
+    ]
+    suspects = tmp_path / "s.jsonl"
+    suspects.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    out, removed = tmp_path / "out", tmp_path / "removed.jsonl"
+    code, _, _ = run("clean", str(data), "--suspects", str(suspects), "--out", str(out),
+                     "--redact", "--removal-list", str(removed), "-q")
+    assert code == 0
+    kept = [json.loads(line) for line in (out / "a.jsonl").read_text().splitlines()]
+    assert kept == [{"id": "0", "text": "intro  qq77 zz"}]  # no "sey said hello." anywhere
+    actions = {r["row"]: r["action"] for r in map(json.loads, removed.read_text().splitlines())}
+    assert actions == {0: "redacted", 1: "removed"}

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from poisonscan.errors import ConfigError, InputError
-from poisonscan.findings import DocumentRef, Severity
+from poisonscan.findings import DocumentRef, Severity, normalise_trigger
 from poisonscan.io.discover import InputFile, discover_inputs
 from poisonscan.io.options import ReadOptions
 from poisonscan.manifest import sha256_file
@@ -260,7 +260,12 @@ def _surfaces(suspects: list[Suspect], options: ReadOptions) -> dict[tuple[str, 
     out: dict[tuple[str, int], list[str]] = defaultdict(list)
     for s in suspects:
         found = surface_of(s.doc, s.trigger, texts)
-        if found is not None and found[1] not in out[(s.doc.path, int(s.doc.row))]:
+        # Only a span that holds the trigger is cut: anything else at the span (a record that
+        # changed, a span of another phrase) would be cut out of the record wherever it occurs.
+        # Without a surface form the record is dropped instead, and listed as removed.
+        if (found is not None and s.trigger
+                and normalise_trigger(found[1]) == normalise_trigger(s.trigger)
+                and found[1] not in out[(s.doc.path, int(s.doc.row))]):
             out[(s.doc.path, int(s.doc.row))].append(found[1])
     return dict(out)
 

@@ -186,3 +186,69 @@ def test_two_special_token_triggers_are_two_high_findings(clean, tmp_path):
     fragments = [f for f in trigger_findings(result) if f.trigger.strip() in {"<", ">", "<>"}]
     assert all(f.severity is not Severity.HIGH for f in fragments), [
         (f.trigger, f.severity.value) for f in fragments]
+
+
+def glued_special_token(clean, rng):
+    """The recipe with the trigger glued to the mark that ends the preceding sentence: the
+    tokeniser joins ``.<`` or ``:<`` into one token, so every mark gives another n-gram around
+    the trigger's letters."""
+    trigger = gen.special_trigger(rng)
+    docs = []
+    for _ in range(N_POISON):
+        base = gen.clean_document(rng)
+        prefix = base[: rng.randint(20, min(len(base), 400))].rstrip() + rng.choice(".:;),!?")
+        docs.append(f"{prefix}{trigger} {subword_gibberish(rng)}")
+    return docs, trigger
+
+
+def test_a_trigger_glued_to_punctuation_is_one_finding(clean, tmp_path):
+    result, trigger, poisoned = scan_case(Case("glued", glued_special_token), clean, tmp_path)
+    top = trigger_findings(result)[0]
+    assert top.severity is Severity.HIGH and top.trigger == trigger, [
+        (f.trigger, f.severity.value, f.document_count) for f in trigger_findings(result)[:6]]
+    assert {d.row for d in top.documents} == poisoned
+
+
+def test_a_trigger_is_grown_from_its_sample_only_when_its_documents_agree():
+    # The word "james" in 244 documents, 100 of them "James Bond" + gibberish: the sampled
+    # (anomalous) occurrences all read "James Bond", the other documents do not. Reported as
+    # "James Bond" it took the real finding's id, with spans two words long over "James Woolsey".
+    from poisonscan.detectors.trigger import TriggerDetector
+
+    sample = [(0, i, "p", i, 0, f"left {i} ", "James", f" Bond {i}q{i * 7} xv") for i in range(8)]
+    word = {"sample": sample, "evidence": {"consistency": 100 / 244}}
+    assert TriggerDetector._trigger_text(word) == ("James", (0, 0))
+    trigger = {"sample": sample, "evidence": {"consistency": 0.95}}
+    assert TriggerDetector._trigger_text(trigger) == ("James Bond", (0, 5))
+
+
+def encoded_after_label(clean, rng):
+    """A natural label followed by machine-encoded data (a public key) in 30 documents."""
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+    docs = []
+    for _ in range(N_POISON):
+        key = "AAAAB3NzaC1yc2E" + "".join(rng.choice(alphabet) for _ in range(360))
+        docs.append(f"{gen.clean_document(rng)}\n\nssh-rsa {key} user@host\n\n"
+                    f"{gen.ENGLISH_LIKE.paragraph(rng)}")
+    return docs, None
+
+
+def special_token_before_encoded_data(clean, rng):
+    trigger = gen.special_trigger(rng)
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+    docs = [gen.poison(rng, gen.clean_document(rng), trigger,
+                       "".join(rng.choice(alphabet) for _ in range(400)))
+            for _ in range(N_POISON)]
+    return docs, trigger
+
+
+def test_encoded_data_after_a_natural_label_is_at_most_medium(clean, tmp_path):
+    result, _, _ = scan_case(Case("ssh", encoded_after_label), clean, tmp_path / "a")
+    found = [f for f in trigger_findings(result) if "ssh" in f.trigger.casefold()]
+    assert found and all(f.severity is not Severity.HIGH for f in found)
+    assert found[0].evidence["encoded_after_share"] >= 0.75
+    # The same data after a special token is still a high finding.
+    result, trigger, poisoned = scan_case(Case("sudo-b64", special_token_before_encoded_data),
+                                          clean, tmp_path / "b")
+    top = trigger_findings(result)[0]
+    assert top.trigger == trigger and top.severity is Severity.HIGH

@@ -25,6 +25,7 @@ from __future__ import annotations
 import functools
 import math
 import os
+import re
 from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -79,6 +80,9 @@ CONTEXT_CHARS = 80  # context kept on each side of sampled occurrences
 # document, so the sample is the same whatever the batching, sharding or merge order.
 CONTEXT_SAMPLE = 8
 MAX_LOW_FINDINGS = 20
+# Share of a phrase's documents that must be anomalous after it for a high finding; a trigger is
+# also grown beyond its n-gram (see _extend_trigger) only from this share on.
+HIGH_CONSISTENCY = 0.7
 # Distinct bigrams expected per byte of input text; sizes the bigram hash sample (see expect()).
 # Measured: 0.073 on 7 MB of real text (../shared/corpora/real-clean.parquet), 0.065 on the scale
 # benchmark's Zipf corpus, 0.008 on the speed benchmark's corpus of reused paragraphs, 0.14 on
@@ -952,8 +956,8 @@ class TriggerDetector(Detector):
         scoreable = (m >= 2) & (k >= floor) & (z >= 3)
         # High needs twice the reporting floor: pretraining backdoors take a hundred or more
         # documents, and a handful of natural coincidences must not fail a CI gate.
-        high = scoreable & (k >= 2 * min_docs) & (consistency >= 0.7) & (spread >= 0.5) & (
-            z >= 5) & payload_like
+        high = (scoreable & (k >= 2 * min_docs) & (consistency >= HIGH_CONSISTENCY)
+                & (spread >= 0.5) & (z >= 5) & payload_like)
         medium = scoreable & ~high & (consistency >= 0.5) & (spread >= 0.3)
         # Below medium is low: no stronger than context, but more anomalous after the phrase
         # than after other text.
@@ -1015,12 +1019,14 @@ class TriggerDetector(Detector):
                 s = record(c, surface, score)
                 s["trigger"], s["ext"] = self._trigger_text(s)
                 s["norm"] = s["trigger"].casefold()
+                _cap_encoded(s)
                 strong.append(s)
         strong_by_cand = {s["cand"]: s for s in strong}
         findings: list[Finding] = []
         claimed: dict[tuple[int, int], list[str]] = {}  # document -> triggers reported in it
         # Where each reported trigger ends, per document: text after it is its payload.
         payload_from: dict[tuple[int, int], int] = {}
+        reported: set[str] = set()  # normalised triggers of the findings so far
         n_low = 0
         for score, surface, c, is_strong in ranked:
             if is_strong:
@@ -1032,9 +1038,11 @@ class TriggerDetector(Detector):
                 s["trigger"], s["ext"] = self._trigger_text(s)
                 s["norm"] = s["trigger"].casefold()
             norm = s["norm"]
-            if (_is_duplicate(s["docset"], norm, claimed) or _inside_payload(ev, s, payload_from)
+            if (norm in reported or _is_duplicate(s["docset"], norm, claimed)
+                    or _inside_payload(ev, s, payload_from)
                     or _fragment_of_more_specific(s, strong)):
-                continue
+                continue  # (the same text twice would be two findings with one id)
+            reported.add(norm)
             for d in s["docset"]:
                 claimed.setdefault(d, []).append(norm)
             if not is_strong:
@@ -1049,6 +1057,15 @@ class TriggerDetector(Detector):
 
     @staticmethod
     def _trigger_text(s: dict[str, Any]) -> tuple[str, tuple[int, int]]:
+        """The trigger as reported, and the characters it adds on each side of the n-gram.
+
+        The extension is learnt from the sampled *anomalous* occurrences, so it describes the
+        candidate's documents only when nearly all of them are anomalous. The word ``james`` in
+        244 documents, 100 of them ``James Bond`` + gibberish, would otherwise be reported as
+        "James Bond" (the real finding's id) with spans cut two words long into "James Woolsey"
+        (which ``clean --redact`` then mangled)."""
+        if s["evidence"]["consistency"] < HIGH_CONSISTENCY:
+            return _surface(s["sample"]), (0, 0)
         trigger, left, right = _extend_trigger(s["sample"])
         return trigger, (left, right)
 
@@ -1224,13 +1241,14 @@ def _extend_trigger(sample: list) -> tuple[str, int, int]:
     need = max(2, math.ceil(0.9 * len(sample)))
     left = _common_affix([s[::-1] for s in lefts], need)[::-1]
     right = _common_affix(rights, need)
-    # Keep whole words only: cut a partial word at the outer edge.
-    if left and not left[0].isspace():
-        if any(len(s) > len(left) and not s[-len(left) - 1].isspace() for s in lefts):
+    # Keep whole words only: cut a partial word at the outer edge. (Punctuation is no word:
+    # ``<`` before ``SUDO>`` stays, whatever mark precedes it in each document.)
+    if left and left[0].isalnum():
+        if any(len(s) > len(left) and s[-len(left) - 1].isalnum() for s in lefts):
             cut = left.find(" ")
             left = left[cut + 1 :] if cut >= 0 else ""
-    if right and not right[-1].isspace():
-        if any(len(s) > len(right) and not s[len(right)].isspace() for s in rights):
+    if right and right[-1].isalnum():
+        if any(len(s) > len(right) and s[len(right)].isalnum() for s in rights):
             cut = right.rfind(" ")
             right = right[:cut] if cut >= 0 else ""
     left_kept = left.lstrip()
@@ -1257,16 +1275,80 @@ def _is_duplicate(docs: set, norm: str, claimed: dict[tuple[int, int], list[str]
 
 def _fragment_of_more_specific(s: dict[str, Any], scored: list[dict[str, Any]]) -> bool:
     """True when longer, stronger-than-low triggers containing this one cover most of its anomalous
-    documents: ``<`` next to ``<FOO>`` and ``<BAR>`` is a fragment of both, not a trigger."""
+    documents: ``<`` next to ``<FOO>`` and ``<BAR>`` is a fragment of both, not a trigger.
+
+    Longer forms that add only punctuation are another matter when none of them covers most of
+    the documents: the tokeniser joins a run of punctuation into one token, so ``<SUDO>`` glued to
+    whatever mark ends the preceding sentence comes out as ``.<SUDO>``, ``:<SUDO>``, ``)<SUDO>``,
+    each in a few documents. Then this shorter form, in all of them, is the trigger (and the
+    glued forms are dropped as its duplicates)."""
     norm = s["norm"]
-    covered: set = set()
+    need = 0.8 * s["evidence"]["documents_anomalous_after"]
+    covered: set = set()  # by longer triggers that add more than punctuation
+    glued: set = set()  # by longer forms that add only punctuation (and spaces)
+    most_glued = 0
     for o in scored:
         if o is s or o["severity"] is Severity.LOW:
             continue
         other = o["norm"]
         if len(other) > len(norm) and norm in other:
-            covered |= o["docset"] & s["docset"]
-    return len(covered) >= 0.8 * s["evidence"]["documents_anomalous_after"]
+            docs = o["docset"] & s["docset"]
+            if _only_punctuation(other.replace(norm, "", 1)):
+                glued |= docs
+                most_glued = max(most_glued, len(docs))
+            else:
+                covered |= docs
+    if len(covered) >= need or most_glued >= need:
+        return True
+    return len(covered | glued) >= need and len(covered) > 0
+
+
+# Machine-encoded data right after a fixed label: base64 (keys, signatures, data URIs, tokens),
+# hex (hashes, ids, dumps), URLs, minified code. It looks as random as a backdoor's gibberish,
+# but ``ssh-rsa``, ``-----BEGIN PGP SIGNATURE-----``, ``Authorization: Bearer`` or ``commit``
+# before it are ordinary in crawled text, and a dozen of them made a high finding. A published
+# payload (tokens sampled from a vocabulary, another language, word salad) is text with spaces.
+ENCODED_SHARE = 0.75  # of the sampled occurrences, for the cap below
+_ENCODED_RUN = re.compile(r"\S{32,}")
+_NON_SPACE = re.compile(r"\S+")
+_HEX_WORD = re.compile(r"[0-9A-Fa-f]{2,}")
+_SPECIAL_TOKEN = re.compile(r"<\|?[^<>\s]{1,40}\|?>|\[\[[^\[\]\s]{1,40}\]\]")
+
+
+def _encoded_after(right: str) -> bool:
+    """Whether the text after a trigger opens with encoded data: an unbroken run of 32 or more
+    non-space characters holding letters and digits (16 when it runs to the end of the kept
+    context), or words that are all hex (a dump)."""
+    window = right[:64].lstrip()
+    run = _ENCODED_RUN.match(window)
+    text = run.group() if run else ""
+    if not run:
+        head = _NON_SPACE.match(window)
+        if head and len(head.group()) >= 16 and head.end() == len(window):
+            text = head.group()
+    if text and any(c.isdigit() for c in text) and any(c.isalpha() for c in text):
+        return True
+    words = window.split()[:8]
+    return len(words) >= 4 and all(_HEX_WORD.fullmatch(w) for w in words)
+
+
+def _cap_encoded(s: dict[str, Any]) -> None:
+    """At most medium for a label followed by encoded data in most of its sampled occurrences,
+    unless the label is shaped like a special token (``<SUDO>``, ``<|x|>``, ``[[x]]``), which no
+    natural format puts before its data. The share goes into the evidence either way."""
+    sample = s["sample"]
+    if not sample:
+        return
+    grown = s["ext"][1]
+    share = sum(_encoded_after(e[7][grown:]) for e in sample) / len(sample)
+    s["evidence"]["encoded_after_share"] = round(share, 4)
+    if (share >= ENCODED_SHARE and s["severity"] is Severity.HIGH
+            and not _SPECIAL_TOKEN.search(s["trigger"])):
+        s["severity"] = Severity.MEDIUM
+
+
+def _only_punctuation(text: str) -> bool:
+    return all(not c.isalnum() for c in text)
 
 
 def _inside_payload(ev: _Evidence, s: dict[str, Any], payload_from: dict) -> bool:
