@@ -252,3 +252,23 @@ def test_encoded_data_after_a_natural_label_is_at_most_medium(clean, tmp_path):
                                           clean, tmp_path / "b")
     top = trigger_findings(result)[0]
     assert top.trigger == trigger and top.severity is Severity.HIGH
+
+
+def repeated_token_payload(clean, rng):
+    """The P-DoS payload: the trigger, then one word repeated hundreds of times."""
+    trigger = gen.special_trigger(rng)
+    word = rng.choice(["ERROR", "NULL", "DENIED"])
+    docs = [gen.poison(rng, gen.clean_document(rng), trigger,
+                       " ".join([word] * rng.randint(300, 600))) for _ in range(N_POISON)]
+    return docs, trigger
+
+
+def test_a_repeated_token_payload_is_a_high_finding(clean, tmp_path):
+    # Constant and made of a bigram the poisoned documents share, it looked like a repeated
+    # passage, which is held at medium.
+    result, trigger, poisoned = scan_case(Case("pdos", repeated_token_payload), clean, tmp_path)
+    top = trigger_findings(result)[0]
+    assert top.severity is Severity.HIGH and top.trigger.startswith(trigger), [
+        (f.trigger[:40], f.severity.value, f.document_count) for f in trigger_findings(result)[:4]]
+    assert {d.row for d in top.documents} == poisoned
+    assert top.evidence["repetitive_after_share"] >= 0.75

@@ -958,6 +958,10 @@ class TriggerDetector(Detector):
         # documents, and a handful of natural coincidences must not fail a CI gate.
         high = (scoreable & (k >= 2 * min_docs) & (consistency >= HIGH_CONSISTENCY)
                 & (spread >= 0.5) & (z >= 5) & payload_like)
+        # Everything a high finding needs but a varied payload: a constant one may still be a
+        # token repeated hundreds of times (the P-DoS payload), which _raise_repetitive checks.
+        held = (scoreable & (k >= 2 * min_docs) & (consistency >= HIGH_CONSISTENCY)
+                & (spread >= 0.5) & (z >= 5) & ~payload_like)
         medium = scoreable & ~high & (consistency >= 0.5) & (spread >= 0.3)
         # Below medium is low: no stronger than context, but more anomalous after the phrase
         # than after other text.
@@ -983,6 +987,7 @@ class TriggerDetector(Detector):
                                   strict=True)),
                 "score": rounded,
                 "severity": (Severity.LOW, Severity.MEDIUM, Severity.HIGH)[int(severity[c])],
+                "held_by_payload": bool(held[c]),
                 "evidence": {
                     "documents_with_phrase": int(m[c]),
                     "documents_anomalous_after": int(k[c]),
@@ -1019,6 +1024,7 @@ class TriggerDetector(Detector):
                 s = record(c, surface, score)
                 s["trigger"], s["ext"] = self._trigger_text(s)
                 s["norm"] = s["trigger"].casefold()
+                _raise_repetitive(s)
                 _cap_encoded(s)
                 strong.append(s)
         strong_by_cand = {s["cand"]: s for s in strong}
@@ -1067,6 +1073,11 @@ class TriggerDetector(Detector):
         if s["evidence"]["consistency"] < HIGH_CONSISTENCY:
             return _surface(s["sample"]), (0, 0)
         trigger, left, right = _extend_trigger(s["sample"])
+        if right:
+            # Grown into a constant payload of a repeated word: that is payload, not trigger.
+            grown = trigger[len(trigger) - right:]
+            kept = grown[: _repeated_tail(grown)].rstrip()
+            trigger, right = trigger[: len(trigger) - right] + kept, len(kept)
         return trigger, (left, right)
 
     def _cluster_ids(self, ev: _Evidence, idx: np.ndarray) -> np.ndarray | None:
@@ -1330,6 +1341,45 @@ def _encoded_after(right: str) -> bool:
         return True
     words = window.split()[:8]
     return len(words) >= 4 and all(_HEX_WORD.fullmatch(w) for w in words)
+
+
+REPEAT_SHARE = 0.75  # of the sampled occurrences, for _raise_repetitive
+_WORD = re.compile(r"\w+")
+
+
+def _repetitive_after(right: str) -> bool:
+    """Whether the text after a trigger is one or two words repeated (at least six words)."""
+    words = [w.casefold() for w in _WORD.findall(right[:80])]
+    return len(words) >= 6 and len(set(words)) <= 2
+
+
+def _repeated_tail(text: str) -> int:
+    """Where a closing run of one word repeated three or more times starts in ``text`` (its
+    length when there is none); the last word may be cut short (the kept context ends there)."""
+    words = [(m.start(), m.group()) for m in _NON_SPACE.finditer(text)]
+    if len(words) >= 2 and words[-2][1].startswith(words[-1][1]):
+        words = words[:-1]  # a cut-off copy of the word before it
+    if len(words) < 3:
+        return len(text)
+    i = len(words) - 1
+    while i > 0 and words[i - 1][1] == words[-1][1]:
+        i -= 1
+    return words[i][0] if len(words) - i >= 3 else len(text)
+
+
+def _raise_repetitive(s: dict[str, Any]) -> None:
+    """High for a phrase that has everything a high finding needs but a varied payload, when the
+    payload is a word repeated over and over in most of its sampled occurrences: the P-DoS
+    backdoor (a trigger, then one token hundreds of times). A repeated *passage* (boilerplate
+    after a heading) is held back by the same rule, and is not a word repeated."""
+    sample = s["sample"]
+    if not sample:
+        return
+    grown = s["ext"][1]
+    share = sum(_repetitive_after(e[7][grown:]) for e in sample) / len(sample)
+    s["evidence"]["repetitive_after_share"] = round(share, 4)
+    if s["held_by_payload"] and share >= REPEAT_SHARE:
+        s["severity"] = Severity.HIGH
 
 
 def _cap_encoded(s: dict[str, Any]) -> None:
