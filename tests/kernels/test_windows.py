@@ -12,11 +12,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from poisonscan.kernels.ngrams import ALL_BIGRAMS, ngram_key
-from poisonscan.kernels.tokenize import tokenize
+from poisonscan.kernels.tokenize import CJK, tokenize
 from poisonscan.kernels.windows import (
     CTX_TOKENS,
     HIST_BINS,
     LANG_BINS,
+    SCRIPT_BIN,
+    WORD_BINS,
     LANG_COS,
     LANG_MIN_WORDS,
     LANG_STRIDE,
@@ -72,7 +74,9 @@ def known(flags: list[int]) -> list[int]:
 
 
 def ref_frequent_slots(doc, kinds, uni, freq_min) -> list[int]:
-    return [h % LANG_BINS if k == 0 and count(uni, h) >= freq_min else -1
+    """A frequent word's hash bin; every character of a script without spaces, one bin."""
+    return [h % WORD_BINS if k == 0 and count(uni, h) >= freq_min
+            else SCRIPT_BIN if k == CJK else -1
             for h, k in zip(doc, kinds, strict=True)]
 
 
@@ -252,7 +256,15 @@ def token_corpora(draw, max_docs=4, max_len=100):
         docs.append([VOCAB[i] for i in doc[:max_len]])
     # Kinds and count tables come from a drawn seed: drawing them value by value is slow.
     rng = np.random.default_rng(draw(st.integers(0, 2**32)))
-    kinds = [(rng.random(len(doc)) < 0.25).astype(int).tolist() for doc in docs]
+    # Mostly words, some punctuation, and stretches of a script without spaces (kind CJK) in
+    # some documents, so that profiles see a change of script.
+    kinds = []
+    for doc in docs:
+        k = (rng.random(len(doc)) < 0.25).astype(int)
+        if len(doc) and rng.random() < 0.3:
+            cut = int(rng.integers(0, len(doc)))
+            k[cut:] = np.where(rng.random(len(doc) - cut) < 0.9, CJK, k[cut:])
+        kinds.append(k.tolist())
     uni = rng.integers(0, draw(st.integers(1, 12)) + 1, 1 << draw(st.integers(4, 9)))
     bi = rng.integers(0, 4, 1 << draw(st.integers(4, 9)))
     uni, bi = uni.astype(np.uint32), bi.astype(draw(st.sampled_from([np.uint8, np.uint32])))

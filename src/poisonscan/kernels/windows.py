@@ -56,7 +56,13 @@ def _window_means(csb, csn, p, n, w):
 
 
 LANG_WINDOW = 48  # tokens on each side for the function-word profile
-LANG_BINS = 1024
+WORD_BINS = 1024  # frequent words are hashed into these bins of a language profile
+# One bin more for every character of the scripts written without spaces (ideographs, kana,
+# Thai, Lao, Khmer, Myanmar: tokens of kind CJK), frequent or not: a switch from English into
+# Chinese left the profile after the switch empty (no Chinese character is a frequent word of
+# an English corpus), so no shift was seen; with the bin, the two sides share nothing.
+SCRIPT_BIN = WORD_BINS
+LANG_BINS = WORD_BINS + 1
 LANG_MIN_WORDS = 8  # frequent words each side needs before a profile means anything
 LANG_COS = 0.08  # cosine below this: the two sides share (almost) no function words
 LANG_STRIDE = 8
@@ -101,7 +107,9 @@ def _features_span(hashes, kinds, lo, a, z, uni, bi, bi_keep, freq_min, out_u, o
         df = uni[out_slot[i - lo]]
         out_u[i - lo] = 1 if df <= 1 else 0
         if kinds[i] == 0 and df >= freq_min:
-            out_slot[i - lo] = np.int64(hashes[i] % np.uint64(LANG_BINS))
+            out_slot[i - lo] = np.int64(hashes[i] % np.uint64(WORD_BINS))
+        elif kinds[i] == 2:  # tokenize.CJK
+            out_slot[i - lo] = SCRIPT_BIN
         else:
             out_slot[i - lo] = -1
     for i in range(a, z):
