@@ -15,6 +15,7 @@ import multiprocessing as mp
 import os
 import pickle
 import signal
+import sys
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
@@ -40,8 +41,38 @@ def _call(fn: Callable[[Any, Any], Any], item: Any) -> Any:
 
 def _quiet_on_interrupt() -> None:
     """Worker start-up: Ctrl-C reaches the whole process group; the driver reports it in one
-    line and stops the pool, so a worker just exits, without a traceback of its own."""
-    signal.signal(signal.SIGINT, lambda signum, frame: os._exit(128 + signum))
+    line and stops the pool, so a worker just exits, without a traceback of its own. A driver
+    that ignores SIGINT (a background job of a script) keeps its workers ignoring it too: the
+    workers dying alone broke the pool, and could hang the driver on a half-sent result.
+
+    On Linux a worker also asks to be killed when the driver dies: a driver ended by SIGTERM
+    (``timeout``, a cancelled CI job) left its workers blocked forever sending a result, each
+    holding its count tables."""
+    if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:
+        signal.signal(signal.SIGINT, lambda signum, frame: os._exit(128 + signum))
+    _die_with_parent()
+
+
+_DRIVER_PID: int | None = None  # the process that forks the workers (they inherit the value)
+
+
+def _set_driver_pid() -> None:
+    global _DRIVER_PID
+    _DRIVER_PID = os.getpid()
+
+
+def _die_with_parent() -> None:
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG (no library wraps it)
+        if _DRIVER_PID is not None and os.getppid() != _DRIVER_PID:
+            os._exit(1)  # the driver died before the request took effect
+    except (OSError, AttributeError):
+        pass
 
 
 def _init_shared(shared: Any) -> None:  # used with the spawn start method
@@ -97,6 +128,7 @@ class LocalExecutor:
         ctx: Any
         if "fork" in methods:
             _SHARED = shared
+            _set_driver_pid()
             ctx = mp.get_context("fork")
             pool = ProcessPoolExecutor(max_workers=min(self.jobs, len(items)), mp_context=ctx,
                                        initializer=_quiet_on_interrupt)
