@@ -56,6 +56,10 @@ class _OutputClosed(Exception):
     """The reader of our output went away (``poisonscan ... | head``)."""
 
 
+class _Interrupted(Exception):
+    """Ctrl-C, raised past click, which would print an empty line before its Abort."""
+
+
 def _silence_stdout() -> None:
     """Point stdout at the null device, so the flush at exit does not fail on the closed pipe."""
     try:
@@ -96,8 +100,12 @@ class PoisonscanGroup(click.Group):
             return super().make_context(*args, **kwargs)
 
     def invoke(self, ctx: click.Context) -> Any:
-        with _closed_pipe_passes_click():
-            return super().invoke(ctx)
+        # (Ctrl-C too goes past click, which would print an empty line before its Abort.)
+        try:
+            with _closed_pipe_passes_click():
+                return super().invoke(ctx)
+        except KeyboardInterrupt:
+            raise _Interrupted() from None
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
         """Send the arguments to ``scan`` unless they start with a subcommand or a group option."""
@@ -130,7 +138,7 @@ class PoisonscanGroup(click.Group):
             code = _fail(_one_line(e.format_message()) + hint)
         except click.ClickException as e:
             code = _fail(_one_line(e.format_message()))
-        except click.Abort:
+        except (click.Abort, _Interrupted):
             code = _fail("interrupted")
         except PoisonscanError as e:
             code = _fail(_one_line(str(e)))

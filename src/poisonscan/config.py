@@ -131,7 +131,7 @@ class ScanConfig:
                 f"scheduler: {self.scheduler!r} is a Dask scheduler address; add --executor dask"
             )
         if self.state_dir is not None and os.path.isfile(self.state_dir):
-            raise ConfigError(f"state_dir: {self.state_dir!r} is a file; give a directory")
+            raise ConfigError(f"--state: {self.state_dir!r} is a file; give a directory")
         unknown = [d for d in self.detectors if d not in DETECTOR_IDS]
         if unknown:
             raise ConfigError(

@@ -222,3 +222,25 @@ def test_unwritable_state_only_warns(corpus: Path, full_scan: str, tmp_path: Pat
         state.save("pass0-x", "y", {"partial": 1})
     assert "cannot write state file" in caplog.text
     shutil.rmtree(tmp_path / f"v{FORMAT_VERSION}")
+
+
+def test_an_unusable_state_directory_only_warns(corpus: Path, full_scan: str, tmp_path: Path,
+                                                caplog: pytest.LogCaptureFixture) -> None:
+    state = tmp_path / "state"
+    state.mkdir()
+    (state / f"v{FORMAT_VERSION}").write_text("a file where the directory goes")
+    with caplog.at_level(logging.WARNING, logger="poisonscan.state"):
+        result = run_scan(config(corpus, state_dir=str(state)))
+    assert comparable(result) == full_scan and "state" not in result.artifacts
+    assert "cannot use --state" in " ".join(r.getMessage() for r in caplog.records)
+
+
+def test_a_state_directory_is_tagged_so_scans_pass_it_by(corpus: Path, tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    shutil.copytree(corpus, data)
+    run_scan(config(data, state_dir=str(data / "state")))
+    assert (data / "state" / "CACHEDIR.TAG").read_text().startswith(
+        "Signature: 8a477f597d28d172789f06886806bc55")
+    again = run_scan(config(data, state_dir=str(data / "state")))
+    assert again.inputs and not any(
+        Path(i.path).is_relative_to(data / "state") for i in again.inputs)

@@ -113,3 +113,13 @@ def test_walks_and_globs_leave_out_poisonscan_outputs(tmp_path: Path) -> None:
     # A file named on its own is read, whatever it holds.
     assert [f.path for f in discover_inputs([str(report)])] == [str(report)]
     assert skipped_outputs([str(report)]) == []
+
+
+def test_walks_skip_cache_directories_and_decode_file_uris(tmp_path: Path) -> None:
+    data = touch(tmp_path / "my data" / "a b.jsonl")
+    touch(tmp_path / "my data" / "state" / "v1" / "digests.json", b"{\n}\n")
+    (tmp_path / "my data" / "state" / "CACHEDIR.TAG").write_text("Signature: 8a477f59\n")
+    assert [f.path for f in discover_inputs([str(tmp_path / "my data")])] == [str(data)]
+    uri = data.as_uri()  # file:///.../my%20data/a%20b.jsonl
+    assert "%20" in uri
+    assert [f.path for f in discover_inputs([uri])] == [str(data)]

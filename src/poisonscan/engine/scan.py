@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from collections import Counter
@@ -29,6 +30,8 @@ from poisonscan.io.readers import (
 )
 from poisonscan.io.shards import estimate_text_bytes
 from poisonscan.kernels.warm import Warmup, cached
+
+log = logging.getLogger("poisonscan.state")
 
 ProgressCallback = Callable[[str, int, int], None]  # (phase, records, bytes) increments
 
@@ -313,7 +316,13 @@ def run_scan(
 def _run_passes(config: ScanConfig, progress: ProgressCallback | None, executor: Any,
                 started: float, options: ReadOptions, files: list[Any],
                 shards: list[Shard]) -> ScanResult:
-    state = ScanState(config.state_dir) if config.state_dir else None
+    state = None
+    if config.state_dir:
+        try:
+            state = ScanState(config.state_dir)
+        except OSError as exc:  # the state only saves work: without it the scan is complete
+            log.warning("poisonscan: warning: cannot use --state %s (%s); scanning without it",
+                        config.state_dir, exc.strerror or exc)
     shard_keys = state.shard_keys(shards, executor.map) if state else []
     detectors = make_detectors(config)
     classes = {d.id: type(d) for d in detectors}

@@ -57,6 +57,11 @@ _HASH_CHUNK = 8 * 2**20
 _CODE_PARTS = ("config.py", "findings.py", "detectors", "engine", "io", "kernels", "stats")
 
 log = logging.getLogger("poisonscan.state")
+# The cache directory tag (https://bford.info/cachedir/): directory walks skip a directory that
+# holds one, so a state directory inside the scanned data is not read as data.
+CACHEDIR_TAG = "CACHEDIR.TAG"
+_TAG_TEXT = ("Signature: 8a477f597d28d172789f06886806bc55\n"
+             "# This file is a cache directory tag created by poisonscan (its --state).\n")
 
 Mapper = Callable[[Callable[[Any, Any], Any], Sequence[Any], Any], Iterator[tuple[int, Any]]]
 
@@ -176,6 +181,12 @@ class ScanState:
         self.root = Path(directory)
         self.base = self.root / f"v{FORMAT_VERSION}"
         self.base.mkdir(parents=True, exist_ok=True)
+        tag = self.root / CACHEDIR_TAG
+        if not tag.exists():  # so that scans (and backup tools) pass the directory by
+            try:
+                tag.write_text(_TAG_TEXT, encoding="ascii")
+            except OSError:
+                pass
         self.summary = StateSummary(str(directory))
         self._code = code_digest()
         self._used_passes: set[str] = set()
@@ -200,7 +211,11 @@ class ScanState:
             cache[f.path] = {"size": f.size, "mtime_ns": f.mtime_ns, "sha256": digest}
         self.summary.digested = len(todo)
         if todo:
-            _atomic_write(cache_path, json.dumps(cache, sort_keys=True, indent=0).encode())
+            try:
+                _atomic_write(cache_path, json.dumps(cache, sort_keys=True, indent=0).encode())
+            except OSError as exc:
+                log.warning("poisonscan: warning: cannot write state file %s (%s); the digests "
+                            "are computed again next time", cache_path, exc.strerror or exc)
         return [
             # (A shard of lines adds its byte range; other shards keep the keys they had.)
             stable_digest(("shard", digests[s.file.path], s.file.size, s.file.path, s.file.format,

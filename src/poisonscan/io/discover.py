@@ -190,6 +190,9 @@ def _walk(directory: str, outputs: bool = False) -> Iterator[str]:
     """Supported, non-hidden files under ``directory`` that are not poisonscan's outputs (or,
     with ``outputs``, only those), in a deterministic order."""
     for root, dirs, files in os.walk(directory):
+        if root != directory and "CACHEDIR.TAG" in files:
+            dirs[:] = []  # a cache directory (poisonscan's --state, among others): not data
+            continue
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
         for name in sorted(files):
             if not name.startswith(".") and classify(name) is not None:

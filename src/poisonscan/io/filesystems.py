@@ -13,7 +13,7 @@ from __future__ import annotations
 import functools
 import os
 import re
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 import pyarrow as pa
 import pyarrow.fs as pafs
@@ -38,7 +38,7 @@ def is_remote(path: str) -> bool:
 def local_path(path: str) -> str:
     """A plain path for a local path or a ``file://`` URI."""
     if scheme(path) == "file":
-        return urlsplit(path).path
+        return unquote(urlsplit(path).path)  # RFC 8089: "my%20data" is "my data"
     return path
 
 
