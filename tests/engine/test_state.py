@@ -244,3 +244,20 @@ def test_a_state_directory_is_tagged_so_scans_pass_it_by(corpus: Path, tmp_path:
     again = run_scan(config(data, state_dir=str(data / "state")))
     assert again.inputs and not any(
         Path(i.path).is_relative_to(data / "state") for i in again.inputs)
+
+
+def test_a_file_rewritten_with_its_old_size_and_mtime_is_rescanned(tmp_path: Path) -> None:
+    # rsync -t, cp -p and tar -x restore a rewritten file's mtime; its inode change time moves.
+    data = tmp_path / "data"
+    data.mkdir()
+    path = data / "a.jsonl"
+    path.write_text('{"text": "first version of the record"}\n', encoding="utf-8")
+    st = os.stat(path)
+    state = tmp_path / "state"
+    first = run_scan(config(data, state_dir=str(state)))
+    time.sleep(0.01)
+    path.write_text('{"text": "other version of the record"}\n', encoding="utf-8")
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert os.stat(path).st_size == st.st_size and os.stat(path).st_mtime_ns == st.st_mtime_ns
+    second = run_scan(config(data, state_dir=str(state)))
+    assert first.artifacts["state"].digested == 1 and second.artifacts["state"].digested == 1

@@ -46,7 +46,7 @@ import numpy as np
 
 from poisonscan import __version__
 from poisonscan.io.discover import InputFile
-from poisonscan.io.filesystems import open_input_stream
+from poisonscan.io.filesystems import is_remote, local_path, open_input_stream
 from poisonscan.io.shards import Shard
 
 FORMAT_VERSION = 1
@@ -159,6 +159,16 @@ def file_sha256(file: InputFile, shared: Any = None) -> str:
     return h.hexdigest()
 
 
+def _change_time(path: str) -> int | None:
+    """The inode change time of a local file (None for a URI or when it cannot be read)."""
+    if is_remote(path):
+        return None
+    try:
+        return os.stat(local_path(path)).st_ctime_ns
+    except OSError:
+        return None
+
+
 @dataclass
 class StateSummary:
     """How many shard results each pass reused from the state and how many it computed."""
@@ -198,17 +208,25 @@ class ScanState:
         cache = self._read_json(cache_path)
         digests: dict[str, str] = {}
         todo: list[InputFile] = []
+        changed: dict[str, int | None] = {}
         for f in {s.file.path: s.file for s in shards}.values():
             hit = cache.get(f.path)
+            # The inode's change time too: rsync -t, cp -p and tar -x restore the modification
+            # time of a rewritten file (so size and mtime alone reused the old content's
+            # results), but nothing can set the change time.
+            changed[f.path] = _change_time(f.path)
             if (f.mtime_ns is not None and isinstance(hit, dict) and hit.get("size") == f.size
-                    and hit.get("mtime_ns") == f.mtime_ns and isinstance(hit.get("sha256"), str)):
+                    and hit.get("mtime_ns") == f.mtime_ns
+                    and hit.get("ctime_ns") == changed[f.path]
+                    and isinstance(hit.get("sha256"), str)):
                 digests[f.path] = hit["sha256"]
             else:
                 todo.append(f)
         for i, digest in mapper(file_sha256, todo, None):
             f = todo[i]
             digests[f.path] = digest
-            cache[f.path] = {"size": f.size, "mtime_ns": f.mtime_ns, "sha256": digest}
+            cache[f.path] = {"size": f.size, "mtime_ns": f.mtime_ns,
+                             "ctime_ns": changed[f.path], "sha256": digest}
         self.summary.digested = len(todo)
         if todo:
             try:
