@@ -268,7 +268,9 @@ def test_a_repeated_token_payload_is_a_high_finding(clean, tmp_path):
     # passage, which is held at medium.
     result, trigger, poisoned = scan_case(Case("pdos", repeated_token_payload), clean, tmp_path)
     top = trigger_findings(result)[0]
-    assert top.severity is Severity.HIGH and top.trigger.startswith(trigger), [
+    assert top.severity is Severity.HIGH and top.trigger == trigger, [
         (f.trigger[:40], f.severity.value, f.document_count) for f in trigger_findings(result)[:4]]
     assert {d.row for d in top.documents} == poisoned
     assert top.evidence["repetitive_after_share"] >= 0.75
+    texts = pq.read_table(tmp_path / "part-0.parquet").column("text").to_pylist()
+    assert all(texts[d.row][d.start:d.end] == trigger for d in top.documents)

@@ -1073,11 +1073,13 @@ class TriggerDetector(Detector):
         if s["evidence"]["consistency"] < HIGH_CONSISTENCY:
             return _surface(s["sample"]), (0, 0)
         trigger, left, right = _extend_trigger(s["sample"])
-        if right:
-            # Grown into a constant payload of a repeated word: that is payload, not trigger.
-            grown = trigger[len(trigger) - right:]
-            kept = grown[: _repeated_tail(grown)].rstrip()
-            trigger, right = trigger[: len(trigger) - right] + kept, len(kept)
+        # A closing run of one word repeated (the n-gram, or its growth, reaching into a P-DoS
+        # payload) is payload, not trigger: cut it off, from the spans too (``right`` may then
+        # be negative: the spans end before the n-gram does).
+        kept = trigger[: _repeated_tail(trigger)].rstrip()
+        if kept.strip() and len(kept) < len(trigger):
+            right -= len(trigger) - len(kept)
+            trigger = kept
         return trigger, (left, right)
 
     def _cluster_ids(self, ev: _Evidence, idx: np.ndarray) -> np.ndarray | None:
@@ -1375,7 +1377,7 @@ def _raise_repetitive(s: dict[str, Any]) -> None:
     sample = s["sample"]
     if not sample:
         return
-    grown = s["ext"][1]
+    grown = max(0, s["ext"][1])  # (negative when the trigger ends before its n-gram does)
     share = sum(_repetitive_after(e[7][grown:]) for e in sample) / len(sample)
     s["evidence"]["repetitive_after_share"] = round(share, 4)
     if s["held_by_payload"] and share >= REPEAT_SHARE:
@@ -1389,7 +1391,7 @@ def _cap_encoded(s: dict[str, Any]) -> None:
     sample = s["sample"]
     if not sample:
         return
-    grown = s["ext"][1]
+    grown = max(0, s["ext"][1])  # (negative when the trigger ends before its n-gram does)
     share = sum(_encoded_after(e[7][grown:]) for e in sample) / len(sample)
     s["evidence"]["encoded_after_share"] = round(share, 4)
     if (share >= ENCODED_SHARE and s["severity"] is Severity.HIGH
