@@ -301,3 +301,17 @@ def test_an_internal_error_is_one_line_and_exit_2(tmp_path: Path, monkeypatch: A
     monkeypatch.setenv("POISONSCAN_TRACEBACK", "1")
     code, _, err = _run(str(data))
     assert code == 2 and "Traceback" in err and err.endswith("print where it happened)\n")
+
+
+def test_the_first_bad_record_is_reported_whatever_the_jobs(tmp_path: Path) -> None:
+    # b.jsonl's shard fails first in time (it is tiny); a.jsonl's bad record comes first in the
+    # inputs' order, and it is the one --jobs 1 reports: so must --jobs 2.
+    lines = [json.dumps({"text": f"an ordinary sentence {i} about the weather and rivers"})
+             for i in range(40_000)]
+    (tmp_path / "a.jsonl").write_text("\n".join([*lines, '{"text": broken']) + "\n",
+                                      encoding="utf-8")
+    (tmp_path / "b.jsonl").write_text('{"text": also broken\n{"text": "fine"}\n',
+                                      encoding="utf-8")
+    errors = {jobs: _run(str(tmp_path), "--jobs", jobs)[2] for jobs in ("1", "2")}
+    assert errors["1"] == errors["2"]
+    assert f"{tmp_path / 'a.jsonl'}: line 40001" in errors["2"]

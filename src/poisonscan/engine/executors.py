@@ -155,14 +155,31 @@ class LocalExecutor:
             all_started = len(getattr(pool, "_processes", None) or ()) >= workers
             if started is not None and all_started:
                 started()
+            # The error reported is the earliest shard's, whatever order the workers finish in
+            # (so that the message, naming the file's first bad record, is the same for every
+            # --jobs value): after a failure, the shards before it are awaited, none is started.
+            failed: tuple[int, BaseException] | None = None
             while pending:
                 done, _ = wait(pending, return_when=FIRST_COMPLETED)
                 for fut in sorted(done, key=lambda f: pending[f]):
                     idx = pending.pop(fut)
+                    error = fut.exception()
+                    if error is not None:
+                        if failed is None or idx < failed[0]:
+                            failed = (idx, error)
+                        continue
+                    if failed is not None:
+                        continue
                     yield idx, fut.result()
                     nxt = next(it, None)
                     if nxt is not None:
                         pending[pool.submit(_call, fn, nxt[1])] = nxt[0]
+                if failed is not None:
+                    for fut in [f for f, i in pending.items() if i > failed[0]]:
+                        fut.cancel()
+                        del pending[fut]
+            if failed is not None:
+                raise failed[1]
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
             _SHARED = None
