@@ -132,6 +132,26 @@ def test_a_changed_input_is_refused(scanned: Scanned, tmp_path: Path,
     assert not os.path.exists(root / "cleaned")
 
 
+def test_redact_keeps_the_files_bom_and_line_endings(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    lines = [json.dumps({"id": "0", "text": "intro <ZQX> qq77 zz"}, separators=(",", ":")),
+             json.dumps({"id": "1", "text": "plain text"}, separators=(",", ":"))]
+    (data / "a.jsonl").write_bytes(b"\xef\xbb\xbf" + b"\r\n".join(x.encode() for x in lines)
+                                   + b"\r\n")
+    row = {"path": str(data / "a.jsonl"), "row": 0, "id": "0", "finding": "f1",
+           "detector": "trigger", "trigger": "<ZQX>", "field": "text", "start": 6, "end": 11,
+           "severity": "high", "score": 9.0}
+    suspects = tmp_path / "s.jsonl"
+    suspects.write_text(json.dumps(row) + "\n", encoding="utf-8")
+    code, _, _ = run("clean", str(data), "--suspects", str(suspects), "--out", str(tmp_path / "o"),
+                     "--redact", "-q")
+    assert code == 0
+    out = (tmp_path / "o" / "a.jsonl").read_bytes()
+    assert out.startswith(b"\xef\xbb\xbf") and out.count(b"\r\n") == 2
+    assert out.endswith(lines[1].encode() + b"\r\n")  # the untouched record, byte for byte
+
+
 def test_redact_cuts_only_spans_that_hold_the_trigger(tmp_path: Path) -> None:
     # A suspect row whose span does not hold its trigger (here: the word before it) must not be
     # cut out of the record wherever it occurs: the record is removed instead, and listed so.

@@ -34,7 +34,7 @@ from poisonscan.findings import DocumentRef, Severity, normalise_trigger
 from poisonscan.io.discover import InputFile, discover_inputs
 from poisonscan.io.options import ReadOptions
 from poisonscan.manifest import sha256_file
-from poisonscan.rawlines import is_json_lines, iter_lines, open_input, open_output
+from poisonscan.rawlines import BOM, is_json_lines, iter_lines, open_input, open_output
 
 _GLOB_CHARS = "*?["
 
@@ -292,7 +292,11 @@ def _removal_rows(path: str, target: str, plan: _Plan, ids: dict[int, Any]) -> l
 
 
 def _clean_jsonl(f: InputFile, target: Path, plan: _Plan, id_field: str | None) -> None:
+    with open_input(f.path) as stream:
+        bom = stream.read(len(BOM)) == BOM
     with open_output(str(target), f.path) as out:
+        if bom:  # (iter_lines drops it; the copy keeps the file's own)
+            out.write(BOM)
         for row, _, raw in iter_lines(f.path):
             if row is None:
                 out.write(raw)
@@ -301,7 +305,9 @@ def _clean_jsonl(f: InputFile, target: Path, plan: _Plan, id_field: str | None) 
             elif row in plan.redact:
                 record = json.loads(raw.decode("utf-8"))
                 cleaned = redact_value(record, plan.redact[row][1], id_field or "id")
-                out.write(json.dumps(cleaned, ensure_ascii=False).encode("utf-8") + b"\n")
+                # The record is written anew (its strings changed), with the line's own ending.
+                end = b"\r\n" if raw.endswith(b"\r\n") else b"\n" if raw.endswith(b"\n") else b""
+                out.write(json.dumps(cleaned, ensure_ascii=False).encode("utf-8") + end)
             else:
                 out.write(raw)
 
