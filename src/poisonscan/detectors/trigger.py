@@ -1374,27 +1374,29 @@ def _raise_repetitive(s: dict[str, Any]) -> None:
     payload is a word repeated over and over in most of its sampled occurrences: the P-DoS
     backdoor (a trigger, then one token hundreds of times). A repeated *passage* (boilerplate
     after a heading) is held back by the same rule, and is not a word repeated."""
+    share = _share_after(s, _repetitive_after, "repetitive_after_share")
+    if share is not None and s["held_by_payload"] and share >= REPEAT_SHARE:
+        s["severity"] = Severity.HIGH
+
+
+def _share_after(s: dict[str, Any], test: Any, key: str) -> float | None:
+    """The share of the sampled occurrences whose text after the trigger passes ``test``, also
+    put into the evidence as ``key``; None without a sample."""
     sample = s["sample"]
     if not sample:
-        return
+        return None
     grown = max(0, s["ext"][1])  # (negative when the trigger ends before its n-gram does)
-    share = sum(_repetitive_after(e[7][grown:]) for e in sample) / len(sample)
-    s["evidence"]["repetitive_after_share"] = round(share, 4)
-    if s["held_by_payload"] and share >= REPEAT_SHARE:
-        s["severity"] = Severity.HIGH
+    share = sum(test(e[7][grown:]) for e in sample) / len(sample)
+    s["evidence"][key] = round(share, 4)
+    return share
 
 
 def _cap_encoded(s: dict[str, Any]) -> None:
     """At most medium for a label followed by encoded data in most of its sampled occurrences,
     unless the label is shaped like a special token (``<SUDO>``, ``<|x|>``, ``[[x]]``), which no
     natural format puts before its data. The share goes into the evidence either way."""
-    sample = s["sample"]
-    if not sample:
-        return
-    grown = max(0, s["ext"][1])  # (negative when the trigger ends before its n-gram does)
-    share = sum(_encoded_after(e[7][grown:]) for e in sample) / len(sample)
-    s["evidence"]["encoded_after_share"] = round(share, 4)
-    if (share >= ENCODED_SHARE and s["severity"] is Severity.HIGH
+    share = _share_after(s, _encoded_after, "encoded_after_share")
+    if (share is not None and share >= ENCODED_SHARE and s["severity"] is Severity.HIGH
             and not _SPECIAL_TOKEN.search(s["trigger"])):
         s["severity"] = Severity.MEDIUM
 

@@ -44,22 +44,24 @@ def most_opens_per_line(data: np.ndarray) -> int:
         if newlines == 0:
             run += opens
         else:
-            for j in range(i, i + 64):
-                x = data[j]
-                if x == 10:
-                    best = max(best, run)
-                    run = 0
-                else:
-                    run += (x | 32) == 123
+            best, run = _walk_opens(data, i, i + 64, best, run)
         i += 64
-    for j in range(full, n):
+    best, run = _walk_opens(data, full, n, best, run)
+    return max(best, run)
+
+
+@nb.njit(cache=True, nogil=True, inline="always")
+def _walk_opens(data: np.ndarray, lo: int, hi: int, best: int, run: int) -> tuple[int, int]:
+    """Bytes ``lo`` to ``hi`` one at a time: (most opens on a line so far, opens since the last
+    newline)."""
+    for j in range(lo, hi):
         x = data[j]
         if x == 10:
             best = max(best, run)
             run = 0
         else:
             run += (x | 32) == 123
-    return max(best, run)
+    return best, run
 
 
 @nb.njit(cache=True, nogil=True)
