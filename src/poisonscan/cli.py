@@ -27,7 +27,7 @@ from poisonscan import manifest as manifest_mod
 from poisonscan.config import DETECTOR_IDS, EXECUTOR_CHOICES, FAIL_ON_CHOICES, ScanConfig
 from poisonscan.configfile import Effective
 from poisonscan.errors import ConfigError, PoisonscanError
-from poisonscan.io.discover import discover_inputs, skipped_outputs
+from poisonscan.io.discover import discover_inputs
 from poisonscan.io.filesystems import is_remote
 from poisonscan.io.records import Shape
 from poisonscan.manifest import InputHasher
@@ -392,9 +392,10 @@ def scan(paths: tuple[str, ...], **params: Any) -> int:
         suspects_writer(params["suspects"])
     if params["clusters"] is not None:
         _check_clusters(params["clusters"], config)
-    _check_outputs(outputs, paths)
+    skipped: list[str] = []
+    _check_outputs(outputs, paths, skipped)
     if not quiet:
-        for path in skipped_outputs(paths):
+        for path in sorted(set(skipped)):
             click.echo(f"poisonscan: note: leaving out {path}: it is a poisonscan output (report, "
                        "manifest, triggers or SARIF), not data", err=True)
     accepted = baseline_mod.load(effective.baseline) if effective.baseline else None
@@ -428,9 +429,11 @@ def scan(paths: tuple[str, ...], **params: Any) -> int:
     return exit_code(result)
 
 
-def _check_outputs(outputs: dict[str, str | None], paths: Sequence[str]) -> None:
+def _check_outputs(outputs: dict[str, str | None], paths: Sequence[str],
+                   skipped: list[str]) -> None:
     """Fail before scanning when an output could not be written, names the file of another
-    output, or would overwrite one of the scan's input files."""
+    output, or would overwrite one of the scan's input files. The local inputs' discovery also
+    appends to ``skipped`` the files it leaves out as poisonscan's outputs."""
     seen: dict[str, str] = {}
     for option, path in outputs.items():
         if path is None:
@@ -442,10 +445,10 @@ def _check_outputs(outputs: dict[str, str | None], paths: Sequence[str]) -> None
                               "output a file of its own")
         seen[key] = option
     local = [p for p in paths if not is_remote(p)]
-    if not seen or not local:
+    if not local:
         return
     try:
-        inputs = {os.path.realpath(f.path) for f in discover_inputs(local)}
+        inputs = {os.path.realpath(f.path) for f in discover_inputs(local, skipped)}
     except PoisonscanError:
         return  # the scan reports it
     for key, option in seen.items():

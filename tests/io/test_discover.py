@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from poisonscan.errors import InputError
-from poisonscan.io.discover import classify, discover_inputs, skipped_outputs
+from poisonscan.io.discover import classify, discover_inputs
 
 
 def touch(path: Path, data: bytes = b'{"text": "x"}\n') -> Path:
@@ -109,10 +109,13 @@ def test_walks_and_globs_leave_out_poisonscan_outputs(tmp_path: Path) -> None:
     assert [f.path for f in discover_inputs([str(tmp_path / "d")])] == [str(data), str(lines)]
     assert [f.path for f in discover_inputs([str(tmp_path / "d" / "*.json")])] == [
         str(data), str(lines)]
-    assert skipped_outputs([str(tmp_path / "d")]) == sorted(map(str, [report, manifest, sarif]))
+    skipped: list[str] = []
+    discover_inputs([str(tmp_path / "d")], skipped)
+    assert sorted(skipped) == sorted(map(str, [report, manifest, sarif]))
     # A file named on its own is read, whatever it holds.
-    assert [f.path for f in discover_inputs([str(report)])] == [str(report)]
-    assert skipped_outputs([str(report)]) == []
+    skipped = []
+    assert [f.path for f in discover_inputs([str(report)], skipped)] == [str(report)]
+    assert skipped == []
 
 
 def test_walks_skip_cache_directories_and_decode_file_uris(tmp_path: Path) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import fnmatch
 import glob
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 import pyarrow.fs as pafs
@@ -73,28 +73,12 @@ def poisonscan_output(path: str) -> bool:
     return start.startswith((b"{\n", b"{\r\n")) and any(mark in start for mark in _OUTPUT_MARKS)
 
 
-def skipped_outputs(paths: Sequence[str]) -> list[str]:
-    """The files a directory walk or glob of ``paths`` leaves out as poisonscan's own outputs
-    (files named on their own are always read)."""
-    out: list[str] = []
-    for raw in paths:
-        path = filesystems.local_path(str(raw))
-        if filesystems.is_remote(str(raw)) or os.path.isfile(path):
-            continue
-        if os.path.isdir(path):
-            out.extend(_walk(path, outputs=True))
-        elif any(c in path for c in _GLOB_CHARS):
-            for m in sorted(glob.glob(path, recursive=True)):
-                out.extend(_walk(m, outputs=True) if os.path.isdir(m)
-                           else [m] if poisonscan_output(m) else [])
-    return sorted(set(out))
-
-
-def discover_inputs(paths: Sequence[str]) -> list[InputFile]:
+def discover_inputs(paths: Sequence[str], skipped: list[str] | None = None) -> list[InputFile]:
     """Expand files, directories (recursive, hidden entries skipped) and globs into input files.
 
     Directory walks and globs leave out poisonscan's own JSON outputs (see
-    :func:`poisonscan_output`); a file named on its own is always read.
+    :func:`poisonscan_output`), appending them to ``skipped`` when given; a file named on its own
+    is always read.
 
     The result is sorted by path and holds each file once, however often it was named. A path may
     be a URI (``s3://bucket/prefix/``, ``gs://...``, ``file://...``; see :mod:`.filesystems`); a
@@ -110,27 +94,37 @@ def discover_inputs(paths: Sequence[str]) -> list[InputFile]:
             for f in _expand_uri(str(raw)):
                 found.setdefault(f.path, f)
             continue
-        for path in _expand(filesystems.local_path(str(raw))):
+        for path in _expand(filesystems.local_path(str(raw)), skipped):
             key = os.path.realpath(path)
             if key not in found:
                 found[key] = _input_file(path)
     return sorted(found.values(), key=lambda f: f.path)
 
 
-def _expand(path: str) -> Iterator[str]:
+def _leave_out_outputs(files: Iterable[str], skipped: list[str] | None) -> list[str]:
+    kept = []
+    for p in files:
+        if not poisonscan_output(p):
+            kept.append(p)
+        elif skipped is not None:
+            skipped.append(p)
+    return kept
+
+
+def _expand(path: str, skipped: list[str] | None = None) -> Iterator[str]:
     if not os.path.exists(path) and any(c in path for c in _GLOB_CHARS):
         matches = sorted(glob.glob(path, recursive=True))
         if not matches:
             raise InputError(path, "no files match this pattern", reason="missing")
-        files = [p for m in matches for p in (_walk(m) if os.path.isdir(m) else [m])
-                 if not poisonscan_output(p)]
+        files = _leave_out_outputs(
+            (p for m in matches for p in (_walk(m) if os.path.isdir(m) else [m])), skipped)
         supported = [p for p in files if classify(p) is not None]
         if not supported:
             raise InputError(path, f"the pattern matches no supported input file ({SUPPORTED})",
                              reason="no_inputs")
         yield from supported
     elif os.path.isdir(path):
-        files = list(_walk(path))
+        files = _leave_out_outputs(_walk(path), skipped)
         if not files:
             raise InputError(path, f"directory holds no supported input file ({SUPPORTED})",
                              reason="no_inputs")
@@ -186,9 +180,9 @@ def _list(fs: pafs.FileSystem, base: str) -> list[pafs.FileInfo]:
             and not any(part.startswith(".") for part in i.path[root:].split("/"))]
 
 
-def _walk(directory: str, outputs: bool = False) -> Iterator[str]:
-    """Supported, non-hidden files under ``directory`` that are not poisonscan's outputs (or,
-    with ``outputs``, only those), in a deterministic order."""
+def _walk(directory: str) -> Iterator[str]:
+    """Supported, non-hidden files under ``directory`` outside cache directories, in a
+    deterministic order."""
     for root, dirs, files in os.walk(directory):
         if root != directory and "CACHEDIR.TAG" in files:
             dirs[:] = []  # a cache directory (poisonscan's --state, among others): not data
@@ -196,9 +190,7 @@ def _walk(directory: str, outputs: bool = False) -> Iterator[str]:
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
         for name in sorted(files):
             if not name.startswith(".") and classify(name) is not None:
-                path = os.path.normpath(os.path.join(root, name))
-                if poisonscan_output(path) == outputs:
-                    yield path
+                yield os.path.normpath(os.path.join(root, name))
 
 
 def _input_file(path: str) -> InputFile:
