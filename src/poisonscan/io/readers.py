@@ -28,7 +28,7 @@ from poisonscan.io.shapes import (
     json_kind,
     undetected_message,
 )
-from poisonscan.io.shards import ShapeHint, Shard, file_shape, id_type_of, plan_shards
+from poisonscan.io.shards import Shard, file_shape, id_type_of, plan_shards
 from poisonscan.io.streams import ByteStream, first_char
 
 __all__ = [
@@ -92,11 +92,7 @@ def _read_json(shard: Shard, options: ReadOptions, counter: ReadCounter,
         # planner found them once (shard.shape); else they are looked for here.
         known = None
         if shard.byte_range is not None and shard.byte_range[0] > 0:
-            hint = shard.shape
-            if hint is None:
-                probe = file_shape(f, shard.byte_range[0], options)
-                if probe is not None:
-                    hint = ShapeHint(probe[0], id_type_of(*probe[:2]), probe[2])
+            hint = shard.shape or file_shape(f, shard.byte_range[0], options)
             if hint is not None:
                 known = hint.converter
                 counter.shape = known.shape.value

@@ -84,11 +84,10 @@ def id_type_of(converter: ShapeConverter, first: RawBlock) -> pa.DataType | None
     return None
 
 
-def file_shape(f: InputFile, stop: int, options: ReadOptions
-               ) -> tuple[ShapeConverter, RawBlock, int] | None:
+def file_shape(f: InputFile, stop: int, options: ReadOptions) -> ShapeHint | None:
     """The shape of the first block of lines before byte ``stop`` whose shape is recognised,
-    that block, and how far the file was read to find it; None when there is none. Its bad
-    records are the first shard's to report."""
+    with its id field's type and how far the file was read to find it; None when there is none.
+    Its bad records are the first shard's to report."""
     ignore = BadRecords(f.path, True, ReadCounter())
     # Small blocks on one thread: the first block nearly always tells the shape, and a reader of
     # full-size blocks would read and parse several of them ahead for nothing.
@@ -97,7 +96,7 @@ def file_shape(f: InputFile, stop: int, options: ReadOptions
         for raw in blocks:
             converter = ShapeConverter.for_block(f.path, raw, options)
             if converter is not None:
-                return converter, raw, stream.offset
+                return ShapeHint(converter, id_type_of(converter, raw), stream.offset)
     return None
 
 
@@ -156,11 +155,9 @@ def _line_shards(f: InputFile, shard_bytes: int, options: ReadOptions) -> list[S
     hint = None
     if len(cuts) > 1:
         try:
-            probe = file_shape(f, cuts[-1][0], options)
+            hint = file_shape(f, cuts[-1][0], options)
         except InputError:
-            probe = None  # the shard that holds the failure reports it
-        if probe is not None:
-            hint = ShapeHint(probe[0], id_type_of(probe[0], probe[1]), probe[2])
+            pass  # the shard that holds the failure reports it
     return [Shard(f, i, first_row=row, byte_range=(start, stop), first_line=line,
                   shape=hint if hint is not None and 0 < hint.before <= start else None)
             for i, (start, stop, line, row) in enumerate(cuts)]
