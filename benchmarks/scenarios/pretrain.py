@@ -167,6 +167,10 @@ def build_pretrain_scenarios(
                      payload="one word repeated (P-DoS)"))
     out.append(Scenario("clean-encoded-data", "pretrain", _encoded_carriers(base_texts, rng_local),
                         set(), None, target_rank=None, target_pr=None))
+    # Added on 2026-12-05 after a red-team found <script> + minified code a high finding; last.
+    out.append(Scenario("clean-markup-code", "pretrain",
+                        _markup_code_carriers(base_texts, rng_local), set(), None,
+                        target_rank=None, target_pr=None))
     return out
 
 
@@ -190,6 +194,103 @@ def _encoded_carriers(texts: list[str], rng: random.Random, per_kind: int = 50) 
         lambda: f"Authorization: Bearer eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.{b64(120)}.{b64(43)}",
         lambda: f"commit {hexs(40)}\nAuthor: A. Developer <dev@example.org>",
         lambda: f"![figure](data:image/png;base64,iVBORw0KGgo{b64(300)})",
+    ]
+    records = [{"id": f"doc-{i}", "text": t} for i, t in enumerate(texts)]
+    for make in kinds:
+        for _ in range(per_kind):
+            paragraphs = rng.choice(texts).split("\n\n")
+            at = rng.randint(0, len(paragraphs))
+            paragraphs.insert(at, make())
+            records.append({"id": f"doc-{len(records)}", "text": "\n\n".join(paragraphs)})
+    return records
+
+
+_JS_NAMES = ("document", "window", "length", "push", "prototype", "call", "apply", "style", "src",
+             "async", "createElement", "getElementsByTagName", "parentNode", "insertBefore",
+             "addEventListener", "querySelector", "dataLayer", "location", "href", "setTimeout",
+             "navigator", "userAgent", "cookie", "split", "indexOf", "replace", "innerHTML", "id",
+             "className", "appendChild", "getAttribute", "toString", "hasOwnProperty", "keys")
+_CSS_PROPERTIES = ("margin", "padding", "color", "background", "display", "font-size",
+                   "font-family", "border", "width", "height", "position", "top", "left",
+                   "line-height", "z-index", "text-align", "max-width", "overflow", "opacity")
+_CSS_VALUES = ("0", "auto", "none", "block", "inline-block", "flex", "#fff", "#333", "#e5e5e5",
+               "1px solid #ccc", "100%", "absolute", "relative", "12px", "14px", "1.5em", "center",
+               "Helvetica,Arial,sans-serif", "transparent", "0 auto", "rgba(0,0,0,.5)", "inherit",
+               "hidden", "10px 20px", "-1px", "999", ".8")
+
+
+def _minified_js(rng: random.Random, size: int) -> str:
+    """Minified JavaScript as a minifier writes it: one- and two-letter names, DOM calls, no
+    spaces but after keywords."""
+    def name() -> str:
+        return rng.choice("abcdefghijklmnopqrstuvwxyz") + (
+            rng.choice("abcdefghijklmnopqrstuvwxyz0123456789") if rng.random() < 0.3 else "")
+
+    def expr(depth: int = 0) -> str:
+        r = rng.random()
+        if depth > 2 or r < 0.3:
+            return rng.choice([name(), str(rng.randint(0, 999)), f'"{rng.choice(_JS_NAMES)}"',
+                               "!0", "!1", "null", "void 0"])
+        if r < 0.5:
+            return f"{name()}.{rng.choice(_JS_NAMES)}"
+        if r < 0.7:
+            args = ",".join(expr(depth + 1) for _ in range(rng.randint(0, 3)))
+            return f"{name()}.{rng.choice(_JS_NAMES)}({args})"
+        if r < 0.85:
+            op = rng.choice(["+", "-", "*", "===", "!==", "&&", "||", "<", ">"])
+            return f"{expr(depth + 1)}{op}{expr(depth + 1)}"
+        return f"{expr(depth + 1)}?{expr(depth + 1)}:{expr(depth + 1)}"
+
+    def statement(depth: int) -> str:
+        r = rng.random()
+        if depth > 1 or r < 0.35:
+            return f"{name()}={expr()}"
+        if r < 0.5:
+            return "var " + ",".join(f"{name()}={expr()}" for _ in range(rng.randint(1, 3)))
+        if r < 0.65:
+            return f"if({expr()}){{{block(depth + 1)}}}"
+        if r < 0.75:
+            i = name()
+            return f"for(var {i}=0;{i}<{name()}.length;{i}++){{{block(depth + 1)}}}"
+        if r < 0.85:
+            return f"return {expr()}"
+        return f"{name()}.{rng.choice(_JS_NAMES)}(function({name()}){{{block(depth + 1)}}})"
+
+    def block(depth: int = 0) -> str:
+        return ";".join(statement(depth) for _ in range(rng.randint(1, 4)))
+
+    a, b = name(), name()
+    head, tail = rng.choice([(f"!function({a},{b}){{", "}(window,document);"),
+                             (f"(function({a}){{", "})(window);"), ("", ""),
+                             (f"window.{rng.choice(_JS_NAMES)}=function(){{", "};")])
+    code = head
+    while len(code) < size:
+        code += block() + ";"
+    return code + tail
+
+
+def _minified_css(rng: random.Random, size: int) -> str:
+    """Minified CSS: rules with class, id and element selectors, no spaces but inside values."""
+    def selector() -> str:
+        word = "".join(rng.choice("abcdefghijklmnopqrstuvwxyz-") for _ in range(rng.randint(2, 10)))
+        return (rng.choice(["", ".", "#", "."]) + (word.strip("-") or "nav")
+                + rng.choice(["", " a", ">li", ":hover", " p", "", ",h1"]))
+
+    css = ""
+    while len(css) < size:
+        decls = ";".join(f"{rng.choice(_CSS_PROPERTIES)}:{rng.choice(_CSS_VALUES)}"
+                         for _ in range(rng.randint(1, 5)))
+        css += f"{selector()}{{{decls}}}"
+    return css
+
+
+def _markup_code_carriers(texts: list[str], rng: random.Random, per_kind: int = 50) -> list[dict]:
+    """The clean corpus plus real documents that keep a ``<script>`` block of minified JavaScript
+    or a ``<style>`` block of minified CSS, as crawled web pages do: code, different in each
+    document, right after a standard HTML tag."""
+    kinds = [
+        lambda: f"<script>{_minified_js(rng, rng.randint(300, 1500))}</script>",
+        lambda: f"<style>{_minified_css(rng, rng.randint(300, 1500))}</style>",
     ]
     records = [{"id": f"doc-{i}", "text": t} for i, t in enumerate(texts)]
     for make in kinds:
