@@ -21,6 +21,8 @@ from poisonscan.kernels.windows import (
     LANG_MIN_WORDS,
     LANG_STRIDE,
     LANG_WINDOW,
+    LOOP_PERIOD,
+    LOOP_TAU,
     MIN_BEFORE,
     PRIOR_ANOMALY,
     PROFILES_EMPTY,
@@ -32,6 +34,7 @@ from poisonscan.kernels.windows import (
     count_occurrences,
     find_switches,
     gather_evidence,
+    loop_flags,
     ngram_tail,
     profile_cosine,
     tail_filter,
@@ -71,6 +74,13 @@ def ref_token_anomaly(doc: list[int], uni, bi, keep: int = KEEP_ALL):
 
 def known(flags: list[int]) -> list[int]:
     return [f for f in flags if f != UNKNOWN]
+
+
+def ref_loop_flags(doc: list[int]) -> list[int]:
+    """1 where the token ends a full copy of the unit of 1..LOOP_PERIOD tokens right before it."""
+    return [int(any(i + 1 >= 2 * p and doc[i - p + 1 : i + 1] == doc[i - 2 * p + 1 : i - p + 1]
+                    for p in range(1, LOOP_PERIOD + 1)))
+            for i in range(len(doc))]
 
 
 def ref_frequent_slots(doc, kinds, uni, freq_min) -> list[int]:
@@ -142,7 +152,9 @@ def ref_find_switches(docs, kinds, uni, bi, freq_min, window, tau, occ_tau, back
             continue
         u, b = ref_token_anomaly(doc, uni, bi, keep)
         fslot = ref_frequent_slots(doc, kind, uni, freq_min)
+        loops = ref_loop_flags(doc)
         best, best_p, best_last, lang_best, lang_p = -2.0, -1, -1, 2.0, -1
+        loop_best, loop_p = 0.0, -1
         for p in range(1, n - min_after + 1):
             prev = known(b[max(0, p - window) : p])
             before = shrink(mean_or(prev, PRIOR_ANOMALY), len(prev))
@@ -153,13 +165,19 @@ def ref_find_switches(docs, kinds, uni, bi, freq_min, window, tau, occ_tau, back
                 best, best_p, best_last = jump, p, p
             elif jump >= best - 1e-12:
                 best_last = p  # ties spread the switch over several positions
+            after_loops = loops[p : p + window]
+            loop_jump = 0.0
+            if len(after_loops) >= MIN_BEFORE:
+                loop_jump = mean_or(after_loops, 0.0) - mean_or(loops[max(0, p - window) : p], 0.0)
+            if loop_jump > loop_best + 1e-12:
+                loop_best, loop_p = loop_jump, p
             if p % LANG_STRIDE == 0:
                 cos = ref_cosine(fslot, max(0, p - LANG_WINDOW), p, p, min(n, p + LANG_WINDOW))
                 if 0 <= cos < lang_best:
                     lang_best, lang_p = cos, p
                 hist[min(HIST_BINS - 1, max(0, int((jump + 1.0) * 0.5 * HIST_BINS)))] += 1
                 background[0] += 1
-                background[1] += jump >= occ_tau or 0 <= cos < LANG_COS
+                background[1] += jump >= occ_tau or 0 <= cos < LANG_COS or loop_jump >= LOOP_TAU
         if best >= tau and best_p >= 1:
             last = min(best_last, best_p + 2 * back)
             grams = ref_emit(doc, u, max(0, best_p - back), min(n - 1, last), max_order, uni, bi,
@@ -169,6 +187,10 @@ def ref_find_switches(docs, kinds, uni, bi, freq_min, window, tau, occ_tau, back
             grams = ref_emit(doc, u, max(0, lang_p - LANG_STRIDE - back),
                              min(n - 1, lang_p + LANG_STRIDE), max_order, uni, bi, keep)
             emitted += [(k, d, 1.0 - lang_best, df, last, ok, c) for k, df, last, ok, c in grams]
+        if loop_p >= 1 and loop_best >= LOOP_TAU:
+            grams = ref_emit(doc, u, max(0, loop_p - 2 * LOOP_PERIOD + 1 - back),
+                             min(n - 1, loop_p), max_order, uni, bi, keep)
+            emitted += [(k, d, loop_best, df, last, ok, c) for k, df, last, ok, c in grams]
     return emitted, hist, background
 
 
@@ -183,6 +205,7 @@ def ref_gather_evidence(docs, kinds, starts, ends, texts, uni, bi, freq_min, can
         raw = texts[d]
         u, b = ref_token_anomaly(doc, uni, bi, keep)
         fslot = ref_frequent_slots(doc, kind, uni, freq_min)
+        loops = ref_loop_flags(doc)
         for e in range(n):
             for order in range(1, min(max_order, e + 1) + 1):
                 p0, p1 = e - order + 1, e + 1
@@ -200,7 +223,9 @@ def ref_gather_evidence(docs, kinds, starts, ends, texts, uni, bi, freq_min, can
                                len(ua), mean_or(ub, 0.0), mean_or(ua, 0.0), mean_or(bb, 0.0),
                                mean_or(ba, 0.0),
                                ref_cosine(fslot, max(0, p0 - LANG_WINDOW), p0, p1,
-                                          min(n, p1 + LANG_WINDOW))])
+                                          min(n, p1 + LANG_WINDOW)),
+                               mean_or(loops[max(0, p0 - window) : p0], 0.0),
+                               mean_or(loops[p1 : p1 + window], 0.0)])
     return rows_i, rows_f
 
 
@@ -242,17 +267,23 @@ VOCAB = [_rng.getrandbits(64) for _ in range(40)]
 @st.composite
 def token_corpora(draw, max_docs=4, max_len=100):
     """Documents made of segments drawn from one of two disjoint halves of the vocabulary (two
-    "languages") or from all of it, so that profile and anomaly switches both occur."""
+    "languages") or from all of it, and loops (a unit repeated), so that profile, anomaly and
+    loop switches all occur."""
     n_vocab = draw(st.integers(2, len(VOCAB)))
     half = max(1, n_vocab // 2)
     ranges = [(0, half - 1), (half, n_vocab - 1), (0, n_vocab - 1)]
     docs = []
     for _ in range(draw(st.integers(1, max_docs))):
         doc: list[int] = []
-        for lang in draw(st.lists(st.integers(0, 2), min_size=1, max_size=3)):
-            lo, hi = ranges[lang]
+        for lang in draw(st.lists(st.integers(0, 3), min_size=1, max_size=3)):
+            lo, hi = ranges[min(lang, 2)]
             size = draw(st.one_of(st.integers(0, max_len // 2), st.sampled_from([16, 40, 48])))
-            doc += draw(st.lists(st.integers(lo, max(lo, hi)), min_size=size, max_size=size))
+            if lang == 3:  # a loop: a unit of up to LOOP_PERIOD + 1 tokens, repeated
+                unit = draw(st.lists(st.integers(lo, max(lo, hi)), min_size=1,
+                                     max_size=LOOP_PERIOD + 1))
+                doc += (unit * size)[:size]
+            else:
+                doc += draw(st.lists(st.integers(lo, max(lo, hi)), min_size=size, max_size=size))
         docs.append([VOCAB[i] for i in doc[:max_len]])
     # Kinds and count tables come from a drawn seed: drawing them value by value is slow.
     rng = np.random.default_rng(draw(st.integers(0, 2**32)))
@@ -378,6 +409,24 @@ def test_profile_cosine_identical_disjoint_and_too_short():
     assert profile_cosine(sparse_, 0, 16, 16, 32, va, vb) == 0.0
 
 
+@settings(max_examples=150, deadline=None)
+@given(token_corpora())
+def test_loop_flags_match_reference(corpus):
+    docs = corpus[0]
+    hashes, off = flatten(docs)
+    assert loop_flags(hashes, off).tolist() == [f for doc in docs for f in ref_loop_flags(doc)]
+
+
+def test_loop_flags_mark_a_repeated_unit_once_it_is_copied_whole():
+    doc = [1, 2, 3, 4, 5, 6, 7, 5, 6, 7, 5, 6, 7, 5, 9]
+    assert ref_loop_flags(doc) == [0] * 9 + [1, 1, 1, 1, 1, 0]
+    hashes, off = flatten([doc, [8, 8, 8], list(range(1, 19)) * 2])
+    flags = loop_flags(hashes, off).tolist()
+    assert flags[:15] == [0] * 9 + [1, 1, 1, 1, 1, 0]
+    assert flags[15:18] == [0, 1, 1]  # one token repeated: from its first copy on
+    assert flags[18:] == [0] * 36  # a unit longer than LOOP_PERIOD is no loop
+
+
 @settings(max_examples=100, deadline=None)
 @given(token_corpora())
 def test_token_features_matches_reference(corpus):
@@ -472,7 +521,7 @@ def test_gather_evidence_matches_reference(corpus, max_order, window, ctx_tokens
     last = tail_filter(np.array([ngram_tail(g) for g in picked], np.uint64), bit_count)
     cap = 4 * sum(len(d) for d in docs) * max_order + 1
     out_i = np.zeros((cap, 10), np.int64)
-    out_f = np.zeros((cap, 9), np.float64)
+    out_f = np.zeros((cap, 11), np.float64)
     n_cand = len(keys)
 
     # Caps: most candidates have none to speak of; some may be over theirs (then none of their
@@ -516,10 +565,10 @@ def test_gather_evidence_matches_reference(corpus, max_order, window, ctx_tokens
     got = out_i[:k].copy()
     got[:, 4:6] -= doc_bytes[got[:, 1]][:, None]
     assert got.tolist() == ref_i
-    np.testing.assert_allclose(out_f[:k], np.array(ref_f).reshape(-1, 9), rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(out_f[:k], np.array(ref_f).reshape(-1, 11), rtol=1e-12, atol=1e-15)
     if k:
         small_i = np.zeros((k - 1, 10), np.int64)
-        small_f = np.zeros((k - 1, 9), np.float64)
+        small_f = np.zeros((k - 1, 11), np.float64)
         assert run(small_i, small_f)[0] == -1
 
 
@@ -659,7 +708,7 @@ def test_gather_evidence_on_real_tokens(prefix):
     uni = np.full(1 << 10, 5, np.uint32)
     bi = np.full(1 << 10, 5, np.uint8)
     out_i = np.zeros((8, 10), np.int64)
-    out_f = np.zeros((8, 9), np.float64)
+    out_f = np.zeros((8, 11), np.float64)
     last = tail_filter(np.array([ngram_tail(trigger)], np.uint64))
     caps = np.full(len(table_keys), 1 << 40, np.int64)
     totals = np.zeros(len(table_keys), np.int64)
@@ -808,7 +857,7 @@ def test_evidence_means_skip_bigrams_outside_the_sample():
     table_keys, table_ids = build_key_table(np.array([key_of(c) for c in cands], np.uint64))
     last = tail_filter(np.array([ngram_tail(c) for c in cands], np.uint64))
     out_i = np.zeros((64, 10), np.int64)
-    out_f = np.zeros((64, 9), np.float64)
+    out_f = np.zeros((64, 11), np.float64)
     caps = np.full(len(table_keys), 1 << 40, np.int64)
     totals = np.zeros(len(table_keys), np.int64)
     k = gather_evidence(hashes, kinds, starts, ends, off, text, doc_bytes, uni, bi,
@@ -816,7 +865,7 @@ def test_evidence_means_skip_bigrams_outside_the_sample():
                         32, 2, out_i, out_f)
     rows = {(int(r[0]), int(r[2])): f for r, f in zip(out_i[:k], out_f[:k], strict=True)}
     # Token 39, before: tokens 7..38, half of whose prose bigrams are known, all seen elsewhere.
-    before, after, n_b, n_a, u_b, u_a, b_b, b_a, _ = rows[(0, 39)]
+    before, after, n_b, n_a, u_b, u_a, b_b, b_a, _, _, _ = rows[(0, 39)]
     assert (before, b_b, n_b, u_b) == (0.0, 0.0, 32, 0.0)
     # After: tokens 40..71, of which 16 known gibberish flags, all unseen.
     assert (after, b_a, n_a, u_a) == (1.0, 1.0, 32, 1.0)
@@ -855,7 +904,7 @@ def test_gather_evidence_counts_but_does_not_measure_past_the_cap(cap):
     bi = np.full(1 << 10, 5, np.uint8)
     last = tail_filter(np.array([ngram_tail(trigger)], np.uint64))
     out_i = np.zeros((8, 10), np.int64)
-    out_f = np.zeros((8, 9), np.float64)
+    out_f = np.zeros((8, 11), np.float64)
     totals = np.array([1], np.int64)  # one occurrence already seen in an earlier batch
     k = gather_evidence(hashes, kinds, starts, ends, doc_offsets, data, offsets, uni, bi,
                         ALL_BIGRAMS, 3, table_keys, table_ids, last, np.array([cap], np.int64),

