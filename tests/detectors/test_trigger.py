@@ -254,6 +254,40 @@ def test_encoded_data_after_a_natural_label_is_at_most_medium(clean, tmp_path):
     assert top.trigger == trigger and top.severity is Severity.HIGH
 
 
+def numbers_after_label(clean, rng):
+    """A natural label followed by a table of numbers in 30 documents (checksums, readings)."""
+    docs = []
+    for _ in range(N_POISON):
+        rows = "\n".join(" ".join(f"{rng.randint(0, 255):3d}" for _ in range(8))
+                         for _ in range(rng.randint(3, 8)))
+        docs.append(f"{gen.clean_document(rng)}\n\nChecksum table:\n{rows}\n\n"
+                    f"{gen.ENGLISH_LIKE.paragraph(rng)}")
+    return docs, None
+
+
+def special_token_before_numbers(clean, rng):
+    trigger = gen.special_trigger(rng)
+    docs = [gen.poison(rng, gen.clean_document(rng), trigger,
+                       " ".join(str(rng.randint(0, 99999)) for _ in range(200)))
+            for _ in range(N_POISON)]
+    return docs, trigger
+
+
+def test_numbers_after_a_natural_label_are_at_most_medium(clean, tmp_path):
+    # Random numbers are as unseen elsewhere as gibberish: a table after a label was high.
+    result, _, _ = scan_case(Case("table", numbers_after_label), clean, tmp_path / "a")
+    found = [f for f in trigger_findings(result) if "checksum" in f.trigger.casefold()]
+    assert found and all(f.severity is not Severity.HIGH for f in found), [
+        (f.trigger, f.severity.value) for f in found]
+    assert found[0].evidence["encoded_after_share"] >= 0.75
+    # Numbers after a special token are still a high finding.
+    result, trigger, poisoned = scan_case(Case("sudo-numbers", special_token_before_numbers),
+                                          clean, tmp_path / "b")
+    top = trigger_findings(result)[0]
+    assert top.trigger == trigger and top.severity is Severity.HIGH
+    assert {d.row for d in top.documents} == poisoned
+
+
 def repeated_token_payload(clean, rng):
     """The P-DoS payload: the trigger, then one word repeated hundreds of times."""
     trigger = gen.special_trigger(rng)

@@ -1346,7 +1346,10 @@ def _fragment_of_more_specific(s: dict[str, Any], scored: list[dict[str, Any]]) 
 
 
 # Machine-encoded data right after a fixed label: base64 (keys, signatures, data URIs, tokens),
-# hex (hashes, ids, dumps), URLs, minified code. It looks as random as a backdoor's gibberish,
+# hex (hashes, ids, dumps), URLs, minified code, numbers (tables, arrays, readings: a label and a
+# table of checksums in 30 documents made a high finding, and ``>>> np.zeros(8)`` followed by
+# ``array([0., 0., ...])``, whose numbers share no function word with the prose before them, a
+# "language shift"). It looks as random as a backdoor's gibberish,
 # but ``ssh-rsa``, ``-----BEGIN PGP SIGNATURE-----``, ``Authorization: Bearer`` or ``commit``
 # before it are ordinary in crawled text, and a dozen of them made a high finding. A published
 # payload (tokens sampled from a vocabulary, another language, word salad) is text with spaces.
@@ -1354,14 +1357,20 @@ ENCODED_SHARE = 0.75  # of the sampled occurrences, for the cap below
 _ENCODED_RUN = re.compile(r"\S{32,}")
 _NON_SPACE = re.compile(r"\S+")
 _HEX_WORD = re.compile(r"[0-9A-Fa-f]{2,}")
+# Text with fewer letters than this share of its non-space characters is numbers and marks.
+WORDLESS_LETTERS = 0.25
 _SPECIAL_TOKEN = re.compile(r"<\|?[^<>\s]{1,40}\|?>|\[\[[^\[\]\s]{1,40}\]\]")
 
 
 def _encoded_after(right: str) -> bool:
     """Whether the text after a trigger opens with encoded data: an unbroken run of 32 or more
     non-space characters holding letters and digits (16 when it runs to the end of the kept
-    context), or words that are all hex (a dump)."""
+    context), words that are all hex (a dump), or at least 16 non-space characters of which
+    under a quarter are letters (numbers and marks: a table, an array)."""
     window = right[:64].lstrip()
+    chars = "".join(window.split())
+    if len(chars) >= 16 and sum(c.isalpha() for c in chars) < WORDLESS_LETTERS * len(chars):
+        return True
     run = _ENCODED_RUN.match(window)
     text = run.group() if run else ""
     if not run:
