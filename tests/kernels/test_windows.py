@@ -23,6 +23,7 @@ from poisonscan.kernels.windows import (
     LANG_WINDOW,
     LOOP_PERIOD,
     LOOP_TAU,
+    LOOP_WINDOW,
     MIN_BEFORE,
     PRIOR_ANOMALY,
     PROFILES_EMPTY,
@@ -81,6 +82,12 @@ def ref_loop_flags(doc: list[int]) -> list[int]:
     return [int(any(i + 1 >= 2 * p and doc[i - p + 1 : i + 1] == doc[i - 2 * p + 1 : i - p + 1]
                     for p in range(1, LOOP_PERIOD + 1)))
             for i in range(len(doc))]
+
+
+def ref_loop_after(loops: list[int], p: int) -> float:
+    """The looping share of the LOOP_WINDOW tokens from p on; 0 with fewer than MIN_BEFORE."""
+    after = loops[p : p + LOOP_WINDOW]
+    return mean_or(after, 0.0) if len(after) >= MIN_BEFORE else 0.0
 
 
 def ref_frequent_slots(doc, kinds, uni, freq_min) -> list[int]:
@@ -165,10 +172,7 @@ def ref_find_switches(docs, kinds, uni, bi, freq_min, window, tau, occ_tau, back
                 best, best_p, best_last = jump, p, p
             elif jump >= best - 1e-12:
                 best_last = p  # ties spread the switch over several positions
-            after_loops = loops[p : p + window]
-            loop_jump = 0.0
-            if len(after_loops) >= MIN_BEFORE:
-                loop_jump = mean_or(after_loops, 0.0) - mean_or(loops[max(0, p - window) : p], 0.0)
+            loop_jump = ref_loop_after(loops, p) - mean_or(loops[max(0, p - LOOP_WINDOW) : p], 0.0)
             if loop_jump > loop_best + 1e-12:
                 loop_best, loop_p = loop_jump, p
             if p % LANG_STRIDE == 0:
@@ -224,8 +228,8 @@ def ref_gather_evidence(docs, kinds, starts, ends, texts, uni, bi, freq_min, can
                                mean_or(ba, 0.0),
                                ref_cosine(fslot, max(0, p0 - LANG_WINDOW), p0, p1,
                                           min(n, p1 + LANG_WINDOW)),
-                               mean_or(loops[max(0, p0 - window) : p0], 0.0),
-                               mean_or(loops[p1 : p1 + window], 0.0)])
+                               mean_or(loops[max(0, p0 - LOOP_WINDOW) : p0], 0.0),
+                               ref_loop_after(loops, p1)])
     return rows_i, rows_f
 
 

