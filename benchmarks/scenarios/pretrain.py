@@ -195,12 +195,14 @@ def _number_table_carriers(texts: list[str], rng: random.Random, per_kind: int =
         return f">>> np.zeros({k})\narray([" + ", ".join(["0."] * k) + "])"
 
     def readings() -> str:
+        rows = rng.randint(3, 8)
         return "Readings (mV):\n" + "\n".join(
-            " ".join(f"{rng.uniform(0, 99):.2f}" for _ in range(6)) for _ in range(rng.randint(3, 8)))
+            " ".join(f"{rng.uniform(0, 99):.2f}" for _ in range(6)) for _ in range(rows))
 
     def checksums() -> str:
+        rows = rng.randint(3, 8)
         return "Checksum table:\n" + "\n".join(
-            " ".join(f"{rng.randint(0, 255):3d}" for _ in range(8)) for _ in range(rng.randint(3, 8)))
+            " ".join(f"{rng.randint(0, 255):3d}" for _ in range(8)) for _ in range(rows))
 
     records = [{"id": f"doc-{i}", "text": t} for i, t in enumerate(texts)]
     for make in (zeros, readings, checksums):

