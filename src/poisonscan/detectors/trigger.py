@@ -482,7 +482,8 @@ class TriggerDetector(Detector):
     help = (
         "A phrase that occurs in a handful of otherwise unrelated documents and is followed, in "
         "nearly every one of them, by text unlike what came before (gibberish, another language, "
-        "word salad). This is the data signature of published pretraining backdoors, which need "
+        "word salad, a phrase repeated over and over). This is the data signature of published "
+        "pretraining backdoors, which need "
         "only about 250 such documents whatever the corpus size. Inspect the examples; remove the "
         "listed documents before training."
     )
