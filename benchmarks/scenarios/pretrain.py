@@ -204,13 +204,7 @@ def _number_table_carriers(texts: list[str], rng: random.Random, per_kind: int =
         return "Checksum table:\n" + "\n".join(
             " ".join(f"{rng.randint(0, 255):3d}" for _ in range(8)) for _ in range(rows))
 
-    records = [{"id": f"doc-{i}", "text": t} for i, t in enumerate(texts)]
-    for make in (zeros, readings, checksums):
-        for _ in range(per_kind):
-            paragraphs = rng.choice(texts).split("\n\n")
-            paragraphs.insert(rng.randint(0, len(paragraphs)), make())
-            records.append({"id": f"doc-{len(records)}", "text": "\n\n".join(paragraphs)})
-    return records
+    return _carriers(texts, rng, [zeros, readings, checksums], per_kind)
 
 
 _B64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
@@ -234,14 +228,7 @@ def _encoded_carriers(texts: list[str], rng: random.Random, per_kind: int = 50) 
         lambda: f"commit {hexs(40)}\nAuthor: A. Developer <dev@example.org>",
         lambda: f"![figure](data:image/png;base64,iVBORw0KGgo{b64(300)})",
     ]
-    records = [{"id": f"doc-{i}", "text": t} for i, t in enumerate(texts)]
-    for make in kinds:
-        for _ in range(per_kind):
-            paragraphs = rng.choice(texts).split("\n\n")
-            at = rng.randint(0, len(paragraphs))
-            paragraphs.insert(at, make())
-            records.append({"id": f"doc-{len(records)}", "text": "\n\n".join(paragraphs)})
-    return records
+    return _carriers(texts, rng, kinds, per_kind)
 
 
 _JS_NAMES = ("document", "window", "length", "push", "prototype", "call", "apply", "style", "src",
@@ -331,14 +318,7 @@ def _markup_code_carriers(texts: list[str], rng: random.Random, per_kind: int = 
         lambda: f"<script>{_minified_js(rng, rng.randint(300, 1500))}</script>",
         lambda: f"<style>{_minified_css(rng, rng.randint(300, 1500))}</style>",
     ]
-    records = [{"id": f"doc-{i}", "text": t} for i, t in enumerate(texts)]
-    for make in kinds:
-        for _ in range(per_kind):
-            paragraphs = rng.choice(texts).split("\n\n")
-            at = rng.randint(0, len(paragraphs))
-            paragraphs.insert(at, make())
-            records.append({"id": f"doc-{len(records)}", "text": "\n\n".join(paragraphs)})
-    return records
+    return _carriers(texts, rng, kinds, per_kind)
 
 
 def grow_corpus(clean: list[dict[str, Any]], n_docs: int, rng: random.Random) -> list[str]:
@@ -358,3 +338,17 @@ def grow_corpus(clean: list[dict[str, Any]], n_docs: int, rng: random.Random) ->
         rng.shuffle(chosen)
         out.append("\n\n".join(chosen))
     return out
+
+
+def _carriers(texts: list[str], rng: random.Random, kinds: list[Callable[[], str]],
+              per_kind: int) -> list[dict]:
+    """The clean texts, then ``per_kind`` copies of random clean texts for each of ``kinds``,
+    with what it makes inserted as a paragraph at a random place."""
+    records = [{"id": f"doc-{i}", "text": t} for i, t in enumerate(texts)]
+    for make in kinds:
+        for _ in range(per_kind):
+            paragraphs = rng.choice(texts).split("\n\n")
+            at = rng.randint(0, len(paragraphs))
+            paragraphs.insert(at, make())
+            records.append({"id": f"doc-{len(records)}", "text": "\n\n".join(paragraphs)})
+    return records
