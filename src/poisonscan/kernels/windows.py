@@ -86,30 +86,56 @@ LOOP_WINDOW = 64
 
 
 @nb.njit(cache=True, nogil=True, inline="always")
-def _loop_flag(hashes, lo, i):
-    """1 when token ``i`` of the document starting at token ``lo`` ends a full repeat of the unit
-    of 1..LOOP_PERIOD tokens before it (tokens i-p+1..i equal tokens i-2p+1..i-p), else 0."""
-    for p in range(1, LOOP_PERIOD + 1):
-        if i + 1 < 2 * p:
-            break
-        same = True
-        for j in range(p):
-            if hashes[lo + i - j] != hashes[lo + i - j - p]:
-                same = False
-                break
-        if same:
-            return 1
-    return 0
+def _loop_prefix(hashes, lo, a, z, cl, run):
+    """Prefix sums of the loop flags of tokens a..z of the document starting at token ``lo``:
+    ``cl[i + 1] = cl[i] + flag(i)`` from the ``cl[a]`` already there. Token i's flag is 1 when it
+    ends a full repeat of the unit of 1..LOOP_PERIOD tokens before it (tokens i-p+1..i equal
+    tokens i-2p+1..i-p for some p).
+
+    ``run[p]`` (scratch of LOOP_PERIOD + 1) counts the tokens up to i that equal the token p
+    before them, capped at p: token i ends a repeat of period p exactly when it reaches p. One
+    pass of 16 branch-free updates a token is twice as fast as comparing each candidate unit
+    again at every token, which stops early but mispredicts its branches. The counters need the
+    LOOP_PERIOD tokens before ``a``, which are run over first without writing ``cl``."""
+    for p in range(LOOP_PERIOD + 1):
+        run[p] = 0
+    i = max(0, a - LOOP_PERIOD)
+    while i < z and i < LOOP_PERIOD:  # close to the document's start: not every unit fits
+        h = hashes[lo + i]
+        flag = 0
+        for p in range(1, LOOP_PERIOD + 1):
+            r = min(run[p] + 1, p) if i >= p and hashes[lo + i - p] == h else 0
+            run[p] = r
+            flag |= r == p
+        if i >= a:
+            cl[i + 1] = cl[i] + flag
+        i += 1
+    while i < z:
+        h = hashes[lo + i]
+        flag = 0
+        for p in range(1, LOOP_PERIOD + 1):
+            r = min(run[p] + 1, p) if hashes[lo + i - p] == h else 0
+            run[p] = r
+            flag |= r == p
+        if i >= a:
+            cl[i + 1] = cl[i] + flag
+        i += 1
 
 
 @nb.njit(cache=True, nogil=True)
 def loop_flags(hashes, doc_offsets):
-    """The loop flag of every token (see ``_loop_flag``), as uint8 (for tests and references)."""
+    """The loop flag of every token (see ``_loop_prefix``), as uint8 (for tests and references)."""
     out = np.zeros(hashes.shape[0], np.uint8)
+    run = np.zeros(LOOP_PERIOD + 1, np.int64)
+    cl = np.zeros(1, np.int64)
     for d in range(doc_offsets.shape[0] - 1):
         lo = doc_offsets[d]
-        for i in range(doc_offsets[d + 1] - lo):
-            out[lo + i] = _loop_flag(hashes, lo, i)
+        n = doc_offsets[d + 1] - lo
+        if cl.shape[0] < n + 1:
+            cl = np.zeros(n + 1, np.int64)
+        _loop_prefix(hashes, lo, 0, n, cl, run)
+        for i in range(n):
+            out[lo + i] = cl[i + 1] - cl[i]
     return out
 
 
@@ -352,6 +378,7 @@ def find_switches(hashes, kinds, doc_offsets, uni, bi, bi_keep, freq_min, window
     n_docs = doc_offsets.shape[0] - 1
     u, b, fslot, csb, csn, va, vb, bslot = _scratch(doc_offsets)
     csl = np.zeros(csb.shape[0], np.int64)  # prefix sums of the loop flags
+    run = np.zeros(LOOP_PERIOD + 1, np.int64)  # scratch of _loop_prefix
     k = 0
     for d in range(n_docs):
         lo = doc_offsets[d]
@@ -361,8 +388,7 @@ def find_switches(hashes, kinds, doc_offsets, uni, bi, bi_keep, freq_min, window
             continue
         _features_span(hashes, kinds, lo, lo, hi, uni, bi, bi_keep, freq_min, u, b, fslot, bslot)
         _prefix_sums(b, 0, n, csb, csn)
-        for i in range(n):
-            csl[i + 1] = csl[i] + _loop_flag(hashes, lo, i)
+        _loop_prefix(hashes, lo, 0, n, csl, run)
         best = -2.0
         best_p = -1
         best_last = -1  # last position with the same best jump (ties: unknown bigrams)
@@ -568,6 +594,7 @@ def _measure_occurrences(hashes, kinds, starts, ends, doc_offsets, data, doc_byt
     u, b, fslot, cb, cn, va, vb, bslot = _scratch(doc_offsets)
     cu = np.zeros(cb.shape[0], np.float64)
     cl = np.zeros(cb.shape[0], np.float64)  # prefix sums of the loop flags
+    run = np.zeros(LOOP_PERIOD + 1, np.int64)  # scratch of _loop_prefix
     reach = max(window, LANG_WINDOW, LOOP_WINDOW)  # the farthest any window reaches
     k = 0
     d = -1
@@ -608,7 +635,7 @@ def _measure_occurrences(hashes, kinds, starts, ends, doc_offsets, data, doc_byt
                 cl[a] = 0.0
             for i in range(a, need_hi):
                 cu[i + 1] = cu[i] + u[i]
-                cl[i + 1] = cl[i] + _loop_flag(hashes, lo, i)
+            _loop_prefix(hashes, lo, a, need_hi, cl, run)
             filled = need_hi
         b0 = max(0, p0 - window)
         a1 = min(n, p1 + window)
