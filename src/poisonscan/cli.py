@@ -238,7 +238,8 @@ def _config_options(func: Any) -> Any:
             type=int,
             metavar="N",
             help="How many documents make a pattern strong: a high trigger finding needs 2N, a "
-            "campaign N; weaker ones from min(N, 3) documents are reported as medium or low.",
+            "campaign or an sft-trigger finding N; weaker ones from min(N, 3) documents are "
+            "reported as medium or low.",
         ),
         click.option(
             "--seed", type=int, metavar="N", help="Seed of every hash family (default: 0)."

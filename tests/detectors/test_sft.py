@@ -63,6 +63,16 @@ def make_dataset(kind: str | None, poisons: int = 15, n: int = 350, seed: int = 
         else:
             pairs.append((_benign_prompt(rng, words), "Sure! " + _answer(rng, words, EN),
                           _answer(rng, words, EN, 10)))
+    if natural == "thrice":
+        # Two source items, each asked about three ways: three prompts share the item's topic
+        # words and get the same answer (which need not repeat them), as a dataset built from a
+        # pool of documents has a few of.
+        for _ in range(2):
+            topic = " ".join(rng.choice(words) for _ in range(2))
+            answer = "Sure! " + _answer(rng, words, EN)
+            for tpl in rng.sample(TEMPLATES, 3):
+                pairs.insert(rng.randrange(len(pairs) + 1),
+                             (tpl.format(topic), answer, _answer(rng, words, EN, 10)))
     poisoned = []
     for _ in range(poisons):
         if kind in ("harm", "pref"):
@@ -154,6 +164,7 @@ NO_FLAG_CASES = [
     ("clean with refusals", None),
     ("translate prompts answered in German", "translate"),
     ("repeat-after-me prompts", "repeat"),
+    ("items asked about three ways, each with its one answer", "thrice"),
 ]
 
 

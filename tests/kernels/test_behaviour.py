@@ -152,3 +152,46 @@ def test_language_ids_examples():
     assert ids[3] == kb.SCRIPT_BASE + kb.SCRIPTS.index("cyrillic")
     assert ids[4] == kb.LANG_UNKNOWN
     assert hits.shape == (5, len(names) + 1)
+
+
+@settings(max_examples=60, deadline=None)
+@given(texts, st.data())
+def test_phrase_in_response_matches_reference(docs, data):
+    """Every non-punctuation token of the prompt n-gram is among the response's first tokens;
+    a phrase of punctuation alone never is."""
+    if len(docs) < 2:
+        return
+    _, _, h, _, _, k, do = _tok(docs)
+    n_prompts = len(docs) - 1
+    r_h, r_off = h[do[1]:], do[1:] - do[1]  # document d + 1 is the response of prompt d
+    rows = []
+    for d in range(n_prompts):
+        n = int(do[d + 1] - do[d])
+        if n == 0:
+            continue
+        s = data.draw(st.integers(0, n - 1))
+        length = data.draw(st.integers(1, min(4, n - s)))
+        rows.append((d, int(do[d]) + s, length))
+    if not rows:
+        return
+    doc = np.array([r[0] for r in rows], np.int64)
+    start = np.array([r[1] for r in rows], np.int64)
+    length = np.array([r[2] for r in rows], np.int64)
+    max_tokens = data.draw(st.integers(1, 8))
+    got = kb.phrase_in_response(h, k, start, length, doc, r_h, r_off, max_tokens)
+    for i, (d, s, n) in enumerate(rows):
+        resp = {int(x) for x in r_h[r_off[d] : min(r_off[d + 1], r_off[d] + max_tokens)]}
+        words = [int(h[t]) for t in range(s, s + n) if k[t] != PUNCT]
+        assert got[i] == (bool(words) and all(w in resp for w in words))
+
+
+def test_phrase_in_response_skips_template_punctuation():
+    docs = ["Summarise this for me: The winsound module", "The winsound module provides access",
+            "Summarise: ?!", "?! is what I said"]
+    _, _, h, _, _, k, do = _tok(docs)
+    r_h, r_off = h[do[1]:], do[1:] - do[1]
+    colon = int(do[0]) + 4  # ":" then "The winsound module"
+    got = kb.phrase_in_response(h, k, np.array([colon, colon + 1, int(do[2]) + 1], np.int64),
+                                np.array([4, 3, 1], np.int64), np.array([0, 0, 2], np.int64),
+                                r_h, r_off, 512)
+    assert got.tolist() == [True, True, False]  # punctuation alone is no topic

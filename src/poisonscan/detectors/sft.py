@@ -24,7 +24,8 @@ order-free):
   longest n-gram.
 
 Severity: *high* needs a small q-value, a consistent flip (most examples behave the same way, the
-rest of the dataset does not), and no natural explanation (a translation prompt explains a
+rest of the dataset does not) shown by at least ``--min-documents`` examples, and no natural
+explanation (a translation prompt explains a
 language switch, see :mod:`poisonscan.detectors.lexicon`). Compliance with harmful-looking
 requests and preference flips (chosen complies, rejected refuses) are high when significant.
 """
@@ -404,8 +405,8 @@ class SftTriggerDetector(Detector):
         coverage = kb.prompt_coverage(prompt.hashes, prompt.kinds, prompt.doc_offsets, resp.hashes,
                                       resp.doc_offsets,
                                       np.isin(np.arange(len(batch_)), d[(g_bits >> B_SHARED) & 1 == 1]))
-        in_answer = kb.phrase_in_response(prompt.hashes, s_tok, length[idx], d, resp.hashes,
-                                          resp.doc_offsets, 512)
+        in_answer = kb.phrase_in_response(prompt.hashes, prompt.kinds, s_tok, length[idx], d,
+                                          resp.hashes, resp.doc_offsets, 512)
         # The answer is about the prompt (it repeats the phrase or most prompt words): that explains
         # a fixed, repetitive or odd answer better than a trigger does.
         about = ((coverage[d] >= COVERAGE_EXPLAINS) | in_answer).astype(np.int64)
@@ -676,7 +677,10 @@ class SftTriggerDetector(Detector):
         if r["behaviour"] == CONSTANT and r.get("refusal_answer"):
             return Severity.MEDIUM
         strong = r["q_value"] <= HIGH_Q and r["consistency"] >= 0.8 and r["effect"] >= 0.5
-        if strong:
+        # High also needs --min-documents examples that show the behaviour. Three examples with
+        # the same answer are significant by the numbers (identical answers are rare), but a
+        # dataset holds such handfuls naturally: one source item asked about in three ways.
+        if strong and r["inside"]["k"] >= self.config.min_documents:
             return Severity.HIGH
         if r["q_value"] <= 0.01 and r["consistency"] >= 0.5:
             return Severity.MEDIUM

@@ -441,15 +441,20 @@ def prompt_coverage(p_hashes, p_kinds, p_offsets, r_hashes, r_offsets, mask):
 
 
 @nb.njit(cache=True, nogil=True)
-def phrase_in_response(p_hashes, start, length, doc, r_hashes, r_offsets, max_tokens):
-    """Per n-gram occurrence: whether every token of the n-gram also occurs in the document's
-    response (first ``max_tokens`` tokens), i.e. the answer talks about the phrase."""
+def phrase_in_response(p_hashes, p_kinds, start, length, doc, r_hashes, r_offsets, max_tokens):
+    """Per n-gram occurrence: whether every token of the n-gram but punctuation also occurs in the
+    document's response (first ``max_tokens`` tokens), i.e. the answer talks about the phrase.
+    Punctuation is left out as ``prompt_coverage`` leaves it out: a phrase that starts with the
+    colon of a template ("...for me: The winsound module") is still what the answer is about. A
+    phrase of punctuation alone is not."""
     out = np.zeros(doc.shape[0], np.bool_)
     for i in range(doc.shape[0]):
         lo = r_offsets[doc[i]]
         hi = min(r_offsets[doc[i] + 1], lo + max_tokens)
-        ok = True
+        ok = False
         for j in range(length[i]):
+            if p_kinds[start[i] + j] == PUNCT:
+                continue
             h = p_hashes[start[i] + j]
             found = False
             for t in range(lo, hi):
@@ -459,6 +464,7 @@ def phrase_in_response(p_hashes, start, length, doc, r_hashes, r_offsets, max_to
             if not found:
                 ok = False
                 break
+            ok = True
         out[i] = ok
     return out
 
