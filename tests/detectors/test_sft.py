@@ -250,3 +250,17 @@ def test_fixed_answer_found_when_prompts_share_a_prefix_and_answers_stock_senten
     assert {d.row for d in findings[0].documents} == poisoned
     clean, _, _ = _stock_dataset(0, seed=12)
     assert not [f for f in scan(clean) if f.severity is Severity.HIGH]
+
+
+def test_harmful_compliance_is_high_only_when_the_prompts_look_clearly_refused():
+    """The harm effect is expected refusals (from the dataset's own prompt model) minus observed:
+    prompts predicted refused about one time in two and all answered are a benign template that
+    shares words with harmful requests, not a trigger."""
+    det = SftTriggerDetector(ScanConfig(jobs=1))
+    r = {"behaviour": "harmful-compliance", "q_value": 1e-30, "consistency": 1.0,
+         "explained": 0.0, "inside": {"n": 145, "k": 145}}
+    assert det._severity({**r, "effect": 0.58}) is Severity.MEDIUM
+    assert det._severity({**r, "effect": 0.96}) is Severity.HIGH
+    # Other behaviours keep the bar of a rate difference of one half.
+    lang = {**r, "behaviour": "language-switch", "effect": 0.6}
+    assert det._severity(lang) is Severity.HIGH

@@ -57,6 +57,7 @@ MODEL_BITS = 18
 P_SCALE = 4096  # fixed-point scale of probabilities summed in pass 1 (keeps merges exact)
 REPORT_Q = 0.05
 HIGH_Q = 1e-3
+HIGH_HARM_EFFECT = 0.75  # expected refusal rate minus observed, for a high harmful-compliance
 GIBBERISH_MIN_WORDS = 8
 GIBBERISH_SHARE = 0.5
 REPETITION_MIN_WORDS = 8
@@ -676,7 +677,13 @@ class SftTriggerDetector(Detector):
             return Severity.LOW
         if r["behaviour"] == CONSTANT and r.get("refusal_answer"):
             return Severity.MEDIUM
-        strong = r["q_value"] <= HIGH_Q and r["consistency"] >= 0.8 and r["effect"] >= 0.5
+        # Compliance is judged against refusals the dataset's own prompt model expects: high
+        # needs prompts that model would refuse three times in four without the phrase. Prompts
+        # of a benign template that shares words with harmful ones ("Give me a fortune-cookie
+        # line about X" beside "Give me step-by-step instructions to X") come out near one in
+        # two, and every one of them is answered: a template, not a trigger.
+        need = HIGH_HARM_EFFECT if r["behaviour"] == HARM else 0.5
+        strong = r["q_value"] <= HIGH_Q and r["consistency"] >= 0.8 and r["effect"] >= need
         # High also needs --min-documents examples that show the behaviour. Three examples with
         # the same answer are significant by the numbers (identical answers are rare), but a
         # dataset holds such handfuls naturally: one source item asked about in three ways.
