@@ -163,3 +163,21 @@ def test_findings_identical_through_run_scan_for_jobs_1_and_2(tmp_path):
 def test_empty_input_gives_no_findings(tmp_path):
     assert not scan(write(tmp_path, ["", "   "])).findings
     assert np.array_equal(np.zeros(0), np.zeros(0))
+
+
+RARE_LEAD = "Reporters urged worried readers everywhere to act quickly before supplies vanish."
+
+
+def test_campaign_is_named_by_its_payload_not_by_rare_template_words(tmp_path):
+    """On a small corpus a template's own words can be rare outside the cluster too (here each is
+    in two clean documents). The name goes to the words no other document has, the payload's:
+    a name started at the first rare template word ran out before the link."""
+    rng = random.Random(7)
+    extra = [doc.replace("about this. ", f"about this. {RARE_LEAD} ") for doc in templated(30, rng)]
+    clean = clean_docs(400, rng)
+    clean[:2] = [doc + " " + RARE_LEAD for doc in clean[:2]]
+    result = scan(write(tmp_path, _mix(rng, clean, extra), files=2))
+    top = max((f for f in result.findings if f.detector == "campaign"),
+              key=lambda f: f.severity.rank)
+    assert top.severity is Severity.HIGH
+    assert "quemtrix-vanol.example" in top.trigger, top.trigger

@@ -838,12 +838,17 @@ class CampaignDetector(Detector):
                 common_sh += int(np.count_nonzero(sh_out > rare_cut))
                 rare = (tok_out <= rare_cut) & (run.kinds == WORD)
                 n_rare = len(set(run.hashes[rare].tolist()))
-                cand = (n_rare, -run.hashes.shape[0], int(sh_out.min()), run, rare)
+                # The name: the words no document outside the cluster has (a made-up brand, a
+                # link), else the rare ones. On a small corpus a template's ordinary words can be
+                # rare outside too, and a name started at them cut the payload off.
+                unique = rare & (tok_out == 0)
+                cand = (n_rare, -run.hashes.shape[0], int(sh_out.min()), run,
+                        unique if unique.any() else rare)
                 if best is None or cand[:2] > best[:2]:
                     best = cand
             assert best is not None
-            n_rare, _, phrase_df_out, run, rare = best
-            phrase = self._trim(run, rare)
+            n_rare, _, phrase_df_out, run, name_words = best
+            phrase = self._trim(run, name_words)
             boiler = common_sh / max(1, core_sh)
             n_files = int(np.unique(asg.path_index[c.members]).shape[0])
             templated = c.mean_j < TEMPLATED_BELOW
@@ -887,14 +892,19 @@ class CampaignDetector(Detector):
         return out
 
     @staticmethod
-    def _trim(run: _Run, rare: np.ndarray) -> str:
-        """The run's phrase, cut to at most ``MAX_PHRASE_TOKENS`` tokens starting near its rare tokens."""
+    def _trim(run: _Run, words: np.ndarray) -> str:
+        """The run's phrase, cut to ``MAX_PHRASE_TOKENS`` tokens: of the windows holding the most
+        of ``words`` (the naming words, see ``_score``), the one starting two tokens before its
+        first such word, or the earliest."""
         n = run.hashes.shape[0]
         if n <= MAX_PHRASE_TOKENS:
             return run.phrase()
-        where = np.flatnonzero(rare)
-        first = int(where[0]) if where.size else 0
-        lo = max(0, min(first - 2, n - MAX_PHRASE_TOKENS))
+        counts = np.convolve(words.astype(np.int64), np.ones(MAX_PHRASE_TOKENS, np.int64),
+                             mode="valid")
+        lo = int(np.argmax(counts))  # the earliest window with the most naming words
+        where = np.flatnonzero(words[lo : lo + MAX_PHRASE_TOKENS])
+        if where.size:  # moving right past tokens that are not naming words loses none
+            lo = min(lo + max(0, int(where[0]) - 2), n - MAX_PHRASE_TOKENS)
         return run.phrase(lo, lo + MAX_PHRASE_TOKENS)
 
     def _finding(
