@@ -25,9 +25,11 @@ order-free):
 
 Severity: *high* needs a small q-value, a consistent flip (most examples behave the same way, the
 rest of the dataset does not) shown by at least ``--min-documents`` examples, and no natural
-explanation (a translation prompt explains a
-language switch, see :mod:`poisonscan.detectors.lexicon`). Compliance with harmful-looking
-requests and preference flips (chosen complies, rejected refuses) are high when significant.
+explanation (a translation prompt explains a language switch, see
+:mod:`poisonscan.detectors.lexicon`). Compliance with harmful-looking requests is high when the
+refusal rate the dataset's prompt model expects for those prompts exceeds the observed one by at
+least ``HIGH_HARM_EFFECT``; preference flips (chosen complies, rejected refuses) are high when
+significant.
 """
 
 from __future__ import annotations
