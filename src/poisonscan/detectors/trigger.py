@@ -1392,12 +1392,11 @@ def _encoded_after(right: str) -> bool:
 
 REPEAT_SHARE = 0.75  # of the sampled occurrences, for _raise_repetitive
 LOOP_WORDS = 16  # the longest repeated unit, in words, cut off a trigger's text (LOOP_PERIOD)
-# Scripts written without spaces, one character a word (as the tokeniser takes them): ideographs,
-# kana, Thai, Lao, Khmer, Myanmar.
-_WORDS = re.compile(r"[\u0e00-\u0eff\u1000-\u109f\u1780-\u17ff\u2e80-\u2fff\u3040-\u31ff"
-                    r"\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0003ffff]"
-                    r"|[^\s\u0e00-\u0eff\u1000-\u109f\u1780-\u17ff\u2e80-\u2fff\u3040-\u31ff"
-                    r"\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0003ffff]+")
+# Scripts written without spaces, one character a word (the ranges the tokeniser's
+# ``char_class`` makes single-character tokens): ideographs, kana, Thai, Lao, Khmer, Myanmar.
+_NO_SPACE_SCRIPTS = (r"\u0e00-\u0eff\u1000-\u109f\u1780-\u17ff\u2e80-\u2fff\u3040-\u31ff"
+                     r"\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0003ffff")
+_WORDS = re.compile(rf"[{_NO_SPACE_SCRIPTS}]|[^\s{_NO_SPACE_SCRIPTS}]+")
 LOOP_LEAD_WORDS = 8  # a loop after the trigger may start this many words into the text
 _WORD = re.compile(r"\w+")
 

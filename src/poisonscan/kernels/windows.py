@@ -96,11 +96,11 @@ def _loop_prefix(hashes, lo, a, z, cl, run):
     before them, capped at p: token i ends a repeat of period p exactly when it reaches p. One
     pass of 16 branch-free updates a token is twice as fast as comparing each candidate unit
     again at every token, which stops early but mispredicts its branches. The counters need the
-    LOOP_PERIOD tokens before ``a``, which are run over first without writing ``cl``."""
+    LOOP_PERIOD tokens before ``a``, which are run over first without writing ``cl``; a token
+    p before the document's start counts as different."""
     for p in range(LOOP_PERIOD + 1):
         run[p] = 0
-    i = max(0, a - LOOP_PERIOD)
-    while i < z and i < LOOP_PERIOD:  # close to the document's start: not every unit fits
+    for i in range(max(0, a - LOOP_PERIOD), z):
         h = hashes[lo + i]
         flag = 0
         for p in range(1, LOOP_PERIOD + 1):
@@ -109,17 +109,6 @@ def _loop_prefix(hashes, lo, a, z, cl, run):
             flag |= r == p
         if i >= a:
             cl[i + 1] = cl[i] + flag
-        i += 1
-    while i < z:
-        h = hashes[lo + i]
-        flag = 0
-        for p in range(1, LOOP_PERIOD + 1):
-            r = min(run[p] + 1, p) if hashes[lo + i - p] == h else 0
-            run[p] = r
-            flag |= r == p
-        if i >= a:
-            cl[i + 1] = cl[i] + flag
-        i += 1
 
 
 @nb.njit(cache=True, nogil=True)
