@@ -10,6 +10,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from poisonscan.config import ScanConfig
+from poisonscan.detectors import campaign as campaign_mod
 from poisonscan.detectors.campaign import CampaignDetector
 from poisonscan.engine import run_scan
 from poisonscan.engine.executors import LocalExecutor
@@ -181,3 +182,30 @@ def test_campaign_is_named_by_its_payload_not_by_rare_template_words(tmp_path):
               key=lambda f: f.severity.rank)
     assert top.severity is Severity.HIGH
     assert "quemtrix-vanol.example" in top.trigger, top.trigger
+
+
+def test_a_campaign_split_by_lsh_is_one_finding(tmp_path, monkeypatch):
+    """Members whose slots vary a lot (here 30 random words each) are near the clustering
+    threshold, and LSH may split them into two clusters. Each part then saw the other's copies of
+    the payload as "outside", called it boilerplate and reported low. Clusters whose cores are one
+    template are joined: one high finding, and one cluster in the ``--clusters`` export too."""
+    rng = random.Random(7)
+    extra = [d + " " + " ".join(rng.choices(VOCAB[40:], k=30)) for d in templated(24, rng)]
+    paths = write(tmp_path, _mix(rng, clean_docs(400, rng), extra), files=2)
+
+    monkeypatch.setattr(campaign_mod, "MERGE_CORE_J", 2.0)  # no merging: the premise holds
+    split = scan(paths)
+    assert split.stats["detectors"]["campaign"]["analysed_clusters"] >= 2
+    assert all(f.severity is not Severity.HIGH for f in split.findings)
+
+    monkeypatch.undo()
+    result = scan(paths)
+    assert result.stats["detectors"]["campaign"]["merged_clusters"] >= 2
+    top = max(result.findings, key=lambda f: (f.severity.rank, f.document_count))
+    assert top.severity is Severity.HIGH
+    assert "quemtrix-vanol.example" in top.trigger
+    assert top.document_count >= 22
+    table = result.artifacts["clusters"].to_table().to_pylist()
+    label = {(r["path"], r["row"]): (r["cluster"], r["cluster_size"]) for r in table}
+    found = {label[(d.path, d.row)] for d in top.documents}
+    assert found == {(top.evidence["cluster"], top.document_count)}

@@ -18,7 +18,8 @@ Passes:
    order, label) stay, owned by the assignment, for the ``--clusters`` export of every document,
    and go when it is garbage-collected or at exit.
 1. Token streams of up to ``SAMPLE`` members of each cluster of at least ``min_documents`` documents;
-   the driver finds the *core* shingles (present in 80% of the sample) and their phrases.
+   the driver finds the *core* shingles (present in 80% of the sample) and their phrases. Clusters
+   whose cores are mostly the same (one template that LSH split in two) are joined first.
 2. Document frequency, inside and outside each cluster, of every core shingle and core token.
 """
 
@@ -69,6 +70,10 @@ MAX_CLUSTERS = 200  # largest clusters analysed for a shared phrase
 CORE_SHARE = 0.8  # a shingle is "core" when this share of the sampled members has it
 MAX_PHRASE_TOKENS = 24
 TEMPLATED_BELOW = 0.9  # mean estimated Jaccard under this: members vary (slots), not plain copies
+# Clusters whose core shingle sets overlap this much (Jaccard) are one template that LSH split:
+# members whose slots differ most fall under the clustering threshold with each other, and each
+# part would see the other part's copies of the payload as "outside", i.e. as boilerplate.
+MERGE_CORE_J = 0.5
 
 
 def _fields(shape: Shape) -> tuple[str, ...]:
@@ -239,11 +244,17 @@ class _DocumentStore:
 
     def __init__(self, spill: _Spill, paths: list[str], part_pidx: np.ndarray) -> None:
         self.spill, self.paths, self.part_pidx = spill, paths, part_pidx
+        self.relabel: dict[int, int] = {}  # LSH cluster -> the cluster it was merged into
 
     def table(self) -> pa.Table:
         sp = self.spill
         order = sp.read("order", np.int64)
         labels = sp.read("labels", np.int64)
+        if self.relabel:
+            old = np.array(sorted(self.relabel), np.int64)
+            new = np.array([self.relabel[int(o)] for o in old], np.int64)
+            at = np.minimum(np.searchsorted(old, labels), old.shape[0] - 1)
+            labels = np.where(old[at] == labels, new[at], labels)
         counts = np.array([c for _, c, _ in sp.parts], np.int64)
         pidx = np.repeat(self.part_pidx, counts)[order]
         return pa.table(
@@ -636,6 +647,7 @@ class CampaignDetector(Detector):
                 raise
         elif pass_index == 1:
             self._samples = {s.index: s for s in (merged or [])}
+            self._merge_split()
             for c in self._clusters:
                 self._core_runs(c)
         elif merged is not None:
@@ -739,6 +751,7 @@ class CampaignDetector(Detector):
             "clusters": n_clusters,
             "largest_cluster": largest,
             "analysed_clusters": len(self._clusters),
+            "merged_clusters": 0,  # analysed clusters joined to others (see _merge_split)
             "clustered_documents": int(listed.shape[0]),
             # Per document in the band loop: the global order, the mask, the union-find parents,
             # and a sorted band with its order and the next band's, sorted meanwhile (which
@@ -750,18 +763,91 @@ class CampaignDetector(Detector):
             "driver_bytes_per_document": idx + 1 + idx + 2 * (4 + idx),
         }
 
+    def _core(self, docs: list[_SampledDoc]) -> np.ndarray:
+        """The shingle keys at least ``CORE_SHARE`` of the sampled documents have, sorted."""
+        per_doc = []
+        for d in docs:
+            keys = [self._keys(f[2]) for f in d.fields]
+            per_doc.append(np.unique(np.concatenate(keys)) if keys else np.zeros(0, np.uint32))
+        if not per_doc:
+            return np.zeros(0, np.uint32)
+        allk, counts = np.unique(np.concatenate(per_doc), return_counts=True)
+        return allk[counts >= math.ceil(CORE_SHARE * len(docs))]
+
+    def _merge_split(self) -> None:
+        """Join analysed clusters whose cores are one template (see ``MERGE_CORE_J``).
+
+        A merged cluster takes the smallest id of its parts (its first document, as every
+        cluster id), the union of their members and samples, and the size-weighted mean of
+        their mean Jaccard (the parts' cross pairs, less alike, would only lower it). The
+        ``--clusters`` export and the trigger detector see the merged labels too.
+        """
+        cl = self._clusters
+        cores = [self._core([self._samples[i] for i in c.sample if i in self._samples])
+                 for c in cl]
+        lens = np.array([k.shape[0] for k in cores], np.int64)
+        if np.count_nonzero(lens) < 2:
+            return
+        # Pairwise core overlaps as one sparse product: cores may share boilerplate shingles
+        # with many clusters, which a loop over key -> clusters would pay for quadratically.
+        from scipy.sparse import csr_matrix  # here: only scans with two analysed clusters pay
+
+        keys, col = np.unique(np.concatenate(cores), return_inverse=True)
+        m = csr_matrix((np.ones(col.shape[0], np.float32), col,
+                        np.concatenate([[0], np.cumsum(lens)])), shape=(len(cl), keys.shape[0]))
+        inter = (m @ m.T).toarray()
+        union = lens[:, None] + lens[None, :] - inter
+        close = np.argwhere(np.triu(inter >= MERGE_CORE_J * np.maximum(union, 1), 1)
+                            & (inter > 0))
+        if not close.shape[0]:
+            return
+        parent = list(range(len(cl)))
+
+        def root(i: int) -> int:
+            while parent[i] != i:
+                parent[i] = parent[parent[i]]
+                i = parent[i]
+            return i
+
+        for a, b in close:
+            ra, rb = root(int(a)), root(int(b))
+            if ra != rb:
+                parent[max(ra, rb)] = min(ra, rb)
+        groups: dict[int, list[_Cluster]] = {}
+        for i, c in enumerate(cl):
+            groups.setdefault(root(i), []).append(c)
+        asg = self.assignment
+        assert asg is not None
+        store = asg.store
+        out = []
+        for parts in groups.values():
+            if len(parts) == 1:
+                out.append(parts[0])
+                continue
+            sizes = np.array([p.members.shape[0] for p in parts], np.float64)
+            c = _Cluster(
+                min(p.id for p in parts),
+                np.sort(np.concatenate([p.members for p in parts])),
+                np.sort(np.concatenate([p.sample for p in parts])),
+                float(np.dot(sizes, [p.mean_j for p in parts]) / sizes.sum()),
+                min(p.min_j for p in parts),
+            )
+            asg.cluster[c.members] = c.id
+            asg.size[c.members] = c.members.shape[0]
+            if isinstance(store, _DocumentStore):
+                store.relabel.update({p.id: c.id for p in parts if p.id != c.id})
+            out.append(c)
+        out.sort(key=lambda c: (-c.members.shape[0], c.id))
+        self._clusters = out
+        self._stats["merged_clusters"] = sum(len(p) for p in groups.values() if len(p) > 1)
+
     def _core_runs(self, c: _Cluster) -> None:
         """Find the shingles most sampled members share, and their phrases in the first member."""
         docs = [self._samples[i] for i in c.sample if i in self._samples]
         if not docs:
             return
         k = self.shingle
-        per_doc = []
-        for d in docs:
-            keys = [self._keys(f[2]) for f in d.fields]
-            per_doc.append(np.unique(np.concatenate(keys)) if keys else np.zeros(0, np.uint32))
-        allk, counts = np.unique(np.concatenate(per_doc), return_counts=True)
-        core = allk[counts >= math.ceil(CORE_SHARE * len(docs))]
+        core = self._core(docs)
         rep = docs[0]
         for _, text, hashes, starts, ends, kinds in rep.fields:
             keys = self._keys(hashes)
