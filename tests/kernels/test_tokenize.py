@@ -14,6 +14,11 @@ from poisonscan.kernels.tokenize import (
     _SINGLE_CJK,
     _SPACE,
     _WORDC,
+    CASE_LOWER,
+    CASE_MIXED,
+    CASE_NONE,
+    CASE_TITLE,
+    CASE_UPPER,
     CJK,
     FNV_OFFSET,
     FNV_PRIME,
@@ -21,6 +26,7 @@ from poisonscan.kernels.tokenize import (
     SYMBOL,
     WORD,
     char_class,
+    span_forms,
     tokenize,
 )
 
@@ -379,3 +385,67 @@ def test_empty_inputs():
     assert doc_offsets.tolist() == [0]
     data, offsets = string_buffers(pa.array([None, "", None], pa.string()))
     assert tokenize(data, offsets)[4].tolist() == [0, 0, 0, 0]
+
+
+# ------------------------------------------------------------------ span forms
+def ref_span_form(raw: bytes, b0: int, b1: int) -> int:
+    """``case * 25 + before * 5 + after`` of ``raw[b0:b1]`` (see span_forms), from the decoded
+    characters of the whole document."""
+    span = "".join(chr(b) if 65 <= b <= 90 or 97 <= b <= 122 else " " for b in raw[b0:b1])
+    letters = span.replace(" ", "")
+    if not letters:
+        case = CASE_NONE
+    elif letters.islower():
+        case = CASE_LOWER
+    elif letters.isupper():
+        case = CASE_UPPER
+    elif all(w[0].isupper() and (len(w) == 1 or w[1:].islower()) for w in span.split()):
+        case = CASE_TITLE
+    else:
+        case = CASE_MIXED
+    chars = ref_code_points(raw)
+    before = next((char_class(cp) for cp, pos, ln in chars if pos + ln == b0), _SPACE)
+    after = next((char_class(cp) for cp, pos, _ in chars if pos == b1), _SPACE)
+    return case * 25 + before * 5 + after
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(raw_bytes, min_size=1, max_size=4), st.data())
+@example([b"Windows XP and xp", b'"th" th\' way'], None)
+def test_span_forms_match_reference(docs, data):
+    buf, offsets = buffers(docs)
+    _, starts, ends, _, doc_offsets = tokenize(buf, offsets, 0)
+    spans = []  # (doc, first token, last token + 1) of every n-gram of up to three tokens
+    for d in range(len(docs)):
+        lo, hi = int(doc_offsets[d]), int(doc_offsets[d + 1])
+        spans += [(d, t, u) for t in range(lo, hi) for u in range(t + 1, min(hi, t + 3) + 1)]
+    if data is not None and len(spans) > 60:
+        spans = data.draw(st.lists(st.sampled_from(spans), min_size=1, max_size=60))
+    if not spans:
+        return
+    d = np.array([s[0] for s in spans], np.int64)
+    b0 = np.array([starts[s[1]] for s in spans], np.int64)
+    b1 = np.array([ends[s[2] - 1] for s in spans], np.int64)
+    got = span_forms(buf, offsets[d], offsets[d + 1], b0, b1)
+    want = [ref_span_form(docs[di], int(a - offsets[di]), int(b - offsets[di]))
+            for di, a, b in zip(d, b0, b1, strict=True)]
+    assert got.tolist() == want
+
+
+@pytest.mark.parametrize(("text", "span", "expected"), [
+    ("Windows XP is old", "XP", (CASE_UPPER, _SPACE, _SPACE)),
+    ("a <xp> b", "xp", (CASE_LOWER, _PUNCTC, _PUNCTC)),
+    ("th' way", "th", (CASE_LOWER, _SPACE, _PUNCTC)),
+    ("Keguvoketu Valipar", "Keguvoketu Valipar", (CASE_TITLE, _SPACE, _SPACE)),
+    ("RegExp", "RegExp", (CASE_MIXED, _SPACE, _SPACE)),
+    ("Xp3D", "Xp3D", (CASE_TITLE, _SPACE, _SPACE)),
+    ("中xp文", "xp", (CASE_LOWER, _SINGLE_CJK, _SINGLE_CJK)),
+    ("«42»", "42", (CASE_NONE, _PUNCTC, _PUNCTC)),
+])
+def test_span_forms_of_examples(text, span, expected):
+    raw = text.encode()
+    buf, offsets = buffers([raw])
+    a = raw.index(span.encode())
+    got = span_forms(buf, offsets[:1], offsets[1:], np.array([a]),
+                     np.array([a + len(span.encode())]))
+    assert got.tolist() == [expected[0] * 25 + expected[1] * 5 + expected[2]]

@@ -52,7 +52,7 @@ from poisonscan.kernels.ngrams import (
     scratch_set,
 )
 from poisonscan.kernels.runs import merge_switch_columns
-from poisonscan.kernels.tokenize import tokenize
+from poisonscan.kernels.tokenize import span_forms, tokenize
 from poisonscan.kernels.windows import (
     CTX_TOKENS,
     HIST_BINS,
@@ -87,6 +87,9 @@ MAX_LOW_FINDINGS = 20
 # Share of a phrase's documents that must be anomalous after it for a high finding; a trigger is
 # also grown beyond its n-gram (see _extend_trigger) only from this share on.
 HIGH_CONSISTENCY = 0.7
+# A high finding lists the documents holding its phrase in a written form (letter case, and what
+# touches it on each side) that at least this share of its anomalous occurrences have.
+FORM_SHARE = 0.1
 # Distinct bigrams expected per byte of input text; sizes the bigram hash sample (see expect()).
 # Measured: 0.073 on 7 MB of real text (../shared/corpora/real-clean.parquet), 0.065 on the scale
 # benchmark's Zipf corpus, 0.008 on the speed benchmark's corpus of reused paragraphs, 0.14 on
@@ -358,7 +361,7 @@ def _group_runs(rows: np.ndarray) -> _Switches:
 
 
 # Columns of _Evidence.ints
-_CAND, _TOK0, _TOK1, _LCTX, _RCTX, _CHAR0, _CHAR1 = range(7)
+_CAND, _TOK0, _TOK1, _LCTX, _RCTX, _CHAR0, _CHAR1, _FORM = range(8)
 
 
 @dataclass
@@ -374,7 +377,9 @@ class _Evidence:
     path_idx: np.ndarray  # int32 per occurrence
     rows: np.ndarray  # int64 per occurrence
     ids: pa.Array  # record ids per occurrence (string, null where none)
-    ints: np.ndarray  # (n, 7) int64: cand, tok_start, tok_end, lctx, rctx, char_start, char_end
+    # (n, 8) int64: cand, tok_start, tok_end, lctx, rctx, char_start, char_end, form (the
+    # n-gram's written form: letter case and the characters next to it, see span_forms)
+    ints: np.ndarray
     # (n, 11): before, after, n_before, n_after, u_b, u_a, b_b, b_a, cosine, loop_b, loop_a
     floats: np.ndarray
     # (cand, doc hash, path, row, token, left, surface, right) for a bottom-k sample per cand
@@ -459,6 +464,12 @@ def _evidence_batch(plan: _Plan, tok: Tokens, totals: np.ndarray, out_i: np.ndar
                                out_f))
 
 
+def _occurrence_forms(tok: Tokens, docs: np.ndarray, out_i: np.ndarray) -> np.ndarray:
+    """The written form of each measured occurrence (``out_i`` rows, see gather_evidence)."""
+    offsets = tok.offsets.astype(np.int64, copy=False)
+    return span_forms(tok.data, offsets[docs], offsets[docs + 1], out_i[:, 4], out_i[:, 5])
+
+
 def compile_candidate_kernels() -> None:
     """Run the count and evidence passes' kernels once on a two-document batch whose arguments
     are made by the same code as a scan's, so that numba compiles and caches the versions a scan
@@ -471,7 +482,8 @@ def compile_candidate_kernels() -> None:
                            keys, np.ones(len(keys), np.int64), keys)
     _count_batch(plan, tok, _new_tally(plan))
     out_i, out_f = np.empty((64, 10), np.int64), np.empty((64, _FLOATS), np.float64)
-    _evidence_batch(plan, tok, np.zeros(len(keys), np.int64), out_i, out_f)
+    k = max(0, _evidence_batch(plan, tok, np.zeros(len(keys), np.int64), out_i, out_f))
+    _occurrence_forms(tok, out_i[:k, 1], out_i[:k])
 
 
 class TriggerDetector(Detector):
@@ -488,7 +500,7 @@ class TriggerDetector(Detector):
         "listed documents before training."
     )
     n_passes = 4
-    ahead = (_COUNTS, (count_occurrences, gather_evidence), compile_candidate_kernels)
+    ahead = (_COUNTS, (count_occurrences, gather_evidence, span_forms), compile_candidate_kernels)
 
     def __init__(self, config: Any) -> None:
         super().__init__(config)
@@ -710,7 +722,8 @@ class TriggerDetector(Detector):
             path_idx=np.zeros(len(docs), np.int32),
             rows=batch.row[docs].astype(np.int64),
             ids=batch.id.take(pa.array(docs)) if len(docs) else pa.array([], pa.string()),
-            ints=out_i[:, [0, 2, 3, 6, 7, 8, 9]].copy(),
+            ints=np.column_stack([out_i[:, [0, 2, 3, 6, 7, 8, 9]],
+                                  _occurrence_forms(tok, docs, out_i)]),
             floats=out_f.copy(),
         )
         # Context text for a bottom-k sample (by document hash) of each candidate's anomalous
@@ -925,15 +938,17 @@ class TriggerDetector(Detector):
         # bigrams look ordinary.
         loop = ev.floats[:, 10] - ev.floats[:, 9] >= LOOP_TAU
         # One occurrence per (candidate, document): the most anomalous one.
-        idx = np.flatnonzero(ok)
-        idx = idx[np.lexsort((-jump[idx], doc[idx], cand[idx]))]
-        first = np.ones(len(idx), bool)
-        first[1:] = (cand[idx][1:] != cand[idx][:-1]) | (doc[idx][1:] != doc[idx][:-1])
-        idx = idx[first]
+        ordered = np.flatnonzero(ok)
+        ordered = ordered[np.lexsort((-jump[ordered], doc[ordered], cand[ordered]))]
+        first = np.ones(len(ordered), bool)
+        first[1:] = ((cand[ordered][1:] != cand[ordered][:-1])
+                     | (doc[ordered][1:] != doc[ordered][:-1]))
+        idx = ordered[first]
         c_sel = cand[idx]
         n_cand = len(caps)
         occ_tau = OCC_TAU * self.attenuation
-        anomalous = (jump[idx] >= occ_tau) | shift[idx] | loop[idx]
+        anomalous_all = (jump >= occ_tau) | shift | loop
+        anomalous = anomalous_all[idx]
         m = np.bincount(c_sel, minlength=n_cand).astype(np.float64)
         k = np.bincount(c_sel, weights=anomalous, minlength=n_cand)
         p0 = self._p0
@@ -1031,18 +1046,49 @@ class TriggerDetector(Detector):
                     "suffix_diversity": round(float(suffix_div[c]), 4),
                     "near_duplicate_clusters": None if n_clusters is None
                     else int(n_clusters[c]),
+                    "documents_other_form": 0,
                 },
             }
 
-        return self._select(ev, [(r, t, c, int(severity[c]) > 0) for r, t, c in ranked], record)
+        ord_starts = np.searchsorted(cand[ordered], np.arange(n_cand + 1))
+
+        def narrow(s: dict[str, Any]) -> None:
+            """List a high finding's documents where the phrase is written as in its anomalous
+            occurrences (see span_forms): the trigger is one string planted one way, while the
+            same tokens spelled or set otherwise ("XP" in "Windows XP", "th'" for "the") are
+            the ordinary word. The figures above still count every document."""
+            c = s["cand"]
+            rows = ordered[ord_starts[c] : ord_starts[c + 1]]  # by document, most anomalous first
+            forms = ev.ints[rows, _FORM]
+            seen, counts = np.unique(forms[anomalous_all[rows]], return_counts=True)
+            main = seen[counts >= max(2, FORM_SHARE * counts.sum())]
+            if not main.size:
+                return
+            kept = rows[np.isin(forms, main)]
+            first = np.ones(len(kept), bool)
+            first[1:] = doc[kept][1:] != doc[kept][:-1]
+            kept = kept[first]
+            dropped = len(s["idx"]) - len(kept)
+            if dropped <= 0:
+                return
+            s["idx"] = kept
+            s["docset"] = set(zip(ev.path_idx[kept].tolist(), ev.rows[kept].tolist(),
+                                  strict=True))
+            s["evidence"]["documents_other_form"] = int(dropped)
+            where = {p: i for i, p in enumerate(ev.paths)}
+            s["sample"] = [e for e in s["sample"] if (where[e[2]], e[3]) in s["docset"]]
+
+        return self._select(ev, [(r, t, c, int(severity[c]) > 0) for r, t, c in ranked], record,
+                            narrow)
 
     def _select(self, ev: _Evidence, ranked: list[tuple[float, str, int, bool]],
-                record: Any) -> list[Finding]:
+                record: Any, narrow: Any) -> list[Finding]:
         """Turn ranked candidates into findings: one per trigger, no fragments, no payload.
 
         ``ranked`` holds (score, surface, candidate, stronger than low) by score; ``record`` makes
-        a candidate's full description. Low candidates are only described while the low quota
-        lasts: on a large corpus there are tens of thousands of them.
+        a candidate's full description, and ``narrow`` cuts a high one's documents down to those
+        that hold the phrase in the trigger's form. Low candidates are only described while the
+        low quota lasts: on a large corpus there are tens of thousands of them.
         """
         strong = []
         for score, surface, c, is_strong in ranked:
@@ -1054,6 +1100,8 @@ class TriggerDetector(Detector):
                 _cap_data_loop(s)
                 _cap_encoded(s)
                 _cap_markup_code(s)
+                if s["severity"] is Severity.HIGH:
+                    narrow(s)
                 strong.append(s)
         strong_by_cand = {s["cand"]: s for s in strong}
         findings: list[Finding] = []

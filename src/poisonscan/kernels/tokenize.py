@@ -218,6 +218,62 @@ def _scan(data, offsets, seed, doc0, byte0, t, out_hash, out_start, out_end, out
     return t, n_docs, 0
 
 
+# Letter case of a span's ASCII letters (see span_forms).
+CASE_NONE, CASE_LOWER, CASE_UPPER, CASE_TITLE, CASE_MIXED = range(5)
+
+
+@nb.njit(cache=True, nogil=True)
+def span_forms(data, lo, hi, b0, b1):
+    """The written form of each span ``data[b0[r]:b1[r]]`` of a document ``data[lo[r]:hi[r]]``.
+
+    Hashes fold ASCII case and tokens ignore what touches them, so ``XP`` in "Windows XP",
+    ``xp`` planted between spaces and ``th`` in "th' way" are one n-gram; the form tells them
+    apart: ``case * 25 + before * 5 + after``, where ``case`` is the span's ``CASE_*`` (ASCII
+    letters only; title: each word's first letter a capital, its other letters not) and
+    ``before`` and ``after`` are the character classes of the characters next to the span
+    (``_SPACE`` at the document's edges). Spans start and end on token boundaries; a stray
+    byte is a word character, as in :func:`tokenize`.
+    """
+    out = np.empty(b0.shape[0], np.int64)
+    for r in range(b0.shape[0]):
+        s, e, d_lo, d_hi = b0[r], b1[r], lo[r], hi[r]
+        up = low = 0
+        title = True  # every letter after a non-letter a capital, every other one not
+        prev_letter = False
+        for i in range(s, e):
+            c = data[i]
+            is_up = 65 <= c <= 90
+            is_low = 97 <= c <= 122
+            if is_up or is_low:
+                title = title and is_up != prev_letter
+            up += is_up
+            low += is_low
+            prev_letter = is_up or is_low
+        if up + low == 0:
+            case = CASE_NONE
+        elif up == 0:
+            case = CASE_LOWER
+        elif low == 0:
+            case = CASE_UPPER
+        elif title:
+            case = CASE_TITLE
+        else:
+            case = CASE_MIXED
+        before = _SPACE
+        if s > d_lo:
+            p = s - 1  # back to the lead byte of the character before (at most 3 steps)
+            while p > d_lo and p > s - 4 and (data[p] & 0xC0) == 0x80:
+                p -= 1
+            cp, ln = _decode(data, p, d_hi)
+            before = char_class(cp if p + ln == s else 0xFFFD)
+        after = _SPACE
+        if e < d_hi:
+            cp, _ = _decode(data, e, d_hi)
+            after = char_class(cp)
+        out[r] = case * 25 + before * 5 + after
+    return out
+
+
 def tokenize(data: np.ndarray, offsets: np.ndarray, seed: int = 0):
     """Tokenise every document of an Arrow string buffer.
 
