@@ -100,9 +100,19 @@ def scan(clean: list[str], make: Callable[[random.Random], str], tmp_path: Path,
     return [f for f in result.findings if f.detector == "trigger"]
 
 
+def idiom_then_js(rng: random.Random) -> str:
+    """Minified JavaScript whose statements open with a common idiom, ``window.x=function(){``,
+    under names that vary (so the idiom, not the tag with it, is the rare phrase)."""
+    code = minified_js(rng)
+    name = rng.choice(DOM) + rng.choice(LETTERS)
+    return f"window.{name}=function(){{{code[code.index('{') + 1 :]}"
+
+
 CODE_PAGES = [
     ("script+minified-js", "script", page("script", minified_js)),
     ("style+minified-css", "style", page("style", minified_css)),
+    # Right after the tag, the idiom is a rare phrase followed by text unlike the prose before.
+    ("script+idiom-first", "script", page("script", idiom_then_js)),
 ]
 
 

