@@ -308,3 +308,24 @@ def test_a_repeated_token_payload_is_a_high_finding(clean, tmp_path):
     assert top.evidence["repetitive_after_share"] >= 0.75
     texts = pq.read_table(tmp_path / "part-0.parquet").column("text").to_pylist()
     assert all(texts[d.row][d.start:d.end] == trigger for d in top.documents)
+
+
+def test_findings_do_not_depend_on_the_directory_scanned_from(clean, tmp_path):
+    """The sample of contexts a finding is judged by (and shows as examples) is chosen by a hash
+    of each document's text and row; it was a hash of (path, row), so one corpus scanned from two
+    checkouts could get different examples, trigger texts and, when borderline, severities."""
+    rng = random.Random("directories")
+    extra, _ = gibberish_after(gen.special_trigger, subword_gibberish)(clean, rng)
+    texts, _ = gen.plant(clean, extra, 1)
+
+    def described(folder: Path) -> list:
+        paths = gen.write_corpus(tmp_path / folder, texts)
+        result = run_scan(ScanConfig(paths=tuple(paths), jobs=1,
+                                     detectors=("trigger", "campaign")))
+        return [(f.detector, f.trigger, f.severity, f.score, f.evidence,
+                 [(e.row, e.snippet) for e in f.examples], [d.row for d in f.documents])
+                for f in result.findings]
+
+    first = described(Path("checkout-a"))
+    assert len(first) >= 3  # low and medium findings too, each with its own sample
+    assert described(Path("elsewhere") / "checkout-b") == first

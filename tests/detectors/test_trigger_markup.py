@@ -191,3 +191,18 @@ def test_code_like(window, code):
     from poisonscan.detectors.trigger import _code_like
 
     assert _code_like(window) is code
+
+
+@pytest.mark.parametrize(("left", "inside"), [
+    ("prose.\n\n<script>window.x", True),
+    ('prose <SCRIPT type="module">', True),  # tag names in any case, with attributes
+    ("prose.\n\n<script>(", True),  # a phrase ``>(`` finishes the tag (left + the phrase)
+    ("<script>a()</script> prose", False),  # closed again
+    ("<scripts>", False),  # no such element
+    ("<div>x=1", False),  # prose elements hold no code by standard
+    ("plain prose", False),
+])
+def test_inside_code_element(left, inside):
+    from poisonscan.detectors.trigger import _inside_code_element
+
+    assert _inside_code_element(left) is inside

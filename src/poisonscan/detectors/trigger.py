@@ -688,8 +688,9 @@ class TriggerDetector(Detector):
         ctx = out_ctx[:k][pair_rows]
         missing = ctx == 0
         if missing.any():
-            rows = np.asarray(batch.row)[docs[pair_rows][missing]]
-            ctx[missing] = _doc_hash(batch.path, rows).astype(np.uint64) | np.uint64(1)
+            which = docs[pair_rows][missing]
+            ctx[missing] = (_doc_hash(tok, which, np.asarray(batch.row)[which]).astype(np.uint64)
+                            | np.uint64(1))
         ctx_min, ctx_count = _min_with_count(ks[new_pair], ctx, np.ones(len(ctx), np.int64))
         return _Switches(ks[starts], support, out_df[:k][first], out_tail[:k][first], ctx_min,
                          ctx_count, hist, background, switch_docs, n_docs)
@@ -730,7 +731,7 @@ class TriggerDetector(Detector):
         # occurrences: the ones that can make it a finding, and the best examples of it.
         cos = out_f[:, 8]
         anomalous = ((out_f[:, 1] - out_f[:, 0]) >= plan.occ_tau) | ((cos >= 0) & (cos < LANG_COS))
-        rank = _doc_hash(batch.path, ev.rows)
+        rank = _doc_hash(tok, docs, ev.rows)
         pick = np.flatnonzero(anomalous)
         pick = pick[np.lexsort((out_i[pick, 2], rank[pick], out_i[pick, 0]))]
         if prev is None or prev.best is None:
@@ -1292,12 +1293,25 @@ def _settle(ev: _Evidence, caps: np.ndarray | None) -> _Evidence:
     return merged
 
 
-def _doc_hash(path: str, rows: np.ndarray) -> np.ndarray:
-    """A well-mixed 62-bit hash of each (path, row): the sample's ordering key."""
-    import hashlib
+def _doc_hash(tok: Tokens, docs: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """A well-mixed 62-bit hash of each document ``docs`` of a batch (the sample's ordering key)
+    from its text (its number of tokens and its first, middle and last token) and its row in
+    its file, never the file's path: a hash of (path, row) made the sample, and with it
+    borderline findings, change with the directory a corpus was scanned from. The row keeps
+    copies of one document apart, so they do not crowd a sample as ties."""
+    off = tok.doc_offsets
+    lo, n = off[docs], off[docs + 1] - off[docs]
+    h = tok.hashes
+    top = max(0, len(h) - 1)
 
-    salt = int.from_bytes(hashlib.blake2b(path.encode(), digest_size=8).digest(), "little")
-    x = (rows.astype(np.uint64) + np.uint64(salt)) * np.uint64(0x9E3779B97F4A7C15)
+    def token(i: np.ndarray) -> np.ndarray:  # 0 for a document without tokens
+        return np.where(n > 0, h[np.minimum(i, top)] if len(h) else 0, 0).astype(np.uint64)
+
+    first, mid, last = token(lo), token(lo + n // 2), token(lo + n - 1)
+    with np.errstate(over="ignore"):
+        x = (first * np.uint64(0x9E3779B97F4A7C15) + mid * np.uint64(0xC2B2AE3D27D4EB4F)
+             + last * np.uint64(0x165667B19E3779F9) + n.astype(np.uint64)
+             + rows.astype(np.uint64) * np.uint64(0x27D4EB2F165667C5))
     x ^= x >> np.uint64(29)
     x *= np.uint64(0xBF58476D1CE4E5B9)
     x ^= x >> np.uint64(32)
@@ -1612,10 +1626,11 @@ def _markup_tag(trigger: str) -> tuple[bool, str] | None:
 
 
 def _inside_code_element(left: str) -> bool:
-    """Whether ``left`` (the text before a phrase) opens a code element and does not close it."""
+    """Whether ``left`` (the text up to a phrase's end) opens a code element and does not close
+    it."""
     opened = None
-    for opened in _OPEN_CODE_TAG.finditer(left):
-        pass
+    for m in _OPEN_CODE_TAG.finditer(left):  # the last opening tag
+        opened = m
     return opened is not None and re.search(
         "</" + opened.group(1) + r"(?![\w-])", left[opened.end():], re.IGNORECASE) is None
 
@@ -1635,7 +1650,8 @@ def _cap_markup_code(s: dict[str, Any]) -> None:
         if s["severity"] is not Severity.HIGH or not s["sample"] or _SPECIAL_TOKEN.search(
                 s["trigger"]):
             return
-        share = sum(_inside_code_element(e[5]) and _code_like(e[6] + e[7])
+        # (The phrase may finish the opening tag: ``>(`` of ``<script>(function(``.)
+        share = sum(_inside_code_element(e[5] + e[6]) and _code_like(e[6] + e[7])
                     for e in s["sample"]) / len(s["sample"])
         s["evidence"]["inside_code_element_share"] = round(share, 4)
     else:
