@@ -945,7 +945,8 @@ class TriggerDetector(Detector):
         # A trigger is one string planted one way, so a candidate is judged by its occurrences
         # written as its anomalous ones are (see span_forms): "XP" in "Windows XP" and "Jr." are
         # not the trigger "xp" or "jr" planted between spaces, though the n-gram is the same.
-        in_form = ok & _in_main_forms(cand, ev.ints[:, _FORM], ok & anomalous_all, n_cand)
+        in_form = ok & _in_main_forms(cand, ev.ints[:, _FORM], ok & anomalous_all, n_cand,
+                                      2 * self.config.min_documents)
         m_all = _documents_per_candidate(cand, doc, ok, n_cand)
         # One occurrence per (candidate, document): the most anomalous one.
         ordered = np.flatnonzero(in_form)
@@ -1277,14 +1278,17 @@ def _settle(ev: _Evidence, caps: np.ndarray | None) -> _Evidence:
 
 
 def _in_main_forms(cand: np.ndarray, form: np.ndarray, anomalous: np.ndarray,
-                   n_cand: int) -> np.ndarray:
+                   n_cand: int, enough: int) -> np.ndarray:
     """Whether each occurrence is written in one of its candidate's main forms: a form that at
-    least FORM_SHARE (and two) of the candidate's ``anomalous`` occurrences have. A candidate
-    with no such form keeps all its occurrences."""
+    least FORM_SHARE (and two) of the candidate's ``anomalous`` occurrences have. Only a
+    candidate with ``enough`` anomalous occurrences (what a high finding needs) is split so: the
+    others, which cannot be high, keep all their occurrences, as does a candidate with no main
+    form (splitting a common short token by form would only make more medium findings)."""
     key = cand.astype(np.int64) * _FORMS + form
     seen, counts = np.unique(key[anomalous], return_counts=True)
     total = np.bincount(cand[anomalous], minlength=n_cand)
-    main = seen[counts >= np.maximum(2, FORM_SHARE * total[seen // _FORMS])]
+    main = seen[(counts >= np.maximum(2, FORM_SHARE * total[seen // _FORMS]))
+                & (total[seen // _FORMS] >= enough)]
     has_main = np.zeros(n_cand, bool)
     has_main[main // _FORMS] = True
     return ~has_main[cand] | np.isin(key, main)
