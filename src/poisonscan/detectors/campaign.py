@@ -647,9 +647,10 @@ class CampaignDetector(Detector):
                 raise
         elif pass_index == 1:
             self._samples = {s.index: s for s in (merged or [])}
-            self._merge_split()
+            cores = {c.id: self._core(self._sampled(c)) for c in self._clusters}
+            self._merge_split(cores)
             for c in self._clusters:
-                self._core_runs(c)
+                self._core_runs(c, cores[c.id])
         elif merged is not None:
             self._findings = self._score(merged)
 
@@ -763,6 +764,10 @@ class CampaignDetector(Detector):
             "driver_bytes_per_document": idx + 1 + idx + 2 * (4 + idx),
         }
 
+    def _sampled(self, c: _Cluster) -> list[_SampledDoc]:
+        """The cluster's sampled members whose text pass 1 returned."""
+        return [self._samples[i] for i in c.sample if i in self._samples]
+
     def _core(self, docs: list[_SampledDoc]) -> np.ndarray:
         """The shingle keys at least ``CORE_SHARE`` of the sampled documents have, sorted."""
         per_doc = []
@@ -774,8 +779,9 @@ class CampaignDetector(Detector):
         allk, counts = np.unique(np.concatenate(per_doc), return_counts=True)
         return allk[counts >= math.ceil(CORE_SHARE * len(docs))]
 
-    def _merge_split(self) -> None:
-        """Join analysed clusters whose cores are one template (see ``MERGE_CORE_J``).
+    def _merge_split(self, cores: dict[int, np.ndarray]) -> None:
+        """Join analysed clusters whose cores (``cores``, by cluster id) are one template (see
+        ``MERGE_CORE_J``); a joined cluster's core, over all its parts' samples, is added.
 
         A merged cluster takes the smallest id of its parts (its first document, as every
         cluster id), the union of their members and samples, and the size-weighted mean of
@@ -783,16 +789,14 @@ class CampaignDetector(Detector):
         ``--clusters`` export and the trigger detector see the merged labels too.
         """
         cl = self._clusters
-        cores = [self._core([self._samples[i] for i in c.sample if i in self._samples])
-                 for c in cl]
-        lens = np.array([k.shape[0] for k in cores], np.int64)
+        lens = np.array([cores[c.id].shape[0] for c in cl], np.int64)
         if np.count_nonzero(lens) < 2:
             return
         # Pairwise core overlaps as one sparse product: cores may share boilerplate shingles
         # with many clusters, which a loop over key -> clusters would pay for quadratically.
         from scipy.sparse import csr_matrix  # here: only scans with two analysed clusters pay
 
-        keys, col = np.unique(np.concatenate(cores), return_inverse=True)
+        keys, col = np.unique(np.concatenate([cores[c.id] for c in cl]), return_inverse=True)
         m = csr_matrix((np.ones(col.shape[0], np.float32), col,
                         np.concatenate([[0], np.cumsum(lens)])), shape=(len(cl), keys.shape[0]))
         inter = (m @ m.T).toarray()
@@ -836,18 +840,19 @@ class CampaignDetector(Detector):
             asg.size[c.members] = c.members.shape[0]
             if isinstance(store, _DocumentStore):
                 store.relabel.update({p.id: c.id for p in parts if p.id != c.id})
+            cores[c.id] = self._core(self._sampled(c))
             out.append(c)
         out.sort(key=lambda c: (-c.members.shape[0], c.id))
         self._clusters = out
         self._stats["merged_clusters"] = sum(len(p) for p in groups.values() if len(p) > 1)
 
-    def _core_runs(self, c: _Cluster) -> None:
-        """Find the shingles most sampled members share, and their phrases in the first member."""
-        docs = [self._samples[i] for i in c.sample if i in self._samples]
+    def _core_runs(self, c: _Cluster, core: np.ndarray) -> None:
+        """Find the phrases of the cluster's ``core`` shingles (those most sampled members
+        share, see _core) in its first sampled member."""
+        docs = self._sampled(c)
         if not docs:
             return
         k = self.shingle
-        core = self._core(docs)
         rep = docs[0]
         for _, text, hashes, starts, ends, kinds in rep.fields:
             keys = self._keys(hashes)

@@ -947,17 +947,13 @@ class TriggerDetector(Detector):
         # not the trigger "xp" or "jr" planted between spaces, though the n-gram is the same.
         in_form = ok & _in_main_forms(cand, ev.ints[:, _FORM], ok & anomalous_all, n_cand,
                                       2 * self.config.min_documents)
-        m_all = _documents_per_candidate(cand, doc, ok, n_cand)
-        # One occurrence per (candidate, document): the most anomalous one.
-        ordered = np.flatnonzero(in_form)
-        ordered = ordered[np.lexsort((-jump[ordered], doc[ordered], cand[ordered]))]
-        first = np.ones(len(ordered), bool)
-        first[1:] = ((cand[ordered][1:] != cand[ordered][:-1])
-                     | (doc[ordered][1:] != doc[ordered][:-1]))
-        idx = ordered[first]
+        idx = _most_anomalous_per_document(in_form, cand, doc, jump)
         c_sel = cand[idx]
         anomalous = anomalous_all[idx]
         m = np.bincount(c_sel, minlength=n_cand).astype(np.float64)
+        # Documents that hold a candidate in other forms only (none when nothing was split).
+        m_all = m if np.array_equal(in_form, ok) else np.bincount(
+            cand[_most_anomalous_per_document(ok, cand, doc, jump)], minlength=n_cand)
         k = np.bincount(c_sel, weights=anomalous, minlength=n_cand)
         p0 = self._p0
         with np.errstate(divide="ignore", invalid="ignore"):
@@ -1294,15 +1290,16 @@ def _in_main_forms(cand: np.ndarray, form: np.ndarray, anomalous: np.ndarray,
     return ~has_main[cand] | np.isin(key, main)
 
 
-def _documents_per_candidate(cand: np.ndarray, doc: np.ndarray, rows: np.ndarray,
-                             n_cand: int) -> np.ndarray:
-    """How many distinct documents hold each candidate among the occurrences ``rows`` (a mask)."""
-    c, d = cand[rows], doc[rows]
-    order = np.lexsort((d, c))
-    c, d = c[order], d[order]
-    new = np.ones(len(c), bool)
-    new[1:] = (c[1:] != c[:-1]) | (d[1:] != d[:-1])
-    return np.bincount(c[new], minlength=n_cand)
+def _most_anomalous_per_document(rows: np.ndarray, cand: np.ndarray, doc: np.ndarray,
+                                 jump: np.ndarray) -> np.ndarray:
+    """Of the occurrences ``rows`` (a mask), one per (candidate, document): the one with the
+    largest jump. Returned sorted by candidate, then document."""
+    ordered = np.flatnonzero(rows)
+    ordered = ordered[np.lexsort((-jump[ordered], doc[ordered], cand[ordered]))]
+    first = np.ones(len(ordered), bool)
+    first[1:] = ((cand[ordered][1:] != cand[ordered][:-1])
+                 | (doc[ordered][1:] != doc[ordered][:-1]))
+    return ordered[first]
 
 
 def _doc_hash(tok: Tokens, docs: np.ndarray, rows: np.ndarray) -> np.ndarray:
@@ -1680,11 +1677,9 @@ def _cap_markup_code(s: dict[str, Any]) -> None:
 def _code_share_of_tag(s: dict[str, Any], closing: bool, inner: str) -> float | None:
     """The share of a code element's tag's sampled occurrences with code inside the element."""
     if closing:
-        share = _share_after(s, lambda left: _code_like(left + inner), "code_inside_tag_share",
-                             before=True)
-    else:
-        share = _share_after(s, lambda right: _code_like(inner + right), "code_inside_tag_share")
-    return share
+        return _share_after(s, lambda left: _code_like(left + inner), "code_inside_tag_share",
+                            before=True)
+    return _share_after(s, lambda right: _code_like(inner + right), "code_inside_tag_share")
 
 
 def _only_punctuation(text: str) -> bool:
