@@ -166,12 +166,11 @@ def _features_span(hashes, kinds, lo, a, z, uni, bi, bi_keep, freq_min, out_u, o
     for i in range(a, z):
         df = uni[out_slot[i - lo]]
         out_u[i - lo] = 1 if df <= 1 else 0
-        if kinds[i] == 0 and df >= freq_min:
-            out_slot[i - lo] = np.int64(hashes[i] % np.uint64(WORD_BINS))
-        elif kinds[i] == 2:  # tokenize.CJK
-            out_slot[i - lo] = SCRIPT_BIN
-        else:
-            out_slot[i - lo] = -1
+        # Both answers computed, one selected: whether a token is a frequent word follows no
+        # pattern a branch predictor can learn (an if/elif chain here cost find_switches 8%).
+        word = np.int64(hashes[i] % np.uint64(WORD_BINS))
+        cjk = SCRIPT_BIN if kinds[i] == 2 else -1  # tokenize.CJK
+        out_slot[i - lo] = word if kinds[i] == 0 and df >= freq_min else cjk
     for i in range(a, z):
         j = bslot[i - lo]
         if j >= 0:
@@ -245,19 +244,22 @@ def _profile_window(fslot, v, other, o0, o1, n0, n1, words, nrm, dot):
         else:
             lo, hi, sign = o1, n1, 1
         for i in range(lo, hi):
+            # Branch-free: about half the tokens are no frequent word (slot -1), in no
+            # predictable order, and a skipping branch mispredicted so often that weighting
+            # them 0 (into bin 0, unchanged) made find_switches 15% faster.
             j = fslot[i]
-            if j < 0:
-                continue
+            w = 1.0 if j >= 0 else 0.0
+            j = max(j, 0)
             if sign > 0:
-                nrm += 2.0 * v[j] + 1.0
-                dot += other[j]
-                v[j] += 1.0
-                words += 1
+                nrm += w * (2.0 * v[j] + 1.0)
+                dot += w * other[j]
+                v[j] += w
+                words += np.int64(w)
             else:
-                v[j] -= 1.0
-                nrm -= 2.0 * v[j] + 1.0
-                dot -= other[j]
-                words -= 1
+                v[j] -= w
+                nrm -= w * (2.0 * v[j] + 1.0)
+                dot -= w * other[j]
+                words -= np.int64(w)
     return words, nrm, dot
 
 
