@@ -753,17 +753,19 @@ class TriggerDetector(Detector):
             new[slot_of, np.arange(len(pick)) - first[slot_of]] = rank[pick]
             best[uc] = np.sort(np.concatenate([best[uc], new], axis=1), axis=1)[:, :CONTEXT_SAMPLE]
         ev.best = best
+        # The context is kept as raw bytes and decoded only if the entry survives the trim to
+        # CONTEXT_SAMPLE a candidate (see _trim_sample): early batches pick many entries that
+        # later ones push out, and decoding each at once cost a third of the evidence pass.
+        d = docs[pick]
+        b0, b1 = out_i[pick, 4], out_i[pick, 5]
+        x0 = np.maximum(tok.offsets[d], b0 - 4 * CONTEXT_CHARS)
+        x1 = np.minimum(tok.offsets[d + 1], b1 + 4 * CONTEXT_CHARS)
         data = tok.data
-        for j in pick:
-            c = int(out_i[j, 0])
-            d = int(docs[j])
-            lo, hi = int(tok.offsets[d]), int(tok.offsets[d + 1])
-            b0, b1 = int(out_i[j, 4]), int(out_i[j, 5])
-            left = bytes(data[max(lo, b0 - 4 * CONTEXT_CHARS) : b0]).decode("utf-8", "replace")
-            right = bytes(data[b1 : min(hi, b1 + 4 * CONTEXT_CHARS)]).decode("utf-8", "replace")
-            surface = bytes(data[b0:b1]).decode("utf-8", "replace")
-            ev.sample.append((c, int(rank[j]), batch.path, int(batch.row[d]), int(out_i[j, 2]),
-                              left[-CONTEXT_CHARS:], surface, right[:CONTEXT_CHARS]))
+        raw = [bytes(data[a:z]) for a, z in zip(x0.tolist(), x1.tolist(), strict=True)]
+        ev.sample.extend(zip(out_i[pick, 0].tolist(), rank[pick].tolist(),
+                             [batch.path] * len(pick), batch.row[d].tolist(),
+                             out_i[pick, 2].tolist(), raw, (b0 - x0).tolist(),
+                             (b1 - x0).tolist(), strict=True))
         return ev
 
     @classmethod
@@ -1337,8 +1339,22 @@ def _trim_sample(sample: list) -> list:
     for entry in sorted(sample):
         if count[entry[0]] < CONTEXT_SAMPLE:
             count[entry[0]] += 1
-            out.append(entry)
+            out.append(_decoded(entry))
     return out
+
+
+def _decoded(entry: tuple) -> tuple:
+    """A sample entry with its context as text: (cand, doc hash, path, row, token, left,
+    surface, right), the CONTEXT_CHARS characters on each side. The evidence pass makes entries
+    (..., raw bytes, start, end of the phrase in them), decoded here once they are kept."""
+    raw = entry[5]
+    if not isinstance(raw, bytes):
+        return entry
+    b0, b1 = entry[6], entry[7]
+    left = raw[:b0].decode("utf-8", "replace")
+    right = raw[b1:].decode("utf-8", "replace")
+    return (*entry[:5], left[-CONTEXT_CHARS:], raw[b0:b1].decode("utf-8", "replace"),
+            right[:CONTEXT_CHARS])
 
 
 def _extend_trigger(sample: list) -> tuple[str, int, int, bool]:
