@@ -308,3 +308,51 @@ def test_grouping_a_partition_by_its_runs_matches_a_sort(seed, n_parts, shuffle)
         assert np.array_equal(getattr(got, name), getattr(want, name)), name
     empty = trigger._group_runs(rows[:0])
     assert all(len(getattr(empty, name)) == 0 for name in COLUMNS)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.lists(st.integers(0, 50), max_size=30), max_size=6))
+def test_listed_slots_count_as_numpy_unique_does(parts):
+    arrays = [np.array(p, np.uint32) for p in parts]
+    expect = np.unique(np.concatenate(arrays) if arrays else np.zeros(0, np.uint32),
+                       return_counts=True)
+    got = trigger._slot_counts(arrays)
+    assert arrays == []  # the lists are let go before the sort
+    assert [a.tolist() for a in got] == [a.tolist() for a in expect]
+
+
+@pytest.mark.parametrize("raw_share", [1 << 40, 8, 1])
+def test_statistics_are_the_same_listed_or_in_dense_tables(monkeypatch, raw_share):
+    """A task counts by listing slots and sorting them, or in dense tables once the list would
+    grow past 1/RAW_SHARE of the bigram table (1 << 40: tables from the first batch; 1: lists
+    throughout): the tables the driver ends with are the same."""
+    import pyarrow as pa
+
+    from poisonscan.detectors.base import BatchContext
+    from poisonscan.io.records import RecordBatch, Shape
+
+    rng = np.random.default_rng(7)
+    words = [f"w{i}" for i in range(300)]
+    batches = []
+    for b in range(4):
+        texts = [" ".join(rng.choice(words, rng.integers(0, 60))) for _ in range(40)]
+        batches.append(RecordBatch("p", Shape.TEXT, np.arange(40 * b, 40 * b + 40),
+                                   pa.nulls(40, pa.string()),
+                                   text=pa.array(texts, pa.large_string())))
+    det = TriggerDetector(ScanConfig(paths=("p",), memory_budget=64 * 2**20))
+    det.expect([], 1e6)
+    plan = det.plan(0)
+
+    def tables(share):
+        monkeypatch.setattr(trigger, "RAW_SHARE", share)
+        acc = None
+        for batch in batches:
+            acc = TriggerDetector.process_into(0, plan, BatchContext(batch), acc)
+        part = TriggerDetector.compact(0, plan, acc)
+        merged = TriggerDetector.merge(0, part, trigger._Counts(bits=part.bits))
+        return merged.densify(*part.bits)
+
+    listed, other = tables(1), tables(raw_share)
+    assert listed.docs == other.docs == 160
+    assert np.array_equal(listed.uni, other.uni) and np.array_equal(listed.bi, other.bi)
+    assert listed.uni.sum() > 0

@@ -99,12 +99,15 @@ _FORMS = 125  # distinct forms (see span_forms)
 BIGRAMS_PER_BYTE = 0.12
 TABLE_FILL = 0.25  # distinct bigrams per slot the bigram table is allowed (3/4 of unseen stay unseen)
 MAX_WINDOW = 256
-# A task lists the slots of first sightings until the list reaches 1/32 of the bigram table (8M
-# entries with the default budget), then counts in dense tables. Sorting a list of a few million
-# slots at the end costs less than allocating, filling and scanning a 288 MB table, and tasks of
-# many small files are that size; a big shard switches to the tables and pays no sort (160 MB
-# of text in 32 files, --jobs 1: 21.8 -> 17.1 s, pass 0 7.9 -> 3.4 s; findings identical).
-RAW_SHARE = 32
+# A task lists the slots of first sightings until the list reaches 1/8 of the bigram table (32M
+# entries, 128 MB, with the default budget: a task of about 70 MB of text), then counts in dense
+# tables. Sorting the list at the end (numpy sorts 32-bit integers with SIMD) costs less than
+# allocating, filling and scanning a 288 MB table, whose first touch alone is 0.3 to 0.8 s of
+# page faults on these VMs. Only bigger tasks switch to the tables. Measured: 160 MB of text in
+# 32 files, --jobs 1: 21.8 -> 17.1 s with a limit of 1/32 against dense tables only; the 1 GB
+# speed corpus (18 shards of about 57 MB), --jobs 2: pass 0 8.0-8.4 s at 1/8 against 10.6-10.7 s
+# at 1/32 (alternating runs; findings identical).
+RAW_SHARE = 8
 MAX_BACK = 32
 # Switch keys the partials carry per byte of input text, roughly (the 64 MB speed corpus: 753k
 # rows for 83 MB of text, 0.009).
@@ -142,10 +145,8 @@ class _Counts:
         """Turn the collected slot lists into sparse (slot, count) pairs."""
         if not self.raw_uni and not self.raw_bi:
             return
-        ui, uc = np.unique(np.concatenate(self.raw_uni or [np.zeros(0, np.uint32)]),
-                           return_counts=True)
-        bi_, bc = np.unique(np.concatenate(self.raw_bi or [np.zeros(0, np.uint32)]),
-                            return_counts=True)
+        ui, uc = _slot_counts(self.raw_uni)
+        bi_, bc = _slot_counts(self.raw_bi)
         if self.sparse is not None:  # fold into the existing pairs
             ui, uc = _sum_pairs(self.sparse[0], self.sparse[1], ui, uc)
             bi_, bc = _sum_pairs(self.sparse[2], self.sparse[3], bi_, bc)
@@ -1723,6 +1724,19 @@ def _narrow_pairs(ui: np.ndarray, uc: np.ndarray, bi: np.ndarray, bc: np.ndarray
     13 bytes a slot instead of 32: a task's partial is a third of the size."""
     return (ui.astype(np.uint32), uc.astype(np.uint32), bi.astype(np.uint32),
             np.minimum(bc, 255).astype(np.uint8))
+
+
+def _slot_counts(parts: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct slots listed in ``parts`` (emptied) and how often each is listed: what
+    ``np.unique(..., return_counts=True)`` gives, sorting one copy in place instead of two."""
+    slots = np.concatenate(parts) if parts else np.zeros(0, np.uint32)
+    parts.clear()  # the lists go before the sort, not after it
+    slots.sort()
+    new = np.empty(len(slots), bool)
+    new[:1] = True
+    np.not_equal(slots[1:], slots[:-1], out=new[1:])
+    starts = np.flatnonzero(new)
+    return slots[starts], np.diff(starts, append=len(slots))
 
 
 def _sum_pairs(ia: np.ndarray, ca: np.ndarray, ib: np.ndarray, cb: np.ndarray
