@@ -384,8 +384,9 @@ class _Evidence:
     ints: np.ndarray
     # (n, 11): before, after, n_before, n_after, u_b, u_a, b_b, b_a, cosine, loop_b, loop_a
     floats: np.ndarray
-    # (cand, doc hash, path, row, token, left, surface, right) for a bottom-k sample per cand
-    sample: list[tuple[int, str, int, str, str, str]] = field(default_factory=list)
+    # (cand, doc hash, path, row, token, left, surface, right) for a bottom-k sample per cand;
+    # within a task, until compact() trims and decodes them, (..., raw bytes, start, end)
+    sample: list[tuple] = field(default_factory=list)
     caps: np.ndarray | None = None  # the plan's caps, so merges anywhere can drop common ones
     # Partials merged in but not yet concatenated (see _merge_evidence); their totals are
     # already in ``totals``.
@@ -754,8 +755,8 @@ class TriggerDetector(Detector):
             new[slot_of, np.arange(len(pick)) - first[slot_of]] = rank[pick]
             best[uc] = np.sort(np.concatenate([best[uc], new], axis=1), axis=1)[:, :CONTEXT_SAMPLE]
         ev.best = best
-        # The context is kept as raw bytes and decoded only if the entry survives the trim to
-        # CONTEXT_SAMPLE a candidate (see _trim_sample): early batches pick many entries that
+        # The context is kept as raw bytes and decoded only if the entry survives the task's
+        # trim to CONTEXT_SAMPLE a candidate (see compact): early batches pick many entries that
         # later ones push out, and decoding each at once took a third of the pass's detector
         # work on 64 MB of the speed benchmark's corpus.
         d = docs[pick]
@@ -765,7 +766,7 @@ class TriggerDetector(Detector):
         data = tok.data
         raw = [bytes(data[a:z]) for a, z in zip(x0.tolist(), x1.tolist(), strict=True)]
         ev.sample.extend(zip(out_i[pick, 0].tolist(), rank[pick].tolist(),
-                             [batch.path] * len(pick), batch.row[d].tolist(),
+                             [batch.path] * len(pick), ev.rows[pick].tolist(),
                              out_i[pick, 2].tolist(), raw, (b0 - x0).tolist(),
                              (b1 - x0).tolist(), strict=True))
         return ev
@@ -809,7 +810,7 @@ class TriggerDetector(Detector):
         if pass_index == _EVIDENCE and acc is not None:
             totals = acc[-1].totals  # the shard's running totals
             merged = _concat_evidence([_drop_over_cap(p, plan.caps, totals) for p in acc], totals)
-            merged.sample = _trim_sample(merged.sample)
+            merged.sample = [_decoded(e) for e in _trim_sample(merged.sample)]
             return merged
         return acc
 
@@ -1341,18 +1342,15 @@ def _trim_sample(sample: list) -> list:
     for entry in sorted(sample):
         if count[entry[0]] < CONTEXT_SAMPLE:
             count[entry[0]] += 1
-            out.append(_decoded(entry))
+            out.append(entry)
     return out
 
 
 def _decoded(entry: tuple) -> tuple:
-    """A sample entry with its context as text: (cand, doc hash, path, row, token, left,
-    surface, right), the CONTEXT_CHARS characters on each side. The evidence pass makes entries
-    (..., raw bytes, start, end of the phrase in them), decoded here once they are kept."""
-    raw = entry[5]
-    if not isinstance(raw, bytes):
-        return entry
-    b0, b1 = entry[6], entry[7]
+    """A sample entry as the evidence pass makes it, (..., raw bytes, start and end of the
+    phrase in them), with its context as text: (cand, doc hash, path, row, token, left,
+    surface, right), the CONTEXT_CHARS characters on each side."""
+    raw, b0, b1 = entry[5:]
     left = raw[:b0].decode("utf-8", "replace")
     right = raw[b1:].decode("utf-8", "replace")
     return (*entry[:5], left[-CONTEXT_CHARS:], raw[b0:b1].decode("utf-8", "replace"),
