@@ -138,7 +138,7 @@ def _clusters_with(tmp_path, jobs: int, order_seed: int) -> dict[tuple[str, int]
             if part is not None:
                 merged = part if merged is None else CampaignDetector.merge(p, merged, part)
         det.finish_pass(p, merged)
-    asg = det.assignment
+    asg = det.assignment.load()
     assert asg is not None
     return {
         (asg.paths[int(i)], int(r)): (int(c), int(s))
@@ -209,3 +209,9 @@ def test_a_campaign_split_by_lsh_is_one_finding(tmp_path, monkeypatch):
     label = {(r["path"], r["row"]): (r["cluster"], r["cluster_size"]) for r in table}
     found = {label[(d.path, d.row)] for d in top.documents}
     assert found == {(top.evidence["cluster"], top.document_count)}
+    # The joined label is what lookups (the trigger detector's) see too.
+    names = sorted({d.path for d in top.documents})
+    got = result.artifacts["clusters"].clusters_of(
+        names, np.array([names.index(d.path) for d in top.documents]),
+        np.array([d.row for d in top.documents]))
+    assert set(got.tolist()) == {top.evidence["cluster"]}

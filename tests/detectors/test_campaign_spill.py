@@ -104,7 +104,7 @@ def test_spilled_clusters_equal_the_in_memory_reference_for_any_arrival_order(tm
     assert max(s for _, s, _ in ref.values()) >= 25
     for seed in (None, 0, 1, 2):
         det = _run(paths, seed)
-        asg = det.assignment
+        asg = det.assignment.load()
         assert asg is not None and asg.documents == len(ref)
         # Ids stay on disk (the export below reads them); findings carry their members' ids.
         listed = {
@@ -135,9 +135,11 @@ def test_spill_removed_after_a_scan(tmp_path, spill_root):
     result = run_scan(ScanConfig(paths=tuple(paths), jobs=1, detectors=("campaign",),
                                  batch_rows=32))
     assert any(f.detector == "campaign" for f in result.findings)
-    # What the --clusters export needs stays with the assignment (no band or signature files) ...
+    # What the --clusters export and the lookups need stays with the assignment (no band or
+    # signature files) ...
     (kept,) = os.listdir(spill_root)
-    assert sorted(os.listdir(spill_root / kept)) == ["ids", "labels", "order", "owner", "row",
+    assert sorted(os.listdir(spill_root / kept)) == ["ids", "l_cluster", "l_pidx", "l_row",
+                                                     "l_turn", "labels", "order", "owner", "row",
                                                      "turn"]
     assert result.artifacts["clusters"].to_table().num_rows == 334
     # ... and goes with it.
@@ -221,3 +223,68 @@ def test_spill_reads_rows_in_any_order_through_small_windows(spill_root):
     assert spill.ids(np.array([3, 21, 49])).to_pylist() == ["3", "21", "49"]
     spill.cleanup()
     assert os.listdir(spill_root) == []
+
+
+def test_lookups_read_through_small_windows_equal_the_loaded_assignment(tmp_path, spill_root,
+                                                                        monkeypatch):
+    paths = _corpus(tmp_path)
+    monkeypatch.setattr(campaign_mod.SpilledAssignment, "WINDOW", 7)
+    asg = _run(paths, 0).assignment
+    assert asg is not None
+    loaded = asg.load()
+    assert 25 <= len(asg) == len(loaded) < asg.documents
+    # Every row of every file and a few past the end, a path never seen, in a shuffled order.
+    names = [*reversed(paths), "nowhere.jsonl"]
+    docs = [(p, r) for p in range(len(names)) for r in range(asg.documents // 3 + 5)]
+    random.Random(3).shuffle(docs)
+    path_idx = np.array([p for p, _ in docs])
+    rows = np.array([r for _, r in docs])
+    got = asg.clusters_of(names, path_idx, rows)
+    assert np.array_equal(got, loaded.clusters_of(names, path_idx, rows))
+    assert np.count_nonzero(got >= 0) == len(loaded)  # one turn per record here
+
+
+@pytest.mark.parametrize("layout", ["batches", "overlapping", "unsorted", "turns"])
+def test_global_order_equals_the_lexsort_of_path_row_turn(spill_root, layout,
+                                                          monkeypatch):
+    """Parts that are batches (each a stretch of one file's records in order) are ordered from
+    their ends; any other layout falls back to the lexsort. Either way the order is the same."""
+    rng = np.random.default_rng(len(layout))
+    parts = []  # (path, rows, turns)
+    for path in ("b.jsonl", "a.jsonl", "c.jsonl"):
+        rows = np.arange(200) * 3
+        turns = np.zeros(200, np.int32)
+        if layout == "turns":  # chat records: several turns of a row, in one part
+            rows, turns = np.repeat(np.arange(100), 2), np.tile(np.arange(2, dtype=np.int32), 100)
+        cuts = np.sort(rng.choice(np.arange(1, 199), 6, replace=False))
+        for r, t in zip(np.split(rows, cuts), np.split(turns, cuts), strict=True):
+            parts.append((path, r, t))
+    if layout == "overlapping":  # two parts of one file share a stretch of rows
+        (path, r0, t0), (_, r1, t1) = parts[0], parts[1]
+        both, both_t = np.concatenate([r0, r1]), np.concatenate([t0, t1])
+        parts[0:2] = [(path, both[0::2], both_t[0::2]), (path, both[1::2], both_t[1::2])]
+    if layout == "unsorted":
+        path, r, t = parts.pop()
+        parts.append((path, r[::-1].copy(), t))
+    parts.insert(2, ("a.jsonl", np.zeros(0, np.int64), np.zeros(0, np.int32)))  # an empty one
+    rng.shuffle(parts)
+    spill = campaign_mod._Spill(1, 1)
+    for path, r, t in parts:
+        k = len(r)
+        spill.add(campaign_mod._Chunk(path, r, t, pa.array([str(i) for i in range(k)]),
+                                      np.zeros((k, 1), np.uint32), np.zeros((k, 1), np.uint8),
+                                      np.ones(k, np.int32), "text"))
+    spill.seal()
+    names = sorted({p for p, _, _ in parts})
+    part_pidx = np.array([names.index(p) for p, _, _ in parts], np.int32)
+    part_end = np.cumsum([len(r) for _, r, _ in parts])
+    want = np.lexsort((np.concatenate([t for *_, t in parts]),
+                       np.concatenate([r for _, r, _ in parts]),
+                       np.repeat(part_pidx, [len(r) for _, r, _ in parts])))
+    lexsorts = []
+    lexsort = np.lexsort
+    monkeypatch.setattr(np, "lexsort", lambda keys: lexsorts.append(1) or lexsort(keys))
+    got = campaign_mod._global_order(spill, part_pidx, part_end)
+    assert got.dtype == np.int32 and np.array_equal(got, want)
+    assert len(lexsorts) == (layout in ("overlapping", "unsorted"))
+    spill.cleanup()

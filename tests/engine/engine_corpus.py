@@ -90,6 +90,6 @@ def comparable(result: ScanResult | dict[str, Any]) -> str:
 
 def clusters(result: ScanResult) -> list[tuple[str, int, int]]:
     """Every document's (path, row, cluster id) from the campaign detector."""
-    c = result.artifacts["clusters"]
+    c = result.artifacts["clusters"].load()
     rows = zip(c.path_index, c.row, c.cluster, strict=True)
     return [(c.paths[int(p)], int(r), int(k)) for p, r, k in rows]

@@ -12,11 +12,13 @@ Passes:
    signatures (about 280 bytes per document). The driver appends each arriving part to column files
    in a temporary spill directory (:class:`_Spill`) instead of holding them, then clusters band by
    band from the files in the global (path, row, turn) order
-   (:func:`poisonscan.stats.lsh.cluster_bands`, about 25 bytes per document while it runs) and
-   keeps :attr:`CampaignDetector.assignment` for the members of clusters of two or more only. The
-   spill's band and signature files are deleted after pass 0; the provenance files (row, turn, id,
-   order, label) stay, owned by the assignment, for the ``--clusters`` export of every document,
-   and go when it is garbage-collected or at exit.
+   (:func:`poisonscan.stats.lsh.cluster_bands`, about 25 bytes per document while it runs). The
+   members of clusters of two or more are written to the spill too; the driver keeps in memory
+   only those of the analysed clusters, so what it holds after pass 0 does not grow with the
+   corpus. The spill's band and signature files are deleted after pass 0; the provenance and
+   listing files stay, owned by :attr:`CampaignDetector.assignment` (a
+   :class:`SpilledAssignment`), for the trigger detector's lookups and the ``--clusters`` export
+   of every document, and go when it is garbage-collected or at exit.
 1. Token streams of up to ``SAMPLE`` members of each cluster of at least ``min_documents`` documents;
    the driver finds the *core* shingles (present in 80% of the sample) and their phrases. Clusters
    whose cores are mostly the same (one template that LSH split in two) are joined first.
@@ -27,6 +29,7 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -36,6 +39,7 @@ import pyarrow as pa
 
 from poisonscan.config import ScanConfig
 from poisonscan.detectors.base import BatchContext, Detector
+from poisonscan.engine.memory import release_free_memory
 from poisonscan.engine.spill import SpillDir
 from poisonscan.findings import (
     DocumentRef,
@@ -140,7 +144,8 @@ class _Spill:
                 piece = values[i : i + step]
                 fh.write(np.ascontiguousarray(piece if dtype is None else piece.astype(dtype)).data)
 
-    def _write(self, name: str, values: np.ndarray) -> None:
+    def append(self, name: str, values: np.ndarray) -> None:
+        """Append ``values`` to file ``name`` (until :meth:`seal`)."""
         with self._spill.writing(self.file(name)):
             fh = self._out.get(name)
             if fh is None:
@@ -149,13 +154,13 @@ class _Spill:
 
     def add(self, chunk: _Chunk) -> None:
         n = int(chunk.row.shape[0])
-        self._write("row", chunk.row.astype(np.int64, copy=False))
-        self._write("turn", chunk.turn.astype(np.int32, copy=False))
-        self._write("nsh", chunk.n_shingles.astype(np.int32, copy=False))
-        self._write("sig8", chunk.sig8.astype(np.uint8, copy=False).reshape(n, self.num_perm))
+        self.append("row", chunk.row.astype(np.int64, copy=False))
+        self.append("turn", chunk.turn.astype(np.int32, copy=False))
+        self.append("nsh", chunk.n_shingles.astype(np.int32, copy=False))
+        self.append("sig8", chunk.sig8.astype(np.uint8, copy=False).reshape(n, self.num_perm))
         bands = chunk.bands.astype(np.uint32, copy=False).reshape(n, self.n_bands)
         for j in range(self.n_bands):
-            self._write(f"band{j}", bands[:, j])
+            self.append(f"band{j}", bands[:, j])
         if self._ids is None:
             self._ids_sink = pa.OSFile(self.file("ids"), "wb")
             self._ids = pa.ipc.new_file(self._ids_sink, _ID_SCHEMA)
@@ -236,25 +241,101 @@ class _Spill:
             self._spill.cleanup()
 
 
-class _DocumentStore:
-    """Every document's row of the ``--clusters`` export, read from the spill's provenance files.
+class SpilledAssignment:
+    """The clusters of a scan, kept on disk: what :attr:`CampaignDetector.assignment` holds.
 
-    Owns the spill (so its directory lives as long as the :class:`ClusterAssignment` holding this).
+    Two sets of files in the campaign spill: the provenance of every document (row, turn, id,
+    order, label) for the ``--clusters`` export, and the members of clusters of two or more
+    (``l_pidx``, ``l_row``, ``l_turn``, ``l_cluster``, in the global order) for lookups. Both
+    grow with the corpus (24 bytes a listed document), so neither is held in memory: lookups
+    read the listed files a window at a time, and the export reads what it writes out. Joins of
+    analysed clusters (see ``CampaignDetector._merge_split``) are kept as a relabelling applied
+    on the way out.
+
+    Owns the spill, so its directory lives as long as this object (and goes with it, or at exit).
     """
 
-    def __init__(self, spill: _Spill, paths: list[str], part_pidx: np.ndarray) -> None:
-        self.spill, self.paths, self.part_pidx = spill, paths, part_pidx
-        self.relabel: dict[int, int] = {}  # LSH cluster -> the cluster it was merged into
+    WINDOW = 1 << 18  # listed documents read at a time (6 MB of the four files)
 
-    def table(self) -> pa.Table:
+    def __init__(self, spill: _Spill, paths: list[str], part_pidx: np.ndarray,
+                 listed: int) -> None:
+        self.spill, self.paths, self.part_pidx = spill, paths, part_pidx
+        self.listed = listed
+        self.documents = spill.n
+        self._relabel: dict[int, int] = {}  # LSH cluster -> the cluster it was merged into
+
+    def __len__(self) -> int:
+        """Number of documents in clusters of two or more."""
+        return self.listed
+
+    def relabel(self, mapping: dict[int, int]) -> None:
+        """Report the clusters ``mapping``'s keys as the clusters its values name."""
+        self._relabel.update(mapping)
+
+    def _relabelled(self, labels: np.ndarray) -> np.ndarray:
+        if not self._relabel or not labels.shape[0]:
+            return labels
+        old = np.array(sorted(self._relabel), np.int64)
+        new = np.array([self._relabel[int(o)] for o in old], np.int64)
+        at = np.minimum(np.searchsorted(old, labels), old.shape[0] - 1)
+        return np.where(old[at] == labels, new[at], labels)
+
+    def _windows(self) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
+        """``(pidx, row, turn, cluster)`` of the listed documents, ``WINDOW`` at a time."""
+        names = (("l_pidx", np.int32), ("l_row", np.int64), ("l_turn", np.int32),
+                 ("l_cluster", np.int64))
+        for lo in range(0, self.listed, self.WINDOW):
+            count = min(self.WINDOW, self.listed - lo)
+            pidx, row, turn, cluster = (
+                np.fromfile(self.spill.file(name), dtype, count=count,
+                            offset=lo * np.dtype(dtype).itemsize)
+                for name, dtype in names)
+            yield pidx, row, turn, cluster
+
+    def clusters_of(self, paths: list[str], path_idx: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        """As :meth:`ClusterAssignment.clusters_of`: the cluster of each document ``(paths[
+        path_idx[i]], rows[i])`` (turn 0), -1 for documents alone or not seen."""
+        where = {p: i for i, p in enumerate(self.paths)}
+        pmap = np.array([where.get(p, -1) for p in paths], np.int64)
+        rows = np.asarray(rows, np.int64)
+        key = pmap[path_idx] * (1 << 40) + rows if len(path_idx) else np.zeros(0, np.int64)
+        out = np.full(key.shape[0], -1, np.int64)
+        by_key = np.argsort(key, kind="stable")
+        keys = key[by_key]
+        for pidx, row, turn, cluster in self._windows():
+            first = turn == 0  # a record's turn 0 stands for the record
+            known = pidx[first].astype(np.int64) * (1 << 40) + row[first]
+            if not known.shape[0]:
+                continue
+            a = np.searchsorted(keys, known[0], side="left")
+            b = np.searchsorted(keys, known[-1], side="right")
+            if b <= a:
+                continue
+            pos = np.searchsorted(known, keys[a:b])  # < len(known): keys[a:b] <= known[-1]
+            hit = known[pos] == keys[a:b]
+            out[by_key[a:b][hit]] = cluster[first][pos[hit]]
+        return np.where(out >= 0, self._relabelled(out), -1)
+
+    def load(self) -> ClusterAssignment:
+        """The listed documents as an in-memory :class:`ClusterAssignment` (for small scans and
+        tests: it holds 28 bytes a listed document)."""
+        parts = list(zip(*self._windows(), strict=True)) or [[np.zeros(0, np.int32)],
+                                                           [np.zeros(0, np.int64)],
+                                                           [np.zeros(0, np.int32)],
+                                                           [np.zeros(0, np.int64)]]
+        pidx, row, turn, cluster = (np.concatenate(x) for x in parts)
+        cluster = self._relabelled(cluster)
+        _, inverse, counts = np.unique(cluster, return_inverse=True, return_counts=True)
+        return ClusterAssignment(self.paths, pidx, row, turn, None, cluster,
+                                 counts[inverse].astype(np.int32), documents=self.documents,
+                                 store=self)
+
+    def to_table(self) -> pa.Table:
+        """``path, row, id, cluster, cluster_size`` of every document (the ``--clusters``
+        export), read from the spill."""
         sp = self.spill
         order = sp.read("order", np.int64)
-        labels = sp.read("labels", np.int64)
-        if self.relabel:
-            old = np.array(sorted(self.relabel), np.int64)
-            new = np.array([self.relabel[int(o)] for o in old], np.int64)
-            at = np.minimum(np.searchsorted(old, labels), old.shape[0] - 1)
-            labels = np.where(old[at] == labels, new[at], labels)
+        labels = self._relabelled(sp.read("labels", np.int64))
         counts = np.array([c for _, c, _ in sp.parts], np.int64)
         pidx = np.repeat(self.part_pidx, counts)[order]
         return pa.table(
@@ -266,6 +347,26 @@ class _DocumentStore:
                 "cluster_size": pa.array(np.bincount(labels, minlength=sp.n)[labels], pa.int64()),
             }
         )
+
+    def table(self) -> pa.Table:
+        """The ``store`` protocol of :class:`ClusterAssignment` (see :meth:`load`)."""
+        return self.to_table()
+
+
+@dataclass
+class _Members:
+    """Where the members of the analysed clusters are (all that findings and plans name), by
+    their positions among the listed documents."""
+
+    pos: np.ndarray  # sorted int64 positions
+    pidx: np.ndarray  # int32
+    row: np.ndarray  # int64
+    turn: np.ndarray  # int32
+    cluster: np.ndarray  # int64 (joins included, see _merge_split)
+    ids: pa.Array  # record ids
+
+    def at(self, positions: np.ndarray) -> np.ndarray:
+        return np.searchsorted(self.pos, positions)
 
 
 @dataclass(frozen=True)
@@ -468,6 +569,94 @@ def _estimate_j(s: np.ndarray) -> tuple[float, float]:
     return float(est.mean()), float(est.min())
 
 
+def _global_order(spill: _Spill, part_pidx: np.ndarray, part_end: np.ndarray) -> np.ndarray:
+    """The global (path, row, turn) order of the spilled documents: ``order[g]`` is the arrival
+    position of document ``g`` (32-bit while the indices fit).
+
+    Each part is one batch: a stretch of one file's records in order, which no other part
+    overlaps. Then the order is the parts sorted by their first document, each in sequence,
+    found from the parts' ends alone; a lexsort of the three columns would hold 28 bytes a
+    document while it runs. Parts that break that rule (never seen, but nothing forbids them)
+    get the lexsort.
+    """
+    n = int(part_end[-1]) if part_end.shape[0] else 0
+    dtype = index_dtype(n)
+    starts = np.concatenate([[0], part_end[:-1]]).astype(np.int64)
+    spans = []  # (first key, last key, start, end) of each non-empty part
+    in_order = True
+    for p, a, b in zip(part_pidx.tolist(), starts.tolist(), part_end.tolist(), strict=True):
+        if b == a:
+            continue
+        row = np.fromfile(spill.file("row"), np.int64, count=b - a, offset=a * 8)
+        turn = np.fromfile(spill.file("turn"), np.int32, count=b - a, offset=a * 4)
+        step = np.diff(row)
+        if not np.all((step > 0) | ((step == 0) & (np.diff(turn) > 0))):
+            in_order = False
+            break
+        spans.append(((p, int(row[0]), int(turn[0])), (p, int(row[-1]), int(turn[-1])), a, b))
+    spans.sort()
+    if in_order and all(x[1] < y[0] for x, y in zip(spans, spans[1:], strict=False)):
+        out = np.empty(n, dtype)
+        at = 0
+        for _, _, a, b in spans:
+            out[at : at + b - a] = np.arange(a, b, dtype=dtype)
+            at += b - a
+        return out
+    return np.lexsort(
+        (
+            spill.read("turn", np.int32),
+            spill.read("row", np.int64),
+            np.repeat(part_pidx, np.diff(part_end, prepend=0)),
+        )
+    ).astype(dtype)
+
+
+@nb.njit(cache=True, nogil=True)
+def _listing(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The documents whose cluster (``labels``: its first document, per document) has two or
+    more: their positions, clusters and cluster sizes, ascending. A loop, not numpy: bincount
+    and the masks would hold 8 bytes a document for each step."""
+    n = labels.shape[0]
+    size = np.zeros(n, np.int32)
+    for i in range(n):
+        size[labels[i]] += 1
+    m = 0
+    for i in range(n):
+        if size[labels[i]] > 1:
+            m += 1
+    listed = np.empty(m, labels.dtype)
+    cluster = np.empty(m, labels.dtype)
+    sizes = np.empty(m, np.int32)
+    j = 0
+    for i in range(n):
+        c = size[labels[i]]
+        if c > 1:
+            listed[j] = i
+            cluster[j] = labels[i]
+            sizes[j] = c
+            j += 1
+    return listed, cluster, sizes
+
+
+@nb.njit(cache=True, nogil=True)
+def _members_of(cluster: np.ndarray, chosen: np.ndarray) -> np.ndarray:
+    """Positions (ascending) of the entries of ``cluster`` that are in the sorted ``chosen``."""
+    inside = np.zeros(cluster.shape[0], np.bool_)
+    m = 0
+    for i in range(cluster.shape[0]):
+        j = np.searchsorted(chosen, cluster[i])
+        if j < chosen.shape[0] and chosen[j] == cluster[i]:
+            inside[i] = True
+            m += 1
+    out = np.empty(m, np.int64)
+    m = 0
+    for i in range(cluster.shape[0]):
+        if inside[i]:
+            out[m] = i
+            m += 1
+    return out
+
+
 class CampaignDetector(Detector):
     """Clusters of near-duplicate documents that share a phrase rare everywhere else."""
 
@@ -491,11 +680,12 @@ class CampaignDetector(Detector):
     def __init__(self, config: ScanConfig) -> None:
         super().__init__(config)
         self.bands, self.rows = lsh_params(self.threshold, self.num_perm)
-        self.assignment: ClusterAssignment | None = None
+        self.assignment: SpilledAssignment | None = None
         self._field: list[str] = []
         self._clusters: list[_Cluster] = []
-        self._id_pos = np.zeros(0, np.int64)  # members of analysed clusters (sorted positions)
-        self._id_values = pa.array([], pa.string())  # and their record ids
+        self._members = _Members(np.zeros(0, np.int64), np.zeros(0, np.int32),
+                                 np.zeros(0, np.int64), np.zeros(0, np.int32),
+                                 np.zeros(0, np.int64), pa.array([], pa.string()))
         self._samples: dict[int, _SampledDoc] = {}
         self._findings: list[Finding] = []
         self._stats: dict[str, Any] = {}
@@ -521,15 +711,16 @@ class CampaignDetector(Detector):
     def _members_by_path(
         self, idx: np.ndarray, values: np.ndarray
     ) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
-        asg = self.assignment
+        asg, mem = self.assignment, self._members
         assert asg is not None
         out = {}
-        pidx = asg.path_index[idx]
+        at = mem.at(idx)
+        pidx = mem.pidx[at]
         for p in np.unique(pidx):
             sel = pidx == p
             out[asg.paths[int(p)]] = (
-                asg.row[idx[sel]].astype(np.int64),
-                asg.turn[idx[sel]].astype(np.int64),
+                mem.row[at[sel]].astype(np.int64),
+                mem.turn[at[sel]].astype(np.int64),
                 values[sel].astype(np.int64),
             )
         return out
@@ -545,7 +736,7 @@ class CampaignDetector(Detector):
         sq, so, sc = _pairs(shs, np.uint64)
         idx = np.sort(np.concatenate([c.members for c in self._clusters]))
         assert self.assignment is not None
-        members = self._members_by_path(idx, self.assignment.cluster[idx])
+        members = self._members_by_path(idx, self._members.cluster[self._members.at(idx)])
         return _CountPlan(self.shingle, members, tq, _index_table(tq), _index_filter(tq), to, tc,
                           sq, _index_table(sq), _index_filter(sq), so, sc)
 
@@ -655,12 +846,14 @@ class CampaignDetector(Detector):
             self._findings = self._score(merged)
 
     def _build_clusters(self, spill: _Spill) -> None:
-        """Cluster the spilled documents; keep the members of clusters of two or more.
+        """Cluster the spilled documents; write the members of clusters of two or more to the
+        spill (see :class:`SpilledAssignment`) and keep those of the analysed clusters.
 
         Everything per document below is transient, and loaded one column at a time: the global
-        order (4 bytes while the indices fit 32 bits), the validity mask (1) and what
-        :func:`~poisonscan.stats.lsh.cluster_bands` holds (20 to 28 bytes); signatures are read
-        for one stretch of a band at a time.
+        order (4 bytes while the indices fit 32 bits), the validity mask (1), what
+        :func:`~poisonscan.stats.lsh.cluster_bands` holds (25 bytes; signatures are read for one
+        stretch of a band at a time), then the labels (4) and the listing of documents in
+        clusters of two or more (4 a document and 12 a listed one).
         """
         spill.seal()
         n = spill.n
@@ -668,14 +861,7 @@ class CampaignDetector(Detector):
         where = {p: i for i, p in enumerate(paths)}
         part_pidx = np.array([where[p] for p, _, _ in spill.parts], np.int32)
         part_end = np.cumsum([c for _, c, _ in spill.parts], dtype=np.int64)
-        # The global (path, row, turn) order: order[g] is the arrival position of document g.
-        order = np.lexsort(
-            (
-                spill.read("turn", np.int32),
-                spill.read("row", np.int64),
-                np.repeat(part_pidx, np.diff(part_end, prepend=0)),
-            )
-        ).astype(index_dtype(n))
+        order = _global_order(spill, part_pidx, part_end)
         valid = spill.read("nsh", np.int32)[order] > 0
 
         def signatures(docs: np.ndarray, order: np.ndarray = order) -> np.ndarray:
@@ -683,65 +869,81 @@ class CampaignDetector(Detector):
 
         def columns(order: np.ndarray = order, signatures: Any = signatures):
             for j in range(self.bands):
+                # The previous band's arrays are freed by now. On this thread they go to its
+                # own heap, which glibc shrinks only from the top: without a trim the free
+                # pages stay resident beside the next band's (about as much again at 4M
+                # documents), and that while the workers run.
+                release_free_memory()
                 yield spill.read(f"band{j}", np.uint32)[order], signatures
 
-        labels = cluster_bands(n, columns(), valid, self.threshold)
-        del valid, signatures, columns  # (they hold ``order``, freed below)
+        # Not a band sorted ahead on a thread: this runs beside the next pass's workers, which
+        # leave no core free for it.
+        labels = cluster_bands(n, columns(), valid, self.threshold, ahead=False)
+        del valid, signatures, columns  # (they hold ``order``)
         first_part = int(np.searchsorted(part_end, order[0], side="right")) if n else 0
         self._field = ["response" if n and spill.parts[first_part][2] == "response" else "text"]
-        if n:  # for the --clusters export of every document (see _DocumentStore)
+        if n:  # for the --clusters export of every document (see SpilledAssignment.to_table)
             spill.write_whole("order", order, np.int64)
             spill.write_whole("labels", labels, np.int64)
-        # Each per-document array is freed as soon as it is used up: on a corpus of
-        # near-duplicates almost every document is listed, so these add up.
-        counts = np.bincount(labels, minlength=n)
-        n_clusters = int(np.count_nonzero(counts > 1))
-        largest = int(counts.max()) if n else 0
-        # Analysed clusters need min_documents (>= 2) members; lookups need clusters of two or more.
-        listed = np.flatnonzero(counts[labels] > 1)
-        cluster = labels[listed]
+        # Listed: the documents of clusters of two or more (positions in the global order),
+        # their cluster (its first document) and its size.
+        listed, cluster, sizes = _listing(labels)
         del labels
-        sizes = counts[cluster]
-        del counts
-        arrival = order[listed].astype(np.int64)
-        del order
-        row = spill.mapped("row", np.int64, (n,))[arrival]
-        turn = spill.mapped("turn", np.int32, (n,))[arrival]
-        pidx = part_pidx[np.searchsorted(part_end, arrival, side="right")]
+        n_clusters = int(np.count_nonzero(cluster == listed))
+        largest = int(sizes.max()) if listed.shape[0] else int(n > 0)
 
+        # Analysed: the largest clusters of at least min_documents (>= 2) documents.
         roots = np.flatnonzero((cluster == listed) & (sizes >= self.config.min_documents))
-        roots = roots[np.lexsort((listed[roots], -sizes[roots]))][:MAX_CLUSTERS]
-        by_label = np.argsort(cluster, kind="stable")
-        starts = np.searchsorted(cluster[by_label], cluster[roots])
+        roots = roots[np.lexsort((listed[roots], -sizes[roots].astype(np.int64)))][:MAX_CLUSTERS]
+        ids = listed[roots].astype(np.int64)
+        pos = _members_of(cluster, np.sort(ids))  # their members, ascending
+        grouped = pos[np.argsort(cluster[pos], kind="stable")]
+        starts = np.searchsorted(cluster[grouped], ids)
+        arrival = order[listed[pos]].astype(np.int64)  # of the analysed members, by position
         self._clusters = []
-        for r, s in zip(roots, starts, strict=True):
-            members = by_label[s : s + sizes[r]]  # positions in the listed arrays
-            pick = np.unique(
-                np.linspace(0, members.shape[0] - 1, min(SAMPLE, members.shape[0])).astype(int)
-            )
-            cl = _Cluster(int(listed[r]), members, members[pick])
-            cl.mean_j, cl.min_j = _estimate_j(spill.rows("sig8", self.num_perm,
-                                                         arrival[cl.sample]))
+        for cid, s, size in zip(ids.tolist(), starts.tolist(), sizes[roots].tolist(),
+                                strict=True):
+            members = grouped[s : s + size]  # positions among the listed documents
+            pick = np.unique(np.linspace(0, size - 1, min(SAMPLE, size)).astype(int))
+            cl = _Cluster(cid, members, members[pick])
+            cl.mean_j, cl.min_j = _estimate_j(spill.rows(
+                "sig8", self.num_perm, arrival[np.searchsorted(pos, cl.sample)]))
             self._clusters.append(cl)
-        # Record ids only for the members of analysed clusters (the only documents findings
-        # name); the --clusters export reads every document's id from the spill.
-        self._id_pos = np.unique(np.concatenate([c.members for c in self._clusters])
-                                 if self._clusters else np.zeros(0, np.int64))
-        by_arrival = np.argsort(arrival[self._id_pos], kind="stable")
+        # Where the analysed members are, and their record ids: the only documents findings
+        # name (the --clusters export reads every document's id from the spill).
+        by_arrival = np.argsort(arrival, kind="stable")
         back = np.empty_like(by_arrival)
         back[by_arrival] = np.arange(by_arrival.shape[0])
-        self._id_values = spill.ids(arrival[self._id_pos][by_arrival]).take(pa.array(back))
+        self._members = _Members(
+            pos,
+            part_pidx[np.searchsorted(part_end, arrival, side="right")],
+            spill.mapped("row", np.int64, (n,))[arrival],
+            spill.mapped("turn", np.int32, (n,))[arrival],
+            cluster[pos].astype(np.int64),
+            spill.ids(arrival[by_arrival]).take(pa.array(back)),
+        )
+        del arrival, by_arrival, back, grouped
 
-        # Keep what the --clusters export of every document needs on disk; drop the rest.
-        store = None
+        # Every listed document's place and cluster go to disk, a stretch at a time.
         if n:
+            rows = spill.mapped("row", np.int64, (n,))
+            turns = spill.mapped("turn", np.int32, (n,))
+            step = 1 << 20
+            for lo in range(0, listed.shape[0], step):
+                at = order[listed[lo : lo + step]].astype(np.int64)
+                spill.append("l_pidx", part_pidx[np.searchsorted(part_end, at, side="right")])
+                spill.append("l_row", rows[at])
+                spill.append("l_turn", turns[at])
+                spill.append("l_cluster", cluster[lo : lo + step].astype(np.int64))
+            del rows, turns
+            spill.seal()
             spill.remove("sig8", "nsh", *(f"band{j}" for j in range(self.bands)))
-            store = _DocumentStore(spill, paths, part_pidx)
         else:
             spill.cleanup()
+        n_listed = int(listed.shape[0])
+        del order, listed, cluster, sizes
+        self.assignment = SpilledAssignment(spill, paths, part_pidx, n_listed)
         idx = np.dtype(index_dtype(n)).itemsize
-        self.assignment = ClusterAssignment(paths, pidx, row, turn, None, cluster,
-                                            sizes.astype(np.int32), documents=n, store=store)
         self._stats = {
             "documents": int(n),
             "bands": self.bands,
@@ -753,15 +955,12 @@ class CampaignDetector(Detector):
             "largest_cluster": largest,
             "analysed_clusters": len(self._clusters),
             "merged_clusters": 0,  # analysed clusters joined to others (see _merge_split)
-            "clustered_documents": int(listed.shape[0]),
-            # Per document in the band loop: the global order, the mask, the union-find parents,
-            # and a sorted band with its order and the next band's, sorted meanwhile (which
-            # takes 16 B/doc more while it runs); indices are 32-bit below 2**31 documents. The
-            # one-off sort into the global order and the listing step peak higher (about 46
-            # B/doc over a fixed ~33 MB of signature buffers, measured with tracemalloc at 1M
-            # documents, nearly all of them clustered); after pass 0 the driver keeps ~28 B per
-            # member of a cluster of two or more.
-            "driver_bytes_per_document": idx + 1 + idx + 2 * (4 + idx),
+            "clustered_documents": n_listed,
+            # Per document at the band loop's peak: the global order, the mask, the union-find
+            # parents and the band being sorted (16 bytes while its packed keys are split, 8
+            # after); indices are 32-bit below 2**31 documents. After pass 0 the driver keeps
+            # only the analysed clusters' members (about 30 bytes each, plus their ids).
+            "driver_bytes_per_document": idx + 1 + idx + 16,
         }
 
     def _sampled(self, c: _Cluster) -> list[_SampledDoc]:
@@ -822,7 +1021,6 @@ class CampaignDetector(Detector):
             groups.setdefault(root(i), []).append(c)
         asg = self.assignment
         assert asg is not None
-        store = asg.store
         out = []
         for parts in groups.values():
             if len(parts) == 1:
@@ -836,10 +1034,8 @@ class CampaignDetector(Detector):
                 float(np.dot(sizes, [p.mean_j for p in parts]) / sizes.sum()),
                 min(p.min_j for p in parts),
             )
-            asg.cluster[c.members] = c.id
-            asg.size[c.members] = c.members.shape[0]
-            if isinstance(store, _DocumentStore):
-                store.relabel.update({p.id: c.id for p in parts if p.id != c.id})
+            self._members.cluster[self._members.at(c.members)] = c.id
+            asg.relabel({p.id: c.id for p in parts if p.id != c.id})
             cores[c.id] = self._core(self._sampled(c))
             out.append(c)
         out.sort(key=lambda c: (-c.members.shape[0], c.id))
@@ -941,7 +1137,7 @@ class CampaignDetector(Detector):
             n_rare, _, phrase_df_out, run, name_words = best
             phrase = self._trim(run, name_words)
             boiler = common_sh / max(1, core_sh)
-            n_files = int(np.unique(asg.path_index[c.members]).shape[0])
+            n_files = int(np.unique(self._members.pidx[self._members.at(c.members)]).shape[0])
             templated = c.mean_j < TEMPLATED_BELOW
             payload = n_rare >= 1 and phrase_df_out <= rare_cut
             # Copies (no slot variation) and blocks common outside the cluster are boilerplate.
@@ -1003,12 +1199,13 @@ class CampaignDetector(Detector):
     ) -> Finding:
         asg = self.assignment
         assert asg is not None
-        at = np.searchsorted(self._id_pos, c.members)
-        ids = self._id_values.take(pa.array(at)).to_pylist()
+        mem = self._members
+        at = mem.at(c.members)
+        ids = mem.ids.take(pa.array(at)).to_pylist()
         fld = self._field[0]
         docs = tuple(
-            DocumentRef(asg.paths[int(asg.path_index[m])], int(asg.row[m]), ids[n], fld)
-            for n, m in enumerate(c.members)
+            DocumentRef(asg.paths[int(mem.pidx[m])], int(mem.row[m]), ids[n], fld)
+            for n, m in enumerate(at)
         )
         examples = []
         needle = phrase.casefold()
@@ -1021,10 +1218,9 @@ class CampaignDetector(Detector):
                 pos = text.casefold().find(needle)
                 if pos >= 0:
                     snip, a, b = make_snippet(text, pos, pos + len(phrase))
+                    m = int(mem.at(i))
                     examples.append(
-                        Example(
-                            asg.paths[int(asg.path_index[i])], int(asg.row[i]), snip, a, b, name
-                        )
+                        Example(asg.paths[int(mem.pidx[m])], int(mem.row[m]), snip, a, b, name)
                     )
                     break
         return Finding(

@@ -2,9 +2,9 @@
 
 :func:`cluster_bands` takes the band columns one at a time (any iterable: the campaign detector
 reads them from its spill files), so the working memory is the union-find parent (4 bytes per
-document), the current band sorted with its order and those of the next (2 x (4 + 4) bytes: the
-next band is sorted on a thread meanwhile, which takes 16 bytes a document while it runs), plus
-whatever the caller keeps (32-bit indices up to 2**31 documents, 64-bit beyond). The 8-bit
+document), the current band sorted with its order (4 + 4 bytes; 16 while it is sorted) and, with
+``ahead``, the next band's, sorted on a thread meanwhile, plus whatever the caller keeps (32-bit
+indices up to 2**31 documents, 64-bit beyond). The 8-bit
 signatures used to verify candidate pairs (``num_perm`` bytes per document) may come from a
 function: only the rows a band may compare, of one stretch of it, are loaded at a time.
 :func:`cluster_documents` is the in-memory form (all bands and signatures as arrays).
@@ -212,7 +212,9 @@ def cluster_documents(
     The result depends only on the inputs' row order, never on how they were computed or merged.
     """
     columns = ((bands[:, j], sig8) for j in range(bands.shape[1]))
-    return cluster_bands(bands.shape[0], columns, valid, threshold, max_comparisons, verify_slack)
+    labels = cluster_bands(bands.shape[0], columns, valid, threshold, max_comparisons,
+                           verify_slack)
+    return labels.astype(np.int64, copy=False)
 
 
 def cluster_bands(
@@ -223,8 +225,10 @@ def cluster_bands(
     max_comparisons: int = MAX_COMPARISONS,
     verify_slack: float = VERIFY_SLACK,
     segment: int = 1 << 17,
+    ahead: bool = True,
 ) -> np.ndarray:
-    """:func:`cluster_documents` fed one band at a time: identical labels for identical inputs.
+    """:func:`cluster_documents` fed one band at a time: identical labels for identical inputs,
+    as 32-bit integers while the indices fit (see :func:`index_dtype`).
 
     Args:
         n: number of documents.
@@ -237,14 +241,18 @@ def cluster_bands(
             bucket boundaries, joined in order, so labels do not depend on it); only the
             signatures of one stretch's documents that may be compared (see
             :func:`_rows_to_verify`) are loaded at a time.
+        ahead: read and sort the next band on a thread while this one is joined (see
+            :func:`_sorted_ahead`). That pays only when a core is free for it; otherwise it only
+            holds a second sorted band (8 bytes a document, 16 more while it is sorted).
     """
     if n == 0:
-        return np.zeros(0, np.int64)
+        return np.zeros(0, index_dtype(0))
     # 32-bit union-find parents and band orders while the indices fit: 4 bytes a document each
     # instead of 8, which is most of what the driver holds here (see the module docstring).
     parent: np.ndarray = np.arange(n, dtype=index_dtype(n))
     valid = np.ascontiguousarray(valid, dtype=np.bool_)
-    for keys, order, signatures in _sorted_ahead(columns):
+    bands = _sorted_ahead(columns) if ahead else _sorted_in_turn(columns)
+    for keys, order, signatures in bands:
         a = 0
         while a < n:
             b = _bucket_end(keys, a + segment)
@@ -262,7 +270,7 @@ def cluster_bands(
                 del sig8
             a = b
         del keys, order, signatures, stretch, stretch_keys
-    return _labels(parent).astype(np.int64, copy=False)
+    return _labels(parent)
 
 
 def index_dtype(n: int) -> type:
@@ -296,6 +304,16 @@ def _sorted_ahead(columns: Iterable[tuple[np.ndarray, Any]]) -> Iterator[tuple[n
             ahead = pool.submit(prepare)
             yield current
             del current
+
+
+def _sorted_in_turn(columns: Iterable[tuple[np.ndarray, Any]]) -> Iterator[tuple[np.ndarray,
+                                                                               np.ndarray, Any]]:
+    """``(keys, order, signatures)`` per band, each read and sorted once the previous is done."""
+    for values, signatures in columns:
+        keys, order = _sorted_band(values)
+        del values  # so the band's values go as soon as they are sorted
+        yield keys, order, signatures
+        del keys, order
 
 
 @nb.njit(cache=True, nogil=True)
