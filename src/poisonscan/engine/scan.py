@@ -107,6 +107,11 @@ def scan_shards(shards: Sequence[Shard], task: _PassTask) -> tuple[dict[str, Any
     The shards share the detectors' accumulators, as if they were one shard, which is the same
     as merging their partials (merges are associative and commutative), only cheaper.
     """
+    # What the previous task freed goes back to the system first. A worker's heap otherwise
+    # keeps fragments of every task it ran resident, so workers hold more the more tasks a pass
+    # has: in the switch pass of the speed corpus the two workers' median was 863 MB at 4 GB
+    # against 780 MB at 1 GB, and 776 MB at 4 GB with this trim.
+    release_free_memory()
     counters: list[ReadCounter] = []
     partials: dict[str, Any] = {}
     for shard in shards:
