@@ -367,6 +367,10 @@ def _run_passes(config: ScanConfig, progress: ProgressCallback | None, executor:
             task = _PassTask(pass_index, plans, classes, options, config.seed, steps)
             merged: dict[str, Any] = {}
             workers_forked = background.start if background.defer else None
+            # A local pool forks its workers now: every page resident in the driver stays
+            # alive, shared, until they exit, and each one the driver then writes to is copied.
+            # Free heap pages (the plans just made leave some) are given back first.
+            release_free_memory()
             for partials, shard_counters in _shard_results(executor, shards, task, state,
                                                            shard_keys, workers_forked):
                 _merge_into(merged, partials, by_id, task)
