@@ -99,10 +99,13 @@ def test_deterministic():
     assert np.array_equal(_cluster(flat, off), _cluster(flat, off))
 
 
-@pytest.mark.parametrize("segment", [1, 7, 1 << 18])
-def test_cluster_bands_from_permuted_signatures_and_segments_equals_cluster_documents(segment):
+@pytest.mark.parametrize(("segment", "ahead"), [(1, True), (7, True), (7, False),
+                                               (1 << 18, True), (1 << 18, False)])
+def test_cluster_bands_from_permuted_signatures_and_segments_equals_cluster_documents(segment,
+                                                                                       ahead):
     """Band columns one at a time, signatures read through a function (as the campaign detector
-    reads them from its spill, in arrival order), any segment size: same labels."""
+    reads them from its spill, in arrival order), any segment size, the next band sorted ahead
+    or not: same labels."""
     flat, off = _near_duplicates(60, 4, 6, seed=5)
     a, b = hash_params(128, 0)
     sig = minhash_signatures([(flat, off)], a, b)
@@ -121,7 +124,7 @@ def test_cluster_bands_from_permuted_signatures_and_segments_equals_cluster_docu
         return stored[rowmap[docs]]
 
     columns = ((bands[:, j].copy(), signatures) for j in range(32))
-    got = cluster_bands(bands.shape[0], columns, valid, segment=segment)
+    got = cluster_bands(bands.shape[0], columns, valid, segment=segment, ahead=ahead)
     assert np.array_equal(got, expect)
     # Only members that may be compared are read: once a band has joined a cluster, later bands
     # find its members in their bucket's first member's cluster and skip them.
