@@ -65,6 +65,8 @@ from poisonscan.stats.lsh import (
     DEFAULT_THRESHOLD,
     ClusterAssignment,
     cluster_bands,
+    document_keys,
+    fill_clusters,
     index_dtype,
     lsh_params,
 )
@@ -295,25 +297,12 @@ class SpilledAssignment:
     def clusters_of(self, paths: list[str], path_idx: np.ndarray, rows: np.ndarray) -> np.ndarray:
         """As :meth:`ClusterAssignment.clusters_of`: the cluster of each document ``(paths[
         path_idx[i]], rows[i])`` (turn 0), -1 for documents alone or not seen."""
-        where = {p: i for i, p in enumerate(self.paths)}
-        pmap = np.array([where.get(p, -1) for p in paths], np.int64)
-        rows = np.asarray(rows, np.int64)
-        key = pmap[path_idx] * (1 << 40) + rows if len(path_idx) else np.zeros(0, np.int64)
-        out = np.full(key.shape[0], -1, np.int64)
-        by_key = np.argsort(key, kind="stable")
-        keys = key[by_key]
-        for pidx, row, turn, cluster in self._windows():
-            first = turn == 0  # a record's turn 0 stands for the record
-            known = pidx[first].astype(np.int64) * (1 << 40) + row[first]
-            if not known.shape[0]:
-                continue
-            a = np.searchsorted(keys, known[0], side="left")
-            b = np.searchsorted(keys, known[-1], side="right")
-            if b <= a:
-                continue
-            pos = np.searchsorted(known, keys[a:b])  # < len(known): keys[a:b] <= known[-1]
-            hit = known[pos] == keys[a:b]
-            out[by_key[a:b][hit]] = cluster[first][pos[hit]]
+        keys = document_keys(self.paths, paths, path_idx, rows)
+        by_key = np.argsort(keys, kind="stable")
+        ordered = keys[by_key]
+        out = np.full(keys.shape[0], -1, np.int64)
+        for window in self._windows():
+            fill_clusters(ordered, by_key, *window, out)
         return np.where(out >= 0, self._relabelled(out), -1)
 
     def load(self) -> ClusterAssignment:
@@ -909,33 +898,31 @@ class CampaignDetector(Detector):
             cl.mean_j, cl.min_j = _estimate_j(spill.rows(
                 "sig8", self.num_perm, arrival[np.searchsorted(pos, cl.sample)]))
             self._clusters.append(cl)
+        def place(at: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+            """Path index, row and turn of the documents at the arrival positions ``at`` (the
+            maps go with the call, and the pages a gather touched with them)."""
+            return (part_pidx[np.searchsorted(part_end, at, side="right")],
+                    spill.mapped("row", np.int64, (n,))[at],
+                    spill.mapped("turn", np.int32, (n,))[at])
+
         # Where the analysed members are, and their record ids: the only documents findings
         # name (the --clusters export reads every document's id from the spill).
         by_arrival = np.argsort(arrival, kind="stable")
         back = np.empty_like(by_arrival)
         back[by_arrival] = np.arange(by_arrival.shape[0])
-        self._members = _Members(
-            pos,
-            part_pidx[np.searchsorted(part_end, arrival, side="right")],
-            spill.mapped("row", np.int64, (n,))[arrival],
-            spill.mapped("turn", np.int32, (n,))[arrival],
-            cluster[pos].astype(np.int64),
-            spill.ids(arrival[by_arrival]).take(pa.array(back)),
-        )
+        self._members = _Members(pos, *place(arrival), cluster[pos].astype(np.int64),
+                                 spill.ids(arrival[by_arrival]).take(pa.array(back)))
         del arrival, by_arrival, back, grouped
 
         # Every listed document's place and cluster go to disk, a stretch at a time.
         if n:
-            rows = spill.mapped("row", np.int64, (n,))
-            turns = spill.mapped("turn", np.int32, (n,))
             step = 1 << 20
             for lo in range(0, listed.shape[0], step):
-                at = order[listed[lo : lo + step]].astype(np.int64)
-                spill.append("l_pidx", part_pidx[np.searchsorted(part_end, at, side="right")])
-                spill.append("l_row", rows[at])
-                spill.append("l_turn", turns[at])
+                pidx, row, turn = place(order[listed[lo : lo + step]].astype(np.int64))
+                spill.append("l_pidx", pidx)
+                spill.append("l_row", row)
+                spill.append("l_turn", turn)
                 spill.append("l_cluster", cluster[lo : lo + step].astype(np.int64))
-            del rows, turns
             spill.seal()
             spill.remove("sig8", "nsh", *(f"band{j}" for j in range(self.bands)))
         else:

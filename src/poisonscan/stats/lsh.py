@@ -419,18 +419,12 @@ class ClusterAssignment:
 
         ``paths[path_idx[i]]`` and ``rows[i]`` name document i.
         """
-        where = {p: i for i, p in enumerate(self.paths)}
-        pmap = np.array([where.get(p, -1) for p in paths], np.int64)
-        first = self.turn == 0  # a record's turn 0 stands for the record
-        known = np.asarray(self.path_index, np.int64)[first] * (1 << 40) + self.row[first]
-        cluster = self.cluster[first]
-        p = pmap[path_idx] if len(path_idx) else np.zeros(0, np.int64)
-        key = p * (1 << 40) + np.asarray(rows, np.int64)
-        pos = np.minimum(np.searchsorted(known, key), max(0, len(known) - 1))
-        hit = (p >= 0) & (len(known) > 0)
-        if len(known):
-            hit &= known[pos] == key
-        return np.where(hit, cluster[pos] if len(known) else -1, -1).astype(np.int64)
+        keys = document_keys(self.paths, paths, path_idx, rows)
+        by_key = np.argsort(keys, kind="stable")
+        out = np.full(keys.shape[0], -1, np.int64)
+        fill_clusters(keys[by_key], by_key, self.path_index, self.row, self.turn, self.cluster,
+                      out)
+        return out
 
     def cluster_of(self, path: str, row: int, turn: int = 0) -> int | None:
         """Cluster id of one document (None when it is not listed: see :meth:`clusters_of`)."""
@@ -457,6 +451,37 @@ class ClusterAssignment:
                 "cluster_size": pa.array(self.size, pa.int64()),
             }
         )
+
+
+def document_keys(known: list[str], paths: list[str], path_idx: np.ndarray,
+                  rows: np.ndarray) -> np.ndarray:
+    """One int64 per document ``(paths[path_idx[i]], rows[i])``: the index of its path in
+    ``known`` above its row, as :func:`fill_clusters` matches them; negative for a path not in
+    ``known``, which matches nothing."""
+    if not len(path_idx):
+        return np.zeros(0, np.int64)
+    where = {p: i for i, p in enumerate(known)}
+    pmap = np.array([where.get(p, -1) for p in paths], np.int64)
+    return pmap[path_idx] * (1 << 40) + np.asarray(rows, np.int64)
+
+
+def fill_clusters(keys: np.ndarray, by_key: np.ndarray, path_index: np.ndarray, row: np.ndarray,
+                  turn: np.ndarray, cluster: np.ndarray, out: np.ndarray) -> None:
+    """``out[by_key[i]]`` = the cluster of the document with key ``keys[i]`` (sorted, from
+    :func:`document_keys`) among the listed records ``(path_index, row, turn, cluster)``, sorted
+    by (path, row, turn); documents not listed there are left as they are. A record's turn 0
+    stands for the record."""
+    first = turn == 0
+    known = np.asarray(path_index, np.int64)[first] * (1 << 40) + row[first]
+    if not known.shape[0]:
+        return
+    a = np.searchsorted(keys, known[0], side="left")
+    b = np.searchsorted(keys, known[-1], side="right")
+    if b <= a:
+        return
+    pos = np.searchsorted(known, keys[a:b])  # < len(known): keys[a:b] <= known[-1]
+    hit = known[pos] == keys[a:b]
+    out[by_key[a:b][hit]] = cluster[first][pos[hit]]
 
 
 def distinct_clusters(assignment: ClusterAssignment, docs: Iterable[tuple[str, int]]) -> int:
