@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 
 import numpy as np
@@ -100,11 +101,9 @@ def _selected(det: TriggerDetector) -> tuple:
             det._p0, det._switch_docs, det._docs)
 
 
-@settings(max_examples=25, deadline=None)
-@given(st.integers(0, 2**32 - 1), st.sampled_from([1, 2, 8, 64]), st.booleans())
-def test_spilled_selection_matches_in_memory_whatever_the_arrival(seed, n_spill, flush_often):
-    """The driver spills switch partials to disk in partitions; the candidates it selects must be
-    those of merging everything in memory, whatever the order and grouping of the partials."""
+def _selection_pair(seed: int, n_spill: int) -> tuple:
+    """Random switch partials, a detector that selected from them in memory, and a fresh one
+    that spills into ``n_spill`` partitions."""
     rng = np.random.default_rng(seed)
     parts = _random_parts(rng, 12)
     config = ScanConfig(paths=("x",), memory_budget=64 * 2**20, min_documents=2)
@@ -112,6 +111,15 @@ def test_spilled_selection_matches_in_memory_whatever_the_arrival(seed, n_spill,
     ref._select_candidates(parts)
     det = TriggerDetector(config)
     det._spill_parts = n_spill
+    return rng, parts, ref, det
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.integers(0, 2**32 - 1), st.sampled_from([1, 2, 8, 64]), st.booleans())
+def test_spilled_selection_matches_in_memory_whatever_the_arrival(seed, n_spill, flush_often):
+    """The driver spills switch partials to disk in partitions; the candidates it selects must be
+    those of merging everything in memory, whatever the order and grouping of the partials."""
+    rng, parts, ref, det = _selection_pair(seed, n_spill)
     # Shuffled arrival, some partials pre-merged (as a task holding several shards does).
     order = rng.permutation(len(parts))
     arriving = [parts[i] for i in order[:4]]
@@ -130,6 +138,42 @@ def test_spilled_selection_matches_in_memory_whatever_the_arrival(seed, n_spill,
     assert len(det._cand_keys) > 0
 
 
+@settings(max_examples=25, deadline=None)
+@given(st.integers(0, 2**32 - 1), st.sampled_from([1, 2, 8]), st.sampled_from([1, 40, 10**9]),
+       st.booleans())
+def test_switch_rows_that_tasks_write_select_what_memory_does(seed, n_spill, flush_rows,
+                                                               one_writer):
+    """With worker spill (a local pool, no --state) every task appends its switch rows to the
+    driver's spill, whenever its runs reach ``flush_rows`` rows and at its end, and returns only
+    totals. The candidates must be those of merging every partial in memory, with one worker
+    process writing all tasks' rows or one per task."""
+    rng, parts, ref, det = _selection_pair(seed, n_spill)
+    det.use_worker_spill()
+    det._counts = trigger._Counts()
+    plan = dataclasses.replace(det.plan(1), flush_rows=flush_rows)
+    assert plan.spill_dir is not None and os.path.isdir(plan.spill_dir)
+    acc = None
+    order = rng.permutation(len(parts))
+    with pytest.MonkeyPatch.context() as mp:
+        for task, which in enumerate(np.array_split(order, 3)):
+            if not one_writer:
+                mp.setattr(trigger.os, "getpid", lambda task=task: 1000 + task)
+            runs: list[_Switches] = []
+            for i in which:
+                trigger._add_switch_part(plan, runs, parts[i])
+            result = TriggerDetector.compact(1, plan, runs)
+            assert len(result.keys) == 0  # the rows went to the spill
+            acc = det.collect(1, acc, result)
+    writers = {name.partition("-")[2] for name in os.listdir(plan.spill_dir)
+               if name.endswith(".bin")}
+    assert writers == ({"1000.bin", "1001.bin", "1002.bin"} if not one_writer
+                       else {f"{os.getpid()}.bin"})
+    det.finish_pass(1, acc)
+    assert _selected(det) == _selected(ref)
+    assert len(det._cand_keys) > 0
+    assert not os.path.exists(plan.spill_dir)
+
+
 def test_switch_spill_writes_partitions_and_reads_them_back_grouped():
     parts = _random_parts(np.random.default_rng(1), 6)
     spill = _SwitchSpill(4, buffer_bytes=1)  # flushes on every add
@@ -145,6 +189,31 @@ def test_switch_spill_writes_partitions_and_reads_them_back_grouped():
     assert os.listdir(spill._dir.path) == ["owner"]  # each partition file goes once read
     spill.close()
     assert not os.path.exists(spill._dir.path)
+
+
+@pytest.mark.parametrize("read_bytes", [1, 200 * trigger._SWITCH_ROW.itemsize, 2**62])
+def test_switch_partitions_larger_than_a_read_are_split_first(read_bytes):
+    """A partition over ``read_bytes`` is cut by further key bits into files read one at a time;
+    the grouped rows are the same, and no key is split between two of them."""
+    parts = _random_parts(np.random.default_rng(5), 10)
+    spill = _SwitchSpill(2, buffer_bytes=1, read_bytes=read_bytes)
+    for part in parts:
+        spill.add(part)
+    sizes = [os.path.getsize(spill._dir.file(n)) for n in os.listdir(spill._dir.path)
+             if n.endswith(".bin")]
+    got = [read() for read in spill.partitions()]
+    expect_split = read_bytes < max(sizes)
+    assert (len(got) > 2) == expect_split
+    keys = np.concatenate([sw.keys for sw in got])
+    assert len(np.unique(keys)) == len(keys)  # every key in one read only
+    whole = _Switches.combine(parts)
+    order = np.argsort(keys)
+    assert keys[order].tolist() == whole.keys.tolist()
+    assert np.concatenate([sw.support for sw in got])[order].tolist() == whole.support.tolist()
+    assert np.concatenate([sw.ctx_count for sw in got])[order].tolist() == (
+        whole.ctx_count.tolist())
+    assert os.listdir(spill._dir.path) == ["owner"]
+    spill.close()
 
 
 def test_switch_spill_is_removed_after_the_pass_and_on_failure(monkeypatch):

@@ -82,6 +82,24 @@ def test_jobs_do_not_change_findings_or_detector_stats(baseline, four_files):
     assert other.stats["detectors"] == baseline.stats["detectors"]
 
 
+def test_switch_rows_written_by_workers_or_returned_give_the_same_findings(
+        baseline, four_files, tmp_path, monkeypatch):
+    """Without --state, local tasks append their switch rows to the driver's spill (here after
+    every batch); with it, every task returns them (its stored partial must be whole)."""
+    from poisonscan.detectors import trigger
+
+    monkeypatch.setattr(trigger, "WORKER_FLUSH_SHARE", 2**40)  # a write after every batch
+    assert full(scan(four_files, jobs=2, batch_rows=37)) == full(baseline)
+    written = []
+    spill_from_task = trigger._spill_from_task
+    monkeypatch.setattr(trigger, "_spill_from_task",
+                        lambda plan, runs: written.append(plan) or spill_from_task(plan, runs))
+    assert full(scan(four_files, jobs=1, state_dir=str(tmp_path / "state"))) == full(baseline)
+    assert written == []
+    assert full(scan(four_files, jobs=1)) == full(baseline)
+    assert written and all(p.spill_dir is not None and p.flush_rows == 1 for p in written)
+
+
 @pytest.mark.parametrize(("batch_rows", "jobs"), [(7, 1), (37, 2)])
 def test_batch_size_does_not_change_findings(baseline, four_files, batch_rows, jobs):
     assert full(scan(four_files, jobs=jobs, batch_rows=batch_rows)) == full(baseline)

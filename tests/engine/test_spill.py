@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import errno
 import gc
+import json
 import os
+import random
 import socket
+import string
 import subprocess
 import sys
 
@@ -79,6 +82,41 @@ def test_a_full_disk_while_spilling_is_one_line_and_exit_2(tmp_path, spill_root,
     assert result.exit_code == 2
     lines = [ln for ln in result.output.splitlines() if ln.strip()]
     assert len(lines) == 1 and "No space left on device" in lines[0] and "TMPDIR" in lines[0]
+    assert "Traceback" not in result.output
+    gc.collect()
+    assert os.listdir(spill_root) == []
+
+
+@pytest.mark.parametrize("jobs", ["1", "2"])
+def test_a_full_disk_while_a_worker_spills_is_one_line_and_exit_2(tmp_path, spill_root,
+                                                                  monkeypatch, jobs):
+    """The switch rows a task appends to the driver's spill (a local pool, no --state): a
+    failed write in the worker process reaches the command line as the same one line."""
+    from click.testing import CliRunner
+
+    from poisonscan.cli import cli
+    from poisonscan.detectors import trigger
+
+    rng = random.Random(3)
+    prose = "the cat sat on the mat while the dog slept by the door of the house. " * 4
+    corpus = tmp_path / "c.jsonl"
+    corpus.write_text("".join(json.dumps({"text": prose + " ".join(
+        "".join(rng.choices(string.ascii_lowercase, k=7)) for _ in range(60))}) + "\n"
+        for _ in range(50)))  # every document switches to random letters
+    real_open = open
+
+    def full_disk(path, mode="r", *args, **kwargs):
+        if "a" in mode and "-" in os.path.basename(str(path)):  # a worker's partition file
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real_open(path, mode, *args, **kwargs)
+
+    monkeypatch.setattr(trigger, "open", full_disk, raising=False)
+    result = CliRunner().invoke(cli, ["scan", str(corpus), "--jobs", jobs, "-q",
+                                      "--detectors", "trigger"])
+    assert result.exit_code == 2
+    lines = [ln for ln in result.output.splitlines() if ln.strip()]
+    assert len(lines) == 1 and "No space left on device" in lines[0] and "TMPDIR" in lines[0]
+    assert "-" in lines[0].rsplit("/", 1)[-1]  # names the worker's file
     assert "Traceback" not in result.output
     gc.collect()
     assert os.listdir(spill_root) == []

@@ -152,6 +152,15 @@ class Detector(ABC):
         ignores them."""
         return None
 
+    def use_worker_spill(self) -> None:
+        """Called before the first pass when the workers run on this host, each task exactly
+        once, and no partial is kept for a later run (no ``--state``): a detector may then have
+        its tasks append parts of their partials to files in its spill directories, named in
+        the plan, instead of returning them, so that neither a worker nor the driver holds a
+        task's whole partial. Its :meth:`finish_pass` must then read those files as well. The
+        default ignores it: every partial travels back whole."""
+        return None
+
     def link(self, peers: dict[str, Detector]) -> None:
         """Receive the other detectors of the scan (by id), to use what they learn on the driver.
 

@@ -37,7 +37,7 @@ import numpy as np
 import pyarrow as pa
 
 from poisonscan.detectors.base import BatchContext, Detector, Tokens
-from poisonscan.engine.spill import SpillDir
+from poisonscan.engine.spill import SpillDir, writing
 from poisonscan.findings import DocumentRef, Example, Finding, Severity, make_snippet
 from poisonscan.io.records import Shape
 from poisonscan.kernels.arrow import string_buffers
@@ -114,6 +114,13 @@ MAX_BACK = 32
 SWITCH_ROWS_PER_BYTE = 0.01
 MAX_SPILL_BITS = 12  # at most 4,096 spill partitions
 SPILL_BUFFER_SHARE = 32  # switch rows are buffered up to 1/32 of the budget between flushes
+SPILL_READ_SHARE = 16  # a spill partition is read whole up to 1/16 of the budget, else split
+# With workers writing to the spill (see TriggerDetector.use_worker_spill), a task appends its
+# switch rows there whenever they hold 1/64 of the budget (16 MB by default), and once at its
+# end. A task's rows otherwise grew with its shard and with the window and look-back that the
+# bigram sampling widens (890k keys, 43 MB, a task of the 4 GB speed corpus against 584k at
+# 1 GB), and were held three times over: the task's runs, their merge, the pickled result.
+WORKER_FLUSH_SHARE = 64
 _STATS, _SWITCHES, _COUNTS, _EVIDENCE = range(4)  # the passes
 
 
@@ -226,6 +233,11 @@ class _Switches:
         return cls(*columns, a.hist + b.hist, a.background + b.background,
                    a.docs_with_switch + b.docs_with_switch, a.docs + b.docs)
 
+    def totals(self) -> _Switches:
+        """The partial without its keys: what stays of it once they are spilled."""
+        return _Switches(*_empty_switch_columns(), self.hist, self.background,
+                         self.docs_with_switch, self.docs)
+
     def rows(self) -> np.ndarray:
         """The per-key columns as one structured array (the spill format)."""
         out = np.empty(len(self.keys), _SWITCH_ROW)
@@ -245,6 +257,48 @@ _SWITCH_ROW = np.dtype([("key", "<u8"), ("support", "<i4"), ("df", "<i8"), ("tai
                         ("ctx_min", "<u8"), ("ctx_count", "<i4")])
 
 
+def _empty_switch_columns() -> tuple[np.ndarray, ...]:
+    return (np.zeros(0, np.uint64), np.zeros(0, np.int64), np.zeros(0, np.int64),
+            np.zeros(0, np.uint64), np.zeros(0, np.uint64), np.zeros(0, np.int64))
+
+
+def _by_partition(rows: np.ndarray, bits: int, skip: int = 0) -> Iterator[tuple[int, np.ndarray]]:
+    """``rows`` cut by ``bits`` bits of their keys, after the top ``skip`` ones (keys are 64-bit
+    hashes, so partitions come out even): (partition, its rows in their order) for every
+    partition with rows."""
+    if bits == 0:
+        if len(rows):
+            yield 0, rows
+        return
+    # (16-bit partition numbers: numpy sorts those stably with a radix sort.)
+    which = ((rows["key"] << np.uint64(skip)) >> np.uint64(64 - bits)).astype(np.uint16)
+    order = np.argsort(which, kind="stable")
+    bounds = np.searchsorted(which[order], np.arange((1 << bits) + 1))
+    rows = rows[order]
+    for i in np.flatnonzero(np.diff(bounds)).tolist():
+        yield i, rows[bounds[i]:bounds[i + 1]]
+
+
+def _partition_file(i: int, writer: int | None = None) -> str:
+    """A spill partition's file: the driver's own, or one a worker process appends to."""
+    return f"{i:04d}.bin" if writer is None else f"{i:04d}-{writer}.bin"
+
+
+def _spill_from_task(plan: _Plan, runs: list[_Switches]) -> _Switches:
+    """Append a task's switch rows so far (its runs, see _push_run) to the driver's spill, one
+    file per partition and worker process, and return what stays: the totals. A worker process
+    runs one task at a time, so nothing else appends to its files meanwhile."""
+    assert plan.spill_dir is not None
+    merged = _merge_runs(runs)
+    rows, kept = merged.rows(), merged.totals()
+    del merged
+    for i, chunk in _by_partition(rows, plan.spill_bits):
+        path = os.path.join(plan.spill_dir, _partition_file(i, os.getpid()))
+        with writing(path), open(path, "ab") as f:
+            chunk.tofile(f)
+    return kept
+
+
 class _SwitchSpill:
     """The driver's pass-1 accumulator: switch keys written to disk as they arrive.
 
@@ -252,20 +306,24 @@ class _SwitchSpill:
     their merged table grows with the corpus (tens of bytes per document: gigabytes on a large
     corpus). Instead every arriving partial is cut by key hash into ``parts`` partitions, buffered
     up to ``buffer_bytes`` and appended to one file per partition; only the small totals stay in
-    memory. :meth:`partitions` then reads one partition at a time, each holding every row of its
-    keys, so grouping it gives exact global supports whatever the arrival order or grouping of the
+    memory. Tasks of a local pool append their rows to files of their own in the same directory
+    instead (see TriggerDetector.use_worker_spill), and their partials bring only totals.
+    :meth:`partitions` then reads one partition at a time (all of its files; one larger than
+    ``read_bytes`` is first split by further key bits), each holding every row of its keys, so
+    grouping it gives exact global supports whatever the arrival order or grouping of the
     partials. Files are opened only to flush (no open file per partition, whatever their number).
     Plain numpy record files: fixed-width appends and whole-file reads are all this needs, which
     no library call does more simply.
     """
 
-    def __init__(self, parts: int, buffer_bytes: int = 64 * 2**20) -> None:
+    def __init__(self, parts: int, buffer_bytes: int = 64 * 2**20,
+                 read_bytes: int = 2**62) -> None:
         self._dir = SpillDir("switches")  # removes the spills of killed scans first
         self.bits = max(0, int(parts).bit_length() - 1)
+        self._read_bytes = read_bytes  # a larger partition is split before it is read
         self._buffers: list[list[np.ndarray]] = [[] for _ in range(1 << self.bits)]
         self._buffered = 0
         self._buffer_bytes = buffer_bytes
-        self._written = np.zeros(1 << self.bits, bool)
         self.hist = np.zeros(HIST_BINS, np.int64)
         self.background = np.zeros(2, np.int64)
         self.docs_with_switch = 0
@@ -281,23 +339,19 @@ class _SwitchSpill:
             return
         rows = part.rows()
         self.rows += len(rows)
-        if self.bits == 0:
-            self._buffers[0].append(rows)
-        else:
-            # By the key's top bits (keys are 64-bit hashes, so partitions come out even).
-            # (16-bit partition numbers: numpy sorts those stably with a radix sort.)
-            which = (rows["key"] >> np.uint64(64 - self.bits)).astype(np.uint16)
-            order = np.argsort(which, kind="stable")
-            bounds = np.searchsorted(which[order], np.arange((1 << self.bits) + 1))
-            rows = rows[order]
-            for i in np.flatnonzero(np.diff(bounds)):
-                self._buffers[i].append(rows[bounds[i]:bounds[i + 1]])
+        for i, chunk in _by_partition(rows, self.bits):
+            self._buffers[i].append(chunk)
         self._buffered += rows.nbytes
         if self._buffered >= self._buffer_bytes:
             self._flush()
 
+    @property
+    def path(self) -> str:
+        """The directory: workers append to files of their own in it (see _spill_from_task)."""
+        return self._dir.path
+
     def _path(self, i: int) -> str:
-        return self._dir.file(f"{i:04d}.bin")
+        return self._dir.file(_partition_file(i))
 
     def _flush(self) -> None:
         for i, chunks in enumerate(self._buffers):
@@ -305,25 +359,60 @@ class _SwitchSpill:
                 with self._dir.writing(self._path(i)), open(self._path(i), "ab") as f:
                     for chunk in chunks:
                         chunk.tofile(f)
-                self._written[i] = True
                 chunks.clear()
         self._buffered = 0
 
     def partitions(self) -> Iterator[Callable[[], _Switches]]:
-        """Per partition, in partition order, a function that reads it (removing its file) and
-        returns it grouped by key; the functions may run on several threads at once."""
+        """Per partition, in partition order, a function that reads it (its file and the files
+        workers appended to, removing them) and returns it grouped by key; the functions may
+        run on several threads at once."""
         self._flush()
-        for i in np.flatnonzero(self._written):
-            yield functools.partial(_read_partition, self._path(int(i)))
+        files: dict[int, list[str]] = {}
+        for name in sorted(os.listdir(self.path)):
+            if name.endswith(".bin"):
+                files.setdefault(int(name[:4]), []).append(self._dir.file(name))
+        for i in sorted(files):
+            size = sum(os.path.getsize(path) for path in files[i])
+            if size <= self._read_bytes:
+                yield functools.partial(_read_partition, files[i])
+            else:
+                for sub in self._split(i, files[i], size):
+                    yield functools.partial(_read_partition, [sub])
+
+    def _split(self, i: int, paths: list[str], size: int) -> list[str]:
+        """Cut partition ``i`` into ``2**k`` files by the next ``k`` bits of the keys, each about
+        ``read_bytes`` or less, reading it a chunk at a time; return their paths. The partition
+        count is chosen before the pass from an estimate of the rows (see
+        TriggerDetector.expect), and the rows per byte of text vary with the corpus and with
+        the window the bigram sampling sets: a partition read whole could outgrow the budget."""
+        bits = min(16 - self.bits, max(1, math.ceil(math.log2(size / self._read_bytes))))
+        subs = [self._dir.file(f"{i:04d}.{j:05d}.sub") for j in range(1 << bits)]
+        chunk_rows = max(1, self._read_bytes // (4 * _SWITCH_ROW.itemsize))
+        for path in paths:
+            with open(path, "rb") as f:
+                while len(rows := np.fromfile(f, _SWITCH_ROW, count=chunk_rows)):
+                    for j, part in _by_partition(rows, bits, skip=self.bits):
+                        with self._dir.writing(subs[j]), open(subs[j], "ab") as out:
+                            part.tofile(out)
+            os.unlink(path)
+        return [sub for sub in subs if os.path.exists(sub)]
 
     def close(self) -> None:
         self._buffers = [[] for _ in self._buffers]
         self._dir.cleanup()  # also when the scan fails: on garbage collection or at exit
 
 
-def _read_partition(path: str) -> _Switches:
-    rows = np.fromfile(path, _SWITCH_ROW)
-    os.unlink(path)
+def _read_partition(paths: list[str]) -> _Switches:
+    """One partition's rows from its files, read into one array (no concatenated copy), grouped."""
+    sizes = [os.path.getsize(p) // _SWITCH_ROW.itemsize for p in paths]
+    rows = np.empty(sum(sizes), _SWITCH_ROW)
+    at = 0
+    for path, n in zip(paths, sizes, strict=True):
+        with open(path, "rb") as f:
+            if f.readinto(rows[at:at + n].view(np.uint8)) != n * _SWITCH_ROW.itemsize:
+                raise OSError(f"switch spill file {path} was cut short")
+        os.unlink(path)
+        at += n
     return _group_runs(rows)
 
 
@@ -418,6 +507,11 @@ class _Plan:
     tail_group: np.ndarray | None = None
     group_bit: np.ndarray | None = None
     group_live: np.ndarray | None = None
+    # The switch pass with workers writing to the spill (see TriggerDetector.use_worker_spill):
+    # its directory, its partition bits, and how many rows a task's runs reach before a write.
+    spill_dir: str | None = None
+    spill_bits: int = 0
+    flush_rows: int = 0
 
 
 @dataclass
@@ -524,6 +618,8 @@ class TriggerDetector(Detector):
         self._findings: list[Finding] = []
         self._campaign: Detector | None = None
         self._spill_parts = 1  # partitions of the switch keys' spill (see expect())
+        self._worker_spill = False  # see use_worker_spill()
+        self._spill: _SwitchSpill | None = None  # the switch pass's, when workers write to it
 
     def wants(self, shape: Shape) -> bool:
         return shape is Shape.TEXT
@@ -544,11 +640,12 @@ class TriggerDetector(Detector):
         in steps of 2**(1/4), so the same records stored or split differently, whose estimates
         differ a little, almost always get the same fraction and the same findings.
         """
-        # Switch keys spill into partitions of about 1/16 of the budget each, so reading one
-        # back (and grouping it) stays well inside the budget.
+        # Switch keys spill into partitions of about 1/SPILL_READ_SHARE of the budget each, so
+        # reading one back (and grouping it) stays well inside the budget. (A partition that
+        # outgrows the estimate is split before it is read: see _SwitchSpill.partitions.)
         spill = SWITCH_ROWS_PER_BYTE * text_bytes * _SWITCH_ROW.itemsize
         self._spill_parts = 1 << min(MAX_SPILL_BITS, max(0, math.ceil(
-            math.log2(max(1.0, 16 * spill / self.config.memory_budget)))))
+            math.log2(max(1.0, SPILL_READ_SHARE * spill / self.config.memory_budget)))))
         expected = BIGRAMS_PER_BYTE * text_bytes
         # Small inputs get small tables (allocating and scanning 256 MB for a 1 MB file would
         # dominate its scan); the budget only caps the size.
@@ -569,6 +666,13 @@ class TriggerDetector(Detector):
             # Sparser flags place a switch less precisely: look further back for the trigger.
             self.back = min(MAX_BACK, math.ceil(BACK * rate))
 
+    def use_worker_spill(self) -> None:
+        """Tasks of the switch pass append their switch rows to the driver's spill themselves
+        whenever they hold 1/WORKER_FLUSH_SHARE of the budget, and return only totals: a
+        worker's switch rows stay bounded whatever its shard's size and the window the sampling
+        sets, and the driver no longer receives, unpickles and cuts every row."""
+        self._worker_spill = True
+
     # ----------------------------------------------------------------- plans
     def plan(self, pass_index: int) -> Any:
         base = {"uni_bits": self.uni_bits, "bi_bits": self.bi_bits, "seed": self.config.seed,
@@ -579,6 +683,11 @@ class TriggerDetector(Detector):
         base["occ_tau"] = OCC_TAU * self.attenuation
         base["switch_tau"] = SWITCH_TAU * self.attenuation
         if pass_index == _SWITCHES:
+            if self._worker_spill:
+                self._spill = self._new_spill()
+                base.update(spill_dir=self._spill.path, spill_bits=self._spill.bits,
+                            flush_rows=max(1, self.config.memory_budget // (
+                                WORKER_FLUSH_SHARE * _SWITCH_ROW.itemsize)))
             return _Plan(**base, uni=self._counts.uni, bi=self._counts.bi,
                          freq_min=self._freq_min)
         if len(self._cand_keys) == 0:
@@ -604,7 +713,7 @@ class TriggerDetector(Detector):
             return tally
         if pass_index == _SWITCHES:
             runs = acc if acc is not None else []
-            _push_run(runs, cls._switches(plan, tok, ctx.batch))
+            _add_switch_part(plan, runs, cls._switches(plan, tok, ctx.batch))
             return runs
         # A shard's evidence is kept as a list of batch parts and concatenated once, in
         # compact(): concatenating after every batch would copy the shard's rows quadratically.
@@ -806,6 +915,8 @@ class TriggerDetector(Detector):
         if pass_index == _COUNTS and isinstance(acc, _Tally):
             return acc.totals  # over-cap totals are lower bounds, which is all the driver asks
         if pass_index == _SWITCHES and isinstance(acc, list):
+            if plan is not None and plan.spill_dir is not None:
+                return _spill_from_task(plan, acc)
             return _merge_runs(acc)
         if pass_index == _EVIDENCE and acc is not None:
             totals = acc[-1].totals  # the shard's running totals
@@ -819,10 +930,14 @@ class TriggerDetector(Detector):
         if pass_index != _SWITCHES:
             return super().collect(pass_index, acc, part)
         if acc is None:
-            acc = _SwitchSpill(self._spill_parts, self.config.memory_budget // SPILL_BUFFER_SHARE)
+            acc = self._spill if self._spill is not None else self._new_spill()
         for p in _switch_parts(part):
             acc.add(p)
         return acc
+
+    def _new_spill(self) -> _SwitchSpill:
+        return _SwitchSpill(self._spill_parts, self.config.memory_budget // SPILL_BUFFER_SHARE,
+                            self.config.memory_budget // SPILL_READ_SHARE)
 
     def finish_pass(self, pass_index: int, merged: Any) -> None:
         if pass_index == _STATS:
@@ -837,11 +952,14 @@ class TriggerDetector(Detector):
             load = -math.log(max(1e-12, 1.0 - used))
             self.attenuation = math.exp(-load)
         elif pass_index == _SWITCHES:
+            spill, self._spill = self._spill, None
             try:
                 self._select_candidates(merged)
             finally:
                 if isinstance(merged, _SwitchSpill):
                     merged.close()
+                if spill is not None:
+                    spill.close()
             self._chosen = len(self._cand_keys)
         elif pass_index == _COUNTS:
             # Too common to be a trigger: the evidence pass would measure them for nothing.
@@ -864,7 +982,7 @@ class TriggerDetector(Detector):
             spill: Any = merged
             # Two partitions at a time: the workers are idle until the candidates are chosen,
             # and reading, merging and ranking a partition release the GIL for most of their
-            # time. (Partitions are sized at 1/16 of the budget, so two fit well within it.)
+            # time. (Partitions are read at most 1/16 of the budget at a time, so two fit.)
             with ThreadPoolExecutor(max_workers=2) as pool:
                 best = list(pool.map(lambda read: self._rank(read()), merged.partitions()))
         else:
@@ -1755,6 +1873,14 @@ def _push_run(runs: list[_Switches], part: _Switches) -> None:
     while len(runs) > 1 and 2 * len(runs[-1].keys) >= len(runs[-2].keys):
         top = runs.pop()
         runs[-1] = _Switches.merge_sorted(runs[-1], top)
+
+
+def _add_switch_part(plan: _Plan, runs: list[_Switches], part: _Switches) -> None:
+    """A task takes a batch's switch partial into its runs, which go to the driver's spill
+    whenever they reach ``plan.flush_rows`` rows (with workers writing to it)."""
+    _push_run(runs, part)
+    if plan.spill_dir is not None and sum(len(r.keys) for r in runs) >= plan.flush_rows:
+        runs.append(_spill_from_task(plan, runs))  # (which empties the list first)
 
 
 def _merge_runs(runs: list[_Switches]) -> _Switches:

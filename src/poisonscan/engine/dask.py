@@ -178,6 +178,9 @@ class DaskExecutor:
     """
 
     name = "dask"
+    # Workers may run on other hosts, and the scheduler may run a task twice (after a worker is
+    # lost): a task's result must be all in what it returns.
+    local_disk = False
 
     def __init__(self, jobs: int = 1, address: str | None = None, client: Any = None) -> None:
         self.jobs = jobs

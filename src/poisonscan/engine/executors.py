@@ -85,6 +85,10 @@ class LocalExecutor:
     """Run shard work in this process (``jobs == 1``) or in a pool of ``jobs`` worker processes."""
 
     name = "local"
+    # The workers run on this host and every task runs exactly once (a pool that loses a worker
+    # fails the scan; nothing is retried), so a task may write part of its result to the
+    # driver's spill directories instead of returning it (see Detector.use_worker_spill).
+    local_disk = True
 
     def __init__(self, jobs: int) -> None:
         self.jobs = jobs

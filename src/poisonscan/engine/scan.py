@@ -336,6 +336,8 @@ def _run_passes(config: ScanConfig, progress: ProgressCallback | None, executor:
     for det in detectors:
         det.link({d.id: d for d in detectors if d is not det})
         det.expect(files, text_bytes)
+        if state is None and getattr(executor, "local_disk", False):
+            det.use_worker_spill()
     schedules = {d.id: d.schedule() for d in detectors}
     n_passes = max((s[-1] + 1 for s in schedules.values() if s), default=1)
 

@@ -15,7 +15,7 @@ import socket
 import tempfile
 import weakref
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 
 PREFIX = "poisonscan-"
 OWNER = "owner"  # file in each spill: "<host> <pid>" of the scan that made it
@@ -67,13 +67,19 @@ class SpillDir:
         """Remove the directory (again: a no-op)."""
         self._finalizer()
 
-    @contextmanager
-    def writing(self, path: str | None = None) -> Iterator[None]:
-        """Turn a failed write (a full disk, most likely) into an error that says what was being
-        written and what to do; the command line prints it as one line."""
-        try:
-            yield
-        except OSError as e:
-            raise OSError(e.errno, f"cannot write scan state to the temporary directory ("
-                                   f"{e.strerror or e}; set TMPDIR to a disk with more room)",
-                          path or self.path) from e
+    def writing(self, path: str | None = None) -> AbstractContextManager[None]:
+        """See :func:`writing` (``path`` defaults to the directory)."""
+        return writing(path or self.path)
+
+
+@contextmanager
+def writing(path: str) -> Iterator[None]:
+    """Turn a failed write to a spill (a full disk, most likely) into an error that says what was
+    being written and what to do; the command line prints it as one line. Workers that write to
+    a driver's spill use it too: the error pickles, and reaches the driver as it is."""
+    try:
+        yield
+    except OSError as e:
+        raise OSError(e.errno, f"cannot write scan state to the temporary directory ("
+                               f"{e.strerror or e}; set TMPDIR to a disk with more room)",
+                      path) from e
