@@ -8,8 +8,9 @@ slows the scan a little: compare timelines with timelines, not with the speed be
 Pass boundaries come from the report's ``pass_seconds``, counted back from the end of the scan
 (so they are off by the time between the report and the process's exit, a fraction of a second).
 Prints, per pass, the peak of the summed PSS with the driver's and each worker's share at that
-moment, and the driver's own peak; the last line is a one-line summary. ``--json`` keeps every
-sample.
+moment, the driver's own peak, and the peak size of the scan's spill files (the scan gets a
+``TMPDIR`` of its own, whose files are summed at every sample); the last line is a one-line
+summary. ``--json`` keeps every sample.
 """
 
 from __future__ import annotations
@@ -35,18 +36,32 @@ def _pss(proc) -> int:
         return 0
 
 
-def sample(path: str, jobs: int, interval: float) -> tuple[list[tuple[float, int, list[int]]],
-                                                             dict, float]:
-    """Run the scan; returns the samples (seconds, driver MB, worker MB each), the report and the
-    seconds from start to exit."""
+def _tree_bytes(root: str) -> int:
+    total = 0
+    for folder, _, names in os.walk(root):
+        for name in names:
+            try:
+                total += os.path.getsize(os.path.join(folder, name))
+            except OSError:  # removed meanwhile
+                pass
+    return total
+
+
+def sample(path: str, jobs: int, interval: float
+           ) -> tuple[list[tuple[float, int, list[int], int]], dict, float]:
+    """Run the scan; returns the samples (seconds, driver MB, worker MB each, spill MB), the
+    report and the seconds from start to exit."""
     import psutil
 
     with tempfile.TemporaryDirectory() as tmp:
         report = Path(tmp) / "r.json"
+        spill = Path(tmp) / "spill"
+        spill.mkdir()
         cmd = [sys.executable, "-m", "poisonscan", "scan", path, "--quiet", "--jobs", str(jobs),
                "--format", "json", "--output", str(report), "--fail-on", "never"]
         t0 = time.perf_counter()
-        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                                env={**os.environ, "TMPDIR": str(spill)})
         driver = psutil.Process(proc.pid)
         samples = []
         while proc.poll() is None:
@@ -55,7 +70,7 @@ def sample(path: str, jobs: int, interval: float) -> tuple[list[tuple[float, int
             except psutil.Error:
                 break
             samples.append((time.perf_counter() - t0, _pss(driver) // MB,
-                            [_pss(w) // MB for w in workers]))
+                            [_pss(w) // MB for w in workers], _tree_bytes(str(spill)) // MB))
             time.sleep(interval)
         _, err = proc.communicate()
         end = time.perf_counter() - t0
@@ -80,15 +95,15 @@ def main(argv: list[str] | None = None) -> int:
     edges[-1] = end  # the findings and the report, after the last pass
     overall = None
     print(f"{'pass':>4} {'seconds':>8} {'peak MB':>8} {'driver':>7}  workers at the peak   "
-          "driver max")
+          "driver max  spill MB")
     for i, secs in enumerate(passes):
         part = [s for s in samples if edges[i] <= s[0] < edges[i + 1]]
         if not part:
             continue
-        t, drv, wrk = max(part, key=lambda s: s[1] + sum(s[2]))
+        t, drv, wrk, _ = max(part, key=lambda s: s[1] + sum(s[2]))
         total = drv + sum(wrk)
         print(f"{i:>4} {secs:8.1f} {total:8d} {drv:7d}  {str(wrk):20} "
-              f"{max(s[1] for s in part):8d}")
+              f"{max(s[1] for s in part):8d}  {max(s[3] for s in part):8d}")
         if overall is None or total > overall[0]:
             overall = (total, i, drv, wrk)
     if args.json:
@@ -99,8 +114,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     total, i, drv, wrk = overall
     print(f"timeline: {os.path.basename(args.path)} peak PSS {total} MB in pass {i} (driver {drv}, "
-          f"workers {wrk}), scan {report['stats']['seconds']:.1f} s, "
-          f"{report['stats']['shards']} shards")
+          f"workers {wrk}), spill at most {max(s[3] for s in samples)} MB, "
+          f"scan {report['stats']['seconds']:.1f} s, {report['stats']['shards']} shards")
     return 0
 
 
