@@ -164,8 +164,12 @@ def test_switch_rows_that_tasks_write_select_what_memory_does(seed, n_spill, flu
             result = TriggerDetector.compact(1, plan, runs)
             assert len(result.keys) == 0  # the rows went to the spill
             acc = det.collect(1, acc, result)
-    writers = {name.partition("-")[2] for name in os.listdir(plan.spill_dir)
-               if name.endswith(".bin")}
+    files = [name for name in os.listdir(plan.spill_dir) if name.endswith(".bin")]
+    writers = {name.partition("-")[2] for name in files}
+    for name in files:  # every row in the partition of its key's top bits
+        keys = np.fromfile(os.path.join(plan.spill_dir, name), trigger._SWITCH_ROW)["key"]
+        assert ((keys >> np.uint64(64 - plan.spill_bits)) if plan.spill_bits else 0 * keys
+                ).tolist() == [int(name[:4])] * len(keys)
     assert writers == ({"1000.bin", "1001.bin", "1002.bin"} if not one_writer
                        else {f"{os.getpid()}.bin"})
     det.finish_pass(1, acc)
