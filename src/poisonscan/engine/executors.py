@@ -4,9 +4,11 @@ Results are merged with associative, commutative merges, so the arrival order do
 findings; the engine still merges in arrival order to keep the driver's memory flat.
 
 An executor has ``map(fn, items, shared)``, which runs ``fn(item, shared)`` for every item,
-``slots()``, how many items it works on at once, and ``close()``. :class:`LocalExecutor` runs in
-this process or a local process pool; :class:`poisonscan.engine.dask.DaskExecutor` on a Dask
-cluster (``--executor dask``).
+``slots()``, how many items it works on at once, and ``close()``; and may say ``local_disk =
+True`` when its tasks run on this host exactly once each (then detectors may have tasks write to
+the driver's spill: see ``Detector.use_worker_spill``). :class:`LocalExecutor` runs in this
+process or a local process pool; :class:`poisonscan.engine.dask.DaskExecutor` on a Dask cluster
+(``--executor dask``).
 """
 
 from __future__ import annotations
