@@ -109,8 +109,11 @@ MAX_WINDOW = 256
 # at 1/32 (alternating runs; findings identical).
 RAW_SHARE = 8
 MAX_BACK = 32
-# Switch keys the partials carry per byte of input text, roughly (the 64 MB speed corpus: 753k
-# rows for 83 MB of text, 0.009).
+# Switch keys the partials carry per byte of input text, roughly, at the look-back BACK (the 64 MB
+# speed corpus: 753k rows for 83 MB of text, 0.009). A longer look-back emits more keys a switch:
+# the estimate grows as (back / BACK) ** 0.4, which fits the rows that the local pool's tasks
+# wrote on the 1 GB speed corpus: 0.012 a byte at a look-back of 8, 0.024 at 32 (the settings of
+# 4 GB and more; 0.013 and 0.023 estimated).
 SWITCH_ROWS_PER_BYTE = 0.01
 MAX_SPILL_BITS = 12  # at most 4,096 spill partitions
 SPILL_BUFFER_SHARE = 32  # switch rows are buffered up to 1/32 of the budget between flushes
@@ -649,12 +652,6 @@ class TriggerDetector(Detector):
         in steps of 2**(1/4), so the same records stored or split differently, whose estimates
         differ a little, almost always get the same fraction and the same findings.
         """
-        # Switch keys spill into partitions of about 1/SPILL_READ_SHARE of the budget each, so
-        # reading one back (and grouping it) stays well inside the budget. (A partition that
-        # outgrows the estimate is split before it is read: see _SwitchSpill.partitions.)
-        spill = SWITCH_ROWS_PER_BYTE * text_bytes * _SWITCH_ROW.itemsize
-        self._spill_parts = 1 << min(MAX_SPILL_BITS, max(0, math.ceil(
-            math.log2(max(1.0, SPILL_READ_SHARE * spill / self.config.memory_budget)))))
         expected = BIGRAMS_PER_BYTE * text_bytes
         # Small inputs get small tables (allocating and scanning 256 MB for a 1 MB file would
         # dominate its scan); the budget only caps the size.
@@ -674,6 +671,12 @@ class TriggerDetector(Detector):
             self.window = min(MAX_WINDOW, math.ceil(WINDOW * rate))
             # Sparser flags place a switch less precisely: look further back for the trigger.
             self.back = min(MAX_BACK, math.ceil(BACK * rate))
+        # Switch keys spill into partitions of about 1/SPILL_READ_SHARE of the budget each, so
+        # reading one back (and grouping it) stays well inside the budget. (A partition that
+        # outgrows the estimate is split before it is read: see _SwitchSpill.partitions.)
+        rows = SWITCH_ROWS_PER_BYTE * (self.back / BACK) ** 0.4 * text_bytes
+        self._spill_parts = 1 << min(MAX_SPILL_BITS, max(0, math.ceil(math.log2(max(
+            1.0, SPILL_READ_SHARE * rows * _SWITCH_ROW.itemsize / self.config.memory_budget)))))
 
     def use_worker_spill(self) -> None:
         """Tasks of the switch pass append their switch rows to the driver's spill themselves
