@@ -220,6 +220,25 @@ def test_switch_partitions_larger_than_a_read_are_split_first(read_bytes):
     spill.close()
 
 
+@pytest.mark.parametrize("bits", [0, 1, 3])
+@pytest.mark.parametrize("shuffled", [False, True])
+def test_partition_slices_put_every_row_in_its_keys_partition(bits, shuffled):
+    """Rows cut for the spill by their keys' top bits: a sorted partial by slices, any other
+    grouped first; together they are the partial's grouped rows."""
+    part = _Switches.combine(_random_parts(np.random.default_rng(7), 5))
+    if shuffled:
+        order = np.random.default_rng(8).permutation(len(part.keys))
+        part = _Switches(*(getattr(part, f)[order] for f in (
+            "keys", "support", "df", "tail", "ctx_min", "ctx_count")), part.hist, part.background)
+    cut = list(trigger._partition_slices(part, bits))
+    for i, rows in cut:
+        assert ((rows["key"] >> np.uint64(64 - bits)) if bits else 0 * rows["key"]
+                ).tolist() == [i] * len(rows)
+    assert [i for i, _ in cut] == sorted({i for i, _ in cut})
+    got = np.concatenate([rows for _, rows in cut])
+    assert got.tolist() == _Switches.combine([part]).rows().tolist()
+
+
 def test_switch_spill_is_removed_after_the_pass_and_on_failure(monkeypatch):
     config = ScanConfig(paths=("x",), min_documents=2)
     parts = _random_parts(np.random.default_rng(1), 4)

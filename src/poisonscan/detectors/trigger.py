@@ -269,14 +269,10 @@ def _empty_switch_columns() -> tuple[np.ndarray, ...]:
             np.zeros(0, np.uint64), np.zeros(0, np.uint64), np.zeros(0, np.int64))
 
 
-def _by_partition(rows: np.ndarray, bits: int, skip: int = 0) -> Iterator[tuple[int, np.ndarray]]:
-    """``rows`` cut by ``bits`` bits of their keys, after the top ``skip`` ones (keys are 64-bit
-    hashes, so partitions come out even): (partition, its rows in their order) for every
-    partition with rows."""
-    if bits == 0:
-        if len(rows):
-            yield 0, rows
-        return
+def _by_partition(rows: np.ndarray, bits: int, skip: int) -> Iterator[tuple[int, np.ndarray]]:
+    """Spilled ``rows``, in any order, cut by ``bits`` (at least 1) bits of their keys after the
+    top ``skip`` ones (keys are 64-bit hashes, so partitions come out even): (partition, its rows
+    in their order) for every partition with rows (see _SwitchSpill._split)."""
     # (16-bit partition numbers: numpy sorts those stably with a radix sort.)
     which = ((rows["key"] << np.uint64(skip)) >> np.uint64(64 - bits)).astype(np.uint16)
     order = np.argsort(which, kind="stable")
@@ -284,6 +280,23 @@ def _by_partition(rows: np.ndarray, bits: int, skip: int = 0) -> Iterator[tuple[
     rows = rows[order]
     for i in np.flatnonzero(np.diff(bounds)).tolist():
         yield i, rows[bounds[i]:bounds[i + 1]]
+
+
+def _partition_slices(part: _Switches, bits: int) -> Iterator[tuple[int, np.ndarray]]:
+    """(partition, its rows) for every partition of the spill (the top ``bits`` bits of the
+    keys) that ``part`` has rows in. A partial's keys are sorted, so each partition is a slice
+    of them: its rows are made a slice at a time, with no sorted copy of them all. (A partial
+    whose keys are not in order, which no merge makes, is grouped first.)"""
+    keys = part.keys
+    if keys.shape[0] > 1 and not np.all(keys[1:] > keys[:-1]):
+        part = _Switches.combine([part])
+        keys = part.keys
+    edges = np.arange(1 << bits, dtype=np.uint64) << np.uint64(64 - bits) if bits else (
+        np.zeros(1, np.uint64))
+    bounds = np.append(np.searchsorted(keys, edges), keys.shape[0]).tolist()
+    for i in range(len(edges)):
+        if bounds[i] < bounds[i + 1]:
+            yield i, part.rows(bounds[i], bounds[i + 1])
 
 
 def _partition_file(i: int, writer: int | None = None) -> str:
@@ -297,17 +310,10 @@ def _spill_from_task(plan: _Plan, runs: list[_Switches]) -> _Switches:
     runs one task at a time, so nothing else appends to its files meanwhile."""
     assert plan.spill_dir is not None
     merged = _merge_runs(runs)
-    # The merged keys are sorted, so each partition (a range of their top bits) is a slice of
-    # them: written a slice at a time, with no sorted copy of all the rows.
-    bits = plan.spill_bits
-    edges = np.arange(1 << bits, dtype=np.uint64) << np.uint64(64 - bits) if bits else (
-        np.zeros(1, np.uint64))
-    bounds = np.append(np.searchsorted(merged.keys, edges), len(merged.keys)).tolist()
-    for i in range(len(edges)):
-        if bounds[i] < bounds[i + 1]:
-            path = os.path.join(plan.spill_dir, _partition_file(i, os.getpid()))
-            with writing(path), open(path, "ab") as f:
-                merged.rows(bounds[i], bounds[i + 1]).tofile(f)
+    for i, rows in _partition_slices(merged, plan.spill_bits):
+        path = os.path.join(plan.spill_dir, _partition_file(i, os.getpid()))
+        with writing(path), open(path, "ab") as f:
+            rows.tofile(f)
     return merged.totals()
 
 
@@ -340,7 +346,6 @@ class _SwitchSpill:
         self.background = np.zeros(2, np.int64)
         self.docs_with_switch = 0
         self.docs = 0
-        self.rows = 0
 
     def add(self, part: _Switches) -> None:
         self.hist += part.hist
@@ -349,11 +354,9 @@ class _SwitchSpill:
         self.docs += part.docs
         if len(part.keys) == 0:
             return
-        rows = part.rows()
-        self.rows += len(rows)
-        for i, chunk in _by_partition(rows, self.bits):
-            self._buffers[i].append(chunk)
-        self._buffered += rows.nbytes
+        for i, rows in _partition_slices(part, self.bits):
+            self._buffers[i].append(rows)
+            self._buffered += rows.nbytes
         if self._buffered >= self._buffer_bytes:
             self._flush()
 
