@@ -337,10 +337,6 @@ class SpilledAssignment:
             }
         )
 
-    def table(self) -> pa.Table:
-        """The ``store`` protocol of :class:`ClusterAssignment` (see :meth:`load`)."""
-        return self.to_table()
-
 
 @dataclass
 class _Members:

@@ -373,7 +373,7 @@ class ClusterAssignment:
     The arrays may list every document, or (as the campaign detector keeps them, so the driver's
     memory does not grow with the corpus) only the documents of clusters of two or more: then
     ``documents`` is the number of all documents, lookups of a singleton answer None like an unseen
-    document, and ``store`` (an object with a ``table()`` method) gives :meth:`to_table` the rows
+    document, and ``store`` (an object with a ``to_table()`` method) gives :meth:`to_table` the rows
     of every document from disk.
     """
 
@@ -437,7 +437,7 @@ class ClusterAssignment:
         With a ``store`` the rows of all documents are read from disk into this table.
         """
         if self.store is not None:
-            return self.store.table()
+            return self.store.to_table()
         paths = pa.array(self.paths, pa.string())
         return pa.table(
             {
