@@ -299,6 +299,13 @@ def _partition_slices(part: _Switches, bits: int) -> Iterator[tuple[int, np.ndar
             yield i, part.rows(bounds[i], bounds[i + 1])
 
 
+def _append_rows(path: str, chunks: list[np.ndarray]) -> None:
+    """Append record arrays to a spill file (a failed write says what to do: see writing())."""
+    with writing(path), open(path, "ab") as f:
+        for chunk in chunks:
+            chunk.tofile(f)
+
+
 def _partition_file(i: int, writer: int | None = None) -> str:
     """A spill partition's file: the driver's own, or one a worker process appends to."""
     return f"{i:04d}.bin" if writer is None else f"{i:04d}-{writer}.bin"
@@ -311,9 +318,7 @@ def _spill_from_task(plan: _Plan, runs: list[_Switches]) -> _Switches:
     assert plan.spill_dir is not None
     merged = _merge_runs(runs)
     for i, rows in _partition_slices(merged, plan.spill_bits):
-        path = os.path.join(plan.spill_dir, _partition_file(i, os.getpid()))
-        with writing(path), open(path, "ab") as f:
-            rows.tofile(f)
+        _append_rows(os.path.join(plan.spill_dir, _partition_file(i, os.getpid())), [rows])
     return merged.totals()
 
 
@@ -371,9 +376,7 @@ class _SwitchSpill:
     def _flush(self) -> None:
         for i, chunks in enumerate(self._buffers):
             if chunks:
-                with self._dir.writing(self._path(i)), open(self._path(i), "ab") as f:
-                    for chunk in chunks:
-                        chunk.tofile(f)
+                _append_rows(self._path(i), chunks)
                 chunks.clear()
         self._buffered = 0
 
@@ -407,8 +410,7 @@ class _SwitchSpill:
             with open(path, "rb") as f:
                 while len(rows := np.fromfile(f, _SWITCH_ROW, count=chunk_rows)):
                     for j, part in _by_partition(rows, bits, skip=self.bits):
-                        with self._dir.writing(subs[j]), open(subs[j], "ab") as out:
-                            part.tofile(out)
+                        _append_rows(subs[j], [part])
             os.unlink(path)
         return [sub for sub in subs if os.path.exists(sub)]
 
