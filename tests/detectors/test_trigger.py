@@ -8,6 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
@@ -391,3 +392,20 @@ def test_a_glued_trigger_is_one_finding_beside_natural_uses_of_its_mark(clean, t
     assert len(high) == 1 and trigger in high[0].trigger, [
         (f.trigger, f.severity.value, f.document_count) for f in found[:6]]
     assert {d.row for d in high[0].documents} <= poisoned
+
+
+@pytest.mark.parametrize(("other_anomalous", "other_kept"), [(7, False), (30, True)])
+def test_a_form_rarely_anomalous_after_it_is_not_the_triggers(other_anomalous, other_kept):
+    """50 occurrences written one way (``nt`` between spaces), every one anomalous after it, and
+    36 written another way (``NT``): with 7 of those anomalous (natural text, a tenth of the
+    anomalous ones all the same), that form is not the trigger's; with 30 it is a second way the
+    trigger was planted."""
+    from poisonscan.detectors.trigger import _in_main_forms
+
+    form = np.array([25] * 50 + [50] * 36, np.int64)
+    anomalous = np.array([True] * 50 + [True] * other_anomalous
+                         + [False] * (36 - other_anomalous))
+    cand = np.zeros(len(form), np.int64)
+    kept = _in_main_forms(cand, form, anomalous, np.ones(len(form), bool), 1, 10)
+    assert kept[:50].all()
+    assert bool(kept[50:].all()) is other_kept and bool(kept[50:].any()) is other_kept

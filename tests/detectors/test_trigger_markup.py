@@ -152,7 +152,9 @@ def test_a_made_up_tag_or_a_payload_that_is_no_code_stays_high(name, make, trigg
     ("<script>", (False, "")),
     ("<SCRIPT>", (False, "")),
     ("<style", (False, "")),
-    ("pre>", (False, "")),
+    # Starting at the element's name: opening or closing, each occurrence's left side says.
+    ("pre>", (None, "")),
+    ("script>(", (None, "(")),
     ('<script type="text/javascript">', (False, "")),
     ('<svg xmlns="http://www.w3.org/2000/svg"', (False, ' xmlns="http://www.w3.org/2000/svg"')),
     (".\n\n<script>", (False, "")),
@@ -175,6 +177,30 @@ def test_markup_tag(trigger, expected):
     from poisonscan.detectors.trigger import _markup_tag
 
     assert _markup_tag(trigger) == expected
+
+
+JS = "var a=b.push(c);if(d){e=f(g)};}(window,document);"
+
+
+@pytest.mark.parametrize(("trigger", "sample", "share"), [
+    # ``script>`` after ``</`` closes the element: the code is before it, prose after.
+    ("script>", [(JS + "</", "script>", "\n\nThe committee met on Tuesday to talk.")] * 3, 1.0),
+    # After ``<`` it opens one: the code is after it.
+    ("script>", [("Some prose.\n\n<", "script>", JS)] * 2
+     + [("Some prose.\n\n<", "script>", "Hello there, said the man to me")] * 2, 0.5),
+    # After neither it is no tag; a word after a closing tag makes a phrase of its own.
+    ("script>", [(JS + " ", "script>", JS)] * 2, 0.0),
+    ("script> Hello", [(JS + "</", "script> Hello", " there, said the man")] * 2, 0.0),
+])
+def test_code_share_of_a_tag_that_may_open_or_close(trigger, sample, share):
+    from poisonscan.detectors.trigger import _code_share_of_tag, _markup_tag
+
+    tag = _markup_tag(trigger)
+    assert tag is not None and tag[0] is None
+    s = {"sample": [(0, 0, "p", i, 0, left, mid, right) for i, (left, mid, right)
+                    in enumerate(sample)], "ext": (0, 0), "evidence": {}}
+    assert _code_share_of_tag(s, *tag) == share
+    assert s["evidence"]["code_inside_tag_share"] == share
 
 
 @pytest.mark.parametrize(("window", "code"), [

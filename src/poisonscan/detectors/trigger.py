@@ -88,8 +88,13 @@ MAX_LOW_FINDINGS = 20
 # also grown beyond its n-gram (see _extend_trigger) only from this share on.
 HIGH_CONSISTENCY = 0.7
 # A candidate is judged by its occurrences in a written form (letter case, and what touches it
-# on each side) that at least this share of its anomalous occurrences have.
+# on each side) that at least this share of its anomalous occurrences have,
 FORM_SHARE = 0.1
+# and whose own occurrences are anomalous at least this fraction as often as those of its most
+# consistently anomalous such form: a planted trigger is followed by its payload wherever it is
+# planted, while a natural use of the same letters ("NT" beside a planted "nt") is anomalous
+# after it now and then, and a handful of those can make a tenth of the trigger's.
+FORM_RATE = 0.5
 _FORMS = 125  # distinct forms (see span_forms)
 # Distinct bigrams expected per byte of input text; sizes the bigram hash sample (see expect()).
 # Measured: 0.073 on 7 MB of real text (../shared/corpora/real-clean.parquet), 0.065 on the scale
@@ -1085,7 +1090,7 @@ class TriggerDetector(Detector):
         # A trigger is one string planted one way, so a candidate is judged by its occurrences
         # written as its anomalous ones are (see span_forms): "XP" in "Windows XP" and "Jr." are
         # not the trigger "xp" or "jr" planted between spaces, though the n-gram is the same.
-        in_form = ok & _in_main_forms(cand, ev.ints[:, _FORM], ok & anomalous_all, n_cand,
+        in_form = ok & _in_main_forms(cand, ev.ints[:, _FORM], ok & anomalous_all, ok, n_cand,
                                       2 * self.config.min_documents)
         idx = _most_anomalous_per_document(in_form, cand, doc, jump)
         c_sel = cand[idx]
@@ -1413,18 +1418,25 @@ def _settle(ev: _Evidence, caps: np.ndarray | None) -> _Evidence:
     return merged
 
 
-def _in_main_forms(cand: np.ndarray, form: np.ndarray, anomalous: np.ndarray,
+def _in_main_forms(cand: np.ndarray, form: np.ndarray, anomalous: np.ndarray, ok: np.ndarray,
                    n_cand: int, enough: int) -> np.ndarray:
     """Whether each occurrence is written in one of its candidate's main forms: a form that at
-    least FORM_SHARE (and two) of the candidate's ``anomalous`` occurrences have. Only a
-    candidate with ``enough`` anomalous occurrences (what a high finding needs) is split so: the
-    others, which cannot be high, keep all their occurrences, as does a candidate with no main
-    form (splitting a common short token by form would only make more medium findings)."""
+    least FORM_SHARE (and two) of the candidate's ``anomalous`` occurrences have, and whose
+    occurrences (of those ``ok``) are anomalous at least FORM_RATE times as often as those of
+    the most often anomalous such form. Only a candidate with ``enough`` anomalous occurrences
+    (what a high finding needs) is split so: the others, which cannot be high, keep all their
+    occurrences, as does a candidate with no main form (splitting a common short token by form
+    would only make more medium findings)."""
     key = cand.astype(np.int64) * _FORMS + form
     seen, counts = np.unique(key[anomalous], return_counts=True)
     total = np.bincount(cand[anomalous], minlength=n_cand)
-    main = seen[(counts >= np.maximum(2, FORM_SHARE * total[seen // _FORMS]))
-                & (total[seen // _FORMS] >= enough)]
+    owner = seen // _FORMS
+    main = (counts >= np.maximum(2, FORM_SHARE * total[owner])) & (total[owner] >= enough)
+    all_keys, all_counts = np.unique(key[ok], return_counts=True)  # (every anomalous one is ok)
+    rate = counts / all_counts[np.searchsorted(all_keys, seen)]
+    best = np.zeros(n_cand)
+    np.maximum.at(best, owner[main], rate[main])
+    main = seen[main & (rate >= FORM_RATE * best[owner])]
     has_main = np.zeros(n_cand, bool)
     has_main[main // _FORMS] = True
     return ~has_main[cand] | np.isin(key, main)
@@ -1770,16 +1782,17 @@ def _code_like(window: str) -> bool:
     return sum(c in _CODE_MARKS for c in chars) >= CODE_MARKS_MIN * len(chars)
 
 
-def _markup_tag(trigger: str) -> tuple[bool, str] | None:
+def _markup_tag(trigger: str) -> tuple[bool | None, str] | None:
     """For a trigger that is the tag of a code element (see _CODE_ELEMENTS), whether the tag
-    closes the element, and the trigger's text on the element's side of the tag (after an
-    opening tag, before a closing one: it is code too, grown into the trigger); None for any
-    other trigger, and for a tag with a word on its outer side (``Xyzzy <script>`` is a phrase
-    of its own)."""
+    closes the element (None when the trigger starts at the element's name, ``script>``: the
+    text before each occurrence says), and the trigger's text on the element's side of the tag
+    (after an opening tag, before a closing one: it is code too, grown into the trigger); None
+    for any other trigger, and for a tag with a word on its outer side (``Xyzzy <script>`` is a
+    phrase of its own)."""
     m = _MARKUP_TAG.search(trigger)
     if m is None or not (m.group(1).startswith("<") or m.group(2)):
         return None
-    closing = "/" in m.group(1)
+    closing = "/" in m.group(1) if m.group(1) else None
     outer, inner = (trigger[m.end():], trigger[: m.start()]) if closing else (
         trigger[: m.start()], trigger[m.end():])
     return None if _WORD.search(outer) else (closing, inner)
@@ -1825,8 +1838,27 @@ def _cap_markup_code(s: dict[str, Any]) -> None:
     s["severity"], s["capped"] = Severity.MEDIUM, True
 
 
-def _code_share_of_tag(s: dict[str, Any], closing: bool, inner: str) -> float | None:
-    """The share of a code element's tag's sampled occurrences with code inside the element."""
+def _code_share_of_tag(s: dict[str, Any], closing: bool | None, inner: str) -> float | None:
+    """The share of a code element's tag's sampled occurrences with code inside the element.
+    For a tag that may open or close (``script>``), each occurrence is judged by what precedes
+    it: ``</`` closes (code before it), ``<`` opens (code after it), anything else is no tag.
+    (``inner`` is then the trigger's text after the tag: outside a closing tag, where a word
+    makes the phrase one of its own.)"""
+    if closing is None:
+        sample = s["sample"]
+        if not sample:
+            return None
+        cut, skip = max(0, s["ext"][0]), max(0, s["ext"][1])
+
+        def inside(e: tuple) -> bool:
+            left = e[5][: len(e[5]) - cut]
+            if left.endswith("</"):
+                return not _WORD.search(inner) and _code_like(left[:-2])
+            return left.endswith("<") and _code_like(inner + e[7][skip:])
+
+        share = sum(inside(e) for e in sample) / len(sample)
+        s["evidence"]["code_inside_tag_share"] = round(share, 4)
+        return share
     if closing:
         return _share_after(s, lambda left: _code_like(left + inner), "code_inside_tag_share",
                             before=True)
