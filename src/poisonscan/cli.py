@@ -237,8 +237,8 @@ def _config_options(func: Any) -> Any:
             "--min-documents",
             type=int,
             metavar="N",
-            help="How many documents make a pattern strong: a high trigger finding needs 2N, a "
-            "campaign or an sft-trigger finding N; weaker ones from min(N, 3) documents are "
+            help="How many documents make a pattern strong: a high trigger or campaign finding "
+            "needs 2N, an sft-trigger finding N; weaker ones from min(N, 3) documents are "
             "reported as medium or low.",
         ),
         click.option(

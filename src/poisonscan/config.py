@@ -60,8 +60,9 @@ class ScanConfig:
         memory_budget: bytes the counting structures of one worker may use.
         detectors: the detectors to run.
         min_documents: how many documents make a pattern strong: a high trigger finding needs
-            twice this many, a campaign cluster and an sft-trigger finding this many; weaker
-            patterns from min(min_documents, 3) documents are reported as medium or low.
+            twice this many, a high campaign cluster twice this many members (clusters from
+            this many are analysed), an sft-trigger finding this many; weaker patterns from
+            min(min_documents, 3) documents are reported as medium or low.
         fail_on: the lowest severity that makes the scan exit with code 1.
         seed: seeds every hash family, so results are reproducible.
         executor: where shard work runs: ``local`` processes or a ``dask`` cluster.

@@ -52,6 +52,14 @@ def templated(n: int, rng: random.Random, payload: str = PAYLOAD) -> list[str]:
     return out
 
 
+def reposted(n: int, rng: random.Random) -> list[str]:
+    """One page of words rare elsewhere, posted ``n`` times with a short paragraph of ordinary
+    text added to each copy: near-duplicates that vary, sharing a phrase no other document has,
+    as a template's do, from no campaign at all."""
+    page = "Quorvath " + " ".join(rng.choices(VOCAB[2000:], k=200))
+    return [page + " " + clean_docs(1, rng)[0][:120] for _ in range(n)]
+
+
 def write(tmp_path, docs: list[str], files: int = 1) -> list[str]:
     paths = []
     for f in range(files):
@@ -80,7 +88,13 @@ def _mix(rng, clean, extra):
 
 CASES = {
     "templated campaign of 30": (lambda r: templated(30, r), Severity.HIGH),
-    "templated campaign of 8": (lambda r: templated(8, r), Severity.HIGH),
+    "templated campaign of 12": (lambda r: templated(12, r), Severity.HIGH),
+    # High needs twice --min-documents (5), as a trigger does: fewer are a handful.
+    "templated campaign of 8": (lambda r: templated(8, r), Severity.MEDIUM),
+    "a page posted five times, a paragraph added each time": (
+        lambda r: reposted(5, r),
+        Severity.MEDIUM,
+    ),
     "clean corpus": (lambda r: [], None),
     "exact copies of ordinary text": (
         lambda r: [clean_docs(1, random.Random(9))[0]] * 20,

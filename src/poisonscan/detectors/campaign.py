@@ -1124,8 +1124,12 @@ class CampaignDetector(Detector):
             templated = c.mean_j < TEMPLATED_BELOW
             payload = n_rare >= 1 and phrase_df_out <= rare_cut
             # Copies (no slot variation) and blocks common outside the cluster are boilerplate.
+            # High needs twice the reporting floor, as a trigger finding does: a handful of
+            # near-duplicates (a page posted again with a paragraph added, five times) is common
+            # in crawled text, and a campaign that poisons takes many more documents.
             if templated and boiler < 0.5:
-                severity = Severity.HIGH if payload else Severity.MEDIUM
+                strong = payload and size >= 2 * self.config.min_documents
+                severity = Severity.HIGH if strong else Severity.MEDIUM
             else:
                 severity = Severity.LOW
             if self._field[0] == "response" and severity is not Severity.LOW:
