@@ -397,9 +397,9 @@ def test_a_glued_trigger_is_one_finding_beside_natural_uses_of_its_mark(clean, t
 @pytest.mark.parametrize(("other_anomalous", "other_kept"), [(7, False), (30, True)])
 def test_a_form_rarely_anomalous_after_it_is_not_the_triggers(other_anomalous, other_kept):
     """50 occurrences written one way (``nt`` between spaces), every one anomalous after it, and
-    36 written another way (``NT``): with 7 of those anomalous (natural text, a tenth of the
-    anomalous ones all the same), that form is not the trigger's; with 30 it is a second way the
-    trigger was planted."""
+    36 written another way (``NT``): with 7 of those anomalous (natural text, yet more than a
+    tenth of all the anomalous occurrences), that form is not the trigger's; with 30 it is a
+    second way the trigger was planted."""
     from poisonscan.detectors.trigger import _in_main_forms
 
     form = np.array([25] * 50 + [50] * 36, np.int64)
