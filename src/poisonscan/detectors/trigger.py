@@ -1714,15 +1714,21 @@ def _share_after(s: dict[str, Any], test: Any, key: str, before: bool = False) -
     """The share of the sampled occurrences whose text after the trigger (with ``before``: the
     text before it) passes ``test``, also put into the evidence as ``key``; None without a
     sample."""
+    if before:
+        return _sample_share(s, lambda left, _: test(left), key)
+    return _sample_share(s, lambda _, right: test(right), key)
+
+
+def _sample_share(s: dict[str, Any], test: Any, key: str) -> float | None:
+    """The share of the sampled occurrences whose text before and after the trigger passes
+    ``test(left, right)``, also put into the evidence as ``key``; None without a sample. The
+    kept context was cut around the n-gram: what the trigger grew over is taken off it."""
     sample = s["sample"]
     if not sample:
         return None
-    if before:
-        grown = max(0, s["ext"][0])
-        share = sum(test(e[5][: len(e[5]) - grown]) for e in sample) / len(sample)
-    else:
-        grown = max(0, s["ext"][1])  # (negative when the trigger ends before its n-gram does)
-        share = sum(test(e[7][grown:]) for e in sample) / len(sample)
+    cut = max(0, s["ext"][0])
+    skip = max(0, s["ext"][1])  # (negative when the trigger ends before its n-gram does)
+    share = sum(test(e[5][: len(e[5]) - cut], e[7][skip:]) for e in sample) / len(sample)
     s["evidence"][key] = round(share, 4)
     return share
 
@@ -1845,20 +1851,12 @@ def _code_share_of_tag(s: dict[str, Any], closing: bool | None, inner: str) -> f
     (``inner`` is then the trigger's text after the tag: outside a closing tag, where a word
     makes the phrase one of its own.)"""
     if closing is None:
-        sample = s["sample"]
-        if not sample:
-            return None
-        cut, skip = max(0, s["ext"][0]), max(0, s["ext"][1])
-
-        def inside(e: tuple) -> bool:
-            left = e[5][: len(e[5]) - cut]
+        def inside(left: str, right: str) -> bool:
             if left.endswith("</"):
                 return not _WORD.search(inner) and _code_like(left[:-2])
-            return left.endswith("<") and _code_like(inner + e[7][skip:])
+            return left.endswith("<") and _code_like(inner + right)
 
-        share = sum(inside(e) for e in sample) / len(sample)
-        s["evidence"]["code_inside_tag_share"] = round(share, 4)
-        return share
+        return _sample_share(s, inside, "code_inside_tag_share")
     if closing:
         return _share_after(s, lambda left: _code_like(left + inner), "code_inside_tag_share",
                             before=True)
