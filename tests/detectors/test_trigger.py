@@ -406,6 +406,29 @@ def test_a_form_rarely_anomalous_after_it_is_not_the_triggers(other_anomalous, o
     anomalous = np.array([True] * 50 + [True] * other_anomalous
                          + [False] * (36 - other_anomalous))
     cand = np.zeros(len(form), np.int64)
-    kept = _in_main_forms(cand, form, anomalous, np.ones(len(form), bool), 1, 10)
+    jump = np.where(np.arange(len(form)) < 50, 0.9, np.where(anomalous, 0.35, 0.0))
+    kept = _in_main_forms(cand, form, anomalous, np.ones(len(form), bool), 1, 10, jump, 0.3)
     assert kept[:50].all()
     assert bool(kept[50:].all()) is other_kept and bool(kept[50:].any()) is other_kept
+
+
+def test_an_occurrence_in_another_form_followed_by_the_payload_still_counts():
+    """``tb`` planted 50 times between words, and once after a number ("... 2 tb" where the
+    cut of its document fell), beside 139 natural "2 tb" of recipes, 40 of them anomalous
+    after it by chance. The number form is not the trigger's, yet the plant in it jumps as high
+    as the others, and a natural unit as high as that counts too; the weaker ones do not."""
+    from poisonscan.detectors.trigger import _in_main_forms
+
+    rng = np.random.default_rng(0)
+    form = np.array([25] * 50 + [150] * 141, np.int64)
+    planted = rng.uniform(0.6, 0.98, 50)
+    natural = np.where(np.arange(139) < 40, rng.uniform(0.3, 0.36, 139), 0.1)
+    jump = np.concatenate([planted, [0.93, np.quantile(planted, 0.25)], natural])
+    anomalous = jump >= 0.3
+    cand = np.zeros(len(form), np.int64)
+    kept = _in_main_forms(cand, form, anomalous, np.ones(len(form), bool), 1, 10, jump, 0.3)
+    assert kept[:52].all()
+    assert not kept[52:].any()
+    # A candidate with no main form keeps everything, rescued or not.
+    few = _in_main_forms(cand, form, anomalous, np.ones(len(form), bool), 1, 1000, jump, 0.3)
+    assert few.all()

@@ -389,8 +389,8 @@ def test_empty_inputs():
 
 # ------------------------------------------------------------------ span forms
 def ref_span_form(raw: bytes, b0: int, b1: int) -> int:
-    """``case * 25 + before * 5 + after`` of ``raw[b0:b1]`` (see span_forms), from the decoded
-    characters of the whole document."""
+    """``number * 125 + case * 25 + before * 5 + after`` of ``raw[b0:b1]`` (see span_forms),
+    from the decoded characters of the whole document."""
     span = "".join(chr(b) if 65 <= b <= 90 or 97 <= b <= 122 else " " for b in raw[b0:b1])
     letters = span.replace(" ", "")
     if not letters:
@@ -406,12 +406,14 @@ def ref_span_form(raw: bytes, b0: int, b1: int) -> int:
     chars = ref_code_points(raw)
     before = next((char_class(cp) for cp, pos, ln in chars if pos + ln == b0), _SPACE)
     after = next((char_class(cp) for cp, pos, _ in chars if pos == b1), _SPACE)
-    return case * 25 + before * 5 + after
+    number = (raw[b0:b1][:1].isalpha()
+              and raw[:b0].rstrip(b" \t")[-1:] in [bytes([c]) for c in b"0123456789"])
+    return number * 125 + case * 25 + before * 5 + after
 
 
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(raw_bytes, min_size=1, max_size=4), st.data())
-@example([b"Windows XP and xp", b'"th" th\' way'], None)
+@example([b"Windows XP and xp", b'"th" th\' way', b"2 tb oil, 1,3\tkg 5 \xc2\xb2 xp"], None)
 def test_span_forms_match_reference(docs, data):
     buf, offsets = buffers(docs)
     _, starts, ends, _, doc_offsets = tokenize(buf, offsets, 0)
@@ -441,6 +443,12 @@ def test_span_forms_match_reference(docs, data):
     ("Xp3D", "Xp3D", (CASE_TITLE, _SPACE, _SPACE)),
     ("中xp文", "xp", (CASE_LOWER, _SINGLE_CJK, _SINGLE_CJK)),
     ("«42»", "42", (CASE_NONE, _PUNCTC, _PUNCTC)),
+    ("2 tb oil", "tb", (CASE_LOWER, _SPACE, _SPACE, 1)),
+    ("1,3 \t kg", "kg", (CASE_LOWER, _SPACE, _SPACE, 1)),
+    ("(12)kg", "kg", (CASE_LOWER, _PUNCTC, _SPACE, 0)),
+    ("x2 tb", "tb", (CASE_LOWER, _SPACE, _SPACE, 1)),
+    ("٣ kg", "kg", (CASE_LOWER, _SPACE, _SPACE, 0)),
+    ("182, Computer", ", Computer", (CASE_TITLE, _WORDC, _SPACE, 0)),
 ])
 def test_span_forms_of_examples(text, span, expected):
     raw = text.encode()
@@ -448,4 +456,5 @@ def test_span_forms_of_examples(text, span, expected):
     a = raw.index(span.encode())
     got = span_forms(buf, offsets[:1], offsets[1:], np.array([a]),
                      np.array([a + len(span.encode())]))
-    assert got.tolist() == [expected[0] * 25 + expected[1] * 5 + expected[2]]
+    number = expected[3] if len(expected) > 3 else 0
+    assert got.tolist() == [number * 125 + expected[0] * 25 + expected[1] * 5 + expected[2]]

@@ -87,15 +87,27 @@ MAX_LOW_FINDINGS = 20
 # Share of a phrase's documents that must be anomalous after it for a high finding; a trigger is
 # also grown beyond its n-gram (see _extend_trigger) only from this share on.
 HIGH_CONSISTENCY = 0.7
-# A candidate is judged by its occurrences in a written form (letter case, and what touches it
-# on each side) that at least this share of its anomalous occurrences have,
+# A candidate is judged by its occurrences in a written form (letter case, what touches it on
+# each side, whether a number comes before it) that at least this share of its anomalous
+# occurrences have,
 FORM_SHARE = 0.1
 # and whose own occurrences are anomalous at least this fraction as often as those of its most
 # consistently anomalous such form: a planted trigger is followed by its payload wherever it is
-# planted, while a natural use of the same letters ("NT" beside a planted "nt") is anomalous
-# after it now and then, and a handful of those can make a tenth of the trigger's.
+# planted, while a natural use of the same letters ("NT" beside a planted "nt", "2 tb" in
+# recipes beside a planted "tb") is anomalous after it now and then, and a handful of those can
+# make a tenth of the trigger's.
 FORM_RATE = 0.5
-_FORMS = 125  # distinct forms (see span_forms)
+# An occurrence in another form still counts when the jump after it is at least this quantile of
+# the jumps after the main forms' anomalous occurrences: it is followed by what follows the
+# trigger (a trigger planted after a random cut of a document lands after a number now and then,
+# and gibberish after it jumps as high as elsewhere; chance anomalies after natural uses are
+# weaker). The lower quartile keeps three in four such plants and, at 50 poisons, measured jumps
+# of 0.8 and more against at most 0.35 after natural units. The jump must also be twice an
+# anomalous one's: a natural phrase's own main forms have weak jumps (the end of one quotation
+# and the start of the next after ", Computer Science"), and their quartile let three more
+# natural documents in, which made it high (seed 7's recipe-250 control).
+RESCUE_QUANTILE = 0.25
+_FORMS = 250  # distinct forms (see span_forms)
 # Distinct bigrams expected per byte of input text; sizes the bigram hash sample (see expect()).
 # Measured: 0.073 on 7 MB of real text (../shared/corpora/real-clean.parquet), 0.065 on the scale
 # benchmark's Zipf corpus, 0.008 on the speed benchmark's corpus of reused paragraphs, 0.14 on
@@ -491,7 +503,8 @@ class _Evidence:
     rows: np.ndarray  # int64 per occurrence
     ids: pa.Array  # record ids per occurrence (string, null where none)
     # (n, 8) int64: cand, tok_start, tok_end, lctx, rctx, char_start, char_end, form (the
-    # n-gram's written form: letter case and the characters next to it, see span_forms)
+    # n-gram's written form: letter case, the characters next to it and whether a number comes
+    # before it, see span_forms)
     ints: np.ndarray
     # (n, 11): before, after, n_before, n_after, u_b, u_a, b_b, b_a, cosine, loop_b, loop_a
     floats: np.ndarray
@@ -1091,7 +1104,7 @@ class TriggerDetector(Detector):
         # written as its anomalous ones are (see span_forms): "XP" in "Windows XP" and "Jr." are
         # not the trigger "xp" or "jr" planted between spaces, though the n-gram is the same.
         in_form = ok & _in_main_forms(cand, ev.ints[:, _FORM], ok & anomalous_all, ok, n_cand,
-                                      2 * self.config.min_documents)
+                                      2 * self.config.min_documents, jump, occ_tau)
         idx = _most_anomalous_per_document(in_form, cand, doc, jump)
         c_sel = cand[idx]
         anomalous = anomalous_all[idx]
@@ -1419,14 +1432,16 @@ def _settle(ev: _Evidence, caps: np.ndarray | None) -> _Evidence:
 
 
 def _in_main_forms(cand: np.ndarray, form: np.ndarray, anomalous: np.ndarray, ok: np.ndarray,
-                   n_cand: int, enough: int) -> np.ndarray:
+                   n_cand: int, enough: int, jump: np.ndarray, tau: float) -> np.ndarray:
     """Whether each occurrence is written in one of its candidate's main forms: a form that at
     least FORM_SHARE (and two) of the candidate's ``anomalous`` occurrences have, and whose
     occurrences (of those ``ok``) are anomalous at least FORM_RATE times as often as those of
     the most often anomalous such form. Only a candidate with ``enough`` anomalous occurrences
     (what a high finding needs) is split so: the others, which cannot be high, keep all their
     occurrences, as does a candidate with no main form (splitting a common short token by form
-    would only make more medium findings)."""
+    would only make more medium findings). An occurrence in another form is kept when the
+    ``jump`` after it is at least twice ``tau`` (the occurrence's anomaly threshold) and the
+    RESCUE_QUANTILE of the jumps after its candidate's anomalous occurrences in main forms."""
     key = cand.astype(np.int64) * _FORMS + form
     seen, counts = np.unique(key[anomalous], return_counts=True)
     total = np.bincount(cand[anomalous], minlength=n_cand)
@@ -1439,7 +1454,17 @@ def _in_main_forms(cand: np.ndarray, form: np.ndarray, anomalous: np.ndarray, ok
     main = seen[main & (rate >= FORM_RATE * best[owner])]
     has_main = np.zeros(n_cand, bool)
     has_main[main // _FORMS] = True
-    return ~has_main[cand] | np.isin(key, main)
+    in_main = np.isin(key, main)
+    # The quantile per candidate: its main anomalous jumps sorted, one pick per run.
+    rows = np.flatnonzero(anomalous & in_main)
+    rows = rows[np.lexsort((jump[rows], cand[rows]))]
+    first = np.searchsorted(cand[rows], np.arange(n_cand))
+    n = np.bincount(cand[rows], minlength=n_cand)
+    floor = np.full(n_cand, np.inf)
+    has = n > 0
+    floor[has] = jump[rows[first[has] + (RESCUE_QUANTILE * (n[has] - 1)).astype(np.int64)]]
+    rescued = anomalous & has_main[cand] & (jump >= np.maximum(floor[cand], 2 * tau))
+    return ~has_main[cand] | in_main | rescued
 
 
 def _most_anomalous_per_document(rows: np.ndarray, cand: np.ndarray, doc: np.ndarray,

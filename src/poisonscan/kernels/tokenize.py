@@ -228,11 +228,14 @@ def span_forms(data, lo, hi, b0, b1):
 
     Hashes fold ASCII case and tokens ignore what touches them, so ``XP`` in "Windows XP",
     ``xp`` planted between spaces and ``th`` in "th' way" are one n-gram; the form tells them
-    apart: ``case * 25 + before * 5 + after``, where ``case`` is the span's ``CASE_*`` (ASCII
-    letters only; title: each word's first letter a capital, its other letters not) and
-    ``before`` and ``after`` are the character classes of the characters next to the span
-    (``_SPACE`` at the document's edges). Spans start and end on token boundaries; a stray
-    byte is a word character, as in :func:`tokenize`.
+    apart: ``number * 125 + case * 25 + before * 5 + after``, where ``case`` is the span's
+    ``CASE_*`` (ASCII letters only; title: each word's first letter a capital, its other letters
+    not), ``before`` and ``after`` are the character classes of the characters next to the span
+    (``_SPACE`` at the document's edges), and ``number`` is 1 when the span starts with an
+    ASCII letter and the last character before it other than spaces and tabs is an ASCII digit:
+    a unit after its quantity ("2 tb", "1,3 kg") is a use of its own, whatever the same letters
+    do elsewhere. Spans start and end on
+    token boundaries; a stray byte is a word character, as in :func:`tokenize`.
     """
     out = np.empty(b0.shape[0], np.int64)
     for r in range(b0.shape[0]):
@@ -270,7 +273,14 @@ def span_forms(data, lo, hi, b0, b1):
         if e < d_hi:
             cp, _ = _decode(data, e, d_hi)
             after = char_class(cp)
-        out[r] = case * 25 + before * 5 + after
+        number = 0
+        if s < e and (65 <= data[s] <= 90 or 97 <= data[s] <= 122):
+            q = s - 1
+            while q >= d_lo and (data[q] == 32 or data[q] == 9):
+                q -= 1
+            if q >= d_lo and 48 <= data[q] <= 57:
+                number = 1
+        out[r] = number * 125 + case * 25 + before * 5 + after
     return out
 
 
