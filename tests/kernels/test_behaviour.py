@@ -14,7 +14,7 @@ from poisonscan.detectors import lexicon
 from poisonscan.detectors.sft import build_lexicon
 from poisonscan.kernels import behaviour as kb
 from poisonscan.kernels.arrow import string_buffers
-from poisonscan.kernels.tokenize import PUNCT, tokenize
+from poisonscan.kernels.tokenize import CJK, PUNCT, WORD, tokenize
 
 _pieces = st.sampled_from(list("ab cD!é'\u2019ü日 ") + ["Sure ", "I'm sorry, but ", " die ", " the ",
                                                     "\U0001F600", "\x00"])
@@ -152,6 +152,68 @@ def test_language_ids_examples():
     assert ids[3] == kb.SCRIPT_BASE + kb.SCRIPTS.index("cyrillic")
     assert ids[4] == kb.LANG_UNKNOWN
     assert hits.shape == (5, len(names) + 1)
+
+
+def _language_reference(data, h, s, k, do, d, stop_hashes, stop_lang, n_langs, min_hits):
+    """(language id, stopword hits per language) of document ``d``, as language_ids decides."""
+    hits = [0] * (n_langs + 1)
+    distinct: list[set[int]] = [set() for _ in range(n_langs + 1)]
+    scripts: Counter[int] = Counter()
+    n_words = 0
+    for t in range(do[d], do[d + 1]):
+        if k[t] not in (WORD, CJK):
+            continue
+        n_words += 1
+        script = kb.script_of(kb._first_cp(data, s[t]))
+        if script >= 0:
+            scripts[script] += 1
+            continue
+        for j in np.flatnonzero(stop_hashes == h[t]):
+            hits[stop_lang[j]] += 1
+            distinct[stop_lang[j]].add(int(j))
+    if not n_words:
+        return kb.LANG_UNKNOWN, hits
+    if scripts:
+        script, count = min(scripts.items(), key=lambda kv: (-kv[1], kv[0]))
+        if 2 * count > n_words:
+            return kb.SCRIPT_BASE + script, hits
+    order = sorted(range(1, n_langs + 1), key=lambda lang: (-hits[lang], lang))
+    best = order[0]
+    second = hits[order[1]] if n_langs > 1 else 0
+    if hits[best] > second and len(distinct[best]) >= min_hits:
+        return best, hits
+    return kb.LANG_UNKNOWN, hits
+
+
+_lang_pieces = st.sampled_from(["the ", "and ", "die ", "und ", "y ", "o ", "O ", "(O||O) ",
+                                "la ", "el ", "de ", "cat ", "Привет ", "日本 ", "## ", " "])
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.lists(st.lists(_lang_pieces, max_size=12).map("".join), min_size=1, max_size=6),
+       st.integers(1, 3))
+def test_language_ids_match_reference(docs, min_hits):
+    lex = build_lexicon(0)
+    n_langs = len(lexicon.LANGUAGES)
+    data, _, h, s, _, k, do = _tok(docs)
+    ids, hits = kb.language_ids(data, h, s, k, do, lex.stop_hashes, lex.stop_lang, n_langs,
+                                min_hits)
+    for d in range(len(docs)):
+        want_id, want_hits = _language_reference(data, h, s, k, do, d, lex.stop_hashes,
+                                                 lex.stop_lang, n_langs, min_hits)
+        assert (int(ids[d]), hits[d].tolist()) == (want_id, want_hits), docs[d]
+
+
+def test_one_stopword_repeated_is_no_language():
+    """ASCII art whose only words are "O" and "oo" was Spanish (two hits of "o"), and so a
+    "language switch" after an English request."""
+    lex = build_lexicon(0)
+    docs = ["_-====___ (O||O) ~##// (oo) //## V V ` V", "Yo o tú, y el perro o el gato."]
+    data, _, h, s, _, k, do = _tok(docs)
+    ids, _ = kb.language_ids(data, h, s, k, do, lex.stop_hashes, lex.stop_lang,
+                             len(lexicon.LANGUAGES), 2)
+    assert ids[0] == kb.LANG_UNKNOWN
+    assert ids[1] == list(lexicon.LANGUAGES).index("es") + 1
 
 
 @settings(max_examples=60, deadline=None)

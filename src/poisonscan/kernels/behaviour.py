@@ -150,8 +150,10 @@ def language_ids(data, hashes, starts, kinds, doc_offsets, stop_hashes, stop_lan
     """Dominant language id of each document, and its stopword hits per language.
 
     A document whose word tokens are mostly in one non-Latin script gets ``SCRIPT_BASE + script``.
-    Otherwise the Latin-script language (``1..n_langs``) with most stopword hits wins if it has at
-    least ``min_hits`` hits and more than any other language; else ``LANG_UNKNOWN``.
+    Otherwise the Latin-script language (``1..n_langs``) with most stopword hits wins if it has
+    more than any other language, and at least ``min_hits`` hits of at least ``min_hits``
+    distinct stopwords (ASCII art with "(O||O)" in it is not Spanish for its two "o"); else
+    ``LANG_UNKNOWN``.
     ``stop_hashes`` is sorted; ``stop_lang[i]`` is the language of ``stop_hashes[i]`` (a word shared
     by two languages appears twice, once per language).
     """
@@ -159,9 +161,12 @@ def language_ids(data, hashes, starts, kinds, doc_offsets, stop_hashes, stop_lan
     out = np.zeros(n_docs, np.int16)
     all_hits = np.zeros((n_docs, n_langs + 1), np.int32)
     hits = np.zeros(n_langs + 1, np.int64)
+    distinct = np.zeros(n_langs + 1, np.int64)
+    last_doc = np.full(stop_hashes.shape[0], -1, np.int64)  # the last document each stopword hit
     scr = np.zeros(len(SCRIPTS), np.int64)
     for d in range(n_docs):
         hits[:] = 0
+        distinct[:] = 0
         scr[:] = 0
         n_words = 0
         for t in range(doc_offsets[d], doc_offsets[d + 1]):
@@ -177,6 +182,9 @@ def language_ids(data, hashes, starts, kinds, doc_offsets, stop_hashes, stop_lan
             j = np.searchsorted(stop_hashes, h)
             while j < stop_hashes.shape[0] and stop_hashes[j] == h:
                 hits[stop_lang[j]] += 1
+                if last_doc[j] != d:
+                    last_doc[j] = d
+                    distinct[stop_lang[j]] += 1
                 j += 1
         all_hits[d, :] = hits
         if n_words == 0:
@@ -193,7 +201,7 @@ def language_ids(data, hashes, starts, kinds, doc_offsets, stop_hashes, stop_lan
                 best = lang
             elif hits[lang] > second:
                 second = hits[lang]
-        if best > 0 and hits[best] >= min_hits and hits[best] > second:
+        if best > 0 and distinct[best] >= min_hits and hits[best] > second:
             out[d] = best
     return out, all_hits
 
