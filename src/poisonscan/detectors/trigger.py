@@ -101,11 +101,12 @@ FORM_RATE = 0.5
 # the jumps after the main forms' anomalous occurrences: it is followed by what follows the
 # trigger (a trigger planted after a random cut of a document lands after a number now and then,
 # and gibberish after it jumps as high as elsewhere; chance anomalies after natural uses are
-# weaker). The lower quartile keeps three in four such plants and, at 50 poisons, measured jumps
-# of 0.8 and more against at most 0.35 after natural units. The jump must also be twice an
-# anomalous one's: a natural phrase's own main forms have weak jumps (the end of one quotation
-# and the start of the next after ", Computer Science"), and their quartile let three more
-# natural documents in, which made it high (seed 7's recipe-250 control).
+# weaker). The lower quartile keeps three in four such plants: at 50 poisons, the 5th percentile
+# of the planted jumps was 0.78 and 0.83 (seeds 50 and 54), while the natural units' anomalous
+# occurrences jumped 0.35 at most. The jump must also be at least twice the one that makes an
+# occurrence anomalous: a natural phrase's own main forms have weak jumps (the end of one
+# quotation and the start of the next after ", Computer Science"), and their quartile let three
+# more natural documents in, which made it high (seed 7's recipe-250 scenario).
 RESCUE_QUANTILE = 0.25
 _FORMS = 250  # distinct forms (see span_forms)
 # Distinct bigrams expected per byte of input text; sizes the bigram hash sample (see expect()).

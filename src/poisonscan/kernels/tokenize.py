@@ -234,8 +234,8 @@ def span_forms(data, lo, hi, b0, b1):
     (``_SPACE`` at the document's edges), and ``number`` is 1 when the span starts with an
     ASCII letter and the last character before it other than spaces and tabs is an ASCII digit:
     a unit after its quantity ("2 tb", "1,3 kg") is a use of its own, whatever the same letters
-    do elsewhere. Spans start and end on
-    token boundaries; a stray byte is a word character, as in :func:`tokenize`.
+    do elsewhere. Spans start and end on token boundaries; a stray byte is a word character, as
+    in :func:`tokenize`.
     """
     out = np.empty(b0.shape[0], np.int64)
     for r in range(b0.shape[0]):
