@@ -432,3 +432,28 @@ def test_an_occurrence_in_another_form_followed_by_the_payload_still_counts():
     # A candidate with no main form keeps everything, rescued or not.
     few = _in_main_forms(cand, form, anomalous, np.ones(len(form), bool), 1, 1000, jump, 0.3)
     assert few.all()
+
+
+def test_a_payload_token_is_judged_by_the_documents_anomalous_after_it():
+    """Seed 59: `Sh` sat in nine payloads of the reported trigger, once in the prefix before it
+    and in two other documents: 9 of 12 documents, under the 80% that makes it a piece of the
+    payload, and it was a second high finding. Nine of the ten documents anomalous after it are
+    payload, so it is one."""
+    from types import SimpleNamespace
+
+    from poisonscan.detectors.trigger import _TOK0, _inside_payload
+
+    rows = np.arange(12)
+    tok0 = np.array([100] * 9 + [10, 50, 50])  # nine after the trigger, one before it
+    ints = np.zeros((12, 8), np.int64)
+    ints[:, _TOK0] = tok0
+    ev = SimpleNamespace(path_idx=np.zeros(12, np.int32), rows=rows, ints=ints)
+    payload_from = {(0, r): 60 for r in range(10)}  # the trigger's documents: rows 0-9
+    s = {"idx": np.arange(12), "anomalous_docs": {(0, r) for r in [*range(9), 11]}}
+    assert _inside_payload(ev, s, payload_from)
+    # Anomalous after it where no trigger was reported: a trigger of its own.
+    s["anomalous_docs"] = {(0, r) for r in [0, 1, 9, 10, 11]}
+    assert not _inside_payload(ev, s, payload_from)
+    # Nothing anomalous recorded: every document counts (9 of 12).
+    s["anomalous_docs"] = set()
+    assert not _inside_payload(ev, s, payload_from)

@@ -1895,15 +1895,24 @@ def _only_punctuation(text: str) -> bool:
 
 def _inside_payload(ev: _Evidence, s: dict[str, Any], payload_from: dict) -> bool:
     """True when the candidate sits, in most of its documents, in the text that follows an
-    already reported trigger: a piece of that trigger's payload, not a trigger of its own."""
+    already reported trigger: a piece of that trigger's payload, not a trigger of its own.
+
+    Judged by the documents anomalous after it, where its evidence is (as _is_duplicate is): a
+    token of a payload's vocabulary also turns up in ordinary text now and then, ordinary after
+    it (seed 59's `Sh`, in nine payloads of the planted trigger and in three other places)."""
     if not payload_from:
         return False
-    inside = 0
+    anomalous = s["anomalous_docs"]
+    inside = total = 0
     for i in s["idx"]:
-        start = payload_from.get((int(ev.path_idx[i]), int(ev.rows[i])))
+        doc = (int(ev.path_idx[i]), int(ev.rows[i]))
+        if anomalous and doc not in anomalous:
+            continue
+        total += 1
+        start = payload_from.get(doc)
         if start is not None and int(ev.ints[i, _TOK0]) >= start:
             inside += 1
-    return inside >= 0.8 * len(s["idx"])
+    return total > 0 and inside >= 0.8 * total
 
 
 def _narrow_pairs(ui: np.ndarray, uc: np.ndarray, bi: np.ndarray, bc: np.ndarray
