@@ -85,8 +85,13 @@ def test_a_new_trigger_fails_despite_the_baseline(corpus: tuple[Path, str], tmp_
     kept_id = doc["findings"][0]["id"]
     doc["findings"].append({"id": "0" * 16, "detector": "trigger", "trigger": "gone"})
     base.write_text(json.dumps(doc), encoding="utf-8")
+    # Removed: the made-up entry, and any earlier finding the grown data no longer has (a low
+    # fragment may become part of the new trigger's payload).
+    now = {f["id"] for f in _findings(data)[1]["findings"]}
+    removed = sum(1 for e in doc["findings"] if e["id"] not in now)
+    assert removed >= 1 and kept_id in now
     code, _, err = run("baseline", "update", str(data), "-o", str(base), *SCAN[:-1])
-    assert code == 0 and "added" in err and "1 removed" in err
+    assert code == 0 and "added" in err and f"{removed} removed" in err
     updated = {e["id"]: e for e in json.loads(base.read_text(encoding="utf-8"))["findings"]}
     assert updated[kept_id]["note"] == "reviewed: planted in the demo"
     assert "0" * 16 not in updated

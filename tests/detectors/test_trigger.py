@@ -454,6 +454,13 @@ def test_a_payload_token_is_judged_by_the_documents_anomalous_after_it():
     # Anomalous after it where no trigger was reported: a trigger of its own.
     s["anomalous_docs"] = {(0, r) for r in [0, 1, 9, 10, 11]}
     assert not _inside_payload(ev, s, payload_from)
-    # Nothing anomalous recorded: every document counts (9 of 12).
+    # Nothing anomalous recorded: 9 of its 12 documents are not enough.
     s["anomalous_docs"] = set()
     assert not _inside_payload(ev, s, payload_from)
+    # Inside the payload in 10 of its 12 documents, though anomalous after it only in the two
+    # others: a piece of the payload all the same (as a token right before a trigger is
+    # anomalous after it, the trigger and its payload coming next).
+    tok0[9] = 100
+    ints[:, _TOK0] = tok0
+    s["anomalous_docs"] = {(0, 10), (0, 11)}
+    assert _inside_payload(ev, s, payload_from)

@@ -1894,25 +1894,28 @@ def _only_punctuation(text: str) -> bool:
 
 
 def _inside_payload(ev: _Evidence, s: dict[str, Any], payload_from: dict) -> bool:
-    """True when the candidate sits, in most of its documents, in the text that follows an
-    already reported trigger: a piece of that trigger's payload, not a trigger of its own.
+    """True when the candidate sits in the text that follows an already reported trigger, in
+    most of its documents or in most of those anomalous after it: a piece of that trigger's
+    payload, not a trigger of its own.
 
-    Judged by the documents anomalous after it, where its evidence is (as _is_duplicate is): a
-    token of a payload's vocabulary also turns up in ordinary text now and then, ordinary after
-    it (seed 59's `Sh`, in nine payloads of the planted trigger and in three other places)."""
+    Its documents alone miss a token of the payload's vocabulary that also turns up in ordinary
+    text now and then, ordinary after it (seed 59's `Sh`: in nine payloads of the planted
+    trigger and three other places, nine of the ten documents anomalous after it); the
+    anomalous ones alone miss a token inside the payloads whose anomalous occurrences are those
+    right before the trigger, where the trigger and its payload follow it."""
     if not payload_from:
         return False
     anomalous = s["anomalous_docs"]
-    inside = total = 0
+    inside = np.zeros(2, np.int64)  # all documents, anomalous ones
+    total = np.zeros(2, np.int64)
     for i in s["idx"]:
         doc = (int(ev.path_idx[i]), int(ev.rows[i]))
-        if anomalous and doc not in anomalous:
-            continue
-        total += 1
         start = payload_from.get(doc)
-        if start is not None and int(ev.ints[i, _TOK0]) >= start:
-            inside += 1
-    return total > 0 and inside >= 0.8 * total
+        hit = start is not None and int(ev.ints[i, _TOK0]) >= start
+        weight = np.array([1, doc in anomalous])
+        total += weight
+        inside += weight * hit
+    return bool(np.any((total > 0) & (inside >= 0.8 * total)))
 
 
 def _narrow_pairs(ui: np.ndarray, uc: np.ndarray, bi: np.ndarray, bc: np.ndarray
