@@ -1906,16 +1906,17 @@ def _inside_payload(ev: _Evidence, s: dict[str, Any], payload_from: dict) -> boo
     if not payload_from:
         return False
     anomalous = s["anomalous_docs"]
-    inside = np.zeros(2, np.int64)  # all documents, anomalous ones
-    total = np.zeros(2, np.int64)
+    inside = [0, 0]  # of all documents, of the anomalous ones
+    total = [0, 0]
     for i in s["idx"]:
         doc = (int(ev.path_idx[i]), int(ev.rows[i]))
         start = payload_from.get(doc)
         hit = start is not None and int(ev.ints[i, _TOK0]) >= start
-        weight = np.array([1, doc in anomalous])
-        total += weight
-        inside += weight * hit
-    return bool(np.any((total > 0) & (inside >= 0.8 * total)))
+        for j, counts in enumerate((True, doc in anomalous)):
+            if counts:
+                total[j] += 1
+                inside[j] += hit
+    return any(t > 0 and n >= 0.8 * t for n, t in zip(inside, total, strict=True))
 
 
 def _narrow_pairs(ui: np.ndarray, uc: np.ndarray, bi: np.ndarray, bc: np.ndarray
