@@ -1906,17 +1906,18 @@ def _inside_payload(ev: _Evidence, s: dict[str, Any], payload_from: dict) -> boo
     if not payload_from:
         return False
     anomalous = s["anomalous_docs"]
-    inside = [0, 0]  # of all documents, of the anomalous ones
-    total = [0, 0]
+    docs = in_docs = anomalous_docs = in_anomalous = 0
     for i in s["idx"]:
         doc = (int(ev.path_idx[i]), int(ev.rows[i]))
         start = payload_from.get(doc)
         hit = start is not None and int(ev.ints[i, _TOK0]) >= start
-        for j, counts in enumerate((True, doc in anomalous)):
-            if counts:
-                total[j] += 1
-                inside[j] += hit
-    return any(t > 0 and n >= 0.8 * t for n, t in zip(inside, total, strict=True))
+        docs += 1
+        in_docs += hit
+        if doc in anomalous:
+            anomalous_docs += 1
+            in_anomalous += hit
+    return ((docs > 0 and in_docs >= 0.8 * docs)
+            or (anomalous_docs > 0 and in_anomalous >= 0.8 * anomalous_docs))
 
 
 def _narrow_pairs(ui: np.ndarray, uc: np.ndarray, bi: np.ndarray, bc: np.ndarray
