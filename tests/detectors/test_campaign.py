@@ -229,3 +229,42 @@ def test_a_campaign_split_by_lsh_is_one_finding(tmp_path, monkeypatch):
         names, np.array([names.index(d.path) for d in top.documents]),
         np.array([d.row for d in top.documents]))
     assert set(got.tolist()) == {top.evidence["cluster"]}
+
+
+def test_members_lsh_left_out_join_their_campaign(tmp_path, monkeypatch):
+    """Members whose slots vary a lot (here 26 random words each) sit near the clustering
+    threshold with one another, and LSH leaves some out of the cluster by chance. Their copies
+    of the payload then count as outside it. The count pass finds them by their resemblance to
+    the cluster's core and puts them back: in the finding, and in the ``--clusters`` export and
+    the lookups."""
+    rng = random.Random(8)
+    extra = [d + " " + " ".join(rng.choices(VOCAB[40:], k=26)) for d in templated(24, rng)]
+    paths = write(tmp_path, _mix(rng, clean_docs(400, rng), extra), files=2)
+
+    monkeypatch.setattr(campaign_mod, "NEAR_J_MIN", 2.0)  # no near members: the premise holds
+    alone = scan(paths)
+    top = max(alone.findings, key=lambda f: (f.severity.rank, f.document_count))
+    left_out_of = top.document_count
+    assert left_out_of < 24 and top.severity is not Severity.HIGH, (top.severity, left_out_of)
+
+    monkeypatch.undo()
+    result = scan(paths)
+    top = max(result.findings, key=lambda f: (f.severity.rank, f.document_count))
+    assert top.severity is Severity.HIGH
+    assert "quemtrix-vanol.example" in top.trigger
+    assert top.document_count == 24
+    assert top.evidence["near_members"] == 24 - left_out_of
+    assert result.stats["detectors"]["campaign"]["near_members"] == top.evidence["near_members"]
+    keys = [(d.path, d.row) for d in top.documents]
+    assert keys == sorted(keys)
+    table = result.artifacts["clusters"].to_table().to_pylist()
+    label = {(r["path"], r["row"]): (r["cluster"], r["cluster_size"]) for r in table}
+    assert {label[k] for k in keys} == {(top.evidence["cluster"], 24)}
+    names = sorted({d.path for d in top.documents})
+    asg = result.artifacts["clusters"]
+    got = asg.clusters_of(names, np.array([names.index(p) for p, _ in keys]),
+                          np.array([r for _, r in keys]))
+    assert set(got.tolist()) == {top.evidence["cluster"]}
+    loaded = asg.load()
+    assert {loaded.cluster_of(p, r) for p, r in keys} == {top.evidence["cluster"]}
+    assert len(loaded) == len(asg)

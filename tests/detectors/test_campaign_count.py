@@ -2,7 +2,8 @@
 
 The count pass looks every token and every shingle of the corpus up among the core tokens and
 shingles of the analysed clusters: how many documents hold each, and how many of them inside each
-cluster that has it.
+cluster that has it. The shingle count also decides which documents outside every analysed
+cluster are near members of one (they then count inside it).
 """
 
 from __future__ import annotations
@@ -11,7 +12,13 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from poisonscan.detectors.campaign import _count_hits, _index_filter, _index_table, _pairs
+from poisonscan.detectors.campaign import (
+    _count_hits,
+    _count_shingles,
+    _index_filter,
+    _index_table,
+    _pairs,
+)
 from poisonscan.kernels.minhash import DEFAULT_SHINGLE, shingle_keys
 
 
@@ -110,3 +117,74 @@ def test_the_filter_holds_every_query_value_and_little_else():
     assert passes(query).all()
     absent = rng.integers(0, 2**63, 100_000).astype(np.uint64)
     assert passes(absent).mean() < 0.1
+
+
+def near_reference(values_per_doc, doc_cluster, by_cluster, near_j):
+    """Near members as the count kernel should find them, and the cluster each document counts
+    in: the cluster whose core a lone document resembles most (ties: the lowest id)."""
+    out = []
+    for d, values in enumerate(values_per_doc):
+        if doc_cluster[d] >= 0 or not len(values):
+            out.append(-1)
+            continue
+        held = {int(x) for x in values}
+        best, best_j = -1, 0.0
+        for c in sorted(by_cluster):
+            core = {int(x) for x in by_cluster[c]}
+            h = len(held & core)
+            if not h:
+                continue
+            j = h / (len(values) + len(core) - h)
+            if j >= near_j[c] and j > best_j:
+                best, best_j = c, j
+        out.append(best)
+    return np.array(out, np.int64)
+
+
+def run_shingles(values, doc_offsets, doc_cluster, by_cluster, near_j):
+    query, off, pair_cluster = _pairs(by_cluster, np.uint64)
+    dense_id = np.array(sorted(by_cluster), np.int64)
+    core_len = np.array([np.unique(by_cluster[c]).shape[0] for c in dense_id.tolist()], np.int64)
+    total = np.zeros(query.shape[0], np.int64)
+    inside = np.zeros(pair_cluster.shape[0], np.int64)
+    near = np.full(doc_offsets.shape[0] - 1, -1, np.int64)
+    _count_shingles(values, doc_offsets, doc_cluster, query, _index_table(query),
+                    _index_filter(query), off, pair_cluster,
+                    np.searchsorted(dense_id, pair_cluster).astype(np.int64), core_len,
+                    np.array([near_j[c] for c in dense_id.tolist()], np.float64), dense_id,
+                    total, inside, np.full(query.shape[0], -1, np.int64), near)
+    return total, inside, near
+
+
+@settings(max_examples=200, deadline=None)
+@given(corpora(), st.integers(0, 2**32),
+       st.lists(st.sampled_from([0.0, 0.2, 0.3, 0.5, 1.0]), min_size=4, max_size=4))
+def test_shingle_counts_and_near_members_match_the_reference(corpus, seed, thresholds):
+    hashes, doc_offsets, doc_cluster = corpus
+    by_cluster = pick(np.random.default_rng(seed), np.unique(hashes))
+    near_j = dict(enumerate(thresholds))
+    total, inside, near = run_shingles(hashes, doc_offsets, doc_cluster, by_cluster, near_j)
+    values = per_doc(hashes, doc_offsets)
+    want_near = near_reference(values, doc_cluster, by_cluster, near_j)
+    assert np.array_equal(near, want_near)
+    counted_in = np.where(want_near >= 0, want_near, doc_cluster)
+    want = reference(values, counted_in, by_cluster)
+    assert np.array_equal(total, want[0]) and np.array_equal(inside, want[1])
+
+
+def test_a_lone_document_joins_the_cluster_whose_core_it_resembles():
+    """Cores {1..10} (cluster 0) and {5..14} (cluster 1): a document of 1..9 resembles the first
+    (9 of 10) more than the second (5 of 14); one of 20..29 resembles neither; a member stays."""
+    docs = [list(range(1, 10)), list(range(20, 30)), list(range(1, 10))]
+    hashes = np.array([t for doc in docs for t in doc], np.uint64)
+    doc_offsets = np.array([0, 9, 19, 28], np.int64)
+    by_cluster = {0: np.arange(1, 11, dtype=np.uint64), 1: np.arange(5, 15, dtype=np.uint64)}
+    doc_cluster = np.array([-1, -1, 1], np.int64)
+    _, inside, near = run_shingles(hashes, doc_offsets, doc_cluster, by_cluster, {0: 0.5, 1: 0.5})
+    assert near.tolist() == [0, -1, -1]
+    query, off, pair_cluster = _pairs(by_cluster, np.uint64)
+    in_0 = {int(query[q]) for q in range(query.shape[0]) for p in range(off[q], off[q + 1])
+            if pair_cluster[p] == 0 and inside[p]}
+    assert in_0 == set(range(1, 10))  # the near member's shingles count inside cluster 0
+    _, _, near = run_shingles(hashes, doc_offsets, doc_cluster, by_cluster, {0: 0.95, 1: 0.5})
+    assert near.tolist() == [-1, -1, -1]  # 0.9 is under cluster 0's floor

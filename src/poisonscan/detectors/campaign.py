@@ -22,7 +22,10 @@ Passes:
 1. Token streams of up to ``SAMPLE`` members of each cluster of at least ``min_documents`` documents;
    the driver finds the *core* shingles (present in 80% of the sample) and their phrases. Clusters
    whose cores are mostly the same (one template that LSH split in two) are joined first.
-2. Document frequency, inside and outside each cluster, of every core shingle and core token.
+2. Document frequency, inside and outside each cluster, of every core shingle and core token. The
+   same pass finds the near members LSH left out: documents outside every analysed cluster that
+   resemble one's core about as much as its sampled members do (see :func:`_count_shingles`).
+   They count inside, are listed in the finding, and join the cluster in the assignment.
 """
 
 from __future__ import annotations
@@ -80,6 +83,13 @@ TEMPLATED_BELOW = 0.9  # mean estimated Jaccard under this: members vary (slots)
 # members whose slots differ most fall under the clustering threshold with each other, and each
 # part would see the other part's copies of the payload as "outside", i.e. as boilerplate.
 MERGE_CORE_J = 0.5
+# Near members: a document outside the analysed clusters joins the one whose core it resembles
+# (see _count_shingles) at least NEAR_J_SHARE times as much as the least alike of its sampled
+# members does, and never less than NEAR_J_MIN. LSH misses some members of a loose template
+# (members at about the clustering threshold with one another); their copies of the payload then
+# made it look common outside the cluster, i.e. like boilerplate.
+NEAR_J_SHARE = 0.8
+NEAR_J_MIN = 0.3
 
 
 def _fields(shape: Shape) -> tuple[str, ...]:
@@ -252,7 +262,8 @@ class SpilledAssignment:
     grow with the corpus (24 bytes a listed document), so neither is held in memory: lookups
     read the listed files a window at a time, and the export reads what it writes out. Joins of
     analysed clusters (see ``CampaignDetector._merge_split``) are kept as a relabelling applied
-    on the way out.
+    on the way out, and the near members the count pass found (see :func:`_count_shingles`) as a
+    short in-memory list that overrides what the files say of those documents.
 
     Owns the spill, so its directory lives as long as this object (and goes with it, or at exit).
     """
@@ -265,10 +276,28 @@ class SpilledAssignment:
         self.listed = listed
         self.documents = spill.n
         self._relabel: dict[int, int] = {}  # LSH cluster -> the cluster it was merged into
+        # Near members: (pidx, row, turn, cluster), sorted by (path, row, turn); and how many of
+        # them the listed files name too (in a smaller cluster that was not analysed).
+        self._near = (np.zeros(0, np.int32), np.zeros(0, np.int64), np.zeros(0, np.int32),
+                      np.zeros(0, np.int64))
+        self._near_listed = 0
 
     def __len__(self) -> int:
         """Number of documents in clusters of two or more."""
-        return self.listed
+        return self.listed + self._near[0].shape[0] - self._near_listed
+
+    def add_near(self, pidx: np.ndarray, row: np.ndarray, turn: np.ndarray,
+                 cluster: np.ndarray) -> None:
+        """Put the documents ``(paths[pidx[i]], row[i], turn[i])`` into ``cluster[i]`` (near
+        members of analysed clusters, once, after the count pass)."""
+        order = np.lexsort((turn, row, pidx))
+        self._near = (np.asarray(pidx, np.int32)[order], np.asarray(row, np.int64)[order],
+                      np.asarray(turn, np.int32)[order], np.asarray(cluster, np.int64)[order])
+        wanted = {(int(p), int(r), int(t)) for p, r, t in zip(*self._near[:3], strict=True)}
+        self._near_listed = 0
+        for l_pidx, l_row, l_turn, _ in self._listed_windows():
+            self._near_listed += sum((int(p), int(r), int(t)) in wanted
+                                     for p, r, t in zip(l_pidx, l_row, l_turn, strict=True))
 
     def relabel(self, mapping: dict[int, int]) -> None:
         """Report the clusters ``mapping``'s keys as the clusters its values name."""
@@ -283,7 +312,13 @@ class SpilledAssignment:
         return np.where(old[at] == labels, new[at], labels)
 
     def _windows(self) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
-        """``(pidx, row, turn, cluster)`` of the listed documents, ``WINDOW`` at a time."""
+        """``(pidx, row, turn, cluster)`` of the listed documents, ``WINDOW`` at a time, then of
+        the near members (each window sorted; a near member comes after its own listing)."""
+        yield from self._listed_windows()
+        if self._near[0].shape[0]:
+            yield self._near
+
+    def _listed_windows(self) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
         names = (("l_pidx", np.int32), ("l_row", np.int64), ("l_turn", np.int32),
                  ("l_cluster", np.int64))
         for lo in range(0, self.listed, self.WINDOW):
@@ -313,6 +348,14 @@ class SpilledAssignment:
                                                            [np.zeros(0, np.int32)],
                                                            [np.zeros(0, np.int64)]]
         pidx, row, turn, cluster = (np.concatenate(x) for x in parts)
+        if self._near[0].shape[0]:
+            # Sorted by (path, row, turn), a near member's own entry after any listing of it,
+            # which is dropped.
+            order = np.lexsort((np.arange(pidx.shape[0]), turn, row, pidx))
+            pidx, row, turn, cluster = pidx[order], row[order], turn[order], cluster[order]
+            last = np.ones(pidx.shape[0], bool)
+            last[:-1] = (pidx[:-1] != pidx[1:]) | (row[:-1] != row[1:]) | (turn[:-1] != turn[1:])
+            pidx, row, turn, cluster = pidx[last], row[last], turn[last], cluster[last]
         cluster = self._relabelled(cluster)
         _, inverse, counts = np.unique(cluster, return_inverse=True, return_counts=True)
         return ClusterAssignment(self.paths, pidx, row, turn, None, cluster,
@@ -324,13 +367,25 @@ class SpilledAssignment:
         export), read from the spill."""
         sp = self.spill
         order = sp.read("order", np.int64)
-        labels = self._relabelled(sp.read("labels", np.int64))
+        labels = sp.read("labels", np.int64)
         counts = np.array([c for _, c, _ in sp.parts], np.int64)
         pidx = np.repeat(self.part_pidx, counts)[order]
+        row = sp.read("row", np.int64)[order]
+        if self._near[0].shape[0]:  # the global order is by (path, row, turn): search it
+            turn = sp.read("turn", np.int32)[order]
+            key = pidx.astype(np.int64) * (1 << 40) + row
+            for p, r, t, c in zip(*self._near, strict=True):
+                k = int(p) * (1 << 40) + int(r)
+                lo = int(np.searchsorted(key, k, side="left"))
+                hi = int(np.searchsorted(key, k, side="right"))
+                at = lo + int(np.searchsorted(turn[lo:hi], t))
+                if at < hi and turn[at] == t:
+                    labels[at] = c
+        labels = self._relabelled(labels)
         return pa.table(
             {
                 "path": pa.array(self.paths, pa.string()).take(pa.array(pidx)),
-                "row": pa.array(sp.read("row", np.int64)[order], pa.int64()),
+                "row": pa.array(row, pa.int64()),
                 "id": sp.ids().take(pa.array(order)),
                 "cluster": pa.array(labels, pa.int64()),
                 "cluster_size": pa.array(np.bincount(labels, minlength=sp.n)[labels], pa.int64()),
@@ -382,6 +437,21 @@ class _CountPlan:
     sh_filter: np.ndarray  # _index_filter(sh_query)
     sh_pair_off: np.ndarray
     sh_pair_cluster: np.ndarray
+    sh_pair_dense: np.ndarray  # the dense index of each pair's cluster (into the three below)
+    dense_id: np.ndarray  # int64 ids of the clusters with a core, ascending
+    core_len: np.ndarray  # int64 core shingles of each
+    near_j: np.ndarray  # float64 resemblance a near member needs (see _count_shingles)
+
+
+@dataclass(frozen=True)
+class _Near:
+    """Near members found in one batch (see :func:`_count_shingles`)."""
+
+    path: str
+    row: np.ndarray  # int64
+    turn: np.ndarray  # int32
+    ids: list[str | None]
+    cluster: np.ndarray  # int64
 
 
 @dataclass
@@ -390,6 +460,7 @@ class _Counts:
     tok_inside: np.ndarray
     sh_total: np.ndarray
     sh_inside: np.ndarray
+    near: list[_Near] = field(default_factory=list)
 
 
 @dataclass
@@ -503,6 +574,84 @@ def _count_hits(
             last[q] = stamp
             total[q] += 1
             if c >= 0:  # the value's clusters are sorted: binary search for the document's
+                p = pair_off[q] + np.searchsorted(pair_cluster[pair_off[q] : pair_off[q + 1]], c)
+                if p < pair_off[q + 1] and pair_cluster[p] == c:
+                    inside[p] += 1
+
+
+@nb.njit(cache=True, nogil=True)
+def _count_shingles(
+    keys, doc_offsets, doc_cluster, query, slots, bitmap, pair_off, pair_cluster, pair_dense,
+    core_len, near_j, dense_id, total, inside, last, near
+):
+    """:func:`_count_hits` for the shingle keys of whole documents, which also finds the near
+    members LSH left out of the analysed clusters, and counts them inside.
+
+    A document outside every analysed cluster is a near member of the cluster ``k`` (dense
+    index; ``dense_id[k]`` is its id) whose core it resembles most, when that resemblance (the
+    Jaccard of the document's distinct core shingles ``h`` against its ``n`` shingles and the
+    core's ``core_len[k]``: ``h / (n + core_len[k] - h)``) is at least ``near_j[k]``; ties go to
+    the lower dense index. ``near[d]`` gets that cluster's id (it stays -1 otherwise), and the
+    document's shingles count inside it. ``n`` counts a shingle repeated in the document each
+    time, which can only lower the resemblance. ``pair_dense`` is the dense index of each pair's
+    cluster; ``last`` is stamped with document numbers, so it must start at -1.
+    """
+    mask = slots.shape[0] - 1
+    fmask = bitmap.shape[0] * 8 - 1
+    n_clusters = core_len.shape[0]
+    hits = np.zeros(n_clusters, np.int64)
+    touched = np.empty(n_clusters, np.int64)
+    seen = np.empty(max(1, query.shape[0]), np.int64)  # the document's distinct query hits
+    for d in range(doc_offsets.shape[0] - 1):
+        n_seen = 0
+        for t in range(doc_offsets[d], doc_offsets[d + 1]):
+            v = np.uint64(keys[t])
+            f = _filter_bit(v, fmask)
+            if (bitmap[f >> 3] >> (f & 7)) & 1 == 0:
+                continue
+            j = _home(v, mask)
+            q = -1
+            while slots[j] >= 0:
+                if query[slots[j]] == v:
+                    q = slots[j]
+                    break
+                j = (j + 1) & mask
+            if q < 0 or last[q] == d:
+                continue
+            last[q] = d
+            seen[n_seen] = q
+            n_seen += 1
+        c = doc_cluster[d]
+        if c < 0 and n_seen > 0:
+            n_touched = 0
+            for i in range(n_seen):
+                q = seen[i]
+                for p in range(pair_off[q], pair_off[q + 1]):
+                    k = pair_dense[p]
+                    if hits[k] == 0:
+                        touched[n_touched] = k
+                        n_touched += 1
+                    hits[k] += 1
+            n = doc_offsets[d + 1] - doc_offsets[d]
+            best = -1
+            best_j = 0.0
+            for i in range(n_touched):
+                k = touched[i]
+                h = hits[k]
+                hits[k] = 0
+                resemblance = h / (n + core_len[k] - h)
+                if resemblance >= near_j[k] and (
+                    resemblance > best_j or (resemblance == best_j and k < best)
+                ):
+                    best = k
+                    best_j = resemblance
+            if best >= 0:
+                c = dense_id[best]
+                near[d] = c
+        for i in range(n_seen):
+            q = seen[i]
+            total[q] += 1
+            if c >= 0:
                 p = pair_off[q] + np.searchsorted(pair_cluster[pair_off[q] : pair_off[q + 1]], c)
                 if p < pair_off[q + 1] and pair_cluster[p] == c:
                     inside[p] += 1
@@ -719,11 +868,31 @@ class CampaignDetector(Detector):
                 toks[c.id] = np.unique(np.concatenate([r.hashes for r in c.runs]))
         tq, to, tc = _pairs(toks, np.uint64)
         sq, so, sc = _pairs(shs, np.uint64)
+        dense_id = np.array(sorted(shs), np.int64)
+        by_id = {c.id: c for c in self._clusters}
+        core_len = np.array([shs[i].shape[0] for i in dense_id.tolist()], np.int64)
+        near_j = np.array([self._near_floor(by_id[i], shs[i]) for i in dense_id.tolist()],
+                          np.float64)
         idx = np.sort(np.concatenate([c.members for c in self._clusters]))
         assert self.assignment is not None
         members = self._members_by_path(idx, self._members.cluster[self._members.at(idx)])
         return _CountPlan(self.shingle, members, tq, _index_table(tq), _index_filter(tq), to, tc,
-                          sq, _index_table(sq), _index_filter(sq), so, sc)
+                          sq, _index_table(sq), _index_filter(sq), so, sc,
+                          np.searchsorted(dense_id, sc).astype(np.int64), dense_id, core_len,
+                          near_j)
+
+    def _near_floor(self, c: _Cluster, core: np.ndarray) -> float:
+        """The resemblance to ``core`` (sorted shingle keys) a near member of ``c`` needs: see
+        ``NEAR_J_SHARE``; measured as :func:`_count_shingles` measures it."""
+        least = 1.0
+        for d in self._sampled(c):
+            keys = [self._keys(f[2]) for f in d.fields]
+            if not keys:
+                continue
+            every = np.concatenate(keys)
+            h = int(np.unique(every[np.isin(every, core)]).shape[0])
+            least = min(least, h / max(1, every.shape[0] + core.shape[0] - h))
+        return max(NEAR_J_MIN, NEAR_J_SHARE * least)
 
     # -- worker side ---------------------------------------------------------------------------
     @classmethod
@@ -775,17 +944,27 @@ class CampaignDetector(Detector):
             np.zeros(plan.sh_query.shape[0], np.int64),
             np.zeros(plan.sh_pair_cluster.shape[0], np.int64),
         )
+        # Shingles first, of the whole document (as pass 0 saw it): they decide which documents
+        # are near members, and those count inside for the tokens too.
+        keys, off = document_shingles(
+            [(ctx.tokens(f).hashes, ctx.tokens(f).doc_offsets) for f in names], plan.k)
+        near = np.full(len(batch), -1, np.int64)
+        _count_shingles(keys, off, doc_cluster, plan.sh_query, plan.sh_slots, plan.sh_filter,
+                        plan.sh_pair_off, plan.sh_pair_cluster, plan.sh_pair_dense,
+                        plan.core_len, plan.near_j, plan.dense_id, counts.sh_total,
+                        counts.sh_inside, np.full(plan.sh_query.shape[0], -1, np.int64), near)
+        found = np.flatnonzero(near >= 0)
+        if found.shape[0]:
+            doc_cluster = np.where(near >= 0, near, doc_cluster)
+            counts.near.append(_Near(batch.path, batch.row[found].astype(np.int64),
+                                     turn[found].astype(np.int32),
+                                     batch.id.take(pa.array(found)).to_pylist(), near[found]))
         last_t = np.full(plan.tok_query.shape[0], -1, np.int64)
-        last_s = np.full(plan.sh_query.shape[0], -1, np.int64)
         for f in names:  # stamps are document numbers, so a value in two fields counts once
             tk = ctx.tokens(f)
             _count_hits(tk.hashes, tk.doc_offsets, doc_cluster, plan.tok_query, plan.tok_slots,
                         plan.tok_filter, plan.tok_pair_off, plan.tok_pair_cluster,
                         counts.tok_total, counts.tok_inside, last_t, 0)
-            keys, off = shingle_keys(tk.hashes, tk.doc_offsets, plan.k)
-            _count_hits(keys, off, doc_cluster, plan.sh_query, plan.sh_slots, plan.sh_filter,
-                        plan.sh_pair_off, plan.sh_pair_cluster, counts.sh_total, counts.sh_inside,
-                        last_s, 0)
         return counts
 
     @classmethod
@@ -797,6 +976,7 @@ class CampaignDetector(Detector):
             a.tok_inside + b.tok_inside,
             a.sh_total + b.sh_total,
             a.sh_inside + b.sh_inside,
+            a.near + b.near,
         )
 
     # -- driver side ---------------------------------------------------------------------------
@@ -1090,14 +1270,35 @@ class CampaignDetector(Detector):
             res[n] = total[qi] - inside[p]
         return res
 
+    def _near_members(self, parts: list[_Near]) -> dict[int, list[tuple[DocumentRef, int]]]:
+        """The near members of each cluster and their turns, sorted by (path, row, turn); they
+        join their clusters in the assignment too (the ``--clusters`` export)."""
+        asg = self.assignment
+        assert asg is not None
+        where = {p: i for i, p in enumerate(asg.paths)}
+        rows = sorted(
+            (where[n.path], int(r), int(t), rid, int(c))
+            for n in parts
+            for r, t, rid, c in zip(n.row, n.turn, n.ids, n.cluster, strict=True)
+        )
+        if rows:
+            pidx, row, turn, _, cluster = (np.array(x) for x in zip(*rows, strict=True))
+            asg.add_near(pidx, row, turn, cluster)
+        self._stats["near_members"] = len(rows)
+        out: dict[int, list[tuple[DocumentRef, int]]] = {}
+        for p, r, t, rid, c in rows:
+            out.setdefault(c, []).append((DocumentRef(asg.paths[p], r, rid, self._field[0]), t))
+        return out
+
     def _score(self, counts: _Counts) -> list[Finding]:
         asg = self.assignment
         assert asg is not None
+        near = self._near_members(counts.near)
         out = []
         for c in self._clusters:
             if not c.runs:
                 continue
-            size = int(c.members.shape[0])
+            size = int(c.members.shape[0]) + len(near.get(c.id, ()))
             rare_cut = max(2, size // 10)  # "rare outside": in at most this many other documents
             best: tuple | None = None
             core_sh = common_sh = 0
@@ -1120,7 +1321,8 @@ class CampaignDetector(Detector):
             n_rare, _, phrase_df_out, run, name_words = best
             phrase = self._trim(run, name_words)
             boiler = common_sh / max(1, core_sh)
-            n_files = int(np.unique(self._members.pidx[self._members.at(c.members)]).shape[0])
+            n_files = len({asg.paths[int(p)] for p in self._members.pidx[
+                self._members.at(c.members)]} | {d.path for d, _ in near.get(c.id, ())})
             templated = c.mean_j < TEMPLATED_BELOW
             payload = n_rare >= 1 and phrase_df_out <= rare_cut
             # Copies (no slot variation) and blocks common outside the cluster are boilerplate.
@@ -1150,9 +1352,11 @@ class CampaignDetector(Detector):
                     severity,
                     score,
                     phrase,
+                    near.get(c.id, []),
                     {
                         "cluster": c.id,
                         "size": size,
+                        "near_members": len(near.get(c.id, ())),
                         "n_files": n_files,
                         "mean_jaccard": round(c.mean_j, 3),
                         "min_jaccard": round(c.min_j, 3),
@@ -1182,7 +1386,8 @@ class CampaignDetector(Detector):
         return run.phrase(lo, lo + MAX_PHRASE_TOKENS)
 
     def _finding(
-        self, c: _Cluster, severity: Severity, score: float, phrase: str, evidence: dict[str, Any]
+        self, c: _Cluster, severity: Severity, score: float, phrase: str,
+        near: list[tuple[DocumentRef, int]], evidence: dict[str, Any]
     ) -> Finding:
         asg = self.assignment
         assert asg is not None
@@ -1190,10 +1395,13 @@ class CampaignDetector(Detector):
         at = mem.at(c.members)
         ids = mem.ids.take(pa.array(at)).to_pylist()
         fld = self._field[0]
-        docs = tuple(
-            DocumentRef(asg.paths[int(mem.pidx[m])], int(mem.row[m]), ids[n], fld)
-            for n, m in enumerate(at)
-        )
+        # In the global (path, row, turn) order, near members among the rest.
+        keyed = [((int(mem.pidx[m]), int(mem.row[m]), int(mem.turn[m])),
+                  DocumentRef(asg.paths[int(mem.pidx[m])], int(mem.row[m]), ids[n], fld))
+                 for n, m in enumerate(at)]
+        where = {p: i for i, p in enumerate(asg.paths)}
+        keyed += [((where[d.path], d.row, t), d) for d, t in near]
+        docs = tuple(d for _, d in sorted(keyed, key=lambda kd: kd[0]))
         examples = []
         needle = phrase.casefold()
         for i in c.sample:
