@@ -60,6 +60,23 @@ def reposted(n: int, rng: random.Random) -> list[str]:
     return [page + " " + clean_docs(1, rng)[0][:120] for _ in range(n)]
 
 
+def excerpts(n: int, rng: random.Random) -> list[str]:
+    """``n`` excerpts of one document of five paragraphs (words rare elsewhere), as pages quote
+    it: most are runs around its middle paragraph, in a shuffled order; one in six is its first
+    or its last paragraph alone. Those two share nothing, and are in one cluster only through the
+    runs that hold them: a chain of overlapping texts, not a template."""
+    paragraphs = [" ".join(rng.choices(VOCAB[2000:], k=k)) for k in (50, 10, 30, 10, 50)]
+    out = []
+    for _ in range(n):
+        if rng.random() < 1 / 6:
+            out.append(paragraphs[rng.choice((0, 4))])
+            continue
+        chosen = paragraphs[rng.randint(0, 2) : rng.randint(3, 5)]
+        rng.shuffle(chosen)
+        out.append("\n\n".join(chosen))
+    return out
+
+
 def write(tmp_path, docs: list[str], files: int = 1) -> list[str]:
     paths = []
     for f in range(files):
@@ -93,6 +110,10 @@ CASES = {
     "templated campaign of 8": (lambda r: templated(8, r), Severity.MEDIUM),
     "a page posted five times, a paragraph added each time": (
         lambda r: reposted(5, r),
+        Severity.MEDIUM,
+    ),
+    "excerpts of one document, cut and ordered many ways": (
+        lambda r: excerpts(60, r),
         Severity.MEDIUM,
     ),
     "clean corpus": (lambda r: [], None),
