@@ -805,7 +805,8 @@ class CampaignDetector(Detector):
     help: ClassVar[str] = (
         "Many near-identical documents (a template with slot variations) share a phrase, link or name "
         "that is rare in the rest of the corpus: the signature of planted content. Review and remove "
-        "the members; boilerplate copies (licences, navigation) are reported low or not at all."
+        "the members; boilerplate copies (licences, navigation) are reported low or not at all, "
+        "and chains of overlapping excerpts of one text at most medium."
     )
     n_passes: ClassVar[int] = 3
     # Idle in the scan's pass 1: the clustering after pass 0 runs on the driver while the workers
@@ -1124,6 +1125,7 @@ class CampaignDetector(Detector):
             "largest_cluster": largest,
             "analysed_clusters": len(self._clusters),
             "merged_clusters": 0,  # analysed clusters joined to others (see _merge_split)
+            "near_members": 0,  # documents the count pass put into analysed clusters
             "clustered_documents": n_listed,
             # Per document at the band loop's peak: the global order, the mask, the union-find
             # parents and the band being sorted (16 bytes while its packed keys are split, 8
