@@ -300,10 +300,12 @@ class SpilledAssignment:
         self._near = (np.asarray(pidx, np.int32)[order], np.asarray(row, np.int64)[order],
                       np.asarray(turn, np.int32)[order], np.asarray(cluster, np.int64)[order])
         wanted = {(int(p), int(r), int(t)) for p, r, t in zip(*self._near[:3], strict=True)}
+        keys = self._near[0].astype(np.int64) * (1 << 40) + self._near[1]
         self._near_listed = 0
         for l_pidx, l_row, l_turn, _ in self._listed_windows():
-            self._near_listed += sum((int(p), int(r), int(t)) in wanted
-                                     for p, r, t in zip(l_pidx, l_row, l_turn, strict=True))
+            hit = np.flatnonzero(np.isin(l_pidx.astype(np.int64) * (1 << 40) + l_row, keys))
+            self._near_listed += sum((int(l_pidx[i]), int(l_row[i]), int(l_turn[i])) in wanted
+                                     for i in hit)
 
     def relabel(self, mapping: dict[int, int]) -> None:
         """Report the clusters ``mapping``'s keys as the clusters its values name."""
@@ -1280,7 +1282,9 @@ class CampaignDetector(Detector):
 
     def _near_members(self, parts: list[_Near]) -> dict[int, list[tuple[DocumentRef, int]]]:
         """The near members of each cluster and their turns, sorted by (path, row, turn); they
-        join their clusters in the assignment too (the ``--clusters`` export)."""
+        join their clusters in the assignment too (the ``--clusters`` export). The trigger
+        detector, which finishes this same scan pass first, has judged its phrases by the
+        clusters as LSH and the joins left them."""
         asg = self.assignment
         assert asg is not None
         where = {p: i for i, p in enumerate(asg.paths)}
