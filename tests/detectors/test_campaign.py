@@ -289,3 +289,6 @@ def test_members_lsh_left_out_join_their_campaign(tmp_path, monkeypatch):
     loaded = asg.load()
     assert {loaded.cluster_of(p, r) for p, r in keys} == {top.evidence["cluster"]}
     assert len(loaded) == len(asg)
+    # Found in the workers, batch by batch: the same with two of them.
+    key = lambda r: [(f.id, f.severity, f.documents, f.evidence) for f in r.findings]  # noqa: E731
+    assert key(scan(paths, jobs=2)) == key(result)
