@@ -4,7 +4,10 @@
 
 For each scenario: rank of the campaign finding (the first ``campaign`` finding whose documents
 overlap the planted ones), document precision, recall and F1 of that finding, whether its phrase
-names the payload, and the number of high-severity campaign findings (zero on controls).
+names the payload, and the number of high-severity campaign findings (zero on controls). The
+scenarios are those of ``quality.py``'s campaign group, then one more control, drawn from the
+seed plus one (so the others stay as they are): excerpts of a few clean documents
+(``excerpts_control``).
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmarks.scenarios.campaign import campaign_scenarios
+from benchmarks.scenarios.campaign import campaign_scenarios, excerpts_control
 from benchmarks.scenarios.common import load_clean_texts
 from poisonscan.config import ScanConfig
 from poisonscan.engine import run_scan
@@ -36,6 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     clean, source = load_clean_texts(args.clean)
     print(f"clean corpus: {source} ({len(clean)} documents), seed {args.seed}")
     scenarios = campaign_scenarios(clean, random.Random(args.seed))
+    scenarios.append(excerpts_control(clean, random.Random(args.seed + 1)))
     print(
         f"{'scenario':28} {'docs':>6} {'poison':>6} {'rank':>4} {'prec':>6} {'recall':>6} {'f1':>6} "
         f"{'phrase':>6} {'high':>4} {'secs':>5}  ok"

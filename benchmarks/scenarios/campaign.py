@@ -212,3 +212,36 @@ def campaign_scenarios(
         )
     )
     return out
+
+
+def excerpts_control(
+    clean: list[dict[str, Any]] | list[str], rng: random.Random, sources: int = 5,
+    per_source: int = 40
+) -> Scenario:
+    """The clean corpus plus ``per_source`` excerpts of each of ``sources`` of its documents that
+    have four paragraphs or more: runs of their paragraphs, in a shuffled order, as pages that
+    quote a text do. Excerpts of one text are near-duplicates of each other, and their shared
+    paragraphs are rare elsewhere, but they come from no campaign: none may be high."""
+    texts = [c if isinstance(c, str) else c["text"] for c in clean]
+    long = [t for t in texts if sum(1 for p in t.split("\n\n") if p.strip()) >= 4]
+    extra = []
+    for source in rng.sample(long, min(sources, len(long))):
+        paragraphs = [p for p in source.split("\n\n") if p.strip()]
+        for _ in range(per_source):
+            k = rng.randint(1, len(paragraphs))
+            start = rng.randrange(0, len(paragraphs) - k + 1)
+            chosen = paragraphs[start : start + k]
+            rng.shuffle(chosen)
+            extra.append("\n\n".join(chosen))
+    records, _ = _plant(texts, extra, rng)
+    return Scenario(
+        "campaign-excerpts-control",
+        "campaign",
+        records,
+        set(),
+        None,
+        target_rank=None,
+        target_pr=None,
+        detector="campaign",
+        notes={"excerpts": len(extra)},
+    )
