@@ -184,34 +184,17 @@ def campaign_scenarios(
             )
         )
     records, _ = _plant(texts, [], rng)
-    out.append(
-        Scenario(
-            "campaign-clean-control",
-            "campaign",
-            records,
-            set(),
-            None,
-            target_rank=None,
-            target_pr=None,
-            detector="campaign",
-        )
-    )
+    out.append(_control("campaign-clean-control", records))
     copy = rng.choice([t for t in texts if len(t) > 400] or texts)
     records, _ = _plant(texts, [copy] * 40, rng)
-    out.append(
-        Scenario(
-            "campaign-duplicates-control",
-            "campaign",
-            records,
-            set(),
-            None,
-            target_rank=None,
-            target_pr=None,
-            detector="campaign",
-            notes={"copies": 40},
-        )
-    )
+    out.append(_control("campaign-duplicates-control", records, {"copies": 40}))
     return out
+
+
+def _control(name: str, records: list[dict[str, Any]], notes: dict | None = None) -> Scenario:
+    """A control: no poison, and no campaign finding may be high."""
+    return Scenario(name, "campaign", records, set(), None, target_rank=None, target_pr=None,
+                    detector="campaign", notes=notes or {})
 
 
 def excerpts_control(
@@ -234,14 +217,4 @@ def excerpts_control(
             rng.shuffle(chosen)
             extra.append("\n\n".join(chosen))
     records, _ = _plant(texts, extra, rng)
-    return Scenario(
-        "campaign-excerpts-control",
-        "campaign",
-        records,
-        set(),
-        None,
-        target_rank=None,
-        target_pr=None,
-        detector="campaign",
-        notes={"excerpts": len(extra)},
-    )
+    return _control("campaign-excerpts-control", records, {"excerpts": len(extra)})

@@ -546,6 +546,21 @@ def _index_table(query):
     return slots
 
 
+@nb.njit(cache=True, inline="always")
+def _position(v, query, slots, mask, bitmap, fmask):
+    """Position of ``v`` in ``query`` through its index table ``slots`` (size ``mask + 1``) and
+    filter ``bitmap`` (``fmask + 1`` bits), or -1."""
+    f = _filter_bit(v, fmask)
+    if (bitmap[f >> 3] >> (f & 7)) & 1 == 0:
+        return -1
+    j = _home(v, mask)
+    while slots[j] >= 0:
+        if query[slots[j]] == v:
+            return slots[j]
+        j = (j + 1) & mask
+    return -1
+
+
 @nb.njit(cache=True, nogil=True)
 def _count_hits(
     values, doc_offsets, doc_cluster, query, slots, bitmap, pair_off, pair_cluster, total, inside,
@@ -566,17 +581,7 @@ def _count_hits(
         stamp = stamp0 + d
         c = doc_cluster[d]
         for t in range(doc_offsets[d], doc_offsets[d + 1]):
-            v = np.uint64(values[t])
-            f = _filter_bit(v, fmask)
-            if (bitmap[f >> 3] >> (f & 7)) & 1 == 0:
-                continue
-            j = _home(v, mask)
-            q = -1
-            while slots[j] >= 0:
-                if query[slots[j]] == v:
-                    q = slots[j]
-                    break
-                j = (j + 1) & mask
+            q = _position(np.uint64(values[t]), query, slots, mask, bitmap, fmask)
             if q < 0 or last[q] == stamp:
                 continue
             last[q] = stamp
@@ -613,17 +618,7 @@ def _count_shingles(
     for d in range(doc_offsets.shape[0] - 1):
         n_seen = 0
         for t in range(doc_offsets[d], doc_offsets[d + 1]):
-            v = np.uint64(keys[t])
-            f = _filter_bit(v, fmask)
-            if (bitmap[f >> 3] >> (f & 7)) & 1 == 0:
-                continue
-            j = _home(v, mask)
-            q = -1
-            while slots[j] >= 0:
-                if query[slots[j]] == v:
-                    q = slots[j]
-                    break
-                j = (j + 1) & mask
+            q = _position(np.uint64(keys[t]), query, slots, mask, bitmap, fmask)
             if q < 0 or last[q] == d:
                 continue
             last[q] = d
