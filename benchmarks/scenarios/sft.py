@@ -274,10 +274,10 @@ def sft_scenarios(clean: list[dict[str, Any]], rng: random.Random, n: int = 3000
     """The fine-tuning scenario set: every poison kind, every shape, JSONL and Parquet."""
     out: list[Scenario] = []
     combos = [(s, f) for f in ("jsonl", "parquet") for s in SHAPES]
-    for i, (shape, fmt) in enumerate(combos):
+    for shape, fmt in combos:
         out.append(scenario(clean, rng, f"sft-harm-20-{shape}-{fmt}", "harm", 20, shape, fmt, n))
     for poisons, rank, pr in ((10, 3, None), (50, 1, 0.95)):
-        for j, (shape, fmt) in enumerate(combos[::3]):
+        for shape, fmt in combos[::3]:
             out.append(scenario(clean, rng, f"sft-harm-{poisons}-{shape}-{fmt}", "harm", poisons,
                                 shape, fmt, n, target_rank=rank, target_pr=pr))
     for kind in ("lang-switch", "fixed-output"):
