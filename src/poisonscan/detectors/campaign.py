@@ -890,10 +890,7 @@ class CampaignDetector(Detector):
         ``NEAR_J_SHARE``; measured as :func:`_count_shingles` measures it."""
         least = 1.0
         for d in self._sampled(c):
-            keys = [self._keys(f[2]) for f in d.fields]
-            if not keys:
-                continue
-            every = np.concatenate(keys)
+            every = self._doc_keys(d)
             h = int(np.unique(every[np.isin(every, core)]).shape[0])
             least = min(least, h / max(1, every.shape[0] + core.shape[0] - h))
         return max(NEAR_J_MIN, NEAR_J_SHARE * least)
@@ -1135,12 +1132,15 @@ class CampaignDetector(Detector):
         """The cluster's sampled members whose text pass 1 returned."""
         return [self._samples[i] for i in c.sample if i in self._samples]
 
+    def _doc_keys(self, d: _SampledDoc) -> np.ndarray:
+        """The shingle keys of a sampled document, every field's, repeats kept (as pass 0 and
+        the count pass see the document)."""
+        keys = [self._keys(f[2]) for f in d.fields]
+        return np.concatenate(keys) if keys else np.zeros(0, np.uint32)
+
     def _core(self, docs: list[_SampledDoc]) -> np.ndarray:
         """The shingle keys at least ``CORE_SHARE`` of the sampled documents have, sorted."""
-        per_doc = []
-        for d in docs:
-            keys = [self._keys(f[2]) for f in d.fields]
-            per_doc.append(np.unique(np.concatenate(keys)) if keys else np.zeros(0, np.uint32))
+        per_doc = [np.unique(self._doc_keys(d)) for d in docs]
         if not per_doc:
             return np.zeros(0, np.uint32)
         allk, counts = np.unique(np.concatenate(per_doc), return_counts=True)
@@ -1328,8 +1328,8 @@ class CampaignDetector(Detector):
             n_rare, _, phrase_df_out, run, name_words = best
             phrase = self._trim(run, name_words)
             boiler = common_sh / max(1, core_sh)
-            n_files = len({asg.paths[int(p)] for p in self._members.pidx[
-                self._members.at(c.members)]} | {d.path for d, _ in near.get(c.id, ())})
+            n_files = len({asg.paths[int(p)] for p in np.unique(self._members.pidx[
+                self._members.at(c.members)])} | {d.path for d, _ in near.get(c.id, ())})
             templated = c.mean_j < TEMPLATED_BELOW
             chained = c.min_j < CHAINED_BELOW
             payload = n_rare >= 1 and phrase_df_out <= rare_cut

@@ -1906,12 +1906,12 @@ def _inside_payload(ev: _Evidence, s: dict[str, Any], payload_from: dict) -> boo
     if not payload_from:
         return False
     anomalous = s["anomalous_docs"]
-    docs = in_docs = anomalous_docs = in_anomalous = 0
+    docs = len(s["idx"])
+    in_docs = anomalous_docs = in_anomalous = 0
     for i in s["idx"]:
         doc = (int(ev.path_idx[i]), int(ev.rows[i]))
         start = payload_from.get(doc)
         hit = start is not None and int(ev.ints[i, _TOK0]) >= start
-        docs += 1
         in_docs += hit
         if doc in anomalous:
             anomalous_docs += 1
