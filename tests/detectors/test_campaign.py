@@ -77,6 +77,23 @@ def excerpts(n: int, rng: random.Random) -> list[str]:
     return out
 
 
+def quoted(n: int, rng: random.Random) -> list[str]:
+    """``n`` pages quoting one text of five paragraphs (words rare elsewhere) in its own order,
+    each a run that holds its middle paragraph: near-duplicates sharing a rare passage, and
+    no chain (any two share that passage), but no slot is filled differently anywhere. Copies
+    and excerpts of one text, not a template."""
+    paragraphs = [" ".join(rng.choices(VOCAB[2000:], k=k)) for k in (30, 10, 30, 10, 30)]
+    return ["\n\n".join(paragraphs[rng.randint(0, 2) : rng.randint(3, 5)]) for _ in range(n)]
+
+
+def pasted(n: int, rng: random.Random) -> list[str]:
+    """One filled template pasted into ``n`` different short posts: its slots never vary, but
+    each member has words of its own (its post's), which copies and excerpts of one text do
+    not have."""
+    page = templated(1, rng)[0]
+    return [f"{' '.join(rng.choices(ENGLISH, k=18)).capitalize()}. {page}" for _ in range(n)]
+
+
 def write(tmp_path, docs: list[str], files: int = 1) -> list[str]:
     paths = []
     for f in range(files):
@@ -116,6 +133,8 @@ CASES = {
         lambda r: excerpts(60, r),
         Severity.MEDIUM,
     ),
+    "excerpts of one rare text, quoted in order": (lambda r: quoted(40, r), Severity.MEDIUM),
+    "one filled template pasted into different posts": (lambda r: pasted(30, r), Severity.HIGH),
     "clean corpus": (lambda r: [], None),
     "exact copies of ordinary text": (
         lambda r: [clean_docs(1, random.Random(9))[0]] * 20,

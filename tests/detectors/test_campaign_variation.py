@@ -1,0 +1,103 @@
+"""How a cluster's sampled members differ (``_variation``): substitutions, or passages left out
+and moved.
+
+A template's members differ where its slots are filled differently: a few tokens of one member
+stand where a few others stand in the next, between the same shared text. Copies and excerpts
+of one text differ by whole passages left out or put in another order, and none of their tokens
+is their own. Documents here are runs of distinct token hashes, so that any shared shingle is
+shared by construction, never by chance.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from poisonscan.detectors.campaign import MAX_GAP, _variation
+from poisonscan.kernels.minhash import DEFAULT_SHINGLE, shingle_keys
+
+K = DEFAULT_SHINGLE
+
+
+def keys(tokens: list[int]) -> np.ndarray:
+    hashes = np.array(tokens, np.uint64)
+    return shingle_keys(hashes, np.array([0, hashes.shape[0]], np.int64), K)[0]
+
+
+def fresh(n: int, start: int) -> list[int]:
+    return list(range(start, start + n))
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(12, 80), st.data())
+def test_a_few_tokens_filled_differently_are_a_substitution(n, data):
+    """Anywhere in the document, its first and last tokens included (the ends stand in for the
+    shared text a slot at the edge lacks)."""
+    a = fresh(n, 1)
+    width = data.draw(st.integers(1, 3))
+    at = data.draw(st.integers(0, n - width))
+    b = a[:at] + fresh(data.draw(st.integers(1, 3)), 10_000) + a[at + width :]
+    substituted, covered = _variation([keys(a), keys(b)], K)
+    assert substituted == 1.0
+    assert covered < 1.0
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(2 * K + 4, 80), st.data())
+def test_a_passage_left_out_is_not_a_substitution(n, data):
+    """A passage left out of the middle with more than a shingle's worth of text on each side,
+    or a prefix or suffix cut off, as an excerpt is."""
+    a = fresh(n, 1)
+    lo = data.draw(st.one_of(st.just(0), st.integers(K + 1, n - K - 2)))
+    hi = data.draw(st.one_of(st.just(n), st.integers(lo + 1, n - K - 1)))
+    if lo == 0 and hi == n:
+        hi = n - K - 1
+    b = a[:lo] + a[hi:]
+    substituted, _ = _variation([keys(a), keys(b)], K)
+    assert substituted == 0.0
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.integers(K, 30), min_size=2, max_size=6), st.randoms(use_true_random=False))
+def test_passages_in_another_order_are_no_substitution_and_all_recur(sizes, rng):
+    """Paragraphs of a shingle or more each, moved: every token is still covered by a shingle
+    the other document has (inside its paragraph), so no stretch is uncovered at all."""
+    paragraphs, start = [], 1
+    for s in sizes:
+        paragraphs.append(fresh(s, start))
+        start += s
+    order = list(range(len(paragraphs)))
+    rng.shuffle(order)
+    a = [t for p in paragraphs for t in p]
+    b = [t for i in order for t in paragraphs[i]]
+    assert _variation([keys(a), keys(b)], K) == (0.0, 1.0)
+
+
+def test_copies_and_excerpts_against_a_template_and_a_pasted_block():
+    text = fresh(60, 1)
+    copies = [keys(text)] * 4
+    assert _variation(copies, K) == (0.0, 1.0)
+
+    excerpts = [keys(text[lo:hi]) for lo, hi in ((0, 40), (10, 60), (0, 60), (20, 50))]
+    substituted, covered = _variation(excerpts, K)
+    assert substituted == 0.0 and covered == 1.0
+
+    # Four members, each filling two slots with a value of its own.
+    template = [text[:10] + [500 + i] + text[10:30] + [600 + i, 700 + i] + text[30:]
+                for i in range(4)]
+    substituted, _ = _variation([keys(t) for t in template], K)
+    assert substituted == 1.0
+
+    # One block pasted into posts longer than a slot: no substitution, but each member has
+    # tokens no other one has.
+    posts = [fresh(MAX_GAP + 4, 1000 * (i + 1)) + text for i in range(4)]
+    substituted, covered = _variation([keys(p) for p in posts], K)
+    assert substituted == 0.0
+    assert covered == np.float64(60 / (60 + MAX_GAP + 4))
+
+
+def test_too_short_to_tell():
+    assert _variation([], K) is None
+    assert _variation([keys(fresh(30, 1))], K) is None
+    assert _variation([keys([1, 2, 3]), keys([1, 2, 4])], K) is None  # one shingle each
