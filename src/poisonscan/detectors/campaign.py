@@ -740,13 +740,32 @@ def _variation(keys: list[np.ndarray], k: int) -> tuple[float, float] | None:
     docs = [d for d in keys if d.shape[0] >= 2]
     if len(docs) < 2:
         return None
-    allk, n_docs = np.unique(np.concatenate([np.unique(d) for d in docs]), return_counts=True)
-    shared = allk[n_docs >= 2]
-    covered = float(np.mean([_covered(np.isin(d, shared), k).mean() for d in docs]))
+    # All documents at once, sorted by (document, key, position): within a document, the first
+    # of a key's entries is its first position; across documents, the number of documents
+    # that have a key. (Per-document numpy calls cost more than the work on a few hundred keys.)
+    lens = np.array([d.shape[0] for d in docs], np.int64)
+    off = np.concatenate(([0], np.cumsum(lens)))
+    allk = np.concatenate(docs)
+    doc = np.repeat(np.arange(lens.shape[0]), lens)
+    order = np.lexsort((np.arange(allk.shape[0]), allk, doc))
+    sk, sd = allk[order], doc[order]
+    first = np.ones(sk.shape[0], bool)
+    first[1:] = (sk[1:] != sk[:-1]) | (sd[1:] != sd[:-1])
+    uk, upos, udoc = sk[first], order[first] - off[sd[first]], sd[first]
+    ustart = np.searchsorted(udoc, np.arange(lens.shape[0] + 1))
+    keys_sorted, n_docs = np.unique(uk, return_counts=True)
+    shared = keys_sorted[n_docs >= 2]
+    at = np.minimum(np.searchsorted(shared, allk), max(shared.shape[0] - 1, 0))
+    hit = (shared[at] == allk) if shared.shape[0] else np.zeros(allk.shape[0], bool)
+    covered = float(np.mean([_covered(hit[off[i] : off[i + 1]], k).mean()
+                             for i in range(lens.shape[0])]))
     substituted = 0
-    for a, b in zip(docs[:-1], docs[1:], strict=True):
+    for i in range(1, lens.shape[0]):
+        a, n_b = docs[i - 1], int(lens[i])
+        bk, bpos = uk[ustart[i] : ustart[i + 1]], upos[ustart[i] : ustart[i + 1]]
+        at = np.minimum(np.searchsorted(bk, a), bk.shape[0] - 1)
         n_a = a.shape[0] + k - 1
-        cov = np.concatenate(([True], _covered(np.isin(a, b), k), [True])).astype(np.int8)
+        cov = np.concatenate(([True], _covered(bk[at] == a, k), [True])).astype(np.int8)
         step = np.diff(cov)
         lo = np.flatnonzero(step == -1)  # first token of each uncovered stretch
         hi = np.flatnonzero(step == 1)  # the token after it (n_a at the end)
@@ -757,10 +776,9 @@ def _variation(keys: list[np.ndarray], k: int) -> tuple[float, float] | None:
         # The shared shingle that ends right before the stretch starts k - 1 tokens earlier;
         # the one right after it starts on its first covered token. The document's ends
         # stand in for a missing one: a template's first or last words can be a slot too.
-        bk, bpos = np.unique(b, return_index=True)
-        in_b = bpos[np.minimum(np.searchsorted(bk, a), bk.shape[0] - 1)]  # right for B's keys
+        in_b = bpos[at]  # B's first position of each of A's shingles (where B has it)
         left = np.where(lo > 0, in_b[np.maximum(lo - k, 0)] + k - 1, -1)
-        right = np.where(hi < n_a, in_b[np.minimum(hi, a.shape[0] - 1)], b.shape[0] + k - 1)
+        right = np.where(hi < n_a, in_b[np.minimum(hi, a.shape[0] - 1)], n_b + k - 1)
         gap_b = right - left - 1
         substituted += bool(np.any((gap_b >= 1) & (gap_b <= MAX_GAP)))
     return substituted / (len(docs) - 1), covered
