@@ -121,3 +121,27 @@ def test_a_finish_runs_on_a_thread_but_never_while_the_local_pool_forks(
         assert children_at_start == [2]  # pass 1's workers existed when the finish began
     # No finish thread is left over once the scan is done.
     assert not [t for t in threading.enumerate() if t.name.startswith("poisonscan-finish")]
+
+
+def test_a_detector_finishes_a_pass_after_the_detectors_it_reads(
+    folder: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The trigger detector judges phrases by the campaign detector's clusters, whose count
+    pass (the same scan pass as the trigger's evidence pass) adds the near members LSH left
+    out: the campaign detector finishes that pass first, whatever the order of --detectors."""
+    from poisonscan.detectors.trigger import TriggerDetector
+
+    finished: list[str] = []
+    for cls in (CampaignDetector, TriggerDetector):
+        real = cls.finish_pass
+
+        def finish(self: Any, pass_index: int, merged: Any, real: Any = real) -> None:
+            finished.append(f"{self.id} {pass_index}")
+            real(self, pass_index, merged)
+
+        monkeypatch.setattr(cls, "finish_pass", finish)
+    assert "campaign" in TriggerDetector.reads
+    for order in (("trigger", "campaign"), ("campaign", "trigger")):
+        finished.clear()
+        run_scan(config(folder, detectors=order))
+        assert finished[-2:] == ["campaign 2", "trigger 3"], (order, finished)

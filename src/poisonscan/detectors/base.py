@@ -80,6 +80,9 @@ class Detector(ABC):
     # passes run (see poisonscan.kernels.warm): (the detector's first pass that calls them, the
     # kernels, a module-level function calling each with arguments of the types the pass uses).
     ahead: ClassVar[tuple[int, tuple[Any, ...], Callable[[], None]] | None] = None
+    # Detectors whose driver-side results this one reads (through :meth:`link`) when it
+    # finishes a pass: when both finish the same scan pass, they finish it first.
+    reads: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, config: ScanConfig) -> None:
         self.config = config

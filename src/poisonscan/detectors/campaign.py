@@ -1368,9 +1368,8 @@ class CampaignDetector(Detector):
 
     def _near_members(self, parts: list[_Near]) -> dict[int, list[tuple[DocumentRef, int]]]:
         """The near members of each cluster and their turns, sorted by (path, row, turn); they
-        join their clusters in the assignment too (the ``--clusters`` export). The trigger
-        detector, which finishes this same scan pass first, has judged its phrases by the
-        clusters as LSH and the joins left them."""
+        join their clusters in the assignment too (the ``--clusters`` export, and the lookups
+        of the trigger detector, which finishes this same scan pass after this one)."""
         asg = self.assignment
         assert asg is not None
         where = {p: i for i, p in enumerate(asg.paths)}

@@ -634,6 +634,9 @@ class TriggerDetector(Detector):
     )
     n_passes = 4
     ahead = (_COUNTS, (count_occurrences, gather_evidence, span_forms), compile_candidate_kernels)
+    # The evidence pass is the campaign detector's count pass: finishing after it, the phrases
+    # are judged by the clusters with the near members it found (see _cluster_ids).
+    reads = ("campaign",)
 
     def __init__(self, config: Any) -> None:
         super().__init__(config)

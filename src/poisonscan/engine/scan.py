@@ -349,6 +349,8 @@ def _run_passes(config: ScanConfig, progress: ProgressCallback | None, executor:
     # (they may read each other's results) and before the detector's next plan. Beside an
     # executor that forks its workers (the local pool) it starts once they are forked.
     background = _BackgroundFinishes(defer=bool(getattr(executor, "forks", False)))
+    # A detector that others read (Detector.reads) finishes a pass before them.
+    finish_order = sorted(detectors, key=lambda d: not any(d.id in o.reads for o in detectors))
     warmups = _start_warmups(detectors, executor)
     try:
         for pass_index in range(n_passes):
@@ -384,7 +386,7 @@ def _run_passes(config: ScanConfig, progress: ProgressCallback | None, executor:
                         progress(f"pass {pass_index + 1}/{n_passes}", counter.records,
                                  counter.bytes)
             background.wait()
-            for det in detectors:
+            for det in finish_order:
                 if det.id not in plans:
                     continue
                 if _idle_next(schedules[det.id], pass_index):
