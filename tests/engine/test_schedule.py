@@ -12,6 +12,7 @@ import pytest
 from engine_corpus import comparable, config, corpus_records, write_shards
 
 from poisonscan.detectors.campaign import CampaignDetector
+from poisonscan.detectors.trigger import TriggerDetector
 from poisonscan.engine.executors import LocalExecutor
 from poisonscan.engine.scan import _idle_next, run_scan
 
@@ -129,8 +130,6 @@ def test_a_detector_finishes_a_pass_after_the_detectors_it_reads(
     """The trigger detector judges phrases by the campaign detector's clusters, whose count
     pass (the same scan pass as the trigger's evidence pass) adds the near members LSH left
     out: the campaign detector finishes that pass first, whatever the order of --detectors."""
-    from poisonscan.detectors.trigger import TriggerDetector
-
     finished: list[str] = []
     for cls in (CampaignDetector, TriggerDetector):
         real = cls.finish_pass
