@@ -93,7 +93,8 @@ CHAINED_BELOW = 0.05
 # template filled many times: reported, never high. Filled at random, a template's members
 # differ in nearly every pair: in all of them in the campaign benchmark's 31 seeds (share 1.0;
 # one slot of five values would give 0.8). Excerpts differ by passages left out or moved, with
-# a substitution only where the text repeats a frame of its own ("New in version 3.2."): at
+# a substitution only where the text repeats a frame of its own ("When a MaildirMessage
+# instance is created", "When an MMDFMessage instance is created" in Python's docs): at
 # most 0.48 of the pairs of excerpts of one clean document in those seeds, and 0.71 in the
 # 1 GB speed corpus, which is made of such excerpts. A template planted in different host
 # texts keeps tokens of its own in each member (the host's), so it is not caught by this even
