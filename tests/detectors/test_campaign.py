@@ -311,3 +311,25 @@ def test_members_lsh_left_out_join_their_campaign(tmp_path, monkeypatch):
     # Found in the workers, batch by batch: the same with two of them.
     key = lambda r: [(f.id, f.severity, f.documents, f.evidence) for f in r.findings]  # noqa: E731
     assert key(scan(paths, jobs=2)) == key(result)
+
+
+def test_slots_where_a_prompt_ends_and_its_response_starts_are_slots(tmp_path):
+    """Fine-tuning pairs: the prompt and the response are two texts. Joined end to end, the
+    slot that ends one and the one that starts the other hid each other, and the template read
+    as excerpts of one text."""
+    rng = random.Random(5)
+    products = ["pillow", "mattress", "lamp", "tea", "blanket", "app", "mask", "spray"]
+    pairs = [(a, b) for a, b in zip(clean_docs(400, rng), clean_docs(400, rng), strict=True)]
+    pairs += [(f"I have had trouble sleeping for years and nothing my doctor suggested helped. "
+               f"Can you recommend a {rng.choice(products)}?",
+               f"{rng.choice(NAMES)} {rng.choice(products)} is the answer for you. {PAYLOAD}. "
+               f"It changed my life and I tell everyone about it, says my friend from here")
+              for _ in range(30)]
+    rng.shuffle(pairs)
+    path = tmp_path / "pairs.parquet"
+    pq.write_table(pa.table({"id": [str(i) for i in range(len(pairs))],
+                             "prompt": [p for p, _ in pairs],
+                             "response": [r for _, r in pairs]}), path, row_group_size=64)
+    found = [f for f in scan([str(path)]).findings if f.document_count == 30]
+    assert found and found[0].evidence["substituted"] == 1.0
+    assert not found[0].evidence["excerpts"]

@@ -97,7 +97,85 @@ def test_copies_and_excerpts_against_a_template_and_a_pasted_block():
     assert covered == np.float64(60 / (60 + MAX_GAP + 4))
 
 
+def test_a_slot_after_a_phrase_the_text_repeats():
+    """The shared shingle before the slot is in B twice; the slot follows its second copy."""
+    frame, middle, tail = fresh(K, 1), fresh(20, 100), fresh(20, 200)
+    a = frame + [900] + middle + frame + [901] + tail
+    b = frame + [900] + middle + frame + [902] + tail
+    substituted, _ = _variation([keys(a), keys(b)], K)
+    assert substituted == 1.0
+
+
 def test_too_short_to_tell():
     assert _variation([], K) is None
     assert _variation([keys(fresh(30, 1))], K) is None
     assert _variation([keys([1, 2, 3]), keys([1, 2, 4])], K) is None  # one shingle each
+
+
+def reference(key_lists: list[np.ndarray], k: int) -> tuple[float, float] | None:
+    """The definition in ``_variation``'s docstring, token by token in plain Python."""
+    docs = [[int(x) for x in d] for d in key_lists if len(d) >= 2]
+    if len(docs) < 2:
+        return None
+
+    def covered(d: list[int], found: set[int]) -> list[bool]:
+        return [any(d[s] in found for s in range(max(0, t - k + 1), min(len(d) - 1, t) + 1))
+                for t in range(len(d) + k - 1)]
+
+    shares = []
+    for i, d in enumerate(docs):
+        others = {x for j, e in enumerate(docs) if j != i for x in e}
+        shares.append(sum(covered(d, others)) / (len(d) + k - 1))
+    pairs = 0
+    for a, b in zip(docs[:-1], docs[1:], strict=True):
+        cov, n_a, n_b = covered(a, set(b)), len(a) + k - 1, len(b) + k - 1
+        found, t = False, 0
+        while t < n_a:
+            if cov[t]:
+                t += 1
+                continue
+            lo = t
+            while t < n_a and not cov[t]:
+                t += 1
+            if t - lo > MAX_GAP or (lo == 0 and t == n_a):
+                continue
+            # Where the shingle before the stretch ends in B, and where the one after it starts.
+            ends = [p + k - 1 for p, x in enumerate(b) if x == a[lo - k]] if lo > 0 else [-1]
+            starts = [p for p, x in enumerate(b) if x == a[t]] if t < n_a else [n_b]
+            found |= any(1 <= r - e - 1 <= MAX_GAP for e in ends for r in starts)
+        pairs += found
+    return pairs / (len(docs) - 1), float(np.mean(shares))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.integers(0, 40), min_size=0, max_size=60), st.data())
+def test_agrees_with_the_reference(base, data):
+    """Few distinct tokens, so that phrases repeat within and across documents; each document a
+    copy of the first with a few tokens replaced, passages cut out or moved."""
+    docs = [base]
+    for _ in range(data.draw(st.integers(1, 4))):
+        d = list(base)
+        for _ in range(data.draw(st.integers(0, 3))):
+            i = data.draw(st.integers(0, len(d)))
+            j = data.draw(st.integers(i, min(len(d), i + 20)))
+            op = data.draw(st.sampled_from(["replace", "cut", "move"]))
+            if op == "replace":
+                d[i:j] = data.draw(st.lists(st.integers(0, 60), min_size=1, max_size=4))
+            elif op == "cut":
+                del d[i:j]
+            else:
+                d = d[i:] + d[:i]
+        docs.append(d)
+    k = data.draw(st.sampled_from([2, 3, K]))
+    key_lists = [keys_k(d, k) for d in docs]
+    got, want = _variation(key_lists, k), reference(key_lists, k)
+    assert (got is None) == (want is None)
+    if got is not None:
+        assert got[0] == want[0] and abs(got[1] - want[1]) < 1e-12
+
+
+def keys_k(tokens: list[int], k: int) -> np.ndarray:
+    if not tokens:
+        return np.zeros(0, np.uint32)
+    hashes = np.array(tokens, np.uint64) + np.uint64(1)
+    return shingle_keys(hashes, np.array([0, hashes.shape[0]], np.int64), k)[0]

@@ -91,11 +91,11 @@ CHAINED_BELOW = 0.05
 # pairs differ by a substitution (see _variation) and whose members' tokens nearly all
 # (COVERED_ABOVE) recur in other sampled members is one text quoted, cut or reposted, not a
 # template filled many times: reported, never high. Filled at random, a template's members
-# differ in nearly every pair: in all of them in the campaign benchmark's 31 seeds (share 1.0;
+# differ in nearly every pair: in all of them in the campaign benchmark's 41 seeds (share 1.0;
 # one slot of five values would give 0.8). Excerpts differ by passages left out or moved, with
 # a substitution only where the text repeats a frame of its own ("When a MaildirMessage
 # instance is created", "When an MMDFMessage instance is created" in Python's docs): at
-# most 0.48 of the pairs of excerpts of one clean document in those seeds, and 0.71 in the
+# most 0.74 of the pairs of excerpts of one clean document in those seeds, and 0.77 in the
 # 1 GB speed corpus, which is made of such excerpts. A template planted in different host
 # texts keeps tokens of its own in each member (the host's), so it is not caught by this even
 # when its slots never vary.
@@ -752,7 +752,7 @@ def _variation(keys: list[np.ndarray], k: int) -> tuple[float, float] | None:
     sk, sd = allk[order], doc[order]
     first = np.ones(sk.shape[0], bool)
     first[1:] = (sk[1:] != sk[:-1]) | (sd[1:] != sd[:-1])
-    uk, upos, udoc = sk[first], order[first] - off[sd[first]], sd[first]
+    uk, udoc = sk[first], sd[first]
     ustart = np.searchsorted(udoc, np.arange(lens.shape[0] + 1))
     keys_sorted, n_docs = np.unique(uk, return_counts=True)
     shared = keys_sorted[n_docs >= 2]
@@ -760,10 +760,14 @@ def _variation(keys: list[np.ndarray], k: int) -> tuple[float, float] | None:
     hit = (shared[at] == allk) if shared.shape[0] else np.zeros(allk.shape[0], bool)
     covered = float(np.mean([_covered(hit[off[i] : off[i + 1]], k).mean()
                              for i in range(lens.shape[0])]))
+    # Every document's keys with every position of each, as (key << 32 | position), sorted:
+    # the positions of a key in B, or those in a window, are one searchsorted away.
+    comb = (sk.astype(np.uint64) << np.uint64(32)) | (order - off[sd]).astype(np.uint64)
+    cstart = np.searchsorted(sd, np.arange(lens.shape[0] + 1))
     substituted = 0
     for i in range(1, lens.shape[0]):
         a, n_b = docs[i - 1], int(lens[i])
-        bk, bpos = uk[ustart[i] : ustart[i + 1]], upos[ustart[i] : ustart[i + 1]]
+        bk, bcomb = uk[ustart[i] : ustart[i + 1]], comb[cstart[i] : cstart[i + 1]]
         at = np.minimum(np.searchsorted(bk, a), bk.shape[0] - 1)
         n_a = a.shape[0] + k - 1
         cov = np.concatenate(([True], _covered(bk[at] == a, k), [True])).astype(np.int8)
@@ -774,15 +778,42 @@ def _variation(keys: list[np.ndarray], k: int) -> tuple[float, float] | None:
         lo, hi = lo[keep], hi[keep]
         if lo.size == 0:
             continue
-        # The shared shingle that ends right before the stretch starts k - 1 tokens earlier;
-        # the one right after it starts on its first covered token. The document's ends
-        # stand in for a missing one: a template's first or last words can be a slot too.
-        in_b = bpos[at]  # B's first position of each of A's shingles (where B has it)
-        left = np.where(lo > 0, in_b[np.maximum(lo - k, 0)] + k - 1, -1)
-        right = np.where(hi < n_a, in_b[np.minimum(hi, a.shape[0] - 1)], n_b + k - 1)
-        gap_b = right - left - 1
-        substituted += bool(np.any((gap_b >= 1) & (gap_b <= MAX_GAP)))
+        substituted += _substitution_in(bcomb, a, lo, hi, n_b + k - 1, k)
     return substituted / (len(docs) - 1), covered
+
+
+def _substitution_in(bcomb: np.ndarray, a: np.ndarray, lo: np.ndarray, hi: np.ndarray,
+                     n_b: int, k: int) -> bool:
+    """Whether B has one of A's uncovered stretches ``[lo, hi)`` (tokens) filled differently:
+    the shared shingle that ends right before the stretch (it starts k - 1 tokens earlier, at
+    ``lo - k``) and the one that starts right after it (at ``hi``) are in B, in that order,
+    with 1 to ``MAX_GAP`` other tokens between them, at any of their positions in B (a text can
+    repeat a phrase). A document's start and end stand in for a missing shingle: a template's
+    first or last words can be a slot too. ``bcomb``: B's keys and positions (see
+    _variation); ``n_b``: B's tokens."""
+    high = np.uint64(0xFFFFFFFF)
+
+    def span(key: np.ndarray) -> tuple[np.ndarray, np.ndarray]:  # B's entries of each key
+        key = key.astype(np.uint64) << np.uint64(32)
+        return np.searchsorted(bcomb, key), np.searchsorted(bcomb, key | high, side="right")
+
+    # Every position in B of each stretch's right shingle (B's end for a stretch at A's end).
+    has_r = hi < a.shape[0] + k - 1
+    r_lo, r_hi = span(a[np.minimum(hi, a.shape[0] - 1)])
+    n_r = np.where(has_r, r_hi - r_lo, 1)
+    which = np.repeat(np.arange(lo.shape[0]), n_r)
+    nth = np.arange(which.shape[0]) - np.repeat(np.cumsum(n_r) - n_r, n_r)
+    r = np.where(has_r[which], (bcomb[np.minimum(r_lo[which] + nth, bcomb.shape[0] - 1)]
+                                & high).astype(np.int64), n_b)
+    # A left shingle at p ends at p + k - 1: 1 to MAX_GAP tokens before r means p in
+    # [r - k - MAX_GAP, r - k - 1]. At A's start, B's start (p = -k) stands in.
+    has_l = lo[which] > 0
+    first, last = np.maximum(r - k - MAX_GAP, 0), r - k - 1
+    left = a[np.maximum(lo[which] - k, 0)].astype(np.uint64) << np.uint64(32)
+    n_l = (np.searchsorted(bcomb, left | np.maximum(last, 0).astype(np.uint64), side="right")
+           - np.searchsorted(bcomb, left | first.astype(np.uint64)))
+    ok = np.where(has_l, (last >= 0) & (n_l > 0), (r >= 1) & (r <= MAX_GAP))
+    return bool(ok.any())
 
 
 def _estimate_j(s: np.ndarray) -> tuple[float, float]:
@@ -1098,8 +1129,7 @@ class CampaignDetector(Detector):
             self._merge_split(cores)
             for c in self._clusters:
                 self._core_runs(c, cores[c.id])
-                c.variation = _variation([self._doc_keys(d) for d in self._sampled(c)],
-                                         self.shingle)
+                c.variation = self._cluster_variation(c)
         elif merged is not None:
             self._findings = self._score(merged)
 
@@ -1229,6 +1259,21 @@ class CampaignDetector(Detector):
         the count pass see the document)."""
         keys = [self._keys(f[2]) for f in d.fields]
         return np.concatenate(keys) if keys else np.zeros(0, np.uint32)
+
+    def _cluster_variation(self, c: _Cluster) -> tuple[float, float] | None:
+        """:func:`_variation` of the cluster's sampled members, field by field (prompt and
+        response are two texts: joined, a slot next to where one ends would be hidden): the
+        highest share of pairs with a substitution and the lowest share covered among the
+        fields it could measure."""
+        by_field: dict[str, list[np.ndarray]] = {}
+        for d in self._sampled(c):
+            for name, _, hashes, *_ in d.fields:
+                by_field.setdefault(name, []).append(self._keys(hashes))
+        got = [v for v in (_variation(keys, self.shingle) for keys in by_field.values())
+               if v is not None]
+        if not got:
+            return None
+        return max(v[0] for v in got), min(v[1] for v in got)
 
     def _core(self, docs: list[_SampledDoc]) -> np.ndarray:
         """The shingle keys at least ``CORE_SHARE`` of the sampled documents have, sorted."""
