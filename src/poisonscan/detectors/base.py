@@ -81,7 +81,8 @@ class Detector(ABC):
     # kernels, a module-level function calling each with arguments of the types the pass uses).
     ahead: ClassVar[tuple[int, tuple[Any, ...], Callable[[], None]] | None] = None
     # Detectors whose driver-side results this one reads (through :meth:`link`) when it
-    # finishes a pass: when both finish the same scan pass, they finish it first.
+    # finishes a pass: when both finish the same scan pass, they finish it first (a finish the
+    # engine runs in the background is ready only for the next pass's finishes).
     reads: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, config: ScanConfig) -> None:

@@ -9,6 +9,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from graphlib import TopologicalSorter
 from typing import Any
 
 import numpy as np
@@ -349,8 +350,12 @@ def _run_passes(config: ScanConfig, progress: ProgressCallback | None, executor:
     # (they may read each other's results) and before the detector's next plan. Beside an
     # executor that forks its workers (the local pool) it starts once they are forked.
     background = _BackgroundFinishes(defer=bool(getattr(executor, "forks", False)))
-    # A detector that others read (Detector.reads) finishes a pass before them.
-    finish_order = sorted(detectors, key=lambda d: not any(d.id in o.reads for o in detectors))
+    # A detector finishes a pass after those it reads (Detector.reads). A finish that goes to
+    # the background is awaited before the next pass's finishes, not before the others of its
+    # own pass: what it makes can be read from the next pass on (the campaign detector's
+    # clusters, after pass 0, are read by the trigger detector in its last pass).
+    graph = TopologicalSorter({d.id: [r for r in d.reads if r in by_id] for d in detectors})
+    finish_order = [by_id[i] for i in graph.static_order()]
     warmups = _start_warmups(detectors, executor)
     try:
         for pass_index in range(n_passes):
