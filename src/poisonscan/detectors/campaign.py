@@ -741,9 +741,9 @@ def _variation(keys: list[np.ndarray], k: int) -> tuple[float, float] | None:
     docs = [d for d in keys if d.shape[0] >= 2]
     if len(docs) < 2:
         return None
-    # All documents at once, sorted by (document, key, position): within a document, the first
-    # of a key's entries is its first position; across documents, the number of documents
-    # that have a key. (Per-document numpy calls cost more than the work on a few hundred keys.)
+    # All documents at once, sorted by (document, key, position): each document's distinct
+    # keys (the first entry of each) and, across documents, the number of documents that have
+    # a key. (Per-document numpy calls cost more than the work on a few hundred keys.)
     lens = np.array([d.shape[0] for d in docs], np.int64)
     off = np.concatenate(([0], np.cumsum(lens)))
     allk = np.concatenate(docs)
