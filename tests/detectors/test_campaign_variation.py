@@ -176,4 +176,3 @@ def test_agrees_with_the_reference(base, data):
     assert (got is None) == (want is None)
     if got is not None:
         assert got[0] == want[0] and abs(got[1] - want[1]) < 1e-12
-
