@@ -946,6 +946,9 @@ class CampaignDetector(Detector):
                                  np.zeros(0, np.int64), np.zeros(0, np.int32),
                                  np.zeros(0, np.int64), pa.array([], pa.string()))
         self._samples: dict[int, _SampledDoc] = {}
+        # Their shingle keys, field by field, made once: the core, its phrases, the members'
+        # variation and the near-member floor all read them.
+        self._sample_keys: dict[int, tuple[np.ndarray, ...]] = {}
         self._findings: list[Finding] = []
         self._stats: dict[str, Any] = {}
         self._plan2: _CountPlan | None = None
@@ -1125,6 +1128,8 @@ class CampaignDetector(Detector):
                 raise
         elif pass_index == 1:
             self._samples = {s.index: s for s in (merged or [])}
+            self._sample_keys = {i: tuple(self._keys(f[2]) for f in s.fields)
+                                 for i, s in self._samples.items()}
             cores = {c.id: self._core(self._sampled(c)) for c in self._clusters}
             self._merge_split(cores)
             for c in self._clusters:
@@ -1257,7 +1262,7 @@ class CampaignDetector(Detector):
     def _doc_keys(self, d: _SampledDoc) -> np.ndarray:
         """The shingle keys of a sampled document, every field's, repeats kept (as pass 0 and
         the count pass see the document)."""
-        keys = [self._keys(f[2]) for f in d.fields]
+        keys = self._sample_keys[d.index]
         return np.concatenate(keys) if keys else np.zeros(0, np.uint32)
 
     def _cluster_variation(self, c: _Cluster) -> tuple[float, float] | None:
@@ -1267,8 +1272,8 @@ class CampaignDetector(Detector):
         fields it could measure."""
         by_field: dict[str, list[np.ndarray]] = {}
         for d in self._sampled(c):
-            for name, _, hashes, *_ in d.fields:
-                by_field.setdefault(name, []).append(self._keys(hashes))
+            for (name, *_), keys in zip(d.fields, self._sample_keys[d.index], strict=True):
+                by_field.setdefault(name, []).append(keys)
         got = [v for v in (_variation(keys, self.shingle) for keys in by_field.values())
                if v is not None]
         if not got:
@@ -1355,8 +1360,8 @@ class CampaignDetector(Detector):
             return
         k = self.shingle
         rep = docs[0]
-        for _, text, hashes, starts, ends, kinds in rep.fields:
-            keys = self._keys(hashes)
+        for (_, text, hashes, starts, ends, kinds), keys in zip(
+                rep.fields, self._sample_keys[rep.index], strict=True):
             hit = np.isin(keys, core)
             s = 0
             while s < keys.shape[0]:
