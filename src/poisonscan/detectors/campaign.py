@@ -1417,10 +1417,13 @@ class CampaignDetector(Detector):
             res[n] = total[qi] - inside[p]
         return res
 
-    def _near_members(self, parts: list[_Near]) -> dict[int, list[tuple[DocumentRef, int]]]:
-        """The near members of each cluster and their turns, sorted by (path, row, turn); they
-        join their clusters in the assignment too (the ``--clusters`` export, and the lookups
-        of the trigger detector, which finishes this same scan pass after this one)."""
+    def _near_members(
+        self, parts: list[_Near]
+    ) -> dict[int, list[tuple[tuple[int, int, int], DocumentRef]]]:
+        """The near members of each cluster, each with its (path index, row, turn), in that
+        order (the global order, in which a finding lists its documents). They join their
+        clusters in the assignment too (the ``--clusters`` export, and the lookups of the
+        trigger detector, which finishes this same scan pass after this one)."""
         asg = self.assignment
         assert asg is not None
         where = {p: i for i, p in enumerate(asg.paths)}
@@ -1433,9 +1436,10 @@ class CampaignDetector(Detector):
             pidx, row, turn, _, cluster = (np.array(x) for x in zip(*rows, strict=True))
             asg.add_near(pidx, row, turn, cluster)
         self._stats["near_members"] = len(rows)
-        out: dict[int, list[tuple[DocumentRef, int]]] = {}
+        out: dict[int, list[tuple[tuple[int, int, int], DocumentRef]]] = {}
         for p, r, t, rid, c in rows:
-            out.setdefault(c, []).append((DocumentRef(asg.paths[p], r, rid, self._field[0]), t))
+            out.setdefault(c, []).append(((p, r, t),
+                                          DocumentRef(asg.paths[p], r, rid, self._field[0])))
         return out
 
     def _score(self, counts: _Counts) -> list[Finding]:
@@ -1470,7 +1474,7 @@ class CampaignDetector(Detector):
             phrase = self._trim(run, name_words)
             boiler = common_sh / max(1, core_sh)
             n_files = len({asg.paths[int(p)] for p in np.unique(self._members.pidx[
-                self._members.at(c.members)])} | {d.path for d, _ in near.get(c.id, ())})
+                self._members.at(c.members)])} | {d.path for _, d in near.get(c.id, ())})
             templated = c.mean_j < TEMPLATED_BELOW
             chained = c.min_j < CHAINED_BELOW
             substituted, covered = c.variation if c.variation is not None else (None, None)
@@ -1544,7 +1548,7 @@ class CampaignDetector(Detector):
 
     def _finding(
         self, c: _Cluster, severity: Severity, score: float, phrase: str,
-        near: list[tuple[DocumentRef, int]], evidence: dict[str, Any]
+        near: list[tuple[tuple[int, int, int], DocumentRef]], evidence: dict[str, Any]
     ) -> Finding:
         asg = self.assignment
         assert asg is not None
@@ -1556,8 +1560,7 @@ class CampaignDetector(Detector):
         keyed = [((int(mem.pidx[m]), int(mem.row[m]), int(mem.turn[m])),
                   DocumentRef(asg.paths[int(mem.pidx[m])], int(mem.row[m]), ids[n], fld))
                  for n, m in enumerate(at)]
-        where = {p: i for i, p in enumerate(asg.paths)}
-        keyed += [((where[d.path], d.row, t), d) for d, t in near]
+        keyed += near
         docs = tuple(d for _, d in sorted(keyed, key=lambda kd: kd[0]))
         examples = []
         needle = phrase.casefold()
