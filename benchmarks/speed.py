@@ -86,6 +86,8 @@ print(time.perf_counter() - t0, n)
 # of the sizes the scan itself uses for this file: the corpus statistic that every rarity
 # measurement needs before it can judge a single phrase: what the trigger detector's first pass
 # does in its workers. No detector, no merging, no MinHash: the least a statistics pass costs.
+# Its numpy arrays are kept off huge pages, as the scan command keeps its own (see
+# poisonscan.engine.memory.prefer_small_pages).
 FLOOR_SNIPPET = """
 import sys, time
 import numpy as np
@@ -93,6 +95,7 @@ from multiprocessing import get_context
 from poisonscan.config import ScanConfig
 from poisonscan.detectors import BatchContext
 from poisonscan.detectors.trigger import TriggerDetector
+from poisonscan.engine.memory import prefer_small_pages
 from poisonscan.engine.scan import read_options
 from poisonscan.io.readers import ReadCounter, discover_inputs, plan_shards, read_shard
 from poisonscan.io.shards import estimate_text_bytes
@@ -114,6 +117,7 @@ def work(args):
     return tokens
 
 if __name__ == "__main__":
+    prefer_small_pages()
     config = ScanConfig()
     options = read_options(config)
     files = discover_inputs([sys.argv[1]])

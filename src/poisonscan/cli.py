@@ -287,8 +287,11 @@ def _effective(paths: tuple[str, ...], params: dict[str, Any], quiet: bool = Fal
 
 def _run(config: ScanConfig, quiet: bool, hash_inputs: bool = True) -> ScanResult:
     """Scan, hashing the inputs in a thread beside the scan (see poisonscan.manifest)."""
+    from poisonscan.engine.memory import prefer_small_pages
     from poisonscan.engine.scan import run_scan  # heavy imports only when scanning
     from poisonscan.report.json import SHA256_ARTIFACT
+
+    prefer_small_pages()  # the scan runs in this process and its forks: see the function
 
     hasher = InputHasher(config.paths).start() if hash_inputs else None
     with make_progress(quiet) as progress:

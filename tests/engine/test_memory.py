@@ -1,4 +1,5 @@
-"""release_free_memory: the driver hands freed heap memory back after a background finish."""
+"""engine.memory: freed heap memory goes back to the system; the command line keeps numpy off
+huge pages."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import threading
 import numpy as np
 import pytest
 
-from poisonscan.engine.memory import release_free_memory
+from poisonscan.engine.memory import prefer_small_pages, release_free_memory
 
 GLIBC = sys.platform.startswith("linux") and platform.libc_ver()[0] == "glibc"
 
@@ -50,3 +51,48 @@ def test_memory_release_is_a_no_op_without_malloc_trim(monkeypatch: pytest.Monke
 
     monkeypatch.setattr(memory, "_malloc_trim", lambda: None)
     assert release_free_memory() is False
+
+
+def _numpy_huge_pages() -> tuple[object, object]:
+    """numpy's (getter, setter) of its huge-page advice."""
+    try:
+        from numpy._core import multiarray
+    except ImportError:  # numpy 1.x
+        from numpy.core import multiarray
+
+    return multiarray._get_madvise_hugepage, multiarray._set_madvise_hugepage
+
+
+def test_memory_small_pages_turns_numpy_huge_page_advice_off(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    get, set_ = _numpy_huge_pages()
+    before = set_(True)  # type: ignore[operator]
+    try:
+        monkeypatch.delenv("NUMPY_MADVISE_HUGEPAGE", raising=False)
+        assert prefer_small_pages() is True
+        assert get() is False  # type: ignore[operator]
+        assert prefer_small_pages() is False  # already off: nothing changed
+    finally:
+        set_(before)  # type: ignore[operator]
+
+
+def test_memory_small_pages_leave_the_users_choice(monkeypatch: pytest.MonkeyPatch) -> None:
+    get, set_ = _numpy_huge_pages()
+    before = set_(True)  # type: ignore[operator]
+    try:
+        monkeypatch.setenv("NUMPY_MADVISE_HUGEPAGE", "1")
+        assert prefer_small_pages() is False
+        assert get() is True  # type: ignore[operator]
+    finally:
+        set_(before)  # type: ignore[operator]
+
+
+def test_memory_the_scan_command_prefers_small_pages(monkeypatch: pytest.MonkeyPatch) -> None:
+    import poisonscan.engine.memory as memory
+    from poisonscan import cli
+
+    calls: list[bool] = []
+    monkeypatch.setattr(memory, "prefer_small_pages", lambda: calls.append(True) or True)
+    monkeypatch.setattr("poisonscan.engine.scan.run_scan", lambda config, progress: "scanned")
+    assert cli._run(object(), quiet=True, hash_inputs=False) == "scanned"  # type: ignore[arg-type]
+    assert calls == [True]
