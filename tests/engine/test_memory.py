@@ -7,6 +7,8 @@ import os
 import platform
 import sys
 import threading
+from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 import pytest
@@ -53,7 +55,7 @@ def test_memory_release_is_a_no_op_without_malloc_trim(monkeypatch: pytest.Monke
     assert release_free_memory() is False
 
 
-def _numpy_huge_pages() -> tuple[object, object]:
+def _numpy_huge_pages() -> tuple[Any, Any]:
     """numpy's (getter, setter) of its huge-page advice."""
     try:
         from numpy._core import multiarray
@@ -63,28 +65,58 @@ def _numpy_huge_pages() -> tuple[object, object]:
     return multiarray._get_madvise_hugepage, multiarray._set_madvise_hugepage
 
 
-def test_memory_small_pages_turns_numpy_huge_page_advice_off(
-        monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.fixture
+def allocators() -> Iterator[Any]:
+    """numpy's huge-page advice on and pyarrow's default pool mimalloc (where it exists), as
+    the command line finds them, and both restored after the test."""
+    import pyarrow as pa
+
     get, set_ = _numpy_huge_pages()
-    before = set_(True)  # type: ignore[operator]
+    before_advice = set_(True)
+    before_pool = pa.default_memory_pool()
     try:
-        monkeypatch.delenv("NUMPY_MADVISE_HUGEPAGE", raising=False)
-        assert prefer_small_pages() is True
-        assert get() is False  # type: ignore[operator]
-        assert prefer_small_pages() is False  # already off: nothing changed
+        pa.set_memory_pool(pa.mimalloc_memory_pool())
+    except NotImplementedError:
+        pass
+    try:
+        yield get
     finally:
-        set_(before)  # type: ignore[operator]
+        set_(before_advice)
+        pa.set_memory_pool(before_pool)
 
 
-def test_memory_small_pages_leave_the_users_choice(monkeypatch: pytest.MonkeyPatch) -> None:
-    get, set_ = _numpy_huge_pages()
-    before = set_(True)  # type: ignore[operator]
+def test_memory_small_pages_turns_huge_pages_off(allocators,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    import pyarrow as pa
+
+    monkeypatch.delenv("NUMPY_MADVISE_HUGEPAGE", raising=False)
+    monkeypatch.delenv("ARROW_DEFAULT_MEMORY_POOL", raising=False)
+    assert prefer_small_pages() is True
+    assert allocators() is False
+    assert pa.default_memory_pool().backend_name != "mimalloc" or not _has_jemalloc()
+    assert prefer_small_pages() is False  # already off: nothing changed
+
+
+def test_memory_small_pages_leave_the_users_choice(allocators,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    import pyarrow as pa
+
+    pool = pa.default_memory_pool().backend_name
+    monkeypatch.setenv("NUMPY_MADVISE_HUGEPAGE", "1")
+    monkeypatch.setenv("ARROW_DEFAULT_MEMORY_POOL", pool)
+    assert prefer_small_pages() is False
+    assert allocators() is True
+    assert pa.default_memory_pool().backend_name == pool
+
+
+def _has_jemalloc() -> bool:
+    import pyarrow as pa
+
     try:
-        monkeypatch.setenv("NUMPY_MADVISE_HUGEPAGE", "1")
-        assert prefer_small_pages() is False
-        assert get() is True  # type: ignore[operator]
-    finally:
-        set_(before)  # type: ignore[operator]
+        pa.jemalloc_memory_pool()
+    except NotImplementedError:
+        return False
+    return True
 
 
 def test_memory_the_scan_command_prefers_small_pages(monkeypatch: pytest.MonkeyPatch) -> None:

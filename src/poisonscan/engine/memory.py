@@ -9,8 +9,8 @@ from its top. So what a finish freed could stay counted against the scan for the
 run. ``malloc_trim(0)`` returns the free pages of every heap, wherever they are. Neither numpy
 nor the standard library exposes it; ctypes reaches it in a few lines.
 
-:func:`prefer_small_pages` keeps numpy's arrays on ordinary 4 KB pages in the command line's
-processes.
+:func:`prefer_small_pages` keeps numpy arrays and Arrow buffers on ordinary 4 KB pages in the
+command line's processes.
 """
 
 from __future__ import annotations
@@ -48,31 +48,50 @@ def release_free_memory() -> bool:
 
 
 def prefer_small_pages() -> bool:
-    """Stop numpy from asking the kernel for transparent huge pages for its arrays of 4 MB and
-    more, unless ``NUMPY_MADVISE_HUGEPAGE`` is set (then the user's choice stands). Returns
-    whether the setting changed. For the command line only: a library leaves its host process's
-    numpy as it finds it.
+    """Keep the scan's arrays and Arrow buffers off transparent huge pages: numpy's advice for
+    arrays of 4 MB and more is turned off, and pyarrow's mimalloc pool, which allows them, gives
+    way to its jemalloc pool. ``NUMPY_MADVISE_HUGEPAGE`` and ``ARROW_DEFAULT_MEMORY_POOL``, when
+    set, win. Returns whether anything changed. For the command line only: a library leaves its
+    host process's numpy and pyarrow as it finds them.
 
-    A scan allocates and frees its token and n-gram arrays batch after batch, hundreds of MB a
-    second. With huge pages the kernel zeroes each array's every 2 MB page when it is first
-    touched, and does so again for the next batch's arrays, whatever part of them the batch
-    fills. On this project's 2-core machines (virtual, Linux 6.18, THP on ``madvise``) that
-    zeroing was most of the scan's system time: the 256 MB speed corpus took 13.7-14.4 s with
-    huge pages against 11.6-12.2 s without (7.2 against 2.7 s of system time, 2026-12-06), and
-    the 1 GB corpus 40.8-41.3 against 38.8-39.9 s. The count tables, read at random, lose a
-    little to more TLB misses (user time +2 to +4%), less than the zeroing cost.
+    A scan allocates and frees its token and n-gram arrays, and reads its Parquet pages into
+    fresh buffers, batch after batch, hundreds of MB a second. On a huge page the kernel zeroes
+    all 2 MB when the page is first touched, and does so again for the next batch's memory,
+    whatever part of it the batch fills. On this project's 2-core machines (virtual, Linux
+    6.18, THP on ``madvise``) that zeroing was most of the scan's system time, and its cost
+    varied from run to run. Measured on 2026-12-06 with ``--jobs 2``:
 
-    numpy reads ``NUMPY_MADVISE_HUGEPAGE`` once, when it is imported, and the command line
-    imports numpy before it runs; so this calls numpy's own switch for that variable, private
-    but unchanged since numpy 1.19 (where it is missing, nothing is done).
+    - numpy: the 256 MB speed corpus took 13.7-14.4 s with huge pages against 11.6-12.2 s
+      without (7.2 against 2.7 s of system time); the 1 GB corpus 40.8-41.3 s against
+      38.8-39.9 s;
+    - then pyarrow's pool: 1 GB, 38.4-39.2 s with mimalloc (1,406-1,439 huge pages faulted in,
+      8.9-10.6 s of system time), 36.6-38.1 s with jemalloc (none; 6.1-6.7 s), 39.2-39.3 s with
+      the system allocator (none, but glibc maps and unmaps the large buffers: 8.8 s).
+
+    The count tables, read at random, lose a little to more TLB misses (user time +2 to +4%),
+    less than the zeroing cost. numpy reads ``NUMPY_MADVISE_HUGEPAGE`` once, when it is
+    imported, and the command line imports numpy before it runs; so this calls numpy's own
+    switch for that variable, private but unchanged since numpy 1.19 (where it is missing,
+    nothing is done).
     """
-    if "NUMPY_MADVISE_HUGEPAGE" in os.environ:
-        return False
-    try:
-        from numpy._core.multiarray import _set_madvise_hugepage  # numpy 2
-    except ImportError:  # pragma: no cover - numpy 1.x
+    changed = False
+    if "NUMPY_MADVISE_HUGEPAGE" not in os.environ:
         try:
-            from numpy.core.multiarray import _set_madvise_hugepage
-        except ImportError:
-            return False
-    return bool(_set_madvise_hugepage(False))
+            from numpy._core.multiarray import _set_madvise_hugepage  # numpy 2
+        except ImportError:  # pragma: no cover - numpy 1.x
+            try:
+                from numpy.core.multiarray import _set_madvise_hugepage
+            except ImportError:
+                _set_madvise_hugepage = None
+        if _set_madvise_hugepage is not None:
+            changed = bool(_set_madvise_hugepage(False))
+    if "ARROW_DEFAULT_MEMORY_POOL" not in os.environ:
+        import pyarrow as pa
+
+        if pa.default_memory_pool().backend_name == "mimalloc":
+            try:
+                pa.set_memory_pool(pa.jemalloc_memory_pool())
+                changed = True
+            except NotImplementedError:  # a pyarrow built without jemalloc keeps mimalloc
+                pass
+    return changed
