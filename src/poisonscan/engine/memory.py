@@ -61,14 +61,14 @@ def prefer_small_pages() -> bool:
     6.18, THP on ``madvise``) that zeroing was most of the scan's system time, and its cost
     varied from run to run. Measured on 2026-12-06 with ``--jobs 2``:
 
-    - numpy: the 256 MB speed corpus took 13.7-14.4 s with huge pages against 11.6-12.2 s
-      without (7.2 against 2.7 s of system time); the 1 GB corpus 40.8-41.3 s against
+    - numpy: the 256 MB speed corpus took 13.7-14.2 s with huge pages against 11.8-12.2 s
+      without (7.2-8.3 against 2.6-3.2 s of system time); the 1 GB corpus 40.8-41.3 s against
       38.8-39.9 s;
     - then pyarrow's pool: 1 GB, 38.4-39.2 s with mimalloc (1,406-1,439 huge pages faulted in,
       8.9-10.6 s of system time), 36.6-38.1 s with jemalloc (none; 6.1-6.7 s), 39.2-39.3 s with
       the system allocator (none, but glibc maps and unmaps the large buffers: 8.8 s).
 
-    The count tables, read at random, lose a little to more TLB misses (user time +2 to +4%),
+    The count tables, read at random, lose a little to more TLB misses (user time +1 to +5%),
     less than the zeroing cost. numpy reads ``NUMPY_MADVISE_HUGEPAGE`` once, when it is
     imported, and the command line imports numpy before it runs; so this calls numpy's own
     switch for that variable, private but unchanged since numpy 1.19 (where it is missing,
