@@ -242,17 +242,20 @@ def _config_values(keys: list[str]) -> list[Any]:
     import dask
 
     return [dask.config.get(k) for k in keys] + [
-        os.environ.get(k) for k in dask_executor.WORKER_MALLOC]
+        os.environ.get(k) for k in [*dask_executor.WORKER_MALLOC, *dask_executor.worker_pages()]]
 
 
 def test_the_own_local_cluster_is_configured_for_the_scan(
         monkeypatch: pytest.MonkeyPatch) -> None:
     # A nanny copies its workers' environment into its own process, and the environment wins
     # over the configuration: an earlier LocalCluster in this process left Dask's values here.
-    for name in dask_executor.WORKER_MALLOC:
+    pages = dask_executor.worker_pages()
+    assert pages["NUMPY_MADVISE_HUGEPAGE"] == "0"
+    for name in [*dask_executor.WORKER_MALLOC, *pages]:
         monkeypatch.delenv(name, raising=False)
     keys = list(dask_executor.LIGHT_MONITORING)
-    expected = [*dask_executor.LIGHT_MONITORING.values(), *dask_executor.WORKER_MALLOC.values()]
+    expected = [*dask_executor.LIGHT_MONITORING.values(), *dask_executor.WORKER_MALLOC.values(),
+                *pages.values()]
     with dask_executor.DaskExecutor(jobs=1, address=None) as executor:
         on_workers = executor.client.run(_config_values, keys)
         direct = executor.client.direct_to_workers

@@ -85,13 +85,22 @@ def prefer_small_pages() -> bool:
                 _set_madvise_hugepage = None
         if _set_madvise_hugepage is not None:
             changed = bool(_set_madvise_hugepage(False))
-    if "ARROW_DEFAULT_MEMORY_POOL" not in os.environ:
+    if "ARROW_DEFAULT_MEMORY_POOL" not in os.environ and has_jemalloc():
         import pyarrow as pa
 
         if pa.default_memory_pool().backend_name == "mimalloc":
-            try:
-                pa.set_memory_pool(pa.jemalloc_memory_pool())
-                changed = True
-            except NotImplementedError:  # a pyarrow built without jemalloc keeps mimalloc
-                pass
+            pa.set_memory_pool(pa.jemalloc_memory_pool())
+            changed = True
     return changed
+
+
+@functools.cache
+def has_jemalloc() -> bool:
+    """Whether this pyarrow was built with its jemalloc pool (its Linux wheels are)."""
+    import pyarrow as pa
+
+    try:
+        pa.jemalloc_memory_pool()
+    except NotImplementedError:
+        return False
+    return True
