@@ -92,10 +92,11 @@ def cluster_config() -> dict[str, Any]:
     """The Dask configuration of the LocalCluster poisonscan starts and of its client:
     :data:`LIGHT_MONITORING`; :data:`WORKER_MALLOC` and :func:`worker_pages` added to the
     environment the nannies give their workers (a variable already set in the environment of the
-    process that starts them wins, as Dask has it); and results fetched from the workers directly. By default a client
-    outside the cluster fetches them through the scheduler, which then copies every result (some
-    hundreds of MB per GB of text) on the cores the workers use; a driver that can reach the
-    workers should not. Set the same on a cluster of your own (docs/distributed.md)."""
+    process that starts them wins, as Dask has it); and results fetched from the workers
+    directly. By default a client outside the cluster fetches them through the scheduler, which
+    then copies every result (some hundreds of MB per GB of text) on the cores the workers use;
+    a driver that can reach the workers should not. Set the same on a cluster of your own
+    (docs/distributed.md)."""
     import dask
 
     environ = dict(dask.config.get("distributed.nanny.pre-spawn-environ", None) or {})
