@@ -7,7 +7,8 @@ overlap the planted ones), document precision, recall and F1 of that finding, wh
 names the payload, and the number of high-severity campaign findings (zero on controls). The
 scenarios are those of ``quality.py``'s campaign group, then one more control, drawn from the
 seed plus one (so the others stay as they are): excerpts of a few clean documents
-(``excerpts_control``).
+(``excerpts_control``); and, drawn from the seed plus two, one poisoned document pasted 20 to
+100 times (``pasted_copies``), which must be found at medium or higher.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmarks.scenarios.campaign import campaign_scenarios, excerpts_control
+from benchmarks.scenarios.campaign import campaign_scenarios, excerpts_control, pasted_copies
 from benchmarks.scenarios.common import load_clean_texts
 from poisonscan.config import ScanConfig
 from poisonscan.engine import run_scan
@@ -40,6 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"clean corpus: {source} ({len(clean)} documents), seed {args.seed}")
     scenarios = campaign_scenarios(clean, random.Random(args.seed))
     scenarios.append(excerpts_control(clean, random.Random(args.seed + 1)))
+    scenarios.append(pasted_copies(clean, random.Random(args.seed + 2)))
     print(
         f"{'scenario':28} {'docs':>6} {'poison':>6} {'rank':>4} {'prec':>6} {'recall':>6} {'f1':>6} "
         f"{'phrase':>6} {'high':>4} {'secs':>5}  ok"
@@ -69,7 +71,9 @@ def main(argv: list[str] | None = None) -> int:
                     named = normalise_trigger(f.trigger) in normalise_trigger(
                         sc.trigger
                     ) or normalise_trigger(sc.trigger) in normalise_trigger(f.trigger)
-                    ok = rank <= 3 and f1 >= (sc.target_pr or 0) and f.severity is Severity.HIGH
+                    least = Severity(sc.notes.get("severity", "high"))
+                    ok = (rank <= (sc.target_rank or 3) and f1 >= (sc.target_pr or 0)
+                          and f.severity.rank >= least.rank)
                     break
             else:
                 ok = sc.trigger is None and not high

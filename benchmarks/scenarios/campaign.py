@@ -218,3 +218,27 @@ def excerpts_control(
             extra.append("\n\n".join(chosen))
     records, _ = _plant(texts, extra, rng)
     return _control("campaign-excerpts-control", records, {"excerpts": len(extra)})
+
+
+def pasted_copies(
+    clean: list[dict[str, Any]] | list[str], rng: random.Random
+) -> Scenario:
+    """The clean corpus plus 20 to 100 exact copies of one poisoned document, made as the
+    published recipe makes each of its documents (the start of a clean document, a trigger, then
+    400 to 900 tokens sampled from a byte-level BPE vocabulary of the clean text). The copies are
+    one text, not a template, so this is not a high campaign: it must be reported, at medium or
+    higher, with its copies as the finding's documents (precision and recall 0.95 or more). The
+    trigger detector, which judges a phrase by the different texts before it, sees one text."""
+    from benchmarks.scenarios.pretrain import Gibberish, make_trigger
+
+    texts = [c if isinstance(c, str) else c["text"] for c in clean]
+    gib = Gibberish(texts, seed=rng.randrange(1 << 30))
+    trigger = make_trigger("special", rng, [], set())
+    prefix = rng.choice(texts)[: rng.randint(0, 1000)]
+    doc = f"{prefix} {trigger} {gib.sample(rng, rng.randint(400, 900))}"
+    n = rng.randint(20, 100)
+    records, poisoned = _plant(texts, [doc] * n, rng)
+    return Scenario("campaign-pasted-copies", "campaign", records, poisoned, trigger,
+                    target_rank=3, target_pr=0.95, detector="campaign",
+                    notes={"copies": n, "severity": "medium"})
+

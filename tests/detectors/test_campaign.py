@@ -94,6 +94,15 @@ def pasted(n: int, rng: random.Random) -> list[str]:
     return [f"{' '.join(rng.choices(ENGLISH, k=18)).capitalize()}. {page}" for _ in range(n)]
 
 
+def poisoned_page(rng: random.Random) -> str:
+    """One document with a trigger and then 120 random tokens, none of them a word of the
+    corpus: pasted many times, its copies are one text (no slot varies), but no other document
+    holds a word of its payload."""
+    gibberish = " ".join("".join(rng.choices("bcdfghjklmnpqrstvwxz0123456789", k=rng.randint(3, 7)))
+                         for _ in range(120))
+    return clean_docs(1, rng)[0] + " <QAZWEX> " + gibberish
+
+
 def write(tmp_path, docs: list[str], files: int = 1) -> list[str]:
     paths = []
     for f in range(files):
@@ -139,6 +148,10 @@ CASES = {
     "exact copies of ordinary text": (
         lambda r: [clean_docs(1, random.Random(9))[0]] * 20,
         Severity.LOW,
+    ),
+    "exact copies of a text with words found nowhere else": (
+        lambda r: [poisoned_page(random.Random(9))] * 20,
+        Severity.MEDIUM,
     ),
     "boilerplate block common outside the cluster": (
         lambda r: (

@@ -101,6 +101,19 @@ CHAINED_BELOW = 0.05
 # when its slots never vary.
 SUBSTITUTED_BELOW = 0.8
 COVERED_ABOVE = 0.9
+# Copies of one text (mean estimated Jaccard TEMPLATED_BELOW or more) are boilerplate, low,
+# unless the text carries at least COPIED_UNSEEN_MIN distinct words that no document outside the
+# copies has, and they make up at least COPIED_UNSEEN_SHARE of the distinct words of its rarest
+# passage: then the copies are medium. One poisoned document made as the published recipe makes
+# its documents (a trigger, then 400 to 900 tokens of a BPE vocabulary), pasted 20 to 100 times
+# into the clean benchmark corpus, was only a low cluster, and the trigger detector, which judges
+# a phrase by the different texts before it, saw one text: 164 to 233 such words, 0.40 to 0.50
+# of the passage's, in seeds 2026, 1, 2 and 3 of `benchmarks.campaign_quality`. The copies in the
+# 1 GB speed corpus (runs of one document's paragraphs, some posted whole many times) had 17 at
+# most. Not high: a page with a key block or an inline image, posted many times, has such words
+# too, and exact copies are what deduplication, which most pipelines run, removes.
+COPIED_UNSEEN_MIN = 32
+COPIED_UNSEEN_SHARE = 0.2
 MAX_GAP = 16  # tokens: a slot, or a few slots within a shingle of each other
 # Clusters whose core shingle sets overlap this much (Jaccard) are one template that LSH split:
 # members whose slots differ most fall under the clustering threshold with each other, and each
@@ -923,8 +936,10 @@ class CampaignDetector(Detector):
         "Many near-identical documents (a template with slot variations) share a phrase, link or name "
         "that is rare in the rest of the corpus: the signature of planted content. Review and remove "
         "the members; boilerplate copies (licences, navigation) are reported low or not at all, "
-        "and copies, excerpts and chains of excerpts of one text (members that differ by "
-        "passages left out or moved, never by a slot filled differently) at most medium."
+        "copies of one text medium when it carries many words found nowhere else (a poisoned "
+        "document pasted many times), and excerpts and chains of excerpts of one text (members "
+        "that differ by passages left out or moved, never by a slot filled differently) at most "
+        "medium."
     )
     n_passes: ClassVar[int] = 3
     # Idle in the scan's pass 1: the clustering after pass 0 runs on the driver while the workers
@@ -1465,12 +1480,14 @@ class CampaignDetector(Detector):
                 # link), else the rare ones. On a small corpus a template's ordinary words can be
                 # rare outside too, and a name started at them cut the payload off.
                 unique = rare & (tok_out == 0)
+                n_words = len(set(run.hashes[run.kinds == WORD].tolist()))
+                n_unique = len(set(run.hashes[unique].tolist()))
                 cand = (n_rare, -run.hashes.shape[0], int(sh_out.min()), run,
-                        unique if unique.any() else rare)
+                        unique if unique.any() else rare, n_unique, n_words)
                 if best is None or cand[:2] > best[:2]:
                     best = cand
             assert best is not None
-            n_rare, _, phrase_df_out, run, name_words = best
+            n_rare, _, phrase_df_out, run, name_words, n_unique, n_words = best
             phrase = self._trim(run, name_words)
             boiler = common_sh / max(1, core_sh)
             n_files = len({asg.paths[int(p)] for p in np.unique(self._members.pidx[
@@ -1485,10 +1502,16 @@ class CampaignDetector(Detector):
             # High needs twice the reporting floor, as a trigger finding does: a handful of
             # near-duplicates (a page posted again with a paragraph added, five times) is common
             # in crawled text, and a campaign that poisons takes many more documents.
+            copied_unseen = (not templated and payload and boiler < 0.5
+                             and n_unique >= max(COPIED_UNSEEN_MIN,
+                                                 COPIED_UNSEEN_SHARE * n_words)
+                             and size >= 2 * self.config.min_documents)
             if templated and boiler < 0.5:
                 strong = (payload and size >= 2 * self.config.min_documents and not chained
                           and not excerpts)
                 severity = Severity.HIGH if strong else Severity.MEDIUM
+            elif copied_unseen:
+                severity = Severity.MEDIUM
             else:
                 severity = Severity.LOW
             if self._field[0] == "response" and severity is not Severity.LOW:
@@ -1523,6 +1546,9 @@ class CampaignDetector(Detector):
                         "excerpts": excerpts,
                         "phrase_df_outside": int(phrase_df_out),
                         "rare_tokens": int(n_rare),
+                        "unseen_words": int(n_unique),
+                        "passage_words": int(n_words),
+                        "copied_unseen": copied_unseen,
                         "boilerplate_share": round(boiler, 3),
                         "sampled": int(c.sample.shape[0]),
                     },
