@@ -1,5 +1,5 @@
-"""engine.memory: freed heap memory goes back to the system; the command line keeps numpy off
-huge pages."""
+"""engine.memory: freed heap memory goes back to the system; the command line keeps numpy arrays
+and Arrow buffers off huge pages."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from poisonscan.engine.memory import prefer_small_pages, release_free_memory
+from poisonscan.engine.memory import has_jemalloc, prefer_small_pages, release_free_memory
 
 GLIBC = sys.platform.startswith("linux") and platform.libc_ver()[0] == "glibc"
 
@@ -93,7 +93,7 @@ def test_memory_small_pages_turns_huge_pages_off(allocators,
     monkeypatch.delenv("ARROW_DEFAULT_MEMORY_POOL", raising=False)
     assert prefer_small_pages() is True
     assert allocators() is False
-    assert pa.default_memory_pool().backend_name != "mimalloc" or not _has_jemalloc()
+    assert pa.default_memory_pool().backend_name == "jemalloc" or not has_jemalloc()
     assert prefer_small_pages() is False  # already off: nothing changed
 
 
@@ -107,16 +107,6 @@ def test_memory_small_pages_leave_the_users_choice(allocators,
     assert prefer_small_pages() is False
     assert allocators() is True
     assert pa.default_memory_pool().backend_name == pool
-
-
-def _has_jemalloc() -> bool:
-    import pyarrow as pa
-
-    try:
-        pa.jemalloc_memory_pool()
-    except NotImplementedError:
-        return False
-    return True
 
 
 def test_memory_the_scan_command_prefers_small_pages(monkeypatch: pytest.MonkeyPatch) -> None:
