@@ -241,4 +241,3 @@ def pasted_copies(
     return Scenario("campaign-pasted-copies", "campaign", records, poisoned, trigger,
                     target_rank=3, target_pr=0.95, detector="campaign",
                     notes={"copies": n, "severity": "medium"})
-
