@@ -176,6 +176,9 @@ def test_flag_or_not(tmp_path, name):
         return
     top = max(camp, key=lambda f: f.severity.rank)
     assert top.severity is expected, (top.severity, top.evidence, top.trigger)
+    if name == "exact copies of a text with words found nowhere else":
+        assert top.evidence["copied_unseen"] is True
+        assert top.document_count == len(extra)
     if expected is Severity.HIGH:
         assert "quemtrix-vanol.example" in top.trigger
         assert top.document_count == len(extra)

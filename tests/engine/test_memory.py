@@ -89,8 +89,13 @@ def test_memory_small_pages_turns_huge_pages_off(allocators,
                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     import pyarrow as pa
 
-    monkeypatch.delenv("NUMPY_MADVISE_HUGEPAGE", raising=False)
-    monkeypatch.delenv("ARROW_DEFAULT_MEMORY_POOL", raising=False)
+    import poisonscan.engine.memory as memory
+
+    monkeypatch.setattr(memory, "_SET_BY_USER", frozenset())
+    # A Dask LocalCluster's nannies leave their workers' settings in os.environ: they are not
+    # the user's choice.
+    monkeypatch.setenv("NUMPY_MADVISE_HUGEPAGE", "0")
+    monkeypatch.setenv("ARROW_DEFAULT_MEMORY_POOL", "jemalloc")
     assert prefer_small_pages() is True
     assert allocators() is False
     assert pa.default_memory_pool().backend_name == "jemalloc" or not has_jemalloc()
@@ -101,9 +106,12 @@ def test_memory_small_pages_leave_the_users_choice(allocators,
                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     import pyarrow as pa
 
+    import poisonscan.engine.memory as memory
+
     pool = pa.default_memory_pool().backend_name
-    monkeypatch.setenv("NUMPY_MADVISE_HUGEPAGE", "1")
-    monkeypatch.setenv("ARROW_DEFAULT_MEMORY_POOL", pool)
+    # (as the environment had them when poisonscan loaded)
+    monkeypatch.setattr(memory, "_SET_BY_USER",
+                        frozenset({"NUMPY_MADVISE_HUGEPAGE", "ARROW_DEFAULT_MEMORY_POOL"}))
     assert prefer_small_pages() is False
     assert allocators() is True
     assert pa.default_memory_pool().backend_name == pool

@@ -110,10 +110,14 @@ COVERED_ABOVE = 0.9
 # a phrase by the different texts before it, saw one text: 164 to 233 such words, 0.40 to 0.50
 # of the passage's, in seeds 2026, 1, 2 and 3 of `benchmarks.campaign_quality`. The copies in the
 # 1 GB speed corpus (runs of one document's paragraphs, some posted whole many times) had 17 at
-# most. Not high: a page with a key block or an inline image, posted many times, has such words
-# too, and exact copies are what deduplication, which most pipelines run, removes.
+# most. A clean document pasted 20 times had up to 0.14 of its words found nowhere else in that
+# corpus, but up to 0.31 among its first 800 documents (German and Spanish texts, in a corpus
+# mostly English): the share grows as the corpus shrinks. The pasted poisoned documents of seeds
+# 2026 and 1 to 40 had 0.36 to 0.52; a third lies between. Not high: a page with a key
+# block or an inline image, posted many times, has such words too, and exact copies are what
+# deduplication, which most pipelines run, removes.
 COPIED_UNSEEN_MIN = 32
-COPIED_UNSEEN_SHARE = 0.2
+COPIED_UNSEEN_SHARE = 1 / 3
 MAX_GAP = 16  # tokens: a slot, or a few slots within a shingle of each other
 # Clusters whose core shingle sets overlap this much (Jaccard) are one template that LSH split:
 # members whose slots differ most fall under the clustering threshold with each other, and each
@@ -1548,7 +1552,7 @@ class CampaignDetector(Detector):
                         "rare_tokens": int(n_rare),
                         "unseen_words": int(n_unique),
                         "passage_words": int(n_words),
-                        "copied_unseen": copied_unseen,
+                        "copied_unseen": copied_unseen and severity is Severity.MEDIUM,
                         "boilerplate_share": round(boiler, 3),
                         "sampled": int(c.sample.shape[0]),
                     },
