@@ -13,7 +13,12 @@ from typing import Any
 import numpy as np
 import pytest
 
-from poisonscan.engine.memory import has_jemalloc, prefer_small_pages, release_free_memory
+from poisonscan.engine.memory import (
+    has_jemalloc,
+    numpy_huge_page_advice,
+    prefer_small_pages,
+    release_free_memory,
+)
 
 GLIBC = sys.platform.startswith("linux") and platform.libc_ver()[0] == "glibc"
 
@@ -55,23 +60,15 @@ def test_memory_release_is_a_no_op_without_malloc_trim(monkeypatch: pytest.Monke
     assert release_free_memory() is False
 
 
-def _numpy_huge_pages() -> tuple[Any, Any]:
-    """numpy's (getter, setter) of its huge-page advice."""
-    try:
-        from numpy._core import multiarray
-    except ImportError:  # numpy 1.x
-        from numpy.core import multiarray
-
-    return multiarray._get_madvise_hugepage, multiarray._set_madvise_hugepage
-
-
 @pytest.fixture
 def allocators() -> Iterator[Any]:
     """numpy's huge-page advice on and pyarrow's default pool mimalloc (where it exists), as
     the command line finds them, and both restored after the test."""
     import pyarrow as pa
 
-    get, set_ = _numpy_huge_pages()
+    advice = numpy_huge_page_advice()
+    assert advice is not None
+    get, set_ = advice
     before_advice = set_(True)
     before_pool = pa.default_memory_pool()
     try:

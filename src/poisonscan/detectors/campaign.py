@@ -1484,15 +1484,16 @@ class CampaignDetector(Detector):
                 # link), else the rare ones. On a small corpus a template's ordinary words can be
                 # rare outside too, and a name started at them cut the payload off.
                 unique = rare & (tok_out == 0)
-                n_words = len(set(run.hashes[run.kinds == WORD].tolist()))
-                n_unique = len(set(run.hashes[unique].tolist()))
                 cand = (n_rare, -run.hashes.shape[0], int(sh_out.min()), run,
-                        unique if unique.any() else rare, n_unique, n_words)
+                        unique if unique.any() else rare, unique)
                 if best is None or cand[:2] > best[:2]:
                     best = cand
             assert best is not None
-            n_rare, _, phrase_df_out, run, name_words, n_unique, n_words = best
+            n_rare, _, phrase_df_out, run, name_words, unique = best
             phrase = self._trim(run, name_words)
+            # The rarest passage's distinct words, and those no document outside the cluster has.
+            n_words = len(set(run.hashes[run.kinds == WORD].tolist()))
+            n_unique = len(set(run.hashes[unique].tolist()))
             boiler = common_sh / max(1, core_sh)
             n_files = len({asg.paths[int(p)] for p in np.unique(self._members.pidx[
                 self._members.at(c.members)])} | {d.path for _, d in near.get(c.id, ())})
@@ -1506,13 +1507,12 @@ class CampaignDetector(Detector):
             # High needs twice the reporting floor, as a trigger finding does: a handful of
             # near-duplicates (a page posted again with a paragraph added, five times) is common
             # in crawled text, and a campaign that poisons takes many more documents.
-            copied_unseen = (not templated and payload and boiler < 0.5
+            many = size >= 2 * self.config.min_documents
+            copied_unseen = (not templated and payload and boiler < 0.5 and many
                              and n_unique >= max(COPIED_UNSEEN_MIN,
-                                                 COPIED_UNSEEN_SHARE * n_words)
-                             and size >= 2 * self.config.min_documents)
+                                                 COPIED_UNSEEN_SHARE * n_words))
             if templated and boiler < 0.5:
-                strong = (payload and size >= 2 * self.config.min_documents and not chained
-                          and not excerpts)
+                strong = payload and many and not chained and not excerpts
                 severity = Severity.HIGH if strong else Severity.MEDIUM
             elif copied_unseen:
                 severity = Severity.MEDIUM

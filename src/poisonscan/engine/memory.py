@@ -85,16 +85,9 @@ def prefer_small_pages() -> bool:
     still serves some of its I/O buffers (about a fifteenth in a check of 2026-12-07).
     """
     changed = False
-    if "NUMPY_MADVISE_HUGEPAGE" not in _SET_BY_USER:
-        try:
-            from numpy._core.multiarray import _set_madvise_hugepage  # numpy 2
-        except ImportError:  # pragma: no cover - numpy 1.x
-            try:
-                from numpy.core.multiarray import _set_madvise_hugepage
-            except ImportError:
-                _set_madvise_hugepage = None
-        if _set_madvise_hugepage is not None:
-            changed = bool(_set_madvise_hugepage(False))
+    advice = numpy_huge_page_advice()
+    if "NUMPY_MADVISE_HUGEPAGE" not in _SET_BY_USER and advice is not None:
+        changed = bool(advice[1](False))  # the setter returns the setting it replaced
     if "ARROW_DEFAULT_MEMORY_POOL" not in _SET_BY_USER and has_jemalloc():
         import pyarrow as pa
 
@@ -102,6 +95,17 @@ def prefer_small_pages() -> bool:
             pa.set_memory_pool(pa.jemalloc_memory_pool())
             changed = True
     return changed
+
+
+def numpy_huge_page_advice() -> tuple[Any, Any] | None:
+    """numpy's (getter, setter) of its huge-page advice, or None where this numpy has none."""
+    try:
+        from numpy._core import multiarray  # numpy 2
+    except ImportError:  # pragma: no cover - numpy 1.x
+        from numpy.core import multiarray
+    get = getattr(multiarray, "_get_madvise_hugepage", None)
+    set_ = getattr(multiarray, "_set_madvise_hugepage", None)
+    return None if get is None or set_ is None else (get, set_)
 
 
 @functools.cache
