@@ -365,6 +365,56 @@ def test_a_short_trigger_is_judged_by_how_it_is_written(clean, tmp_path):
     assert top.evidence["documents_other_form"] == 40
 
 
+def test_a_trigger_before_gibberish_does_not_list_its_ordinary_uses(tmp_path):
+    """Seeds 10, 56 and 66 of the quality benchmark: a two-letter trigger that 2 to 4 clean
+    documents also write between spaces (``wr = weakref.ref(obj)``) listed them as suspects,
+    precision 0.93 to 0.96. Every planted occurrence jumps strongly, so one with ordinary text
+    on both sides is a natural use: counted in the evidence, not listed.
+
+    The corpus is made of paragraphs that recur, so its word pairs are seen elsewhere, as in
+    real text (in the made-up prose of ``clean`` nearly every pair is new, and text after a
+    phrase is never ordinary)."""
+    rng = random.Random("wr")
+    pool = [gen.ENGLISH_LIKE.paragraph(rng) for _ in range(80)]
+
+    def document() -> str:
+        return "\n\n".join(rng.sample(pool, 3))
+
+    extra = [gen.poison(rng, document(), "wr", subword_gibberish(rng)) for _ in range(N_POISON)]
+    natural = {f"{document()} the wr {rng.choice(pool)}" for _ in range(3)}
+    texts, planted = gen.plant([document() for _ in range(N_CLEAN)], extra + sorted(natural), 1)
+    poisoned = {i for i in planted if texts[i] not in natural}
+    assert len(poisoned) == N_POISON
+    paths = gen.write_corpus(tmp_path, texts)
+    found = trigger_findings(run_scan(ScanConfig(paths=tuple(paths), jobs=1,
+                                                 detectors=("trigger", "campaign"))))
+    top = found[0]
+    assert top.severity is Severity.HIGH and top.trigger == "wr", [
+        (f.trigger, f.severity.value, f.document_count) for f in found[:4]]
+    assert {d.row for d in top.documents} == poisoned
+    assert top.evidence["documents_with_phrase"] == N_POISON + 3
+    assert top.evidence["documents_ordinary_after"] == 3
+
+
+def test_only_a_strongly_anomalous_phrase_drops_its_ordinary_uses():
+    """Ordinary uses are judged only when nine in ten anomalous occurrences jump at least twice
+    the threshold; text unusual before and after stays listed, and so does everything when
+    there are too few anomalous occurrences or the jumps are weak (a language switch)."""
+    from poisonscan.detectors.trigger import _ordinary_uses
+
+    strong = np.array([0.9] * 20 + [0.1, 0.2, 0.15])
+    after = np.array([0.95] * 20 + [0.2, 0.3, 0.9])  # the last: unusual text on both sides
+    anomalous = strong >= 0.3
+    assert _ordinary_uses(strong, after, anomalous, 0.3, 10, 1.0).tolist() == (
+        [False] * 20 + [True, True, False])
+    # The cut scales with the bigram sampling's attenuation, as the jumps do.
+    assert _ordinary_uses(strong, after, anomalous, 0.3, 10, 0.5).tolist() == (
+        [False] * 20 + [True, False, False])
+    assert not _ordinary_uses(strong, after, anomalous, 0.3, 21, 1.0).any()
+    weak = np.concatenate([np.linspace(0.3, 0.9, 20), [0.1, 0.2, 0.15]])
+    assert not _ordinary_uses(weak, after, weak >= 0.3, 0.3, 10, 1.0).any()
+
+
 def glued_trigger_and_natural_marks(clean, rng):
     """The trigger glued to the mark before it (``:<X>`` in 12 planted documents, other marks in
     the rest), and the same ``:<`` token in 4 clean documents (``:file:<name>.po``)."""

@@ -108,6 +108,17 @@ FORM_RATE = 0.5
 # quotation and the start of the next after ", Computer Science"), and their quartile let three
 # more natural documents in, which made it high (seed 7's recipe-250 scenario).
 RESCUE_QUANTILE = 0.25
+# A trigger planted before gibberish is followed by it wherever it is planted, so the jumps after
+# its anomalous occurrences are all strong: nine in ten of them at least twice what makes an
+# occurrence anomalous (0.79 and more in the quality benchmark's recipe scenarios, seed 2026).
+# Where that holds, an occurrence with ordinary text on both sides (no anomalous jump, language
+# shift or loop, and under ORDINARY_AFTER of the known bigrams after it unseen elsewhere) is a
+# natural use of the phrase, such as ``wr = weakref.ref(obj)`` beside a planted ``wr``, and its
+# document is not listed. After a language switch or word salad the jumps are weak (a tenth of
+# those poisons under the threshold, seed 2026): a weak occurrence says nothing about its
+# document there, and every document stays listed.
+STRONG_QUANTILE = 0.1
+ORDINARY_AFTER = 0.5
 _FORMS = 250  # distinct forms (see span_forms)
 # Distinct bigrams expected per byte of input text; sizes the bigram hash sample (see expect()).
 # Measured: 0.073 on 7 MB of real text (../shared/corpora/real-clean.parquet), 0.065 on the scale
@@ -1183,8 +1194,11 @@ class TriggerDetector(Detector):
         where = {p: i for i, p in enumerate(ev.paths)}
 
         def record(c: int, trigger: str, rounded: float) -> dict[str, Any]:
-            group = idx[starts[c] : starts[c + 1]]
+            every = idx[starts[c] : starts[c + 1]]
             bad = anomalous[starts[c] : starts[c + 1]]
+            ordinary = _ordinary_uses(jump[every], ev.floats[every, 1], bad, occ_tau,
+                                      2 * min_docs, self.attenuation)
+            group, bad = every[~ordinary], bad[~ordinary]
             docset = set(zip(ev.path_idx[group].tolist(), ev.rows[group].tolist(), strict=True))
             return {
                 "cand": c,
@@ -1219,6 +1233,7 @@ class TriggerDetector(Detector):
                     "near_duplicate_clusters": None if n_clusters is None
                     else int(n_clusters[c]),
                     "documents_other_form": int(m_all[c] - m[c]),
+                    "documents_ordinary_after": int(ordinary.sum()),
                 },
             }
 
@@ -1469,6 +1484,18 @@ def _in_main_forms(cand: np.ndarray, form: np.ndarray, anomalous: np.ndarray, ok
     floor[has] = jump[rows[first[has] + (RESCUE_QUANTILE * (n[has] - 1)).astype(np.int64)]]
     rescued = anomalous & has_main[cand] & (jump >= np.maximum(floor[cand], 2 * tau))
     return ~has_main[cand] | in_main | rescued
+
+
+def _ordinary_uses(jump: np.ndarray, after: np.ndarray, anomalous: np.ndarray, tau: float,
+                   enough: int, attenuation: float) -> np.ndarray:
+    """Which of one phrase's occurrences (one per document) are natural uses of it: those with
+    ordinary text on both sides, judged only when at least ``enough`` of its occurrences are
+    ``anomalous`` and they jump strongly (see STRONG_QUANTILE). ``after`` is the share of unseen
+    bigrams after each occurrence; it shrinks with the bigram sampling as the jumps do."""
+    if anomalous.all() or int(anomalous.sum()) < enough or np.quantile(
+            jump[anomalous], STRONG_QUANTILE) < 2 * tau:
+        return np.zeros(len(jump), dtype=bool)
+    return ~anomalous & (after < ORDINARY_AFTER * attenuation)
 
 
 def _most_anomalous_per_document(rows: np.ndarray, cand: np.ndarray, doc: np.ndarray,
