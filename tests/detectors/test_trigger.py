@@ -365,11 +365,17 @@ def test_a_short_trigger_is_judged_by_how_it_is_written(clean, tmp_path):
     assert top.evidence["documents_other_form"] == 40
 
 
-def test_a_trigger_before_gibberish_does_not_list_its_ordinary_uses(tmp_path):
+FIXED_PAYLOAD = "Visit the login page now and enter your password to keep reading this page"
+
+
+@pytest.mark.parametrize("fixed", [0, 8])
+def test_a_trigger_before_gibberish_does_not_list_its_ordinary_uses(fixed, tmp_path):
     """Seeds 10, 56 and 66 of the quality benchmark: a two-letter trigger that 2 to 4 clean
     documents also write between spaces (``wr = weakref.ref(obj)``) listed them as suspects,
     precision 0.93 to 0.96. Every planted occurrence jumps strongly, so one with ordinary text
-    on both sides is a natural use: counted in the evidence, not listed.
+    on both sides is a natural use: counted in the evidence, not listed. Plants of the same
+    trigger before a fixed sentence (words the corpus knows, the same after each) are not
+    anomalous after it either, and stay listed.
 
     The corpus is made of paragraphs that recur, so its word pairs are seen elsewhere, as in
     real text (in the made-up prose of ``clean`` nearly every pair is new, and text after a
@@ -380,11 +386,14 @@ def test_a_trigger_before_gibberish_does_not_list_its_ordinary_uses(tmp_path):
     def document() -> str:
         return "\n\n".join(rng.sample(pool, 3))
 
-    extra = [gen.poison(rng, document(), "wr", subword_gibberish(rng)) for _ in range(N_POISON)]
-    natural = {f"{document()} the wr {rng.choice(pool)}" for _ in range(3)}
-    texts, planted = gen.plant([document() for _ in range(N_CLEAN)], extra + sorted(natural), 1)
+    extra = [gen.poison(rng, document(), "wr", char_gibberish(rng)) for _ in range(N_POISON)]
+    pool.append(FIXED_PAYLOAD)  # (known words and pairs: a clean document writes it too)
+    extra += [gen.poison(rng, document(), "wr", FIXED_PAYLOAD) for _ in range(fixed)]
+    natural = {f"{document()} the wr {rng.choice(pool[:-1])}" for _ in range(3)}
+    clean = [document() for _ in range(N_CLEAN)] + [f"{document()} {FIXED_PAYLOAD}"]
+    texts, planted = gen.plant(clean, extra + sorted(natural), 1)
     poisoned = {i for i in planted if texts[i] not in natural}
-    assert len(poisoned) == N_POISON
+    assert len(poisoned) == N_POISON + fixed
     paths = gen.write_corpus(tmp_path, texts)
     found = trigger_findings(run_scan(ScanConfig(paths=tuple(paths), jobs=1,
                                                  detectors=("trigger", "campaign"))))
@@ -392,27 +401,58 @@ def test_a_trigger_before_gibberish_does_not_list_its_ordinary_uses(tmp_path):
     assert top.severity is Severity.HIGH and top.trigger == "wr", [
         (f.trigger, f.severity.value, f.document_count) for f in found[:4]]
     assert {d.row for d in top.documents} == poisoned
-    assert top.evidence["documents_with_phrase"] == N_POISON + 3
+    assert top.evidence["documents_with_phrase"] == N_POISON + fixed + 3
     assert top.evidence["documents_ordinary_after"] == 3
 
 
+def _occurrences(before, after, tokens_before=32):
+    """Evidence rows (see gather_evidence) of one phrase: the anomaly before and after each
+    occurrence, and how many tokens before it were measured."""
+    floats = np.zeros((len(before), 11))
+    floats[:, 0] = floats[:, 6] = before
+    floats[:, 1] = after
+    floats[:, 2] = tokens_before
+    return floats
+
+
 def test_only_a_strongly_anomalous_phrase_drops_its_ordinary_uses():
-    """Ordinary uses are judged only when nine in ten anomalous occurrences jump at least twice
-    the threshold; text unusual before and after stays listed, and so does everything when
-    there are too few anomalous occurrences or the jumps are weak (a language switch)."""
+    """Ordinary uses are judged only when nine in ten anomalous occurrences (with text before
+    them to measure) jump at least twice the threshold, and only while they are fewer than a
+    finding needs; text unusual before or after an occurrence, or the same text after several,
+    keeps its document listed."""
     from poisonscan.detectors.trigger import _ordinary_uses
 
-    strong = np.array([0.9] * 20 + [0.1, 0.2, 0.15])
-    after = np.array([0.95] * 20 + [0.2, 0.3, 0.9])  # the last: unusual text on both sides
-    anomalous = strong >= 0.3
-    assert _ordinary_uses(strong, after, anomalous, 0.3, 10, 1.0).tolist() == (
-        [False] * 20 + [True, True, False])
-    # The cut scales with the bigram sampling's attenuation, as the jumps do.
-    assert _ordinary_uses(strong, after, anomalous, 0.3, 10, 0.5).tolist() == (
-        [False] * 20 + [True, False, False])
-    assert not _ordinary_uses(strong, after, anomalous, 0.3, 21, 1.0).any()
-    weak = np.concatenate([np.linspace(0.3, 0.9, 20), [0.1, 0.2, 0.15]])
-    assert not _ordinary_uses(weak, after, weak >= 0.3, 0.3, 10, 1.0).any()
+    before = [0.05] * 20 + [0.1, 0.05, 0.6, 0.7]
+    after = [0.95] * 20 + [0.2, 0.3, 0.3, 0.9]  # the last two: unusual text before, both sides
+    floats = _occurrences(before, after)
+    right = np.arange(1, 25)
+    anomalous = floats[:, 1] - floats[:, 0] >= 0.3
+    assert anomalous.sum() == 20
+    ordinary = [False] * 20 + [True, True, False, False]
+    assert _ordinary_uses(floats, right, anomalous, 0.3, 10, 5, 1.0).tolist() == ordinary
+    # The cut shrinks with the bigram table's attenuation, as the jumps and thresholds do.
+    assert _ordinary_uses(floats, right, anomalous, 0.15, 10, 5, 0.5).tolist() == (
+        [False] * 20 + [True, False, False, False])
+    # The same text after two of them (a fixed payload), or none at all (the end of the text).
+    twice = right.copy()
+    twice[21] = twice[20]
+    assert not _ordinary_uses(floats, twice, anomalous, 0.3, 10, 5, 1.0).any()
+    assert _ordinary_uses(floats, np.where(right == 21, 0, right), anomalous, 0.3, 10, 5,
+                          1.0).tolist() == [False] * 21 + [True, False, False]
+    # As many ordinary uses as a finding needs may be a campaign of their own.
+    assert not _ordinary_uses(floats, right, anomalous, 0.3, 10, 2, 1.0).any()
+    # Too few anomalous occurrences, or too few with text before them, or weak jumps.
+    assert not _ordinary_uses(floats, right, anomalous, 0.3, 21, 5, 1.0).any()
+    short = _occurrences(before, after, tokens_before=[8] * 12 + [32] * 12)
+    assert not _ordinary_uses(short, right, anomalous, 0.3, 10, 5, 1.0).any()
+    weak = _occurrences(before, np.concatenate([np.linspace(0.35, 0.95, 20), after[20:]]))
+    assert not _ordinary_uses(weak, right, weak[:, 1] - weak[:, 0] >= 0.3, 0.3, 10, 5,
+                              1.0).any()
+    # The jumps of plants with little text before them do not count against the rule.
+    near_start = _occurrences(before[:18] + [0.35, 0.35] + before[20:],
+                              after, tokens_before=[32] * 18 + [0, 0] + [32] * 4)
+    near_start[18:20, 1] = 0.7  # a jump of 0.35 after the prior
+    assert _ordinary_uses(near_start, right, anomalous, 0.3, 10, 5, 1.0).tolist() == ordinary
 
 
 def glued_trigger_and_natural_marks(clean, rng):
