@@ -374,8 +374,8 @@ def test_a_trigger_before_gibberish_does_not_list_its_ordinary_uses(fixed, tmp_p
     documents also write between spaces (``wr = weakref.ref(obj)``) listed them as suspects,
     precision 0.93 to 0.96. Every planted occurrence jumps strongly, so one with ordinary text
     on both sides is a natural use: counted in the evidence, not listed. Plants of the same
-    trigger before a fixed sentence (words the corpus knows, the same after each) are not
-    anomalous after it either, and stay listed.
+    trigger before a fixed sentence (words the corpus knows) are not anomalous after it either:
+    with as many as a finding needs, nothing is left out.
 
     The corpus is made of paragraphs that recur, so its word pairs are seen elsewhere, as in
     real text (in the made-up prose of ``clean`` nearly every pair is new, and text after a
@@ -394,65 +394,63 @@ def test_a_trigger_before_gibberish_does_not_list_its_ordinary_uses(fixed, tmp_p
     texts, planted = gen.plant(clean, extra + sorted(natural), 1)
     poisoned = {i for i in planted if texts[i] not in natural}
     assert len(poisoned) == N_POISON + fixed
+    listed = planted if fixed else poisoned
     paths = gen.write_corpus(tmp_path, texts)
     found = trigger_findings(run_scan(ScanConfig(paths=tuple(paths), jobs=1,
                                                  detectors=("trigger", "campaign"))))
     top = found[0]
     assert top.severity is Severity.HIGH and top.trigger == "wr", [
         (f.trigger, f.severity.value, f.document_count) for f in found[:4]]
-    assert {d.row for d in top.documents} == poisoned
+    assert {d.row for d in top.documents} == listed
     assert top.evidence["documents_with_phrase"] == N_POISON + fixed + 3
-    assert top.evidence["documents_ordinary_after"] == 3
+    assert top.evidence["documents_ordinary_after"] == (0 if fixed else 3)
 
 
-def _occurrences(before, after, tokens_before=32):
+def _occurrences(before, after, tokens_before=32, tokens_after=32):
     """Evidence rows (see gather_evidence) of one phrase: the anomaly before and after each
-    occurrence, and how many tokens before it were measured."""
+    occurrence, and how many tokens on each side of it were measured."""
     floats = np.zeros((len(before), 11))
     floats[:, 0] = floats[:, 6] = before
     floats[:, 1] = after
     floats[:, 2] = tokens_before
+    floats[:, 3] = tokens_after
     return floats
 
 
 def test_only_a_strongly_anomalous_phrase_drops_its_ordinary_uses():
     """Ordinary uses are judged only when nine in ten anomalous occurrences (with text before
     them to measure) jump at least twice the threshold, and only while they are fewer than a
-    finding needs; text unusual before or after an occurrence, or the same text after several,
-    keeps its document listed."""
+    finding needs; text unusual before or after an occurrence, or too little after it, keeps
+    its document listed."""
     from poisonscan.detectors.trigger import _ordinary_uses
 
     before = [0.05] * 20 + [0.1, 0.05, 0.6, 0.7]
     after = [0.95] * 20 + [0.2, 0.3, 0.3, 0.9]  # the last two: unusual text before, both sides
     floats = _occurrences(before, after)
-    right = np.arange(1, 25)
     anomalous = floats[:, 1] - floats[:, 0] >= 0.3
     assert anomalous.sum() == 20
     ordinary = [False] * 20 + [True, True, False, False]
-    assert _ordinary_uses(floats, right, anomalous, 0.3, 10, 5, 1.0).tolist() == ordinary
+    assert _ordinary_uses(floats, anomalous, 0.3, 10, 5, 1.0).tolist() == ordinary
     # The cut shrinks with the bigram table's attenuation, as the jumps and thresholds do.
-    assert _ordinary_uses(floats, right, anomalous, 0.15, 10, 5, 0.5).tolist() == (
+    assert _ordinary_uses(floats, anomalous, 0.15, 10, 5, 0.5).tolist() == (
         [False] * 20 + [True, False, False, False])
-    # The same text after two of them (a fixed payload), or none at all (the end of the text).
-    twice = right.copy()
-    twice[21] = twice[20]
-    assert not _ordinary_uses(floats, twice, anomalous, 0.3, 10, 5, 1.0).any()
-    assert _ordinary_uses(floats, np.where(right == 21, 0, right), anomalous, 0.3, 10, 5,
-                          1.0).tolist() == [False] * 21 + [True, False, False]
-    # As many ordinary uses as a finding needs may be a campaign of their own.
-    assert not _ordinary_uses(floats, right, anomalous, 0.3, 10, 2, 1.0).any()
+    # Near the end of its document: too few tokens after it to call them ordinary.
+    end = _occurrences(before, after, tokens_after=[32] * 21 + [4, 32, 32])
+    assert _ordinary_uses(end, anomalous, 0.3, 10, 5, 1.0).tolist() == (
+        [False] * 20 + [True, False, False, False])
+    # As many ordinary uses as a finding needs may be plants of their own.
+    assert not _ordinary_uses(floats, anomalous, 0.3, 10, 2, 1.0).any()
     # Too few anomalous occurrences, or too few with text before them, or weak jumps.
-    assert not _ordinary_uses(floats, right, anomalous, 0.3, 21, 5, 1.0).any()
+    assert not _ordinary_uses(floats, anomalous, 0.3, 21, 5, 1.0).any()
     short = _occurrences(before, after, tokens_before=[8] * 12 + [32] * 12)
-    assert not _ordinary_uses(short, right, anomalous, 0.3, 10, 5, 1.0).any()
+    assert not _ordinary_uses(short, anomalous, 0.3, 10, 5, 1.0).any()
     weak = _occurrences(before, np.concatenate([np.linspace(0.35, 0.95, 20), after[20:]]))
-    assert not _ordinary_uses(weak, right, weak[:, 1] - weak[:, 0] >= 0.3, 0.3, 10, 5,
-                              1.0).any()
+    assert not _ordinary_uses(weak, weak[:, 1] - weak[:, 0] >= 0.3, 0.3, 10, 5, 1.0).any()
     # The jumps of plants with little text before them do not count against the rule.
     near_start = _occurrences(before[:18] + [0.35, 0.35] + before[20:],
                               after, tokens_before=[32] * 18 + [0, 0] + [32] * 4)
     near_start[18:20, 1] = 0.7  # a jump of 0.35 after the prior
-    assert _ordinary_uses(near_start, right, anomalous, 0.3, 10, 5, 1.0).tolist() == ordinary
+    assert _ordinary_uses(near_start, anomalous, 0.3, 10, 5, 1.0).tolist() == ordinary
 
 
 def glued_trigger_and_natural_marks(clean, rng):

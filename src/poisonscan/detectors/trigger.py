@@ -114,16 +114,18 @@ RESCUE_QUANTILE = 0.25
 # Only occurrences with STRONG_BEFORE tokens or more before them are judged so: with less, the
 # text before is a prior, not a measurement. Where that holds, an occurrence with ordinary text
 # on both sides (no anomalous jump, language shift or loop anywhere in its document, under
-# ORDINARY of the known bigrams before and after it unseen elsewhere, and text after it unlike
-# what follows the phrase elsewhere) is a natural use of the phrase, such as
-# ``wr = weakref.ref(obj)`` beside a planted ``wr``, and its document is not listed, as long as
-# such uses are fewer than the documents a finding needs. More of them, or the same text after
-# several, may be plants of their own with a fixed payload, and stay listed. After a language
-# switch or word salad the jumps are weak (a tenth of those poisons under the threshold, seed
-# 2026): a weak occurrence says nothing about its document there, and every document stays.
+# ORDINARY of the known bigrams before and after it unseen elsewhere, and ORDINARY_AFTER_TOKENS
+# tokens or more after it) is a natural use of the phrase, such as ``wr = weakref.ref(obj)``
+# beside a planted ``wr``, and its document is not listed, as long as such uses are fewer than
+# the documents a finding needs: more of them may be plants of their own, before a fixed text
+# of words the corpus knows. (Not whether two have the same words after them: seed 66's two
+# natural ``tk`` do, as copies of one page would.) After a language switch or word salad the
+# jumps are weak (a tenth of those poisons under the threshold, seed 2026): a weak occurrence
+# says nothing about its document there, and every document stays listed.
 STRONG_QUANTILE = 0.1
 STRONG_BEFORE = 16
 ORDINARY = 0.5
+ORDINARY_AFTER_TOKENS = 8
 _FORMS = 250  # distinct forms (see span_forms)
 # Distinct bigrams expected per byte of input text; sizes the bigram hash sample (see expect()).
 # Measured: 0.073 on 7 MB of real text (../shared/corpora/real-clean.parquet), 0.065 on the scale
@@ -1201,8 +1203,8 @@ class TriggerDetector(Detector):
         def record(c: int, trigger: str, rounded: float) -> dict[str, Any]:
             every = idx[starts[c] : starts[c + 1]]
             bad = anomalous[starts[c] : starts[c + 1]]
-            ordinary = _ordinary_uses(ev.floats[every], ev.ints[every, _RCTX], bad, occ_tau,
-                                      2 * min_docs, min_docs, self.attenuation)
+            ordinary = _ordinary_uses(ev.floats[every], bad, occ_tau, 2 * min_docs, min_docs,
+                                      self.attenuation)
             if ordinary.any():  # (a document is represented by its largest jump, see above)
                 plants = in_form & anomalous_all & (cand == c)
                 ordinary &= ~np.isin(doc[every], doc[plants])
@@ -1494,22 +1496,21 @@ def _in_main_forms(cand: np.ndarray, form: np.ndarray, anomalous: np.ndarray, ok
     return ~has_main[cand] | in_main | rescued
 
 
-def _ordinary_uses(floats: np.ndarray, right: np.ndarray, anomalous: np.ndarray, tau: float,
-                   enough: int, most: int, attenuation: float) -> np.ndarray:
-    """Which of one phrase's occurrences (one per document: their ``floats`` measurements,
-    ``right`` context hashes, and whether each is ``anomalous``) are natural uses of it (see
-    STRONG_QUANTILE). Judged only when at least ``enough`` occurrences with a measured text
-    before them are anomalous, and kept only when fewer than ``most``. ``attenuation`` is the
-    factor by which collisions in the bigram table shrink unseen shares, and so the jumps."""
+def _ordinary_uses(floats: np.ndarray, anomalous: np.ndarray, tau: float, enough: int,
+                   most: int, attenuation: float) -> np.ndarray:
+    """Which of one phrase's occurrences (one per document: their ``floats`` measurements, and
+    whether each is ``anomalous``) are natural uses of it (see STRONG_QUANTILE). Judged only
+    when at least ``enough`` occurrences with a measured text before them are anomalous, and
+    kept only when fewer than ``most``. ``attenuation`` is the factor by which collisions in
+    the bigram table shrink unseen shares, and so the jumps."""
     none = np.zeros(len(anomalous), dtype=bool)
     jump = floats[:, 1] - floats[:, 0]
     measured = anomalous & (floats[:, 2] >= STRONG_BEFORE)
     if int(measured.sum()) < enough or np.quantile(jump[measured], STRONG_QUANTILE) < 2 * tau:
         return none
     cut = ORDINARY * attenuation
-    ordinary = ~anomalous & (floats[:, 6] < cut) & (floats[:, 1] < cut) & (right != 0)
-    _, inverse, counts = np.unique(right, return_inverse=True, return_counts=True)
-    ordinary &= counts[inverse] == 1  # (a right context of 0: too near the document's end)
+    ordinary = (~anomalous & (floats[:, 6] < cut) & (floats[:, 1] < cut)
+                & (floats[:, 3] >= ORDINARY_AFTER_TOKENS))
     return ordinary if int(ordinary.sum()) < most else none
 
 
