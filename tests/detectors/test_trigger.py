@@ -420,8 +420,8 @@ def _occurrences(before, after, tokens_before=32, tokens_after=32):
 def test_only_a_strongly_anomalous_phrase_drops_its_ordinary_uses():
     """Ordinary uses are judged only when nine in ten anomalous occurrences (with text before
     them to measure) jump at least twice the threshold, and only while they are fewer than a
-    finding needs; text unusual before or after an occurrence, or too little after it, keeps
-    its document listed."""
+    finding needs; text unusual before or after an occurrence, too little text to measure on
+    either side, or the phrase anomalous elsewhere in the document keeps its document listed."""
     from poisonscan.detectors.trigger import _ordinary_uses
 
     before = [0.05] * 20 + [0.1, 0.05, 0.6, 0.7]
@@ -429,28 +429,38 @@ def test_only_a_strongly_anomalous_phrase_drops_its_ordinary_uses():
     floats = _occurrences(before, after)
     anomalous = floats[:, 1] - floats[:, 0] >= 0.3
     assert anomalous.sum() == 20
+    nowhere = np.zeros(24, dtype=bool)
     ordinary = [False] * 20 + [True, True, False, False]
-    assert _ordinary_uses(floats, anomalous, 0.3, 10, 5, 1.0).tolist() == ordinary
+
+    def uses(f=floats, anom=anomalous, elsewhere=nowhere, tau=0.3, enough=10, most=5, att=1.0,
+             kept=1.0):
+        return _ordinary_uses(f, anom, elsewhere, tau, enough, most, att, kept).tolist()
+
+    assert uses() == ordinary
     # The cut shrinks with the bigram table's attenuation, as the jumps and thresholds do.
-    assert _ordinary_uses(floats, anomalous, 0.15, 10, 5, 0.5).tolist() == (
-        [False] * 20 + [True, False, False, False])
-    # Near the end of its document: too few tokens after it to call them ordinary.
-    end = _occurrences(before, after, tokens_after=[32] * 21 + [4, 32, 32])
-    assert _ordinary_uses(end, anomalous, 0.3, 10, 5, 1.0).tolist() == (
-        [False] * 20 + [True, False, False, False])
+    assert uses(tau=0.15, att=0.5) == [False] * 20 + [True, False, False, False]
+    # The phrase anomalous after another of its occurrences in the same document.
+    assert uses(elsewhere=np.arange(24) == 21) == [False] * 20 + [True, False, False, False]
+    # Too few tokens after it (near the end of its document) or before it (near its start) to
+    # measure, or, with a quarter of the bigrams sampled, too few sampled bigrams in 24 tokens.
+    for side in ("tokens_after", "tokens_before"):
+        edge = _occurrences(before, after, **{side: [32] * 21 + [4, 32, 32]})
+        assert uses(f=edge) == [False] * 20 + [True, False, False, False]
+    wide = _occurrences(before, after, tokens_before=128, tokens_after=[128] * 21 + [24, 128, 128])
+    assert uses(f=wide, kept=0.25) == [False] * 20 + [True, False, False, False]
     # As many ordinary uses as a finding needs may be plants of their own.
-    assert not _ordinary_uses(floats, anomalous, 0.3, 10, 2, 1.0).any()
+    assert not any(uses(most=2))
     # Too few anomalous occurrences, or too few with text before them, or weak jumps.
-    assert not _ordinary_uses(floats, anomalous, 0.3, 21, 5, 1.0).any()
-    short = _occurrences(before, after, tokens_before=[8] * 12 + [32] * 12)
-    assert not _ordinary_uses(short, anomalous, 0.3, 10, 5, 1.0).any()
+    assert not any(uses(enough=21))
+    assert not any(uses(f=_occurrences(before, after, tokens_before=[8] * 12 + [32] * 12)))
+    assert not any(uses(kept=0.25))  # 32 tokens before: 8 sampled bigrams, not 16
     weak = _occurrences(before, np.concatenate([np.linspace(0.35, 0.95, 20), after[20:]]))
-    assert not _ordinary_uses(weak, weak[:, 1] - weak[:, 0] >= 0.3, 0.3, 10, 5, 1.0).any()
+    assert not any(uses(f=weak, anom=weak[:, 1] - weak[:, 0] >= 0.3))
     # The jumps of plants with little text before them do not count against the rule.
     near_start = _occurrences(before[:18] + [0.35, 0.35] + before[20:],
                               after, tokens_before=[32] * 18 + [0, 0] + [32] * 4)
     near_start[18:20, 1] = 0.7  # a jump of 0.35 after the prior
-    assert _ordinary_uses(near_start, anomalous, 0.3, 10, 5, 1.0).tolist() == ordinary
+    assert uses(f=near_start) == ordinary
 
 
 def glued_trigger_and_natural_marks(clean, rng):

@@ -111,21 +111,22 @@ RESCUE_QUANTILE = 0.25
 # A trigger planted before gibberish is followed by it wherever it is planted, so the jumps after
 # its anomalous occurrences are all strong: nine in ten of them at least twice what makes an
 # occurrence anomalous (0.79 and more in the quality benchmark's recipe scenarios, seed 2026).
-# Only occurrences with STRONG_BEFORE tokens or more before them are judged so: with less, the
-# text before is a prior, not a measurement. Where that holds, an occurrence with ordinary text
-# on both sides (no anomalous jump, language shift or loop anywhere in its document, under
-# ORDINARY of the known bigrams before and after it unseen elsewhere, and ORDINARY_AFTER_TOKENS
-# tokens or more after it) is a natural use of the phrase, such as ``wr = weakref.ref(obj)``
-# beside a planted ``wr``, and its document is not listed, as long as such uses are fewer than
-# the documents a finding needs: more of them may be plants of their own, before a fixed text
-# of words the corpus knows. (Not whether two have the same words after them: seed 66's two
-# natural ``tk`` do, as copies of one page would.) After a language switch or word salad the
-# jumps are weak (a tenth of those poisons under the threshold, seed 2026): a weak occurrence
-# says nothing about its document there, and every document stays listed.
+# Only occurrences with room for STRONG_BEFORE measured bigrams before them are judged so: a
+# plant near a document's start has little text before it to compare, and under MIN_BEFORE
+# (kernels.windows) known bigrams the kernel mixes in a prior. Where that holds, an occurrence
+# with ordinary text on both sides (room for ORDINARY_SIDE measured bigrams on each, under
+# ORDINARY of the known ones unseen elsewhere, and the phrase anomalous after none of its
+# occurrences in the document: no jump, language shift or loop) is a natural use, such as
+# ``wr = weakref.ref(obj)`` beside a planted ``wr``, and its document is not listed, as long as
+# such uses are fewer than the documents a finding needs: more of them may be plants of their
+# own, before a fixed text of words the corpus knows. (Not whether two have the same words
+# after them: seed 66's two natural ``tk`` do, as copies of one page would.) After a language
+# switch or word salad the jumps are weak (a tenth of those poisons under the threshold, seed
+# 2026): a weak occurrence says nothing about its document there, and every document stays.
 STRONG_QUANTILE = 0.1
 STRONG_BEFORE = 16
 ORDINARY = 0.5
-ORDINARY_AFTER_TOKENS = 8
+ORDINARY_SIDE = 8
 _FORMS = 250  # distinct forms (see span_forms)
 # Distinct bigrams expected per byte of input text; sizes the bigram hash sample (see expect()).
 # Measured: 0.073 on 7 MB of real text (../shared/corpora/real-clean.parquet), 0.065 on the scale
@@ -1199,15 +1200,21 @@ class TriggerDetector(Detector):
             key=lambda t: (-t[0], t[1]))
 
         where = {p: i for i, p in enumerate(ev.paths)}
+        # Each candidate's anomalous occurrences in its main forms, and the share of bigrams
+        # the counts keep: for _ordinary_uses.
+        plants = np.flatnonzero(in_form & anomalous_all)
+        plants = plants[np.argsort(cand[plants], kind="stable")]
+        plant_starts = np.searchsorted(cand[plants], np.arange(n_cand + 1))
+        kept = self.bi_keep / float(ALL_BIGRAMS)
 
         def record(c: int, trigger: str, rounded: float) -> dict[str, Any]:
             every = idx[starts[c] : starts[c + 1]]
             bad = anomalous[starts[c] : starts[c + 1]]
-            ordinary = _ordinary_uses(ev.floats[every], bad, occ_tau, 2 * min_docs, min_docs,
-                                      self.attenuation)
-            if ordinary.any():  # (a document is represented by its largest jump, see above)
-                plants = in_form & anomalous_all & (cand == c)
-                ordinary &= ~np.isin(doc[every], doc[plants])
+            # (A document is represented by its largest jump, which need not be its anomalous
+            # occurrence: one anomalous by a language shift or a loop may jump less.)
+            elsewhere = np.isin(doc[every], doc[plants[plant_starts[c] : plant_starts[c + 1]]])
+            ordinary = _ordinary_uses(ev.floats[every], bad, elsewhere, occ_tau, 2 * min_docs,
+                                      min_docs, self.attenuation, kept)
             group, bad = every[~ordinary], bad[~ordinary]
             docset = set(zip(ev.path_idx[group].tolist(), ev.rows[group].tolist(), strict=True))
             return {
@@ -1496,21 +1503,24 @@ def _in_main_forms(cand: np.ndarray, form: np.ndarray, anomalous: np.ndarray, ok
     return ~has_main[cand] | in_main | rescued
 
 
-def _ordinary_uses(floats: np.ndarray, anomalous: np.ndarray, tau: float, enough: int,
-                   most: int, attenuation: float) -> np.ndarray:
-    """Which of one phrase's occurrences (one per document: their ``floats`` measurements, and
-    whether each is ``anomalous``) are natural uses of it (see STRONG_QUANTILE). Judged only
-    when at least ``enough`` occurrences with a measured text before them are anomalous, and
-    kept only when fewer than ``most``. ``attenuation`` is the factor by which collisions in
-    the bigram table shrink unseen shares, and so the jumps."""
+def _ordinary_uses(floats: np.ndarray, anomalous: np.ndarray, elsewhere: np.ndarray,
+                   tau: float, enough: int, most: int, attenuation: float,
+                   kept: float) -> np.ndarray:
+    """Which of one phrase's occurrences (one per document: their ``floats`` measurements,
+    whether each is ``anomalous``, and whether the phrase is anomalous ``elsewhere`` in its
+    document) are natural uses of it (see STRONG_QUANTILE). Judged only when at least
+    ``enough`` occurrences with a measured text before them are anomalous, and kept only when
+    fewer than ``most``. ``attenuation`` is the factor by which collisions in the bigram table
+    shrink unseen shares, and so the jumps; ``kept`` is the share of bigrams the counts keep
+    (a token count times it is the bigrams a window can measure)."""
     none = np.zeros(len(anomalous), dtype=bool)
     jump = floats[:, 1] - floats[:, 0]
-    measured = anomalous & (floats[:, 2] >= STRONG_BEFORE)
+    measured = anomalous & (floats[:, 2] * kept >= STRONG_BEFORE)
     if int(measured.sum()) < enough or np.quantile(jump[measured], STRONG_QUANTILE) < 2 * tau:
         return none
     cut = ORDINARY * attenuation
-    ordinary = (~anomalous & (floats[:, 6] < cut) & (floats[:, 1] < cut)
-                & (floats[:, 3] >= ORDINARY_AFTER_TOKENS))
+    ordinary = (~anomalous & ~elsewhere & (floats[:, 6] < cut) & (floats[:, 1] < cut)
+                & (np.minimum(floats[:, 2], floats[:, 3]) * kept >= ORDINARY_SIDE))
     return ordinary if int(ordinary.sum()) < most else none
 
 
