@@ -111,17 +111,29 @@ NO_FLAG = [
 ]
 
 
+def scan_texts(texts: list[str], folder: Path, fmt: str = "parquet"):
+    """Write ``texts`` to ``folder`` and scan them with the trigger and campaign detectors."""
+    paths = gen.write_corpus(folder, texts, fmt=fmt)
+    return run_scan(ScanConfig(paths=tuple(paths), jobs=1, detectors=("trigger", "campaign")))
+
+
 def scan_case(case: Case, clean: list[str], tmp_path: Path, seed: int = 1):
     rng = random.Random(f"{case.name}-{seed}")
     extra, trigger = case.make(clean, rng)
     texts, poisoned = gen.plant(clean, extra, seed)
-    paths = gen.write_corpus(tmp_path, texts, fmt=case.fmt)
-    result = run_scan(ScanConfig(paths=tuple(paths), jobs=1, detectors=("trigger", "campaign")))
-    return result, trigger, poisoned
+    return scan_texts(texts, tmp_path, case.fmt), trigger, poisoned
 
 
 def trigger_findings(result):
     return [f for f in result.findings if f.detector == "trigger"]
+
+
+def top_high(found, trigger: str):
+    """The first of the trigger ``found`` findings, which must be high and name ``trigger``."""
+    top = found[0]
+    assert top.severity is Severity.HIGH and top.trigger == trigger, [
+        (f.trigger, f.severity.value, f.document_count) for f in found[:4]]
+    return top
 
 
 @pytest.mark.parametrize("case", FLAG, ids=lambda c: c.name)
@@ -320,9 +332,7 @@ def test_findings_do_not_depend_on_the_directory_scanned_from(clean, tmp_path):
     texts, _ = gen.plant(clean, extra, 1)
 
     def described(folder: Path) -> list:
-        paths = gen.write_corpus(tmp_path / folder, texts)
-        result = run_scan(ScanConfig(paths=tuple(paths), jobs=1,
-                                     detectors=("trigger", "campaign")))
+        result = scan_texts(texts, tmp_path / folder)
         return [(f.detector, f.trigger, f.severity, f.score, f.evidence,
                  [(e.row, e.snippet) for e in f.examples], [d.row for d in f.documents])
                 for f in result.findings]
@@ -355,12 +365,7 @@ def test_a_short_trigger_is_judged_by_how_it_is_written(clean, tmp_path):
     texts, _ = gen.plant(clean, extra, 1)
     poisoned = {i for i, t in enumerate(texts) if " jr " in t}
     assert len(poisoned) == N_POISON
-    paths = gen.write_corpus(tmp_path, texts)
-    found = trigger_findings(run_scan(ScanConfig(paths=tuple(paths), jobs=1,
-                                                 detectors=("trigger", "campaign"))))
-    top = found[0]
-    assert top.severity is Severity.HIGH and top.trigger == "jr", [
-        (f.trigger, f.severity.value, f.document_count) for f in found[:4]]
+    top = top_high(trigger_findings(scan_texts(texts, tmp_path)), "jr")
     assert {d.row for d in top.documents} == poisoned
     assert top.evidence["documents_other_form"] == 40
 
@@ -395,12 +400,7 @@ def test_a_trigger_before_gibberish_does_not_list_its_ordinary_uses(fixed, tmp_p
     poisoned = {i for i in planted if texts[i] not in natural}
     assert len(poisoned) == N_POISON + fixed
     listed = planted if fixed else poisoned
-    paths = gen.write_corpus(tmp_path, texts)
-    found = trigger_findings(run_scan(ScanConfig(paths=tuple(paths), jobs=1,
-                                                 detectors=("trigger", "campaign"))))
-    top = found[0]
-    assert top.severity is Severity.HIGH and top.trigger == "wr", [
-        (f.trigger, f.severity.value, f.document_count) for f in found[:4]]
+    top = top_high(trigger_findings(scan_texts(texts, tmp_path)), "wr")
     assert {d.row for d in top.documents} == listed
     assert top.evidence["documents_with_phrase"] == N_POISON + fixed + 3
     assert top.evidence["documents_ordinary_after"] == (0 if fixed else 3)
