@@ -373,14 +373,18 @@ def test_a_short_trigger_is_judged_by_how_it_is_written(clean, tmp_path):
 FIXED_PAYLOAD = "Visit the login page now and enter your password to keep reading this page"
 
 
-@pytest.mark.parametrize("fixed", [0, 8])
-def test_a_trigger_before_gibberish_does_not_list_its_ordinary_uses(fixed, tmp_path):
+@pytest.mark.parametrize(("fixed", "at_end"), [(0, False), (8, False), (0, True)])
+def test_a_trigger_before_gibberish_does_not_list_its_ordinary_uses(fixed, at_end, tmp_path):
     """Seeds 10, 56 and 66 of the quality benchmark: a two-letter trigger that 2 to 4 clean
     documents also write between spaces (``wr = weakref.ref(obj)``) listed them as suspects,
     precision 0.93 to 0.96. Every planted occurrence jumps strongly, so one with ordinary text
     on both sides is a natural use: counted in the evidence, not listed. Plants of the same
     trigger before a fixed sentence (words the corpus knows) are not anomalous after it either:
     with as many as a finding needs, nothing is left out.
+
+    ``at_end``: seed 12's natural uses end their documents before a page number (``pg 13``).
+    The one bigram after them is unseen elsewhere, a jump of 1.0 measured on one token, which
+    made them anomalous and listed; too little text follows them to measure anything.
 
     The corpus is made of paragraphs that recur, so its word pairs are seen elsewhere, as in
     real text (in the made-up prose of ``clean`` nearly every pair is new, and text after a
@@ -394,7 +398,8 @@ def test_a_trigger_before_gibberish_does_not_list_its_ordinary_uses(fixed, tmp_p
     extra = [gen.poison(rng, document(), "wr", char_gibberish(rng)) for _ in range(N_POISON)]
     pool.append(FIXED_PAYLOAD)  # (known words and pairs: a clean document writes it too)
     extra += [gen.poison(rng, document(), "wr", FIXED_PAYLOAD) for _ in range(fixed)]
-    natural = {f"{document()} the wr {rng.choice(pool[:-1])}" for _ in range(3)}
+    natural = {f"{document()} the wr {rng.randint(10, 99) if at_end else rng.choice(pool[:-1])}"
+               for _ in range(3)}
     clean = [document() for _ in range(N_CLEAN)] + [f"{document()} {FIXED_PAYLOAD}"]
     texts, planted = gen.plant(clean, extra + sorted(natural), 1)
     poisoned = {i for i in planted if texts[i] not in natural}
@@ -441,13 +446,21 @@ def test_only_a_strongly_anomalous_phrase_drops_its_ordinary_uses():
     assert uses(tau=0.15, att=0.5) == [False] * 20 + [True, False, False, False]
     # The phrase anomalous after another of its occurrences in the same document.
     assert uses(elsewhere=np.arange(24) == 21) == [False] * 20 + [True, False, False, False]
-    # Too few tokens after it (near the end of its document) or before it (near its start) to
-    # measure, or, with a quarter of the bigrams sampled, too few sampled bigrams in 24 tokens.
-    for side in ("tokens_after", "tokens_before"):
-        edge = _occurrences(before, after, **{side: [32] * 21 + [4, 32, 32]})
-        assert uses(f=edge) == [False] * 20 + [True, False, False, False]
-    wide = _occurrences(before, after, tokens_before=128, tokens_after=[128] * 21 + [24, 128, 128])
+    # Too few tokens before it (near its document's start) to measure, or, with a quarter of
+    # the bigrams sampled, too few sampled bigrams in 24 tokens.
+    edge = _occurrences(before, after, tokens_before=[32] * 21 + [4, 32, 32])
+    assert uses(f=edge) == [False] * 20 + [True, False, False, False]
+    wide = _occurrences(before, after, tokens_after=128, tokens_before=[128] * 21 + [24, 128, 128])
     assert uses(f=wide, kept=0.25) == [False] * 20 + [True, False, False, False]
+    # Too few after it, where its document ends: nothing follows to measure, whatever the one
+    # or two bigrams there are (the third and the fourth stay: unusual text before them).
+    ending = _occurrences(before, after[:22] + [0.9, 1.0], tokens_after=[32] * 20 + [4, 1, 7, 2])
+    assert uses(f=ending) == ordinary
+    # With a quarter of the bigrams sampled, 24 tokens hold about 6 known bigrams: too few.
+    sparse = _occurrences(before, after[:21] + [0.9] + after[22:], tokens_before=128,
+                          tokens_after=[128] * 21 + [24, 128, 128])
+    assert uses(f=sparse, kept=0.25) == ordinary
+    assert uses(f=sparse, kept=1.0) == [False] * 20 + [True, False, False, False]
     # As many ordinary uses as a finding needs may be plants of their own.
     assert not any(uses(most=2))
     # Too few anomalous occurrences, or too few with text before them, or weak jumps.
@@ -461,6 +474,19 @@ def test_only_a_strongly_anomalous_phrase_drops_its_ordinary_uses():
                               after, tokens_before=[32] * 18 + [0, 0] + [32] * 4)
     near_start[18:20, 1] = 0.7  # a jump of 0.35 after the prior
     assert uses(f=near_start) == ordinary
+
+
+def test_a_jump_needs_text_after_the_phrase():
+    """An occurrence with fewer than MIN_BEFORE known bigrams after it before its document ends
+    has no jump, as find_switches calls no switch there: one unseen bigram after a phrase that
+    ends a document ("pg 13") is a jump of 1.0 otherwise. Known bigrams are the tokens times the
+    share of bigrams the counts keep."""
+    from poisonscan.detectors.trigger import _measured_jumps
+
+    floats = _occurrences([0.1] * 5, [1.0, 1.0, 1.0, 0.2, 1.0],
+                          tokens_after=[1, 7, 8, 2, 32])
+    assert _measured_jumps(floats, 1.0).tolist() == pytest.approx([0.0, 0.0, 0.9, 0.0, 0.9])
+    assert _measured_jumps(floats, 0.25).tolist() == pytest.approx([0.0, 0.0, 0.0, 0.0, 0.9])
 
 
 def glued_trigger_and_natural_marks(clean, rng):

@@ -60,6 +60,7 @@ from poisonscan.kernels.windows import (
     LANG_STRIDE,
     LOOP_PERIOD,
     LOOP_TAU,
+    MIN_BEFORE,
     build_key_table,
     count_occurrences,
     find_switches,
@@ -1113,7 +1114,8 @@ class TriggerDetector(Detector):
         # Documents in a global order: by path, then row.
         path_rank = np.argsort(np.argsort(np.array(ev.paths, dtype=object)))
         doc = path_rank[ev.path_idx].astype(np.int64) * (1 << 40) + ev.rows
-        jump = ev.floats[:, 1] - ev.floats[:, 0]
+        kept = self.bi_keep / float(ALL_BIGRAMS)
+        jump = _measured_jumps(ev.floats, kept)
         cos = ev.floats[:, 8]
         shift = (cos >= 0) & (cos < LANG_COS)
         # A short unit repeated over and over starts right after the phrase: the P-DoS and
@@ -1205,7 +1207,6 @@ class TriggerDetector(Detector):
         plants = np.flatnonzero(in_form & anomalous_all)
         plants = plants[np.argsort(cand[plants], kind="stable")]
         plant_starts = np.searchsorted(cand[plants], np.arange(n_cand + 1))
-        kept = self.bi_keep / float(ALL_BIGRAMS)
 
         def record(c: int, trigger: str, rounded: float) -> dict[str, Any]:
             every = idx[starts[c] : starts[c + 1]]
@@ -1514,14 +1515,30 @@ def _ordinary_uses(floats: np.ndarray, anomalous: np.ndarray, elsewhere: np.ndar
     shrink unseen shares, and so the jumps; ``kept`` is the share of bigrams the counts keep
     (a token count times it is the bigrams a window can measure)."""
     none = np.zeros(len(anomalous), dtype=bool)
-    jump = floats[:, 1] - floats[:, 0]
+    jump = _measured_jumps(floats, kept)
     measured = anomalous & (floats[:, 2] * kept >= STRONG_BEFORE)
     if int(measured.sum()) < enough or np.quantile(jump[measured], STRONG_QUANTILE) < 2 * tau:
         return none
     cut = ORDINARY * attenuation
-    ordinary = (~anomalous & ~elsewhere & (floats[:, 6] < cut) & (floats[:, 1] < cut)
-                & (np.minimum(floats[:, 2], floats[:, 3]) * kept >= ORDINARY_SIDE))
+    # The text after an occurrence is ordinary, or there is too little of it before the
+    # document ends to measure (see _measured_jumps): nothing follows the phrase to teach.
+    after_ok = (floats[:, 1] < cut) | (floats[:, 3] * kept < MIN_BEFORE)
+    ordinary = (~anomalous & ~elsewhere & (floats[:, 6] < cut) & after_ok
+                & (floats[:, 2] * kept >= ORDINARY_SIDE))
     return ordinary if int(ordinary.sum()) < most else none
+
+
+def _measured_jumps(floats: np.ndarray, kept: float) -> np.ndarray:
+    """The jump after each occurrence (its ``floats`` measurements, see gather_evidence): the
+    unseen share of the known bigrams after it minus the one before it, and 0 where fewer than
+    MIN_BEFORE known bigrams (tokens times ``kept``, the share of bigrams counted) follow it
+    before its document ends. As in find_switches, which emits no candidate from such a point:
+    one or two tokens measure nothing. A phrase that ends a document before a page number
+    ("pg 13") has one unseen bigram after it, a jump of 1.0 on one bigram, as strong as a
+    planted trigger's before gibberish; the language and loop measures already ask for text
+    on both sides (LANG_MIN_WORDS, MIN_BEFORE)."""
+    jump = floats[:, 1] - floats[:, 0]
+    return np.where(floats[:, 3] * kept < MIN_BEFORE, 0.0, jump)
 
 
 def _most_anomalous_per_document(rows: np.ndarray, cand: np.ndarray, doc: np.ndarray,
