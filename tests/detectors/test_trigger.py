@@ -383,8 +383,9 @@ def test_a_trigger_before_gibberish_does_not_list_its_ordinary_uses(fixed, at_en
     with as many as a finding needs, nothing is left out.
 
     ``at_end``: seed 12's natural uses end their documents before a page number (``pg 13``).
-    The one bigram after them is unseen elsewhere, a jump of 1.0 measured on one token, which
-    made them anomalous and listed; too little text follows them to measure anything.
+    The one bigram after them is unseen elsewhere, so all of the text after them was unusual
+    (a jump of 0.66 and 0.56 there), measured on one token; too little text follows them to
+    measure anything.
 
     The corpus is made of paragraphs that recur, so its word pairs are seen elsewhere, as in
     real text (in the made-up prose of ``clean`` nearly every pair is new, and text after a
@@ -439,7 +440,8 @@ def test_only_a_strongly_anomalous_phrase_drops_its_ordinary_uses():
 
     def uses(f=floats, anom=anomalous, elsewhere=nowhere, tau=0.3, enough=10, most=5, att=1.0,
              kept=1.0):
-        return _ordinary_uses(f, anom, elsewhere, tau, enough, most, att, kept).tolist()
+        window = round(32 / kept)  # as TriggerDetector.expect widens it
+        return _ordinary_uses(f, anom, elsewhere, tau, enough, most, att, kept, window).tolist()
 
     assert uses() == ordinary
     # The cut shrinks with the bigram table's attenuation, as the jumps and thresholds do.
@@ -477,16 +479,23 @@ def test_only_a_strongly_anomalous_phrase_drops_its_ordinary_uses():
 
 
 def test_a_jump_needs_text_after_the_phrase():
-    """An occurrence with fewer than MIN_BEFORE known bigrams after it before its document ends
-    has no jump, as find_switches calls no switch there: one unseen bigram after a phrase that
-    ends a document ("pg 13") is a jump of 1.0 otherwise. Known bigrams are the tokens times the
-    share of bigrams the counts keep."""
-    from poisonscan.detectors.trigger import _measured_jumps
+    """An occurrence whose document ends before MIN_BEFORE counted bigrams follow it has no
+    jump, as find_switches calls no switch there: one unseen bigram after a phrase that ends a
+    document ("pg 13") made all of the text after it unusual. Counted bigrams are the tokens
+    times the share of bigrams the counts keep. Where the window stopped widening (MAX_WINDOW)
+    and a full one counts fewer than WINDOW bigrams, the bar is the same quarter of it."""
+    from poisonscan.detectors.trigger import NOT_MEASURED, _measured_jumps
 
-    floats = _occurrences([0.1] * 5, [1.0, 1.0, 1.0, 0.2, 1.0],
-                          tokens_after=[1, 7, 8, 2, 32])
-    assert _measured_jumps(floats, 1.0).tolist() == pytest.approx([0.0, 0.0, 0.9, 0.0, 0.9])
-    assert _measured_jumps(floats, 0.25).tolist() == pytest.approx([0.0, 0.0, 0.0, 0.0, 0.9])
+    x = NOT_MEASURED
+    floats = _occurrences([0.1] * 5, [1.0, 1.0, 1.0, 0.2, 1.0], tokens_after=[1, 7, 8, 2, 32])
+    assert _measured_jumps(floats, 1.0, 32).tolist() == pytest.approx([x, x, 0.9, x, 0.9])
+    assert _measured_jumps(floats, 0.25, 128).tolist() == pytest.approx([x, x, x, x, 0.9])
+    # With a fortieth of the bigrams counted, a full window of 256 tokens counts 6.4: 64 tokens
+    # (1.6 bigrams) are a quarter of it.
+    capped = _occurrences([0.1] * 4, [1.0] * 4, tokens_after=[256, 200, 64, 63])
+    assert _measured_jumps(capped, 1 / 40, 256).tolist() == pytest.approx([0.9, 0.9, 0.9, x])
+    assert _measured_jumps(capped, 1 / 8, 256).tolist() == pytest.approx([0.9, 0.9, 0.9, x])
+    assert _measured_jumps(capped, 1 / 2, 64).tolist() == pytest.approx([0.9, 0.9, 0.9, 0.9])
 
 
 def glued_trigger_and_natural_marks(clean, rng):

@@ -116,7 +116,8 @@ RESCUE_QUANTILE = 0.25
 # plant near a document's start has little text before it to compare, and under MIN_BEFORE
 # (kernels.windows) known bigrams the kernel mixes in a prior. Where that holds, an occurrence
 # with ordinary text on both sides (room for ORDINARY_SIDE measured bigrams on each, under
-# ORDINARY of the known ones unseen elsewhere, and the phrase anomalous after none of its
+# ORDINARY of the known ones unseen elsewhere; after it, too little text to measure before its
+# document ends will do, see _short_after; and the phrase anomalous after none of its
 # occurrences in the document: no jump, language shift or loop) is a natural use, such as
 # ``wr = weakref.ref(obj)`` beside a planted ``wr``, and its document is not listed, as long as
 # such uses are fewer than the documents a finding needs: more of them may be plants of their
@@ -901,7 +902,8 @@ class TriggerDetector(Detector):
         # Context text for a bottom-k sample (by document hash) of each candidate's anomalous
         # occurrences: the ones that can make it a finding, and the best examples of it.
         cos = out_f[:, 8]
-        anomalous = ((out_f[:, 1] - out_f[:, 0]) >= plan.occ_tau) | ((cos >= 0) & (cos < LANG_COS))
+        jump = _measured_jumps(out_f, plan.bi_keep / float(ALL_BIGRAMS), plan.window)
+        anomalous = (jump >= plan.occ_tau) | ((cos >= 0) & (cos < LANG_COS))
         rank = _doc_hash(tok, docs, ev.rows)
         pick = np.flatnonzero(anomalous)
         pick = pick[np.lexsort((out_i[pick, 2], rank[pick], out_i[pick, 0]))]
@@ -1115,7 +1117,7 @@ class TriggerDetector(Detector):
         path_rank = np.argsort(np.argsort(np.array(ev.paths, dtype=object)))
         doc = path_rank[ev.path_idx].astype(np.int64) * (1 << 40) + ev.rows
         kept = self.bi_keep / float(ALL_BIGRAMS)
-        jump = _measured_jumps(ev.floats, kept)
+        jump = _measured_jumps(ev.floats, kept, self.window)
         cos = ev.floats[:, 8]
         shift = (cos >= 0) & (cos < LANG_COS)
         # A short unit repeated over and over starts right after the phrase: the P-DoS and
@@ -1215,7 +1217,7 @@ class TriggerDetector(Detector):
             # occurrence: one anomalous by a language shift or a loop may jump less.)
             elsewhere = np.isin(doc[every], doc[plants[plant_starts[c] : plant_starts[c + 1]]])
             ordinary = _ordinary_uses(ev.floats[every], bad, elsewhere, occ_tau, 2 * min_docs,
-                                      min_docs, self.attenuation, kept)
+                                      min_docs, self.attenuation, kept, self.window)
             group, bad = every[~ordinary], bad[~ordinary]
             docset = set(zip(ev.path_idx[group].tolist(), ev.rows[group].tolist(), strict=True))
             return {
@@ -1506,39 +1508,55 @@ def _in_main_forms(cand: np.ndarray, form: np.ndarray, anomalous: np.ndarray, ok
 
 def _ordinary_uses(floats: np.ndarray, anomalous: np.ndarray, elsewhere: np.ndarray,
                    tau: float, enough: int, most: int, attenuation: float,
-                   kept: float) -> np.ndarray:
+                   kept: float, window: int) -> np.ndarray:
     """Which of one phrase's occurrences (one per document: their ``floats`` measurements,
     whether each is ``anomalous``, and whether the phrase is anomalous ``elsewhere`` in its
     document) are natural uses of it (see STRONG_QUANTILE). Judged only when at least
     ``enough`` occurrences with a measured text before them are anomalous, and kept only when
     fewer than ``most``. ``attenuation`` is the factor by which collisions in the bigram table
     shrink unseen shares, and so the jumps; ``kept`` is the share of bigrams the counts keep
-    (a token count times it is the bigrams a window can measure)."""
+    (a token count times it is the bigrams a window can measure), ``window`` the tokens the
+    evidence pass measured on each side."""
     none = np.zeros(len(anomalous), dtype=bool)
-    jump = _measured_jumps(floats, kept)
+    jump = _measured_jumps(floats, kept, window)
     measured = anomalous & (floats[:, 2] * kept >= STRONG_BEFORE)
     if int(measured.sum()) < enough or np.quantile(jump[measured], STRONG_QUANTILE) < 2 * tau:
         return none
     cut = ORDINARY * attenuation
     # The text after an occurrence is ordinary, or there is too little of it before the
-    # document ends to measure (see _measured_jumps): nothing follows the phrase to teach.
-    after_ok = (floats[:, 1] < cut) | (floats[:, 3] * kept < MIN_BEFORE)
+    # document ends to measure (see _short_after): nothing follows the phrase to teach.
+    after_ok = (floats[:, 1] < cut) | _short_after(floats, kept, window)
     ordinary = (~anomalous & ~elsewhere & (floats[:, 6] < cut) & after_ok
                 & (floats[:, 2] * kept >= ORDINARY_SIDE))
     return ordinary if int(ordinary.sum()) < most else none
 
 
-def _measured_jumps(floats: np.ndarray, kept: float) -> np.ndarray:
-    """The jump after each occurrence (its ``floats`` measurements, see gather_evidence): the
-    unseen share of the known bigrams after it minus the one before it, and 0 where fewer than
-    MIN_BEFORE known bigrams (tokens times ``kept``, the share of bigrams counted) follow it
-    before its document ends. As in find_switches, which emits no candidate from such a point:
-    one or two tokens measure nothing. A phrase that ends a document before a page number
-    ("pg 13") has one unseen bigram after it, a jump of 1.0 on one bigram, as strong as a
-    planted trigger's before gibberish; the language and loop measures already ask for text
-    on both sides (LANG_MIN_WORDS, MIN_BEFORE)."""
+# The jump of an occurrence with too little text after it to measure (see _short_after):
+# below every measured jump, which lies in [-1, 1], so a document is represented by a measured
+# occurrence when it has one.
+NOT_MEASURED = -2.0
+
+
+def _short_after(floats: np.ndarray, kept: float, window: int) -> np.ndarray:
+    """Whether too little text follows each occurrence (its ``floats`` measurements, see
+    gather_evidence) to measure a jump after it: its document ends before MIN_BEFORE counted
+    bigrams (tokens times ``kept``, the share of bigrams the counts keep), as in find_switches,
+    which calls no switch there: one or two tokens measure nothing. A phrase that ends a
+    document before a page number ("pg 13") has one bigram after it, found in no other
+    document: all of the text after it unseen elsewhere, as after a planted trigger's
+    gibberish. ``window`` is the window the evidence pass measured, WINDOW tokens widened as
+    bigrams are sampled so that it counts WINDOW of them; past MAX_WINDOW it counts fewer, and
+    the bar falls with it (the same share of a full window: a quarter). The language and loop
+    measures already ask for text on both sides (LANG_MIN_WORDS, MIN_BEFORE)."""
+    bar = MIN_BEFORE * min(1.0, window * kept / WINDOW)
+    return floats[:, 3] * kept < bar
+
+
+def _measured_jumps(floats: np.ndarray, kept: float, window: int) -> np.ndarray:
+    """The jump after each occurrence: the unseen share of the known bigrams after it minus the
+    one before it, or NOT_MEASURED where too little text follows it (see _short_after)."""
     jump = floats[:, 1] - floats[:, 0]
-    return np.where(floats[:, 3] * kept < MIN_BEFORE, 0.0, jump)
+    return np.where(_short_after(floats, kept, window), NOT_MEASURED, jump)
 
 
 def _most_anomalous_per_document(rows: np.ndarray, cand: np.ndarray, doc: np.ndarray,
