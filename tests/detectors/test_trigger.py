@@ -498,6 +498,36 @@ def test_a_jump_needs_text_after_the_phrase():
     assert _measured_jumps(capped, 1 / 2, 64).tolist() == pytest.approx([0.9, 0.9, 0.9, 0.9])
 
 
+def test_a_document_is_represented_by_an_occurrence_with_text_after_it():
+    """A document is judged by its most anomalous occurrence of a phrase. One that ends the
+    document has no jump at all, so it never stands for a document that also has a measured
+    occurrence, even one where the text after is less unusual than the text before (a jump
+    under 0): that one decides, and with unusual text before it the document is no natural
+    use."""
+    from poisonscan.detectors.trigger import (
+        _measured_jumps,
+        _most_anomalous_per_document,
+        _ordinary_uses,
+    )
+
+    # Twenty plants in twenty documents, then document 20 with the phrase twice: unusual text
+    # before and after it mid-document (a jump of -0.2), and ordinary text before it at the end.
+    floats = _occurrences([0.05] * 20 + [0.8, 0.1], [0.95] * 20 + [0.6, 1.0],
+                          tokens_after=[32] * 21 + [1])
+    cand = np.zeros(22, np.int64)
+    doc = np.array(list(range(21)) + [20])
+    jump = _measured_jumps(floats, 1.0, 32)
+    idx = _most_anomalous_per_document(np.ones(22, bool), cand, doc, jump)
+    assert idx.tolist() == list(range(21))  # occurrence 20, not 21, stands for document 20
+    anomalous = jump[idx] >= 0.3
+    nowhere = np.zeros(len(idx), dtype=bool)
+    assert not _ordinary_uses(floats[idx], anomalous, nowhere, 0.3, 10, 5, 1.0, 1.0, 32).any()
+    # Alone in its document, the occurrence at the end is a natural use.
+    alone = _ordinary_uses(floats[[*range(20), 21]], anomalous, nowhere, 0.3, 10, 5, 1.0, 1.0,
+                           32)
+    assert alone.tolist() == [False] * 20 + [True]
+
+
 def glued_trigger_and_natural_marks(clean, rng):
     """The trigger glued to the mark before it (``:<X>`` in 12 planted documents, other marks in
     the rest), and the same ``:<`` token in 4 clean documents (``:file:<name>.po``)."""
