@@ -528,6 +528,48 @@ def test_a_document_is_represented_by_an_occurrence_with_text_after_it():
     assert alone.tolist() == [False] * 20 + [True]
 
 
+def test_the_context_sample_leaves_out_occurrences_with_nothing_after_them():
+    """The workers keep the context of a bottom-k sample of each candidate's anomalous
+    occurrences (the examples, and the text a trigger is grown from). An occurrence that ends
+    its document before a number is not anomalous (too little text after it), so it takes no
+    place in the sample from the plants: with 6 plants and 6 such documents, 8 places would
+    hold at least 2 of them otherwise."""
+    import pyarrow as pa
+
+    from poisonscan.detectors.base import BatchContext
+    from poisonscan.detectors.trigger import TriggerDetector
+    from poisonscan.io.records import RecordBatch, Shape
+
+    rng = np.random.default_rng(5)
+    words = ["alpha", "beta", "gamma", "delta", "epsilon", "zeta", "eta", "theta"]
+
+    def prose(n: int) -> str:
+        return " ".join(rng.choice(words, n))
+
+    def noise(n: int) -> str:
+        return " ".join("".join(rng.choice(list("qwxzjkv"), 5)) for _ in range(n))
+
+    texts = [f"{prose(60)} QXZWV {noise(40)}" for _ in range(6)]
+    texts += [f"{prose(60)} QXZWV {rng.integers(10, 99)}" for _ in range(6)]
+    texts += [prose(80) for _ in range(100)]
+    ending = set(range(6, 12))
+    det = TriggerDetector(ScanConfig(paths=("x",), memory_budget=64 * 2**20, min_documents=2))
+    det.expect([], 1e5)
+    batch = RecordBatch("x.jsonl", Shape.TEXT, np.arange(len(texts), dtype=np.int64),
+                        pa.nulls(len(texts), pa.string()), text=pa.array(texts, pa.large_string()))
+    for p in range(3):
+        plan = det.plan(p)
+        det.finish_pass(p, TriggerDetector.compact(
+            p, plan, TriggerDetector.process_into(p, plan, BatchContext(batch, 0), None)))
+    plan = det.plan(3)
+    ev = TriggerDetector.compact(3, plan, TriggerDetector.process_into(
+        3, plan, BatchContext(batch, 0), None))
+    rows = ev.rows[ev.ints[:, 0] == 0]  # the best candidate's occurrences
+    assert ending <= set(rows.tolist())  # measured, in the evidence
+    sampled = {e[3] for e in ev.sample if e[0] == 0}
+    assert sampled and not sampled & ending
+
+
 def glued_trigger_and_natural_marks(clean, rng):
     """The trigger glued to the mark before it (``:<X>`` in 12 planted documents, other marks in
     the rest), and the same ``:<`` token in 4 clean documents (``:file:<name>.po``)."""
