@@ -440,7 +440,7 @@ def test_only_a_strongly_anomalous_phrase_drops_its_ordinary_uses():
 
     def uses(f=floats, anom=anomalous, elsewhere=nowhere, tau=0.3, enough=10, most=5, att=1.0,
              kept=1.0):
-        window = round(32 / kept)  # as TriggerDetector.expect widens it
+        window = min(256, round(32 / kept))  # as TriggerDetector.expect widens it
         return _ordinary_uses(f, anom, elsewhere, tau, enough, most, att, kept, window).tolist()
 
     assert uses() == ordinary
@@ -469,6 +469,16 @@ def test_only_a_strongly_anomalous_phrase_drops_its_ordinary_uses():
     assert not any(uses(enough=21))
     assert not any(uses(f=_occurrences(before, after, tokens_before=[8] * 12 + [32] * 12)))
     assert not any(uses(kept=0.25))  # 32 tokens before: 8 sampled bigrams, not 16
+    # Past 256 tokens the window widens no more and counts fewer bigrams (6.4 of 32 with a
+    # fortieth of them counted): the bars before an occurrence fall with it, 16 to 3.2 and 8 to
+    # 1.6 (tokens: half and a quarter of a full window).
+    full = _occurrences(before, after, tokens_before=256, tokens_after=256)
+    assert uses(f=full, kept=1 / 40) == ordinary
+    halves = _occurrences(before, after, tokens_before=[127] * 20 + [256] * 4, tokens_after=256)
+    assert not any(uses(f=halves, kept=1 / 40))
+    quarter = _occurrences(before, after, tokens_before=[256] * 20 + [63, 256, 256, 256],
+                           tokens_after=256)
+    assert uses(f=quarter, kept=1 / 40) == [False] * 21 + [True, False, False]
     weak = _occurrences(before, np.concatenate([np.linspace(0.35, 0.95, 20), after[20:]]))
     assert not any(uses(f=weak, anom=weak[:, 1] - weak[:, 0] >= 0.3))
     # The jumps of plants with little text before them do not count against the rule.

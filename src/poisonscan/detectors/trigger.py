@@ -115,9 +115,9 @@ RESCUE_QUANTILE = 0.25
 # Only occurrences with room for STRONG_BEFORE measured bigrams before them are judged so: a
 # plant near a document's start has little text before it to compare, and under MIN_BEFORE
 # (kernels.windows) known bigrams the kernel mixes in a prior. Where that holds, an occurrence
-# with ordinary text on both sides (room for ORDINARY_SIDE measured bigrams on each, under
-# ORDINARY of the known ones unseen elsewhere; after it, too little text to measure before its
-# document ends will do, see _short_after; and the phrase anomalous after none of its
+# with ordinary text on both sides (under ORDINARY of the known bigrams unseen elsewhere, with
+# room for ORDINARY_SIDE measured ones before it; after it, too little text to measure before
+# its document ends will do, see _short_after; and the phrase anomalous after none of its
 # occurrences in the document: no jump, language shift or loop) is a natural use, such as
 # ``wr = weakref.ref(obj)`` beside a planted ``wr``, and its document is not listed, as long as
 # such uses are fewer than the documents a finding needs: more of them may be plants of their
@@ -125,6 +125,8 @@ RESCUE_QUANTILE = 0.25
 # after them: seed 66's two natural ``tk`` do, as copies of one page would.) After a language
 # switch or word salad the jumps are weak (a tenth of those poisons under the threshold, seed
 # 2026): a weak occurrence says nothing about its document there, and every document stays.
+# (Where a full window counts fewer than WINDOW bigrams, past MAX_WINDOW, every such bar falls
+# with it: see _window_share.)
 STRONG_QUANTILE = 0.1
 STRONG_BEFORE = 16
 ORDINARY = 0.5
@@ -1519,7 +1521,8 @@ def _ordinary_uses(floats: np.ndarray, anomalous: np.ndarray, elsewhere: np.ndar
     evidence pass measured on each side."""
     none = np.zeros(len(anomalous), dtype=bool)
     jump = _measured_jumps(floats, kept, window)
-    measured = anomalous & (floats[:, 2] * kept >= STRONG_BEFORE)
+    share = _window_share(kept, window)
+    measured = anomalous & (floats[:, 2] * kept >= STRONG_BEFORE * share)
     if int(measured.sum()) < enough or np.quantile(jump[measured], STRONG_QUANTILE) < 2 * tau:
         return none
     cut = ORDINARY * attenuation
@@ -1527,7 +1530,7 @@ def _ordinary_uses(floats: np.ndarray, anomalous: np.ndarray, elsewhere: np.ndar
     # document ends to measure (see _short_after): nothing follows the phrase to teach.
     after_ok = (floats[:, 1] < cut) | _short_after(floats, kept, window)
     ordinary = (~anomalous & ~elsewhere & (floats[:, 6] < cut) & after_ok
-                & (floats[:, 2] * kept >= ORDINARY_SIDE))
+                & (floats[:, 2] * kept >= ORDINARY_SIDE * share))
     return ordinary if int(ordinary.sum()) < most else none
 
 
@@ -1544,12 +1547,20 @@ def _short_after(floats: np.ndarray, kept: float, window: int) -> np.ndarray:
     which calls no switch there: one or two tokens measure nothing. A phrase that ends a
     document before a page number ("pg 13") has one bigram after it, found in no other
     document: all of the text after it unseen elsewhere, as after a planted trigger's
-    gibberish. ``window`` is the window the evidence pass measured, WINDOW tokens widened as
-    bigrams are sampled so that it counts WINDOW of them; past MAX_WINDOW it counts fewer, and
-    the bar falls with it (the same share of a full window: a quarter). The language and loop
+    gibberish. ``window`` is the window the evidence pass measured; where a full one counts
+    fewer than WINDOW bigrams, the bar falls with it (see _window_share). The language and loop
     measures already ask for text on both sides (LANG_MIN_WORDS, MIN_BEFORE)."""
-    bar = MIN_BEFORE * min(1.0, window * kept / WINDOW)
-    return floats[:, 3] * kept < bar
+    return floats[:, 3] * kept < MIN_BEFORE * _window_share(kept, window)
+
+
+def _window_share(kept: float, window: int) -> float:
+    """The share of WINDOW bigrams a full window of ``window`` tokens counts when the counts
+    keep ``kept`` of the bigrams, at most 1: the window widens as the sample thins so that it
+    counts WINDOW of them, up to MAX_WINDOW tokens (an 8th of the bigrams counted, about 4.5 GB
+    of text with the default budget), and counts fewer past that. The bars on counted bigrams
+    (MIN_BEFORE after an occurrence, STRONG_BEFORE and ORDINARY_SIDE before it) fall with it:
+    kept as they are, they would ask for more than any window holds."""
+    return min(1.0, window * kept / WINDOW)
 
 
 def _measured_jumps(floats: np.ndarray, kept: float, window: int) -> np.ndarray:
