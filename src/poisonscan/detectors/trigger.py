@@ -904,7 +904,7 @@ class TriggerDetector(Detector):
         # Context text for a bottom-k sample (by document hash) of each candidate's anomalous
         # occurrences: the ones that can make it a finding, and the best examples of it.
         cos = out_f[:, 8]
-        jump = _measured_jumps(out_f, plan.bi_keep / float(ALL_BIGRAMS), plan.window)
+        jump = _measured_jumps(out_f, _kept_share(plan.bi_keep), plan.window)
         anomalous = (jump >= plan.occ_tau) | ((cos >= 0) & (cos < LANG_COS))
         rank = _doc_hash(tok, docs, ev.rows)
         pick = np.flatnonzero(anomalous)
@@ -1118,7 +1118,7 @@ class TriggerDetector(Detector):
         # Documents in a global order: by path, then row.
         path_rank = np.argsort(np.argsort(np.array(ev.paths, dtype=object)))
         doc = path_rank[ev.path_idx].astype(np.int64) * (1 << 40) + ev.rows
-        kept = self.bi_keep / float(ALL_BIGRAMS)
+        kept = _kept_share(self.bi_keep)
         jump = _measured_jumps(ev.floats, kept, self.window)
         cos = ev.floats[:, 8]
         shift = (cos >= 0) & (cos < LANG_COS)
@@ -1394,7 +1394,7 @@ class TriggerDetector(Detector):
             "candidates_within_caps": int(len(self._cand_keys)),
             "background_rate": round(self._p0, 6),
             "table_bits": {"unigram": self.uni_bits, "bigram": self.bi_bits},
-            "bigram_sample": round(self.bi_keep / float(ALL_BIGRAMS), 6),
+            "bigram_sample": round(_kept_share(self.bi_keep), 6),
             "window": self.window,
             "back": self.back,
             "bigram_attenuation": round(self.attenuation, 4),
@@ -1551,6 +1551,12 @@ def _short_after(floats: np.ndarray, kept: float, window: int) -> np.ndarray:
     fewer than WINDOW bigrams, the bar falls with it (see _window_share). The language and loop
     measures already ask for text on both sides (LANG_MIN_WORDS, MIN_BEFORE)."""
     return floats[:, 3] * kept < MIN_BEFORE * _window_share(kept, window)
+
+
+def _kept_share(bi_keep: int) -> float:
+    """The share of bigrams the counts keep (see bigram_kept): 1.0 unless the input is too
+    large for the bigram table (see TriggerDetector.expect)."""
+    return bi_keep / float(ALL_BIGRAMS)
 
 
 def _window_share(kept: float, window: int) -> float:
