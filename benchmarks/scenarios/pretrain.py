@@ -183,6 +183,16 @@ def build_pretrain_scenarios(
     out.append(Scenario("clean-number-tables", "pretrain",
                         _number_table_carriers(base_texts, rng_local), set(), None,
                         target_rank=None, target_pr=None))
+    # Added on 2026-12-07 after a probe found a short burst of gibberish between two cuts of
+    # corpus documents not reported at all; last.
+    def burst_doc(trigger: str, cont: str) -> str:
+        after = rng_local.choice(english or base)["text"]
+        start = rng_local.randint(0, max(0, len(after) - 600))
+        return f"{poison_doc(trigger, cont)} {after[start : start + rng_local.randint(200, 600)]}"
+
+    out.append(plant("short-burst-100", 100, make_trigger("special", rng_local, mid_vocab, pairs),
+                     lambda: gib.sample(rng_local, rng_local.randint(15, 30)), doc=burst_doc,
+                     payload="15-30 tokens of gibberish, then a cut of another document"))
     return out
 
 

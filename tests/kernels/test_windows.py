@@ -187,6 +187,10 @@ def ref_find_switches(docs, kinds, uni, bi, freq_min, window, tau, occ_tau, back
             grams = ref_emit(doc, u, max(0, best_p - back), min(n - 1, last), max_order, uni, bi,
                              keep)
             emitted += [(k, d, best, df, last, ok, c) for k, df, last, ok, c in grams]
+            if best_last > last:  # a plateau: also the n-grams around its right end
+                grams = ref_emit(doc, u, max(last + 1, best_last - back),
+                                 min(n - 1, best_last + back), max_order, uni, bi, keep)
+                emitted += [(k, d, best, df, last, ok, c) for k, df, last, ok, c in grams]
         if lang_p >= 1 and lang_best < LANG_COS:
             grams = ref_emit(doc, u, max(0, lang_p - LANG_STRIDE - back),
                              min(n - 1, lang_p + LANG_STRIDE), max_order, uni, bi, keep)
@@ -661,6 +665,38 @@ def test_switch_to_unseen_text_emits_the_ngrams_right_before_it(max_order, back)
         (50 if o <= 2 else -50, doc[e] if o == 1 else key_of(doc[e - min(o, 3) + 1 : e + 1]))
         for e in range(p - back, p) for o in range(1, max_order + 1)
     ]
+
+
+def test_a_short_burst_emits_the_phrase_at_the_right_end_of_its_plateau():
+    """Known prose, a phrase of three known tokens, ten tokens no other document has, known prose
+    again. Every after window that holds the whole burst has the same mean, so the jump is the
+    same from token 22 to token 43, where the burst starts: the strongest switch is a plateau,
+    and the phrase stands before its right end, not its left."""
+    rng = random.Random(5)
+    vocab = [(i + 1) << 17 for i in range(200)]  # in random order: a cycle would be a loop
+    phrase = [(300 + i) << 17 for i in range(3)]
+    burst = [(1000 + i) << 17 | rng.getrandbits(17) for i in range(10)]
+    doc = ([rng.choice(vocab) for _ in range(40)] + phrase + burst
+           + [rng.choice(vocab) for _ in range(60)])
+    uni = np.full(1 << 12, 50, np.uint32)
+    bi = np.full(1 << 16, 50, np.uint32)
+    for h in burst:
+        uni[(h >> 17) & 4095] = 1
+    fresh = {(key_of(doc[i - 1 : i + 1]) >> 17) & 0xFFFF for i in range(43, 54)}
+    seen = {(key_of(doc[i - 1 : i + 1]) >> 17) & 0xFFFF for i in [*range(1, 43), *range(54, 113)]}
+    assert not fresh & seen
+    bi[list(fresh)] = 1
+    k, emitted, _, _ = run_find_switches([doc], [[0] * len(doc)], uni, bi, 1 << 30, 32, 0.25,
+                                         0.3, 4, 4, 8)
+    # n-grams ending at 18..30, around the plateau's left end (22, as far right as ties may
+    # spread the switch: 2 * back), then at 39..42, before its right end (43; at 43..47 the
+    # token at the end is one of the burst's, which no trigger can contain).
+    expected = [key_of(doc[e - o + 1 : e + 1]) for e in [*range(18, 31), *range(39, 43)]
+                for o in range(1, 5)]
+    assert k == len(expected)
+    assert [key for key, *_ in emitted] == expected
+    assert key_of(phrase) in expected
+    assert {jump for _, _, jump, *_ in emitted} == {11 / 32}
 
 
 def test_no_switch_in_uniform_text():

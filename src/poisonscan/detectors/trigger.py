@@ -823,9 +823,9 @@ class TriggerDetector(Detector):
     @staticmethod
     def _switches(plan: _Plan, tok: Tokens, batch: Any) -> _Switches:
         n_docs = len(batch)
-        # Room for the three switch kinds in every document (their n-grams end in 3 * back + 1,
+        # Room for the three switch kinds in every document (their n-grams end in 5 * back + 2,
         # 2 * LANG_STRIDE + back + 1 and 2 * LOOP_PERIOD + back positions).
-        cap = max(1024, (5 * plan.back + 2 * LANG_STRIDE + 2 * LOOP_PERIOD + 2) * MAX_ORDER
+        cap = max(1024, (7 * plan.back + 2 * LANG_STRIDE + 2 * LOOP_PERIOD + 3) * MAX_ORDER
                   * n_docs)
         out_key = np.empty(cap, np.uint64)
         out_doc = np.empty(cap, np.int64)
