@@ -11,7 +11,7 @@ from typing import Any
 import pyarrow.parquet as pq
 import pytest
 
-from cli_support import EXAMPLES, make_example
+from cli_support import EXAMPLES, make_example, run
 from cli_support import core as _core
 from cli_support import run as _run
 from poisonscan import __version__
@@ -315,3 +315,15 @@ def test_the_first_bad_record_is_reported_whatever_the_jobs(tmp_path: Path) -> N
     errors = {jobs: _run(str(tmp_path), "--jobs", jobs)[2] for jobs in ("1", "2")}
     assert errors["1"] == errors["2"]
     assert f"{tmp_path / 'a.jsonl'}: line 40001" in errors["2"]
+
+
+def test_a_scan_with_no_readable_record_reports_nothing(tmp_path: Path) -> None:
+    # Every record skipped: every detector finishes on no documents (the campaign detector
+    # once failed on its empty order of documents).
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"id": 1, "text": null}\n{"id": 2}\n', encoding="utf-8")
+    code, out, err = run("scan", str(bad), "-q", "--no-hash", "-f", "json", "--skip-bad-records",
+                         "--fail-on", "low")
+    assert code == 0, err
+    report = json.loads(out)
+    assert report["findings"] == [] and report["stats"]["skipped"] == 2

@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import tempfile
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -31,10 +32,12 @@ from typing import Any
 
 from poisonscan.errors import ConfigError, InputError
 from poisonscan.findings import DocumentRef, Severity, normalise_trigger
-from poisonscan.io.discover import InputFile, discover_inputs
+from poisonscan.io.discover import InputFile, every_name
+from poisonscan.io.filesystems import is_remote, local_path
 from poisonscan.io.options import ReadOptions
+from poisonscan.io.shapes import id_string
 from poisonscan.manifest import sha256_file
-from poisonscan.rawlines import BOM, is_json_lines, iter_lines, open_input, open_output
+from poisonscan.rawlines import BOM, is_json_lines, iter_lines, open_input, open_output, read_all
 
 _GLOB_CHARS = "*?["
 
@@ -90,8 +93,9 @@ def _check_known(option: str, path: str, wanted: set[str] | None, known: set[str
 
 def suspects_from_report(
     path: str, minimum: Severity, findings: set[str] | None = None
-) -> tuple[list[Suspect], dict[str, str], dict[str, Any]]:
-    """Suspects of a JSON report: (suspects, {input path: sha256}, scan config).
+) -> tuple[list[Suspect], dict[str, str], dict[str, int], dict[str, Any]]:
+    """Suspects of a JSON report: (suspects, {input path: sha256}, {input path: size in bytes},
+    scan config).
 
     Raises:
         ConfigError: the file is not a poisonscan JSON report, or has no document locations.
@@ -106,6 +110,8 @@ def suspects_from_report(
     if not isinstance(report, dict) or "findings" not in report or "schema_version" not in report:
         raise ConfigError(f"--report: {path!r} is not a poisonscan JSON report")
     hashes = {i["path"]: i["sha256"] for i in report.get("inputs", []) if i.get("sha256")}
+    sizes = {i["path"]: int(i["bytes"]) for i in report.get("inputs", [])
+             if isinstance(i.get("bytes"), int)}
     _check_known("--report", path, findings, {f["id"] for f in report["findings"]})
     out: list[Suspect] = []
     for f in report["findings"]:
@@ -123,7 +129,7 @@ def suspects_from_report(
             doc = DocumentRef(loc["path"], int(loc["row"]), loc.get("id"), loc.get("field", "text"),
                               loc.get("start"), loc.get("end"))
             out.append(Suspect(doc, f["id"], f.get("trigger"), Severity(f["severity"])))
-    return out, hashes, report.get("config") or {}
+    return out, hashes, sizes, report.get("config") or {}
 
 
 def suspects_from_export(
@@ -164,38 +170,49 @@ def _base_of(raw: str) -> str:
     return os.path.dirname(raw) or "."
 
 
+def local_inputs(inputs: Sequence[str]) -> list[str]:
+    """The inputs as local paths (``file://`` URIs too); a cleaned copy is written from local
+    files only."""
+    remote = [raw for raw in inputs if is_remote(raw)]
+    if remote:
+        raise ConfigError(f"clean: {remote[0]!r} is not a local path; copy the data to a local "
+                          "disk and clean that copy")
+    return [local_path(raw) for raw in inputs]
+
+
 def plan_layout(inputs: Sequence[str]) -> list[tuple[InputFile, str]]:
-    """Every input file with its path relative to the output directory."""
+    """Every input file with its path relative to the output directory (``inputs`` are local
+    paths, see local_inputs). A file reached by several names (a symlink beside its target) is
+    written under each of them, as a copy of the directory would hold it."""
     planned: dict[str, tuple[InputFile, str]] = {}
-    targets: dict[str, str] = {}
     for raw in inputs:
         base = os.path.abspath(_base_of(raw))
-        for f in discover_inputs([raw]):
-            key = os.path.realpath(f.path)
-            if key in planned:
-                continue
+        for f in every_name(raw):
             rel = os.path.relpath(os.path.abspath(f.path), base)
-            if rel in targets and targets[rel] != key:
-                raise ConfigError(
-                    f"clean: {f.path!r} and {targets[rel]!r} would both be written to {rel!r}; "
-                    "clean them in separate runs"
-                )
-            targets[rel] = key
-            planned[key] = (f, rel)
+            if rel in planned:
+                if os.path.realpath(planned[rel][0].path) != os.path.realpath(f.path):
+                    raise ConfigError(
+                        f"clean: {f.path!r} and {planned[rel][0].path!r} would both be written "
+                        f"to {rel!r}; clean them in separate runs")
+                continue
+            planned[rel] = (f, rel)
     return sorted(planned.values(), key=lambda p: p[1])
+
+
+def _directory_inputs(inputs: Sequence[str]) -> list[Path]:
+    return [Path(_base_of(raw)).resolve() for raw in inputs
+            if os.path.isdir(raw) or any(c in raw for c in _GLOB_CHARS)]
 
 
 def check_output(out: Path, inputs: Sequence[str], layout: Sequence[tuple[InputFile, str]]) -> None:
     """Refuse an output directory that would touch or mix with the inputs."""
     target = out.resolve()
-    for raw in inputs:
-        base = Path(_base_of(raw)).resolve()
-        if os.path.isdir(raw) or any(c in raw for c in _GLOB_CHARS):
-            if target == base or base in target.parents:
-                raise ConfigError(
-                    f"--out: {str(out)!r} is inside the input directory {str(base)!r}; write the "
-                    "cleaned copy elsewhere (inputs are never modified in place)"
-                )
+    for base in _directory_inputs(inputs):
+        if target == base or base in target.parents:
+            raise ConfigError(
+                f"--out: {str(out)!r} is inside the input directory {str(base)!r}; write the "
+                "cleaned copy elsewhere (inputs are never modified in place)"
+            )
     for f, rel in layout:
         if (target / rel).resolve() == Path(f.path).resolve():
             raise ConfigError(f"--out: writing {rel!r} would overwrite the input {f.path!r}")
@@ -207,6 +224,26 @@ def check_output(out: Path, inputs: Sequence[str], layout: Sequence[tuple[InputF
         raise ConfigError(f"--out: {str(out)!r} exists and is not an empty directory")
 
 
+def check_removal_list(removal: Path, explicit: bool, out: Path, inputs: Sequence[str],
+                       layout: Sequence[tuple[InputFile, str]]) -> None:
+    """Refuse a removal list that would overwrite an input, land where the next scan of an input
+    directory reads it, or could not be written at the end of the run."""
+    where = removal.resolve()
+    if out.resolve() == where or out.resolve() in where.parents:
+        raise ConfigError(f"--removal-list: {str(removal)!r} must not be inside --out")
+    if any(Path(f.path).resolve() == where for f, _ in layout):
+        raise ConfigError(f"--removal-list: {str(removal)!r} is one of the input files; writing "
+                          "there would destroy it")
+    for base in _directory_inputs(inputs):
+        if base in where.parents:
+            raise ConfigError(f"--removal-list: {str(removal)!r} is inside the input directory "
+                              f"{str(base)!r}, where the next scan would read it")
+    if removal.is_dir():
+        raise ConfigError(f"--removal-list: {str(removal)!r} is a directory; give a file name")
+    if explicit and not where.parent.is_dir():
+        raise ConfigError(f"--removal-list: directory {str(where.parent)!r} does not exist")
+
+
 # --------------------------------------------------------------------------- redaction
 
 
@@ -216,6 +253,11 @@ def redact_value(value: Any, surfaces: Sequence[str], skip: str | None) -> Any:
         for s in surfaces:
             if s:
                 value = value.replace(s, "")
+        return value
+    if isinstance(value, bytes):  # a binary text column, which the scan reads as UTF-8
+        for s in surfaces:
+            if s:
+                value = value.replace(s.encode("utf-8"), b"")
         return value
     if isinstance(value, list):
         return [redact_value(v, surfaces, skip) for v in value]
@@ -232,15 +274,23 @@ class _Plan:
     redact: dict[int, tuple[list[Suspect], list[str]]] = field(default_factory=dict)
 
 
+def _renamed(s: Suspect, path: str) -> Suspect:
+    """``s`` with its document under the name ``path`` (the file's name among the inputs)."""
+    d = s.doc
+    return Suspect(DocumentRef(path, d.row, d.id, d.field, d.start, d.end), s.finding, s.trigger,
+                   s.severity)
+
+
 def _plan_file(
     suspects: list[Suspect], redact: bool, surfaces: dict[tuple[str, int], list[str]]
 ) -> _Plan:
+    """``surfaces`` are keyed by (real path, row)."""
     by_row: dict[int, list[Suspect]] = defaultdict(list)
     for s in suspects:
         by_row[int(s.doc.row)].append(s)
     plan = _Plan()
     for row, items in by_row.items():
-        forms = surfaces.get((items[0].doc.path, row), [])
+        forms = surfaces.get((os.path.realpath(items[0].doc.path), row), [])
         if redact and forms and all(s.doc.start is not None for s in items):
             plan.redact[row] = (items, forms)
         else:
@@ -291,70 +341,220 @@ def _removal_rows(path: str, target: str, plan: _Plan, ids: dict[int, Any]) -> l
     return rows
 
 
-def _clean_jsonl(f: InputFile, target: Path, plan: _Plan, id_field: str | None) -> None:
+def _expected_id(plan: _Plan, row: int) -> str | None:
+    items = plan.remove.get(row) or plan.redact[row][0]
+    return items[0].doc.id
+
+
+def _check_record(path: str, row: int, plan: _Plan, actual: str | None) -> None:
+    """Refuse to touch a row whose record no longer has the id the scan reported for it: the
+    file changed since the scan, and its rows point at other records now."""
+    expected = _expected_id(plan, row)
+    if expected is not None and not _same_id(actual, expected):
+        raise InputError(path, f"the record here has the id {actual!r}, not {expected!r} as in "
+                         "the scan's findings: the file changed since the scan; scan it again "
+                         "before cleaning", location=f"row {row}", reason="changed")
+
+
+def _same_id(actual: str | None, expected: str) -> bool:
+    """Ids are compared as the scan wrote them; a numeric id may have been written as a float
+    (``668`` as ``668.0``, a 20-digit integer rounded) by Arrow's JSON type inference, which
+    depends on the block a record was read in."""
+    if actual == expected:
+        return True
+    try:
+        return actual is not None and float(actual) == float(expected)
+    except ValueError:
+        return False
+
+
+def _check_all_found(path: str, plan: _Plan, rows: int) -> None:
+    missing = [r for r in (*plan.remove, *plan.redact) if r >= rows]
+    if missing:
+        raise InputError(path, f"holds {rows} records, but the scan's findings name row "
+                         f"{min(missing)}: the file changed since the scan; scan it again before "
+                         "cleaning", reason="changed")
+
+
+def _id_of(record: Any, id_field: str) -> str | None:
+    return id_string(record.get(id_field)) if isinstance(record, dict) else None
+
+
+def _dumps(record: Any) -> bytes:
+    """A redacted record as JSON text. Bytes that were not UTF-8 (read with surrogateescape) are
+    written back as they were; a lone surrogate escaped in the input (\\ud800), which UTF-8
+    cannot hold, keeps its escape (the whole record is then written with ASCII escapes)."""
+    try:
+        return json.dumps(record, ensure_ascii=False).encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:
+        return json.dumps(record).encode("ascii")
+
+
+def _clean_jsonl(f: InputFile, target: Path, plan: _Plan, id_field: str) -> None:
     with open_input(f.path) as stream:
         bom = stream.read(len(BOM)) == BOM
+    rows = 0
     with open_output(str(target), f.path) as out:
         if bom:  # (iter_lines drops it; the copy keeps the file's own)
             out.write(BOM)
         for row, _, raw in iter_lines(f.path):
             if row is None:
                 out.write(raw)
-            elif row in plan.remove:
                 continue
-            elif row in plan.redact:
-                record = json.loads(raw.decode("utf-8"))
-                cleaned = redact_value(record, plan.redact[row][1], id_field or "id")
+            rows = row + 1
+            if row not in plan.remove and row not in plan.redact:
+                out.write(raw)
+                continue
+            try:
+                record = json.loads(raw.decode("utf-8", "surrogateescape"))
+            except ValueError:
+                record = None
+            _check_record(f.path, row, plan, _id_of(record, id_field))
+            if row in plan.redact:
+                cleaned = redact_value(record, plan.redact[row][1], id_field)
                 # The record is written anew (its strings changed), with the line's own ending.
                 end = b"\r\n" if raw.endswith(b"\r\n") else b"\n" if raw.endswith(b"\n") else b""
-                out.write(json.dumps(cleaned, ensure_ascii=False).encode("utf-8") + end)
-            else:
-                out.write(raw)
+                out.write(_dumps(cleaned) + end)
+    _check_all_found(f.path, plan, rows)
 
 
-def _clean_json_array(f: InputFile, target: Path, plan: _Plan, id_field: str | None) -> None:
-    with open_input(f.path) as stream:
-        records = json.loads(stream.read().decode("utf-8-sig"))
-    kept = []
-    for row, record in enumerate(records):
-        if row in plan.remove:
+def _array_spans(path: str, text: str) -> tuple[int, list[tuple[int, int]], int]:
+    """Where the elements of the JSON array ``text`` lie: the index after its ``[``, each
+    element's (start, end), and the index of its ``]``. Parsed element by element with the json
+    module's decoder, so that kept elements can be copied as they are written (a number such as
+    ``19.90`` or ``1e400`` would not survive a round trip through Python objects)."""
+    decoder = json.JSONDecoder()
+    space = " \t\r\n"
+    n = len(text)
+
+    def skip(i: int) -> int:
+        while i < n and text[i] in space:
+            i += 1
+        return i
+
+    i = skip(0)
+    if i >= n or text[i] != "[":
+        raise InputError(path, "is not one JSON array", reason="malformed_json")
+    opened = i + 1
+    spans: list[tuple[int, int]] = []
+    i = skip(opened)
+    if i < n and text[i] == "]":
+        return opened, spans, i
+    while True:
+        try:
+            _, end = decoder.raw_decode(text, i)
+        except json.JSONDecodeError as exc:
+            raise InputError(path, f"malformed JSON array element ({exc.msg})",
+                             location=f"row {len(spans)}", reason="malformed_json") from None
+        spans.append((i, end))
+        i = skip(end)
+        if i < n and text[i] == ",":
+            i = skip(i + 1)
+        elif i < n and text[i] == "]":
+            return opened, spans, i
+        else:
+            raise InputError(path, "malformed JSON array (no ',' or ']' after the element)",
+                             location=f"row {len(spans) - 1}", reason="malformed_json")
+
+
+def _clean_json_array(f: InputFile, target: Path, plan: _Plan, id_field: str) -> None:
+    raw = read_all(f.path)
+    bom = raw.startswith(BOM)
+    text = raw[len(BOM) if bom else 0:].decode("utf-8", "surrogateescape")
+    opened, spans, closed = _array_spans(f.path, text)
+    _check_all_found(f.path, plan, len(spans))
+    kept: list[str] = []
+    for row, (a, z) in enumerate(spans):
+        if row not in plan.remove and row not in plan.redact:
+            kept.append(text[a:z])
             continue
+        record = json.loads(text[a:z])
+        _check_record(f.path, row, plan, _id_of(record, id_field))
         if row in plan.redact:
-            record = redact_value(record, plan.redact[row][1], id_field or "id")
-        kept.append(record)
+            cleaned = redact_value(record, plan.redact[row][1], id_field)
+            kept.append(_dumps(cleaned).decode("utf-8", "surrogateescape"))
+    if kept:
+        sep = text[spans[0][1]:spans[1][0]] if len(spans) > 1 else ", "
+        body = text[:spans[0][0]] + sep.join(kept) + text[spans[-1][1]:]
+    else:
+        body = text[:opened] + text[closed:]
     with open_output(str(target), f.path) as out:
-        out.write(json.dumps(kept, ensure_ascii=False, indent=1).encode("utf-8") + b"\n")
+        out.write((BOM if bom else b"") + body.encode("utf-8", "surrogateescape"))
 
 
-def _clean_parquet(f: InputFile, target: Path, plan: _Plan, id_field: str | None) -> None:
+def _holds_text(t: Any) -> bool:
+    """Whether values of the Arrow type ``t`` hold strings or bytes anywhere (a redaction can
+    only change those columns; the others are kept as they are, whatever their type)."""
+    import pyarrow as pa
+
+    if (pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_binary(t)
+            or pa.types.is_large_binary(t) or pa.types.is_string_view(t)
+            or pa.types.is_binary_view(t)):
+        return True
+    if pa.types.is_dictionary(t):
+        return _holds_text(t.value_type)
+    return any(_holds_text(t.field(i).type) for i in range(t.num_fields))
+
+
+def _compression(meta: Any) -> str | dict[str, str]:
+    """The input's codec for the writer: one name, or one per column when they differ."""
+    codecs: dict[str, str] = {}
+    if meta.num_row_groups:
+        group = meta.row_group(0)
+        for i in range(group.num_columns):
+            col = group.column(i)
+            codec = col.compression.lower()
+            codecs[col.path_in_schema] = "none" if codec == "uncompressed" else codec
+    if not codecs:
+        return "snappy"
+    if len(set(codecs.values())) == 1:
+        return next(iter(codecs.values()))
+    return codecs
+
+
+def _clean_parquet(f: InputFile, target: Path, plan: _Plan, id_field: str) -> None:
     import numpy as np
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     source = pq.ParquetFile(f.path)
-    meta = source.metadata
-    compression = "snappy"
-    if meta.num_row_groups and meta.num_columns:
-        compression = meta.row_group(0).column(0).compression.lower()
-        compression = "none" if compression == "uncompressed" else compression
     schema = source.schema_arrow
+    compression = _compression(source.metadata)
+    try:
+        writer = pq.ParquetWriter(str(target), schema, compression=compression)
+    except (pa.ArrowException, ValueError):  # a per-column codec the writer cannot take
+        writer = pq.ParquetWriter(str(target), schema, compression=next(
+            iter(compression.values())) if isinstance(compression, dict) else compression)
+    planned = np.fromiter(sorted({*plan.remove, *plan.redact}), np.int64)
+    removed = np.fromiter(plan.remove, np.int64, len(plan.remove))
     start = 0
-    with pq.ParquetWriter(str(target), schema, compression=compression) as writer:
+    with writer:
         for batch in source.iter_batches(batch_size=8192):
             rows = np.arange(start, start + batch.num_rows)
             start += batch.num_rows
-            drop = np.isin(rows, np.fromiter(plan.remove, np.int64, len(plan.remove)))
             table = pa.Table.from_batches([batch], schema=schema)
-            fix = [i for i, r in enumerate(rows) if int(r) in plan.redact]
+            here = np.flatnonzero(np.isin(rows, planned))
+            if len(here):
+                ids = (table.column(id_field).cast(pa.string()).to_pylist()
+                       if id_field in table.column_names else [None] * table.num_rows)
+                for i in here.tolist():
+                    _check_record(f.path, int(rows[i]), plan, ids[i])
+            fix = [i for i in here.tolist() if int(rows[i]) in plan.redact]
             if fix:
-                records = table.to_pylist()
-                for i in fix:
-                    forms = plan.redact[int(rows[i])][1]
-                    records[i] = redact_value(records[i], forms, id_field or "id")
-                table = pa.Table.from_pylist(records, schema=schema)
+                for c, name in enumerate(table.column_names):
+                    if name == id_field or not _holds_text(schema.field(c).type):
+                        continue
+                    values = table.column(c).to_pylist()
+                    for i in fix:
+                        values[i] = redact_value(values[i], plan.redact[int(rows[i])][1],
+                                                 id_field)
+                    table = table.set_column(c, schema.field(c),
+                                             pa.array(values, type=schema.field(c).type))
+            drop = np.isin(rows, removed)
             if drop.any():
                 table = table.filter(pa.array(~drop))
             writer.write_table(table)
+    _check_all_found(f.path, plan, start)
 
 
 def clean(
@@ -365,74 +565,109 @@ def clean(
     redact: bool = False,
     removal_list: str | Path | None = None,
     hashes: dict[str, str] | None = None,
+    sizes: dict[str, int] | None = None,
     options: ReadOptions | None = None,
 ) -> CleanSummary:
     """Write the cleaned copy of ``inputs`` to ``out`` and the removal list; return a summary.
 
+    All or nothing: the copy is written to a new directory beside ``out`` and renamed to ``out``
+    once every file is complete, so a failure or an interrupt leaves no partial copy behind.
+
     Raises:
         ConfigError: the output directory is unsafe, or no suspect is in any input.
-        InputError: an input changed since the scan (its sha256 differs from the report's).
+        InputError: an input changed since the scan (its sha256 or size differs from the
+            report's, or a suspect row holds another record id or is past the file's end), or a
+            file cannot be read or written.
     """
+    import pyarrow as pa
+
     options = options or ReadOptions()
+    id_field = options.id_field or "id"
+    inputs = local_inputs(inputs)
     out_dir = Path(out)
     layout = plan_layout(inputs)
     check_output(out_dir, inputs, layout)
     default_list = out_dir.parent / f"{out_dir.name}.removed.jsonl"
     removal = Path(removal_list) if removal_list else default_list
-    if out_dir.resolve() in removal.resolve().parents:
-        raise ConfigError(f"--removal-list: {str(removal)!r} must not be inside --out")
+    check_removal_list(removal, removal_list is not None, out_dir, inputs, layout)
 
-    by_real: dict[str, InputFile] = {os.path.realpath(f.path): f for f, _ in layout}
-    per_file: dict[str, list[Suspect]] = defaultdict(list)
+    real = {os.path.realpath(f.path) for f, _ in layout}
+    per_real: dict[str, list[Suspect]] = defaultdict(list)
     summary = CleanSummary(removal_list=str(removal))
     suspect_list = list(suspects)
     for s in suspect_list:
-        f = by_real.get(os.path.realpath(s.doc.path))
-        if f is None:
-            summary.unmatched += 1
+        key = os.path.realpath(local_path(s.doc.path))
+        if key in real:
+            per_real[key].append(s)
         else:
-            per_file[f.path].append(Suspect(
-                DocumentRef(f.path, s.doc.row, s.doc.id, s.doc.field, s.doc.start, s.doc.end),
-                s.finding, s.trigger, s.severity))
-    if suspect_list and not per_file:
+            summary.unmatched += 1
+    if suspect_list and not per_real:
         raise ConfigError(
             "clean: none of the suspect documents is in these inputs; give the same paths the scan "
             "read (paths in the report are relative to the directory the scan ran in)"
         )
-    if hashes:
-        for path in sorted(per_file):
-            real = os.path.realpath(path)
-            recorded = next((h for p, h in hashes.items() if os.path.realpath(p) == real), None)
-            if recorded is not None and sha256_file(path) != recorded:
-                raise InputError(path, "changed since the scan (sha256 differs from the report's); "
-                                 "scan it again before cleaning", reason="changed")
-    surfaces = (
-        _surfaces([s for items in per_file.values() for s in items], options) if redact else {}
-    )
+    name_of = {}  # each file's first name in the layout
+    for f, _ in layout:
+        name_of.setdefault(os.path.realpath(f.path), f.path)
+    for key in sorted(per_real):
+        path = name_of[key]
+        recorded = next((h for p, h in (hashes or {}).items()
+                         if os.path.realpath(local_path(p)) == key), None)
+        size = next((n for p, n in (sizes or {}).items()
+                     if os.path.realpath(local_path(p)) == key), None)
+        # The size first: cheap, and there even when the scan ran with --no-hash.
+        if (size is not None and os.path.getsize(path) != size) or (
+                recorded is not None and sha256_file(path) != recorded):
+            raise InputError(path, "changed since the scan (its size or sha256 differs from the "
+                             "report's); scan it again before cleaning", reason="changed")
+    # Surface forms are read once per file, under its first name, and apply to every name.
+    surfaces = {(os.path.realpath(p), row): forms for (p, row), forms in _surfaces(
+        [_renamed(s, name_of[key]) for key, items in per_real.items() for s in items],
+        options).items()} if redact else {}
 
-    out_dir.mkdir(parents=True, exist_ok=True)
-    removal_rows: list[dict[str, Any]] = []
-    for f, rel in layout:
-        target = out_dir / rel
-        target.parent.mkdir(parents=True, exist_ok=True)
-        summary.files += 1
-        items = per_file.get(f.path)
-        if not items:
-            shutil.copyfile(f.path, target)
-            summary.copied += 1
-            continue
-        plan = _plan_file(items, redact, surfaces)
-        if f.format == "parquet":
-            _clean_parquet(f, target, plan, options.id_field)
-        elif is_json_lines(f.path):
-            _clean_jsonl(f, target, plan, options.id_field)
-        else:
-            _clean_json_array(f, target, plan, options.id_field)
-        summary.rewritten += 1
-        summary.removed += len(plan.remove)
-        summary.redacted += len(plan.redact)
-        removal_rows.extend(_removal_rows(f.path, str(target), plan, {}))
-    with open(removal, "w", encoding="utf-8", newline="\n") as fh:
-        for r in removal_rows:
-            fh.write(json.dumps(r, ensure_ascii=False) + "\n")
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.partial-", dir=out_dir.parent))
+    umask = os.umask(0)
+    os.umask(umask)
+    staging.chmod(0o777 & ~umask)  # as mkdir would make it (mkdtemp makes it private)
+    listing = removal.with_name(f".{removal.name}.partial")
+    try:
+        removal_rows: list[dict[str, Any]] = []
+        for f, rel in layout:
+            target = staging / rel
+            target.parent.mkdir(parents=True, exist_ok=True)
+            summary.files += 1
+            items = per_real.get(os.path.realpath(f.path))
+            if not items:
+                shutil.copyfile(f.path, target)
+                summary.copied += 1
+                continue
+            plan = _plan_file([_renamed(s, f.path) for s in items], redact, surfaces)
+            try:
+                if f.format == "parquet":
+                    _clean_parquet(f, target, plan, id_field)
+                elif is_json_lines(f.path):
+                    _clean_jsonl(f, target, plan, id_field)
+                else:
+                    _clean_json_array(f, target, plan, id_field)
+            except (InputError, ConfigError):
+                raise
+            except (OSError, ValueError, pa.ArrowException) as exc:
+                raise InputError(f.path, f"cannot write its cleaned copy: {exc}",
+                                 reason="unreadable") from None
+            summary.rewritten += 1
+            summary.removed += len(plan.remove)
+            summary.redacted += len(plan.redact)
+            removal_rows.extend(_removal_rows(f.path, str(out_dir / rel), plan, {}))
+        with open(listing, "w", encoding="utf-8", newline="\n") as fh:
+            for r in removal_rows:
+                fh.write(json.dumps(r, ensure_ascii=False) + "\n")
+        if out_dir.exists():
+            out_dir.rmdir()  # empty (check_output): the complete copy takes its place
+        os.replace(staging, out_dir)
+        os.replace(listing, removal)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        listing.unlink(missing_ok=True)
+        raise
     return summary

@@ -593,10 +593,11 @@ def clean_command(inputs: tuple[str, ...], **params: Any) -> int:
     minimum = Severity(params["min_severity"])
     only = set(params["finding_ids"]) or None
     hashes: dict[str, str] = {}
+    sizes: dict[str, int] = {}
     scan_config: dict[str, Any] = {}
     if params["report"] is not None:
-        suspects, hashes, scan_config = clean_mod.suspects_from_report(params["report"], minimum,
-                                                                       only)
+        suspects, hashes, sizes, scan_config = clean_mod.suspects_from_report(
+            params["report"], minimum, only)
     else:
         suspects = clean_mod.suspects_from_export(params["suspects"], minimum, only)
     shape = params["shape"] or scan_config.get("shape")
@@ -607,7 +608,8 @@ def clean_command(inputs: tuple[str, ...], **params: Any) -> int:
         skip_bad_records=bool(scan_config.get("skip_bad_records", False)),
     )
     summary = clean_mod.clean(inputs, suspects, params["out"], redact=params["redact"],
-                              removal_list=params["removal_list"], hashes=hashes, options=options)
+                              removal_list=params["removal_list"], hashes=hashes, sizes=sizes,
+                              options=options)
     if not params["quiet"]:
         click.echo(f"poisonscan: {summary.line()}", err=True)
         if summary.unmatched:

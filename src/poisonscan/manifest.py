@@ -70,7 +70,7 @@ class InputHasher:
 
 def count_records(f: InputFile) -> int:
     """Records in a file, counted the way the readers count rows (without parsing JSON Lines)."""
-    from poisonscan.rawlines import is_json_lines, iter_lines, open_input
+    from poisonscan.rawlines import is_json_lines, iter_lines, read_all
 
     if f.format == "parquet":
         import pyarrow.parquet as pq
@@ -78,8 +78,7 @@ def count_records(f: InputFile) -> int:
         return int(pq.ParquetFile(f.path).metadata.num_rows)
     if is_json_lines(f.path):
         return sum(1 for row, _, _ in iter_lines(f.path) if row is not None)
-    with open_input(f.path) as stream:
-        data = json.loads(stream.read().decode("utf-8-sig"))
+    data = json.loads(read_all(f.path).decode("utf-8-sig"))
     return len(data) if isinstance(data, list) else 1
 
 

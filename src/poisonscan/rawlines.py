@@ -12,7 +12,8 @@ from collections.abc import Iterator
 
 import pyarrow as pa
 
-from poisonscan.io.discover import classify
+from poisonscan.io.discover import InputFile, classify
+from poisonscan.io.streams import ByteStream, first_char
 
 BOM = b"\xef\xbb\xbf"
 CHUNK_BYTES = 4 * 2**20
@@ -25,10 +26,18 @@ def compression_of(path: str) -> str | None:
     return kind[1] if kind else None
 
 
-def open_input(path: str) -> pa.NativeFile:
-    """The decompressed bytes of ``path`` (by its extension)."""
-    codec = CODECS.get(compression_of(path) or "")
-    return pa.input_stream(path, compression=codec)
+def open_input(path: str) -> ByteStream:
+    """The decompressed bytes of ``path`` (by its extension), read the way the scan's readers
+    read them (:class:`~poisonscan.io.streams.ByteStream`): the same ``.gz`` members and padding
+    accepted, and a truncated or corrupt file raised as a one-line :class:`InputError`."""
+    kind = classify(path)
+    return ByteStream(InputFile(path, kind[0] if kind else "jsonl", compression_of(path), 0))
+
+
+def read_all(path: str) -> bytes:
+    """The whole decompressed content of ``path`` (see open_input)."""
+    with open_input(path) as stream:
+        return b"".join(iter(lambda: stream.read(CHUNK_BYTES), b""))
 
 
 def open_output(path: str, like: str) -> pa.NativeFile:
@@ -90,8 +99,6 @@ def is_json_lines(path: str) -> bool:
         return False
     if kind[0] == "jsonl":
         return True
-    with open_input(path) as stream:
-        head = stream.read(4096)
-    if head.startswith(BOM):
-        head = head[len(BOM):]
-    return not head.lstrip().startswith(b"[")
+    # As the reader decides (io.streams.first_char): by the first character other than
+    # whitespace, however far into the file it is.
+    return first_char(InputFile(path, kind[0], compression_of(path), 0)) != "["

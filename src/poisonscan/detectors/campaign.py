@@ -855,7 +855,7 @@ def _global_order(spill: _Spill, part_pidx: np.ndarray, part_end: np.ndarray) ->
     """
     n = int(part_end[-1]) if part_end.shape[0] else 0
     dtype = index_dtype(n)
-    starts = np.concatenate([[0], part_end[:-1]]).astype(np.int64)
+    starts = np.concatenate([[0], part_end[:-1]]).astype(np.int64)[: part_end.shape[0]]
     spans = []  # (first key, last key, start, end) of each non-empty part
     in_order = True
     for p, a, b in zip(part_pidx.tolist(), starts.tolist(), part_end.tolist(), strict=True):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import fnmatch
 import glob
+import json
 import os
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -58,19 +59,39 @@ def classify(path: str) -> tuple[str, str | None] | None:
 _OUTPUT_MARKS = (b'"poisonscan_version": ', b'"poisonscan_manifest": ',
                  b'"$schema": "https://json.schemastore.org/sarif-2.1.0')
 _SNIFF_BYTES = 512
+_ROW_SNIFF_BYTES = 2**16  # a row of a removal list names its triggers and their surface forms
+
+
+# The fields of a row of the two JSON Lines files poisonscan writes: a suspects export
+# (``scan --suspects``) and the removal list of ``clean``.
+_ROW_FIELDS = (frozenset({"path", "row", "finding", "detector", "severity"}),
+               frozenset({"path", "output", "row", "action", "findings"}))
 
 
 def poisonscan_output(path: str) -> bool:
-    """Whether the local uncompressed ``.json`` file ``path`` is one of poisonscan's outputs."""
-    if classify(path) != ("json", None):
+    """Whether the local uncompressed ``.json`` or ``.jsonl`` file ``path`` is one of poisonscan's
+    outputs: a report, baseline or manifest, or a suspects export or removal list (by the fields
+    of its first row), which a later scan of the directory they were written to must not read as
+    data."""
+    kind = classify(path)
+    if kind not in (("json", None), ("jsonl", None)):
         return False
     try:
         with open(path, "rb") as fh:
-            head = fh.read(_SNIFF_BYTES)
+            head = fh.read(_SNIFF_BYTES if kind[0] == "json" else _ROW_SNIFF_BYTES)
     except OSError:
         return False  # reading it will report the error
     start = head.removeprefix(b"\xef\xbb\xbf")
-    return start.startswith((b"{\n", b"{\r\n")) and any(mark in start for mark in _OUTPUT_MARKS)
+    if start.startswith((b"{\n", b"{\r\n")) and any(mark in start for mark in _OUTPUT_MARKS):
+        return True
+    first, newline, _ = start.partition(b"\n")
+    if not newline:
+        return False
+    try:
+        row = json.loads(first)
+    except ValueError:
+        return False
+    return isinstance(row, dict) and any(fields <= row.keys() for fields in _ROW_FIELDS)
 
 
 def discover_inputs(paths: Sequence[str], skipped: list[str] | None = None) -> list[InputFile]:
@@ -99,6 +120,13 @@ def discover_inputs(paths: Sequence[str], skipped: list[str] | None = None) -> l
             if key not in found:
                 found[key] = _input_file(path)
     return sorted(found.values(), key=lambda f: f.path)
+
+
+def every_name(path: str) -> list[InputFile]:
+    """The local input files of one path as :func:`discover_inputs` finds them, but every name
+    of a file reached by several (a symlink beside its target) listed on its own: a cleaned copy
+    of a directory holds every name the directory has."""
+    return [_input_file(p) for p in dict.fromkeys(_expand(filesystems.local_path(path)))]
 
 
 def _leave_out_outputs(files: Iterable[str], skipped: list[str] | None) -> list[str]:

@@ -20,6 +20,7 @@ import os
 from typing import TYPE_CHECKING, Any, TextIO
 from urllib.parse import quote
 
+from poisonscan.errors import InputError
 from poisonscan.findings import DocumentRef, Finding, Severity, rank_findings
 from poisonscan.rawlines import is_json_lines, line_numbers
 from poisonscan.report.json import plain
@@ -85,7 +86,7 @@ def _lines_of(findings: list[Finding]) -> dict[tuple[str, int], int]:
                 continue
             for row, line in line_numbers(path, rows).items():
                 lines[(path, row)] = line
-        except (OSError, ValueError):
+        except (OSError, ValueError, InputError):
             continue  # the file changed or vanished after the scan: locations without a line
     return lines
 
