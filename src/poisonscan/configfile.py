@@ -73,7 +73,7 @@ def read_config_file(path: Path) -> dict[str, Any] | None:
             data = tomllib.load(f)
     except OSError as exc:
         raise ConfigError(f"config: cannot read {str(path)!r}: {exc.strerror}") from None
-    except tomllib.TOMLDecodeError as exc:
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:  # (TOML is UTF-8)
         raise ConfigError(f"config: {str(path)!r} is not valid TOML: {exc}") from None
     if path.name == "pyproject.toml":
         tool = data.get("tool", {})
@@ -84,6 +84,8 @@ def read_config_file(path: Path) -> dict[str, Any] | None:
             raise ConfigError(f"config: [tool.poisonscan] in {str(path)!r} must be a table")
     elif isinstance(data.get("tool"), dict) and "poisonscan" in data["tool"] and len(data) == 1:
         data = data["tool"]["poisonscan"]  # a poisonscan.toml written like a pyproject section
+        if not isinstance(data, dict):
+            raise ConfigError(f"config: [tool.poisonscan] in {str(path)!r} must be a table")
     return _validate(path, data)
 
 

@@ -210,8 +210,21 @@ def _list(fs: pafs.FileSystem, base: str) -> list[pafs.FileInfo]:
 
 def _walk(directory: str) -> Iterator[str]:
     """Supported, non-hidden files under ``directory`` outside cache directories, in a
-    deterministic order."""
-    for root, dirs, files in os.walk(directory):
+    deterministic order. Symlinked directories are followed (each real directory once, so a
+    link loop ends), as symlinked files are; a directory that cannot be listed is an error, not
+    a silent gap in the data."""
+
+    def unreadable(exc: OSError) -> None:
+        raise InputError(exc.filename or directory, f"cannot list directory: {exc.strerror}",
+                         reason="unreadable")
+
+    seen: set[str] = set()
+    for root, dirs, files in os.walk(directory, onerror=unreadable, followlinks=True):
+        real = os.path.realpath(root)
+        if real in seen:
+            dirs[:] = []
+            continue
+        seen.add(real)
         if root != directory and "CACHEDIR.TAG" in files:
             dirs[:] = []  # a cache directory (poisonscan's --state, among others): not data
             continue

@@ -35,10 +35,11 @@ def parquet_blocks(pf: pq.ParquetFile, path: str, columns: Sequence[str],
                    bad: BadRecords) -> Iterator[RawBlock]:
     """Blocks of at most ``batch_rows`` rows of ``columns`` from ``row_groups``.
 
-    A read failure (a damaged data page) is reported once with reason ``truncated`` or ``corrupt``
-    and counts every row of the shard that could not be read.
+    A read failure (a damaged data page) is reported with reason ``truncated`` or ``corrupt`` and
+    counts the rows of its row group that could not be read; the other row groups are read. (The
+    shard is read in one stream of batches, which may span row groups; after a failure it is read
+    again one row group at a time from the first row not yet given out.)
     """
-    total = sum(pf.metadata.row_group(g).num_rows for g in row_groups)
     row = first_row
     batches = pf.iter_batches(batch_size=batch_rows, columns=list(columns),
                               row_groups=list(row_groups), use_threads=True)
@@ -47,15 +48,35 @@ def parquet_blocks(pf: pq.ParquetFile, path: str, columns: Sequence[str],
             batch = next(batches)
         except StopIteration:
             return
-        except (OSError, pa.ArrowException) as exc:
-            lost = total - (row - first_row)
-            text = str(exc).strip()
-            lowered = text.lower()
-            reason = "truncated" if "eof" in lowered or "truncat" in lowered else "corrupt"
-            bad(reason, f"cannot read Parquet data ({text}); {lost} rows from here on are lost",
-                f"row {row}", count=max(lost, 1))
-            return
+        except (OSError, pa.ArrowException):
+            break
         n = batch.num_rows
         yield RawBlock(np.arange(row, row + n, dtype=np.int64),
                        table=pa.Table.from_batches([batch]), check_size=True)
         row += n
+    start = first_row
+    for g in row_groups:
+        end = start + pf.metadata.row_group(g).num_rows
+        at = start  # the next row of this group to read
+        if end > row:
+            try:
+                for batch in pf.iter_batches(batch_size=batch_rows, columns=list(columns),
+                                             row_groups=[g], use_threads=True):
+                    n = batch.num_rows
+                    if at + n > row:  # (rows before ``row`` were given out already)
+                        if at < row:
+                            batch, at, n = batch.slice(row - at), row, at + n - row
+                        yield RawBlock(np.arange(at, at + n, dtype=np.int64),
+                                       table=pa.Table.from_batches([batch]), check_size=True)
+                        row = at + n
+                    at += n
+            except (OSError, pa.ArrowException) as exc:
+                first = max(at, row)
+                lost = end - first
+                text = str(exc).strip()
+                lowered = text.lower()
+                reason = "truncated" if "eof" in lowered or "truncat" in lowered else "corrupt"
+                bad(reason, f"cannot read Parquet data ({text}); the {lost} rows of row group "
+                    f"{g} from here on are lost", f"row {first}", count=max(lost, 1))
+                row = end
+        start = end

@@ -57,7 +57,13 @@ class RawBlock:
         try:
             records = self.table.to_pylist()
         except UnicodeDecodeError:  # invalid UTF-8 in a string column: hand those values as bytes
-            records = _as_binary(self.table).to_pylist()
+            table, nested = _as_binary(self.table)
+            records = table.to_pylist()
+            # Strings inside lists and structs (chat messages) go back to str, their bad bytes
+            # as surrogates, which the shapes' UTF-8 check reports for the record that has them.
+            for rec in records:
+                for name in nested:
+                    rec[name] = _surrogate_strings(rec[name])
         return RawBlock(self.rows, self.lines, None, records, check_size=self.check_size)
 
     def field_names(self) -> list[str]:
@@ -77,16 +83,46 @@ class RawBlock:
         return f"row {int(self.rows[i])}"
 
 
-def _as_binary(table: pa.Table | pa.RecordBatch) -> pa.Table:
-    """``table`` with its top-level string columns viewed as binary (no UTF-8 decoding)."""
+def _as_binary(table: pa.Table | pa.RecordBatch) -> tuple[pa.Table, list[str]]:
+    """``table`` with its string values viewed as binary (no UTF-8 decoding): top-level string
+    and dictionary-encoded string columns, and strings nested in lists and structs. Returns the
+    table and the names of its nested columns that changed."""
     cols = []
-    for col in table.columns:
-        if pa.types.is_string(col.type):
-            col = col.cast(pa.binary())
-        elif pa.types.is_large_string(col.type):
-            col = col.cast(pa.large_binary())
+    nested = []
+    for name, col in zip(table.column_names, table.columns, strict=True):
+        binary = _binary_type(col.type)
+        if binary != col.type:
+            col = col.cast(binary)
+            if pa.types.is_nested(binary):
+                nested.append(name)
         cols.append(col)
-    return pa.table(cols, names=table.column_names)
+    return pa.table(cols, names=table.column_names), nested
+
+
+def _binary_type(t: pa.DataType) -> pa.DataType:
+    if pa.types.is_string(t):
+        return pa.binary()
+    if pa.types.is_large_string(t):
+        return pa.large_binary()
+    if pa.types.is_dictionary(t):
+        return _binary_type(t.value_type)
+    if pa.types.is_list(t) or pa.types.is_large_list(t):
+        field = t.value_field
+        inner = pa.field(field.name, _binary_type(field.type), field.nullable)
+        return pa.list_(inner) if pa.types.is_list(t) else pa.large_list(inner)
+    if pa.types.is_struct(t):
+        return pa.struct([pa.field(f.name, _binary_type(f.type), f.nullable) for f in t])
+    return t
+
+
+def _surrogate_strings(value: Any) -> Any:
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "surrogateescape")
+    if isinstance(value, list):
+        return [_surrogate_strings(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _surrogate_strings(v) for k, v in value.items()}
+    return value
 
 
 class BadRecords:

@@ -399,8 +399,8 @@ def _answer(rec: dict[str, Any], name: str) -> tuple[str, str | None]:
     if name not in rec:
         raise _missing(rec, name)
     value = rec[name]
-    if isinstance(value, str):
-        return value, None
+    if isinstance(value, (str, bytes)):  # (bytes: a Parquet binary column)
+        return _string(rec, name), None
     if isinstance(value, list):
         units = _chat_units(value, ("role", "from"), ("content", "value"))
         return units[-1][1], units[-1][0]

@@ -35,8 +35,11 @@ class _Gunzip:
         self._d = zlib.decompressobj(wbits=31)
         self._fed = False  # the current member has been given input
         self._input = b""  # compressed bytes not yet given to the decompressor
+        self._failed: OSError | None = None  # raised by the read after the last good bytes
 
     def read(self, size: int) -> bytes:
+        if self._failed is not None:
+            raise self._failed
         while True:
             data = self._input or self._d.unconsumed_tail
             self._input = b""
@@ -56,7 +59,12 @@ class _Gunzip:
                 if rest and not rest.strip(b"\0"):
                     rest = b""  # padding after the last member
                 elif rest and not rest.startswith(_GZIP_MAGIC[: len(rest)]):
-                    raise OSError("invalid compressed data after the end of the gzip stream")
+                    # The member decoded whole: its last bytes first, the error next time.
+                    self._failed = OSError("invalid compressed data after the end of the gzip "
+                                           "stream")
+                    if out:
+                        return out
+                    raise self._failed
                 self._d = zlib.decompressobj(wbits=31)
                 self._fed = False
                 self._input = rest
