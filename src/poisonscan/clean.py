@@ -7,15 +7,18 @@ in the others the suspect records are dropped (default) or, with ``--redact``, e
 their trigger's surface forms is cut out of the record's string values (the id excepted). A
 document whose finding has no trigger span (a near-duplicate campaign) cannot be redacted and is
 dropped. Inputs are never modified: ``DIR`` must not exist or be empty, and must lie outside every
-input directory.
+input directory (of directory and glob inputs). The copy is written to a new directory beside
+``DIR`` and renamed to ``DIR`` once complete, so a failure leaves nothing behind.
 
 The suspects come from the JSON report of ``scan --format json --include-documents`` (its
-findings' ``locations``) or from a suspects export (``scan --suspects FILE``). When the report
-carries the inputs' sha256 (schema 1.1), a file that changed since the scan is refused, because
-its rows would no longer point at the same records.
+findings' ``locations``) or from a suspects export (``scan --suspects FILE``). A file that changed
+since the scan is refused, because its rows would no longer point at the same records: by the
+size and sha256 the report recorded, and, for either source, by the id of the record at each
+suspect row (when the scan reported one) and by rows past the file's end.
 
 Every dropped or redacted record is listed in the removal list (JSON Lines): input path, output
-path, row, record id, action, finding ids and triggers.
+path, row, record id, action, finding ids and triggers. It must not overwrite an input or lie in
+an input directory.
 """
 
 from __future__ import annotations
