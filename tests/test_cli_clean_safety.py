@@ -230,3 +230,18 @@ def test_a_removal_list_beside_the_data_is_not_read_by_the_next_scan(tmp_path: P
     assert code == 0, err
     assert sorted(os.path.relpath(i["path"], data) for i in json.loads(out)["inputs"]) == [
         "a.jsonl", os.path.join("clean", "a.jsonl")]
+
+
+def test_files_that_are_not_data_are_named_not_copied(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    _jsonl(data / "a.jsonl", _texts())
+    (data / "README.md").write_text("about this data\n")
+    (data / "_SUCCESS").write_text("")
+    suspects = _suspects(tmp_path, data / "a.jsonl", {1: "r1"})
+    code, _, err = run("clean", str(data), "--suspects", str(suspects), "--out",
+                       str(tmp_path / "out"))
+    assert code == 0, err
+    assert (f"2 files under the input directories are not data poisonscan reads and are not in "
+            f"the copy: {data / 'README.md'}, {data / '_SUCCESS'}") in err
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.jsonl"]

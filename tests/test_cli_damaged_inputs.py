@@ -129,3 +129,15 @@ def test_a_binary_preference_answer_is_read_and_its_bad_row_named(tmp_path: Path
     assert code == 2 and "row 4: field 'chosen' is not valid UTF-8" in err, err
     code, out, _ = _scan(str(path), "--skip-bad-records")
     assert code == 0 and _inputs(out) == [("pref.parquet", 9, {"invalid_utf8": 1})]
+
+
+def test_a_data_file_in_an_unread_compression_gets_a_note(tmp_path: Path) -> None:
+    (tmp_path / "a.jsonl").write_text(json.dumps({"id": 1, "text": "doc"}) + "\n")
+    (tmp_path / "b.jsonl.bz2").write_bytes(b"BZh9")
+    (tmp_path / "notes.txt.bz2").write_bytes(b"BZh9")  # not data: no note
+    code, out, err = run("scan", str(tmp_path), "--no-hash", "-f", "json", "--fail-on", "never",
+                         "--detectors", "trigger")
+    assert code == 0
+    assert f"note: not reading {tmp_path / 'b.jsonl.bz2'}: poisonscan does not read .bz2" in err
+    assert "notes.txt" not in err
+    assert _inputs(out) == [("a.jsonl", 1, {})]

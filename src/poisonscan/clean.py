@@ -35,7 +35,7 @@ from typing import Any
 
 from poisonscan.errors import ConfigError, InputError
 from poisonscan.findings import DocumentRef, Severity, normalise_trigger
-from poisonscan.io.discover import InputFile, every_name
+from poisonscan.io.discover import InputFile, every_name, poisonscan_output
 from poisonscan.io.filesystems import is_remote, local_path
 from poisonscan.io.options import ReadOptions
 from poisonscan.io.shapes import id_string
@@ -66,6 +66,9 @@ class CleanSummary:
     redacted: int = 0
     unmatched: int = 0  # suspect documents in files that are not among the inputs
     removal_list: str = ""
+    # Files under the input directories that are not data poisonscan reads (a README, a
+    # _SUCCESS marker, a .csv): not in the copy, and named in a note.
+    not_copied: list[str] = field(default_factory=list)
 
     def line(self) -> str:
         return (
@@ -205,6 +208,27 @@ def plan_layout(inputs: Sequence[str]) -> list[tuple[InputFile, str]]:
 def _directory_inputs(inputs: Sequence[str]) -> list[Path]:
     return [Path(_base_of(raw)).resolve() for raw in inputs
             if os.path.isdir(raw) or any(c in raw for c in _GLOB_CHARS)]
+
+
+def other_files(inputs: Sequence[str], layout: Sequence[tuple[InputFile, str]]) -> list[str]:
+    """Files under the directory inputs that the copy leaves out: not data poisonscan reads, and
+    not hidden (the walk's own rules; poisonscan's outputs are left out silently)."""
+    copied = {os.path.realpath(f.path) for f, _ in layout}
+    out: list[str] = []
+    for raw in inputs:
+        if not os.path.isdir(raw):
+            continue
+        for root, dirs, files in os.walk(raw):
+            dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+            if root != raw and "CACHEDIR.TAG" in files:
+                dirs[:] = []
+                continue
+            for name in sorted(files):
+                path = os.path.join(root, name)
+                if (not name.startswith(".") and os.path.realpath(path) not in copied
+                        and not poisonscan_output(path)):
+                    out.append(path)
+    return out
 
 
 def check_output(out: Path, inputs: Sequence[str], layout: Sequence[tuple[InputFile, str]]) -> None:
@@ -596,7 +620,7 @@ def clean(
 
     real = {os.path.realpath(f.path) for f, _ in layout}
     per_real: dict[str, list[Suspect]] = defaultdict(list)
-    summary = CleanSummary(removal_list=str(removal))
+    summary = CleanSummary(removal_list=str(removal), not_copied=other_files(inputs, layout))
     suspect_list = list(suspects)
     for s in suspect_list:
         key = os.path.realpath(local_path(s.doc.path))

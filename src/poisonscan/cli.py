@@ -27,7 +27,7 @@ from poisonscan import manifest as manifest_mod
 from poisonscan.config import DETECTOR_IDS, EXECUTOR_CHOICES, FAIL_ON_CHOICES, ScanConfig
 from poisonscan.configfile import Effective
 from poisonscan.errors import ConfigError, PoisonscanError
-from poisonscan.io.discover import discover_inputs
+from poisonscan.io.discover import discover_inputs, unsupported_compression
 from poisonscan.io.filesystems import is_remote
 from poisonscan.io.records import Shape
 from poisonscan.manifest import InputHasher
@@ -400,8 +400,15 @@ def scan(paths: tuple[str, ...], **params: Any) -> int:
     _check_outputs(outputs, paths, skipped)
     if not quiet:
         for path in sorted(set(skipped)):
-            click.echo(f"poisonscan: note: leaving out {path}: it is a poisonscan output (report, "
-                       "manifest, triggers or SARIF), not data", err=True)
+            ext = unsupported_compression(path)
+            if ext:
+                click.echo(f"poisonscan: note: not reading {path}: poisonscan does not read "
+                           f"{ext} files (decompress it, or recompress it as .gz or .zst)",
+                           err=True)
+            else:
+                click.echo(f"poisonscan: note: leaving out {path}: it is a poisonscan output "
+                           "(report, manifest, triggers, SARIF, suspects or removal list), not "
+                           "data", err=True)
     accepted = baseline_mod.load(effective.baseline) if effective.baseline else None
 
     result = _run(config, quiet, hash_inputs=not params["no_hash"])
@@ -612,6 +619,12 @@ def clean_command(inputs: tuple[str, ...], **params: Any) -> int:
                               options=options)
     if not params["quiet"]:
         click.echo(f"poisonscan: {summary.line()}", err=True)
+        if summary.not_copied:
+            shown = ", ".join(summary.not_copied[:3])
+            more = f" and {len(summary.not_copied) - 3} more" if len(summary.not_copied) > 3 else ""
+            click.echo(f"poisonscan: note: {len(summary.not_copied)} files under the input "
+                       f"directories are not data poisonscan reads and are not in the copy: "
+                       f"{shown}{more}", err=True)
         if summary.unmatched:
             click.echo(f"poisonscan: note: {summary.unmatched} suspect documents are in files "
                        "that are not among the inputs", err=True)

@@ -52,6 +52,16 @@ def classify(path: str) -> tuple[str, str | None] | None:
     return fmt, compression
 
 
+def unsupported_compression(path: str) -> str | None:
+    """The extension of a compression poisonscan does not read on a data file name
+    (``x.jsonl.bz2``: ``.bz2``), else None."""
+    stem, ext = os.path.splitext(path.lower())
+    if ext and ext not in COMPRESSIONS and ext not in FORMATS and (
+            os.path.splitext(stem)[1] in FORMATS):
+        return ext
+    return None
+
+
 # poisonscan's own JSON outputs (report, manifest, triggers, SARIF) are pretty-printed objects
 # that name themselves in their first keys; a directory walk leaves them out, so that writing a
 # report next to the data does not make the next scan of the directory read it as (malformed)
@@ -97,9 +107,10 @@ def poisonscan_output(path: str) -> bool:
 def discover_inputs(paths: Sequence[str], skipped: list[str] | None = None) -> list[InputFile]:
     """Expand files, directories (recursive, hidden entries skipped) and globs into input files.
 
-    Directory walks and globs leave out poisonscan's own JSON outputs (see
-    :func:`poisonscan_output`), appending them to ``skipped`` when given; a file named on its own
-    is always read.
+    Directory walks and globs leave out poisonscan's own outputs (see
+    :func:`poisonscan_output`), appending them to ``skipped`` when given, with the data files
+    of directories in a compression poisonscan does not read; a file named on its own is always
+    read.
 
     The result is sorted by path and holds each file once, however often it was named. A path may
     be a URI (``s3://bucket/prefix/``, ``gs://...``, ``file://...``; see :mod:`.filesystems`); a
@@ -145,14 +156,15 @@ def _expand(path: str, skipped: list[str] | None = None) -> Iterator[str]:
         if not matches:
             raise InputError(path, "no files match this pattern", reason="missing")
         files = _leave_out_outputs(
-            (p for m in matches for p in (_walk(m) if os.path.isdir(m) else [m])), skipped)
+            (p for m in matches for p in (_walk(m, skipped) if os.path.isdir(m) else [m])),
+            skipped)
         supported = [p for p in files if classify(p) is not None]
         if not supported:
             raise InputError(path, f"the pattern matches no supported input file ({SUPPORTED})",
                              reason="no_inputs")
         yield from supported
     elif os.path.isdir(path):
-        files = _leave_out_outputs(_walk(path), skipped)
+        files = _leave_out_outputs(_walk(path, skipped), skipped)
         if not files:
             raise InputError(path, f"directory holds no supported input file ({SUPPORTED})",
                              reason="no_inputs")
@@ -208,11 +220,12 @@ def _list(fs: pafs.FileSystem, base: str) -> list[pafs.FileInfo]:
             and not any(part.startswith(".") for part in i.path[root:].split("/"))]
 
 
-def _walk(directory: str) -> Iterator[str]:
+def _walk(directory: str, skipped: list[str] | None = None) -> Iterator[str]:
     """Supported, non-hidden files under ``directory`` outside cache directories, in a
     deterministic order. Symlinked directories are followed (each real directory once, so a
     link loop ends), as symlinked files are; a directory that cannot be listed is an error, not
-    a silent gap in the data."""
+    a silent gap in the data. Data files in a compression poisonscan does not read
+    (``.jsonl.bz2``) are appended to ``skipped``, for a note."""
 
     def unreadable(exc: OSError) -> None:
         raise InputError(exc.filename or directory, f"cannot list directory: {exc.strerror}",
@@ -230,8 +243,12 @@ def _walk(directory: str) -> Iterator[str]:
             continue
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
         for name in sorted(files):
-            if not name.startswith(".") and classify(name) is not None:
+            if name.startswith("."):
+                continue
+            if classify(name) is not None:
                 yield os.path.normpath(os.path.join(root, name))
+            elif skipped is not None and unsupported_compression(name):
+                skipped.append(os.path.normpath(os.path.join(root, name)))
 
 
 def _input_file(path: str) -> InputFile:
