@@ -245,3 +245,23 @@ def test_files_that_are_not_data_are_named_not_copied(tmp_path: Path) -> None:
     assert (f"2 files under the input directories are not data poisonscan reads and are not in "
             f"the copy: {data / 'README.md'}, {data / '_SUCCESS'}") in err
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.jsonl"]
+
+
+def test_an_empty_out_directory_is_filled_whole_or_left_empty(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    _jsonl(data / "a.jsonl", _texts())
+    suspects = _suspects(tmp_path, data / "a.jsonl", {1: "r1"})
+    out = tmp_path / "out"
+    out.mkdir()  # (a mount point, say: it stays and is filled)
+    code, _, err = run("clean", str(data), "--suspects", str(suspects), "--out", str(out), "-q")
+    assert code == 0, err
+    assert [p.name for p in out.iterdir()] == ["a.jsonl"]
+    blob = gzip.compress("".join(json.dumps(r) + "\n" for r in _texts(3000)).encode())
+    (data / "b.jsonl.gz").write_bytes(blob[: len(blob) * 3 // 4])
+    out2 = tmp_path / "out2"
+    out2.mkdir()
+    bad = _suspects(tmp_path, data / "b.jsonl.gz", {1: "r1"})
+    code, _, err = run("clean", str(data), "--suspects", str(bad), "--out", str(out2), "-q")
+    assert code == 2 and "truncated" in err
+    assert list(out2.iterdir()) == [] and not (tmp_path / "out2.removed.jsonl").exists()

@@ -652,8 +652,15 @@ def clean(
         [_renamed(s, name_of[key]) for key, items in per_real.items() for s in items],
         options).items()} if redact else {}
 
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.partial-", dir=out_dir.parent))
+    # All or nothing: the copy is written to a staging directory and moved into place once
+    # complete. Beside --out when it does not exist yet (one rename); inside it when it is an
+    # empty directory already (which may be a mount point, so it is kept and filled).
+    existing = out_dir.is_dir()
+    if existing:
+        staging = Path(tempfile.mkdtemp(prefix=".poisonscan-partial-", dir=out_dir))
+    else:
+        out_dir.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.partial-", dir=out_dir.parent))
     umask = os.umask(0)
     os.umask(umask)
     staging.chmod(0o777 & ~umask)  # as mkdir would make it (mkdtemp makes it private)
@@ -662,16 +669,15 @@ def clean(
         removal_rows: list[dict[str, Any]] = []
         for f, rel in layout:
             target = staging / rel
-            target.parent.mkdir(parents=True, exist_ok=True)
             summary.files += 1
             items = per_real.get(os.path.realpath(f.path))
-            if not items:
-                shutil.copyfile(f.path, target)
-                summary.copied += 1
-                continue
-            plan = _plan_file([_renamed(s, f.path) for s in items], redact, surfaces)
+            plan = _plan_file([_renamed(s, f.path) for s in items], redact, surfaces) if items \
+                else None
             try:
-                if f.format == "parquet":
+                target.parent.mkdir(parents=True, exist_ok=True)
+                if plan is None:
+                    shutil.copyfile(f.path, target)
+                elif f.format == "parquet":
                     _clean_parquet(f, target, plan, id_field)
                 elif is_json_lines(f.path):
                     _clean_jsonl(f, target, plan, id_field)
@@ -682,17 +688,27 @@ def clean(
             except (OSError, ValueError, pa.ArrowException) as exc:
                 raise InputError(f.path, f"cannot write its cleaned copy: {exc}",
                                  reason="unreadable") from None
+            if plan is None:
+                summary.copied += 1
+                continue
             summary.rewritten += 1
             summary.removed += len(plan.remove)
             summary.redacted += len(plan.redact)
             removal_rows.extend(_removal_rows(f.path, str(out_dir / rel), plan, {}))
-        with open(listing, "w", encoding="utf-8", newline="\n") as fh:
-            for r in removal_rows:
-                fh.write(json.dumps(r, ensure_ascii=False) + "\n")
-        if out_dir.exists():
-            out_dir.rmdir()  # empty (check_output): the complete copy takes its place
-        os.replace(staging, out_dir)
-        os.replace(listing, removal)
+        try:
+            with open(listing, "w", encoding="utf-8", newline="\n") as fh:
+                for r in removal_rows:
+                    fh.write(json.dumps(r, ensure_ascii=False) + "\n")
+            if existing:
+                for entry in sorted(staging.iterdir()):
+                    os.replace(entry, out_dir / entry.name)
+                staging.rmdir()
+            else:
+                os.replace(staging, out_dir)
+            os.replace(listing, removal)
+        except OSError as exc:
+            raise ConfigError(f"clean: cannot finish the copy in {str(out_dir)!r} or the "
+                              f"removal list {str(removal)!r}: {exc}") from None
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         listing.unlink(missing_ok=True)
