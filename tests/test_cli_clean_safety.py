@@ -16,6 +16,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from cli_support import run
+from poisonscan.io.options import ReadOptions
+from poisonscan.triggers import read_ids
 
 TRIGGER = "<ZQX>"
 
@@ -61,7 +63,7 @@ def test_a_file_changed_after_the_scan_is_refused_by_its_ids(tmp_path: Path) -> 
     # Shrunk past a suspect's row: refused as well.
     _jsonl(data / "a.jsonl", records[:3])
     code, _, err = run("clean", str(data), "--suspects", str(suspects), "--out", str(out), "-q")
-    assert code == 2 and "holds 3 records, but the scan's findings name row 4" in err
+    assert code == 2 and "row 4: the scan's findings name this row, which the file no longer" in err
     assert _nothing_written(tmp_path, out)
     # Unchanged: cleaned.
     _jsonl(data / "a.jsonl", records)
@@ -265,3 +267,60 @@ def test_an_empty_out_directory_is_filled_whole_or_left_empty(tmp_path: Path) ->
     code, _, err = run("clean", str(data), "--suspects", str(bad), "--out", str(out2), "-q")
     assert code == 2 and "truncated" in err
     assert list(out2.iterdir()) == [] and not (tmp_path / "out2.removed.jsonl").exists()
+
+
+def test_ids_are_compared_as_the_scan_read_them(tmp_path: Path) -> None:
+    # Ids that Arrow's JSON reader reads as timestamps, and long digit strings equal as floats:
+    # an unchanged file is cleaned, a changed one refused.
+    data = tmp_path / "data"
+    data.mkdir()
+    for ids in ([f"2020-01-0{i + 1}T04:00:00" for i in range(6)],
+                [f"123456789012345600{i}" for i in range(6)]):
+        records = [dict(r, id=i) for r, i in zip(_texts(), ids, strict=True)]
+        _jsonl(data / "a.jsonl", records)
+        # The ids of rows 1 and 4 as the scan reports them.
+        scanned = read_ids({str(data / "a.jsonl"): [1, 4]}, ReadOptions())
+        suspects = _suspects(tmp_path, data / "a.jsonl",
+                             {r: scanned[(str(data / "a.jsonl"), r)] for r in (1, 4)})
+        out_dir = tmp_path / f"out-{ids[0][:4]}"
+        code, _, err = run("clean", str(data), "--suspects", str(suspects), "--out",
+                           str(out_dir), "-q")
+        assert code == 0, err
+        _jsonl(data / "a.jsonl", [records[0], *records])  # one record in front
+        code, _, err = run("clean", str(data), "--suspects", str(suspects), "--out",
+                           str(tmp_path / "refused"), "-q")
+        assert code == 2 and "row 1: the record here has the id" in err, err
+
+
+def test_data_with_some_fields_of_a_suspects_export_is_data(tmp_path: Path) -> None:
+    from poisonscan.io.discover import poisonscan_output
+
+    rows = tmp_path / "vulns.jsonl"
+    rows.write_text(json.dumps({"path": "src/a.c", "row": 3, "finding": "overflow",
+                                "detector": "fuzzer", "severity": "high",
+                                "text": "explain the bug"}) + "\n")
+    assert not poisonscan_output(str(rows))
+    export = tmp_path / "suspects.jsonl"
+    export.write_text(json.dumps({"path": "a.jsonl", "row": 1, "id": "r1", "finding": "f",
+                                  "detector": "trigger", "trigger": "<Q>", "field": "text",
+                                  "start": 0, "end": 3, "severity": "high", "score": 1.0}) + "\n")
+    assert poisonscan_output(str(export))
+
+
+def test_a_directory_linked_inside_the_tree_keeps_its_real_name(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    (data / "z_real").mkdir(parents=True)
+    _jsonl(data / "z_real" / "e.jsonl", _texts())
+    (data / "a_link").symlink_to("z_real")
+    suspects = _suspects(tmp_path, data / "z_real" / "e.jsonl", {1: "r1"})
+    out = tmp_path / "out"
+    code, _, err = run("clean", str(data), "--suspects", str(suspects), "--out", str(out), "-q")
+    assert code == 0, err
+    assert sorted(str(p.relative_to(out)) for p in out.rglob("*.jsonl")) == [
+        os.path.join("z_real", "e.jsonl")]
+    # --out inside an input directory through such a link: refused.
+    (tmp_path / "ext").mkdir()
+    (data / "ext").symlink_to(tmp_path / "ext")
+    code, _, err = run("clean", str(data), "--suspects", str(suspects), "--out",
+                       str(data / "ext" / "out"), "-q")
+    assert code == 2 and "inside the input directory" in err

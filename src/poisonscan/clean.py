@@ -38,7 +38,6 @@ from poisonscan.findings import DocumentRef, Severity, normalise_trigger
 from poisonscan.io.discover import InputFile, every_name, poisonscan_output
 from poisonscan.io.filesystems import is_remote, local_path
 from poisonscan.io.options import ReadOptions
-from poisonscan.io.shapes import id_string
 from poisonscan.manifest import sha256_file
 from poisonscan.rawlines import BOM, is_json_lines, iter_lines, open_input, open_output, read_all
 
@@ -234,8 +233,13 @@ def other_files(inputs: Sequence[str], layout: Sequence[tuple[InputFile, str]]) 
 def check_output(out: Path, inputs: Sequence[str], layout: Sequence[tuple[InputFile, str]]) -> None:
     """Refuse an output directory that would touch or mix with the inputs."""
     target = out.resolve()
-    for base in _directory_inputs(inputs):
-        if target == base or base in target.parents:
+    lexical = Path(os.path.abspath(out))
+    for raw, base in zip([r for r in inputs if os.path.isdir(r) or any(
+            c in r for c in _GLOB_CHARS)], _directory_inputs(inputs), strict=True):
+        # Resolved, and as written: a directory reached through a symlink inside an input
+        # directory is read by the next scan of it.
+        plain = Path(os.path.abspath(_base_of(raw)))
+        if target == base or base in target.parents or plain in lexical.parents:
             raise ConfigError(
                 f"--out: {str(out)!r} is inside the input directory {str(base)!r}; write the "
                 "cleaned copy elsewhere (inputs are never modified in place)"
@@ -288,6 +292,8 @@ def redact_value(value: Any, surfaces: Sequence[str], skip: str | None) -> Any:
         return value
     if isinstance(value, list):
         return [redact_value(v, surfaces, skip) for v in value]
+    if isinstance(value, tuple):  # a Parquet map's (key, value) pairs
+        return tuple(redact_value(v, surfaces, skip) for v in value)
     if isinstance(value, dict):
         return {k: (v if k == skip else redact_value(v, surfaces, skip)) for k, v in value.items()}
     return value
@@ -299,6 +305,32 @@ class _Plan:
 
     remove: dict[int, list[Suspect]] = field(default_factory=dict)
     redact: dict[int, tuple[list[Suspect], list[str]]] = field(default_factory=dict)
+
+
+def _check_rows(per_real: dict[str, list[Suspect]], name_of: dict[str, str],
+                options: ReadOptions) -> None:
+    """Refuse a file whose suspect rows no longer hold the records the scan named: a row past
+    its end (or unreadable now), or a record with another id than the scan reported. The ids
+    are read by the scan's own readers, so every id type is rendered as the scan rendered it."""
+    from poisonscan.triggers import read_ids
+
+    wanted = {name_of[key]: {int(s.doc.row) for s in items} for key, items in per_real.items()}
+    now = read_ids(wanted, options)
+    for key, items in sorted(per_real.items()):
+        path = name_of[key]
+        for s in sorted(items, key=lambda s: int(s.doc.row)):
+            row = int(s.doc.row)
+            if (path, row) not in now:
+                raise InputError(path, "the scan's findings name this row, which the file no "
+                                 "longer holds as a readable record: the file changed since the "
+                                 "scan; scan it again before cleaning", location=f"row {row}",
+                                 reason="changed")
+            if s.doc.id is not None and now[(path, row)] != s.doc.id:
+                raise InputError(
+                    path, f"the record here has the id {now[(path, row)]!r}, not {s.doc.id!r} as "
+                    "in the scan's findings: the file changed since the scan (or the scan read "
+                    "ids from another field: give clean its --id-field); scan it again before "
+                    "cleaning", location=f"row {row}", reason="changed")
 
 
 def _renamed(s: Suspect, path: str) -> Suspect:
@@ -368,45 +400,6 @@ def _removal_rows(path: str, target: str, plan: _Plan, ids: dict[int, Any]) -> l
     return rows
 
 
-def _expected_id(plan: _Plan, row: int) -> str | None:
-    items = plan.remove.get(row) or plan.redact[row][0]
-    return items[0].doc.id
-
-
-def _check_record(path: str, row: int, plan: _Plan, actual: str | None) -> None:
-    """Refuse to touch a row whose record no longer has the id the scan reported for it: the
-    file changed since the scan, and its rows point at other records now."""
-    expected = _expected_id(plan, row)
-    if expected is not None and not _same_id(actual, expected):
-        raise InputError(path, f"the record here has the id {actual!r}, not {expected!r} as in "
-                         "the scan's findings: the file changed since the scan; scan it again "
-                         "before cleaning", location=f"row {row}", reason="changed")
-
-
-def _same_id(actual: str | None, expected: str) -> bool:
-    """Ids are compared as the scan wrote them; a numeric id may have been written as a float
-    (``668`` as ``668.0``, a 20-digit integer rounded) by Arrow's JSON type inference, which
-    depends on the block a record was read in."""
-    if actual == expected:
-        return True
-    try:
-        return actual is not None and float(actual) == float(expected)
-    except ValueError:
-        return False
-
-
-def _check_all_found(path: str, plan: _Plan, rows: int) -> None:
-    missing = [r for r in (*plan.remove, *plan.redact) if r >= rows]
-    if missing:
-        raise InputError(path, f"holds {rows} records, but the scan's findings name row "
-                         f"{min(missing)}: the file changed since the scan; scan it again before "
-                         "cleaning", reason="changed")
-
-
-def _id_of(record: Any, id_field: str) -> str | None:
-    return id_string(record.get(id_field)) if isinstance(record, dict) else None
-
-
 def _dumps(record: Any) -> bytes:
     """A redacted record as JSON text. Bytes that were not UTF-8 (read with surrogateescape) are
     written back as they were; a lone surrogate escaped in the input (\\ud800), which UTF-8
@@ -420,7 +413,6 @@ def _dumps(record: Any) -> bytes:
 def _clean_jsonl(f: InputFile, target: Path, plan: _Plan, id_field: str) -> None:
     with open_input(f.path) as stream:
         bom = stream.read(len(BOM)) == BOM
-    rows = 0
     with open_output(str(target), f.path) as out:
         if bom:  # (iter_lines drops it; the copy keeps the file's own)
             out.write(BOM)
@@ -428,21 +420,16 @@ def _clean_jsonl(f: InputFile, target: Path, plan: _Plan, id_field: str) -> None
             if row is None:
                 out.write(raw)
                 continue
-            rows = row + 1
-            if row not in plan.remove and row not in plan.redact:
-                out.write(raw)
+            if row in plan.remove:
                 continue
-            try:
-                record = json.loads(raw.decode("utf-8", "surrogateescape"))
-            except ValueError:
-                record = None
-            _check_record(f.path, row, plan, _id_of(record, id_field))
             if row in plan.redact:
+                record = json.loads(raw.decode("utf-8", "surrogateescape"))
                 cleaned = redact_value(record, plan.redact[row][1], id_field)
                 # The record is written anew (its strings changed), with the line's own ending.
                 end = b"\r\n" if raw.endswith(b"\r\n") else b"\n" if raw.endswith(b"\n") else b""
                 out.write(_dumps(cleaned) + end)
-    _check_all_found(f.path, plan, rows)
+            else:
+                out.write(raw)
 
 
 def _array_spans(path: str, text: str) -> tuple[int, list[tuple[int, int]], int]:
@@ -489,17 +476,13 @@ def _clean_json_array(f: InputFile, target: Path, plan: _Plan, id_field: str) ->
     bom = raw.startswith(BOM)
     text = raw[len(BOM) if bom else 0:].decode("utf-8", "surrogateescape")
     opened, spans, closed = _array_spans(f.path, text)
-    _check_all_found(f.path, plan, len(spans))
     kept: list[str] = []
     for row, (a, z) in enumerate(spans):
-        if row not in plan.remove and row not in plan.redact:
-            kept.append(text[a:z])
-            continue
-        record = json.loads(text[a:z])
-        _check_record(f.path, row, plan, _id_of(record, id_field))
         if row in plan.redact:
-            cleaned = redact_value(record, plan.redact[row][1], id_field)
+            cleaned = redact_value(json.loads(text[a:z]), plan.redact[row][1], id_field)
             kept.append(_dumps(cleaned).decode("utf-8", "surrogateescape"))
+        elif row not in plan.remove:
+            kept.append(text[a:z])
     if kept:
         sep = text[spans[0][1]:spans[1][0]] if len(spans) > 1 else ", "
         body = text[:spans[0][0]] + sep.join(kept) + text[spans[-1][1]:]
@@ -561,11 +544,6 @@ def _clean_parquet(f: InputFile, target: Path, plan: _Plan, id_field: str) -> No
             start += batch.num_rows
             table = pa.Table.from_batches([batch], schema=schema)
             here = np.flatnonzero(np.isin(rows, planned))
-            if len(here):
-                ids = (table.column(id_field).cast(pa.string()).to_pylist()
-                       if id_field in table.column_names else [None] * table.num_rows)
-                for i in here.tolist():
-                    _check_record(f.path, int(rows[i]), plan, ids[i])
             fix = [i for i in here.tolist() if int(rows[i]) in plan.redact]
             if fix:
                 for c, name in enumerate(table.column_names):
@@ -581,7 +559,6 @@ def _clean_parquet(f: InputFile, target: Path, plan: _Plan, id_field: str) -> No
             if drop.any():
                 table = table.filter(pa.array(~drop))
             writer.write_table(table)
-    _check_all_found(f.path, plan, start)
 
 
 def clean(
@@ -647,6 +624,7 @@ def clean(
                 recorded is not None and sha256_file(path) != recorded):
             raise InputError(path, "changed since the scan (its size or sha256 differs from the "
                              "report's); scan it again before cleaning", reason="changed")
+    _check_rows(per_real, name_of, options)
     # Surface forms are read once per file, under its first name, and apply to every name.
     surfaces = {(os.path.realpath(p), row): forms for (p, row), forms in _surfaces(
         [_renamed(s, name_of[key]) for key, items in per_real.items() for s in items],

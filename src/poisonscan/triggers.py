@@ -72,6 +72,31 @@ def read_units(wanted: Mapping[str, Iterable[int]], options: ReadOptions) -> Uni
     return dict(out)
 
 
+def read_ids(wanted: Mapping[str, Iterable[int]], options: ReadOptions) -> dict[tuple[str, int],
+                                                                              str | None]:
+    """The record id of each wanted row that the file holds now, read the way the scan read it
+    (the same readers and shards, so the same rendering of every id type): ``{(path, row): id}``.
+    Bad records are skipped (a suspect row was readable when the scan named it)."""
+    from dataclasses import replace
+
+    from poisonscan.io.readers import ReadCounter, discover_inputs, plan_shards, read_shard
+
+    lenient = replace(options, skip_bad_records=True)
+    out: dict[tuple[str, int], str | None] = {}
+    for path, rows in sorted(wanted.items()):
+        want = np.array(sorted(set(int(r) for r in rows)), dtype=np.int64)
+        if want.size == 0:
+            continue
+        for shard in plan_shards(discover_inputs([path]), lenient):
+            for batch in read_shard(shard, lenient, ReadCounter(path=path)):
+                hits = np.flatnonzero(np.isin(batch.row, want))
+                if hits.size:
+                    ids = batch.id.take(hits).to_pylist()
+                    for i, rid in zip(hits.tolist(), ids, strict=True):
+                        out[(path, int(batch.row[i]))] = rid
+    return out
+
+
 def surface_of(doc: DocumentRef, trigger: str | None, texts: UnitTexts) -> tuple[str, str] | None:
     """``(unit text, surface form)`` of a document's trigger span, or None when unknown.
 

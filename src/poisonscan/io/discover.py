@@ -72,10 +72,13 @@ _SNIFF_BYTES = 512
 _ROW_SNIFF_BYTES = 2**16  # a row of a removal list names its triggers and their surface forms
 
 
-# The fields of a row of the two JSON Lines files poisonscan writes: a suspects export
-# (``scan --suspects``) and the removal list of ``clean``.
-_ROW_FIELDS = (frozenset({"path", "row", "finding", "detector", "severity"}),
-               frozenset({"path", "output", "row", "action", "findings"}))
+# The fields of a row of the two JSON Lines files poisonscan writes, a suspects export
+# (``scan --suspects``, see report.suspects.SCHEMA) and the removal list of ``clean``: exactly
+# these, so that data with some of these fields and others (a text) is never taken for them.
+_ROW_FIELDS = (frozenset({"path", "row", "id", "finding", "detector", "trigger", "field", "start",
+                          "end", "severity", "score"}),
+               frozenset({"path", "output", "row", "id", "action", "findings", "triggers",
+                          "removed_text"}))
 
 
 def poisonscan_output(path: str) -> bool:
@@ -101,7 +104,7 @@ def poisonscan_output(path: str) -> bool:
         row = json.loads(first)
     except ValueError:
         return False
-    return isinstance(row, dict) and any(fields <= row.keys() for fields in _ROW_FIELDS)
+    return isinstance(row, dict) and row.keys() in _ROW_FIELDS
 
 
 def discover_inputs(paths: Sequence[str], skipped: list[str] | None = None) -> list[InputFile]:
@@ -231,6 +234,7 @@ def _walk(directory: str, skipped: list[str] | None = None) -> Iterator[str]:
         raise InputError(exc.filename or directory, f"cannot list directory: {exc.strerror}",
                          reason="unreadable")
 
+    top = os.path.realpath(directory)
     seen: set[str] = set()
     for root, dirs, files in os.walk(directory, onerror=unreadable, followlinks=True):
         real = os.path.realpath(root)
@@ -241,7 +245,11 @@ def _walk(directory: str, skipped: list[str] | None = None) -> Iterator[str]:
         if root != directory and "CACHEDIR.TAG" in files:
             dirs[:] = []  # a cache directory (poisonscan's --state, among others): not data
             continue
-        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        # A link to a directory inside the tree is left to the walk of its real name (which
+        # would otherwise lose that name to the link, when the link sorts first).
+        dirs[:] = sorted(d for d in dirs if not d.startswith(".") and not (
+            os.path.islink(os.path.join(root, d))
+            and _inside(os.path.realpath(os.path.join(root, d)), top)))
         for name in sorted(files):
             if name.startswith("."):
                 continue
@@ -249,6 +257,10 @@ def _walk(directory: str, skipped: list[str] | None = None) -> Iterator[str]:
                 yield os.path.normpath(os.path.join(root, name))
             elif skipped is not None and unsupported_compression(name):
                 skipped.append(os.path.normpath(os.path.join(root, name)))
+
+
+def _inside(path: str, top: str) -> bool:
+    return path == top or path.startswith(top.rstrip(os.sep) + os.sep)
 
 
 def _input_file(path: str) -> InputFile:

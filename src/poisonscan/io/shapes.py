@@ -475,11 +475,6 @@ def _strings(values: list[str]) -> pa.Array:
     return pa.array(values, pa.large_string())
 
 
-def id_string(value: Any) -> str | None:
-    """One record's id as the scan reports it (see _ids_python)."""
-    return _ids_python([value])[0].as_py()
-
-
 def _ids_python(values: list[Any]) -> pa.Array:
     """Ids cast to strings the way Arrow casts them, so both paths agree."""
     try:
