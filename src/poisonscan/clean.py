@@ -7,8 +7,9 @@ in the others the suspect records are dropped (default) or, with ``--redact``, e
 their trigger's surface forms is cut out of the record's string values (the id excepted). A
 document whose finding has no trigger span (a near-duplicate campaign) cannot be redacted and is
 dropped. Inputs are never modified: ``DIR`` must not exist or be empty, and must lie outside every
-input directory (of directory and glob inputs). The copy is written to a new directory beside
-``DIR`` and renamed to ``DIR`` once complete, so a failure leaves nothing behind.
+input directory (of directory and glob inputs). The copy is staged (in a new directory beside
+``DIR``, or inside ``DIR`` when it is an empty directory already) and moved into place once
+complete, so a failure leaves nothing behind.
 
 The suspects come from the JSON report of ``scan --format json --include-documents`` (its
 findings' ``locations``) or from a suspects export (``scan --suspects FILE``). A file that changed
@@ -574,8 +575,8 @@ def clean(
 ) -> CleanSummary:
     """Write the cleaned copy of ``inputs`` to ``out`` and the removal list; return a summary.
 
-    All or nothing: the copy is written to a new directory beside ``out`` and renamed to ``out``
-    once every file is complete, so a failure or an interrupt leaves no partial copy behind.
+    All or nothing: the copy is staged and moved into ``out`` once every file is complete, so a
+    failure or an interrupt leaves no partial copy behind.
 
     Raises:
         ConfigError: the output directory is unsafe, or no suspect is in any input.
