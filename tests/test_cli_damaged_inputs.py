@@ -141,3 +141,14 @@ def test_a_data_file_in_an_unread_compression_gets_a_note(tmp_path: Path) -> Non
     assert f"note: not reading {tmp_path / 'b.jsonl.bz2'}: poisonscan does not read .bz2" in err
     assert "notes.txt" not in err
     assert _inputs(out) == [("a.jsonl", 1, {})]
+
+
+def test_messages_say_what_is_wrong_with_a_path(tmp_path: Path) -> None:
+    one = tmp_path / "one.json"
+    one.write_text('{\n  "id": 1,\n  "text": "hello"\n}\n')
+    for args, message in (
+            ((str(one),), "a .json file must hold JSON Lines (one record a line) or one JSON"),
+            ((f"{one}/",), "is a file, named as a directory (drop the trailing slash)"),
+            ((str(one), "--config", str(tmp_path)), "is a directory; give the config file")):
+        code, _, err = run("scan", *args, "-q")
+        assert code == 2 and message in err, err

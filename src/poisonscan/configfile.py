@@ -180,6 +180,9 @@ def resolve(
     notes: list[str] = []
     if config_file is not None:
         path = Path(config_file)
+        if path.is_dir():
+            raise ConfigError(f"--config: {config_file!r} is a directory; give the config file "
+                              "(poisonscan.toml or pyproject.toml)")
         if not path.is_file():
             raise ConfigError(f"--config: no such file {config_file!r}")
         read = read_config_file(path)

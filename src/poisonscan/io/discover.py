@@ -177,6 +177,9 @@ def _expand(path: str, skipped: list[str] | None = None) -> Iterator[str]:
             raise InputError(path, f"unsupported file type; poisonscan reads {SUPPORTED}",
                              reason="unsupported_format")
         yield path
+    elif path.endswith(("/", os.sep)) and os.path.isfile(path.rstrip("/" + os.sep)):
+        raise InputError(path, "is a file, named as a directory (drop the trailing slash)",
+                         reason="missing")
     else:
         raise InputError(path, "no such file or directory", reason="missing")
 

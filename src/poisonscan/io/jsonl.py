@@ -272,8 +272,13 @@ class JsonLinesReader:
             except json.JSONDecodeError as exc:
                 # Some of json's messages end in "at" ("Unterminated string starting at").
                 at = "" if exc.msg.endswith(" at") else " at"
-                self.bad("malformed_json", f"malformed JSON: {exc.msg}{at} column {exc.colno}",
-                         where)
+                # A pretty-printed object or array element on the first line of a .json file:
+                # say what the file must be, not only where parsing stopped.
+                hint = ("; a .json file must hold JSON Lines (one record a line) or one JSON "
+                        "array" if self.stream.file.format == "json"
+                        and text.strip() == b"{" else "")
+                self.bad("malformed_json", f"malformed JSON: {exc.msg}{at} column "
+                         f"{exc.colno}{hint}", where)
                 continue
             records.append(value)
             rows.append(index)
