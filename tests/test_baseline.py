@@ -128,3 +128,22 @@ def test_fingerprints_survive_reordering_and_resharding(tmp_path: Path) -> None:
     assert run("baseline", "create", str(one), "-o", str(base), *SCAN)[0] == 0
     code, c = _findings(many, "--fail-on", "low", "--baseline", str(base))
     assert not any(core(trigger) in (f["trigger"] or "") for f in c["findings"])
+
+
+def test_an_accepted_finding_that_comes_back_more_severe_fails(corpus: tuple[Path, str],
+                                                               tmp_path: Path) -> None:
+    # The reviewer accepted the trigger as a medium finding; it now comes back high.
+    root, _ = corpus
+    code, report = _findings(root / "data", "--fail-on", "never")
+    high = [f for f in report["findings"] if f["severity"] == "high"]
+    assert high
+    base = tmp_path / "baseline.json"
+    base.write_text(json.dumps({"poisonscan_baseline": 1, "poisonscan_version": "0.1.0",
+                                "config": {}, "findings": [
+                                    {"id": f["id"], "detector": f["detector"],
+                                     "trigger": f["trigger"], "severity": "medium",
+                                     "score": 1.0, "documents": 4} for f in high]}),
+                    encoding="utf-8")
+    code, report = _findings(root / "data", "--fail-on", "high", "--baseline", str(base))
+    assert code == 1 and {f["id"] for f in report["findings"]} >= {f["id"] for f in high}
+    assert report["baseline"]["suppressed"] == 0

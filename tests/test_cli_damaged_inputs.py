@@ -152,3 +152,44 @@ def test_messages_say_what_is_wrong_with_a_path(tmp_path: Path) -> None:
             ((str(one), "--config", str(tmp_path)), "is a directory; give the config file")):
         code, _, err = run("scan", *args, "-q")
         assert code == 2 and message in err, err
+
+
+def test_the_data_cannot_leave_itself_out_of_a_scan(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    (data / "extra").mkdir(parents=True)
+    rows = [json.dumps({"id": i, "text": f"doc {i}"}) + "\n" for i in range(5)]
+    # One line shaped like a suspects export in front of the records.
+    export_row = json.dumps({"path": "x", "row": 0, "id": "0", "finding": "f", "detector": "d",
+                             "trigger": "t", "field": "text", "start": 0, "end": 1,
+                             "severity": "low", "score": 0.0}) + "\n"
+    (data / "a.jsonl").write_text(export_row + "".join(rows))
+    # An empty CACHEDIR.TAG (without the tag's signature) beside data.
+    (data / "extra" / "b.jsonl").write_text("".join(rows))
+    (data / "extra" / "CACHEDIR.TAG").write_text("")
+    code, out, err = _scan(str(data), "--skip-bad-records")
+    assert code == 0, err
+    assert [(name, n) for name, n, _ in _inputs(out)] == [("a.jsonl", 5), ("b.jsonl", 5)]
+
+
+def test_exports_written_beside_the_data_are_not_read_as_data(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "a.jsonl").write_text("".join(json.dumps({"id": i, "text": f"a document {i}"}) + "\n"
+                                          for i in range(20)))
+    code, _, err = run("scan", str(data), "-q", "--no-hash", "--fail-on", "never",
+                       "--clusters", str(data / "clusters.jsonl"))
+    assert code == 0, err
+    code, out, err = _scan(str(data))
+    assert code == 0, err
+    assert _inputs(out) == [("a.jsonl", 20, {})]
+
+
+def test_a_baseline_never_overwrites_an_input(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "a.jsonl").write_text(json.dumps({"id": 1, "text": "doc"}) + "\n")
+    before = (data / "a.jsonl").read_bytes()
+    for command in ("create", "update"):
+        code, _, err = run("baseline", command, str(data), "-o", str(data / "a.jsonl"), "-q")
+        assert code == 2 and "is one of the scan's input files" in err, err
+    assert (data / "a.jsonl").read_bytes() == before

@@ -2,7 +2,8 @@
 
 A baseline file lists findings by their fingerprint (``id``: detector plus normalised trigger), so
 it keeps matching when the data is re-ordered or re-sharded. ``scan --baseline FILE`` drops the
-findings listed in it from the report and from the exit code, and says how many it suppressed.
+findings listed in it from the report and from the exit code, and says how many it suppressed;
+a listed finding that comes back at a higher severity than the one accepted is reported.
 The file also records the tool version and the scan configuration it was made with, for review.
 
 Format (JSON, two-space indent, entries sorted by id)::
@@ -23,7 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from poisonscan.errors import ConfigError
-from poisonscan.findings import Finding
+from poisonscan.findings import Finding, Severity
 
 if TYPE_CHECKING:
     from poisonscan.engine.scan import ScanResult
@@ -181,11 +182,24 @@ def apply(result: ScanResult, baseline: Baseline) -> BaselineOutcome:
     kept: list[Finding] = []
     suppressed: list[Finding] = []
     for f in result.findings:
-        (suppressed if f.id in baseline.entries else kept).append(f)
+        (suppressed if accepted(f, baseline.entries.get(f.id)) else kept).append(f)
     result.findings = kept
     outcome = BaselineOutcome(baseline.path, len(baseline.entries), tuple(suppressed))
     result.artifacts[BASELINE_ARTIFACT] = outcome
     return outcome
+
+
+def accepted(finding: Finding, entry: dict[str, Any] | None) -> bool:
+    """Whether a baseline entry covers ``finding``: the same id, at no higher a severity than the
+    one reviewed. A phrase accepted as a medium finding in four documents that comes back high
+    in thirty is not what the reviewer saw (an entry without a severity covers any)."""
+    if entry is None:
+        return False
+    try:
+        reviewed = Severity(entry["severity"])
+    except (KeyError, ValueError):
+        return True
+    return finding.severity.rank <= reviewed.rank
 
 
 def describe(outcome: BaselineOutcome) -> str:

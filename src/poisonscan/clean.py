@@ -36,7 +36,7 @@ from typing import Any
 
 from poisonscan.errors import ConfigError, InputError
 from poisonscan.findings import DocumentRef, Severity, normalise_trigger
-from poisonscan.io.discover import InputFile, every_name, poisonscan_output
+from poisonscan.io.discover import InputFile, every_name, is_cache_dir, poisonscan_output
 from poisonscan.io.filesystems import is_remote, local_path
 from poisonscan.io.options import ReadOptions
 from poisonscan.manifest import sha256_file
@@ -220,7 +220,7 @@ def other_files(inputs: Sequence[str], layout: Sequence[tuple[InputFile, str]]) 
             continue
         for root, dirs, files in os.walk(raw):
             dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-            if root != raw and "CACHEDIR.TAG" in files:
+            if root != raw and "CACHEDIR.TAG" in files and is_cache_dir(root):
                 dirs[:] = []
                 continue
             for name in sorted(files):

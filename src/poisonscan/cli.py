@@ -507,7 +507,7 @@ def baseline() -> None:
 @click.option("-q", "--quiet", is_flag=True, help="No progress display and no notes on stderr.")
 def baseline_create(paths: tuple[str, ...], **params: Any) -> int:
     """Scan PATH... and accept every finding into a new baseline file."""
-    _check_output_dir("--output", params["output"])
+    _check_outputs({"--output": params["output"]}, paths, [])
     effective = _effective(paths, params, params["quiet"])
     result = _run(effective.config, params["quiet"], hash_inputs=False)
     baseline_mod.write(params["output"], baseline_mod.create(result))
@@ -530,6 +530,7 @@ def baseline_update(paths: tuple[str, ...], **params: Any) -> int:
 
     Extra keys of kept entries (a reviewer's "note") are preserved.
     """
+    _check_outputs({"--output": params["output"]}, paths, [])
     old = baseline_mod.load(params["output"])
     effective = _effective(paths, params, params["quiet"])
     result = _run(effective.config, params["quiet"], hash_inputs=False)

@@ -121,7 +121,8 @@ def test_walks_and_globs_leave_out_poisonscan_outputs(tmp_path: Path) -> None:
 def test_walks_skip_cache_directories_and_decode_file_uris(tmp_path: Path) -> None:
     data = touch(tmp_path / "my data" / "a b.jsonl")
     touch(tmp_path / "my data" / "state" / "v1" / "digests.json", b"{\n}\n")
-    (tmp_path / "my data" / "state" / "CACHEDIR.TAG").write_text("Signature: 8a477f59\n")
+    (tmp_path / "my data" / "state" / "CACHEDIR.TAG").write_text(
+        "Signature: 8a477f597d28d172789f06886806bc55\n")
     assert [f.path for f in discover_inputs([str(tmp_path / "my data")])] == [str(data)]
     uri = data.as_uri()  # file:///.../my%20data/a%20b.jsonl
     assert "%20" in uri

@@ -78,7 +78,8 @@ _ROW_SNIFF_BYTES = 2**16  # a row of a removal list names its triggers and their
 _ROW_FIELDS = (frozenset({"path", "row", "id", "finding", "detector", "trigger", "field", "start",
                           "end", "severity", "score"}),
                frozenset({"path", "output", "row", "id", "action", "findings", "triggers",
-                          "removed_text"}))
+                          "removed_text"}),
+               frozenset({"path", "row", "id", "cluster", "cluster_size"}))
 
 
 def poisonscan_output(path: str) -> bool:
@@ -104,7 +105,21 @@ def poisonscan_output(path: str) -> bool:
         row = json.loads(first)
     except ValueError:
         return False
-    return isinstance(row, dict) and row.keys() in _ROW_FIELDS
+    if not (isinstance(row, dict) and row.keys() in _ROW_FIELDS):
+        return False
+    # Every row, not only the first: a data file must not be able to leave itself out of a scan
+    # by starting with one line shaped like an export (exports are small beside the data).
+    fields = row.keys()
+    try:
+        with open(path, "rb") as fh:
+            for line in fh:
+                if line.strip():
+                    row = json.loads(line)
+                    if not isinstance(row, dict) or row.keys() != fields:
+                        return False
+    except (OSError, ValueError):
+        return False
+    return True
 
 
 def discover_inputs(paths: Sequence[str], skipped: list[str] | None = None) -> list[InputFile]:
@@ -245,7 +260,7 @@ def _walk(directory: str, skipped: list[str] | None = None) -> Iterator[str]:
             dirs[:] = []
             continue
         seen.add(real)
-        if root != directory and "CACHEDIR.TAG" in files:
+        if root != directory and "CACHEDIR.TAG" in files and is_cache_dir(root):
             dirs[:] = []  # a cache directory (poisonscan's --state, among others): not data
             continue
         # A link to a directory inside the tree is left to the walk of its real name (which
@@ -260,6 +275,20 @@ def _walk(directory: str, skipped: list[str] | None = None) -> Iterator[str]:
                 yield os.path.normpath(os.path.join(root, name))
             elif skipped is not None and unsupported_compression(name):
                 skipped.append(os.path.normpath(os.path.join(root, name)))
+
+
+# The first bytes of a CACHEDIR.TAG (https://bford.info/cachedir/): an empty or other file of
+# that name, which a dataset could hold, does not make its directory a cache.
+_CACHE_SIGNATURE = b"Signature: 8a477f597d28d172789f06886806bc55"
+
+
+def is_cache_dir(directory: str) -> bool:
+    """Whether a local directory holds a cache directory tag with its signature."""
+    try:
+        with open(os.path.join(directory, "CACHEDIR.TAG"), "rb") as fh:
+            return fh.read(len(_CACHE_SIGNATURE)) == _CACHE_SIGNATURE
+    except OSError:
+        return False
 
 
 def _inside(path: str, top: str) -> bool:
