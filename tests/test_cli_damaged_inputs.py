@@ -193,3 +193,15 @@ def test_a_baseline_never_overwrites_an_input(tmp_path: Path) -> None:
         code, _, err = run("baseline", command, str(data), "-o", str(data / "a.jsonl"), "-q")
         assert code == 2 and "is one of the scan's input files" in err, err
     assert (data / "a.jsonl").read_bytes() == before
+
+
+def test_a_flag_turns_off_skipping_that_a_config_file_turns_on(tmp_path: Path) -> None:
+    data = tmp_path / "a.jsonl"
+    data.write_text(json.dumps({"id": 1, "text": "doc"}) + "\n{not json\n")
+    config = tmp_path / "poisonscan.toml"
+    config.write_text("skip-bad-records = true\n")
+    code, _, err = run("scan", str(data), "--config", str(config), "-q", "--detectors", "trigger")
+    assert code == 0, err
+    code, _, err = run("scan", str(data), "--config", str(config), "-q", "--detectors", "trigger",
+                       "--no-skip-bad-records")
+    assert code == 2 and "line 2: malformed JSON" in err

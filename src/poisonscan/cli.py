@@ -204,10 +204,10 @@ def _config_options(func: Any) -> Any:
             help="Exit with code 1 when a finding has this severity or higher [default: high].",
         ),
         click.option(
-            "--skip-bad-records",
-            is_flag=True,
+            "--skip-bad-records/--no-skip-bad-records",
             default=None,
-            help="Count and skip unreadable records instead of stopping with exit code 2.",
+            help="Count and skip unreadable records instead of stopping with exit code 2 (--no-"
+                 "skip-bad-records: stop, whatever a config file says).",
         ),
         click.option("--text-field", metavar="NAME", help="Text column of plain-text records."),
         click.option(
