@@ -6,6 +6,8 @@ import hashlib
 import json
 from pathlib import Path
 
+import pytest
+
 from cli_support import Scanned, core, make_records, run, write_jsonl
 from poisonscan.report.suspects import read_suspects
 
@@ -100,3 +102,13 @@ def test_a_report_written_next_to_the_data_is_left_out_of_the_next_scan(tmp_path
     assert code == 0
     assert [i["path"] for i in json.loads(out)["inputs"]] == [str(tmp_path / "a.jsonl")]
     assert f"leaving out {report}: it is a poisonscan output" in err
+
+
+def test_output_dash_is_stdout(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    data = tmp_path / "a.jsonl"
+    data.write_text(json.dumps({"id": 1, "text": "doc"}) + "\n")
+    monkeypatch.chdir(tmp_path)
+    code, out, err = run("scan", str(data), "-q", "-f", "json", "-o", "-", "--no-hash",
+                         "--detectors", "trigger")
+    assert code == 0, err
+    assert json.loads(out)["findings"] == [] and not (tmp_path / "-").exists()

@@ -317,7 +317,8 @@ _EXTRA_OUTPUTS = ("json", "sarif", "html")
     + "; ".join(f"{w.name}: {w.description}" for w in WRITERS.values())
     + ".",
 )
-@click.option("-o", "--output", metavar="FILE", help="Write the report to FILE instead of stdout.")
+@click.option("-o", "--output", metavar="FILE",
+              help="Write the report to FILE instead of stdout ('-': stdout).")
 @click.option("--output-json", metavar="FILE", help="Also write the JSON report to FILE.")
 @click.option("--output-sarif", metavar="FILE", help="Also write the SARIF report to FILE.")
 @click.option("--output-html", metavar="FILE", help="Also write the HTML report to FILE.")
@@ -381,6 +382,8 @@ def scan(paths: tuple[str, ...], **params: Any) -> int:
     Exit code 0: no finding at or above --fail-on; 1: at least one; 2: the scan could not run.
     """
     quiet = params["quiet"]
+    if params["output"] == "-":  # the usual spelling of stdout
+        params["output"] = None
     effective = _effective(paths, params, quiet, params["baseline"])
     config = effective.config
     if params["executor"] or params["scheduler"] or params["state_dir"]:
