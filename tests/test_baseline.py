@@ -147,3 +147,11 @@ def test_an_accepted_finding_that_comes_back_more_severe_fails(corpus: tuple[Pat
     code, report = _findings(root / "data", "--fail-on", "high", "--baseline", str(base))
     assert code == 1 and {f["id"] for f in report["findings"]} >= {f["id"] for f in high}
     assert report["baseline"]["suppressed"] == 0
+
+
+def test_baseline_update_of_a_missing_file_names_its_option(corpus: tuple[Path, str],
+                                                             tmp_path: Path) -> None:
+    root, _ = corpus
+    code, _, err = run("baseline", "update", str(root / "data"), "-o", str(tmp_path / "no.json"),
+                       "-q")
+    assert code == 2 and f"--output: {str(tmp_path / 'no.json')!r} does not exist" in err

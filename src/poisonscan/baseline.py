@@ -77,13 +77,13 @@ def entry(finding: Finding) -> dict[str, Any]:
     }
 
 
-def load(path: str | Path) -> Baseline:
-    """Read a baseline file.
+def load(path: str | Path, option: str = "--baseline") -> Baseline:
+    """Read a baseline file (``option`` names it in errors).
 
     Raises:
         ConfigError: the file is missing, not JSON, or not a poisonscan baseline.
     """
-    where = f"--baseline: {str(path)!r}"
+    where = f"{option}: {str(path)!r}"
     try:
         with open(path, encoding="utf-8") as f:
             doc = json.load(f)

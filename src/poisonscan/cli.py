@@ -534,7 +534,7 @@ def baseline_update(paths: tuple[str, ...], **params: Any) -> int:
     Extra keys of kept entries (a reviewer's "note") are preserved.
     """
     _check_outputs({"--output": params["output"]}, paths, [])
-    old = baseline_mod.load(params["output"])
+    old = baseline_mod.load(params["output"], "--output")
     effective = _effective(paths, params, params["quiet"])
     result = _run(effective.config, params["quiet"], hash_inputs=False)
     doc, summary = baseline_mod.update(old, result, keep_missing=params["keep_missing"])
