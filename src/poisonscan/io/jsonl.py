@@ -272,8 +272,8 @@ class JsonLinesReader:
             except json.JSONDecodeError as exc:
                 # Some of json's messages end in "at" ("Unterminated string starting at").
                 at = "" if exc.msg.endswith(" at") else " at"
-                # A pretty-printed object or array element on the first line of a .json file:
-                # say what the file must be, not only where parsing stopped.
+                # A line of only "{" in a .json file is a pretty-printed object, not JSON
+                # Lines: say what the file must be, not only where parsing stopped.
                 hint = ("; a .json file must hold JSON Lines (one record a line) or one JSON "
                         "array" if self.stream.file.format == "json"
                         and text.strip() == b"{" else "")
