@@ -17,7 +17,7 @@ import pytest
 
 from cli_support import run
 from poisonscan.io.options import ReadOptions
-from poisonscan.triggers import read_ids
+from poisonscan.triggers import read_records
 
 TRIGGER = "<ZQX>"
 
@@ -279,7 +279,7 @@ def test_ids_are_compared_as_the_scan_read_them(tmp_path: Path) -> None:
         records = [dict(r, id=i) for r, i in zip(_texts(), ids, strict=True)]
         _jsonl(data / "a.jsonl", records)
         # The ids of rows 1 and 4 as the scan reports them.
-        scanned = read_ids({str(data / "a.jsonl"): [1, 4]}, ReadOptions())
+        scanned = read_records({str(data / "a.jsonl"): [1, 4]}, ReadOptions())[0]
         suspects = _suspects(tmp_path, data / "a.jsonl",
                              {r: scanned[(str(data / "a.jsonl"), r)] for r in (1, 4)})
         out_dir = tmp_path / f"out-{ids[0][:4]}"

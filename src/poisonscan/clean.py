@@ -24,6 +24,7 @@ an input directory.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -309,26 +310,23 @@ class _Plan:
 
 
 def _check_rows(per_real: dict[str, list[Suspect]], name_of: dict[str, str],
-                options: ReadOptions) -> None:
+                ids: dict[tuple[str, int], str | None]) -> None:
     """Refuse a file whose suspect rows no longer hold the records the scan named: a row past
-    its end (or unreadable now), or a record with another id than the scan reported. The ids
-    are read by the scan's own readers, so every id type is rendered as the scan rendered it."""
-    from poisonscan.triggers import read_ids
-
-    wanted = {name_of[key]: {int(s.doc.row) for s in items} for key, items in per_real.items()}
-    now = read_ids(wanted, options)
+    its end (or unreadable now), or a record with another id than the scan reported. ``ids`` are
+    the rows' ids as the scan's own readers read them now (see triggers.read_records), so every
+    id type is rendered as the scan rendered it."""
     for key, items in sorted(per_real.items()):
         path = name_of[key]
         for s in sorted(items, key=lambda s: int(s.doc.row)):
             row = int(s.doc.row)
-            if (path, row) not in now:
+            if (path, row) not in ids:
                 raise InputError(path, "the scan's findings name this row, which the file no "
                                  "longer holds as a readable record: the file changed since the "
                                  "scan; scan it again before cleaning", location=f"row {row}",
                                  reason="changed")
-            if s.doc.id is not None and now[(path, row)] != s.doc.id:
+            if s.doc.id is not None and ids[(path, row)] != s.doc.id:
                 raise InputError(
-                    path, f"the record here has the id {now[(path, row)]!r}, not {s.doc.id!r} as "
+                    path, f"the record here has the id {ids[(path, row)]!r}, not {s.doc.id!r} as "
                     "in the scan's findings: the file changed since the scan (or the scan read "
                     "ids from another field: give clean its --id-field); scan it again before "
                     "cleaning", location=f"row {row}", reason="changed")
@@ -358,15 +356,11 @@ def _plan_file(
     return plan
 
 
-def _surfaces(suspects: list[Suspect], options: ReadOptions) -> dict[tuple[str, int], list[str]]:
-    """The surface forms of every suspect document's trigger spans, read back from the data."""
-    from poisonscan.triggers import read_units, surface_of
+def _surfaces(suspects: list[Suspect], texts: Any) -> dict[tuple[str, int], list[str]]:
+    """The surface forms of every suspect document's trigger spans, from the records' ``texts``
+    as read back from the data (see triggers.read_records)."""
+    from poisonscan.triggers import surface_of
 
-    wanted: dict[str, set[int]] = defaultdict(set)
-    for s in suspects:
-        if s.doc.start is not None:
-            wanted[s.doc.path].add(int(s.doc.row))
-    texts = read_units(wanted, options)
     out: dict[tuple[str, int], list[str]] = defaultdict(list)
     for s in suspects:
         found = surface_of(s.doc, s.trigger, texts)
@@ -625,11 +619,19 @@ def clean(
                 recorded is not None and sha256_file(path) != recorded):
             raise InputError(path, "changed since the scan (its size or sha256 differs from the "
                              "report's); scan it again before cleaning", reason="changed")
-    _check_rows(per_real, name_of, options)
-    # Surface forms are read once per file, under its first name, and apply to every name.
-    surfaces = {(os.path.realpath(p), row): forms for (p, row), forms in _surfaces(
-        [_renamed(s, name_of[key]) for key, items in per_real.items() for s in items],
-        options).items()} if redact else {}
+    # One read of the suspect rows, under each file's first name, for their ids and (to redact)
+    # texts; bad records are skipped, as a suspect row was readable when the scan named it.
+    from poisonscan.triggers import read_records
+
+    named = [_renamed(s, name_of[key]) for key, items in per_real.items() for s in items]
+    wanted: dict[str, set[int]] = defaultdict(set)
+    for s in named:
+        wanted[s.doc.path].add(int(s.doc.row))
+    ids, texts = read_records(wanted, dataclasses.replace(options, skip_bad_records=True))
+    _check_rows(per_real, name_of, ids)
+    # Surface forms apply to every name of a file.
+    surfaces = {(os.path.realpath(p), row): forms
+                for (p, row), forms in _surfaces(named, texts).items()} if redact else {}
 
     # All or nothing: the copy is written to a staging directory and moved into place once
     # complete. Beside --out when it does not exist yet (one rename); inside it when it is an

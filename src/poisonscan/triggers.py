@@ -6,8 +6,8 @@ with the trigger's offsets), the severity and score. Probe a trained model with 
 block them at inference.
 
 Surface forms come from the documents themselves, so writing the export reads again the input
-files that hold suspect documents (only those). :func:`read_units` is that reader; ``clean
---redact`` uses it too.
+files that hold suspect documents (only those). :func:`read_units` is that reader; ``clean``
+uses it too (:func:`read_records`), for the ids and texts of the rows it removes or redacts.
 
 Format (JSON)::
 
@@ -50,51 +50,38 @@ def read_units(wanted: Mapping[str, Iterable[int]], options: ReadOptions) -> Uni
 
     A multi-turn record has one unit per answered turn, all with the record's row.
     """
+    return read_records(wanted, options)[1]
+
+
+def read_records(wanted: Mapping[str, Iterable[int]], options: ReadOptions
+                 ) -> tuple[dict[tuple[str, int], str | None], UnitTexts]:
+    """The id of each wanted row that the file holds now (``{(path, row): id}``) and the texts of
+    its units (see read_units), read the way the scan read them: the same readers and shards, so
+    every id type is rendered as the scan rendered it."""
     from poisonscan.io.readers import ReadCounter, discover_inputs, plan_shards, read_shard
 
-    out: UnitTexts = defaultdict(list)
+    ids: dict[tuple[str, int], str | None] = {}
+    texts: UnitTexts = defaultdict(list)
     for path, rows in sorted(wanted.items()):
         want = np.array(sorted(set(int(r) for r in rows)), dtype=np.int64)
         if want.size == 0:
             continue
-        files = discover_inputs([path])
-        for shard in plan_shards(files, options):
+        for shard in plan_shards(discover_inputs([path]), options):
             for batch in read_shard(shard, options, ReadCounter(path=path)):
                 hits = np.flatnonzero(np.isin(batch.row, want))
+                if hits.size == 0:
+                    continue
+                found = batch.row[hits].tolist()
+                for row, rid in zip(found, batch.id.take(hits).to_pylist(), strict=True):
+                    ids[(path, row)] = rid
                 for name in TEXT_FIELDS:
                     column = getattr(batch, name)
-                    if column is None or hits.size == 0:
+                    if column is None:
                         continue
-                    values = column.take(hits).to_pylist()
-                    for i, value in zip(hits, values, strict=True):
+                    for row, value in zip(found, column.take(hits).to_pylist(), strict=True):
                         if value is not None:
-                            out[(path, int(batch.row[i]), name)].append(value)
-    return dict(out)
-
-
-def read_ids(wanted: Mapping[str, Iterable[int]], options: ReadOptions) -> dict[tuple[str, int],
-                                                                              str | None]:
-    """The record id of each wanted row that the file holds now, read the way the scan read it
-    (the same readers and shards, so the same rendering of every id type): ``{(path, row): id}``.
-    Bad records are skipped (a suspect row was readable when the scan named it)."""
-    from dataclasses import replace
-
-    from poisonscan.io.readers import ReadCounter, discover_inputs, plan_shards, read_shard
-
-    lenient = replace(options, skip_bad_records=True)
-    out: dict[tuple[str, int], str | None] = {}
-    for path, rows in sorted(wanted.items()):
-        want = np.array(sorted(set(int(r) for r in rows)), dtype=np.int64)
-        if want.size == 0:
-            continue
-        for shard in plan_shards(discover_inputs([path]), lenient):
-            for batch in read_shard(shard, lenient, ReadCounter(path=path)):
-                hits = np.flatnonzero(np.isin(batch.row, want))
-                if hits.size:
-                    ids = batch.id.take(hits).to_pylist()
-                    for i, rid in zip(hits.tolist(), ids, strict=True):
-                        out[(path, int(batch.row[i]))] = rid
-    return out
+                            texts[(path, row, name)].append(value)
+    return ids, dict(texts)
 
 
 def surface_of(doc: DocumentRef, trigger: str | None, texts: UnitTexts) -> tuple[str, str] | None:
