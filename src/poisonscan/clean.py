@@ -37,7 +37,7 @@ from typing import Any
 
 from poisonscan.errors import ConfigError, InputError
 from poisonscan.findings import DocumentRef, Severity, normalise_trigger
-from poisonscan.io.discover import InputFile, every_name, is_cache_dir, poisonscan_output
+from poisonscan.io.discover import InputFile, every_name, poisonscan_output, walk_files
 from poisonscan.io.filesystems import is_remote, local_path
 from poisonscan.io.options import ReadOptions
 from poisonscan.manifest import sha256_file
@@ -206,38 +206,25 @@ def plan_layout(inputs: Sequence[str]) -> list[tuple[InputFile, str]]:
     return sorted(planned.values(), key=lambda p: p[1])
 
 
-def _directory_inputs(inputs: Sequence[str]) -> list[Path]:
-    return [Path(_base_of(raw)).resolve() for raw in inputs
-            if os.path.isdir(raw) or any(c in raw for c in _GLOB_CHARS)]
+def _directory_inputs(inputs: Sequence[str]) -> list[str]:
+    """The inputs that are directories or globs: the scan walks their base directories."""
+    return [raw for raw in inputs if os.path.isdir(raw) or any(c in raw for c in _GLOB_CHARS)]
 
 
 def other_files(inputs: Sequence[str], layout: Sequence[tuple[InputFile, str]]) -> list[str]:
-    """Files under the directory inputs that the copy leaves out: not data poisonscan reads, and
-    not hidden (the walk's own rules; poisonscan's outputs are left out silently)."""
+    """Files under the directory inputs that the copy leaves out: not data poisonscan reads (by
+    the scan's own walk; poisonscan's outputs are left out silently)."""
     copied = {os.path.realpath(f.path) for f, _ in layout}
-    out: list[str] = []
-    for raw in inputs:
-        if not os.path.isdir(raw):
-            continue
-        for root, dirs, files in os.walk(raw):
-            dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-            if root != raw and "CACHEDIR.TAG" in files and is_cache_dir(root):
-                dirs[:] = []
-                continue
-            for name in sorted(files):
-                path = os.path.join(root, name)
-                if (not name.startswith(".") and os.path.realpath(path) not in copied
-                        and not poisonscan_output(path)):
-                    out.append(path)
-    return out
+    return [path for raw in inputs if os.path.isdir(raw) for path in walk_files(raw)
+            if os.path.realpath(path) not in copied and not poisonscan_output(path)]
 
 
 def check_output(out: Path, inputs: Sequence[str], layout: Sequence[tuple[InputFile, str]]) -> None:
     """Refuse an output directory that would touch or mix with the inputs."""
     target = out.resolve()
     lexical = Path(os.path.abspath(out))
-    for raw, base in zip([r for r in inputs if os.path.isdir(r) or any(
-            c in r for c in _GLOB_CHARS)], _directory_inputs(inputs), strict=True):
+    for raw in _directory_inputs(inputs):
+        base = Path(_base_of(raw)).resolve()
         # Resolved, and as written: a directory reached through a symlink inside an input
         # directory is read by the next scan of it.
         plain = Path(os.path.abspath(_base_of(raw)))
@@ -267,7 +254,8 @@ def check_removal_list(removal: Path, explicit: bool, out: Path, inputs: Sequenc
     if any(Path(f.path).resolve() == where for f, _ in layout):
         raise ConfigError(f"--removal-list: {str(removal)!r} is one of the input files; writing "
                           "there would destroy it")
-    for base in _directory_inputs(inputs):
+    for raw in _directory_inputs(inputs):
+        base = Path(_base_of(raw)).resolve()
         if base in where.parents:
             raise ConfigError(f"--removal-list: {str(removal)!r} is inside the input directory "
                               f"{str(base)!r}, where the next scan would read it")

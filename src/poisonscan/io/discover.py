@@ -242,11 +242,20 @@ def _list(fs: pafs.FileSystem, base: str) -> list[pafs.FileInfo]:
 
 
 def _walk(directory: str, skipped: list[str] | None = None) -> Iterator[str]:
-    """Supported, non-hidden files under ``directory`` outside cache directories, in a
-    deterministic order. Symlinked directories are followed (each real directory once, so a
-    link loop ends), as symlinked files are; a directory that cannot be listed is an error, not
-    a silent gap in the data. Data files in a compression poisonscan does not read
-    (``.jsonl.bz2``) are appended to ``skipped``, for a note."""
+    """Supported files of :func:`walk_files`. Data files in a compression poisonscan does not
+    read (``.jsonl.bz2``) are appended to ``skipped``, for a note."""
+    for path in walk_files(directory):
+        if classify(path) is not None:
+            yield path
+        elif skipped is not None and unsupported_compression(path):
+            skipped.append(path)
+
+
+def walk_files(directory: str) -> Iterator[str]:
+    """Every non-hidden file under ``directory`` outside cache directories, in a deterministic
+    order. Symlinked directories are followed (each real directory once, so a link loop ends),
+    as symlinked files are; a directory that cannot be listed is an error, not a silent gap in
+    the data."""
 
     def unreadable(exc: OSError) -> None:
         raise InputError(exc.filename or directory, f"cannot list directory: {exc.strerror}",
@@ -269,12 +278,8 @@ def _walk(directory: str, skipped: list[str] | None = None) -> Iterator[str]:
             os.path.islink(os.path.join(root, d))
             and _inside(os.path.realpath(os.path.join(root, d)), top)))
         for name in sorted(files):
-            if name.startswith("."):
-                continue
-            if classify(name) is not None:
+            if not name.startswith("."):
                 yield os.path.normpath(os.path.join(root, name))
-            elif skipped is not None and unsupported_compression(name):
-                skipped.append(os.path.normpath(os.path.join(root, name)))
 
 
 # The first bytes of a CACHEDIR.TAG (https://bford.info/cachedir/): an empty or other file of
