@@ -293,7 +293,10 @@ def test_ids_are_compared_as_the_scan_read_them(tmp_path: Path) -> None:
 
 
 def test_data_with_some_fields_of_a_suspects_export_is_data(tmp_path: Path) -> None:
-    from poisonscan.io.discover import poisonscan_output
+    from poisonscan.io.discover import _ROW_FIELDS, poisonscan_output
+    from poisonscan.report.suspects import COLUMNS
+
+    assert frozenset(COLUMNS) in _ROW_FIELDS  # the export's columns as discovery knows them
 
     rows = tmp_path / "vulns.jsonl"
     rows.write_text(json.dumps({"path": "src/a.c", "row": 3, "finding": "overflow",
