@@ -123,6 +123,22 @@ def test_mixed_id_types_become_strings(tmp_path: Path) -> None:
     assert read_all(tmp_path / "m.jsonl")["id"] == ["1", "x", None, None]
 
 
+@pytest.mark.parametrize("blocks", ["whole", "small"])
+def test_ids_beyond_int64_are_exact(tmp_path: Path, blocks: str,
+                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    # 64-bit hash ids: Arrow parses a column holding one above 2**63 as floats, which would
+    # round them all. The suspects export must name the records by their own ids.
+    if blocks == "small":
+        monkeypatch.setattr("poisonscan.io.jsonl.BLOCK_BYTES", 64)
+    ids = [2**64 - 1 - 977 * i for i in range(30)] + [2**53 + 1, 5, 2**63 + 3]
+    records = [{"text": f"t{i}", "id": v} for i, v in enumerate(ids)]
+    write_jsonl(tmp_path / "h.jsonl", records)
+    assert read_all(tmp_path / "h.jsonl")["id"] == [str(v) for v in ids]
+    signed = [{"text": "a", "id": -(2**62) - 1}, {"text": "b", "id": 2**64 - 2}]
+    write_jsonl(tmp_path / "s.jsonl", signed)
+    assert read_all(tmp_path / "s.jsonl")["id"] == [str(r["id"]) for r in signed]
+
+
 def test_multiple_files_sorted(tmp_path: Path) -> None:
     write_jsonl(tmp_path / "b.jsonl", [{"text": "b"}])
     write_jsonl(tmp_path / "a.jsonl", [{"text": "a"}])

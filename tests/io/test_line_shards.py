@@ -220,3 +220,17 @@ def test_the_planner_finds_the_shape_once_for_the_later_shards(tmp_path: Path,
     assert len(probes) == len([s for s in shards[1:] if s.shape is None])
     flat = lambda parts: [x for r, t in parts for x in zip(r, t, strict=True)]  # noqa: E731
     assert flat(got) == flat(whole)
+
+
+def test_later_shards_keep_ids_beyond_int64_exact(tmp_path: Path) -> None:
+    # The first records' ids parse as floats (one is above 2**63); later shards parse them with
+    # the planner's id type, which must keep them exact as the whole-file read does.
+    ids = [2**64 - 1 - 7919 * i for i in range(300)]
+    path = write_jsonl(tmp_path / "h.jsonl", [{"text": f"doc {i}", "id": v}
+                                              for i, v in enumerate(ids)])
+    files = discover_inputs([str(path)])
+    options = ReadOptions()
+    shards = plan_shards(files, options, shard_bytes=2000)
+    assert len(shards) > 3
+    rows, _ = read_rows(shards, options)
+    assert [r[2] for r in rows] == [str(v) for v in ids]

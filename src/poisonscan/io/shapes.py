@@ -212,6 +212,8 @@ class ShapeConverter:
             return pa.nulls(table.num_rows, pa.string())
         col = table.column(self.id_field)
         col = col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
+        if rounded_ids(col):
+            return None  # the per-record parse keeps such numbers exact
         try:
             return col.cast(pa.string())
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
@@ -473,6 +475,22 @@ def _as_large_string(col: pa.ChunkedArray | pa.Array, validate: bool = True) -> 
 
 def _strings(values: list[str]) -> pa.Array:
     return pa.array(values, pa.large_string())
+
+
+# Every integer up to 2**53 is exactly a float64; larger ones may not be.
+_EXACT_FLOAT = float(2**53)
+
+
+def rounded_ids(col: pa.Array) -> bool:
+    """Whether a column of JSON ids that Arrow parsed as floats may hold rounded integers.
+
+    Arrow's JSON parser reads a column as float64 once one number in it is outside int64's
+    range, such as a 64-bit hash id above 2**63, and that rounds every id above 2**53: the
+    suspects export would then name records by ids they do not have.
+    """
+    if not pa.types.is_floating(col.type) or len(col) == col.null_count:
+        return False
+    return bool(pc.max(pc.abs(col)).as_py() >= _EXACT_FLOAT)
 
 
 def _ids_python(values: list[Any]) -> pa.Array:

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from poisonscan.errors import InputError
@@ -18,7 +19,7 @@ from poisonscan.io.jsonl import JsonLinesReader
 from poisonscan.io.options import ReadCounter, ReadOptions
 from poisonscan.io.parquet import empty_block, open_parquet
 from poisonscan.io.raw import BadRecords, RawBlock
-from poisonscan.io.shapes import ShapeConverter
+from poisonscan.io.shapes import ShapeConverter, rounded_ids
 from poisonscan.io.streams import BOM, ByteStream, first_char
 
 SHARD_BYTES = 64 * 2**20  # uncompressed Parquet bytes (or JSON Lines bytes) per shard
@@ -80,6 +81,11 @@ def id_type_of(converter: ShapeConverter, first: RawBlock) -> pa.DataType | None
     as one of the types an explicit parse schema may give it."""
     if converter.id_field and first.table is not None:
         t = first.table.schema.field(converter.id_field).type
+        if t == pa.float64() and rounded_ids(first.table.column(converter.id_field)):
+            # Integers beyond int64, likely unsigned 64-bit hashes: later blocks parse them
+            # exactly as uint64, and a block that does not fit goes record by record.
+            low = pc.min(first.table.column(converter.id_field)).as_py()
+            return pa.uint64() if low is not None and low >= 0 else None
         return t if t in _ID_TYPES else None
     return None
 
