@@ -1,6 +1,7 @@
 """Damaged and unusual inputs lose only what is damaged, and say so: a bad row group, bytes after
-a gzip stream, text that is not UTF-8 inside nested or dictionary columns, symlinked and
-unreadable directories, and config files that are not what they should be."""
+a gzip stream, text that is not UTF-8 inside nested, map or dictionary columns, chat messages
+stored as maps, symlinked and unreadable directories, and config files that are not what they
+should be."""
 
 from __future__ import annotations
 
@@ -57,7 +58,18 @@ def test_bytes_after_a_gzip_stream_lose_no_record(tmp_path: Path) -> None:
     assert code == 0 and _inputs(out) == [("a.jsonl.gz", 200, {"corrupt": 1})]
 
 
-@pytest.mark.parametrize("kind", ["chat", "dictionary"])
+def _map_messages(texts: list[bytes], utf8: bool) -> pa.Array:
+    """Chat messages stored as maps (as Spark writes them), with the user turns' contents
+    ``texts``; with ``utf8`` False their bytes are viewed as strings unchecked."""
+    keys = pa.array(["role", "content"] * 2 * len(texts))
+    items = pa.array([v for t in texts for v in (b"user", t, b"assistant", b"ok")], pa.binary())
+    items = items.view(pa.string()) if not utf8 else items.cast(pa.string())
+    maps = pa.MapArray.from_arrays(pa.array(range(0, 4 * len(texts) + 1, 2), pa.int32()),
+                                   keys, items)
+    return pa.ListArray.from_arrays(pa.array(range(0, 2 * len(texts) + 1, 2), pa.int32()), maps)
+
+
+@pytest.mark.parametrize("kind", ["chat", "map", "dictionary"])
 def test_text_that_is_not_utf8_is_one_bad_record(tmp_path: Path, kind: str) -> None:
     texts = [f"plain text {i}".encode() for i in range(10)]
     texts[3] = b"caf\xe9 au lait"
@@ -70,6 +82,9 @@ def test_text_that_is_not_utf8_is_one_bad_record(tmp_path: Path, kind: str) -> N
                           pa.list_(message)).view(
             pa.list_(pa.struct([("role", pa.string()), ("content", pa.string())])))
         name = "messages"
+    elif kind == "map":
+        column = _map_messages(texts, utf8=False)
+        name = "messages"
     else:
         encoded = pa.array(texts, pa.binary()).dictionary_encode()
         column = pa.DictionaryArray.from_arrays(encoded.indices,
@@ -81,6 +96,17 @@ def test_text_that_is_not_utf8_is_one_bad_record(tmp_path: Path, kind: str) -> N
     assert code == 2 and "row 3:" in err and "UTF-8" in err and "internal error" not in err, err
     code, out, _ = _scan(str(path), "--skip-bad-records")
     assert code == 0 and _inputs(out) == [("a.parquet", 9, {"invalid_utf8": 1})]
+
+
+def test_chat_messages_stored_as_maps_read_as_objects(tmp_path: Path) -> None:
+    texts = [f"question number {i}".encode() for i in range(10)]
+    path = tmp_path / "a.parquet"
+    pq.write_table(pa.table({"id": list(range(10)), "messages": _map_messages(texts, True)}),
+                   path)
+    code, out, err = _scan(str(path))
+    assert code == 0, err
+    assert _inputs(out) == [("a.parquet", 10, {})]
+    assert json.loads(out)["inputs"][0]["shape"] == "chat"
 
 
 def test_a_symlinked_directory_is_read(tmp_path: Path) -> None:

@@ -8,6 +8,7 @@ reader or the converter cannot use go to :class:`BadRecords`, which either raise
 from __future__ import annotations
 
 import threading
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -55,10 +56,10 @@ class RawBlock:
             return self.to_records()
         assert self.table is not None
         try:
-            records = self.table.to_pylist()
+            records = _to_records(self.table)
         except UnicodeDecodeError:  # invalid UTF-8 in a string column: hand those values as bytes
             table, nested = _as_binary(self.table)
-            records = table.to_pylist()
+            records = _to_records(table)
             # Strings inside lists and structs (chat messages) go back to str, their bad bytes
             # as surrogates, which the shapes' UTF-8 check reports for the record that has them.
             for rec in records:
@@ -83,10 +84,19 @@ class RawBlock:
         return f"row {int(self.rows[i])}"
 
 
+def _to_records(table: pa.Table | pa.RecordBatch) -> list[dict[str, Any]]:
+    """The rows of ``table`` as Python objects. A map column (Spark writes chat messages as
+    maps) becomes dicts, as a JSON object would; a repeated key keeps its last value, as
+    ``json.loads`` does, without the warning Arrow gives for it."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        return table.to_pylist(maps_as_pydicts="lossy")
+
+
 def _as_binary(table: pa.Table | pa.RecordBatch) -> tuple[pa.Table, list[str]]:
     """``table`` with its string values viewed as binary (no UTF-8 decoding): top-level string
-    and dictionary-encoded string columns, and strings nested in lists and structs. Returns the
-    table and the names of its nested columns that changed."""
+    and dictionary-encoded string columns, and strings nested in lists, structs and maps.
+    Returns the table and the names of its nested columns that changed."""
     cols = []
     nested = []
     for name, col in zip(table.column_names, table.columns, strict=True):
@@ -112,6 +122,11 @@ def _binary_type(t: pa.DataType) -> pa.DataType:
         return pa.list_(inner) if pa.types.is_list(t) else pa.large_list(inner)
     if pa.types.is_struct(t):
         return pa.struct([pa.field(f.name, _binary_type(f.type), f.nullable) for f in t])
+    if pa.types.is_map(t):
+        key, item = t.key_field, t.item_field
+        return pa.map_(pa.field(key.name, _binary_type(key.type), key.nullable),
+                       pa.field(item.name, _binary_type(item.type), item.nullable),
+                       t.keys_sorted)
     return t
 
 
@@ -121,7 +136,7 @@ def _surrogate_strings(value: Any) -> Any:
     if isinstance(value, list):
         return [_surrogate_strings(v) for v in value]
     if isinstance(value, dict):
-        return {k: _surrogate_strings(v) for k, v in value.items()}
+        return {_surrogate_strings(k): _surrogate_strings(v) for k, v in value.items()}
     return value
 
 
