@@ -393,3 +393,16 @@ def test_json_array_of_arrays_says_the_records_are_not_objects(tmp_path: Path) -
     err = expect_error(path, "wrong_type", "row 0")
     assert "record is a list, expected an object" in str(err)
     assert dict(read_all(path, skip_bad_records=True).counter.skipped) == {"wrong_type": 2}
+
+
+def test_records_ended_by_carriage_returns_alone_name_the_cause(tmp_path: Path) -> None:
+    path = tmp_path / "mac.jsonl"
+    path.write_bytes(b'{"text": "a"}\r{"text": "b"}\r{"text": "c"}\r')
+    err = expect_error(path, "malformed_json", "line 1")
+    assert "carriage returns:" in str(err)
+    # Windows line ends are ordinary, and a carriage return inside a string is no hint.
+    crlf = tmp_path / "win.jsonl"
+    crlf.write_bytes(b'{"text": "a"}\r\n{"text": "b"}\r\n')
+    assert read_all(crlf)["text"] == ["a", "b"]
+    other = lines_file(tmp_path, [GOOD, b'{"text": "x\\r"} {"text": "y"}'])
+    assert "carriage returns:" not in str(expect_error(other, "malformed_json", "line 2"))

@@ -277,6 +277,11 @@ class JsonLinesReader:
                 hint = ("; a .json file must hold JSON Lines (one record a line) or one JSON "
                         "array" if self.stream.file.format == "json"
                         and text.strip() == b"{" else "")
+                # Records ended by a carriage return alone (old Mac line ends) read as one
+                # line: name the cause rather than only "Extra data".
+                if exc.msg == "Extra data" and b"\r" in text.rstrip(b"\r\n"):
+                    hint = ("; the line holds carriage returns: JSON Lines records must end "
+                            "in a newline (\\n or \\r\\n)")
                 self.bad("malformed_json", f"malformed JSON: {exc.msg}{at} column "
                          f"{exc.colno}{hint}", where)
                 continue
