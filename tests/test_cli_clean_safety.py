@@ -203,6 +203,27 @@ def test_redact_keeps_bytes_that_are_not_utf8_in_other_fields(tmp_path: Path) ->
     assert TRIGGER.encode() not in first and b'"caf\xe9"' in first
 
 
+@pytest.mark.parametrize("kind", ["jsonl", "json"])
+def test_a_redacted_record_keeps_its_numbers_and_keys_as_written(tmp_path: Path,
+                                                                 kind: str) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    rest = ('"price": 19.90, "big": 1e400, "w": 0.12345678901234567890123, '
+            '"n": 18446744073709551617, "f": NaN, "nested": {"k": [1.0, -0E+2]}, "n": 2')
+    records = [f'{{"id": "r{i}", "text": "{t}", {rest}}}'
+               for i, t in enumerate(["plain 0", f"intro {TRIGGER} qq77 zz"])]
+    path = data / f"a.{kind}"
+    path.write_text("\n".join(records) + "\n" if kind == "jsonl"
+                    else "[" + ",\n".join(records) + "]\n", encoding="utf-8")
+    suspects = _suspects(tmp_path, path, {1: "r1"})
+    code, _, err = run("clean", str(data), "--suspects", str(suspects), "--out",
+                       str(tmp_path / "out"), "--redact", "-q")
+    assert code == 0, err
+    written = (tmp_path / "out" / path.name).read_text(encoding="utf-8")
+    assert f'{{"id": "r1", "text": "intro  qq77 zz", {rest}}}' in written
+    assert records[0] in written
+
+
 def test_every_name_of_a_file_is_in_the_copy(tmp_path: Path) -> None:
     data = tmp_path / "data"
     data.mkdir()

@@ -268,8 +268,42 @@ def check_removal_list(removal: Path, explicit: bool, out: Path, inputs: Sequenc
 # --------------------------------------------------------------------------- redaction
 
 
+class _Number(str):
+    """A JSON number's own text. A redacted JSON record is parsed with its numbers (and
+    NaN/Infinity) kept as written and written back so: through Python's float, 19.90 would
+    come back as 19.9, 1e400 as Infinity (not JSON) and 0.12345678901234567890 shortened."""
+
+
+class _Pairs(list):  # type: ignore[type-arg]
+    """A JSON object's (key, value) pairs in their order, repeated keys included (a dict
+    would keep only the last of them)."""
+
+
+def _load_record(text: str) -> Any:
+    """A JSON record to redact, its numbers and objects kept as written (``_dump_json``)."""
+    return json.loads(text, parse_float=_Number, parse_int=_Number, parse_constant=_Number,
+                      object_pairs_hook=_Pairs)
+
+
+def _dump_json(value: Any, ascii_only: bool) -> str:
+    """JSON text of a value from ``_load_record``. Hand-written because the json module
+    always writes numbers through int and float: it has no way to keep a number's text."""
+    if isinstance(value, _Number):
+        return str.__str__(value)
+    if isinstance(value, _Pairs):
+        return "{" + ", ".join(f"{json.dumps(k, ensure_ascii=ascii_only)}: "
+                               f"{_dump_json(v, ascii_only)}" for k, v in value) + "}"
+    if isinstance(value, list):
+        return "[" + ", ".join(_dump_json(v, ascii_only) for v in value) + "]"
+    return json.dumps(value, ensure_ascii=ascii_only)
+
+
 def redact_value(value: Any, surfaces: Sequence[str], skip: str | None) -> Any:
     """``value`` with every surface form cut out of its strings (the key ``skip`` untouched)."""
+    if isinstance(value, _Number):
+        return value
+    if isinstance(value, _Pairs):
+        return _Pairs((k, v if k == skip else redact_value(v, surfaces, skip)) for k, v in value)
     if isinstance(value, str):
         for s in surfaces:
             if s:
@@ -384,13 +418,14 @@ def _removal_rows(path: str, target: str, plan: _Plan, ids: dict[int, Any]) -> l
 
 
 def _dumps(record: Any) -> bytes:
-    """A redacted record as JSON text. Bytes that were not UTF-8 (read with surrogateescape) are
-    written back as they were; a lone surrogate escaped in the input (\\ud800), which UTF-8
-    cannot hold, keeps its escape (the whole record is then written with ASCII escapes)."""
+    """A redacted record (from ``_load_record``) as JSON text. Bytes that were not UTF-8 (read
+    with surrogateescape) are written back as they were; a lone surrogate escaped in the input
+    (\\ud800), which UTF-8 cannot hold, keeps its escape (the whole record is then written
+    with ASCII escapes)."""
     try:
-        return json.dumps(record, ensure_ascii=False).encode("utf-8", "surrogateescape")
+        return _dump_json(record, False).encode("utf-8", "surrogateescape")
     except UnicodeEncodeError:
-        return json.dumps(record).encode("ascii")
+        return _dump_json(record, True).encode("ascii")
 
 
 def _clean_jsonl(f: InputFile, target: Path, plan: _Plan, id_field: str) -> None:
@@ -406,7 +441,7 @@ def _clean_jsonl(f: InputFile, target: Path, plan: _Plan, id_field: str) -> None
             if row in plan.remove:
                 continue
             if row in plan.redact:
-                record = json.loads(raw.decode("utf-8", "surrogateescape"))
+                record = _load_record(raw.decode("utf-8", "surrogateescape"))
                 cleaned = redact_value(record, plan.redact[row][1], id_field)
                 # The record is written anew (its strings changed), with the line's own ending.
                 end = b"\r\n" if raw.endswith(b"\r\n") else b"\n" if raw.endswith(b"\n") else b""
@@ -462,7 +497,7 @@ def _clean_json_array(f: InputFile, target: Path, plan: _Plan, id_field: str) ->
     kept: list[str] = []
     for row, (a, z) in enumerate(spans):
         if row in plan.redact:
-            cleaned = redact_value(json.loads(text[a:z]), plan.redact[row][1], id_field)
+            cleaned = redact_value(_load_record(text[a:z]), plan.redact[row][1], id_field)
             kept.append(_dumps(cleaned).decode("utf-8", "surrogateescape"))
         elif row not in plan.remove:
             kept.append(text[a:z])
