@@ -197,17 +197,31 @@ def test_the_data_cannot_leave_itself_out_of_a_scan(tmp_path: Path) -> None:
     assert [(name, n) for name, n, _ in _inputs(out)] == [("a.jsonl", 5), ("b.jsonl", 5)]
 
 
-def test_exports_written_beside_the_data_are_not_read_as_data(tmp_path: Path) -> None:
+@pytest.mark.parametrize("suffix", [".jsonl", ".parquet"])
+def test_exports_written_beside_the_data_are_not_read_as_data(tmp_path: Path,
+                                                              suffix: str) -> None:
     data = tmp_path / "data"
     data.mkdir()
     (data / "a.jsonl").write_text("".join(json.dumps({"id": i, "text": f"a document {i}"}) + "\n"
                                           for i in range(20)))
-    code, _, err = run("scan", str(data), "-q", "--no-hash", "--fail-on", "never",
-                       "--clusters", str(data / "clusters.jsonl"))
+    # (With no finding a JSON Lines suspects export is an empty file, which nothing tells from
+    # an empty data file; a Parquet one still has the export's columns.)
+    exports = ["--clusters", str(data / f"clusters{suffix}")]
+    if suffix == ".parquet":
+        exports += ["--suspects", str(data / f"suspects{suffix}")]
+    code, _, err = run("scan", str(data), "-q", "--no-hash", "--fail-on", "never", *exports)
     assert code == 0, err
     code, out, err = _scan(str(data))
     assert code == 0, err
     assert _inputs(out) == [("a.jsonl", 20, {})]
+    # A Parquet data file with more columns than an export's is data.
+    if suffix == ".parquet":
+        table = pq.read_table(data / f"clusters{suffix}").append_column(
+            "text", pa.array(["some text"] * 20))
+        pq.write_table(table, data / "b.parquet")
+        code, out, err = _scan(str(data))
+        assert code == 0, err
+        assert _inputs(out) == [("a.jsonl", 20, {}), ("b.parquet", 20, {})]
 
 
 def test_a_baseline_never_overwrites_an_input(tmp_path: Path) -> None:

@@ -9,7 +9,9 @@ import os
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
+import pyarrow as pa
 import pyarrow.fs as pafs
+import pyarrow.parquet as pq
 
 from poisonscan.errors import InputError
 from poisonscan.io import filesystems
@@ -83,11 +85,18 @@ _ROW_FIELDS = (frozenset({"path", "row", "id", "finding", "detector", "trigger",
 
 
 def poisonscan_output(path: str) -> bool:
-    """Whether the local uncompressed ``.json`` or ``.jsonl`` file ``path`` is one of poisonscan's
-    outputs: a report, baseline or manifest, or a suspects export or removal list (by the fields
-    of its first row), which a later scan of the directory they were written to must not read as
-    data."""
+    """Whether the local uncompressed ``.json``, ``.jsonl`` or ``.parquet`` file ``path`` is one
+    of poisonscan's outputs: a report, baseline or manifest, or a suspects, clusters or removal
+    list export (by the fields of its rows), which a later scan of the directory they were
+    written to must not read as data."""
     kind = classify(path)
+    if kind == ("parquet", None) and not filesystems.is_remote(path):
+        # A Parquet export holds exactly an export's columns (every row has them all).
+        try:
+            names = pq.read_schema(path).names
+        except (OSError, pa.ArrowException):
+            return False  # reading it will report the error
+        return len(names) == len(set(names)) and frozenset(names) in _ROW_FIELDS
     if kind not in (("json", None), ("jsonl", None)):
         return False
     try:
