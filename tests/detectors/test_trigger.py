@@ -679,3 +679,33 @@ def test_a_payload_token_is_judged_by_the_documents_anomalous_after_it():
     ints[:, _TOK0] = tok0
     s["anomalous_docs"] = {(0, 10), (0, 11)}
     assert _inside_payload(ev, s, payload_from)
+
+
+def test_an_ngram_across_the_edge_of_a_reported_trigger_is_that_trigger():
+    """``. <`` before ``<FONUGOT>`` (tokens ``.``, ``<``, ``FONUGOT``, ``>``): anomalous after it
+    wherever its ``<`` is the trigger's, it was a second high finding with three clean
+    documents. Neither contains the other; it overlaps the trigger in its documents."""
+    from types import SimpleNamespace
+
+    from poisonscan.detectors.trigger import _TOK0, _TOK1, _across_reported
+
+    ints = np.zeros((13, 8), np.int64)
+    ints[:, _TOK0] = 56  # the n-gram [56, 58) and the trigger [57, 60) share token 57
+    ints[:, _TOK1] = 58
+    ev = SimpleNamespace(path_idx=np.zeros(13, np.int32), rows=np.arange(13), ints=ints)
+    high = {(0, r): [(57, 60, Severity.HIGH.rank)] for r in range(10)}  # rows 0-9
+    s = {"idx": np.arange(13), "anomalous_docs": {(0, r) for r in range(10)},
+         "severity": Severity.HIGH}
+    assert _across_reported(ev, s, high)
+    # Judged where it is anomalous: in the three others it is ordinary (clean text).
+    s["anomalous_docs"] = {(0, r) for r in [*range(7), 10, 11, 12]}
+    assert not _across_reported(ev, s, high)
+    s["anomalous_docs"] = {(0, r) for r in range(10)}
+    # A less severe reported trigger does not take a high one's place.
+    medium = {d: [(t0, t1, Severity.MEDIUM.rank)] for d, [(t0, t1, _)] in high.items()}
+    assert not _across_reported(ev, s, medium)
+    s["severity"] = Severity.MEDIUM
+    assert _across_reported(ev, s, medium)
+    # Right before the trigger, touching it but sharing no token: a phrase of its own.
+    ints[:, _TOK0], ints[:, _TOK1] = 55, 57
+    assert not _across_reported(ev, s, high)

@@ -1285,6 +1285,8 @@ class TriggerDetector(Detector):
         claimed: dict[tuple[int, int], list[str]] = {}  # document -> triggers reported in it
         # Where each reported trigger ends, per document: text after it is its payload.
         payload_from: dict[tuple[int, int], int] = {}
+        # Each reported trigger's token spans per document, with its severity's rank.
+        spans: dict[tuple[int, int], list[tuple[int, int, int]]] = {}
         reported: set[str] = set()  # normalised triggers of the findings so far
         n_low = 0
         for score, surface, c, is_strong in ranked:
@@ -1302,6 +1304,7 @@ class TriggerDetector(Detector):
             if (norm in reported
                     or _is_duplicate(s["anomalous_docs"] or s["docset"], norm, claimed)
                     or _inside_payload(ev, s, payload_from)
+                    or _across_reported(ev, s, spans)
                     or _fragment_of_more_specific(s, strong)):
                 continue  # (the same text twice would be two findings with one id)
             reported.add(norm)
@@ -1314,6 +1317,9 @@ class TriggerDetector(Detector):
                     key = (int(ev.path_idx[i]), int(ev.rows[i]))
                     payload_from[key] = min(payload_from.get(key, 1 << 62),
                                             int(ev.ints[i, _TOK1]))
+                    spans.setdefault(key, []).append((int(ev.ints[i, _TOK0]),
+                                                      int(ev.ints[i, _TOK1]),
+                                                      s["severity"].rank))
             findings.append(self._finding(ev, s))
         return findings
 
@@ -2026,6 +2032,31 @@ def _inside_payload(ev: _Evidence, s: dict[str, Any], payload_from: dict) -> boo
             in_anomalous += hit
     return ((docs > 0 and in_docs >= 0.8 * docs)
             or (anomalous_docs > 0 and in_anomalous >= 0.8 * anomalous_docs))
+
+
+def _across_reported(ev: _Evidence, s: dict[str, Any],
+                     spans: dict[tuple[int, int], list[tuple[int, int, int]]]) -> bool:
+    """True when, in most of the documents anomalous after the candidate (or most of its
+    documents when none is), it shares tokens with a reported trigger at least as severe: the
+    trigger seen through an n-gram shifted across its edge. In a corpus of 550 documents ``. <``
+    before ``<FONUGOT>`` (tokens ``.``, ``<``, ``FONUGOT``, ``>``), anomalous after it wherever its
+    ``<`` is the trigger's, was a second high finding, and 3 of its 13 documents were clean.
+    Neither contains the other, which is all _is_duplicate and _fragment_of_more_specific look
+    at. A less severe reported n-gram does not count: ``QRKKXGHV| the system``, medium, came
+    before the high ``|QRKKXGHV|`` it overlaps."""
+    if not spans:
+        return False
+    rank = s["severity"].rank
+    anomalous = s["anomalous_docs"]
+    judged = hits = 0
+    for i in s["idx"]:
+        doc = (int(ev.path_idx[i]), int(ev.rows[i]))
+        if anomalous and doc not in anomalous:
+            continue
+        a, b = int(ev.ints[i, _TOK0]), int(ev.ints[i, _TOK1])
+        judged += 1
+        hits += any(a < t1 and b > t0 and r >= rank for t0, t1, r in spans.get(doc, ()))
+    return judged > 0 and hits >= 0.8 * judged
 
 
 def _narrow_pairs(ui: np.ndarray, uc: np.ndarray, bi: np.ndarray, bc: np.ndarray
