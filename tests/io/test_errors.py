@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
 import zlib
 from pathlib import Path
 from typing import Any
@@ -406,3 +407,26 @@ def test_records_ended_by_carriage_returns_alone_name_the_cause(tmp_path: Path) 
     assert read_all(crlf)["text"] == ["a", "b"]
     other = lines_file(tmp_path, [GOOD, b'{"text": "x\\r"} {"text": "y"}'])
     assert "carriage returns:" not in str(expect_error(other, "malformed_json", "line 2"))
+
+
+def test_an_id_that_is_not_utf8_is_a_bad_record(tmp_path: Path) -> None:
+    # An escaped lone surrogate in the id stopped the whole scan with an internal error, even
+    # with --skip-bad-records; in the text it was one bad record, as it now is in the id.
+    path = lines_file(tmp_path, [b'{"id": "a", "text": "x"}', b'{"id": "b\\udc80", "text": "y"}',
+                                 b'{"id": "c", "text": "z"}'])
+    err = expect_error(path, "invalid_utf8", "line 2")
+    assert "the id is not valid UTF-8" in str(err)
+    got = read_all(path, skip_bad_records=True)
+    assert got["id"] == ["a", "c"] and dict(got.counter.skipped) == {"invalid_utf8": 1}
+
+
+def test_a_file_name_that_is_not_utf8_is_named_in_a_one_line_error(tmp_path: Path) -> None:
+    from poisonscan.io.readers import discover_inputs
+
+    name = os.fsdecode(b"x\xff.jsonl")
+    try:
+        (tmp_path / name).write_bytes(GOOD + b"\n")
+    except (OSError, UnicodeEncodeError):
+        pytest.skip("this filesystem does not take names that are not UTF-8")
+    with pytest.raises(InputError, match=r"x\\xff\.jsonl: the file name is not valid UTF-8"):
+        discover_inputs([str(tmp_path)])

@@ -313,6 +313,12 @@ def _input_file(path: str) -> InputFile:
     kind = classify(path)
     assert kind is not None
     try:
+        path.encode("utf-8")
+    except UnicodeEncodeError:  # bytes of another encoding, which Python keeps as surrogates
+        shown = os.fsencode(path).decode("utf-8", "backslashreplace")
+        raise InputError(shown, "the file name is not valid UTF-8, which poisonscan needs to "
+                         "read it and name it in reports (rename the file)") from None
+    try:
         st = os.stat(path)
     except OSError as exc:
         raise InputError(path, f"cannot read file: {exc.strerror}", reason="unreadable") from None

@@ -245,10 +245,12 @@ class ShapeConverter:
                     for s in u[:3]:
                         if s is not None:
                             _check_utf8(s)
+                rid = rec.get(self.id_field) if self.id_field else None
+                if isinstance(rid, str):
+                    _check_utf8(rid, "the id")
             except BadRecord as exc:
                 bad(exc.reason, exc.message, raw.location(i))
                 continue
-            rid = rec.get(self.id_field) if self.id_field else None
             for unit in units:
                 keep_rows.append(int(raw.rows[i]))
                 if raw.lines is not None:
@@ -424,12 +426,12 @@ def _preference_unit(rec: dict[str, Any]) -> list[tuple[Any, ...]]:
     return [(prompt, chosen, rejected, 0)]
 
 
-def _check_utf8(s: str) -> None:
+def _check_utf8(s: str, what: str = "text") -> None:
     try:
         s.encode("utf-8")
     except UnicodeEncodeError:
-        raise BadRecord("invalid_utf8", "text is not valid UTF-8 (lone surrogate or undecodable "
-                        "bytes)") from None
+        raise BadRecord("invalid_utf8", f"{what} is not valid UTF-8 (lone surrogate or "
+                        "undecodable bytes)") from None
 
 
 # Arrow helpers ---------------------------------------------------------------------------------
@@ -499,5 +501,6 @@ def _ids_python(values: list[Any]) -> pa.Array:
         return pa.array(values).cast(pa.string())
     except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, OverflowError):
         return pa.array([None if v is None else v if isinstance(v, str)
+                         else v.decode("utf-8", "backslashreplace") if isinstance(v, bytes)
                          else json.dumps(v, ensure_ascii=False) for v in values], pa.string())
 
