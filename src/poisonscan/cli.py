@@ -35,6 +35,7 @@ from poisonscan.report import WRITERS, exit_code, write_report
 from poisonscan.report.json import DOCUMENTS_ARTIFACT
 from poisonscan.report.progress import make_progress
 from poisonscan.report.suspects import SUSPECT_WRITERS, suspects_writer, write_suspects
+from poisonscan.report.visible import safe_message
 from poisonscan.triggers import write_triggers
 
 if TYPE_CHECKING:
@@ -43,8 +44,14 @@ if TYPE_CHECKING:
 EXIT_CLEAN, EXIT_FINDINGS, EXIT_ERROR = 0, 1, 2
 
 
+def _err(message: str) -> None:
+    """A line on stderr. Messages name files, ids and triggers from the data: their control and
+    invisible characters are shown, not sent to the terminal (see report.visible)."""
+    click.echo(safe_message(message), err=True)
+
+
 def _fail(message: str) -> int:
-    click.echo(f"poisonscan: error: {message}", err=True)
+    _err(f"poisonscan: error: {message}")
     return EXIT_ERROR
 
 
@@ -281,7 +288,7 @@ def _effective(paths: tuple[str, ...], params: dict[str, Any], quiet: bool = Fal
     )
     if not quiet:
         for note in effective.notes:
-            click.echo(f"poisonscan: note: {note}", err=True)
+            _err(f"poisonscan: note: {note}")
     return effective
 
 
@@ -405,20 +412,19 @@ def scan(paths: tuple[str, ...], **params: Any) -> int:
         for path in sorted(set(skipped)):
             ext = unsupported_compression(path)
             if ext:
-                click.echo(f"poisonscan: note: not reading {path}: poisonscan does not read "
-                           f"{ext} files (decompress it, or recompress it as .gz or .zst)",
-                           err=True)
+                _err(f"poisonscan: note: not reading {path}: poisonscan does not read "
+                     f"{ext} files (decompress it, or recompress it as .gz or .zst)")
             else:
-                click.echo(f"poisonscan: note: leaving out {path}: it is a poisonscan output "
-                           "(report, manifest, triggers, SARIF, suspects or removal list), not "
-                           "data", err=True)
+                _err(f"poisonscan: note: leaving out {path}: it is a poisonscan output "
+                     "(report, manifest, triggers, SARIF, suspects, clusters or removal list), "
+                     "not data")
     accepted = baseline_mod.load(effective.baseline) if effective.baseline else None
 
     result = _run(config, quiet, hash_inputs=not params["no_hash"])
     if accepted is not None:
         outcome = baseline_mod.apply(result, accepted)
         if not quiet:
-            click.echo(f"poisonscan: {baseline_mod.describe(outcome)}", err=True)
+            _err(f"poisonscan: {baseline_mod.describe(outcome)}")
     if params["include_documents"]:
         result.artifacts[DOCUMENTS_ARTIFACT] = True
     write_report(result, params["fmt"], params["output"])
@@ -432,14 +438,14 @@ def scan(paths: tuple[str, ...], **params: Any) -> int:
     if params["clusters"] is not None:
         _export_clusters(result, params["clusters"])
     if not quiet and result.artifacts.get("state") is not None:
-        click.echo(f"poisonscan: {result.artifacts['state']}", err=True)
+        _err(f"poisonscan: {result.artifacts['state']}")
     if not quiet:
         labels = {"--output": "report", "--suspects": "suspects", "--triggers": "triggers",
                   "--clusters": "clusters"}
         for option, path in outputs.items():
             if path is not None:
                 label = labels.get(option, option.removeprefix("--output-") + " report")
-                click.echo(f"poisonscan: wrote {label} to {path}", err=True)
+                _err(f"poisonscan: wrote {label} to {path}")
     return exit_code(result)
 
 
@@ -516,8 +522,8 @@ def baseline_create(paths: tuple[str, ...], **params: Any) -> int:
     baseline_mod.write(params["output"], baseline_mod.create(result))
     if not params["quiet"]:
         n = len(result.findings)
-        click.echo(f"poisonscan: wrote baseline of {n} finding{'s' if n != 1 else ''} to "
-                   f"{params['output']}", err=True)
+        _err(f"poisonscan: wrote baseline of {n} finding{'s' if n != 1 else ''} to "
+             f"{params['output']}")
     return EXIT_CLEAN
 
 
@@ -540,8 +546,8 @@ def baseline_update(paths: tuple[str, ...], **params: Any) -> int:
     doc, summary = baseline_mod.update(old, result, keep_missing=params["keep_missing"])
     baseline_mod.write(params["output"], doc)
     if not params["quiet"]:
-        click.echo(f"poisonscan: updated {params['output']}: {summary.added} added, "
-                   f"{summary.kept} kept, {summary.removed} removed", err=True)
+        _err(f"poisonscan: updated {params['output']}: {summary.added} added, "
+             f"{summary.kept} kept, {summary.removed} removed")
     return EXIT_CLEAN
 
 
@@ -622,16 +628,16 @@ def clean_command(inputs: tuple[str, ...], **params: Any) -> int:
                               removal_list=params["removal_list"], hashes=hashes, sizes=sizes,
                               options=options)
     if not params["quiet"]:
-        click.echo(f"poisonscan: {summary.line()}", err=True)
+        _err(f"poisonscan: {summary.line()}")
         if summary.not_copied:
             shown = ", ".join(summary.not_copied[:3])
             more = f" and {len(summary.not_copied) - 3} more" if len(summary.not_copied) > 3 else ""
-            click.echo(f"poisonscan: note: {len(summary.not_copied)} files under the input "
-                       f"directories are not data poisonscan reads and are not in the copy: "
-                       f"{shown}{more}", err=True)
+            _err(f"poisonscan: note: {len(summary.not_copied)} files under the input "
+                 f"directories are not data poisonscan reads and are not in the copy: "
+                 f"{shown}{more}")
         if summary.unmatched:
-            click.echo(f"poisonscan: note: {summary.unmatched} suspect documents are in files "
-                       "that are not among the inputs", err=True)
+            _err(f"poisonscan: note: {summary.unmatched} suspect documents are in files "
+                 "that are not among the inputs")
     return EXIT_CLEAN
 
 
@@ -648,7 +654,7 @@ def manifest_command(paths: tuple[str, ...], output: str, quiet: bool) -> int:
     doc = manifest_mod.build(paths, output, __version__)
     manifest_mod.write(doc, output)
     if not quiet:
-        click.echo(f"poisonscan: wrote manifest of {len(doc['files'])} files to {output}", err=True)
+        _err(f"poisonscan: wrote manifest of {len(doc['files'])} files to {output}")
     return EXIT_CLEAN
 
 
@@ -658,7 +664,7 @@ def verify_command(manifest: str) -> int:
     """Check the files of MANIFEST: exit 1 when any changed, is missing or is extra."""
     outcome = manifest_mod.verify(manifest)
     for line in outcome.lines():
-        click.echo(line)
+        click.echo(safe_message(line))
     return EXIT_CLEAN if outcome.ok else EXIT_FINDINGS
 
 

@@ -67,3 +67,33 @@ def test_missing_trigger_and_bad_span_do_not_break(make_result) -> None:
     finding = make_finding(None, detector="campaign")
     out = _render(make_result([finding]))
     assert "campaign" in out and "—" in out
+
+
+def test_text_from_the_data_cannot_drive_the_terminal(make_result) -> None:
+    # A trigger and a file name chosen by whoever wrote the data: escape sequences (7-bit and
+    # the 8-bit CSI), a bidirectional override and a zero-width space are shown, not sent.
+    hostile = "<Q\x1b]8;;http://x\x07Z\u009b2J\u202eX\u200b>"
+    result = make_result([make_finding(hostile)])
+    result.inputs[0].path = "data/\x1b[2Jpart-1.jsonl"
+    stream = io.StringIO()
+    console = Console(file=stream, force_terminal=True, color_system="standard", width=300)
+    render_table(result, console)
+    out = stream.getvalue()
+    for char in ("\x07", "\u009b", "\u202e", "\u200b", "\x1b]", "\x1b[2J"):
+        assert char not in out
+    assert "<Q·]8;;http://x·Z·2J·X·>" in out
+    assert "data/·[2Jpart-1.jsonl: 1" in out
+    # The span still marks exactly the trigger: one visible character for each hidden one.
+    assert "\x1b[1;7m<Q·]8;;http://x·Z·2J·X·>\x1b[0m" in out
+
+
+def test_visible_keeps_ordinary_text_and_every_offset() -> None:
+    from poisonscan.report.visible import safe_message, visible
+
+    ordinary = "naïve café 漢字 🙂 Ω ß"
+    assert visible(ordinary) == ordinary
+    hostile = "a\x00b\x7fc\u0085d\u2066e\ufefff\ud800g\tn\n"
+    shown = visible(hostile)
+    assert len(shown) == len(hostile)
+    assert shown == "a·b·c·d·e·f\ufffdg→n⏎"
+    assert safe_message(hostile) == "a·b·c·d·e·f\ufffdg\tn\n"

@@ -18,6 +18,7 @@ from rich.text import Text
 
 from poisonscan.findings import Example, Finding, Severity, rank_findings
 from poisonscan.report import failing_findings
+from poisonscan.report.visible import visible
 
 if TYPE_CHECKING:
     from poisonscan.engine.scan import ScanResult
@@ -29,13 +30,10 @@ MAX_ROWS = 30
 TRIGGER_CHARS = 60
 PLAIN_WIDTH = 120  # files and CI logs: wide enough for a finding id and a readable trigger
 
-# Control characters would break the layout; each is replaced by one visible character so the
-# trigger span (character offsets into the snippet) stays valid.
-_VISIBLE = {i: "·" for i in range(32)} | {0x0A: "⏎", 0x0D: "⏎", 0x09: "→", 0x7F: "·"}
-
-
-def _visible(text: str) -> str:
-    return text.translate(_VISIBLE)
+# Control and invisible characters would break the layout or act on the terminal; each is
+# replaced by one visible character so the trigger span (character offsets into the snippet)
+# stays valid.
+_visible = visible
 
 
 def _trigger_text(trigger: str | None) -> Text:
@@ -91,7 +89,8 @@ def _summary(result: ScanResult) -> Table:
     for summary in sorted(result.inputs, key=lambda s: s.path):
         if summary.skipped_total:
             per_file = ", ".join(f"{r}: {n:,}" for r, n in sorted(summary.skipped.items()))
-            grid.add_row("", Text(f"{summary.path}: {summary.skipped_total:,} ({per_file})"))
+            grid.add_row("", Text(f"{_visible(summary.path)}: {summary.skipped_total:,} "
+                                  f"({per_file})"))
     size = _size(input_bytes)
     if text_bytes:
         size += f" on disk, {_size(text_bytes)} of text"
@@ -180,7 +179,7 @@ def render_table(result: ScanResult, console: Console) -> None:
             head.append(f"  ({f.document_count:,} documents)")
             console.print(head)
             for ex in f.examples[:MAX_EXAMPLES]:
-                where = Text(f"  {ex.path}:{ex.row} [{ex.field}] ", style="dim")
+                where = Text(f"  {_visible(ex.path)}:{ex.row} [{ex.field}] ", style="dim")
                 console.print(Text.assemble(where, _example_text(ex, mark)))
             console.print()
     console.print(_verdict(result, findings))

@@ -1,0 +1,36 @@
+"""Text from the data made safe to print on a terminal.
+
+Triggers, snippets, file names and ids come from the data, so an attacker chooses them. A
+terminal acts on escape sequences (ESC, and the 8-bit C1 controls such as U+009B, CSI) and
+reorders text around bidirectional overrides (U+202E), and zero-width characters make two
+different triggers look the same. Each such character is shown as one visible character, so
+character offsets into a snippet (a trigger's span) stay valid.
+"""
+
+from __future__ import annotations
+
+_HIDDEN = "·"
+# C0 controls, DEL and the C1 controls; bidirectional marks, embeddings, overrides and
+# isolates; zero-width spaces and joiners, the word joiner and invisible operators, the BOM.
+_CONTROLS = [*range(0x20), 0x7F, *range(0x80, 0xA0)]
+_INVISIBLE = [0x061C, 0x180E, *range(0x200B, 0x2010), *range(0x202A, 0x202F),
+              *range(0x2060, 0x2065), *range(0x2066, 0x206A), 0xFEFF]
+# Lone surrogates: a file name that is not UTF-8 (Python keeps its bytes as surrogates), or an
+# escaped surrogate in JSON; no terminal encoding can print them.
+_SURROGATES = range(0xD800, 0xE000)
+
+_TABLE = dict.fromkeys([*_CONTROLS, *_INVISIBLE], _HIDDEN) | dict.fromkeys(_SURROGATES, "\ufffd")
+_TABLE |= {0x0A: "⏎", 0x0D: "⏎", 0x09: "→"}
+_MESSAGE = _TABLE | {0x0A: "\n", 0x09: "\t"}
+
+
+def visible(text: str) -> str:
+    """``text`` with every control or invisible character replaced by one visible character
+    (line breaks ``⏎``, tabs ``→``, others ``·``, lone surrogates ``�``)."""
+    return text.translate(_TABLE)
+
+
+def safe_message(text: str) -> str:
+    """A message for stderr with the characters of :func:`visible` replaced, but line breaks
+    and tabs kept."""
+    return text.translate(_MESSAGE)
