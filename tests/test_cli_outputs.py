@@ -112,3 +112,22 @@ def test_output_dash_is_stdout(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
                          "--detectors", "trigger")
     assert code == 0, err
     assert json.loads(out)["findings"] == [] and not (tmp_path / "-").exists()
+
+
+@pytest.mark.parametrize("fmt", ["json", "html"])  # (SARIF escapes paths in its URIs)
+def test_machine_formats_on_stdout_are_utf8_whatever_its_encoding(tmp_path: Path,
+                                                                  fmt: str) -> None:
+    # A Windows pipe's encoding (cp1252) turned every character it lacks into "?", and the
+    # bytes it has into cp1252, which no JSON reader decodes.
+    import os
+    import subprocess
+    import sys
+
+    data = tmp_path / "ā漢 café.jsonl"
+    data.write_text(json.dumps({"id": 1, "text": "plain text"}) + "\n", encoding="utf-8")
+    env = {**os.environ, "PYTHONIOENCODING": "cp1252"}
+    done = subprocess.run([sys.executable, "-m", "poisonscan", str(data), "-f", fmt, "-q",
+                           "--no-hash"], capture_output=True, env=env, check=False)
+    assert done.returncode == 0, done.stderr
+    text = done.stdout.decode("utf-8")
+    assert "ā漢 café.jsonl" in (text if fmt != "html" else text.replace("&#x27;", "'"))

@@ -85,17 +85,21 @@ def write_report(result: ScanResult, fmt: str, output: str | Path | None = None)
             fd = sys.stdout.fileno()
         except (AttributeError, OSError, ValueError):
             fd = -1  # not a real file (a test runner's capture)
-        if fd < 0 or sys.stdout.isatty():
+        # JSON, SARIF and HTML are UTF-8 wherever they go (their readers decode them so); the
+        # table is for people, in the terminal's own encoding.
+        encoding = (sys.stdout.encoding or "utf-8") if fmt == "table" else "utf-8"
+        if fd < 0 or (sys.stdout.isatty() and fmt == "table"):
             writer.write(result, sys.stdout)
             sys.stdout.flush()
             return
-        # A pipe: write the whole report with os.write, whose short writes are retried here.
+        # A pipe (or a machine format on a terminal): write the whole report with os.write,
+        # whose short writes are retried here.
         # Python's buffered writer lost the rest of a large report when the reader left after
         # its first bytes (``| head -c 100``), and reported success.
         text = io.StringIO()
         writer.write(result, text)
         sys.stdout.flush()
-        data = memoryview(text.getvalue().encode(sys.stdout.encoding or "utf-8", "replace"))
+        data = memoryview(text.getvalue().encode(encoding, "replace"))
         while data:
             data = data[os.write(fd, data):]  # EPIPE raises BrokenPipeError
         return
