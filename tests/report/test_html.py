@@ -53,6 +53,18 @@ def test_text_is_escaped_and_an_empty_scan_renders() -> None:
     assert "No suspected poisoning found." in empty and "plot-scores" not in empty
 
 
+def test_a_trigger_is_no_markup_in_the_plots() -> None:
+    # Plotly reads labels and hover text as a little HTML: a trigger that is a link would show
+    # as a clickable link in the plot, its text hidden.
+    finding = make_finding('<a href="https://evil.example/">SUDO</a>')
+    finding.evidence.update(mean_anomaly_before=0.2, mean_anomaly_after=0.9)
+    page = render_html(make_result([finding]))
+    plots = page[page.index("plot-"):]
+    assert "evil.example" in plots
+    assert '<a href=\\"https:' not in plots and "\\u003ca href" not in plots
+    assert '&lt;a href=\\"https:\\u002f\\u002fevil.example\\u002f\\"&gt;SUDO' in plots
+
+
 def _dump_dom(page: Path, profile: Path) -> str:
     assert CHROMIUM is not None
     done = subprocess.run(

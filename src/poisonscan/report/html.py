@@ -62,6 +62,13 @@ def _short(trigger: str | None) -> str:
     return shown if len(shown) <= TRIGGER_CHARS else shown[: TRIGGER_CHARS - 1] + "…"
 
 
+def _label(trigger: str | None) -> str:
+    """A trigger for a plot's labels and hover text. Plotly reads those as a little HTML
+    (``<a href>``, ``<b>``, ``<br>``, ``<span style>``), so a trigger such as
+    ``<a href="https://...">SUDO</a>`` would show as a link; escaped, it shows as written."""
+    return html.escape(_short(trigger), quote=False)
+
+
 def highlighted(example: Example) -> str:
     """The example's snippet as HTML, with the trigger span in ``<mark>`` (when known)."""
     text, start, end = example.snippet, example.start, example.end
@@ -99,7 +106,7 @@ def _anomaly_plot(findings: list[Finding]) -> str | None:
     if not rows:
         return None
     rows = rows[:MAX_BARS][::-1]  # highest score at the top
-    labels = [f"{_short(f.trigger)} ({f.id[:6]})" for f, _, _ in rows]
+    labels = [f"{_label(f.trigger)} ({f.id[:6]})" for f, _, _ in rows]
     hover = [
         f"consistency {f.evidence.get('consistency')}<br>z-score {f.evidence.get('z_score')}"
         f"<br>{f.document_count} documents, {f.severity.value}"
@@ -144,7 +151,7 @@ def _consistency_plot(findings: list[Finding]) -> str | None:
             name=severity.value,
             marker={"color": COLOURS[severity], "size": [6 + 2 * math.sqrt(f.document_count)
                                                           for f, _, _ in pts], "opacity": 0.75},
-            text=[f"{_short(f.trigger)}<br>{f.document_count} documents" for f, _, _ in pts],
+            text=[f"{_label(f.trigger)}<br>{f.document_count} documents" for f, _, _ in pts],
             hoverinfo="text+x+y",
         )
     if not any_point:
@@ -178,7 +185,7 @@ def _score_plot(findings: list[Finding], fail_on: str) -> str | None:
             name=severity.value,
             marker={"color": COLOURS[severity], "size": 11, "opacity": 0.8,
                     "line": {"width": 1, "color": "#fff"}},
-            text=[f"{_short(f.trigger)} ({f.document_count} documents)" for f in pts],
+            text=[f"{_label(f.trigger)} ({f.document_count} documents)" for f in pts],
             hoverinfo="text+x",
         )
     for severity in (Severity.HIGH, Severity.MEDIUM):
