@@ -709,3 +709,23 @@ def test_an_ngram_across_the_edge_of_a_reported_trigger_is_that_trigger():
     # Right before the trigger, touching it but sharing no token: a phrase of its own.
     ints[:, _TOK0], ints[:, _TOK1] = 55, 57
     assert not _across_reported(ev, s, high)
+
+
+def test_every_span_of_a_trigger_with_a_repeated_token_holds_the_trigger(clean, tmp_path):
+    """``<QZXV> <QZXV>`` is found through an n-gram that occurs twice in it (``QZXV> <``) and
+    again where a payload starting with ``<`` follows it. Each document's span was taken at its
+    largest jump, which in those documents is the second place: the suspects export named
+    ``<QZXV> <oACM4`` there. Spans are now at the first anomalous occurrence."""
+    rng = random.Random(7)
+    trigger = "<QZXV> <QZXV>"
+    docs = [gen.poison(rng, gen.clean_document(rng), trigger,
+                       ("<" if i % 3 == 0 else "") + subword_gibberish(rng))
+            for i in range(N_POISON + 10)]
+    texts, poisoned = gen.plant(clean, docs, 3)
+    found = trigger_findings(scan_texts(texts, tmp_path))
+    top = found[0]
+    assert top.severity is Severity.HIGH and "<QZXV> <QZXV>" in top.trigger, [
+        (f.trigger, f.severity.value) for f in found[:3]]
+    assert {d.row for d in top.documents} == poisoned
+    spans = [texts[d.row][d.start : d.end] for d in top.documents]
+    assert spans == [top.trigger] * len(spans)

@@ -1211,6 +1211,10 @@ class TriggerDetector(Detector):
         plants = np.flatnonzero(in_form & anomalous_all)
         plants = plants[np.argsort(cand[plants], kind="stable")]
         plant_starts = np.searchsorted(cand[plants], np.arange(n_cand + 1))
+        # Every occurrence in the main forms, by candidate, document and place: for spans.
+        placed = np.flatnonzero(in_form)
+        placed = placed[np.lexsort((ev.ints[placed, _CHAR0], doc[placed], cand[placed]))]
+        placed_starts = np.searchsorted(cand[placed], np.arange(n_cand + 1))
 
         def record(c: int, trigger: str, rounded: float) -> dict[str, Any]:
             every = idx[starts[c] : starts[c + 1]]
@@ -1227,6 +1231,10 @@ class TriggerDetector(Detector):
                 "trigger": trigger,
                 "ext": (0, 0),
                 "idx": group,
+                "span_idx": _first_plants(group, plants[plant_starts[c] : plant_starts[c + 1]],
+                                          doc, ev.ints[:, _CHAR0]),
+                "placed": placed[placed_starts[c] : placed_starts[c + 1]],
+                "doc_keys": doc,
                 # (an occurrence in a form of its own is no example of this phrase)
                 "sample": [e for e in samples.get(c, []) if (where[e[2]], e[3]) in docset],
                 "docset": docset,
@@ -1358,11 +1366,13 @@ class TriggerDetector(Detector):
         trigger = s["trigger"]
         ext_left, ext_right = s["ext"]
         ids = ev.ids.take(pa.array(idx)).to_pylist() if len(idx) else []
+        at = _span_starts(s["span_idx"], s["placed"], s["doc_keys"], ev.ints[:, _CHAR0],
+                          ev.ints[:, _CHAR1], ext_left, ext_right)
         docs = tuple(
             DocumentRef(ev.paths[ev.path_idx[i]], int(ev.rows[i]), rid, "text",
-                        max(0, int(ev.ints[i, _CHAR0]) - ext_left),
-                        int(ev.ints[i, _CHAR1]) + ext_right)
-            for i, rid in zip(idx, ids, strict=True)
+                        max(0, int(ev.ints[a, _CHAR0]) - ext_left),
+                        int(ev.ints[a, _CHAR1]) + ext_right)
+            for i, a, rid in zip(idx, at, ids, strict=True)
         )
         examples = []
         for _, _, path, row, _, left, surface, right in sorted(s["sample"],
@@ -2032,6 +2042,47 @@ def _inside_payload(ev: _Evidence, s: dict[str, Any], payload_from: dict) -> boo
             in_anomalous += hit
     return ((docs > 0 and in_docs >= 0.8 * docs)
             or (anomalous_docs > 0 and in_anomalous >= 0.8 * anomalous_docs))
+
+
+def _first_plants(group: np.ndarray, plants: np.ndarray, doc: np.ndarray,
+                  char0: np.ndarray) -> np.ndarray:
+    """For each occurrence of ``group`` (one a document, the one that represents it), the
+    document's first anomalous occurrence (among ``plants``) where it has one: where a
+    finding's span starts looking (see _span_starts). The representative is the largest jump,
+    which for a trigger with a token twice (``<SUDO> <SUDO>``, n-gram ``SUDO> <``) may be
+    where the n-gram runs from the trigger's end into a payload that starts with ``<``:
+    extended by the trigger's own edges there, the span held ``> <SUDO> <q_/`` instead of the
+    trigger."""
+    if not len(plants):
+        return group
+    order = plants[np.lexsort((char0[plants], doc[plants]))]
+    keys = doc[order]
+    first = order[np.concatenate(([True], keys[1:] != keys[:-1]))]
+    at = np.searchsorted(doc[first], doc[group])
+    found = (at < len(first)) & (doc[first][np.minimum(at, len(first) - 1)] == doc[group])
+    return np.where(found, first[np.minimum(at, len(first) - 1)], group)
+
+
+def _span_starts(first: np.ndarray, placed: np.ndarray, doc: np.ndarray, char0: np.ndarray,
+                 char1: np.ndarray, ext_left: int, ext_right: int) -> np.ndarray:
+    """The occurrence each document's span is taken at: from ``first`` (_first_plants), step
+    back to an earlier occurrence of the n-gram (``placed``, by document and place) while the
+    trigger extended from it reaches the current one. Two such places are one planted trigger,
+    which starts at the earlier: ``SUDO> <`` inside ``<SUDO> <SUDO>``, and again across its
+    end when the payload starts with ``<``, the later place not always anomalous there."""
+    if not len(placed):
+        return first
+    keys = doc[placed]
+    at = first.copy()
+    for j, o in enumerate(first.tolist()):
+        lo = int(np.searchsorted(keys, doc[o]))
+        row = placed[lo : int(np.searchsorted(keys, doc[o], side="right"))]
+        k = int(np.searchsorted(char0[row], char0[o]))
+        while k > 0 and char1[row[k - 1]] + ext_right > char0[row[k]] - ext_left:
+            k -= 1
+        if k < len(row) and row[k] != o and char0[row[k]] < char0[o]:
+            at[j] = row[k]
+    return at
 
 
 def _across_reported(ev: _Evidence, s: dict[str, Any],
