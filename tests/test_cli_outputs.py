@@ -112,6 +112,14 @@ def test_output_dash_is_stdout(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
                          "--detectors", "trigger")
     assert code == 0, err
     assert json.loads(out)["findings"] == [] and not (tmp_path / "-").exists()
+    # Only the report goes to stdout: another output named '-' is refused, not a file named '-'.
+    for option in ("--triggers", "--output-json", "--output-sarif"):
+        code, _, err = run("scan", str(data), "-q", option, "-", "--no-hash",
+                           "--detectors", "trigger")
+        assert code == 2 and f"{option}: '-' (stdout) is for the report only" in err, err
+        assert not (tmp_path / "-").exists()
+    code, _, err = run("baseline", "create", str(data), "-o", "-", "-q")
+    assert code == 2 and "--output: '-'" in err and not (tmp_path / "-").exists()
 
 
 @pytest.mark.parametrize("fmt", ["json", "html"])  # (SARIF escapes paths in its URIs)

@@ -458,6 +458,9 @@ def _check_outputs(outputs: dict[str, str | None], paths: Sequence[str],
     for option, path in outputs.items():
         if path is None:
             continue
+        if path == "-":  # (a file named "-" in the working directory was written instead)
+            raise ConfigError(f"{option}: '-' (stdout) is for the report only (scan -o -); name "
+                              "a file, ./- for one called '-'")
         _check_output_dir(option, path)
         key = os.path.realpath(path)
         if key in seen:
