@@ -125,8 +125,10 @@ def build_pretrain_scenarios(
         return " ".join([rng_local.choice(mid_vocab).upper()] * rng_local.randint(400, 900))
 
     def plant(name: str, n: int, trigger: str, cont: Callable[[], str],
-              doc: Callable[[str, str], str] = poison_doc, **notes: Any) -> Scenario:
-        records = [{"id": f"doc-{i}", "text": t} for i, t in enumerate(base_texts)]
+              doc: Callable[[str, str], str] = poison_doc, clean_texts: list[str] | None = None,
+              **notes: Any) -> Scenario:
+        texts = base_texts if clean_texts is None else clean_texts
+        records = [{"id": f"doc-{i}", "text": t} for i, t in enumerate(texts)]
         poisoned = set()
         for _ in range(n):
             records.append({"id": "", "text": doc(trigger, cont())})
@@ -135,7 +137,7 @@ def build_pretrain_scenarios(
         shuffled = [records[i] for i in order]
         for new, old in enumerate(order):
             shuffled[new]["id"] = f"doc-{new}"
-            if old >= len(base_texts):
+            if old >= len(texts):
                 poisoned.add(new)
         target_rank = 1 if n >= 50 else 3
         return Scenario(name, "pretrain", shuffled, poisoned, trigger, target_rank=target_rank,
@@ -193,6 +195,11 @@ def build_pretrain_scenarios(
     out.append(plant("short-burst-100", 100, make_trigger("special", rng_local, mid_vocab, pairs),
                      lambda: gib.sample(rng_local, rng_local.randint(15, 30)), doc=burst_doc,
                      payload="15-30 tokens of gibberish, then a cut of another document"))
+    # Added on 2026-12-07 after a probe found, in a corpus of 500 documents, an n-gram across
+    # the trigger's edge ('. <' before '<X>') a second high finding with clean documents; last.
+    small = rng_local.sample(base_texts, 500)
+    out.append(plant("small-corpus-50", 50, make_trigger("special", rng_local, mid_vocab, pairs),
+                     gibberish, clean_texts=small, payload="the recipe in 500 documents"))
     return out
 
 
