@@ -13,6 +13,7 @@ process or a local process pool; :class:`poisonscan.engine.dask.DaskExecutor` on
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing as mp
 import os
 import pickle
@@ -52,6 +53,8 @@ def _quiet_on_interrupt() -> None:
     holding its count tables."""
     if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:
         signal.signal(signal.SIGINT, lambda signum, frame: os._exit(128 + signum))
+    if hasattr(signal, "pthread_sigmask"):  # blocked by the driver while it forked (see map)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
     _die_with_parent()
 
 
@@ -145,16 +148,19 @@ class LocalExecutor:
                 initializer=_init_shared, initargs=(shared,),
             )
         workers = min(self.jobs, len(items))
-        all_started = False
+        all_started = finished = False
         try:
             pending: dict[Future, int] = {}
             it = iter(enumerate(items))
             # Keep a bounded number of tasks in flight so results never pile up in the driver.
-            for _ in range(2 * self.jobs):
-                nxt = next(it, None)
-                if nxt is None:
-                    break
-                pending[pool.submit(_call, fn, nxt[1])] = nxt[0]
+            # (The first submit forks the workers. A Ctrl-C during a fork was lost: Python's
+            # fork hooks swallow the KeyboardInterrupt. Blocked meanwhile, it is raised after.)
+            with _sigint_held():
+                for _ in range(2 * self.jobs):
+                    nxt = next(it, None)
+                    if nxt is None:
+                        break
+                    pending[pool.submit(_call, fn, nxt[1])] = nxt[0]
             # With the fork start method, CPython's pool forks all of its workers in the first
             # submit() and never forks again (a pool with a dead worker is broken, not refilled).
             # Checked rather than assumed: otherwise ``started`` waits until the pool is shut.
@@ -186,11 +192,61 @@ class LocalExecutor:
                         del pending[fut]
             if failed is not None:
                 raise failed[1]
+            finished = True
         finally:
-            pool.shutdown(wait=True, cancel_futures=True)
+            if finished:
+                pool.shutdown(wait=True, cancel_futures=True)
+            else:
+                _stop(pool)
             _SHARED = None
             if started is not None and not all_started:
                 started()
+
+
+@contextlib.contextmanager
+def _sigint_held() -> Iterator[None]:
+    """SIGINT blocked in this thread for the duration (where the platform allows it); a Ctrl-C
+    meanwhile is delivered when it ends. Forked children inherit the mask, and unblock SIGINT
+    in their initializer."""
+    if not hasattr(signal, "pthread_sigmask") or threading.current_thread() is not (
+            threading.main_thread()):
+        yield
+        return
+    before = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, before)
+
+
+def _stop(pool: ProcessPoolExecutor) -> None:
+    """Stop a pool whose map did not finish (an error, or Ctrl-C) without waiting for it.
+
+    A worker that Ctrl-C ends while it sends a result leaves half a message in the pool's
+    result pipe, and the pool's manager thread then waits for the rest forever: shutting down
+    with ``wait=True`` hung the scan (about one interrupt in 25), and so would the join of that
+    thread at the interpreter's exit. So the workers are killed, and once they are gone this
+    process closes its own copy of the pipe's write end: the manager thread's read then ends
+    (end of file), it takes the pool for broken and stops. (Reached into CPython's pool: it has
+    no way to stop with a worker dead mid-message.)"""
+    processes = list((getattr(pool, "_processes", None) or {}).values())
+    for process in processes:
+        try:
+            process.kill()
+        except (OSError, ValueError):
+            pass
+    for process in processes:
+        try:
+            process.join(timeout=5)
+        except (OSError, ValueError, AssertionError):
+            pass
+    writer = getattr(getattr(pool, "_result_queue", None), "_writer", None)
+    if writer is not None and not any(p.is_alive() for p in processes):
+        try:
+            writer.close()
+        except OSError:
+            pass
+    pool.shutdown(wait=False, cancel_futures=True)
 
 
 def one_numba_thread() -> None:
