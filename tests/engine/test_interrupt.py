@@ -35,6 +35,7 @@ SCRIPT = textwrap.dedent("""
         if item == 0:
             writer = POOL[0]._result_queue._writer
             os.write(writer.fileno(), struct.pack("!i", 1 << 20) + b"x" * 1000)
+            open(sys.argv[1], "w").close()  # the half message is in the pipe
             os._exit(130)
         import time
         time.sleep(60)
@@ -50,9 +51,14 @@ SCRIPT = textwrap.dedent("""
 def test_ctrl_c_with_a_result_half_sent_stops_at_once(tmp_path: Path) -> None:
     script = tmp_path / "half_sent.py"
     script.write_text(SCRIPT)
-    proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE,
+    marker = tmp_path / "half-sent"
+    proc = subprocess.Popen([sys.executable, str(script), str(marker)], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
-    time.sleep(3)  # the worker has died; the driver waits for its other tasks
+    deadline = time.monotonic() + 120
+    while not marker.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert marker.exists(), proc.communicate()
+    time.sleep(0.5)  # the worker has died; the driver waits for its other tasks
     proc.send_signal(signal.SIGINT)
     try:
         out, err = proc.communicate(timeout=30)
