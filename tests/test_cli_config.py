@@ -115,6 +115,10 @@ def test_a_config_inside_the_scanned_data_is_ignored(
         ("colour = 'red'\n", "colour: unknown setting"),
         ("fail-on = 'sometimes'\n", "fail-on: unknown severity"),
         ("this is not toml\n", "is not valid TOML"),
+        # An empty list ran no detector, and reported a poisoned corpus clean.
+        ("detectors = []\n", "detectors: the list is empty"),
+        ("state-dir = 5\n", "state-dir: give a string"),
+        ("executor = 7\n", "executor: give a string"),
     ],
 )
 def test_bad_config_is_a_one_line_error(project: Path, text: str, message: str) -> None:
@@ -132,3 +136,28 @@ def test_a_bad_flag_value_names_the_flag(tmp_path: Path) -> None:
     assert code == 2 and err.startswith("poisonscan: error: --memory-budget: ")
     code, _, err = run("scan", str(data), "--min-documents", "1", "--no-config")
     assert code == 2 and err.startswith("poisonscan: error: --min-documents: ")
+
+
+def test_state_and_executor_settings_of_a_config_file(project: Path) -> None:
+    # A relative state directory is the config file's neighbour, as a baseline is; and
+    # --executor local leaves out the file's Dask scheduler instead of failing on it.
+    (project / "poisonscan.toml").write_text(
+        'state-dir = "cache"\nexecutor = "dask"\nscheduler = "tcp://127.0.0.1:1"\n',
+        encoding="utf-8")
+    code, _, err = run("scan", "../data", "-q", "--executor", "local", "--no-hash",
+                       "--detectors", "trigger", "--fail-on", "never")
+    assert code == 0, err
+    assert (project / "cache" / "CACHEDIR.TAG").exists()
+    assert not (project / "sub" / "cache").exists()
+
+
+def test_a_state_directory_that_holds_the_data_is_refused(project: Path) -> None:
+    # Its CACHEDIR.TAG would make later walks pass the data by, and its files would be read as
+    # data. Inside the data directory is fine: walks leave it out.
+    for state in ("../data", ".."):
+        code, _, err = run("scan", "../data", "-q", "--state", state, "--no-config")
+        assert code == 2 and "holds the input '../data'" in err, err
+    assert not (project / "data" / "CACHEDIR.TAG").exists()
+    code, _, err = run("scan", "../data", "-q", "--state", "../data/.state", "--no-config",
+                       "--fail-on", "never", "--detectors", "trigger")
+    assert code == 0, err

@@ -394,9 +394,11 @@ def scan(paths: tuple[str, ...], **params: Any) -> int:
     effective = _effective(paths, params, quiet, params["baseline"])
     config = effective.config
     if params["executor"] or params["scheduler"] or params["state_dir"]:
+        executor = params["executor"] or config.executor
         config = dataclasses.replace(
-            config, executor=params["executor"] or config.executor,
-            scheduler=params["scheduler"] or config.scheduler,
+            # (--executor local leaves out a config file's Dask scheduler)
+            config, executor=executor,
+            scheduler=params["scheduler"] or (config.scheduler if executor == "dask" else None),
             state_dir=params["state_dir"] or config.state_dir,
         )
     outputs = {"--output": params["output"], "--suspects": params["suspects"],

@@ -133,11 +133,36 @@ class ScanConfig:
             )
         if self.state_dir is not None and os.path.isfile(self.state_dir):
             raise ConfigError(f"--state: {self.state_dir!r} is a file; give a directory")
+        if self.state_dir is not None:
+            self._check_state_outside_inputs(self.state_dir)
+        if not self.detectors:
+            raise ConfigError("detectors: the list is empty; name at least one, or leave the "
+                              f"setting out to run all ({', '.join(DETECTOR_IDS)})")
         unknown = [d for d in self.detectors if d not in DETECTOR_IDS]
         if unknown:
             raise ConfigError(
                 f"detectors: unknown detector {unknown[0]!r}; choose from {', '.join(DETECTOR_IDS)}"
             )
+
+    def _check_state_outside_inputs(self, state_dir: str) -> None:
+        """A state directory holding a scanned input would mark it as a cache (its
+        CACHEDIR.TAG makes walks pass over it), and its own files would be read as data. One
+        inside a scanned directory is fine: the walks leave it out."""
+        from poisonscan.io.filesystems import is_remote, local_path
+
+        state = os.path.realpath(state_dir)
+        for p in self.paths:
+            if is_remote(p):
+                continue
+            local = local_path(p)
+            cut = min((local.index(c) for c in "*?[" if c in local and not os.path.exists(local)),
+                      default=None)
+            base = local if cut is None else os.path.dirname(local[:cut]) or "."
+            real = os.path.realpath(base)
+            if real == state or real.startswith(state.rstrip(os.sep) + os.sep):
+                raise ConfigError(f"--state: {state_dir!r} holds the input {p!r}; keep the "
+                                  "state in a directory of its own (one inside a scanned "
+                                  "directory is fine)")
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form, as written into reports (paths excluded: reports list inputs separately)."""

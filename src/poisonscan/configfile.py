@@ -34,7 +34,8 @@ _GLOB_CHARS = "*?["
 # Keys a config file may set: ScanConfig's fields (not ``paths``) and the operator-side options.
 _INT_KEYS = ("max_record_bytes", "batch_rows", "jobs", "min_documents", "seed")
 _SIZE_KEYS = ("memory_budget", "max_record_bytes")
-_STR_KEYS = ("shape", "text_field", "id_field", "fail_on")
+_STR_KEYS = ("shape", "text_field", "id_field", "fail_on", "executor", "scheduler")
+_PATH_KEYS = ("state_dir",)  # strings, relative to the config file as ``baseline`` is
 EXTRA_KEYS = ("baseline",)  # not part of ScanConfig; a path, relative to the config file
 SCAN_KEYS = tuple(name for name in ScanConfig.field_names() if name != "paths")
 
@@ -103,6 +104,9 @@ def _validate(path: Path, data: Mapping[str, Any]) -> dict[str, Any]:
                 value = [v.strip() for v in value.split(",") if v.strip()]
             if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
                 raise ConfigError(f"{where}: give a list of detector ids, e.g. [\"trigger\"]")
+            if not value:
+                raise ConfigError(f"{where}: the list is empty; name at least one detector, or "
+                                  "leave the setting out to run all")
             value = tuple(value)
         elif key == "skip_bad_records":
             if not isinstance(value, bool):
@@ -113,10 +117,10 @@ def _validate(path: Path, data: Mapping[str, Any]) -> dict[str, Any]:
         elif key in _INT_KEYS:
             if isinstance(value, bool) or not isinstance(value, int):
                 raise ConfigError(f"{where}: give an integer, not {value!r}")
-        elif key in _STR_KEYS or key in EXTRA_KEYS:
+        elif key in _STR_KEYS or key in _PATH_KEYS or key in EXTRA_KEYS:
             if not isinstance(value, str):
                 raise ConfigError(f"{where}: give a string, not {value!r}")
-            if key == "baseline":
+            if key == "baseline" or key in _PATH_KEYS:
                 value = str((path.parent / value).resolve()) if not os.path.isabs(value) else value
         out[key] = value
     return out
