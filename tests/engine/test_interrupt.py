@@ -18,8 +18,12 @@ pytestmark = pytest.mark.skipif(not hasattr(signal, "pthread_sigmask") or sys.pl
 # large result does: it writes the length of a message and part of it into the pool's result
 # pipe (inherited through fork), then exits. The pool's manager thread then waits for the rest.
 SCRIPT = textwrap.dedent("""
-    import os, struct, sys
+    import os, signal, struct, sys
     from poisonscan.engine import executors
+
+    # Ctrl-C as a terminal gives it, whatever the test runner's own disposition of SIGINT (an
+    # ignored signal stays ignored across exec).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
     POOL = []
     real = executors.ProcessPoolExecutor
@@ -79,10 +83,15 @@ def test_ctrl_c_while_the_pool_forks_is_raised_after_and_workers_take_it() -> No
     # on. SIGINT is held while the pool forks: delivered after, in the driver...
     from poisonscan.engine import executors
 
-    with pytest.raises(KeyboardInterrupt):
-        with executors._sigint_held():
-            signal.raise_signal(signal.SIGINT)
-            assert signal.SIGINT in signal.pthread_sigmask(signal.SIG_BLOCK, [])
+    # (Python's own Ctrl-C handler, whatever an earlier test's event loop left installed.)
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            with executors._sigint_held():
+                signal.raise_signal(signal.SIGINT)
+                assert signal.SIGINT in signal.pthread_sigmask(signal.SIG_BLOCK, [])
+    finally:
+        signal.signal(signal.SIGINT, before)
     assert signal.SIGINT not in signal.pthread_sigmask(signal.SIG_BLOCK, [])
     # ... and the workers, forked with it held, take it again.
     assert not any(r for _, r in executors.LocalExecutor(2).map(_blocked_in_worker, [0, 1], None))
