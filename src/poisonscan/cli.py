@@ -16,7 +16,7 @@ import traceback
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 from click.core import ParameterSource
@@ -146,7 +146,7 @@ class PoisonscanGroup(click.Group):
         except click.ClickException as e:
             code = _fail(_one_line(e.format_message()))
         except (click.Abort, _Interrupted):
-            code = _fail("interrupted")
+            _exit_interrupted()
         except PoisonscanError as e:
             code = _fail(_one_line(str(e)))
         except _OutputClosed:  # the reader of our output went away (e.g. `| head`)
@@ -160,7 +160,7 @@ class PoisonscanGroup(click.Group):
                 where = f": {e.filename}" if e.filename else ""
                 code = _fail(f"{e.strerror or e}{where}")
         except KeyboardInterrupt:
-            code = _fail("interrupted")
+            _exit_interrupted()
         except MemoryError:
             code = _fail("out of memory; try a smaller --memory-budget or fewer --jobs")
         except Exception as e:  # a bug: never exit 1, which would read as "poisoning found"
@@ -169,6 +169,20 @@ class PoisonscanGroup(click.Group):
             code = _fail(f"internal error: {type(e).__name__}: {_one_line(str(e))[:300]} (a bug in "
                          "poisonscan; set POISONSCAN_TRACEBACK=1 to print where it happened)")
         sys.exit(code)
+
+
+def _exit_interrupted() -> NoReturn:
+    """End the process after Ctrl-C, once the scan's own cleanup (its ``finally`` blocks) has
+    run: one line, exit code 2, and no exit handlers. Those would wait on what Ctrl-C cut short
+    (a Dask cluster closing mid-task printed dozens of lines of tracebacks from its exit
+    handler) and have nothing left to save."""
+    _fail("interrupted")
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    os._exit(EXIT_ERROR)
 
 
 def _split_detectors(values: tuple[str, ...]) -> tuple[str, ...] | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -95,3 +96,35 @@ def test_ctrl_c_while_the_pool_forks_is_raised_after_and_workers_take_it() -> No
     assert signal.SIGINT not in signal.pthread_sigmask(signal.SIG_BLOCK, [])
     # ... and the workers, forked with it held, take it again.
     assert not any(r for _, r in executors.LocalExecutor(2).map(_blocked_in_worker, [0, 1], None))
+
+
+@pytest.mark.parametrize("delay", [0.1, 2.5])
+def test_ctrl_c_during_a_scan_is_one_line_and_exit_code_2(tmp_path: Path, delay: float) -> None:
+    # Ctrl-C reaches the whole process group, at any moment: while the CLI loads (a traceback
+    # before), or while the pool's workers scan (exit handlers then waited on what it cut).
+    import json
+    import random
+
+    rng = random.Random(3)
+    words = [f"w{i}" for i in range(5000)]
+    data = tmp_path / "data.jsonl"
+    with data.open("w", encoding="utf-8") as fh:
+        for i in range(40000):
+            fh.write(json.dumps({"id": i, "text": " ".join(rng.choices(words, k=120))}) + "\n")
+    proc = subprocess.Popen([sys.executable, "-m", "poisonscan", str(data), "-j", "2", "-q",
+                             "--no-config", "--no-hash", "-o", str(tmp_path / "report.txt")],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT,
+                                                             signal.SIG_DFL))
+    time.sleep(delay)
+    os.killpg(proc.pid, signal.SIGINT)
+    try:
+        _, err = proc.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        pytest.fail("the scan hung after Ctrl-C")
+    assert proc.returncode == 2, err
+    assert err == "poisonscan: error: interrupted\n"
+    assert not (tmp_path / "report.txt").exists()
