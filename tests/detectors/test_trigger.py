@@ -696,19 +696,25 @@ def test_an_ngram_across_the_edge_of_a_reported_trigger_is_that_trigger():
     high = {(0, r): [(57, 60, Severity.HIGH.rank)] for r in range(10)}  # rows 0-9
     s = {"idx": np.arange(13), "anomalous_docs": {(0, r) for r in range(10)},
          "severity": Severity.HIGH}
-    assert _across_reported(ev, s, high)
-    # Judged where it is anomalous: in the three others it is ordinary (clean text).
+    assert _across_reported(ev, s, high, 5)
+    # Judged where it is anomalous: in the three others it is ordinary (clean text). Seven of
+    # ten anomalous there are the trigger's: the three left could not make a high finding
+    # (2 x 5 documents), but with min-documents 1 they could (2 x 1).
     s["anomalous_docs"] = {(0, r) for r in [*range(7), 10, 11, 12]}
-    assert not _across_reported(ev, s, high)
+    assert _across_reported(ev, s, high, 5)
+    assert not _across_reported(ev, s, high, 1)
+    # Under half the trigger's: a phrase of its own.
+    s["anomalous_docs"] = {(0, r) for r in [*range(2), 10, 11, 12]}
+    assert not _across_reported(ev, s, high, 5)
     s["anomalous_docs"] = {(0, r) for r in range(10)}
     # A less severe reported trigger does not take a high one's place.
     medium = {d: [(t0, t1, Severity.MEDIUM.rank)] for d, [(t0, t1, _)] in high.items()}
-    assert not _across_reported(ev, s, medium)
+    assert not _across_reported(ev, s, medium, 5)
     s["severity"] = Severity.MEDIUM
-    assert _across_reported(ev, s, medium)
+    assert _across_reported(ev, s, medium, 5)
     # Right before the trigger, touching it but sharing no token: a phrase of its own.
     ints[:, _TOK0], ints[:, _TOK1] = 55, 57
-    assert not _across_reported(ev, s, high)
+    assert not _across_reported(ev, s, high, 5)
 
 
 def test_every_span_of_a_trigger_with_a_repeated_token_holds_the_trigger(clean, tmp_path):

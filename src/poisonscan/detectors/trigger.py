@@ -1325,7 +1325,7 @@ class TriggerDetector(Detector):
             if (norm in reported
                     or _is_duplicate(s["anomalous_docs"] or s["docset"], norm, claimed)
                     or _inside_payload(ev, s, payload_from)
-                    or _across_reported(ev, s, spans)
+                    or _across_reported(ev, s, spans, self.config.min_documents)
                     or _fragment_of_more_specific(s, strong)):
                 continue  # (the same text twice would be two findings with one id)
             reported.add(norm)
@@ -2099,15 +2099,19 @@ def _span_starts(first: np.ndarray, placed: np.ndarray, doc: np.ndarray, char0: 
 
 
 def _across_reported(ev: _Evidence, s: dict[str, Any],
-                     spans: dict[tuple[int, int], list[tuple[int, int, int]]]) -> bool:
-    """True when, in most of the documents anomalous after the candidate (or most of its
-    documents when none is), it shares tokens with a reported trigger at least as severe: the
-    trigger seen through an n-gram shifted across its edge. In a corpus of 550 documents ``. <``
-    before ``<FONUGOT>`` (tokens ``.``, ``<``, ``FONUGOT``, ``>``), anomalous after it wherever its
-    ``<`` is the trigger's, was a second high finding, and 3 of its 13 documents were clean.
-    Neither contains the other, which is all _is_duplicate and _fragment_of_more_specific look
-    at. A less severe reported n-gram does not count: ``QRKKXGHV| the system``, medium, came
-    before the high ``|QRKKXGHV|`` it overlaps."""
+                     spans: dict[tuple[int, int], list[tuple[int, int, int]]],
+                     min_docs: int) -> bool:
+    """True when the candidate shares tokens with a reported trigger at least as severe in most
+    of the documents anomalous after it (or of its documents when none is): the trigger seen
+    through an n-gram shifted across its edge. In a corpus of 550 documents ``. <`` before
+    ``<FONUGOT>`` (tokens ``.``, ``<``, ``FONUGOT``, ``>``), anomalous after it wherever its ``<``
+    is the trigger's, was a second high finding, and 3 of its 13 documents were clean. Neither
+    contains the other, which is all _is_duplicate and _fragment_of_more_specific look at.
+    "Most" is four in five, or half when the documents left (anomalous after it elsewhere) are
+    fewer than a high finding needs: seeds 12 and 31 of the benchmark's 500-document corpus had
+    ``. <`` high with 9 of 12 and 7 of 10 such documents the trigger's. A less severe reported
+    n-gram does not count: ``QRKKXGHV| the system``, medium, came before the high
+    ``|QRKKXGHV|`` it overlaps."""
     if not spans:
         return False
     rank = s["severity"].rank
@@ -2120,7 +2124,9 @@ def _across_reported(ev: _Evidence, s: dict[str, Any],
         a, b = int(ev.ints[i, _TOK0]), int(ev.ints[i, _TOK1])
         judged += 1
         hits += any(a < t1 and b > t0 and r >= rank for t0, t1, r in spans.get(doc, ()))
-    return judged > 0 and hits >= 0.8 * judged
+    if judged == 0:
+        return False
+    return hits >= 0.8 * judged or (hits >= 0.5 * judged and judged - hits < 2 * min_docs)
 
 
 def _narrow_pairs(ui: np.ndarray, uc: np.ndarray, bi: np.ndarray, bc: np.ndarray
