@@ -735,20 +735,3 @@ def test_every_span_of_a_trigger_with_a_repeated_token_holds_the_trigger(clean, 
     assert {d.row for d in top.documents} == poisoned
     spans = [texts[d.row][d.start : d.end] for d in top.documents]
     assert spans == [top.trigger] * len(spans)
-
-
-@pytest.mark.parametrize("copies", [2, 4])
-def test_poisoned_documents_planted_several_times_are_found(clean, tmp_path, copies):
-    """Every poisoned document planted ``copies`` times: the n-grams of each are then in
-    ``copies`` documents, and read as "seen elsewhere" the gibberish was ordinary text (with four
-    copies nothing was reported). Copies of a document are now its floor, and count once for
-    diversity; every copy is a suspect."""
-    rng = random.Random(f"copies-{copies}")
-    trigger = gen.special_trigger(rng)
-    docs = [gen.poison(rng, gen.clean_document(rng), trigger, subword_gibberish(rng))
-            for _ in range(N_POISON)]
-    texts, poisoned = gen.plant(clean, [d for d in docs for _ in range(copies)], 4)
-    found = trigger_findings(scan_texts(texts, tmp_path))
-    top = top_high(found, trigger)
-    assert {d.row for d in top.documents} == poisoned
-    assert not [f for f in found[1:] if f.severity is Severity.HIGH]

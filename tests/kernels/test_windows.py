@@ -14,8 +14,6 @@ from hypothesis import strategies as st
 from poisonscan.kernels.ngrams import ALL_BIGRAMS, ngram_key
 from poisonscan.kernels.tokenize import CJK, tokenize
 from poisonscan.kernels.windows import (
-    COPIES_MAX,
-    COPY_FLOOR_BIGRAMS,
     CTX_TOKENS,
     HIST_BINS,
     LANG_BINS,
@@ -64,28 +62,14 @@ def kept(key: int, keep: int) -> bool:
     return key >> 32 < keep
 
 
-def ref_floor(doc: list[int], bi, keep: int = KEEP_ALL) -> int:
-    """The document's exact copies as its counted bigrams tell them: their lowest document
-    frequency, when 2 to COPIES_MAX and held by COPY_FLOOR_BIGRAMS of them or more; else 1."""
-    dfs = [count(bi, key) for key in (key_of(doc[i - 1 : i + 1]) for i in range(1, len(doc)))
-           if kept(key, keep)]
-    if not dfs:
-        return 1
-    lowest = min(dfs)
-    ok = 2 <= lowest <= COPIES_MAX and dfs.count(lowest) >= COPY_FLOOR_BIGRAMS
-    return lowest if ok else 1
-
-
 def ref_token_anomaly(doc: list[int], uni, bi, keep: int = KEEP_ALL):
-    """u: the token occurs in no other document than the document's exact copies (its floor);
-    b: likewise for the bigram ending at it, or UNKNOWN when that bigram is outside the sample
-    (the first token's b is its u)."""
-    floor = ref_floor(doc, bi, keep)
-    u = [1 if count(uni, h) <= floor else 0 for h in doc]
+    """u: the token occurs in no other document; b: likewise for the bigram ending at it, or
+    UNKNOWN when that bigram is outside the sample (the first token's b is its u)."""
+    u = [1 if count(uni, h) <= 1 else 0 for h in doc]
     b = [u[0]] if doc else []
     for i in range(1, len(doc)):
         key = key_of(doc[i - 1 : i + 1])
-        b.append((1 if count(bi, key) <= floor else 0) if kept(key, keep) else UNKNOWN)
+        b.append((1 if count(bi, key) <= 1 else 0) if kept(key, keep) else UNKNOWN)
     return u, b
 
 
@@ -249,7 +233,7 @@ def ref_gather_evidence(docs, kinds, starts, ends, texts, uni, bi, freq_min, can
                                ref_cosine(fslot, max(0, p0 - LANG_WINDOW), p0, p1,
                                           min(n, p1 + LANG_WINDOW)),
                                mean_or(loops[max(0, p0 - LOOP_WINDOW) : p0], 0.0),
-                               ref_loop_after(loops, p1), ref_floor(doc, bi, keep)])
+                               ref_loop_after(loops, p1)])
     return rows_i, rows_f
 
 
@@ -545,7 +529,7 @@ def test_gather_evidence_matches_reference(corpus, max_order, window, ctx_tokens
     last = tail_filter(np.array([ngram_tail(g) for g in picked], np.uint64), bit_count)
     cap = 4 * sum(len(d) for d in docs) * max_order + 1
     out_i = np.zeros((cap, 10), np.int64)
-    out_f = np.zeros((cap, 12), np.float64)
+    out_f = np.zeros((cap, 11), np.float64)
     n_cand = len(keys)
 
     # Caps: most candidates have none to speak of; some may be over theirs (then none of their
@@ -589,10 +573,10 @@ def test_gather_evidence_matches_reference(corpus, max_order, window, ctx_tokens
     got = out_i[:k].copy()
     got[:, 4:6] -= doc_bytes[got[:, 1]][:, None]
     assert got.tolist() == ref_i
-    np.testing.assert_allclose(out_f[:k], np.array(ref_f).reshape(-1, 12), rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(out_f[:k], np.array(ref_f).reshape(-1, 11), rtol=1e-12, atol=1e-15)
     if k:
         small_i = np.zeros((k - 1, 10), np.int64)
-        small_f = np.zeros((k - 1, 12), np.float64)
+        small_f = np.zeros((k - 1, 11), np.float64)
         assert run(small_i, small_f)[0] == -1
 
 
@@ -765,7 +749,7 @@ def test_gather_evidence_on_real_tokens(prefix):
     uni = np.full(1 << 10, 5, np.uint32)
     bi = np.full(1 << 10, 5, np.uint8)
     out_i = np.zeros((8, 10), np.int64)
-    out_f = np.zeros((8, 12), np.float64)
+    out_f = np.zeros((8, 11), np.float64)
     last = tail_filter(np.array([ngram_tail(trigger)], np.uint64))
     caps = np.full(len(table_keys), 1 << 40, np.int64)
     totals = np.zeros(len(table_keys), np.int64)
@@ -917,7 +901,7 @@ def test_evidence_means_skip_bigrams_outside_the_sample():
     table_keys, table_ids = build_key_table(np.array([key_of(c) for c in cands], np.uint64))
     last = tail_filter(np.array([ngram_tail(c) for c in cands], np.uint64))
     out_i = np.zeros((64, 10), np.int64)
-    out_f = np.zeros((64, 12), np.float64)
+    out_f = np.zeros((64, 11), np.float64)
     caps = np.full(len(table_keys), 1 << 40, np.int64)
     totals = np.zeros(len(table_keys), np.int64)
     k = gather_evidence(hashes, kinds, starts, ends, off, text, doc_bytes, uni, bi,
@@ -925,7 +909,7 @@ def test_evidence_means_skip_bigrams_outside_the_sample():
                         32, 2, out_i, out_f)
     rows = {(int(r[0]), int(r[2])): f for r, f in zip(out_i[:k], out_f[:k], strict=True)}
     # Token 39, before: tokens 7..38, half of whose prose bigrams are known, all seen elsewhere.
-    before, after, n_b, n_a, u_b, u_a, b_b, b_a, _, _, _, _ = rows[(0, 39)]
+    before, after, n_b, n_a, u_b, u_a, b_b, b_a, _, _, _ = rows[(0, 39)]
     assert (before, b_b, n_b, u_b) == (0.0, 0.0, 32, 0.0)
     # After: tokens 40..71, of which 16 known gibberish flags, all unseen.
     assert (after, b_a, n_a, u_a) == (1.0, 1.0, 32, 1.0)
@@ -964,7 +948,7 @@ def test_gather_evidence_counts_but_does_not_measure_past_the_cap(cap):
     bi = np.full(1 << 10, 5, np.uint8)
     last = tail_filter(np.array([ngram_tail(trigger)], np.uint64))
     out_i = np.zeros((8, 10), np.int64)
-    out_f = np.zeros((8, 12), np.float64)
+    out_f = np.zeros((8, 11), np.float64)
     totals = np.array([1], np.int64)  # one occurrence already seen in an earlier batch
     k = gather_evidence(hashes, kinds, starts, ends, doc_offsets, data, offsets, uni, bi,
                         ALL_BIGRAMS, 3, table_keys, table_ids, last, np.array([cap], np.int64),
@@ -973,46 +957,3 @@ def test_gather_evidence_counts_but_does_not_measure_past_the_cap(cap):
     # Within the cap (5 occurrences in all) every one is measured, past it none.
     assert k == (4 if cap >= 5 else 0)
     assert out_i[:k, 1].tolist() == [0, 1, 2, 3][:k]
-
-
-def test_the_floor_of_a_document_is_its_number_of_exact_copies():
-    """A document planted three times has every n-gram of its own in three documents: they are
-    unseen outside its copies (its floor is 3), while a few low counts among many do not make a
-    floor."""
-    from poisonscan.kernels.windows import copies_floor
-
-    rng = np.random.default_rng(5)
-    doc = [int(x) for x in rng.integers(1, 2**63, 60, dtype=np.int64)]
-    hashes, off = flatten([doc])
-    kinds = np.zeros(len(doc), np.uint8)
-
-    def tables(value_of):
-        uni, bi = np.zeros(1 << 14, np.uint32), np.zeros(1 << 14, np.uint8)
-        for i, h in enumerate(doc):
-            uni[(h >> 17) & (uni.shape[0] - 1)] = value_of(i)
-            if i:
-                bi[(key_of(doc[i - 1 : i + 1]) >> 17) & (bi.shape[0] - 1)] = value_of(i)
-        return uni, bi
-
-    def features(uni, bi):
-        u = np.zeros(len(doc), np.int8)
-        b = np.zeros(len(doc), np.int8)
-        floor = token_features(hashes, kinds, 0, len(doc), uni, bi, np.uint64(KEEP_ALL), 1 << 30,
-                               u, b, np.zeros(len(doc), np.int64))
-        assert floor == copies_floor(hashes, 0, len(doc), bi, np.uint64(KEEP_ALL))
-        assert (u.tolist(), b.tolist()) == ref_token_anomaly(doc, uni, bi)
-        return floor, u, b
-
-    floor, u, b = features(*tables(lambda i: 3))  # three copies
-    assert floor == 3 == ref_floor(doc, tables(lambda i: 3)[1])
-    assert u.all() and b.all()
-    # The copies' text shared with one more document at its start: still three copies.
-    floor, _, b = features(*tables(lambda i: 4 if i < 10 else 3))
-    assert floor == 3 and not b[1:10].any() and b[10:].all()
-    # Fewer than COPY_FLOOR_BIGRAMS at the lowest count: no floor, every count seen elsewhere.
-    few = COPY_FLOOR_BIGRAMS - 1
-    floor, u, b = features(*tables(lambda i: 2 if 1 <= i <= few else 9))
-    assert floor == 1 and not u.any() and not b.any()
-    # More copies than COPIES_MAX: judged as before.
-    floor, _, b = features(*tables(lambda i: COPIES_MAX + 1))
-    assert floor == 1 and not b.any()

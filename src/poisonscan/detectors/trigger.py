@@ -79,8 +79,7 @@ MAX_CANDIDATES = 50_000
 # Bytes one stored occurrence costs in the evidence pass (numeric columns, id, path index); the
 # candidates' caps are chosen so that all stored occurrences fit a quarter of the memory budget.
 OCCURRENCE_BYTES = 176
-_FLOATS = 12  # measurements per occurrence (see gather_evidence)
-_FLOOR = 11  # the column of a document's exact copies (its floor)
+_FLOATS = 11  # measurements per occurrence (see gather_evidence)
 CONTEXT_CHARS = 80  # context kept on each side of sampled occurrences
 # Occurrences per candidate whose context text is kept: a bottom-k sample by a hash of the
 # document, so the sample is the same whatever the batching, sharding or merge order.
@@ -531,8 +530,7 @@ class _Evidence:
     # n-gram's written form: letter case, the characters next to it and whether a number comes
     # before it, see span_forms)
     ints: np.ndarray
-    # (n, 12): before, after, n_before, n_after, u_b, u_a, b_b, b_a, cosine, loop_b, loop_a,
-    # floor (the document's exact copies in the corpus, see windows.COPY_FLOOR_BIGRAMS)
+    # (n, 11): before, after, n_before, n_after, u_b, u_a, b_b, b_a, cosine, loop_b, loop_a
     floats: np.ndarray
     # (cand, doc hash, path, row, token, left, surface, right) for a bottom-k sample per cand;
     # within a task, until compact() trims and decodes them, (..., raw bytes, start, end)
@@ -1154,19 +1152,8 @@ class TriggerDetector(Detector):
             strength = np.bincount(c_sel, weights=np.maximum(jump[idx], 0) * anomalous,
                                    minlength=n_cand) / np.maximum(k, 1)
             shift_share = np.bincount(c_sel, weights=shift[idx], minlength=n_cand) / m
-            # Diversity is over distinct texts: the exact copies of one document (its floor,
-            # see windows.COPY_FLOOR_BIGRAMS) share its contexts and its cluster, and count once
-            # here. A hundred poisoned documents each planted four times are a hundred
-            # unrelated texts, not a phrase inside copies of one block. (With no copies, as
-            # nearly always, ``texts`` is ``m``.)
-            per_text = 1.0 / np.maximum(ev.floats[idx, _FLOOR], 1.0)
-            texts = np.bincount(c_sel, weights=per_text, minlength=n_cand)
-            # Distinct texts anomalous after it: copies add documents, not independent ones.
-            k_texts = np.bincount(c_sel, weights=per_text * anomalous, minlength=n_cand)
-            prefix_div = np.minimum(1.0, _group_distinct(c_sel, ev.ints[idx, _LCTX], n_cand)
-                                    / texts)
-            suffix_div = np.minimum(1.0, _group_distinct(c_sel, ev.ints[idx, _RCTX], n_cand)
-                                    / texts)
+            prefix_div = _group_distinct(c_sel, ev.ints[idx, _LCTX], n_cand) / m
+            suffix_div = _group_distinct(c_sel, ev.ints[idx, _RCTX], n_cand) / m
         clusters = self._cluster_ids(ev, idx)
         if clusters is None:
             n_clusters = None
@@ -1174,7 +1161,7 @@ class TriggerDetector(Detector):
         else:
             n_clusters = _group_distinct(c_sel, clusters, n_cand, zero_is_distinct=False)
             with np.errstate(divide="ignore", invalid="ignore"):
-                cluster_share = np.minimum(1.0, n_clusters / texts)
+                cluster_share = n_clusters / m
         # Suffix diversity only scales the score: a fixed payload after a trigger is still a
         # payload.
         score = k * consistency * prefix_div * cluster_share * (0.5 + 0.5 * suffix_div) * (
@@ -1200,7 +1187,7 @@ class TriggerDetector(Detector):
         # High needs twice the reporting floor: pretraining backdoors take a hundred or more
         # documents, and a handful of natural coincidences must not fail a CI gate.
         high = (scoreable & (k >= 2 * min_docs) & (consistency >= HIGH_CONSISTENCY)
-                & (spread >= 0.5) & (z >= 5) & payload_like & (k_texts >= min_docs - 1e-9))
+                & (spread >= 0.5) & (z >= 5) & payload_like)
         # Everything a high finding needs but a varied payload: a constant one may still be a
         # token repeated hundreds of times (the P-DoS payload), which _raise_repetitive checks.
         held = (scoreable & (k >= 2 * min_docs) & (consistency >= HIGH_CONSISTENCY)
