@@ -663,7 +663,8 @@ def test_a_payload_token_is_judged_by_the_documents_anomalous_after_it():
     ints = np.zeros((12, 8), np.int64)
     ints[:, _TOK0] = tok0
     ev = SimpleNamespace(path_idx=np.zeros(12, np.int32), rows=rows, ints=ints)
-    payload_from = {(0, r): 60 for r in range(10)}  # the trigger's documents: rows 0-9
+    # The trigger's documents, rows 0-9, where it ends at token 60.
+    payload_from = {(0, r): [(57, 60, Severity.HIGH.rank)] for r in range(10)}
     s = {"idx": np.arange(12), "anomalous_docs": {(0, r) for r in [*range(9), 11]}}
     assert _inside_payload(ev, s, payload_from)
     # Anomalous after it where no trigger was reported: a trigger of its own.

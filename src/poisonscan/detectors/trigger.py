@@ -1291,9 +1291,8 @@ class TriggerDetector(Detector):
         strong_by_cand = {s["cand"]: s for s in strong}
         findings: list[Finding] = []
         claimed: dict[tuple[int, int], list[str]] = {}  # document -> triggers reported in it
-        # Where each reported trigger ends, per document: text after it is its payload.
-        payload_from: dict[tuple[int, int], int] = {}
-        # Each reported trigger's token spans per document, with its severity's rank.
+        # Each reported trigger's token spans per document, with its severity's rank (text
+        # after the first one to end is a payload).
         spans: dict[tuple[int, int], list[tuple[int, int, int]]] = {}
         reported: set[str] = set()  # normalised triggers of the findings so far
         n_low = 0
@@ -1311,7 +1310,7 @@ class TriggerDetector(Detector):
             # trigger ``<X>`` is ``:<X>`` there, and natural ``:<`` elsewhere is not its text.)
             if (norm in reported
                     or _is_duplicate(s["anomalous_docs"] or s["docset"], norm, claimed)
-                    or _inside_payload(ev, s, payload_from)
+                    or _inside_payload(ev, s, spans)
                     or _across_reported(ev, s, spans, self.config.min_documents)
                     or _fragment_of_more_specific(s, strong)):
                 continue  # (the same text twice would be two findings with one id)
@@ -1323,8 +1322,6 @@ class TriggerDetector(Detector):
             else:
                 for i in s["idx"]:
                     key = (int(ev.path_idx[i]), int(ev.rows[i]))
-                    payload_from[key] = min(payload_from.get(key, 1 << 62),
-                                            int(ev.ints[i, _TOK1]))
                     spans.setdefault(key, []).append((int(ev.ints[i, _TOK0]),
                                                       int(ev.ints[i, _TOK1]),
                                                       s["severity"].rank))
@@ -2017,24 +2014,25 @@ def _only_punctuation(text: str) -> bool:
     return all(not c.isalnum() for c in text)
 
 
-def _inside_payload(ev: _Evidence, s: dict[str, Any], payload_from: dict) -> bool:
-    """True when the candidate sits in the text that follows an already reported trigger, in
-    most of its documents or in most of those anomalous after it: a piece of that trigger's
-    payload, not a trigger of its own.
+def _inside_payload(ev: _Evidence, s: dict[str, Any],
+                    spans: dict[tuple[int, int], list[tuple[int, int, int]]]) -> bool:
+    """True when the candidate sits in the text that follows an already reported trigger (in
+    a document, after the first of its ``spans`` to end), in most of its documents or in most
+    of those anomalous after it: a piece of that trigger's payload, not a trigger of its own.
 
     Its documents alone miss a token of the payload's vocabulary that also turns up in ordinary
     text now and then, ordinary after it (seed 59's `Sh`: in nine payloads of the planted
     trigger and three other places, nine of the ten documents anomalous after it); the
     anomalous ones alone miss a token inside the payloads whose anomalous occurrences are those
     right before the trigger, where the trigger and its payload follow it."""
-    if not payload_from:
+    if not spans:
         return False
     anomalous = s["anomalous_docs"]
     docs = len(s["idx"])
     in_docs = anomalous_docs = in_anomalous = 0
     for i in s["idx"]:
         doc = (int(ev.path_idx[i]), int(ev.rows[i]))
-        start = payload_from.get(doc)
+        start = min((t1 for _, t1, _ in spans.get(doc, ())), default=None)
         hit = start is not None and int(ev.ints[i, _TOK0]) >= start
         in_docs += hit
         if doc in anomalous:
