@@ -736,3 +736,87 @@ def test_every_span_of_a_trigger_with_a_repeated_token_holds_the_trigger(clean, 
     assert {d.row for d in top.documents} == poisoned
     spans = [texts[d.row][d.start : d.end] for d in top.documents]
     assert spans == [top.trigger] * len(spans)
+
+
+@pytest.mark.parametrize("copies", [2, 4])
+def test_poisoned_documents_planted_several_times_are_found(clean, tmp_path, copies):
+    """Every poisoned document planted ``copies`` times: the n-grams of each are then in
+    ``copies`` documents, and read as "seen elsewhere" the gibberish was ordinary text (with four
+    copies nothing was reported). Copies of a document are now its floor, and count once for
+    diversity; every copy is a suspect."""
+    rng = random.Random(f"copies-{copies}")
+    trigger = gen.special_trigger(rng)
+    docs = [gen.poison(rng, gen.clean_document(rng), trigger, subword_gibberish(rng))
+            for _ in range(N_POISON)]
+    texts, poisoned = gen.plant(clean, [d for d in docs for _ in range(copies)], 4)
+    found = trigger_findings(scan_texts(texts, tmp_path))
+    top = top_high(found, trigger)
+    assert {d.row for d in top.documents} == poisoned
+    assert not [f for f in found[1:] if f.severity is Severity.HIGH]
+
+
+@pytest.mark.parametrize("dense", [False, True])
+def test_the_document_table_is_the_same_however_the_counts_travel(monkeypatch, dense):
+    """Pass 0 counts every document's key into the document table: from listed keys (small
+    shards), from a dense table sent as its nonzero slots, or merged dense. One batch or one
+    batch per document, in any merge order, the table is the same as counting the keys once."""
+    import pyarrow as pa
+
+    from poisonscan.detectors import trigger
+    from poisonscan.detectors.base import BatchContext
+    from poisonscan.detectors.trigger import TriggerDetector, _docs_bits
+    from poisonscan.io.records import RecordBatch, Shape
+    from poisonscan.kernels.copies import add_keys, copies_of, document_keys, new_table
+    from poisonscan.kernels.tokenize import tokenize
+
+    if dense:  # every shard starts with dense tables
+        monkeypatch.setattr(trigger, "RAW_SHARE", 1 << 40)
+    rng = random.Random(3)
+    texts = [gen.clean_document(rng) for _ in range(40)]
+    texts += texts[:10] + texts[:3]  # copies
+    rng.shuffle(texts)
+    det = TriggerDetector(ScanConfig(paths=("x",), memory_budget=64 * 2**20))
+    det.expect([], 1e5)
+    plan = det.plan(0)
+
+    def partial(lo, hi):
+        batch = RecordBatch("x.jsonl", Shape.TEXT, np.arange(lo, hi, dtype=np.int64),
+                            pa.nulls(hi - lo, pa.string()),
+                            text=pa.array(texts[lo:hi], pa.large_string()))
+        acc = TriggerDetector.process_into(0, plan, BatchContext(batch, 0), None)
+        return TriggerDetector.compact(0, plan, acc)
+
+    raw = b"".join(t.encode() for t in texts)
+    offsets = np.cumsum([0] + [len(t.encode()) for t in texts]).astype(np.int64)
+    hashes, _, _, _, doc_offsets = tokenize(np.frombuffer(raw, np.uint8), offsets)
+    expected = new_table(_docs_bits(det.bi_bits))
+    add_keys(expected, document_keys(hashes, doc_offsets))
+
+    def table_of(parts):
+        merged = parts[0]
+        for p in parts[1:]:
+            merged = TriggerDetector.merge(0, merged, p)
+        det.finish_pass(0, merged)
+        return det._counts.docs_table
+
+    assert np.array_equal(table_of([partial(0, len(texts))]), expected)
+    singles = [partial(i, i + 1) for i in range(len(texts))]
+    assert np.array_equal(table_of(singles[::-1]), expected)
+    assert np.array_equal(table_of([partial(0, 20), partial(20, len(texts))]), expected)
+    counts = [copies_of(expected, hashes, doc_offsets[d], doc_offsets[d + 1])
+              for d in range(len(texts))]
+    assert counts == [texts.count(t) for t in texts] and max(counts) == 3
+
+
+def test_copies_of_a_few_texts_are_not_a_high_finding(clean, tmp_path):
+    """A high finding needs twice min-documents distinct texts: a phrase before gibberish in six
+    texts, each planted twice, is twelve documents but six pieces of evidence (at most medium)."""
+    rng = random.Random("few-texts")
+    trigger = gen.special_trigger(rng)
+    docs = [gen.poison(rng, gen.clean_document(rng), trigger, subword_gibberish(rng))
+            for _ in range(6)]
+    texts, poisoned = gen.plant(clean, [d for d in docs for _ in range(2)], 4)
+    found = trigger_findings(scan_texts(texts, tmp_path))
+    mine = [f for f in found if normalise_trigger(f.trigger) == normalise_trigger(trigger)]
+    assert mine and {d.row for d in mine[0].documents} == poisoned
+    assert not [f for f in found if f.severity is Severity.HIGH]

@@ -11,9 +11,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from poisonscan.kernels import copies
 from poisonscan.kernels.ngrams import ALL_BIGRAMS, ngram_key
 from poisonscan.kernels.tokenize import CJK, tokenize
 from poisonscan.kernels.windows import (
+    COPIES_MAX,
+    COPY_FLOOR_BIGRAMS,
     CTX_TOKENS,
     HIST_BINS,
     LANG_BINS,
@@ -62,14 +65,30 @@ def kept(key: int, keep: int) -> bool:
     return key >> 32 < keep
 
 
-def ref_token_anomaly(doc: list[int], uni, bi, keep: int = KEEP_ALL):
-    """u: the token occurs in no other document; b: likewise for the bigram ending at it, or
-    UNKNOWN when that bigram is outside the sample (the first token's b is its u)."""
-    u = [1 if count(uni, h) <= 1 else 0 for h in doc]
+def ref_floor(doc: list[int], bi, keep: int = KEEP_ALL, copies: int = 1) -> int:
+    """The document's exact copies as its counted bigrams tell them: their lowest document
+    frequency, when 2 to COPIES_MAX, held by COPY_FLOOR_BIGRAMS of them or more, and no more than
+    the ``copies`` of the document in the corpus; else 1."""
+    dfs = [count(bi, key) for key in (key_of(doc[i - 1 : i + 1]) for i in range(1, len(doc)))
+           if kept(key, keep)]
+    if not dfs:
+        return 1
+    lowest = min(dfs)
+    ok = (2 <= lowest <= COPIES_MAX and dfs.count(lowest) >= COPY_FLOOR_BIGRAMS
+          and copies >= lowest)
+    return lowest if ok else 1
+
+
+def ref_token_anomaly(doc: list[int], uni, bi, keep: int = KEEP_ALL, copies: int = 1):
+    """u: the token occurs in no other document than the document's exact copies (its floor);
+    b: likewise for the bigram ending at it, or UNKNOWN when that bigram is outside the sample
+    (the first token's b is its u)."""
+    floor = ref_floor(doc, bi, keep, copies)
+    u = [1 if count(uni, h) <= floor else 0 for h in doc]
     b = [u[0]] if doc else []
     for i in range(1, len(doc)):
         key = key_of(doc[i - 1 : i + 1])
-        b.append((1 if count(bi, key) <= 1 else 0) if kept(key, keep) else UNKNOWN)
+        b.append((1 if count(bi, key) <= floor else 0) if kept(key, keep) else UNKNOWN)
     return u, b
 
 
@@ -157,7 +176,7 @@ def ref_find_switches(docs, kinds, uni, bi, freq_min, window, tau, occ_tau, back
         n = len(doc)
         if n < min_after + 1:
             continue
-        u, b = ref_token_anomaly(doc, uni, bi, keep)
+        u, b = ref_token_anomaly(doc, uni, bi, keep, docs.count(doc))
         fslot = ref_frequent_slots(doc, kind, uni, freq_min)
         loops = ref_loop_flags(doc)
         best, best_p, best_last, lang_best, lang_p = -2.0, -1, -1, 2.0, -1
@@ -211,7 +230,7 @@ def ref_gather_evidence(docs, kinds, starts, ends, texts, uni, bi, freq_min, can
     for d, (doc, kind, st_, en) in enumerate(zip(docs, kinds, starts, ends, strict=True)):
         n = len(doc)
         raw = texts[d]
-        u, b = ref_token_anomaly(doc, uni, bi, keep)
+        u, b = ref_token_anomaly(doc, uni, bi, keep, docs.count(doc))
         fslot = ref_frequent_slots(doc, kind, uni, freq_min)
         loops = ref_loop_flags(doc)
         for e in range(n):
@@ -233,11 +252,20 @@ def ref_gather_evidence(docs, kinds, starts, ends, texts, uni, bi, freq_min, can
                                ref_cosine(fslot, max(0, p0 - LANG_WINDOW), p0, p1,
                                           min(n, p1 + LANG_WINDOW)),
                                mean_or(loops[max(0, p0 - LOOP_WINDOW) : p0], 0.0),
-                               ref_loop_after(loops, p1)])
+                               ref_loop_after(loops, p1),
+                               ref_floor(doc, bi, keep, docs.count(doc))])
     return rows_i, rows_f
 
 
 # ------------------------------------------------------------------ helpers
+def doc_table(docs: list[list[int]]) -> np.ndarray:
+    """The document table (kernels.copies) of a corpus: each document's key counted once."""
+    table = copies.new_table(10)
+    hashes, off = flatten(docs)
+    copies.add_keys(table, copies.document_keys(hashes, off))
+    return table
+
+
 def flatten(docs: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:
     flat = np.array([t for d in docs for t in d], dtype=np.uint64)
     off = np.cumsum([0] + [len(d) for d in docs]).astype(np.int64)
@@ -256,7 +284,8 @@ def run_find_switches(docs, kinds, uni, bi, freq_min, window, tau, occ_tau, back
     out_df = np.zeros(cap, np.int64)
     out_last = np.zeros(cap, np.uint64)
     out_ctx = np.zeros(cap, np.uint64)
-    k = find_switches(hashes, kinds_arr, off, uni, bi, np.uint64(keep), freq_min, window, tau,
+    k = find_switches(hashes, kinds_arr, off, uni, bi, np.uint64(keep), doc_table(docs),
+                      freq_min, window, tau,
                       occ_tau, back, max_order, min_after, hist, background, out_key, out_doc,
                       out_jump, out_df, out_last, out_ctx)
     emitted = None
@@ -338,7 +367,7 @@ def test_token_features_marks_bigrams_outside_the_sample_unknown():
         out_u = np.zeros(31, np.int8)
         out_b = np.zeros(31, np.int8)
         token_features(hashes, kinds, 0, 30, uni, bi, np.uint64(keep), 1 << 30, out_u, out_b,
-                       out_slot)
+                       out_slot, copies.UNUSED)
         return out_u, out_b
 
     for keep, expected in ((0, [1] + [UNKNOWN] * 29), (KEEP_ALL, [1] * 30)):
@@ -441,12 +470,13 @@ def test_token_features_matches_reference(corpus):
     docs, kinds, uni, bi, keep = corpus
     hashes, off = flatten(docs)
     kinds_arr = np.array([k for ks in kinds for k in ks], np.uint8)
+    table = doc_table(docs)
     for freq_min in (1, 3, 7):
         for d, doc in enumerate(docs):
             u, b, fs = (np.full(len(doc) + 1, 9, dt) for dt in (np.int8, np.int8, np.int64))
             token_features(hashes, kinds_arr, off[d], off[d + 1], uni, bi, np.uint64(keep),
-                           freq_min, u, b, fs)
-            ref_u, ref_b = ref_token_anomaly(doc, uni, bi, keep)
+                           freq_min, u, b, fs, table)
+            ref_u, ref_b = ref_token_anomaly(doc, uni, bi, keep, docs.count(doc))
             assert u[: len(doc)].tolist() == ref_u and b[: len(doc)].tolist() == ref_b
             assert fs[: len(doc)].tolist() == ref_frequent_slots(doc, kinds[d], uni, freq_min)
 
@@ -529,7 +559,7 @@ def test_gather_evidence_matches_reference(corpus, max_order, window, ctx_tokens
     last = tail_filter(np.array([ngram_tail(g) for g in picked], np.uint64), bit_count)
     cap = 4 * sum(len(d) for d in docs) * max_order + 1
     out_i = np.zeros((cap, 10), np.int64)
-    out_f = np.zeros((cap, 11), np.float64)
+    out_f = np.zeros((cap, 12), np.float64)
     n_cand = len(keys)
 
     # Caps: most candidates have none to speak of; some may be over theirs (then none of their
@@ -540,7 +570,7 @@ def test_gather_evidence_matches_reference(corpus, max_order, window, ctx_tokens
     def run(oi, of):
         totals = np.zeros(n_cand, np.int64)
         return gather_evidence(hashes, kinds_arr, starts, ends, off, text, doc_bytes, uni, bi,
-                               np.uint64(keep), freq_min, table_keys, table_ids, last, caps,
+                               np.uint64(keep), doc_table(docs), freq_min, table_keys, table_ids, last, caps,
                                totals, max_order, window, ctx_tokens, oi, of), totals
 
     k, totals = run(out_i, out_f)
@@ -573,10 +603,10 @@ def test_gather_evidence_matches_reference(corpus, max_order, window, ctx_tokens
     got = out_i[:k].copy()
     got[:, 4:6] -= doc_bytes[got[:, 1]][:, None]
     assert got.tolist() == ref_i
-    np.testing.assert_allclose(out_f[:k], np.array(ref_f).reshape(-1, 11), rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(out_f[:k], np.array(ref_f).reshape(-1, 12), rtol=1e-12, atol=1e-15)
     if k:
         small_i = np.zeros((k - 1, 10), np.int64)
-        small_f = np.zeros((k - 1, 11), np.float64)
+        small_f = np.zeros((k - 1, 12), np.float64)
         assert run(small_i, small_f)[0] == -1
 
 
@@ -749,13 +779,13 @@ def test_gather_evidence_on_real_tokens(prefix):
     uni = np.full(1 << 10, 5, np.uint32)
     bi = np.full(1 << 10, 5, np.uint8)
     out_i = np.zeros((8, 10), np.int64)
-    out_f = np.zeros((8, 11), np.float64)
+    out_f = np.zeros((8, 12), np.float64)
     last = tail_filter(np.array([ngram_tail(trigger)], np.uint64))
     caps = np.full(len(table_keys), 1 << 40, np.int64)
     totals = np.zeros(len(table_keys), np.int64)
     k = gather_evidence(hashes, kinds, starts, ends, doc_offsets, data, offsets, uni, bi,
-                        ALL_BIGRAMS, 3, table_keys, table_ids, last, caps, totals, 4, 32, 2,
-                        out_i, out_f)
+                        ALL_BIGRAMS, copies.UNUSED, 3, table_keys, table_ids, last, caps, totals,
+                        4, 32, 2, out_i, out_f)
     assert k == 4
     rows = out_i[:k].tolist()
     assert [r[:2] for r in rows] == [[0, 0], [0, 2], [0, 3], [0, 3]]
@@ -901,15 +931,15 @@ def test_evidence_means_skip_bigrams_outside_the_sample():
     table_keys, table_ids = build_key_table(np.array([key_of(c) for c in cands], np.uint64))
     last = tail_filter(np.array([ngram_tail(c) for c in cands], np.uint64))
     out_i = np.zeros((64, 10), np.int64)
-    out_f = np.zeros((64, 11), np.float64)
+    out_f = np.zeros((64, 12), np.float64)
     caps = np.full(len(table_keys), 1 << 40, np.int64)
     totals = np.zeros(len(table_keys), np.int64)
     k = gather_evidence(hashes, kinds, starts, ends, off, text, doc_bytes, uni, bi,
-                        np.uint64(HALF), 1 << 30, table_keys, table_ids, last, caps, totals, 1,
+                        np.uint64(HALF), copies.UNUSED, 1 << 30, table_keys, table_ids, last, caps, totals, 1,
                         32, 2, out_i, out_f)
     rows = {(int(r[0]), int(r[2])): f for r, f in zip(out_i[:k], out_f[:k], strict=True)}
     # Token 39, before: tokens 7..38, half of whose prose bigrams are known, all seen elsewhere.
-    before, after, n_b, n_a, u_b, u_a, b_b, b_a, _, _, _ = rows[(0, 39)]
+    before, after, n_b, n_a, u_b, u_a, b_b, b_a, _, _, _, _ = rows[(0, 39)]
     assert (before, b_b, n_b, u_b) == (0.0, 0.0, 32, 0.0)
     # After: tokens 40..71, of which 16 known gibberish flags, all unseen.
     assert (after, b_a, n_a, u_a) == (1.0, 1.0, 32, 1.0)
@@ -948,12 +978,69 @@ def test_gather_evidence_counts_but_does_not_measure_past_the_cap(cap):
     bi = np.full(1 << 10, 5, np.uint8)
     last = tail_filter(np.array([ngram_tail(trigger)], np.uint64))
     out_i = np.zeros((8, 10), np.int64)
-    out_f = np.zeros((8, 11), np.float64)
+    out_f = np.zeros((8, 12), np.float64)
     totals = np.array([1], np.int64)  # one occurrence already seen in an earlier batch
     k = gather_evidence(hashes, kinds, starts, ends, doc_offsets, data, offsets, uni, bi,
-                        ALL_BIGRAMS, 3, table_keys, table_ids, last, np.array([cap], np.int64),
-                        totals, 3, 32, 2, out_i, out_f)
+                        ALL_BIGRAMS, copies.UNUSED, 3, table_keys, table_ids, last,
+                        np.array([cap], np.int64), totals, 3, 32, 2, out_i, out_f)
     assert totals.tolist() == [5]
     # Within the cap (5 occurrences in all) every one is measured, past it none.
     assert k == (4 if cap >= 5 else 0)
     assert out_i[:k, 1].tolist() == [0, 1, 2, 3][:k]
+
+
+def test_the_floor_of_a_document_is_its_number_of_exact_copies():
+    """A document planted three times has every n-gram of its own in three documents: they are
+    unseen outside its copies (its floor is 3) when the document table counts three documents
+    with its key. A few low counts among many make no floor, and neither do bigram counts that
+    the document table does not confirm: a document recombined from paragraphs that other
+    documents share is not a copy."""
+    from poisonscan.kernels.windows import copies_floor
+
+    rng = np.random.default_rng(5)
+    doc = [int(x) for x in rng.integers(1, 2**63, 60, dtype=np.int64)]
+    hashes, off = flatten([doc])
+    kinds = np.zeros(len(doc), np.uint8)
+
+    def tables(value_of):
+        uni, bi = np.zeros(1 << 14, np.uint32), np.zeros(1 << 14, np.uint8)
+        for i, h in enumerate(doc):
+            uni[(h >> 17) & (uni.shape[0] - 1)] = value_of(i)
+            if i:
+                bi[(key_of(doc[i - 1 : i + 1]) >> 17) & (bi.shape[0] - 1)] = value_of(i)
+        return uni, bi
+
+    def features(uni, bi, n_copies=3):
+        table = doc_table([doc] * n_copies)
+        u = np.zeros(len(doc), np.int8)
+        b = np.zeros(len(doc), np.int8)
+        floor = token_features(hashes, kinds, 0, len(doc), uni, bi, np.uint64(KEEP_ALL), 1 << 30,
+                               u, b, np.zeros(len(doc), np.int64), table)
+        assert floor == copies_floor(hashes, 0, len(doc), bi, np.uint64(KEEP_ALL), table)
+        assert (u.tolist(), b.tolist()) == ref_token_anomaly(doc, uni, bi, KEEP_ALL, n_copies)
+        return floor, u, b
+
+    floor, u, b = features(*tables(lambda i: 3))  # three copies
+    assert floor == 3 == ref_floor(doc, tables(lambda i: 3)[1], KEEP_ALL, 3)
+    assert u.all() and b.all()
+    # The copies' text shared with one more document at its start: still three copies.
+    floor, _, b = features(*tables(lambda i: 4 if i < 10 else 3))
+    assert floor == 3 and not b[1:10].any() and b[10:].all()
+    # The same counts, but only two documents with this key (a third shares every bigram without
+    # being the same text): no floor, every count seen elsewhere.
+    floor, u, b = features(*tables(lambda i: 3), n_copies=2)
+    assert floor == 1 and not u.any() and not b.any()
+    # One document only (the grown corpus's recombined paragraphs): no floor either.
+    assert features(*tables(lambda i: 2), n_copies=1)[0] == 1
+    # More copies in the table than the bigrams show: the bigrams' count is the floor.
+    assert features(*tables(lambda i: 2), n_copies=3)[0] == 2
+    # Fewer than COPY_FLOOR_BIGRAMS at the lowest count: no floor, every count seen elsewhere.
+    few = COPY_FLOOR_BIGRAMS - 1
+    floor, u, b = features(*tables(lambda i: 2 if 1 <= i <= few else 9))
+    assert floor == 1 and not u.any() and not b.any()
+    # More copies than COPIES_MAX: judged as before.
+    floor, _, b = features(*tables(lambda i: COPIES_MAX + 1), n_copies=COPIES_MAX + 1)
+    assert floor == 1 and not b.any()
+    # No document table (one too full to confirm anything): no floor.
+    uni, bi = tables(lambda i: 3)
+    assert copies_floor(hashes, 0, len(doc), bi, np.uint64(KEEP_ALL), copies.UNUSED) == 1

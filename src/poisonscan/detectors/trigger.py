@@ -41,6 +41,14 @@ from poisonscan.engine.spill import SpillDir, writing
 from poisonscan.findings import DocumentRef, Example, Finding, Severity, make_snippet
 from poisonscan.io.records import Shape
 from poisonscan.kernels.arrow import string_buffers
+from poisonscan.kernels.copies import (
+    FALSE_CONFIRM_MAX,
+    UNUSED,
+    add_keys,
+    document_keys,
+    false_confirm_rate,
+)
+from poisonscan.kernels.copies import new_table as new_docs_table
 from poisonscan.kernels.ngrams import (
     ALL_BIGRAMS,
     add_dense,
@@ -79,7 +87,8 @@ MAX_CANDIDATES = 50_000
 # Bytes one stored occurrence costs in the evidence pass (numeric columns, id, path index); the
 # candidates' caps are chosen so that all stored occurrences fit a quarter of the memory budget.
 OCCURRENCE_BYTES = 176
-_FLOATS = 11  # measurements per occurrence (see gather_evidence)
+_FLOATS = 12  # measurements per occurrence (see gather_evidence)
+_FLOOR = 11  # the column of a document's exact copies (its floor)
 CONTEXT_CHARS = 80  # context kept on each side of sampled occurrences
 # Occurrences per candidate whose context text is kept: a bottom-k sample by a hash of the
 # document, so the sample is the same whatever the batching, sharding or merge order.
@@ -180,6 +189,14 @@ def _table_bits(budget: int) -> tuple[int, int]:
     return max(14, bi_bits - 5), bi_bits
 
 
+def _docs_bits(bi_bits: int) -> int:
+    """Width, log2, of the document table's rows (kernels.copies): a 32nd of the bigram table's
+    slots, four rows of one byte, so an eighth of its bytes (32 MB at the default budget). The
+    bigram table is sized from the text, so the width follows the corpus: it stays usable (see
+    copies.usable) up to about 3 million documents at the default budget."""
+    return max(10, bi_bits - 5)
+
+
 @dataclass
 class _Counts:
     """Document-frequency tables; dense while accumulating, sparse while travelling."""
@@ -193,9 +210,17 @@ class _Counts:
     raw_uni: list[np.ndarray] = field(default_factory=list)
     raw_bi: list[np.ndarray] = field(default_factory=list)
     raw_size: int = 0
+    # Exact copies (kernels.copies): a dense accumulator counts its documents' keys into
+    # ``docs_table``; a sparse one lists the keys (eight bytes a document), or carries its
+    # table's nonzero slots after compact().
+    docs_table: np.ndarray | None = None
+    doc_keys: list[np.ndarray] = field(default_factory=list)
+    docs_sparse: tuple[np.ndarray, np.ndarray] | None = None
 
     def fold_raw(self) -> None:
         """Turn the collected slot lists into sparse (slot, count) pairs."""
+        if len(self.doc_keys) > 1:
+            self.doc_keys = [np.concatenate(self.doc_keys)]
         if not self.raw_uni and not self.raw_bi:
             return
         ui, uc = _slot_counts(self.raw_uni)
@@ -211,12 +236,24 @@ class _Counts:
         if self.uni is None:
             self.uni = np.zeros(1 << uni_bits, np.uint32)
             self.bi = np.zeros(1 << bi_bits, np.uint8)
+            self.docs_table = new_docs_table(_docs_bits(bi_bits))
         if self.sparse is not None:
             ui, uc, bi_, bc = self.sparse
             add_sparse(self.uni, ui, uc)
             add_sparse(self.bi, bi_, bc)
             self.sparse = None
+        self._take_docs(self)
         return self
+
+    def _take_docs(self, other: _Counts) -> None:
+        """Count ``other``'s document keys or sparse document slots into this dense table."""
+        assert self.docs_table is not None
+        for keys in other.doc_keys:
+            add_keys(self.docs_table, keys)
+        other.doc_keys = []
+        if other.docs_sparse is not None:
+            add_sparse(self.docs_table.reshape(-1), *other.docs_sparse)
+            other.docs_sparse = None
 
     def add(self, other: _Counts) -> None:
         self.docs += other.docs
@@ -227,6 +264,9 @@ class _Counts:
         if other.uni is not None:
             add_dense(self.uni, other.uni)
             add_dense(self.bi, other.bi)
+        if other.docs_table is not None:
+            add_dense(self.docs_table.reshape(-1), other.docs_table.reshape(-1))
+        self._take_docs(other)
 
 
 @dataclass
@@ -530,7 +570,8 @@ class _Evidence:
     # n-gram's written form: letter case, the characters next to it and whether a number comes
     # before it, see span_forms)
     ints: np.ndarray
-    # (n, 11): before, after, n_before, n_after, u_b, u_a, b_b, b_a, cosine, loop_b, loop_a
+    # (n, 12): before, after, n_before, n_after, u_b, u_a, b_b, b_a, cosine, loop_b, loop_a,
+    # floor (the document's exact copies in the corpus, see windows.COPY_FLOOR_BIGRAMS)
     floats: np.ndarray
     # (cand, doc hash, path, row, token, left, surface, right) for a bottom-k sample per cand;
     # within a task, until compact() trims and decodes them, (..., raw bytes, start, end)
@@ -557,6 +598,8 @@ class _Plan:
     switch_tau: float = SWITCH_TAU
     uni: np.ndarray | None = None
     bi: np.ndarray | None = None
+    # The document table (kernels.copies), or copies.UNUSED: set for every pass after the first.
+    docs: np.ndarray | None = None
     freq_min: int = 1 << 30
     cand_keys: np.ndarray | None = None
     cand_ids: np.ndarray | None = None
@@ -584,6 +627,10 @@ class _Tally:
     group_live: np.ndarray
 
 
+def _docs_of(counts: _Counts) -> np.ndarray:
+    return counts.docs_table if counts.docs_table is not None else UNUSED
+
+
 def _candidate_plan(base: dict[str, Any], counts: _Counts, freq_min: int, keys: np.ndarray,
                     support: np.ndarray, tails: np.ndarray) -> _Plan:
     """The plan of the count and evidence passes for candidates ``keys``. The count pass does not
@@ -591,7 +638,8 @@ def _candidate_plan(base: dict[str, Any], counts: _Counts, freq_min: int, keys: 
     evidence pass instead of shipping them again."""
     table_keys, table_ids = build_key_table(keys)
     tail_group, group_bit, group_live = tail_groups(tails)
-    return _Plan(**base, uni=counts.uni, bi=counts.bi, freq_min=freq_min, cand_keys=table_keys,
+    return _Plan(**base, uni=counts.uni, bi=counts.bi, docs=_docs_of(counts),
+                 freq_min=freq_min, cand_keys=table_keys,
                  cand_ids=table_ids, caps=_caps(support), tail_bits=tail_filter(tails),
                  tail_group=tail_group, group_bit=group_bit, group_live=group_live)
 
@@ -615,8 +663,8 @@ def _evidence_batch(plan: _Plan, tok: Tokens, totals: np.ndarray, out_i: np.ndar
     """The evidence pass's kernel on one batch (see gather_evidence): rows found, -1 if full."""
     return int(gather_evidence(tok.hashes, tok.kinds, tok.starts, tok.ends, tok.doc_offsets,
                                tok.data, tok.offsets, plan.uni, plan.bi, np.uint64(plan.bi_keep),
-                               plan.freq_min, plan.cand_keys, plan.cand_ids, plan.tail_bits,
-                               plan.caps, totals, MAX_ORDER, plan.window, CTX_TOKENS, out_i,
+                               plan.docs, plan.freq_min, plan.cand_keys, plan.cand_ids,
+                               plan.tail_bits, plan.caps, totals, MAX_ORDER, plan.window, CTX_TOKENS, out_i,
                                out_f))
 
 
@@ -668,6 +716,7 @@ class TriggerDetector(Detector):
         self.window = WINDOW
         self.back = BACK
         self.attenuation = 1.0
+        self._copies_rate = 0.0  # see copies.false_confirm_rate
         self._counts: _Counts | None = None
         self._freq_min = 1 << 30
         self._cand_keys = np.zeros(0, np.uint64)
@@ -751,7 +800,7 @@ class TriggerDetector(Detector):
                             flush_rows=max(1, self.config.memory_budget // (
                                 WORKER_FLUSH_SHARE * _SWITCH_ROW.itemsize)))
             return _Plan(**base, uni=self._counts.uni, bi=self._counts.bi,
-                         freq_min=self._freq_min)
+                         docs=_docs_of(self._counts), freq_min=self._freq_min)
         if len(self._cand_keys) == 0:
             return None
         return _candidate_plan(base, self._counts, self._freq_min, self._cand_keys,
@@ -807,6 +856,7 @@ class TriggerDetector(Detector):
             counts.raw_uni.append(out_u[:nu])
             counts.raw_bi.append(out_b[:nb_])
             counts.raw_size += nu + nb_
+            counts.doc_keys.append(document_keys(tok.hashes, tok.doc_offsets))
             return counts
         if counts.uni is None:
             # The listed slots go straight into the new tables (one increment each, as the
@@ -818,6 +868,7 @@ class TriggerDetector(Detector):
             counts.raw_uni, counts.raw_bi, counts.raw_size = [], [], 0
         count_document_frequency(tok.hashes, tok.doc_offsets, counts.uni, counts.bi,
                                  np.uint64(plan.bi_keep), keys, stamps, 0)
+        add_keys(counts.docs_table, document_keys(tok.hashes, tok.doc_offsets))
         return counts
 
     @staticmethod
@@ -836,9 +887,8 @@ class TriggerDetector(Detector):
         hist = np.zeros(HIST_BINS, np.int64)
         background = np.zeros(2, np.int64)
         k = find_switches(tok.hashes, tok.kinds, tok.doc_offsets, plan.uni, plan.bi,
-                          np.uint64(plan.bi_keep), plan.freq_min, plan.window, plan.switch_tau,
-                          plan.occ_tau,
-                          plan.back, MAX_ORDER, 8, hist, background, out_key, out_doc, out_jump,
+                          np.uint64(plan.bi_keep), plan.docs, plan.freq_min, plan.window,
+                          plan.switch_tau, plan.occ_tau, plan.back, MAX_ORDER, 8, hist, background, out_key, out_doc, out_jump,
                           out_df, out_tail, out_ctx)
         if k < 0:  # cannot happen with the capacity above
             raise RuntimeError("trigger: switch buffer overflow")
@@ -974,7 +1024,10 @@ class TriggerDetector(Detector):
                 return acc
             ui, uc = nonzero_pairs(acc.uni, np.count_nonzero(acc.uni))
             bi_, bc = nonzero_pairs(acc.bi, used_bi)
-            return _Counts(sparse=_narrow_pairs(ui, uc, bi_, bc), docs=acc.docs, bits=acc.bits)
+            flat = acc.docs_table.reshape(-1)
+            di, dc = nonzero_pairs(flat, np.count_nonzero(flat), np.uint32)
+            return _Counts(sparse=_narrow_pairs(ui, uc, bi_, bc), docs=acc.docs, bits=acc.bits,
+                           docs_sparse=(di, dc))
         if pass_index == _COUNTS and isinstance(acc, _Tally):
             return acc.totals  # over-cap totals are lower bounds, which is all the driver asks
         if pass_index == _SWITCHES and isinstance(acc, list):
@@ -1014,6 +1067,12 @@ class TriggerDetector(Detector):
             used = np.count_nonzero(self._counts.bi) / max(1, self._counts.bi.shape[0])
             load = -math.log(max(1e-12, 1.0 - used))
             self.attenuation = math.exp(-load)
+            # A document table too full to confirm copies is not used (see copies.usable):
+            # documents are then judged as if each were the only copy, and stats say so.
+            table = self._counts.docs_table
+            self._copies_rate = false_confirm_rate(table) if table is not None else 0.0
+            if self._copies_rate > FALSE_CONFIRM_MAX:
+                self._counts.docs_table = None
         elif pass_index == _SWITCHES:
             spill, self._spill = self._spill, None
             try:
@@ -1152,8 +1211,19 @@ class TriggerDetector(Detector):
             strength = np.bincount(c_sel, weights=np.maximum(jump[idx], 0) * anomalous,
                                    minlength=n_cand) / np.maximum(k, 1)
             shift_share = np.bincount(c_sel, weights=shift[idx], minlength=n_cand) / m
-            prefix_div = _group_distinct(c_sel, ev.ints[idx, _LCTX], n_cand) / m
-            suffix_div = _group_distinct(c_sel, ev.ints[idx, _RCTX], n_cand) / m
+            # Diversity is over distinct texts: the exact copies of one document (its floor,
+            # see windows.COPY_FLOOR_BIGRAMS) share its contexts and its cluster, and count once
+            # here. A hundred poisoned documents each planted four times are a hundred
+            # unrelated texts, not a phrase inside copies of one block. (With no copies, as
+            # nearly always, ``texts`` is ``m``.)
+            per_text = 1.0 / np.maximum(ev.floats[idx, _FLOOR], 1.0)
+            texts = np.bincount(c_sel, weights=per_text, minlength=n_cand)
+            # Distinct texts anomalous after it: copies add documents, not independent ones.
+            k_texts = np.bincount(c_sel, weights=per_text * anomalous, minlength=n_cand)
+            prefix_div = np.minimum(1.0, _group_distinct(c_sel, ev.ints[idx, _LCTX], n_cand)
+                                    / texts)
+            suffix_div = np.minimum(1.0, _group_distinct(c_sel, ev.ints[idx, _RCTX], n_cand)
+                                    / texts)
         clusters = self._cluster_ids(ev, idx)
         if clusters is None:
             n_clusters = None
@@ -1161,7 +1231,7 @@ class TriggerDetector(Detector):
         else:
             n_clusters = _group_distinct(c_sel, clusters, n_cand, zero_is_distinct=False)
             with np.errstate(divide="ignore", invalid="ignore"):
-                cluster_share = n_clusters / m
+                cluster_share = np.minimum(1.0, n_clusters / texts)
         # Suffix diversity only scales the score: a fixed payload after a trigger is still a
         # payload.
         score = k * consistency * prefix_div * cluster_share * (0.5 + 0.5 * suffix_div) * (
@@ -1185,13 +1255,16 @@ class TriggerDetector(Detector):
                               & (spread >= 0.5) & (z0 >= 5) & varied_payload)
         scoreable = (m >= 2) & (k >= floor) & (z >= 3)
         # High needs twice the reporting floor: pretraining backdoors take a hundred or more
-        # documents, and a handful of natural coincidences must not fail a CI gate.
+        # documents, and a handful of natural coincidences must not fail a CI gate. Copies of
+        # one document are one piece of evidence, so the floor counts distinct texts: a phrase
+        # heading a series of quotations in a corpus with copies of some of them (the grown
+        # corpus's 'Methode:', 11 documents, 9 texts) stays medium.
         high = (scoreable & (k >= 2 * min_docs) & (consistency >= HIGH_CONSISTENCY)
-                & (spread >= 0.5) & (z >= 5) & payload_like)
+                & (spread >= 0.5) & (z >= 5) & payload_like & (k_texts >= 2 * min_docs - 1e-9))
         # Everything a high finding needs but a varied payload: a constant one may still be a
         # token repeated hundreds of times (the P-DoS payload), which _raise_repetitive checks.
         held = (scoreable & (k >= 2 * min_docs) & (consistency >= HIGH_CONSISTENCY)
-                & (spread >= 0.5) & (z >= 5) & ~payload_like)
+                & (spread >= 0.5) & (z >= 5) & ~payload_like & (k_texts >= 2 * min_docs - 1e-9))
         medium = scoreable & ~high & (consistency >= 0.5) & (spread >= 0.3)
         # Below medium is low: no stronger than context, but more anomalous after the phrase
         # than after other text.
@@ -1411,6 +1484,10 @@ class TriggerDetector(Detector):
             "window": self.window,
             "back": self.back,
             "bigram_attenuation": round(self.attenuation, 4),
+            # Exact copies of a document are recognised (see windows.COPY_FLOOR_BIGRAMS) unless
+            # the document table is too full to confirm them (copies.FALSE_CONFIRM_MAX).
+            "copies_recognised": self._copies_rate <= FALSE_CONFIRM_MAX,
+            "copies_false_confirm_rate": round(self._copies_rate, 6),
         }
 
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 import numba as nb
 import numpy as np
 
+from poisonscan.kernels.copies import copies_of
 from poisonscan.kernels.ngrams import bigram_kept, ngram_key, slot
 
 CTX_TOKENS = 4  # tokens of context hashed on each side of an n-gram
@@ -128,28 +129,76 @@ def loop_flags(hashes, doc_offsets):
     return out
 
 
+# Exact copies of a document. "Unseen elsewhere" is a document frequency of 1; a document
+# planted twice, or a hundred poisoned documents each planted four times, has every n-gram of
+# its own at the number of its copies, and its gibberish read as ordinary text: the planted
+# trigger was low, or not reported at all. A document's *floor* is its number of exact copies
+# when two things agree: many of its counted bigrams sit at exactly that document frequency, the
+# lowest among them (a text of its own, repeated), and the count of documents with its very key
+# (kernels.copies, from pass 0) reaches it. The bigrams alone took documents recombined from
+# shared paragraphs for copies (a grown corpus's false findings); the document count alone
+# would confirm nothing the text does not show. n-grams at or below the floor are then unseen
+# outside the copies.
+COPY_FLOOR_BIGRAMS = 16  # counted bigrams at the floor, at least (a few are coincidence)
+COPIES_MAX = 32  # more copies than this are boilerplate, judged as before
+
+
+@nb.njit(cache=True, nogil=True, inline="always")
+def _floor_of(lowest, at_lowest, docs, hashes, lo, hi):
+    """The floor of the document of tokens lo..hi from the lowest bigram document frequency, how
+    many bigrams have it, and the document table ``docs`` (see kernels.copies)."""
+    if (2 <= lowest <= COPIES_MAX and at_lowest >= COPY_FLOOR_BIGRAMS
+            and copies_of(docs, hashes, lo, hi) >= lowest):
+        return lowest
+    return 1
+
+
 @nb.njit(cache=True, nogil=True)
-def token_features(hashes, kinds, lo, hi, uni, bi, bi_keep, freq_min, out_u, out_b, out_slot):
+def copies_floor(hashes, lo, hi, bi, bi_keep, docs):
+    """The floor of the document of tokens lo..hi (see COPY_FLOOR_BIGRAMS): the number of its
+    exact copies in the corpus, or 1."""
+    bmask = np.uint64(bi.shape[0] - 1)
+    lowest = np.int64(1) << 62
+    at_lowest = 0
+    for i in range(lo + 1, hi):
+        key = ngram_key(hashes, i - 1, 2)
+        if not bigram_kept(key, bi_keep):
+            continue
+        df = np.int64(bi[slot(key, bmask)])
+        if df < lowest:
+            lowest = df
+            at_lowest = 1
+        elif df == lowest:
+            at_lowest += 1
+    return _floor_of(lowest, at_lowest, docs, hashes, lo, hi)
+
+
+@nb.njit(cache=True, nogil=True)
+def token_features(hashes, kinds, lo, hi, uni, bi, bi_keep, freq_min, out_u, out_b, out_slot,
+                   docs):
     """Per-token features of document tokens lo..hi (one unigram and one bigram lookup a token:
     the tables are far bigger than the caches, so a lookup is a memory access).
 
     ``out_u``/``out_b[0:hi-lo]`` get the unseen-elsewhere flags of each token and of the bigram
     ending at it (2, unknown, where the bigram is outside the counted hash sample; the first
-    token's bigram flag is its own ``u``). ``out_slot`` gets the profile bin of each frequent word
-    (a word with df >= freq_min), else -1. Frequent words are a corpus's function words, whatever
-    its languages: two stretches of text in the same language share many, two in different
-    languages almost none.
+    token's bigram flag is its own ``u``): a document frequency at most the document's floor
+    (1 but for exact copies, see COPY_FLOOR_BIGRAMS). ``out_slot`` gets the profile bin of each
+    frequent word (a word with df >= freq_min), else -1. Frequent words are a corpus's function
+    words, whatever its languages: two stretches of text in the same language share many, two
+    in different languages almost none. Returns the floor.
     """
-    _features_span(hashes, kinds, lo, lo, hi, uni, bi, bi_keep, freq_min, out_u, out_b, out_slot,
-                   np.empty(hi - lo, np.int64))
+    return _features_span(hashes, kinds, lo, lo, hi, uni, bi, bi_keep, freq_min, out_u, out_b,
+                          out_slot, np.empty(hi - lo, np.int64), 0, docs)
 
 
 @nb.njit(cache=True, nogil=True, inline="always")
 def _features_span(hashes, kinds, lo, a, z, uni, bi, bi_keep, freq_min, out_u, out_b, out_slot,
-                   bslot):
+                   bslot, floor, docs):
     """token_features for tokens a..z of the document starting at token lo (outputs, and the
-    scratch ``bslot``, indexed from lo): every feature depends only on its token and the one
-    before, so spans can be filled separately.
+    scratch ``bslot``, indexed from lo): every feature depends only on its token, the one
+    before, and the document's ``floor`` (see COPY_FLOOR_BIGRAMS), so spans can be filled
+    separately. A ``floor`` of 0 is taken from the span's own bigrams and the document table
+    ``docs``; the span must then be the whole document. Returns the floor.
 
     The table slots are computed first and looked up in loops of their own: independent loads
     in a short loop keep many memory accesses in flight at once (a third faster than one loop
@@ -163,9 +212,24 @@ def _features_span(hashes, kinds, lo, a, z, uni, bi, bi_keep, freq_min, out_u, o
         else:
             key = ngram_key(hashes, i - 1, 2)
             bslot[i - lo] = slot(key, bmask) if bigram_kept(key, bi_keep) else -1
+    # The bigrams' counts replace their slots (negative marks stay), then give the floor.
+    lowest = np.int64(1) << 62
+    at_lowest = 0
+    for i in range(a, z):
+        j = bslot[i - lo]
+        if j >= 0:
+            df = np.int64(bi[j])
+            bslot[i - lo] = df
+            if df < lowest:
+                lowest = df
+                at_lowest = 1
+            elif df == lowest:
+                at_lowest += 1
+    if floor <= 0:
+        floor = _floor_of(lowest, at_lowest, docs, hashes, a, z)
     for i in range(a, z):
         df = uni[out_slot[i - lo]]
-        out_u[i - lo] = 1 if df <= 1 else 0
+        out_u[i - lo] = 1 if df <= floor else 0
         # Both answers computed, one selected: whether a token is a frequent word follows no
         # pattern a branch predictor can learn (an if/elif chain here cost find_switches 8%).
         word = np.int64(hashes[i] % np.uint64(WORD_BINS))
@@ -174,9 +238,10 @@ def _features_span(hashes, kinds, lo, a, z, uni, bi, bi_keep, freq_min, out_u, o
     for i in range(a, z):
         j = bslot[i - lo]
         if j >= 0:
-            out_b[i - lo] = 1 if bi[j] <= 1 else 0
+            out_b[i - lo] = 1 if j <= floor else 0
         else:
             out_b[i - lo] = out_u[0] if j == -2 else 2  # -1: outside the sample, unknown
+    return floor
 
 
 @nb.njit(cache=True, nogil=True)
@@ -352,9 +417,8 @@ def _emit(hashes, lo, u, e_lo, e_hi, max_order, d, jump, uni, bi, bi_keep, out_k
 
 
 @nb.njit(cache=True, nogil=True)
-def find_switches(hashes, kinds, doc_offsets, uni, bi, bi_keep, freq_min, window, tau, occ_tau,
-                  back,
-                  max_order, min_after, hist, background, out_key, out_doc, out_jump, out_df,
+def find_switches(hashes, kinds, doc_offsets, uni, bi, bi_keep, docs, freq_min, window, tau,
+                  occ_tau, back, max_order, min_after, hist, background, out_key, out_doc, out_jump, out_df,
                   out_tail, out_ctx):
     """Find each document's strongest switches and emit the n-grams that end just before them.
 
@@ -377,7 +441,8 @@ def find_switches(hashes, kinds, doc_offsets, uni, bi, bi_keep, freq_min, window
         n = hi - lo
         if n < min_after + 1:
             continue
-        _features_span(hashes, kinds, lo, lo, hi, uni, bi, bi_keep, freq_min, u, b, fslot, bslot)
+        _features_span(hashes, kinds, lo, lo, hi, uni, bi, bi_keep, freq_min, u, b, fslot, bslot,
+                       0, docs)
         _prefix_sums(b, 0, n, csb, csn)
         _loop_prefix(hashes, lo, 0, n, csl, run)
         best = -2.0
@@ -475,8 +540,8 @@ def _loop_shares(csl, p0, p1, n):
 
 @nb.njit(cache=True, nogil=True)
 def gather_evidence(hashes, kinds, starts, ends, doc_offsets, data, doc_bytes, uni, bi, bi_keep,
-                    freq_min, cand_keys, cand_ids, tail_bits, caps, totals, max_order, window,
-                    ctx_tokens, out_i, out_f):
+                    docs, freq_min, cand_keys, cand_ids, tail_bits, caps, totals, max_order,
+                    window, ctx_tokens, out_i, out_f):
     """Find every occurrence of a candidate n-gram and measure the text around it.
 
     ``cand_keys``/``cand_ids`` form an open-addressing table (power-of-two size, key 0 = empty) from
@@ -491,8 +556,9 @@ def gather_evidence(hashes, kinds, starts, ends, doc_offsets, data, doc_bytes, u
     ``[cand, doc, tok_start, tok_end, byte_start, byte_end, left_ctx_hash, right_ctx_hash,
     char_start, char_end]`` (char offsets within the document, as Python string indices) and
     ``out_f`` row gets ``[before, after, n_before, n_after, u_before, u_after, b_before, b_after,
-    profile_cosine, loop_before, loop_after]`` (the last two: shares of looping tokens, see
-    ``_loop_shares``). Returns the number of occurrences (or -1 if the outputs are full).
+    profile_cosine, loop_before, loop_after, floor]`` (loop_*: shares of looping tokens, see
+    ``_loop_shares``; floor: the document's number of exact copies, see COPY_FLOOR_BIGRAMS).
+    Returns the number of occurrences (or -1 if the outputs are full).
     """
     none = np.zeros(0, np.int64)
     n_found = _find_occurrences(hashes, doc_offsets, cand_keys, cand_ids, tail_bits, caps,
@@ -500,7 +566,7 @@ def gather_evidence(hashes, kinds, starts, ends, doc_offsets, data, doc_bytes, u
     if n_found < 0:
         return -1
     return _measure_occurrences(hashes, kinds, starts, ends, doc_offsets, data, doc_bytes, uni,
-                                bi, bi_keep, freq_min, caps, totals, max_order, window,
+                                bi, bi_keep, docs, freq_min, caps, totals, max_order, window,
                                 ctx_tokens, n_found, out_i, out_f)
 
 
@@ -591,8 +657,8 @@ def _find_occurrences(hashes, doc_offsets, cand_keys, cand_ids, tail_bits, caps,
 
 @nb.njit(cache=True, nogil=True)
 def _measure_occurrences(hashes, kinds, starts, ends, doc_offsets, data, doc_bytes, uni, bi,
-                         bi_keep, freq_min, caps, totals, max_order, window, ctx_tokens, n_found,
-                         out_i, out_f):
+                         bi_keep, docs, freq_min, caps, totals, max_order, window, ctx_tokens,
+                         n_found, out_i, out_f):
     """Measure the listed occurrences (``out_i[:n_found]``) of candidates still within their
     caps, rewriting the rows in place (a row is written at or before the one it is read from).
     Returns the rows measured."""
@@ -604,6 +670,7 @@ def _measure_occurrences(hashes, kinds, starts, ends, doc_offsets, data, doc_byt
     k = 0
     d = -1
     lo = hi = n = filled = char_pos = char_tok = 0
+    floor = 1
     profiles = PROFILES_EMPTY  # the sliding language profiles (see _slide_profiles)
     for r in range(n_found):
         cid = out_i[r, 0]
@@ -620,6 +687,7 @@ def _measure_occurrences(hashes, kinds, starts, ends, doc_offsets, data, doc_byt
             profiles = PROFILES_EMPTY
             char_pos = _count_chars(data, doc_bytes[d], starts[lo])  # before token char_tok
             char_tok = 0
+            floor = copies_floor(hashes, lo, hi, bi, bi_keep, docs)  # the whole document's
         p0 = out_i[r, 2]  # first token of the n-gram
         p1 = out_i[r, 3]  # first token after it
         e = p1 - 1
@@ -633,7 +701,7 @@ def _measure_occurrences(hashes, kinds, starts, ends, doc_offsets, data, doc_byt
             a = max(filled, need_lo)
             restart = a > filled or filled == 0  # a new block: its prefix sums start at 0
             _features_span(hashes, kinds, lo, lo + a, lo + need_hi, uni, bi, bi_keep, freq_min,
-                           u, b, fslot, bslot)
+                           u, b, fslot, bslot, floor, docs)
             _prefix_sums(b, a, need_hi, cb, cn, restart)
             if restart:
                 cu[a] = 0.0
@@ -688,6 +756,7 @@ def _measure_occurrences(hashes, kinds, starts, ends, doc_offsets, data, doc_byt
         out_f[k, 8] = cos
         out_f[k, 9] = lb
         out_f[k, 10] = laf
+        out_f[k, 11] = floor
         k += 1
     if d >= 0:
         _clear_profiles(fslot, profiles, va, vb)
