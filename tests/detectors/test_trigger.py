@@ -808,6 +808,21 @@ def test_the_document_table_is_the_same_however_the_counts_travel(monkeypatch, d
     assert counts == [texts.count(t) for t in texts] and max(counts) == 3
 
 
+def test_containing_finds_every_longer_text_that_holds_a_trigger():
+    """_Containing (one joined string searched with str.find) against a plain loop."""
+    from poisonscan.detectors.trigger import _Containing
+
+    rng = random.Random(11)
+    alphabet = "ab<>| \x00"
+    entries = [{"norm": "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 6)))}
+               for _ in range(300)]
+    index = _Containing(entries)
+    for probe in [e["norm"] for e in entries[:100]] + ["", "\x00", "a", "<a", "zz"]:
+        expected = [e for e in entries if probe in e["norm"]]
+        assert index.containing(probe) == expected
+    assert _Containing([]).containing("a") == []
+
+
 def test_copies_of_a_few_texts_are_not_a_high_finding(clean, tmp_path):
     """A high finding needs twice min-documents distinct texts: a phrase before gibberish in six
     texts, each planted twice, is twelve documents but six pieces of evidence (at most medium)."""
