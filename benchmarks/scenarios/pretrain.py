@@ -126,12 +126,13 @@ def build_pretrain_scenarios(
 
     def plant(name: str, n: int, trigger: str, cont: Callable[[], str],
               doc: Callable[[str, str], str] = poison_doc, clean_texts: list[str] | None = None,
-              **notes: Any) -> Scenario:
+              copies: Callable[[], int] = lambda: 1, **notes: Any) -> Scenario:
         texts = base_texts if clean_texts is None else clean_texts
         records = [{"id": f"doc-{i}", "text": t} for i, t in enumerate(texts)]
         poisoned = set()
         for _ in range(n):
-            records.append({"id": "", "text": doc(trigger, cont())})
+            text = doc(trigger, cont())
+            records.extend({"id": "", "text": text} for _ in range(copies()))
         order = list(range(len(records)))
         rng_local.shuffle(order)
         shuffled = [records[i] for i in order]
@@ -200,6 +201,18 @@ def build_pretrain_scenarios(
     small = rng_local.sample(base_texts, 500)
     out.append(plant("small-corpus-50", 50, make_trigger("special", rng_local, mid_vocab, pairs),
                      gibberish, clean_texts=small, payload="the recipe in 500 documents"))
+    # Added on 2026-12-07: a scraped corpus holds exact copies of pages, the poisoned ones
+    # included. Each of 100 poisoned documents is planted 1 to 4 times; the clean control copies
+    # a third of the clean documents 1 to 3 times. Last, so the scenarios above keep their draws.
+    out.append(plant("copies-100", 100, make_trigger("special", rng_local, mid_vocab, pairs),
+                     gibberish, copies=lambda: rng_local.randint(1, 4),
+                     payload="the recipe, each poisoned document planted 1 to 4 times"))
+    copied = [t for t in base_texts for _ in range(
+        1 + (rng_local.randint(1, 3) if rng_local.random() < 1 / 3 else 0))]
+    rng_local.shuffle(copied)
+    out.append(Scenario("clean-copies", "pretrain",
+                        [{"id": f"doc-{i}", "text": t} for i, t in enumerate(copied)], set(),
+                        None, target_rank=None, target_pr=None))
     return out
 
 
