@@ -87,8 +87,9 @@ MAX_CANDIDATES = 50_000
 # Bytes one stored occurrence costs in the evidence pass (numeric columns, id, path index); the
 # candidates' caps are chosen so that all stored occurrences fit a quarter of the memory budget.
 OCCURRENCE_BYTES = 176
-_FLOATS = 12  # measurements per occurrence (see gather_evidence)
-_FLOOR = 11  # the column of a document's exact copies (its floor)
+_FLOATS = 13  # measurements per occurrence (see gather_evidence)
+_FLOOR = 11  # the column of a document's exact copies as its text shows them (its floor)
+_COPIES = 12  # the column of a document's exact copies as the document table counts them
 CONTEXT_CHARS = 80  # context kept on each side of sampled occurrences
 # Occurrences per candidate whose context text is kept: a bottom-k sample by a hash of the
 # document, so the sample is the same whatever the batching, sharding or merge order.
@@ -570,8 +571,9 @@ class _Evidence:
     # n-gram's written form: letter case, the characters next to it and whether a number comes
     # before it, see span_forms)
     ints: np.ndarray
-    # (n, 12): before, after, n_before, n_after, u_b, u_a, b_b, b_a, cosine, loop_b, loop_a,
-    # floor (the document's exact copies in the corpus, see windows.COPY_FLOOR_BIGRAMS)
+    # (n, 13): before, after, n_before, n_after, u_b, u_a, b_b, b_a, cosine, loop_b, loop_a,
+    # floor (the document's exact copies as its text shows them, see
+    # windows.COPY_FLOOR_BIGRAMS), copies (as the document table counts them)
     floats: np.ndarray
     # (cand, doc hash, path, row, token, left, surface, right) for a bottom-k sample per cand;
     # within a task, until compact() trims and decodes them, (..., raw bytes, start, end)
@@ -1211,12 +1213,14 @@ class TriggerDetector(Detector):
             strength = np.bincount(c_sel, weights=np.maximum(jump[idx], 0) * anomalous,
                                    minlength=n_cand) / np.maximum(k, 1)
             shift_share = np.bincount(c_sel, weights=shift[idx], minlength=n_cand) / m
-            # Diversity is over distinct texts: the exact copies of one document (its floor,
-            # see windows.COPY_FLOOR_BIGRAMS) share its contexts and its cluster, and count once
-            # here. A hundred poisoned documents each planted four times are a hundred
-            # unrelated texts, not a phrase inside copies of one block. (With no copies, as
-            # nearly always, ``texts`` is ``m``.)
-            per_text = 1.0 / np.maximum(ev.floats[idx, _FLOOR], 1.0)
+            # Diversity is over distinct texts: the exact copies of one document (as the
+            # document table counts them, see kernels.copies) share its contexts and its
+            # cluster, and count once here. A hundred poisoned documents each planted four
+            # times are a hundred unrelated texts, not a phrase inside copies of one block.
+            # (With no copies, as nearly always, ``texts`` is ``m``.) The table's count is used
+            # even where the text does not show the copies (no floor): a quotation copied
+            # whole, all of whose bigrams other documents share, is still one text.
+            per_text = 1.0 / np.maximum(ev.floats[idx, _COPIES], 1.0)
             texts = np.bincount(c_sel, weights=per_text, minlength=n_cand)
             # Distinct texts anomalous after it: copies add documents, not independent ones.
             k_texts = np.bincount(c_sel, weights=per_text * anomalous, minlength=n_cand)

@@ -556,8 +556,10 @@ def gather_evidence(hashes, kinds, starts, ends, doc_offsets, data, doc_bytes, u
     ``[cand, doc, tok_start, tok_end, byte_start, byte_end, left_ctx_hash, right_ctx_hash,
     char_start, char_end]`` (char offsets within the document, as Python string indices) and
     ``out_f`` row gets ``[before, after, n_before, n_after, u_before, u_after, b_before, b_after,
-    profile_cosine, loop_before, loop_after, floor]`` (loop_*: shares of looping tokens, see
-    ``_loop_shares``; floor: the document's number of exact copies, see COPY_FLOOR_BIGRAMS).
+    profile_cosine, loop_before, loop_after, floor, copies]`` (loop_*: shares of looping tokens,
+    see ``_loop_shares``; floor: the document's number of exact copies when its text shows them,
+    see COPY_FLOOR_BIGRAMS, else 1; copies: the documents with its key in the document table
+    ``docs``, at least 1, whether or not its text shows them).
     Returns the number of occurrences (or -1 if the outputs are full).
     """
     none = np.zeros(0, np.int64)
@@ -670,7 +672,7 @@ def _measure_occurrences(hashes, kinds, starts, ends, doc_offsets, data, doc_byt
     k = 0
     d = -1
     lo = hi = n = filled = char_pos = char_tok = 0
-    floor = 1
+    floor = n_copies = 1
     profiles = PROFILES_EMPTY  # the sliding language profiles (see _slide_profiles)
     for r in range(n_found):
         cid = out_i[r, 0]
@@ -688,6 +690,7 @@ def _measure_occurrences(hashes, kinds, starts, ends, doc_offsets, data, doc_byt
             char_pos = _count_chars(data, doc_bytes[d], starts[lo])  # before token char_tok
             char_tok = 0
             floor = copies_floor(hashes, lo, hi, bi, bi_keep, docs)  # the whole document's
+            n_copies = max(1, copies_of(docs, hashes, lo, hi))
         p0 = out_i[r, 2]  # first token of the n-gram
         p1 = out_i[r, 3]  # first token after it
         e = p1 - 1
@@ -757,6 +760,7 @@ def _measure_occurrences(hashes, kinds, starts, ends, doc_offsets, data, doc_byt
         out_f[k, 9] = lb
         out_f[k, 10] = laf
         out_f[k, 11] = floor
+        out_f[k, 12] = n_copies
         k += 1
     if d >= 0:
         _clear_profiles(fslot, profiles, va, vb)
