@@ -570,8 +570,8 @@ def test_gather_evidence_matches_reference(corpus, max_order, window, ctx_tokens
     def run(oi, of):
         totals = np.zeros(n_cand, np.int64)
         return gather_evidence(hashes, kinds_arr, starts, ends, off, text, doc_bytes, uni, bi,
-                               np.uint64(keep), doc_table(docs), freq_min, table_keys, table_ids, last, caps,
-                               totals, max_order, window, ctx_tokens, oi, of), totals
+                               np.uint64(keep), doc_table(docs), freq_min, table_keys, table_ids,
+                               last, caps, totals, max_order, window, ctx_tokens, oi, of), totals
 
     k, totals = run(out_i, out_f)
     ref_i, ref_f = ref_gather_evidence(docs, kinds, doc_starts, doc_ends, texts, uni, bi,
@@ -935,8 +935,8 @@ def test_evidence_means_skip_bigrams_outside_the_sample():
     caps = np.full(len(table_keys), 1 << 40, np.int64)
     totals = np.zeros(len(table_keys), np.int64)
     k = gather_evidence(hashes, kinds, starts, ends, off, text, doc_bytes, uni, bi,
-                        np.uint64(HALF), copies.UNUSED, 1 << 30, table_keys, table_ids, last, caps, totals, 1,
-                        32, 2, out_i, out_f)
+                        np.uint64(HALF), copies.UNUSED, 1 << 30, table_keys, table_ids, last, caps,
+                        totals, 1, 32, 2, out_i, out_f)
     rows = {(int(r[0]), int(r[2])): f for r, f in zip(out_i[:k], out_f[:k], strict=True)}
     # Token 39, before: tokens 7..38, half of whose prose bigrams are known, all seen elsewhere.
     before, after, n_b, n_a, u_b, u_a, b_b, b_a, _, _, _, _, _ = rows[(0, 39)]

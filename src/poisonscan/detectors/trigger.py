@@ -666,8 +666,8 @@ def _evidence_batch(plan: _Plan, tok: Tokens, totals: np.ndarray, out_i: np.ndar
     return int(gather_evidence(tok.hashes, tok.kinds, tok.starts, tok.ends, tok.doc_offsets,
                                tok.data, tok.offsets, plan.uni, plan.bi, np.uint64(plan.bi_keep),
                                plan.docs, plan.freq_min, plan.cand_keys, plan.cand_ids,
-                               plan.tail_bits, plan.caps, totals, MAX_ORDER, plan.window, CTX_TOKENS, out_i,
-                               out_f))
+                               plan.tail_bits, plan.caps, totals, MAX_ORDER, plan.window,
+                               CTX_TOKENS, out_i, out_f))
 
 
 def _occurrence_forms(tok: Tokens, docs: np.ndarray, out_i: np.ndarray) -> np.ndarray:
@@ -890,8 +890,8 @@ class TriggerDetector(Detector):
         background = np.zeros(2, np.int64)
         k = find_switches(tok.hashes, tok.kinds, tok.doc_offsets, plan.uni, plan.bi,
                           np.uint64(plan.bi_keep), plan.docs, plan.freq_min, plan.window,
-                          plan.switch_tau, plan.occ_tau, plan.back, MAX_ORDER, 8, hist, background, out_key, out_doc, out_jump,
-                          out_df, out_tail, out_ctx)
+                          plan.switch_tau, plan.occ_tau, plan.back, MAX_ORDER, 8, hist, background,
+                          out_key, out_doc, out_jump, out_df, out_tail, out_ctx)
         if k < 0:  # cannot happen with the capacity above
             raise RuntimeError("trigger: switch buffer overflow")
         keys = out_key[:k]

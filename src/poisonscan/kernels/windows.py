@@ -418,8 +418,8 @@ def _emit(hashes, lo, u, e_lo, e_hi, max_order, d, jump, uni, bi, bi_keep, out_k
 
 @nb.njit(cache=True, nogil=True)
 def find_switches(hashes, kinds, doc_offsets, uni, bi, bi_keep, docs, freq_min, window, tau,
-                  occ_tau, back, max_order, min_after, hist, background, out_key, out_doc, out_jump, out_df,
-                  out_tail, out_ctx):
+                  occ_tau, back, max_order, min_after, hist, background, out_key, out_doc,
+                  out_jump, out_df, out_tail, out_ctx):
     """Find each document's strongest switches and emit the n-grams that end just before them.
 
     Three kinds of switch are looked for: a jump of the unseen-elsewhere share (gibberish, word
