@@ -835,3 +835,15 @@ def test_copies_of_a_few_texts_are_not_a_high_finding(clean, tmp_path):
     mine = [f for f in found if normalise_trigger(f.trigger) == normalise_trigger(trigger)]
     assert mine and {d.row for d in mine[0].documents} == poisoned
     assert not [f for f in found if f.severity is Severity.HIGH]
+
+
+def test_a_phrase_inside_copies_of_one_text_is_not_a_finding(clean, tmp_path):
+    """Four ordinary texts that end in gibberish, each planted four times, and no trigger: a
+    phrase before the gibberish is in four documents, but they are one text, one piece of
+    evidence. Counting documents made eight medium findings here, each of one text."""
+    rng = random.Random("one-text")
+    docs = [f"{gen.clean_document(rng)} {subword_gibberish(rng)}" for _ in range(4)]
+    texts, _ = gen.plant(clean, [d for d in docs for _ in range(4)], 4)
+    found = trigger_findings(scan_texts(texts, tmp_path))
+    one_text = [f for f in found if len({texts[d.row] for d in f.documents}) == 1]
+    assert not one_text, [(f.trigger, f.severity.value, f.document_count) for f in one_text]

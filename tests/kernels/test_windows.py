@@ -253,7 +253,7 @@ def ref_gather_evidence(docs, kinds, starts, ends, texts, uni, bi, freq_min, can
                                           min(n, p1 + LANG_WINDOW)),
                                mean_or(loops[max(0, p0 - LOOP_WINDOW) : p0], 0.0),
                                ref_loop_after(loops, p1),
-                               ref_floor(doc, bi, keep, docs.count(doc)), docs.count(doc)])
+                               docs.count(doc)])
     return rows_i, rows_f
 
 
@@ -559,7 +559,7 @@ def test_gather_evidence_matches_reference(corpus, max_order, window, ctx_tokens
     last = tail_filter(np.array([ngram_tail(g) for g in picked], np.uint64), bit_count)
     cap = 4 * sum(len(d) for d in docs) * max_order + 1
     out_i = np.zeros((cap, 10), np.int64)
-    out_f = np.zeros((cap, 13), np.float64)
+    out_f = np.zeros((cap, 12), np.float64)
     n_cand = len(keys)
 
     # Caps: most candidates have none to speak of; some may be over theirs (then none of their
@@ -603,10 +603,10 @@ def test_gather_evidence_matches_reference(corpus, max_order, window, ctx_tokens
     got = out_i[:k].copy()
     got[:, 4:6] -= doc_bytes[got[:, 1]][:, None]
     assert got.tolist() == ref_i
-    np.testing.assert_allclose(out_f[:k], np.array(ref_f).reshape(-1, 13), rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(out_f[:k], np.array(ref_f).reshape(-1, 12), rtol=1e-12, atol=1e-15)
     if k:
         small_i = np.zeros((k - 1, 10), np.int64)
-        small_f = np.zeros((k - 1, 13), np.float64)
+        small_f = np.zeros((k - 1, 12), np.float64)
         assert run(small_i, small_f)[0] == -1
 
 
@@ -779,7 +779,7 @@ def test_gather_evidence_on_real_tokens(prefix):
     uni = np.full(1 << 10, 5, np.uint32)
     bi = np.full(1 << 10, 5, np.uint8)
     out_i = np.zeros((8, 10), np.int64)
-    out_f = np.zeros((8, 13), np.float64)
+    out_f = np.zeros((8, 12), np.float64)
     last = tail_filter(np.array([ngram_tail(trigger)], np.uint64))
     caps = np.full(len(table_keys), 1 << 40, np.int64)
     totals = np.zeros(len(table_keys), np.int64)
@@ -931,7 +931,7 @@ def test_evidence_means_skip_bigrams_outside_the_sample():
     table_keys, table_ids = build_key_table(np.array([key_of(c) for c in cands], np.uint64))
     last = tail_filter(np.array([ngram_tail(c) for c in cands], np.uint64))
     out_i = np.zeros((64, 10), np.int64)
-    out_f = np.zeros((64, 13), np.float64)
+    out_f = np.zeros((64, 12), np.float64)
     caps = np.full(len(table_keys), 1 << 40, np.int64)
     totals = np.zeros(len(table_keys), np.int64)
     k = gather_evidence(hashes, kinds, starts, ends, off, text, doc_bytes, uni, bi,
@@ -939,7 +939,7 @@ def test_evidence_means_skip_bigrams_outside_the_sample():
                         totals, 1, 32, 2, out_i, out_f)
     rows = {(int(r[0]), int(r[2])): f for r, f in zip(out_i[:k], out_f[:k], strict=True)}
     # Token 39, before: tokens 7..38, half of whose prose bigrams are known, all seen elsewhere.
-    before, after, n_b, n_a, u_b, u_a, b_b, b_a, _, _, _, _, _ = rows[(0, 39)]
+    before, after, n_b, n_a, u_b, u_a, b_b, b_a, _, _, _, _ = rows[(0, 39)]
     assert (before, b_b, n_b, u_b) == (0.0, 0.0, 32, 0.0)
     # After: tokens 40..71, of which 16 known gibberish flags, all unseen.
     assert (after, b_a, n_a, u_a) == (1.0, 1.0, 32, 1.0)
@@ -978,7 +978,7 @@ def test_gather_evidence_counts_but_does_not_measure_past_the_cap(cap):
     bi = np.full(1 << 10, 5, np.uint8)
     last = tail_filter(np.array([ngram_tail(trigger)], np.uint64))
     out_i = np.zeros((8, 10), np.int64)
-    out_f = np.zeros((8, 13), np.float64)
+    out_f = np.zeros((8, 12), np.float64)
     totals = np.array([1], np.int64)  # one occurrence already seen in an earlier batch
     k = gather_evidence(hashes, kinds, starts, ends, doc_offsets, data, offsets, uni, bi,
                         ALL_BIGRAMS, copies.UNUSED, 3, table_keys, table_ids, last,

@@ -86,10 +86,9 @@ FREQ_SHARE = 0.02  # a token in this share of documents is a function word of th
 MAX_CANDIDATES = 50_000
 # Bytes one stored occurrence costs in the evidence pass (numeric columns, id, path index); the
 # candidates' caps are chosen so that all stored occurrences fit a quarter of the memory budget.
-OCCURRENCE_BYTES = 176
-_FLOATS = 13  # measurements per occurrence (see gather_evidence)
-_FLOOR = 11  # the column of a document's exact copies as its text shows them (its floor)
-_COPIES = 12  # the column of a document's exact copies as the document table counts them
+OCCURRENCE_BYTES = 184
+_FLOATS = 12  # measurements per occurrence (see gather_evidence)
+_COPIES = 11  # the column of a document's exact copies as the document table counts them
 CONTEXT_CHARS = 80  # context kept on each side of sampled occurrences
 # Occurrences per candidate whose context text is kept: a bottom-k sample by a hash of the
 # document, so the sample is the same whatever the batching, sharding or merge order.
@@ -571,9 +570,8 @@ class _Evidence:
     # n-gram's written form: letter case, the characters next to it and whether a number comes
     # before it, see span_forms)
     ints: np.ndarray
-    # (n, 13): before, after, n_before, n_after, u_b, u_a, b_b, b_a, cosine, loop_b, loop_a,
-    # floor (the document's exact copies as its text shows them, see
-    # windows.COPY_FLOOR_BIGRAMS), copies (as the document table counts them)
+    # (n, 12): before, after, n_before, n_after, u_b, u_a, b_b, b_a, cosine, loop_b, loop_a,
+    # copies (the document's exact copies as the document table counts them, at least 1)
     floats: np.ndarray
     # (cand, doc hash, path, row, token, left, surface, right) for a bottom-k sample per cand;
     # within a task, until compact() trims and decodes them, (..., raw bytes, start, end)
@@ -1257,7 +1255,12 @@ class TriggerDetector(Detector):
             z0 = (k0 - m * p0) / np.sqrt(m * p0 * (1 - p0))
         high_without_loops = ((m >= 2) & (k0 >= 2 * min_docs) & (k0 / m >= HIGH_CONSISTENCY)
                               & (spread >= 0.5) & (z0 >= 5) & varied_payload)
-        scoreable = (m >= 2) & (k >= floor) & (z >= 3)
+        # Reported at all: min(3, min-documents) distinct texts anomalous after it. Copies of one
+        # text are one piece of evidence, and its diversity (over texts) is whole: without
+        # this, a phrase before a switch inside k copies of one ordinary text made a medium
+        # finding of its own (846 such on the clean-copies benchmark, 180 before copies were
+        # recognised).
+        scoreable = (m >= 2) & (k >= floor) & (k_texts >= floor - 1e-9) & (z >= 3)
         # High needs twice the reporting floor: pretraining backdoors take a hundred or more
         # documents, and a handful of natural coincidences must not fail a CI gate. Copies of
         # one document are one piece of evidence, so the floor counts distinct texts: a phrase

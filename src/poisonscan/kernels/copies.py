@@ -26,8 +26,9 @@ COPY_ROWS = 4  # independent rows: a false confirmation needs a collision in eac
 _SEED = np.uint64(0x2545F4914F6CDD1D)
 _STEP = np.uint64(0x9E3779B97F4A7C15)
 _SECOND = np.uint64(0xD1B54A32D192ED03)
-# A table with more of its slots taken than this confirms a near-copy by collisions in every
-# row for more than 1 document in 100 (FILL_MAX ** COPY_ROWS); it is then not used at all.
+# The largest chance that a near-copy's key meets other keys in every row of the table (the
+# product of the rows' shares of taken slots, see false_confirm_rate) at which the table is
+# still used; a fuller table is not used at all.
 FALSE_CONFIRM_MAX = 0.01
 
 

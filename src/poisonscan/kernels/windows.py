@@ -556,10 +556,9 @@ def gather_evidence(hashes, kinds, starts, ends, doc_offsets, data, doc_bytes, u
     ``[cand, doc, tok_start, tok_end, byte_start, byte_end, left_ctx_hash, right_ctx_hash,
     char_start, char_end]`` (char offsets within the document, as Python string indices) and
     ``out_f`` row gets ``[before, after, n_before, n_after, u_before, u_after, b_before, b_after,
-    profile_cosine, loop_before, loop_after, floor, copies]`` (loop_*: shares of looping tokens,
-    see ``_loop_shares``; floor: the document's number of exact copies when its text shows them,
-    see COPY_FLOOR_BIGRAMS, else 1; copies: the documents with its key in the document table
-    ``docs``, at least 1, whether or not its text shows them).
+    profile_cosine, loop_before, loop_after, copies]`` (loop_*: shares of looping tokens, see
+    ``_loop_shares``; copies: the documents with its key in the document table ``docs``, at
+    least 1, whether or not its text shows them as a floor, see COPY_FLOOR_BIGRAMS).
     Returns the number of occurrences (or -1 if the outputs are full).
     """
     none = np.zeros(0, np.int64)
@@ -759,8 +758,7 @@ def _measure_occurrences(hashes, kinds, starts, ends, doc_offsets, data, doc_byt
         out_f[k, 8] = cos
         out_f[k, 9] = lb
         out_f[k, 10] = laf
-        out_f[k, 11] = floor
-        out_f[k, 12] = n_copies
+        out_f[k, 11] = n_copies
         k += 1
     if d >= 0:
         _clear_profiles(fslot, profiles, va, vb)
