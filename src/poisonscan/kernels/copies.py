@@ -7,9 +7,9 @@ paragraphs also has documents whose every bigram sits in two or three documents.
 counts each document's key (a hash of its whole token stream) here, and a document's copies are
 the smallest of its counters.
 
-Why hand-written: datasketch's CountMinSketch-like structures are per-item Python objects, and
-this runs once per document inside the numba counting pass, merged across workers by adding
-tables. A count-min sketch only over-counts (collisions add, never subtract), and the trigger
+Why hand-written: datasketch has no count-min sketch, and the sketch libraries that do take one
+Python call per item; this runs once per document inside the numba counting pass, and its
+tables are merged across workers by adding them, as the n-gram tables are. A count-min sketch only over-counts (collisions add, never subtract), and the trigger
 detector uses it only to confirm a number of copies that the document's own bigram counts
 already show (see windows.copies_floor), so an over-count can only confirm a near-copy as a
 copy when every row collides. ``usable`` says when the table is too full for that to be rare.
