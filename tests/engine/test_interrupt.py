@@ -98,10 +98,7 @@ def test_ctrl_c_while_the_pool_forks_is_raised_after_and_workers_take_it() -> No
     assert not any(r for _, r in executors.LocalExecutor(2).map(_blocked_in_worker, [0, 1], None))
 
 
-@pytest.mark.parametrize("delay", [0.1, 2.5])
-def test_ctrl_c_during_a_scan_is_one_line_and_exit_code_2(tmp_path: Path, delay: float) -> None:
-    # Ctrl-C reaches the whole process group, at any moment: while the CLI loads (a traceback
-    # before), or while the pool's workers scan (exit handlers then waited on what it cut).
+def _corpus(tmp_path: Path, n: int = 40000) -> Path:
     import json
     import random
 
@@ -109,14 +106,26 @@ def test_ctrl_c_during_a_scan_is_one_line_and_exit_code_2(tmp_path: Path, delay:
     words = [f"w{i}" for i in range(5000)]
     data = tmp_path / "data.jsonl"
     with data.open("w", encoding="utf-8") as fh:
-        for i in range(40000):
+        for i in range(n):
             fh.write(json.dumps({"id": i, "text": " ".join(rng.choices(words, k=120))}) + "\n")
-    proc = subprocess.Popen([sys.executable, "-m", "poisonscan", str(data), "-j", "2", "-q",
-                             "--no-config", "--no-hash", "-o", str(tmp_path / "report.txt")],
+    return data
+
+
+def _start_scan(tmp_path: Path, data: Path, *args: str) -> subprocess.Popen:
+    """The CLI in a process group of its own, with Ctrl-C as a terminal gives it."""
+    return subprocess.Popen([sys.executable, "-m", "poisonscan", str(data), "-j", "2", "-q",
+                             "--no-config", "--no-hash", "-o", str(tmp_path / "report.txt"),
+                             *args],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             start_new_session=True,
-                            preexec_fn=lambda: signal.signal(signal.SIGINT,
-                                                             signal.SIG_DFL))
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+
+
+@pytest.mark.parametrize("delay", [0.1, 2.5])
+def test_ctrl_c_during_a_scan_is_one_line_and_exit_code_2(tmp_path: Path, delay: float) -> None:
+    # Ctrl-C reaches the whole process group, at any moment: while the CLI loads (a traceback
+    # before), or while the pool's workers scan (exit handlers then waited on what it cut).
+    proc = _start_scan(tmp_path, _corpus(tmp_path))
     time.sleep(delay)
     os.killpg(proc.pid, signal.SIGINT)
     try:
@@ -128,3 +137,44 @@ def test_ctrl_c_during_a_scan_is_one_line_and_exit_code_2(tmp_path: Path, delay:
     assert proc.returncode == 2, err
     assert err == "poisonscan: error: interrupted\n"
     assert not (tmp_path / "report.txt").exists()
+
+
+def _group_processes(pgid: int) -> int:
+    """Processes of the process group ``pgid`` (from /proc)."""
+    n = 0
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                if os.getpgid(int(entry)) == pgid:
+                    n += 1
+            except OSError:
+                pass
+    return n
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc"), reason="counts processes in /proc")
+def test_ctrl_c_during_a_dask_scan_is_one_line_and_exit_code_2(tmp_path: Path) -> None:
+    # The local cluster's worker processes are in the same process group and got the Ctrl-C
+    # too: each printed a KeyboardInterrupt traceback, dozens of lines under poisonscan's one.
+    pytest.importorskip("distributed")
+    proc = _start_scan(tmp_path, _corpus(tmp_path, 80000), "--executor", "dask")
+    deadline = time.monotonic() + 60
+    # The CLI and its two workers (at least): the cluster is up and the scan under way.
+    while _group_processes(proc.pid) < 3 and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.1)
+    time.sleep(1.0)
+    assert proc.poll() is None, "the scan ended before the Ctrl-C"
+    os.killpg(proc.pid, signal.SIGINT)
+    try:
+        _, err = proc.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        pytest.fail("the scan hung after Ctrl-C")
+    assert proc.returncode == 2, err
+    assert err == "poisonscan: error: interrupted\n"
+    assert not (tmp_path / "report.txt").exists()
+    deadline = time.monotonic() + 30
+    while _group_processes(proc.pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not _group_processes(proc.pid), "worker processes were left running"

@@ -18,10 +18,12 @@ started (and stopped at the end). Dask is optional: ``pip install 'poisonscan[da
 
 from __future__ import annotations
 
+import contextlib
 import io
 import logging
 import os
 import pickle
+import signal
 import threading
 import uuid
 from collections.abc import Callable, Iterator, Sequence
@@ -184,6 +186,23 @@ def _run(fn: Callable[[Any, Any], Any], item: Any, head: _Head,
         return _Failed(exc)
 
 
+@contextlib.contextmanager
+def _interrupts_ignored() -> Iterator[None]:
+    """Start the local cluster's worker processes with SIGINT ignored (a disposition a new
+    process inherits, and Python then installs no handler of its own). A Ctrl-C in a terminal
+    reaches every process of the foreground group: the workers printed a KeyboardInterrupt
+    traceback each, dozens of lines under poisonscan's one. The command's own process keeps its
+    handler, stops the scan and closes the cluster, which ends the workers."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signal handlers can only be set from the main thread
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 class DaskExecutor:
     """Map shard work over a Dask cluster; yields ``(index, result)`` in arrival order.
 
@@ -222,7 +241,7 @@ class DaskExecutor:
                     import dask
 
                     # The nannies hand this configuration on to the worker processes.
-                    with dask.config.set(cluster_config()):
+                    with dask.config.set(cluster_config()), _interrupts_ignored():
                         self._cluster = d.LocalCluster(
                             n_workers=self.jobs, threads_per_worker=1, processes=True,
                             dashboard_address=":0", silence_logs=logging.ERROR,
