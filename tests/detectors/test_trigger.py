@@ -817,7 +817,10 @@ def test_containing_finds_every_longer_text_that_holds_a_trigger():
     entries = [{"norm": "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 6)))}
                for _ in range(300)]
     index = _Containing(entries)
-    for probe in [e["norm"] for e in entries[:100]] + ["", "\x00", "a", "<a", "zz"]:
+    pieces = [e["norm"][i : i + k] for e in entries[:100]
+              for i, k in [(rng.randint(0, 3), rng.randint(1, 4))]]
+    for probe in [e["norm"] for e in entries[:100]] + pieces + ["", "\x00", "a", "<a", "zz",
+                                                              "zzz", "ab<\x00"]:
         expected = [e for e in entries if probe in e["norm"]]
         assert index.containing(probe) == expected
     assert _Containing([]).containing("a") == []
