@@ -30,16 +30,12 @@ MAX_ROWS = 30
 TRIGGER_CHARS = 60
 PLAIN_WIDTH = 120  # files and CI logs: wide enough for a finding id and a readable trigger
 
-# Control and invisible characters would break the layout or act on the terminal; each is
-# replaced by one visible character so the trigger span (character offsets into the snippet)
-# stays valid.
-_visible = visible
 
 
 def _trigger_text(trigger: str | None) -> Text:
     if trigger is None:
         return Text("—", style="dim")
-    shown = _visible(trigger)
+    shown = visible(trigger)
     if len(shown) > TRIGGER_CHARS:
         shown = shown[: TRIGGER_CHARS - 1] + "…"
     return Text(f"“{shown}”")
@@ -50,7 +46,7 @@ def _example_text(example: Example, mark: bool) -> Text:
 
     Without colour (``mark``), the span is bracketed with ``»«`` instead, so plain logs show it too.
     """
-    snippet = _visible(example.snippet)
+    snippet = visible(example.snippet)
     start, end = example.start, example.end
     if start is None or end is None or not 0 <= start < end <= len(snippet):
         return Text(snippet)
@@ -89,7 +85,7 @@ def _summary(result: ScanResult) -> Table:
     for summary in sorted(result.inputs, key=lambda s: s.path):
         if summary.skipped_total:
             per_file = ", ".join(f"{r}: {n:,}" for r, n in sorted(summary.skipped.items()))
-            grid.add_row("", Text(f"{_visible(summary.path)}: {summary.skipped_total:,} "
+            grid.add_row("", Text(f"{visible(summary.path)}: {summary.skipped_total:,} "
                                   f"({per_file})"))
     size = _size(input_bytes)
     if text_bytes:
@@ -179,7 +175,7 @@ def render_table(result: ScanResult, console: Console) -> None:
             head.append(f"  ({f.document_count:,} documents)")
             console.print(head)
             for ex in f.examples[:MAX_EXAMPLES]:
-                where = Text(f"  {_visible(ex.path)}:{ex.row} [{ex.field}] ", style="dim")
+                where = Text(f"  {visible(ex.path)}:{ex.row} [{ex.field}] ", style="dim")
                 console.print(Text.assemble(where, _example_text(ex, mark)))
             console.print()
     console.print(_verdict(result, findings))
