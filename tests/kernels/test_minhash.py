@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+from hash_refs import M64, ref_mix64
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -15,14 +16,6 @@ from poisonscan.kernels.minhash import (
     shingle_keys,
 )
 
-M64 = (1 << 64) - 1
-
-
-def _mix64(x: int) -> int:
-    x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & M64
-    x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & M64
-    return x ^ (x >> 31)
-
 
 def reference_signature(tokens: list[int], a: np.ndarray, b: np.ndarray, k: int) -> list[int]:
     """Shingles of ``k`` tokens (one shorter shingle for short documents), min of each permutation."""
@@ -33,7 +26,7 @@ def reference_signature(tokens: list[int], a: np.ndarray, b: np.ndarray, k: int)
     for s in range(max(1, len(tokens) - k + 1)):
         h = int(SHINGLE_SEED)
         for t in tokens[s : s + w]:
-            h = _mix64(h ^ t)
+            h = ref_mix64(h ^ t)
         keys.add(h >> 32)
     return [
         min(((int(ai) * x + int(bi)) & 0xFFFFFFFF) for x in keys)
@@ -72,7 +65,7 @@ def reference_keys(tokens: list[int], k: int) -> list[int]:
     for s in range(max(1, len(tokens) - k + 1)):
         h = int(SHINGLE_SEED)
         for t in tokens[s : s + w]:
-            h = _mix64(h ^ t)
+            h = ref_mix64(h ^ t)
         keys.append(h >> 32)
     return keys
 

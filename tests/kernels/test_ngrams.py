@@ -6,6 +6,7 @@ from collections import Counter
 
 import numpy as np
 import pytest
+from hash_refs import M64, ref_mix64
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -23,14 +24,7 @@ from poisonscan.kernels.ngrams import (
 )
 from poisonscan.kernels.tokenize import tokenize
 
-M64 = (1 << 64) - 1
 KEEP_ALL = 1 << 32
-
-
-def ref_mix64(x: int) -> int:
-    x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & M64
-    x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & M64
-    return x ^ (x >> 31)
 
 
 def ref_ngram_key(tokens: list[int]) -> int:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 import pytest
+from hash_refs import M64, ref_mix64
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
@@ -30,14 +31,7 @@ from poisonscan.kernels.tokenize import (
     tokenize,
 )
 
-M64 = (1 << 64) - 1
 KIND_OF_CLASS = {_WORDC: WORD, _PUNCTC: PUNCT, _SINGLE_CJK: CJK}  # anything else: SYMBOL
-
-
-def ref_mix64(x: int) -> int:
-    x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & M64
-    x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & M64
-    return x ^ (x >> 31)
 
 
 def ref_code_points(raw: bytes) -> list[tuple[int, int, int]]:
