@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import Counter
 
 import numpy as np
+from hash_refs import M64, ref_mix64
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -20,22 +21,14 @@ from poisonscan.kernels.copies import (
     usable,
 )
 
-M64 = (1 << 64) - 1
-
-
-def ref_mix64(x: int) -> int:
-    x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & M64
-    x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & M64
-    return x ^ (x >> 31)
-
 
 def ref_document_key(tokens: list[int]) -> int:
-    """Length times the step plus the seed, then xor each token and multiply by the step."""
+    """Length times the step plus the seed, then xor each token in and mix."""
     step, seed = int(copies._STEP), int(copies._SEED)
     acc = (len(tokens) * step + seed) & M64
     for h in tokens:
-        acc = ((acc ^ h) * step) & M64
-    return ref_mix64(acc)
+        acc = ref_mix64(acc ^ h)
+    return acc
 
 
 def flatten(docs: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:
@@ -75,9 +68,9 @@ def test_copies_are_never_fewer_than_the_truth(docs, bits):
 
 
 def test_order_and_length_make_different_keys():
-    hashes, off = flatten([[1, 2], [2, 1], [1, 2, 0], [1, 2], []])
+    hashes, off = flatten([[1, 2], [2, 1], [1, 2, 0], [1, 2], [], [1, 2, 1], [M64 - 1, 2, M64 - 1]])
     keys = document_keys(hashes, off).tolist()
-    assert keys[0] == keys[3] and len({keys[0], keys[1], keys[2], keys[4]}) == 4
+    assert keys[0] == keys[3] and len({keys[0], keys[1], keys[2], keys[4], keys[5], keys[6]}) == 6
 
 
 def test_counters_saturate_and_an_unused_table_counts_nothing():
