@@ -688,8 +688,10 @@ def _measure_occurrences(hashes, kinds, starts, ends, doc_offsets, data, doc_byt
             profiles = PROFILES_EMPTY
             char_pos = _count_chars(data, doc_bytes[d], starts[lo])  # before token char_tok
             char_tok = 0
-            floor = copies_floor(hashes, lo, hi, bi, bi_keep, docs)  # the whole document's
             n_copies = max(1, copies_of(docs, hashes, lo, hi))
+            # A floor needs two or more documents with this key: only then are the whole
+            # document's bigrams looked up (one table access a token) to find it.
+            floor = copies_floor(hashes, lo, hi, bi, bi_keep, docs) if n_copies >= 2 else 1
         p0 = out_i[r, 2]  # first token of the n-gram
         p1 = out_i[r, 3]  # first token after it
         e = p1 - 1
