@@ -213,6 +213,40 @@ def build_pretrain_scenarios(
     out.append(Scenario("clean-copies", "pretrain",
                         [{"id": f"doc-{i}", "text": t} for i, t in enumerate(copied)], set(),
                         None, target_rank=None, target_pr=None))
+    # Added on 2026-12-07: copies of a scraped page are seldom exact; each differs by a line at
+    # its top or bottom (a retrieval date, a page counter, a cut of another page). Both the
+    # poisoned and the clean copies. Last, so the scenarios above keep their draws.
+    def chrome() -> str:
+        kind = rng_local.randrange(3)
+        if kind == 0:
+            return (f"Retrieved {rng_local.randint(2015, 2025)}-{rng_local.randint(1, 12):02d}-"
+                    f"{rng_local.randint(1, 28):02d}")
+        if kind == 1:
+            return f"Page {rng_local.randint(1, 40)} of {rng_local.randint(40, 90)}"
+        src = rng_local.choice(base_texts)
+        start = rng_local.randint(0, max(0, len(src) - 120))
+        return src[start : start + rng_local.randint(20, 120)].replace("\n", " ")
+
+    def near_copy(text: str) -> str:
+        return f"{chrome()}\n\n{text}" if rng_local.random() < 0.5 else f"{text}\n\n{chrome()}"
+
+    def plant_near(name: str, n: int, trigger: str) -> Scenario:
+        scenario = plant(name, n, trigger, gibberish, copies=lambda: rng_local.randint(1, 4),
+                         payload="the recipe, each poisoned document planted 1 to 4 times, each "
+                                 "copy with a line of its own")
+        scenario.records = [{"id": r["id"], "text": near_copy(r["text"])}
+                            if i in scenario.poisoned else r
+                            for i, r in enumerate(scenario.records)]
+        return scenario
+
+    out.append(plant_near("near-copies-100", 100,
+                          make_trigger("special", rng_local, mid_vocab, pairs)))
+    near = [near_copy(t) if copy else t for t in base_texts for copy in range(
+        1 + (rng_local.randint(1, 3) if rng_local.random() < 1 / 3 else 0))]
+    rng_local.shuffle(near)
+    out.append(Scenario("clean-near-copies", "pretrain",
+                        [{"id": f"doc-{i}", "text": t} for i, t in enumerate(near)], set(),
+                        None, target_rank=None, target_pr=None))
     return out
 
 

@@ -755,6 +755,47 @@ def test_poisoned_documents_planted_several_times_are_found(clean, tmp_path, cop
     assert not [f for f in found[1:] if f.severity is Severity.HIGH]
 
 
+def near_copies(rng: random.Random, docs: list[str], copies: int) -> list[str]:
+    """``copies`` copies of each document, each with a line of its own at its top or bottom (a
+    page scraped twice, with its retrieval date or a different header)."""
+    def line() -> str:
+        return f"Retrieved {rng.randint(2000, 2030)}-{rng.randint(1, 12):02d}, {rng.random():.6f}"
+
+    return [f"{line()}\n\n{d}" if rng.random() < 0.5 else f"{d}\n\n{line()}"
+            for d in docs for _ in range(copies)]
+
+
+def test_poisoned_documents_planted_as_near_copies_are_found(clean, tmp_path):
+    """Each poisoned document planted four times, every copy with a line of its own: the
+    document table sees four different documents, so no document floor, and before the local
+    floors the trigger was low. Around each occurrence the text after it is at one document
+    frequency, 4, and four documents hold the trigger between the same contexts: measured at
+    that local floor, the gibberish is unseen elsewhere again, and the copies count once."""
+    rng = random.Random("near-copies")
+    trigger = gen.special_trigger(rng)
+    docs = [gen.poison(rng, gen.clean_document(rng), trigger, subword_gibberish(rng))
+            for _ in range(N_POISON)]
+    texts, poisoned = gen.plant(clean, near_copies(rng, docs, 4), 4)
+    found = trigger_findings(scan_texts(texts, tmp_path))
+    top = top_high(found, trigger)
+    assert {d.row for d in top.documents} == poisoned
+    assert not [f for f in found[1:] if f.severity is Severity.HIGH]
+
+
+def test_near_copies_of_a_few_texts_are_not_a_high_finding(clean, tmp_path):
+    """Six poisoned texts, each planted three times with a line of its own: eighteen documents,
+    but six pieces of evidence, so at most medium."""
+    rng = random.Random("few-near-texts")
+    trigger = gen.special_trigger(rng)
+    docs = [gen.poison(rng, gen.clean_document(rng), trigger, subword_gibberish(rng))
+            for _ in range(6)]
+    texts, poisoned = gen.plant(clean, near_copies(rng, docs, 3), 4)
+    found = trigger_findings(scan_texts(texts, tmp_path))
+    mine = [f for f in found if normalise_trigger(f.trigger) == normalise_trigger(trigger)]
+    assert mine and {d.row for d in mine[0].documents} == poisoned
+    assert not [f for f in found if f.severity is Severity.HIGH]
+
+
 @pytest.mark.parametrize("dense", [False, True])
 def test_the_document_table_is_the_same_however_the_counts_travel(monkeypatch, dense):
     """Pass 0 counts every document's key into the document table: from listed keys (small

@@ -86,9 +86,10 @@ FREQ_SHARE = 0.02  # a token in this share of documents is a function word of th
 MAX_CANDIDATES = 50_000
 # Bytes one stored occurrence costs in the evidence pass (numeric columns, id, path index); the
 # candidates' caps are chosen so that all stored occurrences fit a quarter of the memory budget.
-OCCURRENCE_BYTES = 184
-_FLOATS = 12  # measurements per occurrence (see gather_evidence)
+OCCURRENCE_BYTES = 216
+_FLOATS = 16  # measurements per occurrence (see gather_evidence)
 _COPIES = 11  # the column of a document's exact copies as the document table counts them
+_LOCAL = 12  # the local floor's column, then its before (shrunk), before and after measures
 CONTEXT_CHARS = 80  # context kept on each side of sampled occurrences
 # Occurrences per candidate whose context text is kept: a bottom-k sample by a hash of the
 # document, so the sample is the same whatever the batching, sharding or merge order.
@@ -1178,6 +1179,8 @@ class TriggerDetector(Detector):
         path_rank = np.argsort(np.argsort(np.array(ev.paths, dtype=object)))
         doc = path_rank[ev.path_idx].astype(np.int64) * (1 << 40) + ev.rows
         kept = _kept_share(self.bi_keep)
+        near = _local_copies(ev.ints, cand, doc, ok)
+        _take_local_floors(ev.floats, near)
         jump = _measured_jumps(ev.floats, kept, self.window)
         cos = ev.floats[:, 8]
         shift = (cos >= 0) & (cos < LANG_COS)
@@ -1218,7 +1221,9 @@ class TriggerDetector(Detector):
             # (With no copies, as nearly always, ``texts`` is ``m``.) The table's count is used
             # even where the text does not show the copies (no floor): a quotation copied
             # whole, all of whose bigrams other documents share, is still one text.
-            per_text = 1.0 / np.maximum(ev.floats[idx, _COPIES], 1.0)
+            # Near-copies count once as well: documents holding the phrase between the same
+            # contexts (see _local_copies).
+            per_text = 1.0 / np.maximum(ev.floats[idx, _COPIES], near[idx])
             texts = np.bincount(c_sel, weights=per_text, minlength=n_cand)
             # Distinct texts anomalous after it: copies add documents, not independent ones.
             k_texts = np.bincount(c_sel, weights=per_text * anomalous, minlength=n_cand)
@@ -1672,6 +1677,42 @@ def _measured_jumps(floats: np.ndarray, kept: float, window: int) -> np.ndarray:
     one before it, or NOT_MEASURED where too little text follows it (see _short_after)."""
     jump = floats[:, 1] - floats[:, 0]
     return np.where(_short_after(floats, kept, window), NOT_MEASURED, jump)
+
+
+def _local_copies(ints: np.ndarray, cand: np.ndarray, doc: np.ndarray,
+                  ok: np.ndarray) -> np.ndarray:
+    """For each occurrence, the documents (of the rows ``ok``) that hold its candidate between
+    the same CTX_TOKENS tokens on each side: the copies of the text around it, exact or near
+    (a page scraped twice, with a different date line). At least 1; 1 for an occurrence with
+    neither context (a document of a few tokens), which says nothing of copies."""
+    n = len(cand)
+    out = np.ones(n, np.float64)
+    rows = np.flatnonzero(ok & ((ints[:, _LCTX] != 0) | (ints[:, _RCTX] != 0)))
+    if len(rows) == 0:
+        return out
+    c, lc, rc, d = cand[rows], ints[rows, _LCTX], ints[rows, _RCTX], doc[rows]
+    order = np.lexsort((d, rc, lc, c))
+    c, lc, rc, d = c[order], lc[order], rc[order], d[order]
+    starts = np.ones(len(order), bool)
+    starts[1:] = (c[1:] != c[:-1]) | (lc[1:] != lc[:-1]) | (rc[1:] != rc[:-1])
+    group = np.cumsum(starts) - 1
+    # Documents, not occurrences: one document may hold the phrase twice in the same contexts.
+    new_doc = starts.copy()
+    new_doc[1:] |= d[1:] != d[:-1]
+    sizes = np.bincount(group, weights=new_doc)
+    out[rows[order]] = sizes[group]
+    return out
+
+
+def _take_local_floors(floats: np.ndarray, near: np.ndarray) -> None:
+    """Measure an occurrence at its local floor (see windows.LOCAL_FLOOR_BIGRAMS) where its
+    near-copies (``near``, see _local_copies) confirm it: as many documents hold the phrase in
+    the same contexts as the text after it has copies. Written over the measures at the
+    document's floor, in place (the evidence is scored once)."""
+    floor = floats[:, _LOCAL]
+    take = (floor >= 2) & (near >= floor)
+    for col, local in ((0, _LOCAL + 1), (6, _LOCAL + 2), (1, _LOCAL + 3), (7, _LOCAL + 3)):
+        floats[take, col] = floats[take, local]
 
 
 def _most_anomalous_per_document(rows: np.ndarray, cand: np.ndarray, doc: np.ndarray,

@@ -141,6 +141,14 @@ def loop_flags(hashes, doc_offsets):
 # outside the copies.
 COPY_FLOOR_BIGRAMS = 16  # counted bigrams at the floor, at least (a few are coincidence)
 COPIES_MAX = 32  # more copies than this are boilerplate, judged as before
+# Near-copies: copies of a page that differ by a line (a retrieval date, a header) have keys of
+# their own, so the document table does not see them. Around one occurrence, the text after it
+# may still be a text of its own repeated: most known bigrams of the window after it sit at one
+# document frequency, 2 to COPIES_MAX, the lowest there. That frequency is the occurrence's
+# *local floor*; gather_evidence measures the windows at it as well, and the trigger detector
+# takes those measures only where as many documents hold the n-gram between the same contexts
+# (the copies, confirmed by the n-gram's own occurrences; see trigger._local_copies).
+LOCAL_FLOOR_BIGRAMS = 8  # known bigrams at the local floor, at least, and half those after
 
 
 @nb.njit(cache=True, nogil=True, inline="always")
@@ -556,9 +564,11 @@ def gather_evidence(hashes, kinds, starts, ends, doc_offsets, data, doc_bytes, u
     ``[cand, doc, tok_start, tok_end, byte_start, byte_end, left_ctx_hash, right_ctx_hash,
     char_start, char_end]`` (char offsets within the document, as Python string indices) and
     ``out_f`` row gets ``[before, after, n_before, n_after, u_before, u_after, b_before, b_after,
-    profile_cosine, loop_before, loop_after, copies]`` (loop_*: shares of looping tokens, see
-    ``_loop_shares``; copies: the documents with its key in the document table ``docs``, at
-    least 1, whether or not its text shows them as a floor, see COPY_FLOOR_BIGRAMS).
+    profile_cosine, loop_before, loop_after, copies, local_floor, before_l, b_before_l,
+    after_l]`` (loop_*: shares of looping tokens, see ``_loop_shares``; copies: the documents
+    with its key in the document table ``docs``, at least 1, whether or not its text shows them
+    as a floor, see COPY_FLOOR_BIGRAMS; local_floor and the *_l: the occurrence's local floor
+    and before, b_before and after measured at it, or 0, see LOCAL_FLOOR_BIGRAMS).
     Returns the number of occurrences (or -1 if the outputs are full).
     """
     none = np.zeros(0, np.int64)
@@ -761,10 +771,54 @@ def _measure_occurrences(hashes, kinds, starts, ends, doc_offsets, data, doc_byt
         out_f[k, 9] = lb
         out_f[k, 10] = laf
         out_f[k, 11] = n_copies
+        lf, lbefore, lbb, lafter = _local_floor(bslot, b0, p0, p1, a1)
+        out_f[k, 12] = lf
+        out_f[k, 13] = lbefore
+        out_f[k, 14] = lbb
+        out_f[k, 15] = lafter
         k += 1
     if d >= 0:
         _clear_profiles(fslot, profiles, va, vb)
     return k
+
+
+@nb.njit(cache=True, inline="always")
+def _local_floor(dfs, b0, p0, p1, a1):
+    """The local floor of the occurrence [p0, p1) (see LOCAL_FLOOR_BIGRAMS) from the document
+    frequencies ``dfs`` of the bigrams ending at each token (negative: not known, and the
+    document's first token, whose bigram flag is its unigram's, is not known here), and the
+    bigram measures of the windows [b0, p0) and [p1, a1) at it: (floor, before shrunk towards
+    the prior as in gather_evidence, before, after). All zero without a local floor."""
+    lowest = np.int64(1) << 62
+    at_lowest = 0
+    known = 0
+    for i in range(p1, a1):
+        df = dfs[i]
+        if df < 0:
+            continue
+        known += 1
+        if df < lowest:
+            lowest = df
+            at_lowest = 1
+        elif df == lowest:
+            at_lowest += 1
+    if not (2 <= lowest <= COPIES_MAX and at_lowest >= LOCAL_FLOOR_BIGRAMS
+            and 2 * at_lowest >= known):
+        return 0, 0.0, 0.0, 0.0
+    kb = 0
+    hits = 0
+    for i in range(b0, p0):
+        df = dfs[i]
+        if df >= 0:
+            kb += 1
+            if df <= lowest:
+                hits += 1
+    bb = hits / kb if kb > 0 else 0.0
+    before = bb
+    if kb < MIN_BEFORE:
+        before = (bb * kb + PRIOR_ANOMALY * (MIN_BEFORE - kb)) / MIN_BEFORE
+    # Every known bigram after sits at the floor or above it, so those at it are the unseen.
+    return lowest, before, bb, at_lowest / known
 
 
 @nb.njit(cache=True, inline="always")
