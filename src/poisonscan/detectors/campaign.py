@@ -55,6 +55,7 @@ from poisonscan.findings import (
     normalise_trigger,
 )
 from poisonscan.io.records import Shape
+from poisonscan.kernels import seal
 from poisonscan.kernels.minhash import (
     DEFAULT_NUM_PERM,
     DEFAULT_SHINGLE,
@@ -1628,3 +1629,7 @@ class CampaignDetector(Detector):
 
     def stats(self) -> dict[str, Any]:
         return dict(self._stats)
+
+
+# Last, once every kernel above is defined (see poisonscan.kernels.seal).
+seal(globals())

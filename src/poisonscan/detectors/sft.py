@@ -47,6 +47,7 @@ from poisonscan.detectors.base import BatchContext, Detector
 from poisonscan.findings import DocumentRef, Example, Finding, Severity, make_snippet
 from poisonscan.io.records import Shape
 from poisonscan.kernels import behaviour as kb
+from poisonscan.kernels import seal
 from poisonscan.kernels.tokenize import mix64
 
 SFT_MIN_DOCUMENTS = 3  # fine-tuning poisons come in tens; a lower floor than pretraining's default
@@ -778,3 +779,7 @@ class SftTriggerDetector(Detector):
 
     def stats(self) -> dict[str, Any]:
         return dict(self._stats)
+
+
+# Last, once every kernel above is defined (see poisonscan.kernels.seal).
+seal(globals())

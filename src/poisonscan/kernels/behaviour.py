@@ -22,6 +22,7 @@ from collections.abc import Iterable
 import numba as nb
 import numpy as np
 
+from poisonscan.kernels import seal
 from poisonscan.kernels.tokenize import CJK, PUNCT, WORD, mix64, tokenize
 
 NONE = 0
@@ -490,3 +491,7 @@ def char_positions(data, byte_pos):
                 c += 1
         out[i] = c
     return out
+
+
+# Last, once every kernel above is defined (see poisonscan.kernels.seal).
+seal(globals())

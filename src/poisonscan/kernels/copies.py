@@ -20,6 +20,7 @@ from __future__ import annotations
 import numba as nb
 import numpy as np
 
+from poisonscan.kernels import seal
 from poisonscan.kernels.tokenize import mix64
 
 COPY_ROWS = 4  # independent rows: a false confirmation needs a collision in each
@@ -107,3 +108,7 @@ def usable(table: np.ndarray) -> bool:
 
 
 UNUSED = np.zeros((COPY_ROWS, 0), np.uint8)  # no table: every document is its only copy
+
+
+# Last, once every kernel above is defined (see poisonscan.kernels.seal).
+seal(globals())

@@ -28,6 +28,7 @@ from __future__ import annotations
 import numba as nb
 import numpy as np
 
+from poisonscan.kernels import seal
 from poisonscan.kernels.tokenize import mix64
 
 DEFAULT_NUM_PERM = 128
@@ -240,3 +241,7 @@ def estimate_jaccard_bbit(x: np.ndarray, y: np.ndarray) -> float:
     """Jaccard estimate from two 8-bit signatures, corrected for chance byte matches (1/256)."""
     match = float(np.count_nonzero(x == y)) / x.shape[-1]
     return max(0.0, (match - 1 / 256) / (1 - 1 / 256))
+
+
+# Last, once every kernel above is defined (see poisonscan.kernels.seal).
+seal(globals())

@@ -15,6 +15,8 @@ from __future__ import annotations
 import numba as nb
 import numpy as np
 
+from poisonscan.kernels import seal
+
 MAX_NESTING = 512  # deeper records are bad; Python's json parses this depth with room to spare
 
 _OPEN = (ord("{"), ord("["))
@@ -129,3 +131,7 @@ def reference_deepest_nesting(data: bytes) -> int:
 def reference_most_opens_per_line(data: bytes) -> int:
     """Pure-Python reference of :func:`most_opens_per_line`."""
     return max(line.count(b"{") + line.count(b"[") for line in data.split(b"\n"))
+
+
+# Last, once every kernel above is defined (see poisonscan.kernels.seal).
+seal(globals())

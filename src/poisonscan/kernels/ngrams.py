@@ -10,6 +10,7 @@ from __future__ import annotations
 import numba as nb
 import numpy as np
 
+from poisonscan.kernels import seal
 from poisonscan.kernels.tokenize import mix64
 
 # Distinct odd multipliers per position inside an n-gram (so "a b" and "b a" differ).
@@ -202,3 +203,7 @@ def scratch_set(max_doc_tokens: int) -> tuple[np.ndarray, np.ndarray]:
     """A scratch set big enough for the unigrams and bigrams of a document of that many tokens."""
     size = 1 << max(6, int(4 * max(1, max_doc_tokens) - 1).bit_length())
     return np.zeros(size, np.uint64), np.zeros(size, np.int64)
+
+
+# Last, once every kernel above is defined (see poisonscan.kernels.seal).
+seal(globals())

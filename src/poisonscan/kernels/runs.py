@@ -12,6 +12,8 @@ from __future__ import annotations
 import numba as nb
 import numpy as np
 
+from poisonscan.kernels import seal
+
 # The columns, in this order: key (uint64, sorted, distinct), support (int64, summed), df
 # (int64, equal for equal keys), tail (uint64, equal for equal keys), ctx_min (uint64, the
 # smaller), ctx_count (int64, summed over the rows holding the smaller ctx_min).
@@ -68,3 +70,7 @@ def _merge(ak, asup, adf, atail, amin, acnt, bk, bsup, bdf, btail, bmin, bcnt,
             omin[n], ocnt[n] = bmin[j], bcnt[j]
             j += 1
         n += 1
+
+
+# Last, once every kernel above is defined (see poisonscan.kernels.seal).
+seal(globals())

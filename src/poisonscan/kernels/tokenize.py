@@ -23,6 +23,8 @@ from typing import cast
 import numba as nb
 import numpy as np
 
+from poisonscan.kernels import seal
+
 # Token kinds.
 WORD = 0
 PUNCT = 1
@@ -314,3 +316,7 @@ def tokenize(data: np.ndarray, offsets: np.ndarray, seed: int = 0):
         cap *= 2
         hashes, starts, ends, kinds = (np.concatenate([a[:t], np.empty(cap - t, a.dtype)])
                                        for a in (hashes, starts, ends, kinds))
+
+
+# Last, once every kernel above is defined (see poisonscan.kernels.seal).
+seal(globals())

@@ -20,6 +20,7 @@ from __future__ import annotations
 import numba as nb
 import numpy as np
 
+from poisonscan.kernels import seal
 from poisonscan.kernels.copies import copies_of
 from poisonscan.kernels.ngrams import bigram_kept, ngram_key, slot
 
@@ -899,3 +900,7 @@ def _fill_table(keys, table_keys, table_ids):
             j = np.int64((j + 1) & mask)
         table_keys[j] = key
         table_ids[j] = i
+
+
+# Last, once every kernel above is defined (see poisonscan.kernels.seal).
+seal(globals())

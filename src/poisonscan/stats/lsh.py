@@ -27,6 +27,7 @@ import numpy as np
 import pyarrow as pa
 
 from poisonscan.errors import ConfigError
+from poisonscan.kernels import seal
 
 DEFAULT_THRESHOLD = 0.5
 # Candidates are verified by estimated Jaccard, so false positives cost only time; weight misses more.
@@ -521,3 +522,7 @@ def export_clusters(assignment: ClusterAssignment, path: str | os.PathLike) -> N
                 fh.write(json.dumps(r, ensure_ascii=False) + "\n")
         return
     raise ConfigError(f"clusters: unknown format of {target!r}; use .jsonl, .csv or .parquet")
+
+
+# Last, once every kernel above is defined (see poisonscan.kernels.seal).
+seal(globals())
