@@ -1180,7 +1180,7 @@ class TriggerDetector(Detector):
         doc = path_rank[ev.path_idx].astype(np.int64) * (1 << 40) + ev.rows
         kept = _kept_share(self.bi_keep)
         near = _local_copies(ev.ints, cand, doc, ok)
-        _take_local_floors(ev.floats, near)
+        confirmed = np.where(_take_local_floors(ev.floats, near), near, 1.0)
         jump = _measured_jumps(ev.floats, kept, self.window)
         cos = ev.floats[:, 8]
         shift = (cos >= 0) & (cos < LANG_COS)
@@ -1221,12 +1221,19 @@ class TriggerDetector(Detector):
             # (With no copies, as nearly always, ``texts`` is ``m``.) The table's count is used
             # even where the text does not show the copies (no floor): a quotation copied
             # whole, all of whose bigrams other documents share, is still one text.
-            # Near-copies count once as well: documents holding the phrase between the same
-            # contexts (see _local_copies).
-            per_text = 1.0 / np.maximum(ev.floats[idx, _COPIES], near[idx])
+            # Near-copies (see _local_copies) count once as well where they confirm a local
+            # floor. Elsewhere they stay apart in the diversities: a group of documents sharing
+            # both contexts has one left context, so counting a boilerplate line's groups as
+            # texts raised its prefix diversity (a share-this line in 252 documents of a
+            # campaign became high).
+            copies = ev.floats[idx, _COPIES]
+            per_text = 1.0 / np.maximum(copies, confirmed[idx])
             texts = np.bincount(c_sel, weights=per_text, minlength=n_cand)
-            # Distinct texts anomalous after it: copies add documents, not independent ones.
-            k_texts = np.bincount(c_sel, weights=per_text * anomalous, minlength=n_cand)
+            # Distinct texts anomalous after it: copies, exact or near, add documents, not
+            # independent evidence (a heading in quotations copied with lines of their own, in
+            # 13 documents, was a false high on clean-near-copies with seed 21).
+            k_texts = np.bincount(c_sel, weights=anomalous / np.maximum(copies, near[idx]),
+                                  minlength=n_cand)
             prefix_div = np.minimum(1.0, _group_distinct(c_sel, ev.ints[idx, _LCTX], n_cand)
                                     / texts)
             suffix_div = np.minimum(1.0, _group_distinct(c_sel, ev.ints[idx, _RCTX], n_cand)
@@ -1704,15 +1711,16 @@ def _local_copies(ints: np.ndarray, cand: np.ndarray, doc: np.ndarray,
     return out
 
 
-def _take_local_floors(floats: np.ndarray, near: np.ndarray) -> None:
+def _take_local_floors(floats: np.ndarray, near: np.ndarray) -> np.ndarray:
     """Measure an occurrence at its local floor (see windows.LOCAL_FLOOR_BIGRAMS) where its
     near-copies (``near``, see _local_copies) confirm it: as many documents hold the phrase in
     the same contexts as the text after it has copies. Written over the measures at the
-    document's floor, in place (the evidence is scored once)."""
+    document's floor, in place (the evidence is scored once). Returns where it was taken."""
     floor = floats[:, _LOCAL]
     take = (floor >= 2) & (near >= floor)
     for col, local in ((0, _LOCAL + 1), (6, _LOCAL + 2), (1, _LOCAL + 3), (7, _LOCAL + 3)):
         floats[take, col] = floats[take, local]
+    return take
 
 
 def _most_anomalous_per_document(rows: np.ndarray, cand: np.ndarray, doc: np.ndarray,
