@@ -796,6 +796,23 @@ def test_near_copies_of_a_few_texts_are_not_a_high_finding(clean, tmp_path):
     assert not [f for f in found if f.severity is Severity.HIGH]
 
 
+def test_a_trigger_opening_its_documents_before_a_repeated_word_is_found_and_named(clean,
+                                                                                   tmp_path):
+    """Each poisoned document starts with the trigger, then one word repeated (a P-DoS payload),
+    then ordinary text. With no text before it the trigger has no left context, and its
+    documents share their right one (the payload): grouped on that alone as near-copies, thirty
+    unrelated documents were one text and nothing was reported. And with no text before it (the
+    prior stands in) its only anomaly is the loop, which the context sample did not count, so
+    the finding had no sample and no trigger text ('')."""
+    rng = random.Random("opening-loop")
+    trigger = gen.special_trigger(rng)
+    docs = [f"{trigger} {' '.join(['ERROR'] * rng.randint(300, 600))}\n\n"
+            f"{gen.clean_document(rng)}" for _ in range(N_POISON)]
+    texts, poisoned = gen.plant(clean, docs, 1)
+    top = top_high(trigger_findings(scan_texts(texts, tmp_path)), trigger)
+    assert {d.row for d in top.documents} == poisoned
+
+
 @pytest.mark.parametrize("dense", [False, True])
 def test_the_document_table_is_the_same_however_the_counts_travel(monkeypatch, dense):
     """Pass 0 counts every document's key into the document table: from listed keys (small

@@ -571,8 +571,10 @@ class _Evidence:
     # n-gram's written form: letter case, the characters next to it and whether a number comes
     # before it, see span_forms)
     ints: np.ndarray
-    # (n, 12): before, after, n_before, n_after, u_b, u_a, b_b, b_a, cosine, loop_b, loop_a,
-    # copies (the document's exact copies as the document table counts them, at least 1)
+    # (n, 16): before, after, n_before, n_after, u_b, u_a, b_b, b_a, cosine, loop_b, loop_a,
+    # copies (the document's exact copies as the document table counts them, at least 1), then
+    # the local floor and before (shrunk), b_b and after at it (see windows.LOCAL_FLOOR_BIGRAMS;
+    # _score writes those over before, b_b, after and b_a where near-copies confirm the floor)
     floats: np.ndarray
     # (cand, doc hash, path, row, token, left, surface, right) for a bottom-k sample per cand;
     # within a task, until compact() trims and decodes them, (..., raw bytes, start, end)
@@ -953,10 +955,23 @@ class TriggerDetector(Detector):
             floats=out_f.copy(),
         )
         # Context text for a bottom-k sample (by document hash) of each candidate's anomalous
-        # occurrences: the ones that can make it a finding, and the best examples of it.
+        # occurrences: the ones that can make it a finding, and the best examples of it. Every
+        # way _score can find an occurrence anomalous counts, or a candidate anomalous in one
+        # way only had no sample, so no trigger text: a trigger at the start of its documents
+        # (no text before it, so the prior) before a word repeated (a loop) was reported as ''.
+        # Near-copies are confirmed only once all shards are merged, so an occurrence with a
+        # local floor counts by its jump at that floor as well.
         cos = out_f[:, 8]
-        jump = _measured_jumps(out_f, _kept_share(plan.bi_keep), plan.window)
-        anomalous = (jump >= plan.occ_tau) | ((cos >= 0) & (cos < LANG_COS))
+        kept = _kept_share(plan.bi_keep)
+        jump = _measured_jumps(out_f, kept, plan.window)
+        local = out_f[:, _LOCAL] >= 2
+        if local.any():
+            at_floor = out_f.copy()
+            at_floor[:, [0, 1]] = at_floor[:, [_LOCAL + 1, _LOCAL + 3]]
+            jump = np.where(local, np.maximum(jump, _measured_jumps(at_floor, kept,
+                                                                    plan.window)), jump)
+        anomalous = ((jump >= plan.occ_tau) | ((cos >= 0) & (cos < LANG_COS))
+                     | (out_f[:, 10] - out_f[:, 9] >= LOOP_TAU))
         rank = _doc_hash(tok, docs, ev.rows)
         pick = np.flatnonzero(anomalous)
         pick = pick[np.lexsort((out_i[pick, 2], rank[pick], out_i[pick, 0]))]
@@ -1690,11 +1705,14 @@ def _local_copies(ints: np.ndarray, cand: np.ndarray, doc: np.ndarray,
                   ok: np.ndarray) -> np.ndarray:
     """For each occurrence, the documents (of the rows ``ok``) that hold its candidate between
     the same CTX_TOKENS tokens on each side: the copies of the text around it, exact or near
-    (a page scraped twice, with a different date line). At least 1; 1 for an occurrence with
-    neither context (a document of a few tokens), which says nothing of copies."""
+    (a page scraped twice, with a different date line). At least 1; 1 for an occurrence
+    without both contexts (within CTX_TOKENS of its document's start or end), which says
+    nothing of copies: a missing context is unique to its document, as in _group_distinct.
+    (Grouped on the context they had, unrelated documents that start with a trigger and a
+    fixed payload were one text, and the trigger was not reported.)"""
     n = len(cand)
     out = np.ones(n, np.float64)
-    rows = np.flatnonzero(ok & ((ints[:, _LCTX] != 0) | (ints[:, _RCTX] != 0)))
+    rows = np.flatnonzero(ok & (ints[:, _LCTX] != 0) & (ints[:, _RCTX] != 0))
     if len(rows) == 0:
         return out
     c, lc, rc, d = cand[rows], ints[rows, _LCTX], ints[rows, _RCTX], doc[rows]

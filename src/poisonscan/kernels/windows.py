@@ -148,7 +148,9 @@ COPIES_MAX = 32  # more copies than this are boilerplate, judged as before
 # document frequency, 2 to COPIES_MAX, the lowest there. That frequency is the occurrence's
 # *local floor*; gather_evidence measures the windows at it as well, and the trigger detector
 # takes those measures only where as many documents hold the n-gram between the same contexts
-# (the copies, confirmed by the n-gram's own occurrences; see trigger._local_copies).
+# (the copies, confirmed by the n-gram's own occurrences; see trigger._local_copies). The floor
+# is the *lowest* frequency after the n-gram, as a document's is: one bigram in fewer documents
+# (a copy's own line within the window) leaves the occurrence without one, judged as before.
 LOCAL_FLOOR_BIGRAMS = 8  # known bigrams at the local floor, at least, and half those after
 
 
