@@ -964,12 +964,9 @@ class TriggerDetector(Detector):
         cos = out_f[:, 8]
         kept = _kept_share(plan.bi_keep)
         jump = _measured_jumps(out_f, kept, plan.window)
-        local = out_f[:, _LOCAL] >= 2
-        if local.any():
-            at_floor = out_f.copy()
-            at_floor[:, [0, 1]] = at_floor[:, [_LOCAL + 1, _LOCAL + 3]]
-            jump = np.where(local, np.maximum(jump, _measured_jumps(at_floor, kept,
-                                                                    plan.window)), jump)
+        local = (out_f[:, _LOCAL] >= 2) & ~_short_after(out_f, kept, plan.window)
+        jump = np.where(local, np.maximum(jump, out_f[:, _LOCAL + 3] - out_f[:, _LOCAL + 1]),
+                        jump)
         anomalous = ((jump >= plan.occ_tau) | ((cos >= 0) & (cos < LANG_COS))
                      | (out_f[:, 10] - out_f[:, 9] >= LOOP_TAU))
         rank = _doc_hash(tok, docs, ev.rows)
