@@ -14,7 +14,7 @@ PACKAGE = Path(kernels.__file__).resolve().parent.parent
 
 
 def test_the_list_of_kernel_modules_names_every_module_that_defines_kernels():
-    defining = sorted(str(p.relative_to(PACKAGE)) for p in PACKAGE.rglob("*.py")
+    defining = sorted(p.relative_to(PACKAGE).as_posix() for p in PACKAGE.rglob("*.py")
                       if "njit(" in p.read_text(encoding="utf-8"))
     assert sorted(kernels.KERNEL_MODULES) == defining
 
