@@ -44,6 +44,15 @@ def _prefix_sums(b, a, z, csb, csn, restart=True):
 
 
 @nb.njit(cache=True, inline="always")
+def _toward_prior(mean, known):
+    """A "before" mean over ``known`` flags, shrunk towards PRIOR_ANOMALY when fewer than
+    MIN_BEFORE are known (a document with almost no prefix)."""
+    if known < MIN_BEFORE:
+        return (mean * known + PRIOR_ANOMALY * (MIN_BEFORE - known)) / MIN_BEFORE
+    return mean
+
+
+@nb.njit(cache=True, inline="always")
 def _window_means(csb, csn, p, n, w):
     """(before, after, n_before, n_after): anomaly means over the known tokens around position p.
 
@@ -53,9 +62,7 @@ def _window_means(csb, csn, p, n, w):
     a1 = min(n, p + w)
     nb_ = csn[p] - csn[b0]
     na = csn[a1] - csn[p]
-    before = (csb[p] - csb[b0]) / nb_ if nb_ > 0 else PRIOR_ANOMALY
-    if nb_ < MIN_BEFORE:
-        before = (before * nb_ + PRIOR_ANOMALY * (MIN_BEFORE - nb_)) / MIN_BEFORE
+    before = _toward_prior((csb[p] - csb[b0]) / nb_ if nb_ > 0 else PRIOR_ANOMALY, nb_)
     after = (csb[a1] - csb[p]) / na if na > 0 else 0.0
     return before, after, nb_, na
 
@@ -736,9 +743,7 @@ def _measure_occurrences(hashes, kinds, starts, ends, doc_offsets, data, doc_byt
         lb, laf = _loop_shares(cl, p0, p1, n)
         before, baf, _, _ = _split_means(cb, cn, b0, p0, p1, a1)
         bb = before
-        if cn[p0] - cn[b0] < MIN_BEFORE:
-            kb = cn[p0] - cn[b0]
-            before = (before * kb + PRIOR_ANOMALY * (MIN_BEFORE - kb)) / MIN_BEFORE
+        before = _toward_prior(before, cn[p0] - cn[b0])
         # Characters up to the n-gram, counted incrementally along the document.
         char_pos += _count_chars(data, starts[lo + char_tok], starts[lo + p0]) \
             if p0 > char_tok else -_count_chars(data, starts[lo + p0], starts[lo + char_tok])
@@ -817,11 +822,8 @@ def _local_floor(dfs, b0, p0, p1, a1):
             if df <= lowest:
                 hits += 1
     bb = hits / kb if kb > 0 else 0.0
-    before = bb
-    if kb < MIN_BEFORE:
-        before = (bb * kb + PRIOR_ANOMALY * (MIN_BEFORE - kb)) / MIN_BEFORE
     # Every known bigram after sits at the floor or above it, so those at it are the unseen.
-    return lowest, before, bb, at_lowest / known
+    return lowest, _toward_prior(bb, kb), bb, at_lowest / known
 
 
 @nb.njit(cache=True, inline="always")

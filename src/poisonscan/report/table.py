@@ -31,7 +31,6 @@ TRIGGER_CHARS = 60
 PLAIN_WIDTH = 120  # files and CI logs: wide enough for a finding id and a readable trigger
 
 
-
 def _trigger_text(trigger: str | None) -> Text:
     if trigger is None:
         return Text("—", style="dim")
