@@ -782,6 +782,24 @@ def test_poisoned_documents_planted_as_near_copies_are_found(clean, tmp_path):
     assert not [f for f in found[1:] if f.severity is Severity.HIGH]
 
 
+@pytest.mark.parametrize(("planted", "severity"), [(4, Severity.LOW), (7, Severity.MEDIUM)])
+def test_a_medium_trigger_finding_needs_min_documents_texts(clean, tmp_path, planted, severity):
+    """A trigger before gibberish in fewer documents than --min-documents (5) is reported, but
+    as low: that many anomalous texts after a phrase is what chance gives ordinary phrases of a
+    real corpus. From five it is medium (high needs ten). (Each plant follows a whole document,
+    so the switch is measured against a full window of ordinary text.)"""
+    rng = random.Random(f"few-{planted}-2")
+    trigger = gen.special_trigger(rng)
+    docs = [f"{gen.clean_document(rng)} {trigger} {subword_gibberish(rng)}"
+            for _ in range(planted)]
+    texts, poisoned = gen.plant(clean, docs, 4)
+    found = trigger_findings(scan_texts(texts, tmp_path))
+    mine = [f for f in found if trigger in f.trigger]
+    assert mine and {d.row for d in mine[0].documents} == poisoned
+    assert mine[0].severity is severity
+    assert not [f for f in found if f.severity is not Severity.LOW and f is not mine[0]]
+
+
 def test_near_copies_of_a_few_texts_are_not_a_high_finding(clean, tmp_path):
     """Six poisoned texts, each planted three times with a line of its own: eighteen documents,
     but six pieces of evidence, so at most medium."""

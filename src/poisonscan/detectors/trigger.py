@@ -1290,7 +1290,13 @@ class TriggerDetector(Detector):
         # Everything a high finding needs but a varied payload: a constant one may still be a
         # token repeated hundreds of times (the P-DoS payload), which _raise_repetitive checks.
         held = well_backed & ~payload_like
-        medium = scoreable & ~high & (consistency >= 0.5) & (spread >= 0.3)
+        # Medium ("worth a look") needs min-documents distinct texts anomalous after the
+        # phrase. Fewer is what chance gives ordinary phrases: on the clean 3.9 MB corpus of
+        # quotations and documentation, twelve of its nineteen medium findings had 3 or 4
+        # (`fry`, `zu schnell`, `Nick Coghlan,`). A phrase that few documents carry is still
+        # reported, as low.
+        medium = (scoreable & ~high & (consistency >= 0.5) & (spread >= 0.3)
+                  & (k_texts >= min_docs - 1e-9))
         # Below medium is low: no stronger than context, but more anomalous after the phrase
         # than after other text.
         severity = np.where(high, 2, np.where(medium, 1, 0))
