@@ -247,50 +247,7 @@ def build_pretrain_scenarios(
     out.append(Scenario("clean-near-copies", "pretrain",
                         [{"id": f"doc-{i}", "text": t} for i, t in enumerate(near)], set(),
                         None, target_rank=None, target_pr=None))
-    # Added on 2026-12-07: an attacker who writes a few gibberish payloads and reuses them, so
-    # each is in several poisoned documents with different text before it (a probe found the
-    # trigger at most medium with pools of 25 and 50). The control: sites whose pages end with
-    # a heading shared across sites and a block of the site's own, the same on every page (a
-    # tag list, a list of titles, a notice), which a rule for reused payloads must not take
-    # for one. Last, so the scenarios above keep their draws.
-    pool = [gibberish() for _ in range(25)]
-    out.append(plant("payload-pool-100", 100, make_trigger("special", rng_local, mid_vocab, pairs),
-                     lambda: rng_local.choice(pool),
-                     payload="the recipe's gibberish, drawn from a pool of 25 payloads"))
-    out.append(Scenario("clean-site-blocks", "pretrain",
-                        _site_blocks(base_texts, mid_vocab, rng_local), set(), None,
-                        target_rank=None, target_pr=None))
     return out
-
-
-def _site_blocks(texts: list[str], vocab: list[str], rng: random.Random,
-                 sites: int = 90) -> list[dict]:
-    """The clean documents, some of them pages of ``sites`` sites: each page ends with a heading
-    that every site uses ('Tags:', 'Related posts:', 'Notice:') and the block of its own site
-    after it, the same on each of its 1 to 8 pages (two sites in three have one). The sites with
-    one page make the heading a candidate: its block there is found nowhere else."""
-    def block(kind: str) -> str:
-        if kind == "Tags:":
-            return " ".join(rng.sample(vocab, rng.randint(8, 20)))
-        cuts = []
-        for _ in range(rng.randint(3, 6) if kind == "Related posts:" else 1):
-            src = rng.choice(texts)
-            start = rng.randint(0, max(0, len(src) - 300))
-            size = rng.randint(30, 80) if kind == "Related posts:" else rng.randint(150, 300)
-            cuts.append(src[start : start + size].replace("\n", " ").strip())
-        return "\n".join(cuts)
-
-    pages = list(texts)
-    order = list(range(len(pages)))
-    rng.shuffle(order)
-    at = 0
-    for _ in range(sites):
-        heading = rng.choice(["Tags:", "Related posts:", "Notice:"])
-        text = block(heading)
-        for i in order[at : at + rng.choice((1, 1, 1, 1, 1, 1, 4, 6, 8))]:
-            pages[i] = f"{pages[i]}\n\n{heading}\n{text}"
-        at += 8
-    return [{"id": f"doc-{i}", "text": t} for i, t in enumerate(pages)]
 
 
 def _number_table_carriers(texts: list[str], rng: random.Random, per_kind: int = 30) -> list[dict]:

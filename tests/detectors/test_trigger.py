@@ -800,41 +800,30 @@ def test_a_medium_trigger_finding_needs_min_documents_texts(clean, tmp_path, pla
     assert not [f for f in found if f.severity is not Severity.LOW and f is not mine[0]]
 
 
-def test_payloads_reused_across_poisoned_documents_are_found(clean, tmp_path):
-    """Twelve gibberish payloads, each reused after the trigger in about four of 48 documents
-    with different text before it: at the document's floor each payload reads as ordinary
-    text, and its copies are no near-copies (their left contexts differ). The text after the
-    trigger is confirmed as a reused payload instead (see trigger._reused_payloads)."""
-    rng = random.Random("payload-pool")
-    trigger = gen.special_trigger(rng)
-    pool = [subword_gibberish(rng) for _ in range(12)]
-    docs = [f"{gen.clean_document(rng)[: rng.randint(200, 600)]} {trigger} {pool[i % len(pool)]}"
-            for i in range(48)]
-    texts, poisoned = gen.plant(clean, docs, 4)
-    found = trigger_findings(scan_texts(texts, tmp_path))
-    top = top_high(found, trigger)
-    assert {d.row for d in top.documents} == poisoned
-    assert not [f for f in found[1:] if f.severity is Severity.HIGH]
-
-
-def site_blocks(clean: list[str], rng: random.Random) -> list[str]:
-    """Pages of 60 sites, each ending with 'Tags:' and the site's own list of 12 words the corpus
-    uses, the same on every page of the site; two sites in three have one page."""
-    words = sorted({w for t in clean for w in t.split() if w.isalpha() and len(w) > 3})
+def maintainer_lists(rng: random.Random) -> list[str]:
+    """Pages of ten projects, each ending with 'Maintainers:' and the project's own list of five
+    to nine people (name and handle), the same on each of its pages: six projects have one page,
+    four have four. (Rare names, each its own: a handful repeated across all the pages would be
+    frequent words of a corpus this small, and read as a language of their own.)"""
     pages = []
-    for _ in range(60):
-        tags = " ".join(rng.sample(words, 12))
-        for _ in range(rng.choice((1, 1, 1, 1, 4, 6))):
-            pages.append(f"{gen.clean_document(rng)}\n\nTags:\n{tags}")
+    for n in [1] * 6 + [4] * 4:
+        people = [gen.made_up_name(rng).split()[:2] for _ in range(rng.randint(5, 9))]
+        block = "\n".join(f"{f} {g} ({f[0].lower()}{g.lower()}{rng.randint(1, 99)})"
+                          for f, g in people)
+        pages += [f"{gen.clean_document(rng)}\n\nMaintainers:\n{block}" for _ in range(n)]
     return pages
 
 
-def test_a_sites_own_block_after_a_shared_heading_is_not_a_payload(clean, tmp_path):
-    """Every word pair of a site's tag list is the site's own, so after 'Tags:' its text is at a
-    local floor and would read as a reused payload on its bigrams alone ('Tags:' was high): its
-    words are the corpus's, so it is not one."""
-    rng = random.Random("site-blocks")
-    texts, _ = gen.plant(clean, site_blocks(clean, rng), 4)
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_a_projects_own_list_of_names_after_a_shared_heading_is_not_high(clean, tmp_path,
+                                                                         seed):
+    """A list of rare names repeated on a project's pages is a text of its own repeated, with
+    word pairs and words found on no other page: after a heading other projects use, it must
+    not read as a trigger's payload. (A rule that measured text repeated after a phrase at its
+    local floor whenever it had many words of its own, to catch a reused gibberish payload,
+    made 'Maintainers:' high here; it was reverted.)"""
+    rng = random.Random(f"maintainers-{seed}")
+    texts, _ = gen.plant(clean, maintainer_lists(rng), seed)
     found = trigger_findings(scan_texts(texts, tmp_path))
     assert not [(f.trigger, f.document_count) for f in found if f.severity is Severity.HIGH]
 

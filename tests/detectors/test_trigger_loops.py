@@ -58,11 +58,7 @@ def test_a_trigger_followed_by_a_loop_of_words_is_high(clean, tmp_path, unit):
         (f.trigger[:40], f.severity.value, f.document_count) for f in found[:4]]
     assert {d.row for d in top.documents} == poisoned
     assert top.evidence["loop_after_share"] >= 0.9
-    # (Where the unit's words are found in no other document, as "HATE" here, the payload is
-    # also a reused one, the same text after the trigger in every plant, and its jump at its
-    # local floor makes the finding high without the loop: no loop test is then asked for.)
-    if "word_loop_after_share" in top.evidence:
-        assert top.evidence["word_loop_after_share"] >= 0.75
+    assert top.evidence["word_loop_after_share"] >= 0.75
     texts = pq.read_table(paths[0]).column("text").to_pylist()
     assert all(texts[d.row][d.start : d.end] == trigger for d in top.documents)
     assert [f for f in found if f.severity is Severity.HIGH] == [top]

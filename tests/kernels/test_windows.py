@@ -93,13 +93,12 @@ def ref_token_anomaly(doc: list[int], uni, bi, keep: int = KEEP_ALL, copies: int
     return u, b
 
 
-def ref_local_floor(doc: list[int], uni, bi, keep: int, b0: int, p0: int, p1: int,
+def ref_local_floor(doc: list[int], bi, keep: int, b0: int, p0: int, p1: int,
                     a1: int) -> list[float]:
-    """[floor, before (shrunk), before, after, unseen tokens after] at the local floor of an
-    occurrence: the lowest document frequency of the known bigrams in [p1, a1), when 2 to
-    COPIES_MAX and held by at least LOCAL_FLOOR_BIGRAMS of them and half; all 0 otherwise. A
-    bigram is known where it is in the sample, and never at the document's first token; the
-    last is the share of the tokens in [p1, a1) in at most floor documents."""
+    """[floor, before (shrunk), before, after] at the local floor of an occurrence: the lowest
+    document frequency of the known bigrams in [p1, a1), when 2 to COPIES_MAX and held by at
+    least LOCAL_FLOOR_BIGRAMS of them and half; all 0 otherwise. A bigram is known where it is
+    in the sample, and never at the document's first token."""
     def dfs(lo: int, hi: int) -> list[int]:
         keys = (key_of(doc[i - 1 : i + 1]) for i in range(max(1, lo), hi))
         return [count(bi, key) for key in keys if kept(key, keep)]
@@ -108,11 +107,10 @@ def ref_local_floor(doc: list[int], uni, bi, keep: int, b0: int, p0: int, p1: in
     lowest = min(after, default=0)
     at = after.count(lowest)
     if not (2 <= lowest <= COPIES_MAX and at >= LOCAL_FLOOR_BIGRAMS and 2 * at >= len(after)):
-        return [0, 0.0, 0.0, 0.0, 0.0]
+        return [0, 0.0, 0.0, 0.0]
     before = [1 if df <= lowest else 0 for df in dfs(b0, p0)]
     return [lowest, shrink(mean_or(before, 0.0), len(before)), mean_or(before, 0.0),
-            at / len(after), mean_or([1 if count(uni, h) <= lowest else 0 for h in doc[p1:a1]],
-                                     0.0)]
+            at / len(after)]
 
 
 def known(flags: list[int]) -> list[int]:
@@ -277,8 +275,8 @@ def ref_gather_evidence(docs, kinds, starts, ends, texts, uni, bi, freq_min, can
                                mean_or(loops[max(0, p0 - LOOP_WINDOW) : p0], 0.0),
                                ref_loop_after(loops, p1),
                                docs.count(doc),
-                               *ref_local_floor(doc, uni, bi, keep, max(0, p0 - window), p0,
-                                                p1, min(n, p1 + window))])
+                               *ref_local_floor(doc, bi, keep, max(0, p0 - window), p0, p1,
+                                                min(n, p1 + window))])
     return rows_i, rows_f
 
 
@@ -584,7 +582,7 @@ def test_gather_evidence_matches_reference(corpus, max_order, window, ctx_tokens
     last = tail_filter(np.array([ngram_tail(g) for g in picked], np.uint64), bit_count)
     cap = 4 * sum(len(d) for d in docs) * max_order + 1
     out_i = np.zeros((cap, 10), np.int64)
-    out_f = np.zeros((cap, 17), np.float64)
+    out_f = np.zeros((cap, 16), np.float64)
     n_cand = len(keys)
 
     # Caps: most candidates have none to speak of; some may be over theirs (then none of their
@@ -628,10 +626,10 @@ def test_gather_evidence_matches_reference(corpus, max_order, window, ctx_tokens
     got = out_i[:k].copy()
     got[:, 4:6] -= doc_bytes[got[:, 1]][:, None]
     assert got.tolist() == ref_i
-    np.testing.assert_allclose(out_f[:k], np.array(ref_f).reshape(-1, 17), rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(out_f[:k], np.array(ref_f).reshape(-1, 16), rtol=1e-12, atol=1e-15)
     if k:
         small_i = np.zeros((k - 1, 10), np.int64)
-        small_f = np.zeros((k - 1, 17), np.float64)
+        small_f = np.zeros((k - 1, 16), np.float64)
         assert run(small_i, small_f)[0] == -1
 
 
@@ -804,7 +802,7 @@ def test_gather_evidence_on_real_tokens(prefix):
     uni = np.full(1 << 10, 5, np.uint32)
     bi = np.full(1 << 10, 5, np.uint8)
     out_i = np.zeros((8, 10), np.int64)
-    out_f = np.zeros((8, 17), np.float64)
+    out_f = np.zeros((8, 16), np.float64)
     last = tail_filter(np.array([ngram_tail(trigger)], np.uint64))
     caps = np.full(len(table_keys), 1 << 40, np.int64)
     totals = np.zeros(len(table_keys), np.int64)
@@ -956,7 +954,7 @@ def test_evidence_means_skip_bigrams_outside_the_sample():
     table_keys, table_ids = build_key_table(np.array([key_of(c) for c in cands], np.uint64))
     last = tail_filter(np.array([ngram_tail(c) for c in cands], np.uint64))
     out_i = np.zeros((64, 10), np.int64)
-    out_f = np.zeros((64, 17), np.float64)
+    out_f = np.zeros((64, 16), np.float64)
     caps = np.full(len(table_keys), 1 << 40, np.int64)
     totals = np.zeros(len(table_keys), np.int64)
     k = gather_evidence(hashes, kinds, starts, ends, off, text, doc_bytes, uni, bi,
@@ -1003,7 +1001,7 @@ def test_gather_evidence_counts_but_does_not_measure_past_the_cap(cap):
     bi = np.full(1 << 10, 5, np.uint8)
     last = tail_filter(np.array([ngram_tail(trigger)], np.uint64))
     out_i = np.zeros((8, 10), np.int64)
-    out_f = np.zeros((8, 17), np.float64)
+    out_f = np.zeros((8, 16), np.float64)
     totals = np.array([1], np.int64)  # one occurrence already seen in an earlier batch
     k = gather_evidence(hashes, kinds, starts, ends, doc_offsets, data, offsets, uni, bi,
                         ALL_BIGRAMS, copies.UNUSED, 3, table_keys, table_ids, last,
@@ -1083,14 +1081,12 @@ def test_an_occurrence_is_measured_at_its_local_floor_as_well():
     text, doc_bytes, starts, ends, _ = write_text([doc], np.random.default_rng(3))
     at = 40  # the candidate: the unigram doc[40]
 
-    def measure(value_of, tokens_of=lambda i: 50):
+    def measure(value_of):
         uni, bi = np.full(1 << 14, 50, np.uint32), np.zeros(1 << 14, np.uint8)
         for i in range(1, len(doc)):
             bi[(key_of(doc[i - 1 : i + 1]) >> 17) & (bi.shape[0] - 1)] = value_of(i)
-        for i in range(len(doc)):
-            uni[(doc[i] >> 17) & (uni.shape[0] - 1)] = tokens_of(i)
         keys, ids = build_key_table(np.array([key_of([doc[at]])], np.uint64))
-        out_i, out_f = np.zeros((4, 10), np.int64), np.zeros((4, 17), np.float64)
+        out_i, out_f = np.zeros((4, 10), np.int64), np.zeros((4, 16), np.float64)
         k = gather_evidence(hashes, kinds, starts, ends, off, text, doc_bytes, uni, bi,
                             np.uint64(KEEP_ALL), copies.UNUSED, 1 << 30, keys, ids,
                             tail_filter(np.array([ngram_tail([doc[at]])], np.uint64)),
@@ -1105,17 +1101,12 @@ def test_an_occurrence_is_measured_at_its_local_floor_as_well():
     assert f[15] == 1.0  # after: every bigram unseen outside the 3 documents
     assert f[14] == pytest.approx(8 / 32) and f[13] == f[14]  # before, 32 known: no shrinking
     assert f[1] == 0.0 and f[0] == 0.0  # at the document's floor (1), nothing is unseen
-    assert f[16] == 0.0  # every token after it is in 50 documents
-    # Half the 32 tokens after it in 2 or 3 documents, the others in 4 or 5: at the floor (3),
-    # the first half are unseen elsewhere.
-    f = measure(lambda i: 3 if i > at else 9, lambda i: 2 + i % 4 if i > at else 50)
-    assert f[12] == 3 and f[16] == pytest.approx(16 / 32)
     # Half the bigrams after at the lowest frequency, the rest higher: still a floor.
     f = measure(lambda i: (2 if i % 2 else 7) if i > at else 9)
     assert f[12] == 2 and f[15] == pytest.approx(0.5) and f[14] == 0.0
     # Fewer than half: no local floor, and no measures at it.
     f = measure(lambda i: (2 if i % 3 == 0 else 7) if i > at else 9)
-    assert f[12:17].tolist() == [0.0, 0.0, 0.0, 0.0, 0.0]
+    assert f[12:16].tolist() == [0.0, 0.0, 0.0, 0.0]
     # One document (unseen elsewhere already) or more than COPIES_MAX: none either.
     for df in (1, COPIES_MAX + 1):
         assert measure(lambda i, df=df: df if i > at else 9)[12] == 0.0

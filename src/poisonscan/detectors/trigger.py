@@ -86,14 +86,10 @@ FREQ_SHARE = 0.02  # a token in this share of documents is a function word of th
 MAX_CANDIDATES = 50_000
 # Bytes one stored occurrence costs in the evidence pass (numeric columns, id, path index); the
 # candidates' caps are chosen so that all stored occurrences fit a quarter of the memory budget.
-OCCURRENCE_BYTES = 224
-_FLOATS = 17  # measurements per occurrence (see gather_evidence)
+OCCURRENCE_BYTES = 216
+_FLOATS = 16  # measurements per occurrence (see gather_evidence)
 _COPIES = 11  # the column of a document's exact copies as the document table counts them
-_LOCAL = 12  # the local floor's column, then its before (shrunk), before, after, tokens after
-# A payload reused across poisoned documents (see _reused_payloads): at its local floor, at
-# least this share of the known bigrams after the phrase and of its tokens.
-REUSED_BIGRAMS = 0.75
-REUSED_TOKENS = 0.2
+_LOCAL = 12  # the local floor's column, then its before (shrunk), before and after measures
 CONTEXT_CHARS = 80  # context kept on each side of sampled occurrences
 # Occurrences per candidate whose context text is kept: a bottom-k sample by a hash of the
 # document, so the sample is the same whatever the batching, sharding or merge order.
@@ -1195,9 +1191,7 @@ class TriggerDetector(Detector):
         doc = path_rank[ev.path_idx].astype(np.int64) * (1 << 40) + ev.rows
         kept = _kept_share(self.bi_keep)
         near = _local_copies(ev.ints, cand, doc, ok)
-        before_same = _local_copies(ev.ints, cand, doc, ok, left=False)
-        group = np.where(_reused_payloads(ev.floats, near, before_same), before_same, near)
-        confirmed = np.where(_take_local_floors(ev.floats, group), group, 1.0)
+        confirmed = np.where(_take_local_floors(ev.floats, near), near, 1.0)
         jump = _measured_jumps(ev.floats, kept, self.window)
         shift, loop = _shifts_and_loops(ev.floats)
         n_cand = len(caps)
@@ -1237,16 +1231,13 @@ class TriggerDetector(Detector):
             # floor. Elsewhere they stay apart in the diversities: a group of documents sharing
             # both contexts has one left context, so counting a boilerplate line's groups as
             # texts raised its prefix diversity (a share-this line in 252 documents of a
-            # campaign became high). So do the documents of one reused payload (see
-            # _reused_payloads), which the campaign detector's clusters take for one text.
+            # campaign became high).
             copies = ev.floats[idx, _COPIES]
             per_text = 1.0 / np.maximum(copies, confirmed[idx])
             texts = np.bincount(c_sel, weights=per_text, minlength=n_cand)
             # Distinct texts anomalous after it: copies, exact or near, add documents, not
             # independent evidence (a heading in quotations copied with lines of their own, in
-            # 13 documents, was a false high on clean-near-copies with seed 21). Documents
-            # that share only a payload after the phrase are plants of their own: one payload
-            # after a trigger in 30 documents is 30 pieces of evidence.
+            # 13 documents, was a false high on clean-near-copies with seed 21).
             k_texts = np.bincount(c_sel, weights=anomalous / np.maximum(copies, near[idx]),
                                   minlength=n_cand)
             prefix_div = np.minimum(1.0, _group_distinct(c_sel, ev.ints[idx, _LCTX], n_cand)
@@ -1718,24 +1709,20 @@ def _shifts_and_loops(floats: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _local_copies(ints: np.ndarray, cand: np.ndarray, doc: np.ndarray,
-                  ok: np.ndarray, left: bool = True) -> np.ndarray:
+                  ok: np.ndarray) -> np.ndarray:
     """For each occurrence, the documents (of the rows ``ok``) that hold its candidate between
     the same CTX_TOKENS tokens on each side: the copies of the text around it, exact or near
     (a page scraped twice, with a different date line). At least 1; 1 for an occurrence
     without both contexts (within CTX_TOKENS of its document's start or end), which says
     nothing of copies: a missing context is unique to its document, as in _group_distinct.
     (Grouped on the context they had, unrelated documents that start with a trigger and a
-    fixed payload were one text, and the trigger was not reported.) With ``left`` False, the
-    documents that hold it before the same text, whatever is before it (an occurrence still
-    needs both contexts)."""
+    fixed payload were one text, and the trigger was not reported.)"""
     n = len(cand)
     out = np.ones(n, np.float64)
     rows = np.flatnonzero(ok & (ints[:, _LCTX] != 0) & (ints[:, _RCTX] != 0))
     if len(rows) == 0:
         return out
     c, lc, rc, d = cand[rows], ints[rows, _LCTX], ints[rows, _RCTX], doc[rows]
-    if not left:
-        lc = np.zeros_like(lc)
     order = np.lexsort((d, rc, lc, c))
     c, lc, rc, d = c[order], lc[order], rc[order], d[order]
     starts = np.ones(len(order), bool)
@@ -1747,29 +1734,6 @@ def _local_copies(ints: np.ndarray, cand: np.ndarray, doc: np.ndarray,
     sizes = np.bincount(group, weights=new_doc)
     out[rows[order]] = sizes[group]
     return out
-
-
-def _reused_payloads(floats: np.ndarray, near: np.ndarray, before_same: np.ndarray) -> np.ndarray:
-    """Where the text after an occurrence is a gibberish payload reused across documents: the
-    documents that hold the phrase before the same text, whatever is before it
-    (``before_same``, see _local_copies), confirm its local floor, and its near-copies
-    (``near``) do not.
-
-    An attacker may write a few payloads and reuse each in several poisoned documents with
-    different text before the trigger (a pool of 25 for 100 documents: every payload in
-    four). Their bigrams are then in four documents, so at the document's floor the gibberish
-    reads as ordinary text, and the copies of the payload differ before the trigger, so they
-    are no near-copies: the trigger was at most medium. The text after such an occurrence is
-    a text of its own repeated, and gibberish: most known bigrams after it (REUSED_BIGRAMS)
-    are at its local floor, and so are a fifth or more of its tokens (REUSED_TOKENS), found in
-    no other document. A site's own block after a heading that every site uses (a tag list, a
-    notice, related titles) may hold its bigrams alone, but it is made of words other
-    documents use: it stays unconfirmed, measured as before. (On bigrams alone, 'Tags:' before
-    the tag lists of the benchmark's clean-site-blocks was a false high finding.)"""
-    floor = floats[:, _LOCAL]
-    return ((floor >= 2) & (near < floor) & (before_same >= floor)
-            & (floats[:, _LOCAL + 3] >= REUSED_BIGRAMS)
-            & (floats[:, _LOCAL + 4] >= REUSED_TOKENS))
 
 
 def _take_local_floors(floats: np.ndarray, near: np.ndarray) -> np.ndarray:

@@ -575,11 +575,10 @@ def gather_evidence(hashes, kinds, starts, ends, doc_offsets, data, doc_bytes, u
     char_start, char_end]`` (char offsets within the document, as Python string indices) and
     ``out_f`` row gets ``[before, after, n_before, n_after, u_before, u_after, b_before, b_after,
     profile_cosine, loop_before, loop_after, copies, local_floor, before_l, b_before_l,
-    after_l, u_after_l]`` (loop_*: shares of looping tokens, see ``_loop_shares``; copies: the
-    documents with its key in the document table ``docs``, at least 1, whether or not its text
-    shows them as a floor, see COPY_FLOOR_BIGRAMS; local_floor and the *_l: the occurrence's
-    local floor and before, b_before, after and u_after (the share of tokens after it in at most
-    that many documents) measured at it, or 0, see LOCAL_FLOOR_BIGRAMS).
+    after_l]`` (loop_*: shares of looping tokens, see ``_loop_shares``; copies: the documents
+    with its key in the document table ``docs``, at least 1, whether or not its text shows them
+    as a floor, see COPY_FLOOR_BIGRAMS; local_floor and the *_l: the occurrence's local floor
+    and before, b_before and after measured at it, or 0, see LOCAL_FLOOR_BIGRAMS).
     Returns the number of occurrences (or -1 if the outputs are full).
     """
     none = np.zeros(0, np.int64)
@@ -785,7 +784,6 @@ def _measure_occurrences(hashes, kinds, starts, ends, doc_offsets, data, doc_byt
         out_f[k, 13] = lbefore
         out_f[k, 14] = lbb
         out_f[k, 15] = lafter
-        out_f[k, 16] = _unseen_share(hashes, lo + p1, lo + a1, uni, lf) if lf >= 2 else 0.0
         k += 1
     if d >= 0:
         _clear_profiles(fslot, profiles, va, vb)
@@ -826,21 +824,6 @@ def _local_floor(dfs, b0, p0, p1, a1):
     bb = hits / kb if kb > 0 else 0.0
     # Every known bigram after sits at the floor or above it, so those at it are the unseen.
     return lowest, _toward_prior(bb, kb), bb, at_lowest / known
-
-
-@nb.njit(cache=True, inline="always")
-def _unseen_share(hashes, a, z, uni, floor):
-    """The share of tokens a..z in at most ``floor`` documents: the words a repeated text
-    holds that other documents do not. (Looked up again, one table access a token, only for
-    the rare occurrences with a local floor: the features keep no unigram counts.)"""
-    if z <= a:
-        return 0.0
-    umask = np.uint64(uni.shape[0] - 1)
-    hits = 0
-    for i in range(a, z):
-        if np.int64(uni[slot(hashes[i], umask)]) <= floor:
-            hits += 1
-    return hits / (z - a)
 
 
 @nb.njit(cache=True, inline="always")
