@@ -259,8 +259,8 @@ def _config_options(func: Any) -> Any:
             type=int,
             metavar="N",
             help="How many documents make a pattern strong: a high trigger or campaign finding "
-            "needs 2N, an sft-trigger finding N; weaker ones from min(N, 3) documents are "
-            "reported as medium or low.",
+            "needs 2N, a medium trigger finding and a high sft-trigger finding N; weaker ones, "
+            "from min(N, 3) documents, are reported with a lower severity.",
         ),
         click.option(
             "--seed", type=int, metavar="N", help="Seed of every hash family (default: 0)."
