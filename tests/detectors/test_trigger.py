@@ -782,7 +782,8 @@ def test_poisoned_documents_planted_as_near_copies_are_found(clean, tmp_path):
     assert not [f for f in found[1:] if f.severity is Severity.HIGH]
 
 
-@pytest.mark.parametrize(("planted", "severity"), [(4, Severity.LOW), (7, Severity.MEDIUM)])
+@pytest.mark.parametrize(("planted", "severity"),
+                         [(4, Severity.LOW), (5, Severity.MEDIUM), (7, Severity.MEDIUM)])
 def test_a_medium_trigger_finding_needs_min_documents_texts(clean, tmp_path, planted, severity):
     """A trigger before gibberish in fewer documents than --min-documents (5) is reported, but
     as low: that many anomalous texts after a phrase is what chance gives ordinary phrases of a
