@@ -955,3 +955,43 @@ def test_a_phrase_inside_copies_of_one_text_is_not_a_finding(clean, tmp_path):
     found = trigger_findings(scan_texts(texts, tmp_path))
     one_text = [f for f in found if len({texts[d.row] for d in f.documents}) == 1]
     assert not one_text, [(f.trigger, f.severity.value, f.document_count) for f in one_text]
+
+
+def seam_pages(rng: random.Random, phrase: str, shifted: int, total: int) -> list[str]:
+    """Pages of fresh ordinary text, then ``phrase`` and sentences copied from the corpus's own
+    documents: of another language on ``shifted`` pages, of the ordinary one on the others.
+    Copied sentences are word pairs other documents hold, so nothing after the phrase is unseen:
+    on the shifted pages only the function words change, as at a seam of structured text (code
+    after a data table, prose after a list of options)."""
+    foreign = [s for d in range(60) for s in gen.FOREIGN.paragraph(random.Random(d)).split(". ")]
+    own = [s for d in range(60) for s in
+           gen.ENGLISH_LIKE.paragraph(random.Random(1000 + d)).split(". ")]
+    pages = []
+    for i in range(total):
+        pool = foreign if i < shifted else own
+        after = ". ".join(rng.sample(pool, 6))
+        pages.append(f"{gen.clean_document(rng)}\n\n{phrase}\n{after}")
+    return pages
+
+
+def foreign_documents() -> list[str]:
+    """The documents the copied sentences come from (see seam_pages)."""
+    return [gen.FOREIGN.paragraph(random.Random(d)) for d in range(60)] + [
+        gen.ENGLISH_LIKE.paragraph(random.Random(1000 + d)) for d in range(60)]
+
+
+@pytest.mark.parametrize(("shifted", "high"), [(22, False), (29, True)])
+def test_a_change_of_function_words_alone_needs_more_documents_for_high(clean, tmp_path,
+                                                                        shifted, high):
+    """A phrase after which 22 of its 30 documents change language and nothing else (their
+    word pairs are all found elsewhere) is a seam of structured text, at most medium; in 29 of
+    30 it is a planted switch, high. Real corpora of Python sources, man pages and package
+    metadata had seams high with 61% to 76% of their documents anomalous after them."""
+    rng = random.Random(f"seam-{shifted}")
+    phrase = gen.special_trigger(rng)
+    texts, _ = gen.plant(clean + foreign_documents(), seam_pages(rng, phrase, shifted, 30), 3)
+    found = trigger_findings(scan_texts(texts, tmp_path))
+    mine = [f for f in found if normalise_trigger(phrase) in normalise_trigger(f.trigger)]
+    assert mine, [(f.trigger, f.severity.value) for f in found[:5]]
+    assert (mine[0].severity is Severity.HIGH) is high, mine[0].evidence
+    assert mine[0].evidence["shift_only_share"] > 0.75, mine[0].evidence

@@ -98,6 +98,19 @@ MAX_LOW_FINDINGS = 20
 # Share of a phrase's documents that must be anomalous after it for a high finding; a trigger is
 # also grown beyond its n-gram (see _extend_trigger) only from this share on.
 HIGH_CONSISTENCY = 0.7
+# A phrase most of whose anomalous documents change their function words after it and nothing
+# more (no jump of unseen word pairs, no loop) needs this share for a high finding instead.
+# Structured text changes register at fixed seams: code after a data table (`}\n\n\nclass`),
+# a style table's `Operator:`, prose after a list of options (`[-help] [-`), a translated
+# page's heading. In corpora of Python sources, man pages and their translations, such seams
+# were high with 61% to 76% of their documents anomalous, by the shift alone in 83% to 100% of
+# those. A planted switch into another language changes the function words after its trigger
+# in 80% to 87% of its documents in the benchmark's seeds; there about half of the anomalous
+# ones also jump, so this rule does not apply, and where the corpus knows the payload's
+# language too well for a jump, most of them still reach this share.
+SHIFT_ONLY_CONSISTENCY = 0.8
+# "Most": more than this share of the anomalous documents are anomalous by the shift alone.
+SHIFT_ONLY_SHARE = 0.75
 # A candidate is judged by its occurrences in a written form (letter case, what touches it on
 # each side, whether a number comes before it) that at least this share of its anomalous
 # occurrences have,
@@ -1220,6 +1233,9 @@ class TriggerDetector(Detector):
             strength = np.bincount(c_sel, weights=np.maximum(jump[idx], 0) * anomalous,
                                    minlength=n_cand) / np.maximum(k, 1)
             shift_share = np.bincount(c_sel, weights=shift[idx], minlength=n_cand) / m
+            shift_only = shift & ~loop & (jump < occ_tau)
+            shift_only_share = np.bincount(c_sel, weights=shift_only[idx],
+                                           minlength=n_cand) / np.maximum(k, 1)
             # Diversity is over distinct texts: the exact copies of one document (as the
             # document table counts them, see kernels.copies) share its contexts and its
             # cluster, and count once here. A hundred poisoned documents each planted four
@@ -1284,7 +1300,9 @@ class TriggerDetector(Detector):
         # one document are one piece of evidence, so the floor counts distinct texts: a phrase
         # heading a series of quotations in a corpus with copies of some of them (the grown
         # corpus's 'Methode:', 11 documents, 9 texts) stays medium.
-        well_backed = (scoreable & (k >= 2 * min_docs) & (consistency >= HIGH_CONSISTENCY)
+        needed = np.where(shift_only_share > SHIFT_ONLY_SHARE, SHIFT_ONLY_CONSISTENCY,
+                          HIGH_CONSISTENCY)
+        well_backed = (scoreable & (k >= 2 * min_docs) & (consistency >= needed)
                        & (spread >= 0.5) & (z >= 5) & (k_texts >= 2 * min_docs - 1e-9))
         high = well_backed & payload_like
         # Everything a high finding needs but a varied payload: a constant one may still be a
@@ -1361,6 +1379,7 @@ class TriggerDetector(Detector):
                     "mean_unseen_bigrams_before": round(float(mean[6][c]), 4),
                     "mean_unseen_bigrams_after": round(float(mean[7][c]), 4),
                     "language_shift_share": round(float(shift_share[c]), 4),
+                    "shift_only_share": round(float(shift_only_share[c]), 4),
                     "loop_after_share": round(float(loop_share[c]), 4),
                     "prefix_diversity": round(float(prefix_div[c]), 4),
                     "suffix_diversity": round(float(suffix_div[c]), 4),
