@@ -24,7 +24,9 @@ import logging
 import os
 import pickle
 import signal
+import sys
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -186,21 +188,73 @@ def _run(fn: Callable[[Any, Any], Any], item: Any, head: _Head,
         return _Failed(exc)
 
 
+def _start_resource_tracker() -> None:
+    """Start multiprocessing's resource tracker now, if it is not running, with its stderr on
+    the null device.
+
+    The workers' queues start it otherwise, and to spawn it a thread blocks SIGINT and then
+    *unblocks* it: inside _interrupts_ignored's window that let an ignored Ctrl-C through, and
+    it was lost. And the tracker outlives this process: after a Ctrl-C, which ends the process
+    before the cluster's queues are released, it printed a warning about each "leaked"
+    semaphore under poisonscan's one line. It reports nothing else a user could act on."""
+    from multiprocessing import resource_tracker
+
+    if getattr(resource_tracker._resource_tracker, "_fd", None) is not None:
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    null = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(null, 2)
+        resource_tracker.ensure_running()
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(null)
+
+
 @contextlib.contextmanager
 def _interrupts_ignored() -> Iterator[None]:
     """Start the local cluster's worker processes with SIGINT ignored (a disposition a new
-    process inherits, and Python then installs no handler of its own). A Ctrl-C in a terminal
-    reaches every process of the foreground group: the workers printed a KeyboardInterrupt
-    traceback each, dozens of lines under poisonscan's one. The command's own process keeps its
-    handler, stops the scan and closes the cluster, which ends the workers."""
+    process keeps through exec, and Python then installs no handler of its own). A Ctrl-C in a
+    terminal reaches every process of the foreground group: the workers printed a
+    KeyboardInterrupt traceback each, dozens of lines under poisonscan's one. The command's own
+    process stops the scan and closes the cluster, which ends the workers.
+
+    Meanwhile SIGINT is also blocked in this thread: Linux keeps a blocked signal pending even
+    while it is ignored, so a Ctrl-C sent while the cluster starts arrives once the handler and
+    the mask are back. (Ignored alone, it was lost: on a loaded machine the cluster takes
+    seconds to start, and the scan then ran to its end and exited 0.) A blocked mask alone does
+    not do: a new process starts with none, and asyncio's runner in each worker then turns
+    SIGINT into a KeyboardInterrupt."""
     if threading.current_thread() is not threading.main_thread():
         yield  # signal handlers can only be set from the main thread
         return
+    masks = hasattr(signal, "pthread_sigmask")  # not on Windows
+    if masks:
+        _start_resource_tracker()
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT}) if masks else None
     previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, previous)
+        signal.signal(signal.SIGINT, previous)  # a handler first: SIG_IGN would drop it
+        if mask is not None:
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+
+
+def _wait_spawned(cluster: Any, n: int, timeout: float = 60.0) -> None:
+    """Wait until ``n`` of the local cluster's nannies have spawned their worker process (a
+    process id), not until the workers are up."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        # The cluster lists a nanny among its workers once its worker is up; while it starts,
+        # only in the set of the nannies it created (private, hence getattr: without it this
+        # waits until the workers are up, as LocalCluster did).
+        nannies = {*list(getattr(cluster, "_created", ())), *list(cluster.workers.values())}
+        if sum(1 for w in nannies if getattr(w, "pid", None)) >= n:
+            return
+        time.sleep(0.02)
 
 
 class DaskExecutor:
@@ -240,13 +294,20 @@ class DaskExecutor:
                 else:
                     import dask
 
-                    # The nannies hand this configuration on to the worker processes.
-                    with dask.config.set(cluster_config()), _interrupts_ignored():
-                        self._cluster = d.LocalCluster(
-                            n_workers=self.jobs, threads_per_worker=1, processes=True,
-                            dashboard_address=":0", silence_logs=logging.ERROR,
-                        )
+                    # The nannies hand this configuration on to the worker processes. SIGINT
+                    # is ignored only while they spawn those: the workers then take seconds to
+                    # start, and a Ctrl-C meanwhile must reach this process (see
+                    # _interrupts_ignored).
+                    with dask.config.set(cluster_config()):
+                        with _interrupts_ignored():
+                            self._cluster = d.LocalCluster(
+                                n_workers=0, threads_per_worker=1, processes=True,
+                                dashboard_address=":0", silence_logs=logging.ERROR,
+                            )
+                            self._cluster.scale(self.jobs)
+                            _wait_spawned(self._cluster, self.jobs)
                         self._client = d.Client(self._cluster, set_as_default=False)
+                        self._client.wait_for_workers(self.jobs)
             except OSError as exc:
                 where = self.address or "a local cluster"
                 raise ConfigError(f"--scheduler: cannot connect to {where}: {exc}") from None
@@ -339,6 +400,11 @@ class DaskExecutor:
     def close(self) -> None:
         """Close the client, and the local cluster when this executor started one."""
         self._release(list(self._arrays))
+        # Closing cuts the client's and the cluster's connections, and asyncio logs each task
+        # that a cut left with an exception nobody reads ("Task exception was never
+        # retrieved", a traceback each) when it is collected: after a Ctrl-C, two dozen lines
+        # before poisonscan's one. Nothing of this process reads those tasks.
+        logging.getLogger("asyncio").setLevel(logging.CRITICAL)
         if self._client is not None and self._owns_client:
             self._client.close()
         if self._cluster is not None:
@@ -348,5 +414,12 @@ class DaskExecutor:
     def __enter__(self) -> DaskExecutor:
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, exc_type: type[BaseException] | None, *exc: object) -> None:
+        if exc_type is not None and issubclass(exc_type, KeyboardInterrupt):
+            # Closing a cluster whose start a Ctrl-C cut short can fail inside distributed
+            # (its sync() then returned a result it never set: UnboundLocalError), which would
+            # replace the interrupt with an internal error. The process is ending anyway.
+            with contextlib.suppress(Exception):
+                self.close()
+            return
         self.close()
