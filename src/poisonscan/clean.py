@@ -73,7 +73,7 @@ class CleanSummary:
 
     def line(self) -> str:
         return (
-            f"cleaned {self.files} files ({self.copied} copied unchanged, {self.rewritten} "
+            f"cleaned {self.files} file{'s' if self.files != 1 else ''} ({self.copied} copied unchanged, {self.rewritten} "
             f"rewritten): {self.removed} records removed, {self.redacted} redacted; "
             f"removal list: {self.removal_list}"
         )

@@ -222,7 +222,8 @@ def _config_options(func: Any) -> Any:
         click.option(
             "--fail-on",
             type=click.Choice(FAIL_ON_CHOICES),
-            help="Exit with code 1 when a finding has this severity or higher [default: high].",
+            help="Exit with code 1 when a finding has this severity or higher [default: high]. "
+            "baseline and config only record or show it: they exit 0 whatever is found.",
         ),
         click.option(
             "--skip-bad-records/--no-skip-bad-records",
@@ -230,7 +231,8 @@ def _config_options(func: Any) -> Any:
             help="Count and skip unreadable records instead of stopping with exit code 2 (--no-"
                  "skip-bad-records: stop, whatever a config file says).",
         ),
-        click.option("--text-field", metavar="NAME", help="Text column of plain-text records."),
+        click.option("--text-field", metavar="NAME",
+                     help="Text column of plain-text records (default: text or content)."),
         click.option(
             "--id-field", metavar="NAME", help="Record id column (default: 'id' when present)."
         ),
@@ -245,7 +247,7 @@ def _config_options(func: Any) -> Any:
         click.option(
             "--memory-budget",
             metavar="SIZE",
-            help="Memory for counting per worker, e.g. 512MB or 2GiB.",
+            help="Memory for counting per worker, e.g. 512MB or 2GiB (default: 1GiB).",
         ),
         click.option(
             "--detectors",
@@ -260,7 +262,7 @@ def _config_options(func: Any) -> Any:
             metavar="N",
             help="How many documents make a pattern strong: a high trigger or campaign finding "
             "needs 2N, a medium trigger finding and a high sft-trigger finding N; weaker ones, "
-            "from min(N, 3) documents, are reported with a lower severity.",
+            "from min(N, 3) documents, are reported with a lower severity (default: 5, at least 2).",
         ),
         click.option(
             "--seed", type=int, metavar="N", help="Seed of every hash family (default: 0)."
@@ -673,7 +675,9 @@ def manifest_command(paths: tuple[str, ...], output: str, quiet: bool) -> int:
     doc = manifest_mod.build(paths, output, __version__)
     manifest_mod.write(doc, output)
     if not quiet:
-        _err(f"poisonscan: wrote manifest of {len(doc['files'])} files to {output}")
+        n_files = len(doc["files"])
+        _err(f"poisonscan: wrote manifest of {n_files} file{'s' if n_files != 1 else ''} "
+             f"to {output}")
     return EXIT_CLEAN
 
 

@@ -148,13 +148,13 @@ class Verification:
         out += [f"extra: {p}" for p in self.extra]
         if self.ok:
             files = f"{self.checked} file{'s' if self.checked != 1 else ''}"
-            out.append(f"OK: {files} match the manifest.")
+            out.append(f"OK: {files} {'match' if self.checked != 1 else 'matches'} the manifest.")
         else:
             problems = len(self.changed) + len(self.missing) + len(self.extra)
             out.append(
                 f"FAIL: {problems} difference{'s' if problems != 1 else ''} "
                 f"({len(self.changed)} changed, {len(self.missing)} missing, "
-                f"{len(self.extra)} extra) among {self.checked} files in the manifest."
+                f"{len(self.extra)} extra) among {self.checked} file{'s' if self.checked != 1 else ''} in the manifest."
             )
         return out
 
