@@ -11,6 +11,8 @@ distinct tokens make phrases repeat.
 
 from __future__ import annotations
 
+import hashlib
+
 import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -118,9 +120,19 @@ def test_too_short_to_tell():
 
 def reference(key_lists: list[np.ndarray], k: int) -> tuple[float, float] | None:
     """The definition in ``_variation``'s docstring, token by token in plain Python."""
-    docs = [[int(x) for x in d] for d in key_lists if len(d) >= 2]
-    if len(docs) < 2:
+    kept = [d for d in key_lists if len(d) >= 2]
+    if len(kept) < 2:
         return None
+    # Paired in the order of a hash of each member's keys (its content) and of how
+    # many members before it have the same.
+    ranks, seen = [], {}
+    for d in kept:
+        content = np.ascontiguousarray(d).tobytes()
+        seen[content] = seen.get(content, -1) + 1
+        ranks.append(hashlib.blake2b(content + seen[content].to_bytes(4, "little"),
+                                     digest_size=8).digest())
+    kept = [d for _, d in sorted(zip(ranks, kept, strict=True), key=lambda p: p[0])]
+    docs = [[int(x) for x in d] for d in kept]
 
     def covered(d: list[int], found: set[int]) -> list[bool]:
         return [any(d[s] in found for s in range(max(0, t - k + 1), min(len(d) - 1, t) + 1))
@@ -176,3 +188,21 @@ def test_agrees_with_the_reference(base, data):
     assert (got is None) == (want is None)
     if got is not None:
         assert got[0] == want[0] and abs(got[1] - want[1]) < 1e-12
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.data())
+def test_the_order_of_the_members_does_not_matter(data):
+    """Members are paired in an order of their content, not the corpus's: one licence block in
+    eleven copyright files was a medium finding in one order of the files and a high one in
+    another. Here a template with one slot and a text of which some members keep excerpts."""
+    base = fresh(40, 0)
+    members = []
+    for i in range(data.draw(st.integers(3, 12))):
+        if data.draw(st.booleans(), label=f"slot {i}"):
+            members.append(keys(base[:15] + fresh(2, 1000 + 10 * i) + base[17:]))
+        else:
+            cut = data.draw(st.integers(5, 30), label=f"cut {i}")
+            members.append(keys(base[:cut] + base[cut + 8:]))
+    order = data.draw(st.permutations(range(len(members))))
+    assert _variation([members[j] for j in order], K) == _variation(members, K)
