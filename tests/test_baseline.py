@@ -56,6 +56,9 @@ def test_baseline_create_then_scan_suppresses_accepted_findings(
     code, table, err = run("scan", str(root / "data"), "--baseline", str(base), *SCAN[:-1])
     assert code == 0 and "suppressed by" in table and "OK:" in table
     assert f"{len(plain['findings'])} finding" in err
+    # Not "no suspected poisoning": the baseline accepted some.
+    assert "no suspected poisoning" not in table
+    assert "OK: no finding beyond the baseline's accepted ones." in table
 
 
 def test_a_new_trigger_fails_despite_the_baseline(corpus: tuple[Path, str], tmp_path: Path) -> None:

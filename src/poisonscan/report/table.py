@@ -136,12 +136,20 @@ def _verdict(result: ScanResult, findings: list[Finding]) -> Text:
             style="bold red",
         )
     if not findings:
+        if _suppressed(result):
+            return Text("OK: no finding beyond the baseline's accepted ones.", style="bold green")
         return Text("OK: no suspected poisoning found.", style="bold green")
     if fail_on == "never":
         return Text(
             f"OK: {len(findings)} finding(s) reported; --fail-on never.", style="bold green"
         )
     return Text(f"OK: no finding at or above --fail-on {fail_on}.", style="bold green")
+
+
+def _suppressed(result: ScanResult) -> int:
+    """How many findings the scan's baseline suppressed (0 without one)."""
+    baseline = result.artifacts.get("baseline")
+    return len(baseline.suppressed) if baseline is not None else 0
 
 
 def render_table(result: ScanResult, console: Console) -> None:
@@ -152,7 +160,12 @@ def render_table(result: ScanResult, console: Console) -> None:
     console.print()
     if not findings:
         records = sum(i.records for i in result.inputs)
-        console.print(f"No findings: no suspected poisoning in {records:,} records.")
+        n = _suppressed(result)
+        if n:
+            console.print(f"No findings beyond the {n:,} the baseline accepts, in {records:,} "
+                          "records.")
+        else:
+            console.print(f"No findings: no suspected poisoning in {records:,} records.")
     else:
         n = len(findings)
         console.print(
