@@ -73,8 +73,8 @@ class CleanSummary:
 
     def line(self) -> str:
         return (
-            f"cleaned {self.files} file{'s' if self.files != 1 else ''} ({self.copied} copied unchanged, {self.rewritten} "
-            f"rewritten): {self.removed} records removed, {self.redacted} redacted; "
+            f"cleaned {self.files} file{'s' if self.files != 1 else ''} ({self.copied} copied "
+            f"unchanged, {self.rewritten} rewritten): {self.removed} records removed, {self.redacted} redacted; "
             f"removal list: {self.removal_list}"
         )
 

@@ -262,7 +262,8 @@ def _config_options(func: Any) -> Any:
             metavar="N",
             help="How many documents make a pattern strong: a high trigger or campaign finding "
             "needs 2N, a medium trigger finding and a high sft-trigger finding N; weaker ones, "
-            "from min(N, 3) documents, are reported with a lower severity (default: 5, at least 2).",
+            "from min(N, 3) documents, are reported with a lower severity (default: 5, at "
+            "least 2).",
         ),
         click.option(
             "--seed", type=int, metavar="N", help="Seed of every hash family (default: 0)."

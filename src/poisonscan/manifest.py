@@ -154,7 +154,8 @@ class Verification:
             out.append(
                 f"FAIL: {problems} difference{'s' if problems != 1 else ''} "
                 f"({len(self.changed)} changed, {len(self.missing)} missing, "
-                f"{len(self.extra)} extra) among {self.checked} file{'s' if self.checked != 1 else ''} in the manifest."
+                f"{len(self.extra)} extra) among {self.checked} "
+                f"file{'s' if self.checked != 1 else ''} in the manifest."
             )
         return out
 

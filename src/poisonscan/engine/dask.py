@@ -202,7 +202,11 @@ def _start_resource_tracker() -> None:
     if getattr(resource_tracker._resource_tracker, "_fd", None) is not None:
         return
     sys.stderr.flush()
-    saved = os.dup(2)
+    try:
+        saved = os.dup(2)
+    except OSError:  # no standard error to hide it from
+        resource_tracker.ensure_running()
+        return
     null = os.open(os.devnull, os.O_WRONLY)
     try:
         os.dup2(null, 2)
@@ -241,6 +245,9 @@ def _interrupts_ignored() -> Iterator[None]:
         signal.signal(signal.SIGINT, previous)  # a handler first: SIG_IGN would drop it
         if mask is not None:
             signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+
+
+WORKERS_TIMEOUT = 300.0  # seconds for the local cluster's workers to start
 
 
 def _wait_spawned(cluster: Any, n: int, timeout: float = 60.0) -> None:
@@ -307,7 +314,8 @@ class DaskExecutor:
                             self._cluster.scale(self.jobs)
                             _wait_spawned(self._cluster, self.jobs)
                         self._client = d.Client(self._cluster, set_as_default=False)
-                        self._client.wait_for_workers(self.jobs)
+                        # (A worker that cannot start would otherwise be waited for forever.)
+                        self._client.wait_for_workers(self.jobs, timeout=WORKERS_TIMEOUT)
             except OSError as exc:
                 where = self.address or "a local cluster"
                 raise ConfigError(f"--scheduler: cannot connect to {where}: {exc}") from None
@@ -403,13 +411,20 @@ class DaskExecutor:
         # Closing cuts the client's and the cluster's connections, and asyncio logs each task
         # that a cut left with an exception nobody reads ("Task exception was never
         # retrieved", a traceback each) when it is collected: after a Ctrl-C, two dozen lines
-        # before poisonscan's one. Nothing of this process reads those tasks.
-        logging.getLogger("asyncio").setLevel(logging.CRITICAL)
-        if self._client is not None and self._owns_client:
-            self._client.close()
-        if self._cluster is not None:
-            self._cluster.close()
-        self._client = self._cluster = None
+        # before poisonscan's one. Nothing of this process reads those tasks. The level is put
+        # back afterwards (a library caller's logging is theirs) but after a Ctrl-C, when the
+        # process ends (see __exit__).
+        log = logging.getLogger("asyncio")
+        level = log.level
+        log.setLevel(logging.CRITICAL)
+        try:
+            if self._client is not None and self._owns_client:
+                self._client.close()
+            if self._cluster is not None:
+                self._cluster.close()
+            self._client = self._cluster = None
+        finally:
+            log.setLevel(level)
 
     def __enter__(self) -> DaskExecutor:
         return self
@@ -418,8 +433,10 @@ class DaskExecutor:
         if exc_type is not None and issubclass(exc_type, KeyboardInterrupt):
             # Closing a cluster whose start a Ctrl-C cut short can fail inside distributed
             # (its sync() then returned a result it never set: UnboundLocalError), which would
-            # replace the interrupt with an internal error. The process is ending anyway.
+            # replace the interrupt with an internal error. The process is ending anyway, and
+            # the tasks the close cut are collected after it: asyncio stays quiet.
             with contextlib.suppress(Exception):
                 self.close()
+            logging.getLogger("asyncio").setLevel(logging.CRITICAL)
             return
         self.close()
