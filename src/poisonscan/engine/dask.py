@@ -225,10 +225,12 @@ def _interrupts_ignored() -> Iterator[None]:
     KeyboardInterrupt traceback each, dozens of lines under poisonscan's one. The command's own
     process stops the scan and closes the cluster, which ends the workers.
 
-    Meanwhile SIGINT is also blocked in this thread: Linux keeps a blocked signal pending even
-    while it is ignored, so a Ctrl-C sent while the cluster starts arrives once the handler and
-    the mask are back. (Ignored alone, it was lost: on a loaded machine the cluster takes
-    seconds to start, and the scan then ran to its end and exited 0.) A blocked mask alone does
+    Meanwhile SIGINT is also blocked in this thread: Linux keeps a signal pending even while it
+    is ignored when the thread it goes to blocks it, so a Ctrl-C sent now arrives once the
+    handler and the mask are back. A thread that does not block it (Arrow's pool, started
+    before) may still take it and drop it, so the caller keeps this window to the spawning of
+    the workers, not their start: ignored for the whole start, on a loaded machine seconds
+    long, a Ctrl-C was lost and the scan ran to its end and exited 0. A blocked mask alone does
     not do: a new process starts with none, and asyncio's runner in each worker then turns
     SIGINT into a KeyboardInterrupt."""
     if threading.current_thread() is not threading.main_thread():
