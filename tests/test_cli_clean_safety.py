@@ -348,3 +348,43 @@ def test_a_directory_linked_inside_the_tree_keeps_its_real_name(tmp_path: Path) 
     code, _, err = run("clean", str(data), "--suspects", str(suspects), "--out",
                        str(data / "ext" / "out"), "-q")
     assert code == 2 and "inside the input directory" in err
+
+
+def test_clean_says_which_files_it_could_not_check_against_a_sha256(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    _jsonl(data / "a.jsonl", _texts())
+    _jsonl(data / "b.jsonl", _texts())
+    locations = [{"path": str(data / name), "row": 1, "id": "r1", "field": "text", "start": 6,
+                  "end": 11} for name in ("a.jsonl", "b.jsonl")]
+
+    def report(sha: dict[str, str | None]) -> Path:
+        path = tmp_path / "report.json"
+        path.write_text(json.dumps({"schema_version": "1.1", "inputs": [
+            {"path": str(data / name), "bytes": (data / name).stat().st_size, "sha256": sha[name]}
+            for name in ("a.jsonl", "b.jsonl")], "config": {}, "findings": [
+            {"id": "trigger:zqx", "severity": "high", "trigger": TRIGGER,
+             "locations": locations}]}), encoding="utf-8")
+        return path
+
+    from poisonscan.manifest import sha256_file
+
+    hashed = {n: sha256_file(data / n) for n in ("a.jsonl", "b.jsonl")}
+    # Every sha256 recorded: no note.
+    code, _, err = run("clean", str(data), "--report", str(report(hashed)), "--out",
+                       str(tmp_path / "o1"))
+    assert code == 0 and "sha256" not in err
+    # A --no-hash report for one of the two files: that one is named in the count.
+    code, _, err = run("clean", str(data), "--report", str(report({**hashed, "b.jsonl": None})),
+                       "--out", str(tmp_path / "o2"))
+    assert code == 0
+    assert ("1 file with suspects was not checked against a sha256 (the report records none "
+            "(a scan with --no-hash)); only its size and suspect rows' ids were checked") in err
+    # A suspects export records no sha256 at all.
+    code, _, err = run("clean", str(data), "--suspects",
+                       str(_suspects(tmp_path, data / "a.jsonl", {1: "r1", 4: "r4"})),
+                       "--out", str(tmp_path / "o3"))
+    assert code == 0
+    assert ("1 file with suspects was not checked against a sha256 (a suspects export records "
+            "none); only its suspect rows' ids were checked") in err
+    assert "2 records removed" in err

@@ -660,6 +660,15 @@ def clean_command(inputs: tuple[str, ...], **params: Any) -> int:
         if summary.unmatched:
             _err(f"poisonscan: note: {summary.unmatched} suspect documents are in files "
                  "that are not among the inputs")
+        if summary.unhashed:
+            n = len(summary.unhashed)
+            if params["report"] is not None:
+                why, what = "the report records none (a scan with --no-hash)", "size and "
+            else:
+                why, what = "a suspects export records none", ""
+            _err(f"poisonscan: note: {n} file{'s' if n != 1 else ''} with suspects "
+                 f"{'were' if n != 1 else 'was'} not checked against a sha256 ({why}); only "
+                 f"{'their' if n != 1 else 'its'} {what}suspect rows' ids were checked")
     return EXIT_CLEAN
 
 
