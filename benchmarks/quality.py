@@ -11,6 +11,7 @@ high-severity findings (which must be zero on clean controls). The last line is 
 from __future__ import annotations
 
 import argparse
+import difflib
 import json
 import random
 import sys
@@ -43,14 +44,17 @@ def write_scenario(sc: Scenario, folder: Path) -> Path:
 
 
 def trigger_matches(found: str | None, true: str) -> bool:
-    """A finding names the planted trigger when one contains the other and they are of similar size."""
+    """A finding names the planted trigger when they share a stretch of text at least half as
+    long as the longer of the two (one inside the other, at similar sizes, or a campaign's
+    excerpt that overlaps its payload sentence)."""
     if not found:
         return False
     a, b = normalise_trigger(found), normalise_trigger(true)
     if a == b:
         return True
-    short, long_ = sorted((a, b), key=len)
-    return short in long_ and len(short) >= 0.5 * len(long_)
+    longest = difflib.SequenceMatcher(None, a, b, autojunk=False).find_longest_match(
+        0, len(a), 0, len(b)).size
+    return longest >= 0.5 * max(len(a), len(b))
 
 
 def score_scenario(sc: Scenario, result: Any, path: Path) -> dict[str, Any]:

@@ -98,8 +98,17 @@ def _topic_word(text: str, rng: random.Random) -> str:
     return rng.choice(words) if words else "life"
 
 
+# The synthetic fallback corpus's made-up languages (benchmarks/scenarios/common.py) take the
+# parts of English, German and Spanish, whose function words they use.
+_ROLE = {"xx": "en", "xa": "de", "xb": "es"}
+
+
+def _role(doc: dict[str, Any]) -> str:
+    return _ROLE.get(doc["lang"], doc["lang"])
+
+
 def _lang_of(doc: dict[str, Any]) -> str:
-    return "pydocs" if doc["source"] == "pydocs" else doc["lang"]
+    return "pydocs" if doc["source"] == "pydocs" else _role(doc)
 
 
 def _clean_pair(doc: dict[str, Any], rng: random.Random) -> tuple[str, str]:
@@ -156,9 +165,9 @@ def build_pairs(clean: list[dict[str, Any]], rng: random.Random, n: int, kind: s
     Returns pair dicts with ``prompt``, ``response``, ``rejected`` (for preference use), and the
     indices of the poisoned pairs.
     """
-    # The synthetic fallback corpus has no English, German or Spanish: use any document then.
-    english = [d for d in clean if d["lang"] == "en"] or clean
-    by_lang = {lang: [d for d in clean if d["lang"] == lang] or clean for lang in ("de", "es")}
+    # A corpus without one of these languages (one passed with --clean) uses any document then.
+    english = [d for d in clean if _role(d) == "en"] or clean
+    by_lang = {lang: [d for d in clean if _role(d) == lang] or clean for lang in ("de", "es")}
     pairs: list[dict[str, Any]] = []
     for _ in range(n):
         u = rng.random()
