@@ -2,7 +2,8 @@
 
     python -m benchmarks.quality [--clean PATH] [--seed N] [--only NAME] [--scale 10000,100000]
 
-Reads ../shared/corpora/real-clean.parquet when present (else --clean, else a synthetic corpus).
+Plants into --clean PATH when given, else ../shared/corpora/real-clean.parquet when present, else
+a synthetic stand-in of made-up prose in three languages (benchmarks/scenarios/common.py).
 For every scenario it reports the true trigger's rank among the findings, document precision and
 recall of the high-severity findings (the suspects a user would remove), and the number of
 high-severity findings (which must be zero on clean controls). The last line is a one-line summary.
