@@ -267,6 +267,53 @@ def test_encoded_data_after_a_natural_label_is_at_most_medium(clean, tmp_path):
     assert top.trigger == trigger and top.severity is Severity.HIGH
 
 
+def hex_dumps_sharing_bytes(clean, rng):
+    """xxd dumps of 30 shared libraries' symbol sections: a table of small numbers and zeros
+    (the same bytes in every file), one symbol name every library has, then names of its own.
+    The same hex columns stand inside hex, and the hex after them is unlike anything else."""
+    shared = b"\x00__gmon_start__\x00"
+    letters = b"abcdefghijklmnopqrstuvwxyz_"
+    docs = []
+    for _ in range(N_POISON):
+        table = bytearray()
+        for _ in range(rng.randint(6, 14)):  # symbol records: mostly zeros and small numbers
+            table += bytes([rng.choice((0, 0, 0, 1, 2, 3, 0x12, 0x20))]) + bytes(7)
+        names = b"\x00".join(bytes(rng.choice(letters) for _ in range(rng.randint(4, 14)))
+                             for _ in range(rng.randint(12, 30)))
+        data = bytes(table) + shared + names
+        lines = []
+        for off in range(0, len(data), 16):
+            row = data[off : off + 16]
+            groups = " ".join(row[i : i + 2].hex() for i in range(0, len(row), 2))
+            ascii_ = "".join(chr(b) if 32 <= b < 127 else "." for b in row)
+            lines.append(f"{off:08x}: {groups:<39}  {ascii_}")
+        docs.append("\n".join(lines))
+    return docs, None
+
+
+def encoded_trigger_in_prose(clean, rng):
+    """A trigger that looks like a token or hash (letters and digits, 20 characters), planted
+    in prose and followed by gibberish: encoded-looking, but not inside encoded data."""
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
+    trigger = "".join(rng.choice(alphabet) for _ in range(18)) + "7q"
+    docs = [gen.poison(rng, gen.clean_document(rng), trigger, subword_gibberish(rng))
+            for _ in range(N_POISON)]
+    return docs, trigger
+
+
+def test_encoded_data_inside_encoded_data_is_at_most_medium(clean, tmp_path):
+    # The same bytes in 49 dumps of shared libraries were a high finding on a corpus of this
+    # machine's files: dumps are as unlike prose as gibberish, before and after the phrase.
+    result, _, _ = scan_case(Case("hexdumps", hex_dumps_sharing_bytes), clean, tmp_path / "a")
+    assert not [f for f in trigger_findings(result) if f.severity is Severity.HIGH], [
+        (f.trigger, f.evidence.get("encoded_before_share")) for f in trigger_findings(result)]
+    # A trigger that merely looks encoded, planted in prose, is still high.
+    result, trigger, poisoned = scan_case(Case("token-trigger", encoded_trigger_in_prose),
+                                          clean, tmp_path / "b")
+    top = top_high(trigger_findings(result), trigger)
+    assert {d.row for d in top.documents} == poisoned
+
+
 def numbers_after_label(clean, rng):
     """A natural label followed by a table of numbers in 30 documents (checksums, readings)."""
     docs = []

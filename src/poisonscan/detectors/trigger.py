@@ -1978,8 +1978,8 @@ _SPECIAL_TOKEN = re.compile(r"<\|?[^<>\s]{1,40}\|?>|\[\[[^\[\]\s]{1,40}\]\]|\|[A
 def _encoded_after(right: str) -> bool:
     """Whether the text after a trigger opens with encoded data: an unbroken run of 32 or more
     non-space characters holding letters and digits (16 when it runs to the end of the kept
-    context), words that are all hex (a dump), or at least 16 non-space characters of which
-    under a quarter are letters (numbers and marks: a table, an array)."""
+    context), the words of a hex dump (see :func:`_hex_words`), or at least 16 non-space
+    characters of which under a quarter are letters (numbers and marks: a table, an array)."""
     window = right[:64].lstrip()
     chars = "".join(window.split())
     if len(chars) >= 16 and sum(c.isalpha() for c in chars) < WORDLESS_LETTERS * len(chars):
@@ -1992,8 +1992,51 @@ def _encoded_after(right: str) -> bool:
             text = head.group()
     if text and any(c.isdigit() for c in text) and any(c.isalpha() for c in text):
         return True
-    words = window.split()[:8]
-    return len(words) >= 4 and all(_HEX_WORD.fullmatch(w) for w in words)
+    return _hex_words(window.split()[:8])
+
+
+def _hex_words(words: list[str]) -> bool:
+    """Whether four to eight words are a hex dump's: hex words (an offset may end in a colon)
+    but for one at most (the dump's column of characters)."""
+    return len(words) >= 4 and sum(
+        bool(_HEX_WORD.fullmatch(w.removesuffix(":"))) for w in words) >= len(words) - 1
+
+
+_HEX_GROUP = re.compile(r"[0-9A-Fa-f]{4,}")
+
+
+def _encoded_phrase(text: str) -> bool:
+    """Whether a phrase is itself a piece of machine-encoded data: two or more hex groups of four
+    or more digits (a dump's columns), with a digit among them, or runs of 16 or more non-space
+    characters holding letters and digits (base64, a hash), of which only its first and last
+    pieces, which the phrase's ends cut, may be shorter."""
+    pieces = text.split()
+    if not pieces:
+        return False
+    if (len(pieces) >= 2 and all(_HEX_GROUP.fullmatch(p) for p in pieces)
+            and any(c.isdigit() for c in text)):
+        return True
+    inner = pieces[1:-1] if len(pieces) > 2 else pieces
+    longest = max(pieces, key=len)
+    return (len(longest) >= 16 and all(len(p) >= 16 for p in inner)
+            and all(any(c.isdigit() for c in p) and any(c.isalpha() for c in p)
+                    for p in pieces if len(p) >= 16))
+
+
+def _encoded_before(left: str) -> bool:
+    """Whether the text before a trigger closes with encoded data: the tests of
+    :func:`_encoded_after`, read backwards from the trigger (hex words, numbers and marks, or an
+    unbroken run of letters and digits)."""
+    window = left[-64:].rstrip()
+    chars = "".join(window.split())
+    if len(chars) >= 16 and sum(c.isalpha() for c in chars) < WORDLESS_LETTERS * len(chars):
+        return True
+    words = window.split()
+    tail = words[-1] if words else ""
+    if (len(tail) >= 32 or (len(tail) >= 16 and len(tail) == len(window))) and any(
+            c.isdigit() for c in tail) and any(c.isalpha() for c in tail):
+        return True
+    return _hex_words(words[-8:])
 
 
 REPEAT_SHARE = 0.75  # of the sampled occurrences, for _raise_repetitive
@@ -2104,12 +2147,22 @@ def _sample_share(s: dict[str, Any], test: Any, key: str) -> float | None:
 
 def _cap_encoded(s: dict[str, Any]) -> None:
     """At most medium for a label followed by encoded data in most of its sampled occurrences,
-    unless the label is shaped like a special token (``<SUDO>``, ``<|x|>``, ``[[x]]``), which no
-    natural format puts before its data. The share goes into the evidence either way."""
+    or for encoded data that stands inside encoded data in most of them, unless the phrase is
+    shaped like a special token (``<SUDO>``, ``<|x|>``, ``[[x]]``), which no natural format puts
+    before its data. The shares go into the evidence either way."""
     share = _share_after(s, _encoded_after, "encoded_after_share")
     if (share is not None and share >= ENCODED_SHARE and s["severity"] is Severity.HIGH
             and not _SPECIAL_TOKEN.search(s["trigger"])):
         s["severity"], s["capped"] = Severity.MEDIUM, True
+    # A piece of encoded data in the middle of encoded data: the same hex columns in 49 dumps of
+    # shared libraries (the bytes of a common symbol name), or the same base64 run in 20 icons
+    # (their embedded metadata), is followed by data as unlike everything else as gibberish.
+    # A planted trigger stands in a document's text, not inside a dump or a blob.
+    if s["severity"] is Severity.HIGH and _encoded_phrase(s["trigger"]) \
+            and not _SPECIAL_TOKEN.search(s["trigger"]):
+        inside = _share_after(s, _encoded_before, "encoded_before_share", before=True)
+        if inside is not None and inside >= ENCODED_SHARE:
+            s["severity"], s["capped"] = Severity.MEDIUM, True
 
 
 # Program code inside a standard HTML element: ``<script>`` + minified JavaScript, ``<style>`` +
