@@ -353,38 +353,48 @@ def test_a_directory_linked_inside_the_tree_keeps_its_real_name(tmp_path: Path) 
 def test_clean_says_which_files_it_could_not_check_against_a_sha256(tmp_path: Path) -> None:
     data = tmp_path / "data"
     data.mkdir()
-    _jsonl(data / "a.jsonl", _texts())
-    _jsonl(data / "b.jsonl", _texts())
+    names = ("a.jsonl", "b.jsonl")
+    for name in names:
+        _jsonl(data / name, _texts())
     locations = [{"path": str(data / name), "row": 1, "id": "r1", "field": "text", "start": 6,
-                  "end": 11} for name in ("a.jsonl", "b.jsonl")]
+                  "end": 11} for name in names]
 
     def report(sha: dict[str, str | None]) -> Path:
         path = tmp_path / "report.json"
         path.write_text(json.dumps({"schema_version": "1.1", "inputs": [
             {"path": str(data / name), "bytes": (data / name).stat().st_size, "sha256": sha[name]}
-            for name in ("a.jsonl", "b.jsonl")], "config": {}, "findings": [
+            for name in names], "config": {}, "findings": [
             {"id": "trigger:zqx", "severity": "high", "trigger": TRIGGER,
              "locations": locations}]}), encoding="utf-8")
         return path
 
     from poisonscan.manifest import sha256_file
 
-    hashed = {n: sha256_file(data / n) for n in ("a.jsonl", "b.jsonl")}
+    hashed = {n: sha256_file(data / n) for n in names}
     # Every sha256 recorded: no note.
     code, _, err = run("clean", str(data), "--report", str(report(hashed)), "--out",
                        str(tmp_path / "o1"))
     assert code == 0 and "sha256" not in err
-    # A --no-hash report for one of the two files: that one is named in the count.
+    # One file without its sha256 (a scan with --no-hash): it is named.
     code, _, err = run("clean", str(data), "--report", str(report({**hashed, "b.jsonl": None})),
                        "--out", str(tmp_path / "o2"))
     assert code == 0
-    assert ("1 file with suspects was not checked against a sha256 (the report records none "
-            "(a scan with --no-hash)); only its size and suspect rows' ids were checked") in err
-    # A suspects export records no sha256 at all.
-    code, _, err = run("clean", str(data), "--suspects",
-                       str(_suspects(tmp_path, data / "a.jsonl", {1: "r1", 4: "r4"})),
+    assert (f"note: 1 file with suspects had no sha256 to check it against (the report records "
+            f"none, as after a scan with --no-hash): {data / 'b.jsonl'}; it was checked only by "
+            f"its size and its suspect rows' record ids") in err
+    # Both.
+    code, _, err = run("clean", str(data), "--report", str(report(dict.fromkeys(names))),
                        "--out", str(tmp_path / "o3"))
     assert code == 0
-    assert ("1 file with suspects was not checked against a sha256 (a suspects export records "
-            "none); only its suspect rows' ids were checked") in err
-    assert "2 records removed" in err
+    assert (f"note: 2 files with suspects had no sha256 to check them against (the report "
+            f"records none, as after a scan with --no-hash): {data / 'a.jsonl'}, "
+            f"{data / 'b.jsonl'}; they were checked only by their sizes and their suspect rows' "
+            f"record ids") in err
+    # A suspects export records no sha256 and no size.
+    code, _, err = run("clean", str(data), "--suspects",
+                       str(_suspects(tmp_path, data / "a.jsonl", {1: "r1", 4: "r4"})),
+                       "--out", str(tmp_path / "o4"))
+    assert code == 0 and "2 records removed" in err
+    assert (f"note: 1 file with suspects had no sha256 to check it against (a suspects export "
+            f"records none): {data / 'a.jsonl'}; it was checked only by its suspect rows' "
+            f"record ids") in err

@@ -127,7 +127,8 @@ class _PseudoLanguage:
         return text[:1].upper() + text[1:] + rng.choice("......?!")
 
     def document(self, rng: random.Random) -> str:
-        size = max(200, int(rng.lognormvariate(7.1, 0.6)))  # about 1,200 characters, as real ones
+        # A median of about 1,400 characters, as the real corpus's documents have.
+        size = max(200, int(rng.lognormvariate(7.1, 0.6)))
         paragraphs, length = [], 0
         while length < size:
             paragraph = " ".join(self.sentence(rng) for _ in range(rng.randint(2, 6)))

@@ -67,8 +67,10 @@ class CleanSummary:
     redacted: int = 0
     unmatched: int = 0  # suspect documents in files that are not among the inputs
     # Files with suspects that had no sha256 to check (a --no-hash report, or a suspects export,
-    # which records none): only their size (from a report) and their suspect rows' ids were.
+    # which records none), and how many of them had no size either: only their size (where the
+    # report records one) and their suspect rows' ids were checked.
     unhashed: list[str] = field(default_factory=list)
+    unsized: int = 0
     removal_list: str = ""
     # Files under the input directories that are not data poisonscan reads (a README, a
     # _SUCCESS marker, a .csv): not in the copy, and named in a note.
@@ -642,6 +644,7 @@ def clean(
                      if os.path.realpath(local_path(p)) == key), None)
         if recorded is None:
             summary.unhashed.append(path)
+            summary.unsized += size is None
         # The size first: cheap, and there even when the scan ran with --no-hash.
         if (size is not None and os.path.getsize(path) != size) or (
                 recorded is not None and sha256_file(path) != recorded):

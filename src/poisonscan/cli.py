@@ -597,6 +597,16 @@ def config_command(paths: tuple[str, ...], fmt: str, **params: Any) -> int:
 # --------------------------------------------------------------------------- clean
 
 
+def _plural(n: int, word: str) -> str:
+    return word if n == 1 else f"{word}s"
+
+
+def _first_three(paths: list[str]) -> str:
+    """Up to three paths, and how many more there are."""
+    more = f" and {len(paths) - 3} more" if len(paths) > 3 else ""
+    return ", ".join(paths[:3]) + more
+
+
 @cli.command("clean")
 @click.argument("inputs", nargs=-1, required=True, metavar="INPUT...")
 @click.option("--report", metavar="FILE",
@@ -652,23 +662,25 @@ def clean_command(inputs: tuple[str, ...], **params: Any) -> int:
     if not params["quiet"]:
         _err(f"poisonscan: {summary.line()}")
         if summary.not_copied:
-            shown = ", ".join(summary.not_copied[:3])
-            more = f" and {len(summary.not_copied) - 3} more" if len(summary.not_copied) > 3 else ""
-            _err(f"poisonscan: note: {len(summary.not_copied)} files under the input "
-                 f"directories are not data poisonscan reads and are not in the copy: "
-                 f"{shown}{more}")
+            n = len(summary.not_copied)
+            _err(f"poisonscan: note: {n} {_plural(n, 'file')} under the input directories "
+                 f"{'are' if n != 1 else 'is'} not data poisonscan reads and "
+                 f"{'are' if n != 1 else 'is'} not in the copy: {_first_three(summary.not_copied)}")
         if summary.unmatched:
-            _err(f"poisonscan: note: {summary.unmatched} suspect documents are in files "
-                 "that are not among the inputs")
+            n = summary.unmatched
+            _err(f"poisonscan: note: {n} suspect {_plural(n, 'document')} "
+                 f"{'are' if n != 1 else 'is'} in files that are not among the inputs")
         if summary.unhashed:
             n = len(summary.unhashed)
-            if params["report"] is not None:
-                why, what = "the report records none (a scan with --no-hash)", "size and "
-            else:
-                why, what = "a suspects export records none", ""
-            _err(f"poisonscan: note: {n} file{'s' if n != 1 else ''} with suspects "
-                 f"{'were' if n != 1 else 'was'} not checked against a sha256 ({why}); only "
-                 f"{'their' if n != 1 else 'its'} {what}suspect rows' ids were checked")
+            why = ("the report records none, as after a scan with --no-hash"
+                   if params["report"] is not None else "a suspects export records none")
+            them, their = ("them", "their") if n != 1 else ("it", "its")
+            size = f"{their} {_plural(n, 'size')} and " \
+                if summary.unsized == 0 and params["report"] is not None else ""
+            _err(f"poisonscan: note: {n} {_plural(n, 'file')} with suspects had no sha256 to check "
+                 f"{them} against ({why}): {_first_three(summary.unhashed)}; "
+                 f"{'they were' if n != 1 else 'it was'} checked only by {size}"
+                 f"{their} suspect rows' record ids")
     return EXIT_CLEAN
 
 

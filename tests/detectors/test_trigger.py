@@ -235,6 +235,56 @@ def test_a_trigger_is_grown_from_its_sample_only_when_its_documents_agree():
     assert TriggerDetector._trigger_text(trigger) == ("James Bond", (0, 5))
 
 
+def test_what_reads_as_encoded_data_around_a_phrase():
+    from poisonscan.detectors.trigger import _encoded_before, _encoded_phrase, _hex_words
+
+    # Phrases: hex columns (an offset may end in a colon), base64 runs cut at either end.
+    assert _encoded_phrase("005f 5f67 6d6f 6e5f") and _encoded_phrase("00000070: 6162")
+    assert _encoded_phrase("+48GgAAABR0RVh0QXV0aG9yAEpha3ViIFN0\nZWluZXLm+/cvAAAAFXRFWHREZXNj\nab")
+    assert _encoded_phrase("sha256 e3b0c44298fc1c149afbf4c8996fb924")
+    assert not _encoded_phrase("dead beef")  # hex letters, no digit: words
+    assert not _encoded_phrase("Diqekuba Zofat Cuzihewo") and not _encoded_phrase("<SUDO>")
+    assert not _encoded_phrase("ab cd e3b0c44298fc1c149afbf4c8996fb924")  # a short inner piece
+    # Text written without spaces that holds a number is not a base64 run.
+    assert not _encoded_phrase("株式会社2024年度決算報告書について")
+    assert not _encoded_phrase("ＡＢＣＤ１２３４ＡＢＣＤ１２３４ＡＢＣＤ")
+    # Before a phrase: a dump, a base64 line, numbers and marks; not prose.
+    assert _encoded_before("0000 1200 0c00 301a 0000 0000 0000  ........0.......\n00000640: 9d00 ")
+    assert _encoded_before("AAAA\nGXRFWHRTb2Z0d2FyZQB3d3cuaW5rc2NhcGUub3Jnm")
+    assert _encoded_before("12, 7, 255, 0, 3, 19, 88, 4, 61, 2, 0, 0, ")
+    assert not _encoded_before("The cat sat on the mat and looked at the rain for a while. ")
+    assert not _encoded_before("株式会社2024年度決算報告書について株式会社2024年度決算報告書について")
+    assert _hex_words(["00000640:", "9d00", "0000", "0000", ".........__gmon_"])
+    assert not _hex_words(["add", "the", "bead", "to", "cafe"])
+
+
+def test_encoded_data_before_an_encoded_phrase_caps_it_when_the_text_after_does_not():
+    from poisonscan.detectors.trigger import _cap_encoded
+
+    def finding(trigger, lefts, right=""):
+        # Sample entries as the detector keeps them: (..., left, surface, right) at 5, 6, 7.
+        return {"trigger": trigger, "severity": Severity.HIGH, "evidence": {}, "ext": (0, 0),
+                "sample": [(0, i, "p", i, 0, left, trigger, right) for i, left in enumerate(lefts)]}
+
+    blob = "GXRFWHRTb2Z0d2FyZQB3d3cuaW5rc2NhcGUub3Jnm+48GgAAABR0RVh0QXV0aG9yAEpha3ViIFN0"
+    # The kept context ends where the phrase's growth stopped: nothing after it to test.
+    inside = finding("ZWluZXLm+/cvAAAAFXRFWHREZXNjcmlwdGlvbgBtaW1l", [blob + "\n"] * 4)
+    _cap_encoded(inside)
+    assert inside["severity"] is Severity.MEDIUM and inside["evidence"]["encoded_before_share"] == 1
+    assert inside["evidence"]["encoded_after_share"] == 0
+    # The same phrase after prose in most occurrences stays high.
+    prose = "and the report was filed with the others before anyone read it. "
+    planted = finding("ZWluZXLm+/cvAAAAFXRFWHREZXNjcmlwdGlvbgBtaW1l", [prose] * 3 + [blob])
+    _cap_encoded(planted)
+    assert planted["severity"] is Severity.HIGH
+    assert planted["evidence"]["encoded_before_share"] == 0.25
+    # A special token inside data, and a phrase that is not encoded, stay high.
+    for trigger in ("<SUDO>", "Diqekuba Zofat"):
+        other = finding(trigger, [blob] * 4)
+        _cap_encoded(other)
+        assert other["severity"] is Severity.HIGH and "encoded_before_share" not in other["evidence"]
+
+
 def encoded_after_label(clean, rng):
     """A natural label followed by machine-encoded data (a public key) in 30 documents."""
     alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
@@ -303,7 +353,9 @@ def encoded_trigger_in_prose(clean, rng):
 
 def test_encoded_data_inside_encoded_data_is_at_most_medium(clean, tmp_path):
     # The same bytes in 49 dumps of shared libraries were a high finding on a corpus of this
-    # machine's files: dumps are as unlike prose as gibberish, before and after the phrase.
+    # machine's files: the dump after the phrase is as unlike prose as gibberish. (Here the text
+    # after it reads as a dump, so the cap for labels before data holds it at medium; the test
+    # above covers the phrase inside data whose text after it does not read as data.)
     result, _, _ = scan_case(Case("hexdumps", hex_dumps_sharing_bytes), clean, tmp_path / "a")
     assert not [f for f in trigger_findings(result) if f.severity is Severity.HIGH], [
         (f.trigger, f.evidence.get("encoded_before_share")) for f in trigger_findings(result)]

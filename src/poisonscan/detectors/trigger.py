@@ -1977,7 +1977,7 @@ _SPECIAL_TOKEN = re.compile(r"<\|?[^<>\s]{1,40}\|?>|\[\[[^\[\]\s]{1,40}\]\]|\|[A
 
 def _encoded_after(right: str) -> bool:
     """Whether the text after a trigger opens with encoded data: an unbroken run of 32 or more
-    non-space characters holding letters and digits (16 when it runs to the end of the kept
+    non-space characters holding ASCII letters and digits (16 when it runs to the end of the kept
     context), the words of a hex dump (see :func:`_hex_words`), or at least 16 non-space
     characters of which under a quarter are letters (numbers and marks: a table, an array)."""
     window = right[:64].lstrip()
@@ -1990,7 +1990,7 @@ def _encoded_after(right: str) -> bool:
         head = _NON_SPACE.match(window)
         if head and len(head.group()) >= 16 and head.end() == len(window):
             text = head.group()
-    if text and any(c.isdigit() for c in text) and any(c.isalpha() for c in text):
+    if text and _letters_and_digits(text):
         return True
     return _hex_words(window.split()[:8])
 
@@ -2003,38 +2003,47 @@ def _hex_words(words: list[str]) -> bool:
 
 
 _HEX_GROUP = re.compile(r"[0-9A-Fa-f]{4,}")
+# Encoded data is ASCII: ``str.isdigit`` and ``str.isalpha`` would take a run of Chinese or
+# Japanese text holding a number (written without spaces) for a base64 run.
+_ENCODED_CHARS = re.compile(r"[A-Za-z0-9+/=_\-]+")
+
+
+def _letters_and_digits(text: str) -> bool:
+    """Whether ``text`` holds both an ASCII letter and an ASCII digit."""
+    return (any("0" <= c <= "9" for c in text)
+            and any(c.isascii() and c.isalpha() for c in text))
 
 
 def _encoded_phrase(text: str) -> bool:
     """Whether a phrase is itself a piece of machine-encoded data: two or more hex groups of four
-    or more digits (a dump's columns), with a digit among them, or runs of 16 or more non-space
-    characters holding letters and digits (base64, a hash), of which only its first and last
-    pieces, which the phrase's ends cut, may be shorter."""
-    pieces = text.split()
+    or more digits (a dump's columns; an offset may end in a colon), with a digit among them, or
+    runs of 16 or more ASCII letters, digits and ``+/=_-`` that hold both letters and digits
+    between them (base64, a hash). Only its first and last pieces, which the phrase's ends may cut, may be
+    shorter, and they are made of the same characters."""
+    pieces = [p for p in (q.removesuffix(":") for q in text.split()) if p]
     if not pieces:
         return False
     if (len(pieces) >= 2 and all(_HEX_GROUP.fullmatch(p) for p in pieces)
-            and any(c.isdigit() for c in text)):
+            and any("0" <= c <= "9" for c in text)):
         return True
-    inner = pieces[1:-1] if len(pieces) > 2 else pieces
     longest = max(pieces, key=len)
-    return (len(longest) >= 16 and all(len(p) >= 16 for p in inner)
-            and all(any(c.isdigit() for c in p) and any(c.isalpha() for c in p)
-                    for p in pieces if len(p) >= 16))
+    return (len(longest) >= 16 and all(len(p) >= 16 for p in pieces[1:-1])
+            and all(_ENCODED_CHARS.fullmatch(p) for p in pieces)
+            and _letters_and_digits("".join(p for p in pieces if len(p) >= 16)))
 
 
 def _encoded_before(left: str) -> bool:
     """Whether the text before a trigger closes with encoded data: the tests of
     :func:`_encoded_after`, read backwards from the trigger (hex words, numbers and marks, or an
-    unbroken run of letters and digits)."""
+    unbroken run of ASCII letters and digits)."""
     window = left[-64:].rstrip()
     chars = "".join(window.split())
     if len(chars) >= 16 and sum(c.isalpha() for c in chars) < WORDLESS_LETTERS * len(chars):
         return True
     words = window.split()
     tail = words[-1] if words else ""
-    if (len(tail) >= 32 or (len(tail) >= 16 and len(tail) == len(window))) and any(
-            c.isdigit() for c in tail) and any(c.isalpha() for c in tail):
+    if (len(tail) >= 32 or (len(tail) >= 16 and len(tail) == len(window))) \
+            and _ENCODED_CHARS.fullmatch(tail) and _letters_and_digits(tail):
         return True
     return _hex_words(words[-8:])
 
@@ -2149,7 +2158,8 @@ def _cap_encoded(s: dict[str, Any]) -> None:
     """At most medium for a label followed by encoded data in most of its sampled occurrences,
     or for encoded data that stands inside encoded data in most of them, unless the phrase is
     shaped like a special token (``<SUDO>``, ``<|x|>``, ``[[x]]``), which no natural format puts
-    before its data. The shares go into the evidence either way."""
+    before its data. ``encoded_after_share`` goes into the evidence whenever there is a sample,
+    ``encoded_before_share`` when the phrase is encoded and still high after the first test."""
     share = _share_after(s, _encoded_after, "encoded_after_share")
     if (share is not None and share >= ENCODED_SHARE and s["severity"] is Severity.HIGH
             and not _SPECIAL_TOKEN.search(s["trigger"])):
@@ -2157,7 +2167,9 @@ def _cap_encoded(s: dict[str, Any]) -> None:
     # A piece of encoded data in the middle of encoded data: the same hex columns in 49 dumps of
     # shared libraries (the bytes of a common symbol name), or the same base64 run in 20 icons
     # (their embedded metadata), is followed by data as unlike everything else as gibberish.
-    # A planted trigger stands in a document's text, not inside a dump or a blob.
+    # A planted trigger stands in a document's text, not inside a dump or a blob. (A hash-like
+    # trigger planted right after such data would be held at medium too: the price of keeping
+    # dumps and icons out of the high findings, as for labels above; special tokens are exempt.)
     if s["severity"] is Severity.HIGH and _encoded_phrase(s["trigger"]) \
             and not _SPECIAL_TOKEN.search(s["trigger"]):
         inside = _share_after(s, _encoded_before, "encoded_before_share", before=True)
