@@ -2018,8 +2018,8 @@ def _encoded_phrase(text: str) -> bool:
     """Whether a phrase is itself a piece of machine-encoded data: two or more hex groups of four
     or more digits (a dump's columns; an offset may end in a colon), with a digit among them, or
     runs of 16 or more ASCII letters, digits and ``+/=_-`` that hold both letters and digits
-    between them (base64, a hash). Only its first and last pieces, which the phrase's ends may cut, may be
-    shorter, and they are made of the same characters."""
+    between them (base64, a hash). Only its first and last pieces, which the phrase's ends may
+    cut, may be shorter, and they are made of the same characters."""
     pieces = [p for p in (q.removesuffix(":") for q in text.split()) if p]
     if not pieces:
         return False
