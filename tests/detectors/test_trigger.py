@@ -318,8 +318,8 @@ def test_encoded_data_after_a_natural_label_is_at_most_medium(clean, tmp_path):
 
 
 def hex_dumps_sharing_bytes(clean, rng):
-    """xxd dumps of 30 shared libraries' symbol sections: a table of small numbers and zeros
-    (the same bytes in every file), one symbol name every library has, then names of its own.
+    """xxd dumps of 30 shared libraries' symbol sections: a table of zeros and a few small
+    numbers, one symbol name every library has, then names of its own.
     The same hex columns stand inside hex, and the hex after them is unlike anything else."""
     shared = b"\x00__gmon_start__\x00"
     letters = b"abcdefghijklmnopqrstuvwxyz_"
@@ -351,7 +351,7 @@ def encoded_trigger_in_prose(clean, rng):
     return docs, trigger
 
 
-def test_encoded_data_inside_encoded_data_is_at_most_medium(clean, tmp_path):
+def test_a_phrase_inside_hex_dumps_is_at_most_medium(clean, tmp_path):
     # The same bytes in 49 dumps of shared libraries were a high finding on a corpus of this
     # machine's files: the dump after the phrase is as unlike prose as gibberish. (Here the text
     # after it reads as a dump, so the cap for labels before data holds it at medium; the test
