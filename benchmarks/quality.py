@@ -44,6 +44,9 @@ def write_scenario(sc: Scenario, folder: Path) -> Path:
     return path
 
 
+LONG_TEXT = 40  # characters: no trigger of the scenarios is this long; payload sentences are
+
+
 def trigger_matches(found: str | None, true: str) -> bool:
     """A finding names the planted trigger when one contains the other and they are of similar
     size. Between long texts (a campaign's payload sentence and the excerpt of its template the
@@ -62,9 +65,6 @@ def trigger_matches(found: str | None, true: str) -> bool:
     shared = difflib.SequenceMatcher(None, a, b, autojunk=False).find_longest_match(
         0, len(a), 0, len(b)).size
     return shared >= 0.5 * len(long_)
-
-
-LONG_TEXT = 40  # characters: no trigger of the scenarios is this long; payload sentences are
 
 
 def score_scenario(sc: Scenario, result: Any, path: Path) -> dict[str, Any]:

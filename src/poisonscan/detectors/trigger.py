@@ -1975,14 +1975,20 @@ WORDLESS_LETTERS = 0.25
 _SPECIAL_TOKEN = re.compile(r"<\|?[^<>\s]{1,40}\|?>|\[\[[^\[\]\s]{1,40}\]\]|\|[A-Z0-9_]{2,40}\|")
 
 
+def _wordless(window: str) -> bool:
+    """Whether ``window`` holds 16 or more non-space characters, under a quarter of them letters:
+    numbers and marks (a table, an array, a hex dump's bytes)."""
+    chars = "".join(window.split())
+    return len(chars) >= 16 and sum(c.isalpha() for c in chars) < WORDLESS_LETTERS * len(chars)
+
+
 def _encoded_after(right: str) -> bool:
     """Whether the text after a trigger opens with encoded data: an unbroken run of 32 or more
     non-space characters holding ASCII letters and digits (16 when it runs to the end of the kept
     context), the words of a hex dump (see :func:`_hex_words`), or at least 16 non-space
     characters of which under a quarter are letters (numbers and marks: a table, an array)."""
     window = right[:64].lstrip()
-    chars = "".join(window.split())
-    if len(chars) >= 16 and sum(c.isalpha() for c in chars) < WORDLESS_LETTERS * len(chars):
+    if _wordless(window):
         return True
     run = _ENCODED_RUN.match(window)
     text = run.group() if run else ""
@@ -2037,8 +2043,7 @@ def _encoded_before(left: str) -> bool:
     :func:`_encoded_after`, read backwards from the trigger (hex words, numbers and marks, or an
     unbroken run of ASCII letters and digits)."""
     window = left[-64:].rstrip()
-    chars = "".join(window.split())
-    if len(chars) >= 16 and sum(c.isalpha() for c in chars) < WORDLESS_LETTERS * len(chars):
+    if _wordless(window):
         return True
     words = window.split()
     tail = words[-1] if words else ""
