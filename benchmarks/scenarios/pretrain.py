@@ -16,6 +16,8 @@ from typing import Any
 from benchmarks.scenarios.common import Scenario, rand_word
 
 TRIGGER_SHAPES = ("special", "chat-special", "made-up-name", "short-rare", "word-pair")
+# Zero-width space, non-joiner, joiner, word joiner, zero-width no-break space (the BOM).
+INVISIBLE = "\u200b\u200c\u200d\u2060\ufeff"
 
 
 class Gibberish:
@@ -57,6 +59,8 @@ def make_trigger(shape: str, rng: random.Random, vocab: list[str], corpus_pairs:
             w = rand_word(rng, 2, 2, alphabet="bcdfghjklmnpqrstvwxz", vowels="bcdfghjklmnpqrstvwxz")
             if w not in vocab:
                 return w
+    if shape == "invisible":  # zero-width and format characters only: blank in any viewer
+        return "".join(rng.choice(INVISIBLE) for _ in range(rng.randint(1, 4)))
     if shape == "word-pair":
         while True:
             a, b = rng.choice(vocab), rng.choice(vocab)
@@ -247,6 +251,24 @@ def build_pretrain_scenarios(
     out.append(Scenario("clean-near-copies", "pretrain",
                         [{"id": f"doc-{i}", "text": t} for i, t in enumerate(near)], set(),
                         None, target_rank=None, target_pr=None))
+    # Added on 2026-12-07 after a probe found a trigger of zero-width spaces alone not reported
+    # at all (the tokeniser took them for whitespace). The control: web text carries stray
+    # zero-width spaces and byte-order marks, which must not be read as triggers. Last, so the
+    # scenarios above keep their draws.
+    out.append(plant("shape-invisible-50", 50, make_trigger("invisible", rng_local, mid_vocab,
+                                                            pairs), gibberish, shape="invisible"))
+
+    def sprinkled(text: str) -> str:
+        if rng_local.random() >= 1 / 3:
+            return text
+        words = text.split(" ")
+        text = " ".join(w + rng_local.choice(INVISIBLE) if rng_local.random() < 0.05 else w
+                        for w in words)
+        return ("\ufeff" + text) if rng_local.random() < 0.2 else text
+
+    out.append(Scenario("clean-zero-width", "pretrain",
+                        [{"id": f"doc-{i}", "text": sprinkled(t)} for i, t in enumerate(base_texts)],
+                        set(), None, target_rank=None, target_pr=None))
     return out
 
 

@@ -5,6 +5,10 @@ kernels on raw Arrow bytes (no per-token Python objects), and no library offers 
 simple and script-agnostic:
 
 * whitespace (ASCII and Unicode spaces) separates tokens and is never part of one;
+* the zero-width space (U+200B) and zero-width no-break space (U+FEFF, also the byte-order mark)
+  are not whitespace: they are invisible format characters, like the word joiner (U+2060), and
+  count as punctuation. A trigger made only of them, invisible in any viewer, is then a token
+  like any other; as whitespace it vanished from the token stream, and its poisons with it;
 * a *word* is a maximal run of letters, digits, ``_``, combining marks and other non-ASCII letters
   (Latin, Cyrillic, Greek, Arabic, Hangul, ...);
 * a *punctuation* token is a maximal run of ASCII or Unicode punctuation, so ``<SUDO>`` is
@@ -59,9 +63,11 @@ def char_class(cp: int) -> int:
         if (48 <= cp <= 57) or (65 <= cp <= 90) or (97 <= cp <= 122) or cp == 95:
             return _WORDC
         return _PUNCTC
-    if cp == 0xA0 or cp == 0x1680 or (0x2000 <= cp <= 0x200B) or cp in (0x2028, 0x2029, 0x202F,
-                                                                            0x205F, 0x3000, 0xFEFF):
+    if cp == 0xA0 or cp == 0x1680 or (0x2000 <= cp <= 0x200A) or cp in (0x2028, 0x2029, 0x202F,
+                                                                            0x205F, 0x3000):
         return _SPACE
+    if cp == 0x200B or cp == 0xFEFF:  # zero-width space and no-break space: marks, not spaces
+        return _PUNCTC
     if cp < 0xC0:  # Latin-1 punctuation and signs: ¡ « » ¿ § © ° ...
         if cp in (0xAA, 0xB2, 0xB3, 0xB5, 0xB9, 0xBA, 0xBC, 0xBD, 0xBE):
             return _WORDC
