@@ -4,11 +4,13 @@ The tokeniser is hand-written rather than taken from a library because it must r
 kernels on raw Arrow bytes (no per-token Python objects), and no library offers that. Its rules are
 simple and script-agnostic:
 
-* whitespace (ASCII and Unicode spaces) separates tokens and is never part of one;
-* the zero-width space (U+200B) and zero-width no-break space (U+FEFF, also the byte-order mark)
-  are not whitespace: they are invisible format characters, like the word joiner (U+2060), and
-  count as punctuation. A trigger made only of them, invisible in any viewer, is then a token
-  like any other; as whitespace it vanished from the token stream, and its poisons with it;
+* whitespace separates tokens and is never part of one. Whitespace is what Python's
+  ``str.isspace()`` says it is (``str.split()`` splits on the same characters): ASCII and
+  Unicode spaces, line and paragraph breaks. Other control characters (NUL, backspace, ESC,
+  DEL), the zero-width space (U+200B) and the zero-width no-break space (U+FEFF, also the
+  byte-order mark) are not: they count as punctuation, as the word joiner (U+2060) does. A
+  trigger made only of such characters, invisible in any viewer, is then a token like any
+  other; as whitespace it vanished from the token stream, and its poisons with it;
 * a *word* is a maximal run of letters, digits, ``_``, combining marks and other non-ASCII letters
   (Latin, Cyrillic, Greek, Arabic, Hangul, ...);
 * a *punctuation* token is a maximal run of ASCII or Unicode punctuation, so ``<SUDO>`` is
@@ -58,12 +60,12 @@ def mix64(x: np.uint64) -> np.uint64:
 def char_class(cp: int) -> int:
     """Class of one code point (see the module docstring)."""
     if cp < 128:
-        if cp <= 32 or cp == 127:
+        if cp == 32 or 9 <= cp <= 13 or 28 <= cp <= 31:
             return _SPACE
         if (48 <= cp <= 57) or (65 <= cp <= 90) or (97 <= cp <= 122) or cp == 95:
             return _WORDC
         return _PUNCTC
-    if cp == 0xA0 or cp == 0x1680 or (0x2000 <= cp <= 0x200A) or cp in (0x2028, 0x2029, 0x202F,
+    if cp == 0x85 or cp == 0xA0 or cp == 0x1680 or (0x2000 <= cp <= 0x200A) or cp in (0x2028, 0x2029, 0x202F,
                                                                             0x205F, 0x3000):
         return _SPACE
     if cp == 0x200B or cp == 0xFEFF:  # zero-width space and no-break space: marks, not spaces
@@ -101,8 +103,8 @@ def _byte_table() -> np.ndarray:
     """Class of every byte: ASCII bytes by the rules above, the others ``_NONASCII``."""
     table = np.full(256, _NONASCII, dtype=np.uint8)
     table[:128] = _PUNCTC
-    table[:33] = _SPACE
-    table[127] = _SPACE
+    for b in (9, 10, 11, 12, 13, 28, 29, 30, 31, 32):
+        table[b] = _SPACE
     for lo, hi in ((48, 57), (65, 90), (97, 122), (95, 95)):
         table[lo : hi + 1] = _WORDC
     return table
