@@ -53,6 +53,16 @@ def test_text_is_escaped_and_an_empty_scan_renders() -> None:
     assert "No suspected poisoning found." in empty and "plot-scores" not in empty
 
 
+def test_an_invisible_trigger_shows_in_the_page() -> None:
+    # A trigger of zero-width and tag characters: an empty cell and an empty highlight unless
+    # each of them shows; the snippet keeps its line break and the span its place.
+    smuggled = "\u200b\u200b" + "".join(chr(0xE0000 + ord(c)) for c in "GO")
+    page = render_html(make_result([make_finding(smuggled)]))
+    assert smuggled not in page
+    assert "<code>····</code>" in page
+    assert "Some <mark>····</mark> gibberish" in page and "markup[/bold]\nnext line" in page
+
+
 def test_a_trigger_is_no_markup_in_the_plots() -> None:
     # Plotly reads labels and hover text as a little HTML: a trigger that is a link would show
     # as a clickable link in the plot, its text hidden.

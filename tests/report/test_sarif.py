@@ -100,6 +100,14 @@ def test_levels_and_fingerprints_of_hand_built_findings(severity: Severity) -> N
     assert result["partialFingerprints"] == {"poisonscanFindingId/v1": finding.id}
 
 
+def test_the_message_shows_hidden_characters_and_the_properties_keep_them() -> None:
+    hidden = "\u202eX\u200b\u200b"  # a right-to-left override and zero-width spaces
+    doc = sarif_dict(make_result([make_finding(hidden)]))
+    [result] = doc["runs"][0]["results"]
+    assert "“·X··”" in result["message"]["text"] and hidden not in result["message"]["text"]
+    assert result["properties"]["trigger"] == hidden
+
+
 def test_artifact_uris() -> None:
     assert artifact_uri("data/a b.jsonl") == "data/a%20b.jsonl"
     assert artifact_uri("/nowhere/x.jsonl").startswith("file:///nowhere/x.jsonl")

@@ -97,3 +97,7 @@ def test_visible_keeps_ordinary_text_and_every_offset() -> None:
     assert len(shown) == len(hostile)
     assert shown == "a·b·c·d·e·f\ufffdg→n⏎"
     assert safe_message(hostile) == "a·b·c·d·e·f\ufffdg\tn\n"
+    # Words in tag characters ("ASCII smuggling"), a soft hyphen, a Hangul filler: all blank.
+    smuggled = "".join(chr(0xE0000 + ord(c)) for c in "SUDO")
+    assert visible(f"x{smuggled}\u00ad\u3164y") == "x······y"
+    assert visible("\u0600١٢ ❤\ufe0f") == "\u0600١٢ ❤\ufe0f"  # signs and emoji variants stay

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 from poisonscan.findings import Example, Finding, Severity, rank_findings
 from poisonscan.report import failing_findings
+from poisonscan.report.visible import safe_message, visible
 
 if TYPE_CHECKING:
     from poisonscan.engine.scan import ScanResult
@@ -58,7 +59,9 @@ def _e(value: Any) -> str:
 def _short(trigger: str | None) -> str:
     if trigger is None:
         return "—"
-    shown = " ".join(trigger.split()) or repr(trigger)
+    # Invisible characters as `·`, as in the table: a trigger of zero-width characters or tag
+    # characters is otherwise an empty cell.
+    shown = visible(" ".join(trigger.split())) or repr(trigger)
     return shown if len(shown) <= TRIGGER_CHARS else shown[: TRIGGER_CHARS - 1] + "…"
 
 
@@ -70,8 +73,10 @@ def _label(trigger: str | None) -> str:
 
 
 def highlighted(example: Example) -> str:
-    """The example's snippet as HTML, with the trigger span in ``<mark>`` (when known)."""
-    text, start, end = example.snippet, example.start, example.end
+    """The example's snippet as HTML, with the trigger span in ``<mark>`` (when known).
+    Invisible characters show as `·`, one for one, so the span stays where it was; line breaks
+    and tabs stay as they are (the snippet's box keeps them)."""
+    text, start, end = safe_message(example.snippet), example.start, example.end
     if start is None or end is None or not 0 <= start < end <= len(text):
         return _e(text)
     return f"{_e(text[:start])}<mark>{_e(text[start:end])}</mark>{_e(text[end:])}"

@@ -24,6 +24,7 @@ from poisonscan.errors import InputError
 from poisonscan.findings import DocumentRef, Finding, Severity, rank_findings
 from poisonscan.rawlines import is_json_lines, line_numbers
 from poisonscan.report.json import plain
+from poisonscan.report.visible import visible
 
 if TYPE_CHECKING:
     from poisonscan.engine.scan import ScanResult
@@ -114,7 +115,9 @@ def _location(doc: DocumentRef, lines: dict[tuple[str, int], int], **extra: Any)
 
 
 def _message(f: Finding, title: str) -> str:
-    trigger = f.trigger
+    # The message is what a viewer (a code-scanning page) shows: control, bidirectional and
+    # invisible characters as `·`, as the table shows them. ``properties.trigger`` keeps the text.
+    trigger = None if f.trigger is None else visible(f.trigger)
     if trigger is not None and len(trigger) > TRIGGER_CHARS:
         trigger = trigger[: TRIGGER_CHARS - 1] + "…"
     what = f"“{trigger}”" if trigger is not None else "a pattern"
