@@ -122,7 +122,8 @@ def toks(text: str, seed: int = 0) -> list[tuple[str, int]]:
 
 # ------------------------------------------------------------------ strategies
 ODD = (
-    "<>|/\\_-—–…«»¿¡§©°·•€£¥ \t\n\r\x00\x0b\x7f\xa0\u1680\u2003\u200b\u2028\u202f\u3000\ufeff"
+    "<>|/\\_-—–…«»¿¡§©°·•€£¥ \t\n\r\x00\x08\x0b\x1b\x1c\x7f\x85\xa0\u1680\u2003\u200b\u2028"
+    "\u202f\u3000\ufeff\u2060\U000e0041"  # spaces, controls, zero-width marks, a tag character
     "\u0301\u0308\u200d\ufe0f\u00b2\u2075\u2153"  # combining marks, ZWJ, VS16, super/fractions
     "中文字日本語かなカナ한국어ไทยລາວខ្មែរမြန်မာ"  # scripts without spaces (and Hangul)
     "😀👍🏽👨‍👩‍👧☃✓⚠\U0001f9ea\ue000"  # emoji, skin tone, ZWJ sequence, dingbats, private use
