@@ -269,6 +269,14 @@ def build_pretrain_scenarios(
     out.append(Scenario("clean-zero-width", "pretrain",
                         [{"id": f"doc-{i}", "text": sprinkled(t)} for i, t in enumerate(base_texts)],
                         set(), None, target_rank=None, target_pr=None))
+    # Added on 2026-12-07 after a probe found a P-DoS payload of one mark repeated without spaces
+    # ("!!!!...") not reported (one token to the tokeniser), and one emoji repeated reported
+    # with the payload grown into the trigger's name. Last, so the scenarios above keep their
+    # draws.
+    mark = rng_local.choice("!?.*#~=+-_|" + "".join(chr(0x1F600 + k) for k in range(80)))
+    out.append(plant("repeated-mark-100", 100, make_trigger("special", rng_local, mid_vocab, pairs),
+                     lambda: mark * rng_local.randint(200, 900),
+                     payload="one punctuation mark or emoji repeated, no spaces"))
     return out
 
 

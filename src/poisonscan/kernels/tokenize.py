@@ -14,7 +14,8 @@ simple and script-agnostic:
 * a *word* is a maximal run of letters, digits, ``_``, combining marks and other non-ASCII letters
   (Latin, Cyrillic, Greek, Arabic, Hangul, ...);
 * a *punctuation* token is a maximal run of ASCII or Unicode punctuation, so ``<SUDO>`` is
-  ``<``, ``SUDO``, ``>`` and ``<|eot|>`` is ``<|``, ``eot``, ``|>``;
+  ``<``, ``SUDO``, ``>`` and ``<|eot|>`` is ``<|``, ``eot``, ``|>``; a run longer than
+  ``PUNCT_RUN`` characters is cut into tokens of that many (the last one shorter);
 * every ideograph, kana, Thai, Lao, Khmer or Myanmar character, and every emoji or pictographic
   symbol, is a token of its own, because those scripts are written without spaces.
 
@@ -43,6 +44,13 @@ _WORDC = 1
 _PUNCTC = 2
 _SINGLE_CJK = 3
 _SINGLE_SYM = 4
+
+# A run of punctuation is cut into tokens of at most this many characters, as a BPE vocabulary
+# cuts it. One token for the whole run made a mark repeated hundreds of times (``!!!!...``, a
+# P-DoS payload) a single token: nothing after the trigger to measure, no loop to see. Cut, it
+# is a loop of one token. Separator lines (``=====``, 72 ``#``) become a few equal tokens.
+PUNCT_RUN = 16
+_NO_LIMIT = 1 << 62
 
 FNV_OFFSET = np.uint64(0xCBF29CE484222325)
 FNV_PRIME = np.uint64(0x100000001B3)
@@ -204,12 +212,14 @@ def _scan(data, offsets, seed, doc0, byte0, t, out_hash, out_start, out_end, out
                     h = (h ^ np.uint64(data[i + k])) * FNV_PRIME
             i += ln
             if c < _SINGLE_CJK:  # a run of word or punctuation characters goes on
-                while i < end:
+                room = PUNCT_RUN - 1 if c == _PUNCTC else _NO_LIMIT  # characters it may add
+                while i < end and room > 0:
                     b = data[i]
                     cb = _BYTE_CLASS[b]
                     if cb == c:
                         h = (h ^ _ASCII_FOLD[b]) * FNV_PRIME
                         i += 1
+                        room -= 1
                         continue
                     if cb != _NONASCII:
                         break
@@ -219,6 +229,7 @@ def _scan(data, offsets, seed, doc0, byte0, t, out_hash, out_start, out_end, out
                     for k in range(ln):
                         h = (h ^ np.uint64(data[i + k])) * FNV_PRIME
                     i += ln
+                    room -= 1
             out_hash[t] = mix64(h)
             out_start[t] = start
             out_end[t] = i
