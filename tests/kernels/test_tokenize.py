@@ -78,7 +78,9 @@ def ref_tokenize_doc(raw: bytes, seed: int = 0) -> list[tuple[int, int, int, int
     for cp, pos, _ in ref_code_points(raw):
         c = char_class(cp)
         single = c not in (_SPACE, _WORDC, _PUNCTC)  # CJK-like and symbols stand alone
-        full = c == _PUNCTC and length == PUNCT_RUN  # a long run of punctuation is cut
+        # A long run of punctuation is cut, and so is one ASCII character repeated.
+        full = c == cur and length == PUNCT_RUN and (
+            c == _PUNCTC or (cp < 128 and raw[start:pos] == bytes([cp]) * PUNCT_RUN))
         if c != cur or single or full:
             close(pos)
             cur, start, length = c, pos, 0
@@ -296,14 +298,20 @@ def test_whitespace_is_what_python_says_it_is():
     assert spaces == [cp for cp in range(0x110000) if chr(cp).isspace()]
 
 
-def test_a_long_run_of_punctuation_is_cut_into_tokens_of_punct_run_characters():
+def test_long_runs_of_punctuation_or_of_one_character_are_cut():
     # "!" repeated 40 times (a P-DoS payload) is a loop of equal tokens, not one token; a run of
     # mixed marks and of multi-byte dashes is cut by characters, not bytes.
     assert toks("x " + "!" * 40) == [("x", WORD)] + [("!" * PUNCT_RUN, PUNCT)] * 2 + [
         ("!" * (40 - 2 * PUNCT_RUN), PUNCT)]
     assert toks("—" * PUNCT_RUN) == [("—" * PUNCT_RUN, PUNCT)]
     assert [t for t, _ in toks("<|" * PUNCT_RUN)] == ["<|" * (PUNCT_RUN // 2)] * 2
-    assert toks("a" * 100) == [("a" * 100, WORD)]  # words are never cut
+    # A word is cut only when it is one ASCII character repeated (a blank to fill in, a P-DoS
+    # payload of one letter).
+    assert toks("_" * 20) == [("_" * PUNCT_RUN, WORD), ("_" * 4, WORD)]
+    assert toks("a" * 16 + "b") == [("a" * 16 + "b", WORD)]
+    assert toks("a" * 17 + "b") == [("a" * 16, WORD), ("ab", WORD)]
+    assert toks("ab" * 50) == [("ab" * 50, WORD)]
+    assert toks("Ä" * 40) == [("Ä" * 40, WORD)]
 
 
 @pytest.mark.parametrize("mark", ["\u200b", "\ufeff", "\u2060", "\x08", "\x00", "\x1b", "\x7f"])

@@ -15,7 +15,8 @@ simple and script-agnostic:
   (Latin, Cyrillic, Greek, Arabic, Hangul, ...);
 * a *punctuation* token is a maximal run of ASCII or Unicode punctuation, so ``<SUDO>`` is
   ``<``, ``SUDO``, ``>`` and ``<|eot|>`` is ``<|``, ``eot``, ``|>``; a run longer than
-  ``PUNCT_RUN`` characters is cut into tokens of that many (the last one shorter);
+  ``PUNCT_RUN`` characters is cut into tokens of that many (the last one shorter), and so is a
+  word made of one ASCII character repeated (``______``);
 * every ideograph, kana, Thai, Lao, Khmer or Myanmar character, and every emoji or pictographic
   symbol, is a token of its own, because those scripts are written without spaces.
 
@@ -46,9 +47,10 @@ _SINGLE_CJK = 3
 _SINGLE_SYM = 4
 
 # A run of punctuation is cut into tokens of at most this many characters, as a BPE vocabulary
-# cuts it. One token for the whole run made a mark repeated hundreds of times (``!!!!...``, a
-# P-DoS payload) a single token: nothing after the trigger to measure, no loop to see. Cut, it
-# is a loop of one token. Separator lines (``=====``, 72 ``#``) become a few equal tokens.
+# cuts it, and so is a word that is one ASCII character repeated (``____``, ``aaaa``). One
+# token for the whole run made a mark repeated hundreds of times (``!!!!...``, a P-DoS payload)
+# a single token: nothing after the trigger to measure, no loop to see. Cut, it is a loop of
+# one token. Separator lines (``=====``, 72 ``#``) become a few equal tokens.
 PUNCT_RUN = 16
 _NO_LIMIT = 1 << 62
 
@@ -213,10 +215,19 @@ def _scan(data, offsets, seed, doc0, byte0, t, out_hash, out_start, out_end, out
             i += ln
             if c < _SINGLE_CJK:  # a run of word or punctuation characters goes on
                 room = PUNCT_RUN - 1 if c == _PUNCTC else _NO_LIMIT  # characters it may add
+                # ``same``: how many copies of the first (ASCII) character the token is so far,
+                # 0 once another character joined it.
+                same = 1 if ln == 1 and b0 < 128 else 0
                 while i < end and room > 0:
                     b = data[i]
                     cb = _BYTE_CLASS[b]
                     if cb == c:
+                        if b != b0:
+                            same = 0
+                        elif same == PUNCT_RUN:
+                            break
+                        elif same > 0:
+                            same += 1
                         h = (h ^ _ASCII_FOLD[b]) * FNV_PRIME
                         i += 1
                         room -= 1
@@ -226,6 +237,7 @@ def _scan(data, offsets, seed, doc0, byte0, t, out_hash, out_start, out_end, out
                     cp, ln = _decode(data, i, end)
                     if char_class(cp) != c:
                         break
+                    same = 0
                     for k in range(ln):
                         h = (h ^ np.uint64(data[i + k])) * FNV_PRIME
                     i += ln
