@@ -75,8 +75,8 @@ def char_class(cp: int) -> int:
         if (48 <= cp <= 57) or (65 <= cp <= 90) or (97 <= cp <= 122) or cp == 95:
             return _WORDC
         return _PUNCTC
-    if cp == 0x85 or cp == 0xA0 or cp == 0x1680 or (0x2000 <= cp <= 0x200A) or cp in (0x2028, 0x2029, 0x202F,
-                                                                            0x205F, 0x3000):
+    if cp in (0x85, 0xA0, 0x1680, 0x2028, 0x2029, 0x202F, 0x205F, 0x3000) or \
+            0x2000 <= cp <= 0x200A:
         return _SPACE
     if cp == 0x200B or cp == 0xFEFF:  # zero-width space and no-break space: marks, not spaces
         return _PUNCTC
