@@ -2320,6 +2320,13 @@ def _only_punctuation(text: str) -> bool:
     return all(not c.isalnum() for c in text)
 
 
+# "Most of those anomalous after it", for _inside_payload: two in three. In seed 65's
+# small-corpus-50 (500 documents, 50 of them gibberish) the letter `r` was high with 10
+# anomalous documents, 7 of them with it inside the planted trigger's payload; four in five
+# let it through, with 6 ordinary documents among its 14.
+PAYLOAD_SHARE = 2 / 3
+
+
 def _inside_payload(ev: _Evidence, s: dict[str, Any],
                     spans: dict[tuple[int, int], list[tuple[int, int, int]]]) -> bool:
     """True when the candidate sits in the text that follows an already reported trigger (in
@@ -2345,7 +2352,7 @@ def _inside_payload(ev: _Evidence, s: dict[str, Any],
             anomalous_docs += 1
             in_anomalous += hit
     return ((docs > 0 and in_docs >= 0.8 * docs)
-            or (anomalous_docs > 0 and in_anomalous >= 0.8 * anomalous_docs))
+            or (anomalous_docs > 0 and in_anomalous >= PAYLOAD_SHARE * anomalous_docs))
 
 
 def _first_plants(group: np.ndarray, plants: np.ndarray, doc: np.ndarray,
