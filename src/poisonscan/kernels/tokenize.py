@@ -53,6 +53,9 @@ _SINGLE_SYM = 4
 # one token. Separator lines (``=====``, 72 ``#``) become a few equal tokens.
 PUNCT_RUN = 16
 _NO_LIMIT = 1 << 62
+# The ASCII characters that ``str.isspace()`` takes for whitespace: tab, line feed, vertical
+# tab, form feed, carriage return, the four information separators, space.
+_ASCII_SPACES = (9, 10, 11, 12, 13, 28, 29, 30, 31, 32)
 
 FNV_OFFSET = np.uint64(0xCBF29CE484222325)
 FNV_PRIME = np.uint64(0x100000001B3)
@@ -70,7 +73,7 @@ def mix64(x: np.uint64) -> np.uint64:
 def char_class(cp: int) -> int:
     """Class of one code point (see the module docstring)."""
     if cp < 128:
-        if cp == 32 or 9 <= cp <= 13 or 28 <= cp <= 31:
+        if cp in _ASCII_SPACES:
             return _SPACE
         if (48 <= cp <= 57) or (65 <= cp <= 90) or (97 <= cp <= 122) or cp == 95:
             return _WORDC
@@ -113,8 +116,7 @@ def _byte_table() -> np.ndarray:
     """Class of every byte: ASCII bytes by the rules above, the others ``_NONASCII``."""
     table = np.full(256, _NONASCII, dtype=np.uint8)
     table[:128] = _PUNCTC
-    for b in (9, 10, 11, 12, 13, 28, 29, 30, 31, 32):
-        table[b] = _SPACE
+    table[list(_ASCII_SPACES)] = _SPACE
     for lo, hi in ((48, 57), (65, 90), (97, 122), (95, 95)):
         table[lo : hi + 1] = _WORDC
     return table
