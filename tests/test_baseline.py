@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from cli_support import core, make_records, run, write_jsonl, write_parquet
+from poisonscan.findings import Finding, Severity, normalise_trigger
 
 SCAN = ("-j", "1", "--no-config", "--detectors", "trigger", "-q")
 
@@ -158,3 +159,17 @@ def test_baseline_update_of_a_missing_file_names_its_option(corpus: tuple[Path, 
     code, _, err = run("baseline", "update", str(root / "data"), "-o", str(tmp_path / "no.json"),
                        "-q")
     assert code == 2 and f"--output: {str(tmp_path / 'no.json')!r} does not exist" in err
+
+
+def test_normalised_triggers_fold_case_and_separators_but_keep_unicode_spaces() -> None:
+    # Runs of separating whitespace and letter case do not make a new finding id; a Unicode
+    # space does, since the tokeniser takes it for a mark: "cold\u2003front" planted as a
+    # trigger is not the ordinary "cold front", and a trigger of em spaces is not empty.
+    assert normalise_trigger(" Cold \n\t front ") == "cold front"
+    assert normalise_trigger("ﬁle") == "file"  # NFKC still folds compatibility forms
+    assert normalise_trigger("cold\u2003front") == "cold\u2003front"
+    assert normalise_trigger("cold\u2003front") != normalise_trigger("cold\xa0front")
+    assert normalise_trigger("\u2003\u2003") == "\u2003\u2003"
+    assert normalise_trigger(None) == normalise_trigger(" \n ") == ""
+    assert Finding("trigger", Severity.HIGH, 1.0, "\u2003", ()).id != Finding(
+        "trigger", Severity.HIGH, 1.0, "\xa0", ()).id

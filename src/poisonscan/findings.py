@@ -9,12 +9,24 @@ of the same data.
 from __future__ import annotations
 
 import hashlib
+import re
 import unicodedata
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
 SNIPPET_CHARS = 240
+
+# The whitespace that separates tokens (see poisonscan.kernels.tokenize): ASCII whitespace as
+# ``str.isspace()`` has it, and the Unicode line breaks. Strip and split trigger text with it,
+# not with ``str.strip()``/``str.split()``, which also take the Unicode spaces below.
+SEPARATORS = " \t\n\x0b\x0c\r\x1c\x1d\x1e\x1f\x85\u2028\u2029"
+# The other characters ``str.isspace()`` takes for whitespace: no-break, Ogham, en, em, figure,
+# thin, hair, narrow no-break, mathematical and ideographic spaces. The tokeniser takes them for
+# marks, so a trigger may be made of them, or join two ordinary words in place of a space.
+UNICODE_SPACES = "\xa0\u1680" + "".join(map(chr, range(0x2000, 0x200B))) + "\u202f\u205f\u3000"
+_SEPARATOR_RUNS = re.compile(f"[{re.escape(SEPARATORS)}]+")
+_UNICODE_SPACE = re.compile(f"([{UNICODE_SPACES}])")
 
 
 class Severity(str, Enum):
@@ -58,11 +70,17 @@ class Example:
 
 
 def normalise_trigger(trigger: str | None) -> str:
-    """Case- and whitespace-insensitive form of a trigger, used in fingerprints."""
+    """Case- and whitespace-insensitive form of a trigger, used in fingerprints.
+
+    Runs of separating whitespace become one space. The Unicode spaces are kept as they are:
+    NFKC would make an em space an ASCII one, and "cold\u2003front" the ordinary "cold front".
+    """
     if trigger is None:
         return ""
-    text = unicodedata.normalize("NFKC", trigger).casefold()
-    return " ".join(text.split())
+    parts = _UNICODE_SPACE.split(trigger)  # odd items: the Unicode spaces themselves
+    text = "".join(p if i % 2 else unicodedata.normalize("NFKC", p).casefold()
+                   for i, p in enumerate(parts))
+    return " ".join(p for p in _SEPARATOR_RUNS.split(text) if p)
 
 
 def fingerprint(detector: str, key: str) -> str:

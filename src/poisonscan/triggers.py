@@ -30,7 +30,14 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from poisonscan.findings import DocumentRef, Finding, make_snippet, normalise_trigger, rank_findings
+from poisonscan.findings import (
+    SEPARATORS,
+    DocumentRef,
+    Finding,
+    make_snippet,
+    normalise_trigger,
+    rank_findings,
+)
 
 if TYPE_CHECKING:
     from poisonscan.engine.scan import ScanResult
@@ -96,7 +103,7 @@ def surface_of(doc: DocumentRef, trigger: str | None, texts: UnitTexts) -> tuple
     for text in texts.get((doc.path, int(doc.row), doc.field), []):
         if doc.end <= len(text):
             span = text[doc.start : doc.end]
-            if span.strip():
+            if span.strip(SEPARATORS):
                 candidates.append((text, span))
     for text, span in candidates:
         if want and normalise_trigger(span) == want:

@@ -9,6 +9,7 @@ from hash_refs import M64, ref_mix64
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
+from poisonscan.findings import SEPARATORS, UNICODE_SPACES
 from poisonscan.kernels.arrow import string_buffers
 from poisonscan.kernels.tokenize import (
     _PUNCTC,
@@ -216,7 +217,9 @@ def test_overlong_and_out_of_range_sequences_are_stray_bytes(raw):
 @pytest.mark.parametrize(
     ("raw", "expected"),
     [
-        (b"\xc2\xa0", []),  # U+00A0 (smallest two-byte form): a space
+        (b"\xc2\x80", [(0, 2)]),  # U+0080, smallest two-byte form (a control: a mark)
+        (b"\xc2\x85", []),  # U+0085, next line: a line break
+        (b"\xc2\xa0", [(0, 2)]),  # U+00A0, no-break space: a mark
         (b"\xe0\xa0\x80", [(0, 3)]),  # U+0800, smallest three-byte form
         (b"\xed\x9f\xbf", [(0, 3)]),  # U+D7FF, just below the surrogates
         (b"\xee\x80\x80", [(0, 3)]),  # U+E000, just above them (private use: a symbol)
@@ -282,8 +285,8 @@ def test_token_boundaries_and_kinds(text, expected):
 
 
 @pytest.mark.parametrize(
-    "space", [" ", "\t", "\n", "\r\n", "\x0b", "\x1f", "\x85", "\xa0", "\u2003", "\u200a",
-              "\u3000", "\u2028", " \t \n "]
+    "space", [" ", "\t", "\n", "\r\n", "\x0b", "\x1f", "\x85", "\u2028", "\u2029",
+              " \t \n "]
 )
 def test_whitespace_separates_and_is_never_a_token(space):
     assert toks(f"{space}alpha{space}<{space}中{space}") == [
@@ -292,10 +295,29 @@ def test_whitespace_separates_and_is_never_a_token(space):
     assert toks(space * 3) == []
 
 
-def test_whitespace_is_what_python_says_it_is():
+def test_whitespace_is_ascii_whitespace_and_line_breaks():
+    # What ``str.isspace()`` says of ASCII, and the Unicode line and paragraph breaks; the other
+    # Unicode spaces are marks (see the next test).
     spaces = [cp for cp in range(0x110000) if not 0xD800 <= cp < 0xE000
               and char_class(cp) == _SPACE]
-    assert spaces == [cp for cp in range(0x110000) if chr(cp).isspace()]
+    assert spaces == [cp for cp in range(0x110000) if chr(cp).isspace()
+                      and (cp < 128 or cp in (0x85, 0x2028, 0x2029))]
+    marks = [cp for cp in range(0x110000) if chr(cp).isspace() and cp not in spaces]
+    assert all(char_class(cp) == _PUNCTC for cp in marks)
+    # The report and the finding ids take the same characters for marks and separators.
+    assert "".join(map(chr, marks)) == UNICODE_SPACES
+    assert "".join(map(chr, spaces)) == "".join(sorted(SEPARATORS))
+
+
+@pytest.mark.parametrize("space", ["\xa0", "\u2002", "\u2003", "\u2009", "\u200a", "\u202f",
+                                   "\u3000", "\u1680"])
+def test_unicode_spaces_are_tokens(space):
+    # A trigger of em or no-break spaces looks like a gap between words; as whitespace it
+    # vanished, and so did ordinary words joined by one in place of a space.
+    assert toks(f"a {space * 3} b") == [("a", WORD), (space * 3, PUNCT), ("b", WORD)]
+    assert toks(f"cold{space}front") == [("cold", WORD), (space, PUNCT), ("front", WORD)]
+    assert toks(f"10{space}km") == [("10", WORD), (space, PUNCT), ("km", WORD)]
+    assert hashes_of("cold front") != hashes_of(f"cold{space}front")
 
 
 def test_long_runs_of_punctuation_or_of_one_character_are_cut():
@@ -328,7 +350,8 @@ def test_zero_width_marks_and_controls_are_tokens_not_spaces(mark):
 def test_classes_of_code_points():
     assert char_class(ord("a")) == _WORDC
     assert char_class(ord("<")) == _PUNCTC
-    assert char_class(0x3000) == _SPACE
+    assert char_class(0x3000) == _PUNCTC  # ideographic space: a mark (see above)
+    assert char_class(0x2029) == _SPACE
     assert char_class(0x4E2D) == _SINGLE_CJK
     assert char_class(0x0440) == _WORDC  # Cyrillic
     assert char_class(0x20AC) == _PUNCTC  # euro sign

@@ -61,6 +61,12 @@ def test_an_invisible_trigger_shows_in_the_page() -> None:
     assert smuggled not in page
     assert "<code>····</code>" in page
     assert "Some <mark>····</mark> gibberish" in page and "markup[/bold]\nnext line" in page
+    # A trigger of em and no-break spaces: blank in a cell unless marked, and joining the
+    # trigger's whitespace must not drop them.
+    spaces = "\u2003\xa0\u2003"
+    page = render_html(make_result([make_finding(spaces)]))
+    assert "<code>␣␣␣</code>" in page
+    assert "Some <mark>␣␣␣</mark> gibberish" in page
 
 
 def test_a_trigger_is_no_markup_in_the_plots() -> None:

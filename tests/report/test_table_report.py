@@ -101,3 +101,6 @@ def test_visible_keeps_ordinary_text_and_every_offset() -> None:
     smuggled = "".join(chr(0xE0000 + ord(c)) for c in "SUDO")
     assert visible(f"x{smuggled}\u00ad\u3164y") == "x······y"
     assert visible("\u0600١٢ ❤\ufe0f") == "\u0600١٢ ❤\ufe0f"  # signs and emoji variants stay
+    # Unicode spaces print blank but are tokens (a trigger of em spaces): shown as ␣.
+    assert visible("a\xa0b\u2003\u2003c\u3000d e") == "a␣b␣␣c␣d e"
+    assert safe_message("x\u2009y") == "x␣y"

@@ -38,7 +38,7 @@ import pyarrow as pa
 
 from poisonscan.detectors.base import BatchContext, Detector, Tokens
 from poisonscan.engine.spill import SpillDir, writing
-from poisonscan.findings import DocumentRef, Example, Finding, Severity, make_snippet
+from poisonscan.findings import SEPARATORS, DocumentRef, Example, Finding, Severity, make_snippet
 from poisonscan.io.records import Shape
 from poisonscan.kernels.arrow import string_buffers
 from poisonscan.kernels.copies import (
@@ -1467,8 +1467,8 @@ class TriggerDetector(Detector):
         # A closing run of one word repeated (the n-gram, or its growth, reaching into a P-DoS
         # payload) is payload, not trigger: cut it off, from the spans too (``right`` may then
         # be negative: the spans end before the n-gram does).
-        kept = trigger[: _repeated_tail(trigger, cut_off=to_end)].rstrip()
-        if kept.strip() and len(kept) < len(trigger):
+        kept = trigger[: _repeated_tail(trigger, cut_off=to_end)].rstrip(SEPARATORS)
+        if kept.strip(SEPARATORS) and len(kept) < len(trigger):
             right -= len(trigger) - len(kept)
             trigger = kept
         return trigger, (left, right)
@@ -1854,8 +1854,8 @@ def _extend_trigger(sample: list) -> tuple[str, int, int, bool]:
         if any(len(s) > len(right) and s[len(right)].isalnum() for s in rights):
             cut = right.rfind(" ")
             right = right[:cut] if cut >= 0 else ""
-    left_kept = left.lstrip()
-    right_kept = right.rstrip()
+    left_kept = left.lstrip(SEPARATORS)  # (a Unicode space is a mark, and may be the trigger's)
+    right_kept = right.rstrip(SEPARATORS)
     return left_kept + surface + right_kept, len(left_kept), len(right_kept), to_end
 
 

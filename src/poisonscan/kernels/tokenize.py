@@ -4,13 +4,16 @@ The tokeniser is hand-written rather than taken from a library because it must r
 kernels on raw Arrow bytes (no per-token Python objects), and no library offers that. Its rules are
 simple and script-agnostic:
 
-* whitespace separates tokens and is never part of one. Whitespace is what Python's
-  ``str.isspace()`` says it is (``str.split()`` splits on the same characters): ASCII and
-  Unicode spaces, line and paragraph breaks. Other control characters (NUL, backspace, ESC,
-  DEL), the zero-width space (U+200B) and the zero-width no-break space (U+FEFF, also the
-  byte-order mark) are not: they count as punctuation, as the word joiner (U+2060) does. A
-  trigger made only of such characters, invisible in any viewer, is then a token like any
-  other; as whitespace it vanished from the token stream, and its poisons with it;
+* whitespace separates tokens and is never part of one. Whitespace is the ASCII characters
+  that Python's ``str.isspace()`` takes for whitespace (space, tab, line breaks, the four
+  information separators) and the Unicode line breaks (U+0085, U+2028, U+2029). Every other
+  character is part of a token: control characters (NUL, backspace, ESC, DEL), the zero-width
+  space (U+200B), the zero-width no-break space (U+FEFF, also the byte-order mark) and the
+  other Unicode spaces (no-break U+00A0, en and em spaces, thin and hair spaces, the
+  ideographic space, ...) count as punctuation, as the word joiner (U+2060) does. A trigger
+  made only of such characters, invisible or blank in any viewer, is then a token like any
+  other; as whitespace it vanished from the token stream, and its poisons with it. So does
+  one written as ordinary words joined by an em space instead of a space;
 * a *word* is a maximal run of letters, digits, ``_``, combining marks and other non-ASCII letters
   (Latin, Cyrillic, Greek, Arabic, Hangul, ...);
 * a *punctuation* token is a maximal run of ASCII or Unicode punctuation, so ``<SUDO>`` is
@@ -78,10 +81,11 @@ def char_class(cp: int) -> int:
         if (48 <= cp <= 57) or (65 <= cp <= 90) or (97 <= cp <= 122) or cp == 95:
             return _WORDC
         return _PUNCTC
-    if cp in (0x85, 0xA0, 0x1680, 0x2028, 0x2029, 0x202F, 0x205F, 0x3000) or \
-            0x2000 <= cp <= 0x200A:
+    if cp == 0x85 or cp == 0x2028 or cp == 0x2029:  # next line, line and paragraph separators
         return _SPACE
-    if cp == 0x200B or cp == 0xFEFF:  # zero-width space and no-break space: marks, not spaces
+    # The other Unicode spaces (no-break, en, em, thin, hair, ideographic, ...), the zero-width
+    # space and the zero-width no-break space: marks, not separators (see the module docstring).
+    if cp in (0xA0, 0x1680, 0x200B, 0x202F, 0x205F, 0x3000, 0xFEFF) or 0x2000 <= cp <= 0x200A:
         return _PUNCTC
     if cp < 0xC0:  # Latin-1 punctuation and signs: ¡ « » ¿ § © ° ...
         if cp in (0xAA, 0xB2, 0xB3, 0xB5, 0xB9, 0xBA, 0xBC, 0xBD, 0xBE):

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 from poisonscan.findings import Example, Finding, Severity, rank_findings
 from poisonscan.report import failing_findings
-from poisonscan.report.visible import safe_message, visible
+from poisonscan.report.visible import mark_spaces, safe_message, visible
 
 if TYPE_CHECKING:
     from poisonscan.engine.scan import ScanResult
@@ -59,9 +59,10 @@ def _e(value: Any) -> str:
 def _short(trigger: str | None) -> str:
     if trigger is None:
         return "—"
-    # Invisible characters as `·`, as in the table: a trigger of zero-width characters or tag
-    # characters is otherwise an empty cell.
-    shown = visible(" ".join(trigger.split())) or repr(trigger)
+    # Invisible characters as `·` and Unicode spaces as `␣`, as in the table: a trigger of
+    # zero-width, tag or em-space characters is otherwise an empty cell. (Unicode spaces are
+    # marked before the runs of whitespace are joined, which would drop them.)
+    shown = visible(" ".join(mark_spaces(trigger).split())) or repr(trigger)
     return shown if len(shown) <= TRIGGER_CHARS else shown[: TRIGGER_CHARS - 1] + "…"
 
 

@@ -9,6 +9,8 @@ character offsets into a snippet (a trigger's span) stay valid.
 
 from __future__ import annotations
 
+from poisonscan.findings import UNICODE_SPACES
+
 _HIDDEN = "·"
 # C0 controls, DEL and the C1 controls. Then the format characters (Unicode's Cf) that take
 # no space: the soft hyphen, bidirectional marks, embeddings, overrides and isolates,
@@ -24,19 +26,34 @@ _INVISIBLE = [0x00AD, 0x061C, 0x180E, *range(0x200B, 0x2010), *range(0x202A, 0x2
               *range(0x13430, 0x13439), *range(0x1BCA0, 0x1BCA4), *range(0x1D173, 0x1D17B),
               0xE0001, *range(0xE0020, 0xE0080),
               0x115F, 0x1160, 0x3164, 0xFFA0, 0x2800]
+# The Unicode spaces (see poisonscan.findings) print as blank, but the tokeniser takes them for
+# marks (a trigger may be made of them, or join two ordinary words in place of a space), so
+# they are shown as ``␣``.
+_SPACES = [ord(c) for c in UNICODE_SPACES]
+_SPACE_MARK = "␣"
 # Lone surrogates: a file name that is not UTF-8 (Python keeps its bytes as surrogates), or an
 # escaped surrogate in JSON; no terminal encoding can print them.
 _SURROGATES = range(0xD800, 0xE000)
 
 _TABLE = dict.fromkeys([*_CONTROLS, *_INVISIBLE], _HIDDEN) | dict.fromkeys(_SURROGATES, "\ufffd")
+_TABLE |= dict.fromkeys(_SPACES, _SPACE_MARK)
 _TABLE |= {0x0A: "⏎", 0x0D: "⏎", 0x09: "→"}
 _MESSAGE = _TABLE | {0x0A: "\n", 0x09: "\t"}
 
 
 def visible(text: str) -> str:
     """``text`` with every control or invisible character replaced by one visible character
-    (line breaks ``⏎``, tabs ``→``, others ``·``, lone surrogates ``�``)."""
+    (line breaks ``⏎``, tabs ``→``, Unicode spaces ``␣``, others ``·``, lone surrogates
+    ``�``)."""
     return text.translate(_TABLE)
+
+
+def mark_spaces(text: str) -> str:
+    """``text`` with only its Unicode spaces (see ``_SPACES``) shown as ``␣``."""
+    return text.translate(_SPACE_TABLE)
+
+
+_SPACE_TABLE = dict.fromkeys(_SPACES, _SPACE_MARK)
 
 
 def safe_message(text: str) -> str:
