@@ -601,6 +601,11 @@ def _plural(n: int, word: str) -> str:
     return word if n == 1 else f"{word}s"
 
 
+def _is(n: int) -> str:
+    """The verb for ``n`` things: "is" or "are"."""
+    return "is" if n == 1 else "are"
+
+
 def _first_three(paths: list[str]) -> str:
     """Up to three paths, and how many more there are."""
     more = f" and {len(paths) - 3} more" if len(paths) > 3 else ""
@@ -664,12 +669,12 @@ def clean_command(inputs: tuple[str, ...], **params: Any) -> int:
         if summary.not_copied:
             n = len(summary.not_copied)
             _err(f"poisonscan: note: {n} {_plural(n, 'file')} under the input directories "
-                 f"{'are' if n != 1 else 'is'} not data poisonscan reads and "
-                 f"{'are' if n != 1 else 'is'} not in the copy: {_first_three(summary.not_copied)}")
+                 f"{_is(n)} not data poisonscan reads and {_is(n)} not in the copy: "
+                 f"{_first_three(summary.not_copied)}")
         if summary.unmatched:
             n = summary.unmatched
             _err(f"poisonscan: note: {n} suspect {_plural(n, 'document')} "
-                 f"{'are' if n != 1 else 'is'} in files that are not among the inputs")
+                 f"{_is(n)} in files that are not among the inputs")
         if summary.unhashed:
             n = len(summary.unhashed)
             why = ("the report records none, as after a scan with --no-hash"
