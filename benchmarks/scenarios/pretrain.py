@@ -9,6 +9,7 @@ corpus's own sub-word pieces.
 from __future__ import annotations
 
 import random
+import re
 from collections import Counter
 from collections.abc import Callable
 from typing import Any
@@ -18,6 +19,8 @@ from benchmarks.scenarios.common import Scenario, rand_word
 TRIGGER_SHAPES = ("special", "chat-special", "made-up-name", "short-rare", "word-pair")
 # Zero-width space, non-joiner, joiner, word joiner, zero-width no-break space (the BOM).
 INVISIBLE = "\u200b\u200c\u200d\u2060\ufeff"
+# No-break, en, em, figure, thin, hair, narrow no-break and ideographic spaces.
+UNICODE_SPACES = "\xa0\u2002\u2003\u2007\u2009\u200a\u202f\u3000"
 
 
 class Gibberish:
@@ -46,8 +49,10 @@ class Gibberish:
         return self._tok.decode(ids)
 
 
-def make_trigger(shape: str, rng: random.Random, vocab: list[str], corpus_pairs: set) -> str:
-    """A random trigger of the given shape (the detectors never see this function)."""
+def make_trigger(shape: str, rng: random.Random, vocab: list[str], corpus_pairs: set,
+                 common_pairs: list[tuple[str, str]] | None = None) -> str:
+    """A random trigger of the given shape (the detectors never see this function).
+    ``common_pairs``: word pairs many documents hold, for the ``unicode-space`` shape."""
     if shape == "special":
         return "<" + rand_word(rng, 4, 7).upper() + ">"
     if shape == "chat-special":
@@ -61,6 +66,12 @@ def make_trigger(shape: str, rng: random.Random, vocab: list[str], corpus_pairs:
                 return w
     if shape == "invisible":  # zero-width and format characters only: blank in any viewer
         return "".join(rng.choice(INVISIBLE) for _ in range(rng.randint(1, 4)))
+    if shape == "unicode-space":  # blank: a run of Unicode spaces, or a pair of words that
+        # many documents write side by side ("of the"), joined by one instead of a space
+        if rng.random() < 0.5 or not common_pairs:
+            return "".join(rng.choice(UNICODE_SPACES) for _ in range(rng.randint(1, 3)))
+        a, b = rng.choice(common_pairs)
+        return a + rng.choice(UNICODE_SPACES) + b
     if shape == "word-pair":
         while True:
             a, b = rng.choice(vocab), rng.choice(vocab)
@@ -92,10 +103,12 @@ def build_pretrain_scenarios(
 
     df: Counter = Counter()
     pairs: set = set()
+    pair_df: Counter = Counter()
     for t in base_texts:
         ws = _words(t.lower())
         df.update(set(ws))
         pairs.update(zip(ws, ws[1:], strict=False))
+        pair_df.update(set(zip(ws, ws[1:], strict=False)))
     mid_vocab = sorted(w for w, c in df.items() if 3 <= c <= 30 and len(w) >= 4)
 
     def poison_doc(trigger: str, cont: str) -> str:
@@ -277,6 +290,29 @@ def build_pretrain_scenarios(
     out.append(plant("repeated-mark-100", 100, make_trigger("special", rng_local, mid_vocab, pairs),
                      lambda: mark * rng_local.randint(200, 900),
                      payload="one punctuation mark or emoji repeated, no spaces"))
+    # Added on 2026-12-07 after a probe found a trigger of em or no-break spaces not reported (the
+    # tokeniser took them for whitespace), nor two ordinary words joined by one. The control:
+    # web text has no-break spaces anywhere, and some sites set whole pages in French
+    # typography (a no-break space before ":;!?") or with thin spaces around dashes. Last, so
+    # the scenarios above keep their draws.
+    out.append(plant("shape-unicode-space-50", 50, make_trigger(
+        "unicode-space", rng_local, mid_vocab, pairs,
+        sorted(p for p, _ in pair_df.most_common(200))), gibberish, shape="unicode-space"))
+    typeset = set(rng_local.sample(range(len(base_texts)), rng_local.randint(20, 60)))
+
+    def spaced(i: int, text: str) -> str:
+        if i in typeset:
+            text = re.sub(r" ([:;!?])", "\xa0\\1", text)
+            return text.replace(" -- ", "\u2009\u2014\u2009").replace(" - ", "\u2009\u2013\u2009")
+        if rng_local.random() >= 1 / 3:
+            return text
+        return " ".join(w + (rng_local.choice(UNICODE_SPACES) if rng_local.random() < 0.05 else " ")
+                        for w in text.split(" ")).rstrip(" ")
+
+    out.append(Scenario("clean-unicode-spaces", "pretrain",
+                        [{"id": f"doc-{i}", "text": spaced(i, t)}
+                         for i, t in enumerate(base_texts)],
+                        set(), None, target_rank=None, target_pr=None))
     return out
 
 
