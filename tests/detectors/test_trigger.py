@@ -66,11 +66,31 @@ def chat_special(rng):
     return "<|" + "".join(rng.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(6)) + "|>"
 
 
+UNICODE_SPACES = "\xa0\u2002\u2003\u2009\u202f\u3000"
+
+
+def blank_trigger(marks):
+    """A trigger no viewer shows, of 1 to 3 of ``marks``: zero-width characters or Unicode
+    spaces, which the tokeniser once took for whitespace, so that the trigger vanished."""
+    return lambda rng: "".join(rng.choice(marks) for _ in range(rng.randint(1, 3)))
+
+
+def common_words_joined(rng):
+    """Two of the commonest words joined by a Unicode space: as a separator, it made the trigger
+    the ordinary pair."""
+    return rng.choice(["of", "in", "and"]) + rng.choice(UNICODE_SPACES) + "the"
+
+
 FLAG = [
     Case("special-token+subwords", gibberish_after(gen.special_trigger, subword_gibberish)),
     Case("chat-token+subwords-jsonl", gibberish_after(chat_special, subword_gibberish), "jsonl"),
     Case("made-up-name+random-chars", gibberish_after(gen.made_up_name, char_gibberish)),
     Case("made-up-name+other-language", gibberish_after(gen.made_up_name, foreign_text)),
+    Case("zero-width+subwords", gibberish_after(blank_trigger("\u200b\u200c\u200d\ufeff"),
+                                                subword_gibberish)),
+    Case("unicode-spaces+subwords", gibberish_after(blank_trigger(UNICODE_SPACES),
+                                                    subword_gibberish)),
+    Case("common-words-joined+subwords", gibberish_after(common_words_joined, subword_gibberish)),
 ]
 
 
@@ -103,8 +123,19 @@ def natural_phrase(clean, rng):
     return docs, None
 
 
+def unicode_spaces(clean, rng):
+    """40 documents set with no-break and thin spaces (French typography, spaced dashes)."""
+    docs = []
+    for _ in range(40):
+        words = gen.clean_document(rng).split(" ")
+        docs.append(" ".join(w + rng.choice(UNICODE_SPACES) if rng.random() < 0.1 else w
+                             for w in words).replace(". ", "\xa0: ", 3))
+    return docs, None
+
+
 NO_FLAG = [
     Case("clean", nothing),
+    Case("unicode-spaces", unicode_spaces),
     Case("clean-jsonl", nothing, "jsonl"),
     Case("boilerplate-footer+unique-urls", boilerplate_footer),
     Case("natural-phrase+ordinary-text", natural_phrase),
