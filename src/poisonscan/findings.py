@@ -73,7 +73,8 @@ def normalise_trigger(trigger: str | None) -> str:
     """Case- and whitespace-insensitive form of a trigger, used in fingerprints.
 
     Runs of separating whitespace become one space. The Unicode spaces are kept as they are:
-    NFKC would make an em space an ASCII one, and "cold\u2003front" the ordinary "cold front".
+    NFKC would make an em space an ASCII one, and "cold", em space, "front" the ordinary
+    "cold front".
     """
     if trigger is None:
         return ""

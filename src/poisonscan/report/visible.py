@@ -39,6 +39,7 @@ _TABLE = dict.fromkeys([*_CONTROLS, *_INVISIBLE], _HIDDEN) | dict.fromkeys(_SURR
 _TABLE |= dict.fromkeys(_SPACES, _SPACE_MARK)
 _TABLE |= {0x0A: "⏎", 0x0D: "⏎", 0x09: "→"}
 _MESSAGE = _TABLE | {0x0A: "\n", 0x09: "\t"}
+_SPACE_TABLE = dict.fromkeys(_SPACES, _SPACE_MARK)
 
 
 def visible(text: str) -> str:
@@ -51,9 +52,6 @@ def visible(text: str) -> str:
 def mark_spaces(text: str) -> str:
     """``text`` with only its Unicode spaces (see ``_SPACES``) shown as ``␣``."""
     return text.translate(_SPACE_TABLE)
-
-
-_SPACE_TABLE = dict.fromkeys(_SPACES, _SPACE_MARK)
 
 
 def safe_message(text: str) -> str:
