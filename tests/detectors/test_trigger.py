@@ -681,7 +681,10 @@ def test_the_context_sample_leaves_out_occurrences_with_nothing_after_them():
     from poisonscan.io.records import RecordBatch, Shape
 
     rng = np.random.default_rng(5)
-    words = ["alpha", "beta", "gamma", "delta", "epsilon", "zeta", "eta", "theta"]
+    # (Enough words that their random order is prose, not the degenerate text of a few tokens
+    # in random order that the loop flags mark.)
+    words = [f"{a}{b}" for a in ("alpha", "beta", "gamma", "delta", "epsilon", "zeta", "eta",
+                                 "theta") for b in ("", "s", "ic", "ed", "ing")]
 
     def prose(n: int) -> str:
         return " ".join(rng.choice(words, n))

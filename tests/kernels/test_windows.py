@@ -18,6 +18,8 @@ from poisonscan.kernels.windows import (
     COPIES_MAX,
     COPY_FLOOR_BIGRAMS,
     CTX_TOKENS,
+    FEW_DISTINCT,
+    FEW_SPAN,
     HIST_BINS,
     LANG_BINS,
     LANG_COS,
@@ -118,9 +120,13 @@ def known(flags: list[int]) -> list[int]:
 
 
 def ref_loop_flags(doc: list[int]) -> list[int]:
-    """1 where the token ends a full copy of the unit of 1..LOOP_PERIOD tokens right before it."""
+    """1 where the token ends a full copy of the unit of 1..LOOP_PERIOD tokens right before it,
+    or is one of the LOOP_PERIOD tokens before it and ends FEW_SPAN tokens of at most
+    FEW_DISTINCT distinct ones."""
     return [int(any(i + 1 >= 2 * p and doc[i - p + 1 : i + 1] == doc[i - 2 * p + 1 : i - p + 1]
-                    for p in range(1, LOOP_PERIOD + 1)))
+                    for p in range(1, LOOP_PERIOD + 1))
+                or (i + 1 >= FEW_SPAN and doc[i] in doc[max(0, i - LOOP_PERIOD) : i]
+                    and len(set(doc[i - FEW_SPAN + 1 : i + 1])) <= FEW_DISTINCT))
             for i in range(len(doc))]
 
 
@@ -485,6 +491,20 @@ def test_loop_flags_mark_a_repeated_unit_once_it_is_copied_whole():
     assert flags[:15] == [0] * 9 + [1, 1, 1, 1, 1, 0]
     assert flags[15:18] == [0, 1, 1]  # one token repeated: from its first copy on
     assert flags[18:] == [0] * 36  # a unit longer than LOOP_PERIOD is no loop
+
+
+def test_loop_flags_mark_a_few_tokens_in_random_order():
+    # A few emoji in random order repeat no unit, but are as degenerate as one repeated.
+    rng = random.Random(5)
+    shuffled = [rng.choice([7, 8, 9]) for _ in range(FEW_SPAN + 20)]
+    few = ref_loop_flags(shuffled)
+    assert few[FEW_SPAN - 1 :] == [1] * (len(shuffled) - FEW_SPAN + 1)
+    assert FEW_DISTINCT >= 3
+    # A list's items between its commas, or prose, are too many different tokens.
+    listed = [t for k in range(1, FEW_SPAN) for t in (k, 0)]
+    assert ref_loop_flags(listed) == [0] * len(listed)
+    hashes, off = flatten([shuffled, listed])
+    assert loop_flags(hashes, off).tolist() == few + [0] * len(listed)
 
 
 @settings(max_examples=100, deadline=None)

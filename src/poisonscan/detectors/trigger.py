@@ -1268,6 +1268,12 @@ class TriggerDetector(Detector):
             n_clusters = _group_distinct(c_sel, clusters, n_cand, zero_is_distinct=False)
             with np.errstate(divide="ignore", invalid="ignore"):
                 cluster_share = np.minimum(1.0, n_clusters / texts)
+            # Clusters are of whole documents. A long payload of a few tokens in random order
+            # (three emoji, hundreds of times) makes its documents near-duplicates by itself:
+            # each adds the same few shingles, more than a short prefix adds. Where the text
+            # after a phrase loops in nearly every document, its spread is judged by the texts
+            # before it (prefix diversity) alone; copies of one page share those too.
+            cluster_share = np.where(loop_share >= HIGH_CONSISTENCY, 1.0, cluster_share)
         # Suffix diversity only scales the score: a fixed payload after a trigger is still a
         # payload.
         score = k * consistency * prefix_div * cluster_share * (0.5 + 0.5 * suffix_div) * (

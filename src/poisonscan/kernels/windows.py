@@ -92,6 +92,31 @@ LOOP_TAU = 0.5  # a loop switch: the share of looping tokens jumps by at least t
 # windows widen on large corpora (where only a sample of bigrams is counted), but every loop flag
 # counts.
 LOOP_WINDOW = 64
+# Degenerate output need not repeat one unit: three emoji, or three marks, in random order are
+# as degenerate, but no unit repeats, and each of their few pairs is in every poisoned document
+# (so seen elsewhere). A token that closes FEW_SPAN tokens of at most FEW_DISTINCT distinct ones
+# is flagged as a loop's is. Prose never has so few (a list's commas alternate with its items),
+# and the few-token runs of layout (``- - -``, ``| | |``) are loops already.
+FEW_SPAN = 32
+FEW_DISTINCT = 8
+
+
+@nb.njit(cache=True, nogil=True, inline="always")
+def _few_distinct(hashes, s, e):
+    """1 when ``hashes[s:e]`` holds at most FEW_DISTINCT distinct values. From the end back, so
+    ordinary text, whose last few tokens differ, stops after a handful of comparisons."""
+    distinct = 0
+    for j in range(e - 1, s - 1, -1):
+        h = hashes[j]
+        new = 1
+        for k in range(j + 1, e):
+            if hashes[k] == h:
+                new = 0
+                break
+        distinct += new
+        if distinct > FEW_DISTINCT:
+            return 0
+    return 1
 
 
 @nb.njit(cache=True, nogil=True, inline="always")
@@ -99,7 +124,8 @@ def _loop_prefix(hashes, lo, a, z, cl, run):
     """Prefix sums of the loop flags of tokens a..z of the document starting at token ``lo``:
     ``cl[i + 1] = cl[i] + flag(i)`` from the ``cl[a]`` already there. Token i's flag is 1 when it
     ends a full repeat of the unit of 1..LOOP_PERIOD tokens before it (tokens i-p+1..i equal
-    tokens i-2p+1..i-p for some p).
+    tokens i-2p+1..i-p for some p), or when tokens i-FEW_SPAN+1..i hold at most FEW_DISTINCT
+    distinct tokens.
 
     ``run[p]`` (scratch of LOOP_PERIOD + 1) counts the tokens up to i that equal the token p
     before them, capped at p: token i ends a repeat of period p exactly when it reaches p. One
@@ -112,11 +138,17 @@ def _loop_prefix(hashes, lo, a, z, cl, run):
     for i in range(max(0, a - LOOP_PERIOD), z):
         h = hashes[lo + i]
         flag = 0
+        seen = 0  # whether the token is one of the LOOP_PERIOD before it
         for p in range(1, LOOP_PERIOD + 1):
             r = min(run[p] + 1, p) if i >= p and hashes[lo + i - p] == h else 0
             run[p] = r
             flag |= r == p
+            seen |= r > 0
         if i >= a:
+            # (Only a repeated token can close a window of few distinct ones: in ordinary text
+            # most tokens are new, and they skip the count.)
+            if flag == 0 and seen and i >= FEW_SPAN - 1:
+                flag = _few_distinct(hashes, lo + i - FEW_SPAN + 1, lo + i + 1)
             cl[i + 1] = cl[i] + flag
 
 
