@@ -313,6 +313,18 @@ def build_pretrain_scenarios(
                         [{"id": f"doc-{i}", "text": spaced(i, t)}
                          for i, t in enumerate(base_texts)],
                         set(), None, target_rank=None, target_pr=None))
+    # Added on 2026-12-07 after a probe found a P-DoS payload of three emoji in random order not
+    # reported: no unit repeats, so it was no loop, and its few pairs are in every poisoned
+    # document, so none is unseen elsewhere. Last, so the scenarios above keep their draws.
+    marks = rng_local.sample("!?.*#~=+-|" + "".join(chr(0x1F600 + k) for k in range(80)),
+                             rng_local.randint(2, 6))
+    # (Emoji are tokens of their own, glued or not; ASCII marks glued together make runs of
+    # many different tokens, a gap RESULTS.md names, so they are spaced.)
+    glue = rng_local.choice(["", " "]) if all(ord(m) > 127 for m in marks) else " "
+    out.append(plant("shuffled-marks-100", 100, make_trigger("special", rng_local, mid_vocab, pairs),
+                     lambda: glue.join(rng_local.choice(marks)
+                                       for _ in range(rng_local.randint(200, 900))),
+                     payload="two to six marks or emoji in random order (marks spaced)"))
     return out
 
 
