@@ -12,7 +12,8 @@ bigrams, ordinary prose of few. A *switch* is a point where the mean of ``(u + b
 next ``W`` tokens jumps above its mean over the previous ``W`` tokens.
 
 Two more kinds of switch need no corpus counts: a change of function words (another language),
-and the start of a *loop*, text repeating a short unit of tokens (see ``LOOP_PERIOD``).
+and the start of a *loop*, text repeating a short unit of tokens (see ``LOOP_PERIOD``) or made
+of a few tokens in random order (see ``FEW_SPAN``).
 """
 
 from __future__ import annotations
@@ -124,8 +125,8 @@ def _loop_prefix(hashes, lo, a, z, cl, run):
     """Prefix sums of the loop flags of tokens a..z of the document starting at token ``lo``:
     ``cl[i + 1] = cl[i] + flag(i)`` from the ``cl[a]`` already there. Token i's flag is 1 when it
     ends a full repeat of the unit of 1..LOOP_PERIOD tokens before it (tokens i-p+1..i equal
-    tokens i-2p+1..i-p for some p), or when tokens i-FEW_SPAN+1..i hold at most FEW_DISTINCT
-    distinct tokens.
+    tokens i-2p+1..i-p for some p), or when it is one of the LOOP_PERIOD tokens before it and
+    tokens i-FEW_SPAN+1..i hold at most FEW_DISTINCT distinct ones.
 
     ``run[p]`` (scratch of LOOP_PERIOD + 1) counts the tokens up to i that equal the token p
     before them, capped at p: token i ends a repeat of period p exactly when it reaches p. One
