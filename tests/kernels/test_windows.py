@@ -507,6 +507,49 @@ def test_loop_flags_mark_a_few_tokens_in_random_order():
     assert loop_flags(hashes, off).tolist() == few + [0] * len(listed)
 
 
+@st.composite
+def few_token_runs(draw):
+    """A document of runs (1 to 24 copies) of a few distinct tokens: long runs of one token put
+    the others' next use more than LOOP_PERIOD tokens on, the case the kernel's skip test must
+    allow for (see windows._loop_prefix)."""
+    alphabet = draw(st.integers(2, FEW_DISTINCT + 3))
+    runs = draw(st.lists(st.tuples(st.integers(1, alphabet), st.integers(1, 24)), max_size=40))
+    return [t for t, n in runs for _ in range(n)]
+
+
+def fresh_bound_holds(doc: list[int]) -> bool:
+    """Every FEW_SPAN window of at most FEW_DISTINCT distinct tokens holds at most
+    2 * FEW_DISTINCT tokens that are none of the LOOP_PERIOD before them."""
+    fresh = [int(doc[i] not in doc[max(0, i - LOOP_PERIOD) : i]) for i in range(len(doc))]
+    return all(sum(fresh[s : s + FEW_SPAN]) <= 2 * FEW_DISTINCT
+               for s in range(len(doc) - FEW_SPAN + 1)
+               if len(set(doc[s : s + FEW_SPAN])) <= FEW_DISTINCT)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(few_token_runs(), min_size=1, max_size=4))
+def test_loop_flags_of_few_tokens_in_runs_match_reference(docs):
+    assert all(fresh_bound_holds(doc) for doc in docs)
+    hashes, off = flatten(docs)
+    assert loop_flags(hashes, off).tolist() == [f for doc in docs for f in ref_loop_flags(doc)]
+
+
+def test_few_distinct_window_with_every_value_new_twice_is_flagged():
+    # Eight values each new twice in one window (first use, then after a gap of more than
+    # LOOP_PERIOD): the most new tokens a window of few distinct ones can hold.
+    lead = list(range(100, 100 + LOOP_PERIOD))  # nothing the window repeats
+    vals = list(range(1, FEW_DISTINCT + 1))
+    window = vals + vals + [vals[-1]] * (LOOP_PERIOD - FEW_DISTINCT + 1) + vals[:-1]
+    doc = lead + window[:FEW_SPAN] + [vals[-1]]
+    assert len(set(doc[-FEW_SPAN:])) <= FEW_DISTINCT
+    fresh = [int(doc[i] not in doc[max(0, i - LOOP_PERIOD) : i]) for i in range(len(doc))]
+    assert sum(fresh[-FEW_SPAN:]) >= 2 * FEW_DISTINCT - 2
+    hashes, off = flatten([doc])
+    flags = loop_flags(hashes, off).tolist()
+    assert flags == ref_loop_flags(doc)
+    assert flags[-1] == 1
+
+
 @settings(max_examples=100, deadline=None)
 @given(token_corpora())
 def test_token_features_matches_reference(corpus):
