@@ -228,12 +228,13 @@ def _scan(data, offsets, seed, doc0, byte0, t, out_hash, out_start, out_end, out
                     b = data[i]
                     cb = _BYTE_CLASS[b]
                     if cb == c:
-                        if b != b0:
-                            same = 0
-                        elif same == PUNCT_RUN:
-                            break
-                        elif same > 0:
-                            same += 1
+                        if same > 0:
+                            if b != b0:
+                                same = 0
+                            elif same == PUNCT_RUN:
+                                break
+                            else:
+                                same += 1
                         h = (h ^ _ASCII_FOLD[b]) * FNV_PRIME
                         i += 1
                         room -= 1
