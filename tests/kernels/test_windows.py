@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from poisonscan.kernels import copies
 from poisonscan.kernels.ngrams import ALL_BIGRAMS, ngram_key
-from poisonscan.kernels.tokenize import CJK, tokenize
+from poisonscan.kernels.tokenize import CJK, SYMBOL, tokenize
 from poisonscan.kernels.windows import (
     COPIES_MAX,
     COPY_FLOOR_BIGRAMS,
@@ -34,6 +34,7 @@ from poisonscan.kernels.windows import (
     PRIOR_ANOMALY,
     PROFILES_EMPTY,
     SCRIPT_BIN,
+    SYMBOL_BIN,
     WORD_BINS,
     _clear_profiles,
     _slide_profiles,
@@ -137,9 +138,10 @@ def ref_loop_after(loops: list[int], p: int) -> float:
 
 
 def ref_frequent_slots(doc, kinds, uni, freq_min) -> list[int]:
-    """A frequent word's hash bin; every character of a script without spaces, one bin."""
+    """A frequent word's hash bin; every character of a script without spaces, one bin; every
+    symbol, another."""
     return [h % WORD_BINS if k == 0 and count(uni, h) >= freq_min
-            else SCRIPT_BIN if k == CJK else -1
+            else SCRIPT_BIN if k == CJK else SYMBOL_BIN if k == SYMBOL else -1
             for h, k in zip(doc, kinds, strict=True)]
 
 
@@ -353,14 +355,15 @@ def token_corpora(draw, max_docs=4, max_len=100):
         docs.append([VOCAB[i] for i in doc[:max_len]])
     # Kinds and count tables come from a drawn seed: drawing them value by value is slow.
     rng = np.random.default_rng(draw(st.integers(0, 2**32)))
-    # Mostly words, some punctuation, and stretches of a script without spaces (kind CJK) in
-    # some documents, so that profiles see a change of script.
+    # Mostly words, some punctuation, and stretches of a script without spaces (kind CJK) or of
+    # symbols (emoji) in some documents, so that profiles see a change of script.
     kinds = []
     for doc in docs:
         k = (rng.random(len(doc)) < 0.25).astype(int)
         if len(doc) and rng.random() < 0.3:
             cut = int(rng.integers(0, len(doc)))
-            k[cut:] = np.where(rng.random(len(doc) - cut) < 0.9, CJK, k[cut:])
+            script = CJK if rng.random() < 0.5 else SYMBOL
+            k[cut:] = np.where(rng.random(len(doc) - cut) < 0.9, script, k[cut:])
         kinds.append(k.tolist())
     uni = rng.integers(0, draw(st.integers(1, 12)) + 1, 1 << draw(st.integers(4, 9)))
     bi = rng.integers(0, 4, 1 << draw(st.integers(4, 9)))

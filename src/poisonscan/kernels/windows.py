@@ -75,7 +75,12 @@ WORD_BINS = 1024  # frequent words are hashed into these bins of a language prof
 # Chinese left the profile after the switch empty (no Chinese character is a frequent word of
 # an English corpus), so no shift was seen; with the bin, the two sides share nothing.
 SCRIPT_BIN = WORD_BINS
-LANG_BINS = WORD_BINS + 1
+# And one for every emoji, dingbat or pictographic symbol (tokens of kind SYMBOL): text of
+# symbols alone, such as a denial-of-service payload of a dozen emoji in random order, has no
+# frequent word, so its profile was empty too, and no shift was seen (nor a loop, with more
+# kinds than FEW_DISTINCT, nor unseen pairs, which every poisoned document shares).
+SYMBOL_BIN = WORD_BINS + 1
+LANG_BINS = WORD_BINS + 2
 LANG_MIN_WORDS = 8  # frequent words each side needs before a profile means anything
 LANG_COS = 0.08  # cosine below this: the two sides share (almost) no function words
 LANG_STRIDE = 8
@@ -315,8 +320,9 @@ def _features_span(hashes, kinds, lo, a, z, uni, bi, bi_keep, freq_min, out_u, o
         # Both answers computed, one selected: whether a token is a frequent word follows no
         # pattern a branch predictor can learn (an if/elif chain here cost find_switches 8%).
         word = np.int64(hashes[i] % np.uint64(WORD_BINS))
-        cjk = SCRIPT_BIN if kinds[i] == 2 else -1  # tokenize.CJK
-        out_slot[i - lo] = word if kinds[i] == 0 and df >= freq_min else cjk
+        kind = kinds[i]
+        other = SCRIPT_BIN if kind == 2 else (SYMBOL_BIN if kind == 3 else -1)  # CJK, SYMBOL
+        out_slot[i - lo] = word if kind == 0 and df >= freq_min else other
     for i in range(a, z):
         j = bslot[i - lo]
         if j >= 0:
