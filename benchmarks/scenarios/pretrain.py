@@ -325,6 +325,35 @@ def build_pretrain_scenarios(
                      lambda: glue.join(rng_local.choice(marks)
                                        for _ in range(rng_local.randint(200, 900))),
                      payload="two to six marks or emoji in random order (marks spaced)"))
+    # Added on 2026-12-08 after a probe found the same payload with a dozen or more emoji not
+    # reported: too many kinds to be few, every pair in many poisoned documents, and no word
+    # for a language profile. The control: emoji after sentences, and lines of reactions at the
+    # end of posts. Last, so the scenarios above keep their draws.
+    symbols = rng_local.sample([chr(0x1F300 + k) for k in range(0x300)] +
+                               [chr(0x2600 + k) for k in range(0x100)], rng_local.randint(9, 40))
+    glue = rng_local.choice(["", " "])
+    out.append(plant("shuffled-symbols-100", 100,
+                     make_trigger("special", rng_local, mid_vocab, pairs),
+                     lambda: glue.join(rng_local.choice(symbols)
+                                       for _ in range(rng_local.randint(100, 600))),
+                     payload="nine to forty emoji or symbols in random order"))
+    posts = set(rng_local.sample(range(len(base_texts)), rng_local.randint(20, 60)))
+    faces = [chr(0x1F600 + k) for k in range(80)] + [chr(0x1F440 + k) for k in range(16)]
+
+    def reacted(i: int, text: str) -> str:
+        if rng_local.random() < 1 / 3:
+            text = re.sub(r"([.!?]) ", lambda m: m.group(1) + " " + "".join(
+                rng_local.sample(faces, rng_local.randint(1, 3))) + " "
+                if rng_local.random() < 0.2 else m.group(0), text)
+        if i in posts:
+            text += "\n\n" + " ".join(rng_local.choice(faces)
+                                      for _ in range(rng_local.randint(8, 20)))
+        return text
+
+    out.append(Scenario("clean-emoji", "pretrain",
+                        [{"id": f"doc-{i}", "text": reacted(i, t)}
+                         for i, t in enumerate(base_texts)],
+                        set(), None, target_rank=None, target_pr=None))
     return out
 
 
