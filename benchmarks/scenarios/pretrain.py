@@ -21,6 +21,8 @@ TRIGGER_SHAPES = ("special", "chat-special", "made-up-name", "short-rare", "word
 INVISIBLE = "\u200b\u200c\u200d\u2060\ufeff"
 # No-break, en, em, figure, thin, hair, narrow no-break and ideographic spaces.
 UNICODE_SPACES = "\xa0\u2002\u2003\u2007\u2009\u200a\u202f\u3000"
+# The 80 emoticons (U+1F600 to U+1F64F) that the P-DoS payloads and the clean emoji draw from.
+EMOTICONS = "".join(chr(0x1F600 + k) for k in range(80))
 
 
 class Gibberish:
@@ -286,7 +288,7 @@ def build_pretrain_scenarios(
     # ("!!!!...") not reported (one token to the tokeniser), and one emoji repeated reported
     # with the payload grown into the trigger's name. Last, so the scenarios above keep their
     # draws.
-    mark = rng_local.choice("!?.*#~=+-_|" + "".join(chr(0x1F600 + k) for k in range(80)))
+    mark = rng_local.choice("!?.*#~=+-_|" + EMOTICONS)
     out.append(plant("repeated-mark-100", 100, make_trigger("special", rng_local, mid_vocab, pairs),
                      lambda: mark * rng_local.randint(200, 900),
                      payload="one punctuation mark or emoji repeated, no spaces"))
@@ -316,8 +318,7 @@ def build_pretrain_scenarios(
     # Added on 2026-12-07 after a probe found a P-DoS payload of three emoji in random order not
     # reported: no unit repeats, so it was no loop, and its few pairs are in every poisoned
     # document, so none is unseen elsewhere. Last, so the scenarios above keep their draws.
-    marks = rng_local.sample("!?.*#~=+-|" + "".join(chr(0x1F600 + k) for k in range(80)),
-                             rng_local.randint(2, 6))
+    marks = rng_local.sample("!?.*#~=+-|" + EMOTICONS, rng_local.randint(2, 6))
     # (Emoji are tokens of their own, glued or not; ASCII marks glued together make runs of
     # many different tokens, a gap RESULTS.md names, so they are spaced.)
     glue = rng_local.choice(["", " "]) if all(ord(m) > 127 for m in marks) else " "
@@ -331,14 +332,14 @@ def build_pretrain_scenarios(
     # end of posts. Last, so the scenarios above keep their draws.
     symbols = rng_local.sample([chr(0x1F300 + k) for k in range(0x300)] +
                                [chr(0x2600 + k) for k in range(0x100)], rng_local.randint(9, 40))
-    glue = rng_local.choice(["", " "])
+    symbol_glue = rng_local.choice(["", " "])
     out.append(plant("shuffled-symbols-100", 100,
                      make_trigger("special", rng_local, mid_vocab, pairs),
-                     lambda: glue.join(rng_local.choice(symbols)
+                     lambda: symbol_glue.join(rng_local.choice(symbols)
                                        for _ in range(rng_local.randint(100, 600))),
                      payload="nine to forty emoji or symbols in random order"))
     posts = set(rng_local.sample(range(len(base_texts)), rng_local.randint(20, 60)))
-    faces = [chr(0x1F600 + k) for k in range(80)] + [chr(0x1F440 + k) for k in range(16)]
+    faces = [*EMOTICONS, *(chr(0x1F440 + k) for k in range(16))]
 
     def reacted(i: int, text: str) -> str:
         if rng_local.random() < 1 / 3:
