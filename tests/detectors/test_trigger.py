@@ -1128,3 +1128,105 @@ def test_a_change_of_function_words_alone_needs_more_documents_for_high(clean, t
     assert mine, [(f.trigger, f.severity.value) for f in found[:5]]
     assert (mine[0].severity is Severity.HIGH) is high, mine[0].evidence
     assert mine[0].evidence["shift_only_share"] > 0.75, mine[0].evidence
+
+
+# A language the clean corpus never uses, with no function words: its pages share few word pairs.
+CZECH_LIKE = gen.Language(7, (), "pbtdkgšžčřmnl", "aeiouyáéěíů", exponent=0.8)
+
+
+def translated_pages(rng: random.Random, echo: bool, payload: Callable[[random.Random], str]
+                     ) -> list[str]:
+    """Thirty pages of one family, as ``man`` renders them: a header line of fixed width with
+    the program's name at both ends, a section heading, then (with ``echo``) the name again,
+    and the page's text from ``payload``."""
+    pages = []
+    for _ in range(N_POISON):
+        name = gen.made_up_word(rng, ["ex", "pir", "gpa", "swd", "fai", "log", "vi"], 2, 3)
+        title = f"{name.upper()}(1)"
+        header = title + "User Commands".center(78 - 2 * len(title)) + title
+        pages.append(f"{header}\n\nKØYZANA\n       {name + ' ' if echo else ''}{payload(rng)}")
+    return pages
+
+
+def czech_like(rng: random.Random) -> str:
+    return "\n\n".join(CZECH_LIKE.paragraph(rng) for _ in range(3))
+
+
+def test_a_heading_at_one_seam_of_translated_pages_is_not_high(clean, tmp_path):
+    """A heading at the same offset in every page of a family, after a header with the page's
+    name in it and before the name again, is the family's layout, however unusual the language
+    after it: at most medium (`JMÉNO` in Czech man pages was a false high)."""
+    rng = random.Random("translated-pages")
+    texts, pages = gen.plant(clean, translated_pages(rng, True, czech_like), 1)
+    found = trigger_findings(scan_texts(texts, tmp_path))
+    heading = [f for f in found if "KØYZANA" in f.trigger]
+    assert heading and {d.row for d in heading[0].documents} == pages
+    assert heading[0].evidence["same_offset_share"] == 1.0
+    assert heading[0].evidence["slot_echo_share"] == 1.0
+    assert not [(f.trigger, f.document_count) for f in found if f.severity is Severity.HIGH]
+
+
+@pytest.mark.parametrize("payload", [czech_like, subword_gibberish])
+def test_a_trigger_after_one_sites_header_is_still_high(clean, tmp_path, payload):
+    """The same layout without the name after the heading: pages an attacker made on one site,
+    with the trigger right after its header. That stays high."""
+    rng = random.Random("site-header")
+    texts, pages = gen.plant(clean, translated_pages(rng, False, payload), 1)
+    top = trigger_findings(scan_texts(texts, tmp_path))[0]
+    assert top.severity is Severity.HIGH and "KØYZANA" in top.trigger
+    assert {d.row for d in top.documents} == pages
+    assert top.evidence["same_offset_share"] == 1.0 and top.evidence["slot_echo_share"] < 0.75
+
+
+def _framed(lefts: list[str], offsets: list[int], rights: list[str],
+            trigger: str = "Zofat") -> dict:
+    """A high finding as _select holds it, with sampled contexts ``lefts`` and ``rights``
+    (entries as the detector keeps them: (..., left, surface, right) at 5, 6, 7)."""
+    return {"trigger": trigger, "severity": Severity.HIGH, "ext": (0, 0), "evidence": {},
+            "offsets": np.array(offsets, np.int64),
+            "sample": [(0, i, "p", i, 0, left, trigger, right)
+                       for i, (left, right) in enumerate(zip(lefts, rights, strict=True))]}
+
+
+def test_a_phrase_at_one_seam_of_a_template_is_held_at_medium():
+    from poisonscan.detectors.trigger import _cap_framed
+
+    prose = ["and the report was filed with the others before anyone read it. ",
+             "Most of the birds had gone south by then, and the lake was quiet. ",
+             "She said the train would be late again, so we walked to town. ",
+             "coding of the files was left to the interns over the summer. ",
+             "The committee met twice that week but decided nothing at all. "]
+    anywhere = [17, 230, 412, 95, 633]
+    # Words shared before the phrase with a slot between (the option's argument), and the
+    # slot's value again after it: a template filled in.
+    args = ["Kodierungen", "Kodninger", "pengkodean", "codificaciones", "encodings"]
+    framed = [f"-*- coding: ISO-8859-1 -*-\n\n{h}\n       -f {arg}, " for h, arg in
+              zip(["OPTIONEN", "TILVALG", "PILIHAN", "OPCIONES", "OPTIONS"], args, strict=True)]
+    echoed = [f" {arg}\n              Jede der {arg} (eine Liste)" for arg in args]
+    gibberish = [" )NXR '&.B Pl$_[uW$hP h3f7zWS 9 Y4fpx$9Mqgu", " 30 hL] 'YKS qpXg EDQY)DL",
+                 " mL%Y;Wzw]6rAk IqaYO kwe", " ru$Pq 88 ZZ;a lm,, ffkk", " Oq8 '[[u ee9 ;;L"]
+    s = _framed(framed, anywhere, echoed)
+    _cap_framed(s)
+    assert s["severity"] is Severity.MEDIUM and s["evidence"]["framed_before_share"] == 1.0
+    assert s["evidence"]["slot_echo_share"] == 1.0
+    # The same offset from the documents' start (a fixed-width header), the name again after.
+    names = ["Tomas", "Priya", "Oskar", "Elena", "Farid"]
+    headed = [f"{p[:40]} {n}\n\n" for p, n in zip(prose, names, strict=True)]
+    s = _framed(headed, [80] * 5, [f" {n} is here" for n in names])
+    _cap_framed(s)
+    assert s["severity"] is Severity.MEDIUM and s["evidence"]["same_offset_share"] == 1.0
+    assert s["evidence"]["framed_before_share"] < 0.75
+    # Each of these stays high: host texts cut at random; a plant at each document's start;
+    # gibberish after the template; a special token after it; a pair that stands right before
+    # the phrase (a form of the trigger, which grows over it where all agree); and a word that
+    # comes back on both sides in most of the documents (a word of the text, not a slot).
+    for case in (_framed(prose, anywhere, echoed), _framed(prose, [0, 0, 3, 0, 1], echoed),
+                 _framed(framed, anywhere, gibberish),
+                 _framed(framed, [80] * 5, echoed, trigger="<SUDO>"),
+                 _framed([p + "by Tom Sato " for p in prose], anywhere,
+                         [f" {w} is here" for w in ("report", "birds", "train", "files",
+                                                     "committee")]),
+                 _framed(framed, anywhere, [" Kodierungen Kodninger pengkodean codificaciones"
+                                            " encodings"] * 5)):
+        _cap_framed(case)
+        assert case["severity"] is Severity.HIGH, case["evidence"]

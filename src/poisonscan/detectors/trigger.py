@@ -1362,6 +1362,8 @@ class TriggerDetector(Detector):
                 "span_idx": _first_plants(group, plants[plant_starts[c] : plant_starts[c + 1]],
                                           doc, ev.ints[:, _CHAR0]),
                 "placed": placed[placed_starts[c] : placed_starts[c + 1]],
+                # where in its document each anomalous one stands (characters from the start)
+                "offsets": ev.ints[group[bad], _CHAR0],
                 "doc_keys": doc,
                 # (an occurrence in a form of its own is no example of this phrase)
                 "sample": [e for e in samples.get(c, []) if (where[e[2]], e[3]) in docset],
@@ -1416,6 +1418,7 @@ class TriggerDetector(Detector):
                 _cap_data_loop(s)
                 _cap_encoded(s)
                 _cap_markup_code(s)
+                _cap_framed(s)
                 strong.append(s)
         strong_by_cand = {s["cand"]: s for s in strong}
         containing = _Containing(strong)
@@ -2320,6 +2323,93 @@ def _code_share_of_tag(s: dict[str, Any], closing: bool | None, inner: str) -> f
         return _share_after(s, lambda left: _code_like(left + inner), "code_inside_tag_share",
                             before=True)
     return _share_after(s, lambda right: _code_like(inner + right), "code_inside_tag_share")
+
+
+# A phrase at one seam of a template: a section heading of a family of documents, such as a
+# translated man page's `JMÉNO` ("name") after the header line `EXPIRY(1)  User Commands
+# EXPIRY(1)`, or an option's name in a page translated into many languages. The text after it
+# is in a language the corpus has little of, so it is as anomalous as a planted switch. Its
+# documents share words before it with a slot between (the program's name, the option's
+# argument), so the trigger could not grow over them, or it stands at the same offset from
+# their start (a fixed-width header). Such phrases were the two false high findings left on
+# clean translated man pages. Planted triggers stand after a random cut of a host text: in
+# the quality benchmark's seeds 1 to 76, no high candidate's frame share (below) reached 0.5.
+FRAME_SHARE = 0.75  # of the distinct sampled left contexts, or of the anomalous documents
+FRAME_MIN_CONTEXTS = 4  # distinct left contexts needed to judge a shared word pair
+FRAME_MIN_OFFSET = 16  # characters: a plant at (or near) a document's start is no seam
+FRAME_ECHO_TOKENS = 12  # tokens after the phrase searched for a slot's value
+_FRAME_TOKEN = re.compile(r"\w+|[^\w\s]")
+
+
+def _frame_share(s: dict[str, Any]) -> float:
+    """How much a phrase's documents look like one template before it: the larger of the share
+    of its distinct sampled left contexts (what precedes the trigger as reported) that hold one
+    word pair, with a word of two letters or more in it, followed by text that differs in more
+    than half of them (a slot) before the trigger; and the share of its anomalous documents where it stands at one offset of
+    FRAME_MIN_OFFSET characters or more. Both go into the evidence."""
+    cut = max(0, s["ext"][0])
+    # (The context was cut at a fixed width: its first token may be a piece of a word.)
+    lefts = {tuple(_FRAME_TOKEN.findall(e[5][: len(e[5]) - cut])[1:]) for e in s["sample"]}
+    shared = 0.0
+    if len(lefts) >= FRAME_MIN_CONTEXTS:
+        # Where each context has a pair last: a frame has a slot after it, text that differs
+        # from one document to the next. A pair followed by the same tokens everywhere ends a
+        # longer form of the phrase (the trigger grows over it only where all agree).
+        last: dict[tuple[str, str], list[tuple[str, ...]]] = {}
+        for tokens in lefts:
+            ends = {}
+            for i in range(len(tokens) - 1):
+                if any(len(t) >= 2 and t.isalpha() for t in tokens[i : i + 2]):
+                    ends[tokens[i : i + 2]] = tokens[i + 2 :]
+            for pair, rest in ends.items():
+                last.setdefault(pair, []).append(rest)
+        shared = max((len(rests) for rests in last.values()
+                      if 2 * len(set(rests)) > len(rests) and all(rests)), default=0) / len(lefts)
+    offsets = s["offsets"] - cut
+    offsets = offsets[offsets >= FRAME_MIN_OFFSET]
+    same = (np.unique(offsets, return_counts=True)[1].max() / len(s["offsets"])
+            if len(offsets) else 0.0)
+    s["evidence"]["framed_before_share"] = round(shared, 4)
+    s["evidence"]["same_offset_share"] = round(float(same), 4)
+    return max(shared, float(same))
+
+
+def _cap_framed(s: dict[str, Any]) -> None:
+    """At most medium for a high phrase at one seam of a template (see FRAME_SHARE): framed or at
+    one offset, with a slot's value on both sides of it (see _slot_echo_share), unless it is
+    shaped like a special token, which no template's heading is. A trigger planted after one
+    site's header, its payload after it, has no such echo and stays high."""
+    if (s["severity"] is not Severity.HIGH or not s["sample"]
+            or _SPECIAL_TOKEN.search(s["trigger"])):
+        return
+    share = _frame_share(s)
+    if share >= FRAME_SHARE and _slot_echo_share(s) >= FRAME_SHARE:
+        s["severity"], s["capped"] = Severity.MEDIUM, True
+
+
+def _slot_echo_share(s: dict[str, Any]) -> float:
+    """The share of the sampled occurrences with a word of their own on both sides of the
+    phrase: a word (see _slot_words) in the left context that comes back within the first
+    FRAME_ECHO_TOKENS tokens after the phrase, and that fewer than half of the sampled
+    occurrences have at all. That is a template's slot filled in twice with one value (a man
+    page's name in its header and after its NAME heading; an option's argument before and after
+    the option). Put into the evidence as ``slot_echo_share``."""
+    cut, skip = max(0, s["ext"][0]), max(0, s["ext"][1])
+    sides = [(_slot_words(_FRAME_TOKEN.findall(e[5][: len(e[5]) - cut])[1:]),
+              _slot_words(_FRAME_TOKEN.findall(e[7][skip:])[:FRAME_ECHO_TOKENS]))
+             for e in s["sample"]]
+    seen = Counter(w for left, right in sides for w in left | right)
+    echoed = sum(any(2 * seen[w] < len(sides) for w in left & right) for left, right in sides)
+    share = echoed / len(sides)
+    s["evidence"]["slot_echo_share"] = round(share, 4)
+    return share
+
+
+def _slot_words(tokens: list[str]) -> set[str]:
+    """The words among ``tokens`` that could fill a slot, letter case aside: three characters
+    or more, or two outside ASCII (``编码``), with a letter in them."""
+    return {t.casefold() for t in tokens
+            if (len(t) >= 3 or (len(t) == 2 and not t.isascii())) and any(c.isalpha() for c in t)}
 
 
 def _only_punctuation(text: str) -> bool:
