@@ -2344,9 +2344,10 @@ _FRAME_TOKEN = re.compile(r"\w+|[^\w\s]")
 def _frame_share(s: dict[str, Any]) -> float:
     """How much a phrase's documents look like one template before it: the larger of the share
     of its distinct sampled left contexts (what precedes the trigger as reported) that hold one
-    word pair, with a word of two letters or more in it, followed by text that differs in more
-    than half of them (a slot) before the trigger; and the share of its anomalous documents where it stands at one offset of
-    FRAME_MIN_OFFSET characters or more. Both go into the evidence."""
+    word pair, with a word of two letters or more in it, followed before the trigger by text
+    that differs in more than half of them (a slot); and the share of its anomalous documents
+    where it stands at one offset of FRAME_MIN_OFFSET characters or more. Both go into the
+    evidence."""
     cut = max(0, s["ext"][0])
     # (The context was cut at a fixed width: its first token may be a piece of a word.)
     lefts = {tuple(_FRAME_TOKEN.findall(e[5][: len(e[5]) - cut])[1:]) for e in s["sample"]}
