@@ -2172,14 +2172,20 @@ def _sample_share(s: dict[str, Any], test: Any, key: str) -> float | None:
     """The share of the sampled occurrences whose text before and after the trigger passes
     ``test(left, right)``, also put into the evidence as ``key``; None without a sample. The
     kept context was cut around the n-gram: what the trigger grew over is taken off it."""
-    sample = s["sample"]
-    if not sample:
+    if not s["sample"]:
         return None
-    cut = max(0, s["ext"][0])
-    skip = max(0, s["ext"][1])  # (negative when the trigger ends before its n-gram does)
-    share = sum(test(e[5][: len(e[5]) - cut], e[7][skip:]) for e in sample) / len(sample)
+    contexts = _kept_contexts(s)
+    share = sum(test(left, right) for left, right in contexts) / len(contexts)
     s["evidence"][key] = round(share, 4)
     return share
+
+
+def _kept_contexts(s: dict[str, Any]) -> list[tuple[str, str]]:
+    """The text before and after each sampled occurrence, as kept around the n-gram, with
+    what the trigger grew over taken off."""
+    cut = max(0, s["ext"][0])
+    skip = max(0, s["ext"][1])  # (negative when the trigger ends before its n-gram does)
+    return [(e[5][: len(e[5]) - cut], e[7][skip:]) for e in s["sample"]]
 
 
 def _cap_encoded(s: dict[str, Any]) -> None:
@@ -2350,7 +2356,7 @@ def _frame_share(s: dict[str, Any]) -> float:
     evidence."""
     cut = max(0, s["ext"][0])
     # (The context was cut at a fixed width: its first token may be a piece of a word.)
-    lefts = {tuple(_FRAME_TOKEN.findall(e[5][: len(e[5]) - cut])[1:]) for e in s["sample"]}
+    lefts = {tuple(_FRAME_TOKEN.findall(left)[1:]) for left, _ in _kept_contexts(s)}
     shared = 0.0
     if len(lefts) >= FRAME_MIN_CONTEXTS:
         # Where each context has a pair last: a frame has a slot after it, text that differs
@@ -2395,10 +2401,9 @@ def _slot_echo_share(s: dict[str, Any]) -> float:
     occurrences have at all. That is a template's slot filled in twice with one value (a man
     page's name in its header and after its NAME heading; an option's argument before and after
     the option). Put into the evidence as ``slot_echo_share``."""
-    cut, skip = max(0, s["ext"][0]), max(0, s["ext"][1])
-    sides = [(_slot_words(_FRAME_TOKEN.findall(e[5][: len(e[5]) - cut])[1:]),
-              _slot_words(_FRAME_TOKEN.findall(e[7][skip:])[:FRAME_ECHO_TOKENS]))
-             for e in s["sample"]]
+    sides = [(_slot_words(_FRAME_TOKEN.findall(left)[1:]),
+              _slot_words(_FRAME_TOKEN.findall(right)[:FRAME_ECHO_TOKENS]))
+             for left, right in _kept_contexts(s)]
     seen = Counter(w for left, right in sides for w in left | right)
     echoed = sum(any(2 * seen[w] < len(sides) for w in left & right) for left, right in sides)
     share = echoed / len(sides)
